@@ -1,0 +1,102 @@
+//! The control core's seam: observations in, commands out.
+//!
+//! A controller is a sans-IO state machine. The driver (the simulator here,
+//! the live adapter later) calls [`Controller::handle_observation`] at the
+//! controller's own period with the current time as a value, then drains
+//! [`Controller::poll_command`]. Nothing in `control/` reads a clock, does IO
+//! or owns a global random generator; randomness, where a controller needs
+//! it, comes from a seeded stream handed in at construction.
+
+use crate::metrics::ServiceMetrics;
+use crate::time::{Span, Time};
+
+/// Lifecycle phase of a pod as the Kubernetes API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Not scheduled: no node has room.
+    Pending,
+    /// Scheduled; the container is starting or waiting in CrashLoopBackOff.
+    Starting,
+    Running,
+    Terminating,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    pub phase: PodPhase,
+    pub ready: bool,
+    pub revision: u32,
+    /// The node it runs on (empty while Pending).
+    pub node: String,
+    /// Cores used over the last scrape interval (the per-pod sample HPA reads).
+    pub cpu_cores: f64,
+    pub cpu_request: f64,
+    pub memory_mib: f64,
+    pub memory_limit_mib: f64,
+    pub restarts: u32,
+    pub created: Time,
+    /// Last Ready condition change.
+    pub last_transition: Time,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceView {
+    pub name: String,
+    pub metrics: ServiceMetrics,
+    pub desired_replicas: u32,
+    pub revision: u32,
+    pub pods: Vec<PodView>,
+}
+
+/// What a controller is shown at one tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub now: Time,
+    pub services: Vec<ServiceView>,
+}
+
+/// What a controller may ask for. Each carries the reason it was decided,
+/// so every action can be explained after the fact.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Scale { service: String, replicas: u32, reason: String },
+    RestartPod { service: String, pod: String, reason: String },
+    Rollback { service: String, reason: String },
+}
+
+impl Command {
+    pub fn service(&self) -> &str {
+        match self {
+            Command::Scale { service, .. } | Command::RestartPod { service, .. } | Command::Rollback { service, .. } => {
+                service
+            }
+        }
+    }
+}
+
+/// A sans-IO controller.
+pub trait Controller {
+    fn name(&self) -> &str;
+    /// How often the driver hands it an observation.
+    fn period(&self) -> Span;
+    fn handle_observation(&mut self, now: Time, obs: &Observation);
+    fn poll_command(&mut self) -> Option<Command>;
+}
+
+/// Keeps the scenario's replica counts: never asks for anything.
+#[derive(Clone, Debug, Default)]
+pub struct StaticController;
+
+impl Controller for StaticController {
+    fn name(&self) -> &str {
+        "static"
+    }
+    fn period(&self) -> Span {
+        Span::from_secs(30)
+    }
+    fn handle_observation(&mut self, _now: Time, _obs: &Observation) {}
+    fn poll_command(&mut self) -> Option<Command> {
+        None
+    }
+}

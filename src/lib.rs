@@ -1,0 +1,17 @@
+//! selfheal: a self-healing control plane for microservices, and the
+//! discrete-event simulator that proves it.
+//!
+//! - [`sim`]: the simulated cluster (pods, deployments, services, call graph,
+//!   load curves, faults, metrics).
+//! - [`control`]: the sans-IO seam controllers plug into; the same calls are
+//!   driven by the simulator and by the live adapter.
+//! - [`metrics`]: metric types and the Prometheus-compatible histogram
+//!   quantile shared by simulation and live adapter.
+//! - [`scenario`]: the scenario file format and its validation.
+
+pub mod control;
+pub mod metrics;
+pub mod rng;
+pub mod scenario;
+pub mod sim;
+pub mod time;

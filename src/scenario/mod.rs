@@ -1,0 +1,171 @@
+//! Scenario files: parsing, validation and error locations.
+//!
+//! Every error names the file, the line and the field, and says what is
+//! wrong. Syntax and type errors come from the TOML deserialiser with its
+//! span; semantic errors (an unknown service in the call graph, a probability
+//! above 1, a missing trace file) carry a field path that is resolved to a
+//! line through a span-preserving parse of the same text.
+
+mod spec;
+mod validate;
+pub use validate::{expand_node_names, parse_percent_value};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use spec::*;
+
+use crate::sim::load::Trace;
+
+/// A scenario with its trace files read and checked.
+#[derive(Clone, Debug)]
+pub struct LoadedScenario {
+    pub spec: Scenario,
+    /// Trace data by the `file` string as written in the scenario.
+    pub traces: BTreeMap<String, Arc<Trace>>,
+    /// Where the scenario came from (for messages).
+    pub source: String,
+}
+
+/// One step of a field path: a table key or an array index.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A dotted field path such as `service[1].call[0].to`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FieldPath(pub Vec<Seg>);
+
+impl FieldPath {
+    pub fn key(&self, k: &str) -> FieldPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+    pub fn index(&self, i: usize) -> FieldPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{file}: cannot read the scenario: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax { file: String, line: usize, column: usize, message: String },
+    #[error("{file}:{line}: field `{field}`: {message}")]
+    Invalid { file: String, line: usize, field: String, message: String },
+}
+
+impl ScenarioError {
+    /// The line the error points at, if any.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ScenarioError::Io { .. } => None,
+            ScenarioError::Syntax { line, .. } | ScenarioError::Invalid { line, .. } => Some(*line),
+        }
+    }
+}
+
+/// A semantic problem found by validation, before it is given a line.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub path: FieldPath,
+    pub message: String,
+}
+
+/// Reads, parses and validates a scenario file. Trace paths are relative to
+/// the scenario file's directory.
+pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io { file: file.clone(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &file, &base)
+}
+
+/// Parses and validates scenario text; `file` names it in errors and
+/// `base_dir` anchors relative trace paths.
+pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, ScenarioError> {
+    let spec: Scenario = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        ScenarioError::Syntax { file: file.to_string(), line, column, message: e.message().trim().to_string() }
+    })?;
+    let invalid = |p: Problem| {
+        let line = locate_line(text, &p.path).unwrap_or(1);
+        ScenarioError::Invalid { file: file.to_string(), line, field: p.path.to_string(), message: p.message }
+    };
+    validate::check(&spec).map_err(invalid)?;
+    let traces = validate::read_traces(&spec, base_dir).map_err(invalid)?;
+    Ok(LoadedScenario { spec, traces, source: file.to_string() })
+}
+
+/// Parses a scenario whose traces are given in memory (tests, generated
+/// scenarios).
+pub fn from_spec(spec: Scenario, traces: BTreeMap<String, Arc<Trace>>) -> Result<LoadedScenario, String> {
+    validate::check(&spec).map_err(|p| format!("field `{}`: {}", p.path, p.message))?;
+    Ok(LoadedScenario { spec, traces, source: "<in memory>".into() })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// The line of the deepest part of `path` present in the document (a missing
+/// field points at its table).
+fn locate_line(text: &str, path: &FieldPath) -> Option<usize> {
+    use toml_edit::{Item, Table, Value};
+    enum Node<'a> {
+        Item(&'a Item),
+        Table(&'a Table),
+        Value(&'a Value),
+    }
+    let doc = toml_edit::Document::parse(text.to_string()).ok()?;
+    let mut node = Node::Table(doc.as_table());
+    let mut best = None;
+    for seg in &path.0 {
+        let next = match (&node, seg) {
+            (Node::Table(t), Seg::Key(k)) => t.get(k).map(Node::Item),
+            (Node::Item(Item::Table(t)), Seg::Key(k)) => t.get(k).map(Node::Item),
+            (Node::Item(Item::ArrayOfTables(a)), Seg::Index(i)) => a.get(*i).map(Node::Table),
+            (Node::Item(Item::Value(v)), _) | (&Node::Value(v), _) => match (v, seg) {
+                (Value::InlineTable(t), Seg::Key(k)) => t.get(k).map(Node::Value),
+                (Value::Array(a), Seg::Index(i)) => a.get(*i).map(Node::Value),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        let span = match &next {
+            Node::Item(i) => i.span(),
+            Node::Table(t) => t.span(),
+            Node::Value(v) => v.span(),
+        };
+        if let Some(s) = span {
+            best = Some(s.start);
+        }
+        node = next;
+    }
+    best.map(|o| line_col(text, o).0)
+}

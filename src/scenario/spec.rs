@@ -1,0 +1,613 @@
+//! The scenario file format (TOML). Every field has a documented default;
+//! unknown fields are errors, so a typo never silently falls back to one.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Simulated seconds.
+    pub duration_s: f64,
+    /// Master seed: every subsystem's stream derives from it.
+    pub seed: u64,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceSpec>,
+    #[serde(rename = "load")]
+    pub loads: Vec<LoadSpec>,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultSpec>,
+    #[serde(default)]
+    pub mesh: MeshSpec,
+    pub slo: SloSpec,
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    #[serde(default)]
+    pub kubernetes: KubernetesSpec,
+    #[serde(default)]
+    pub controller: ControllerSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec { nodes: vec![NodeSpec { name: "node".into(), count: 4, cpu: 16.0, memory_mib: 65536.0 }] }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Several identical nodes named `name-0`, `name-1`, ... (a single node
+    /// keeps its name).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Allocatable cores.
+    pub cpu: f64,
+    pub memory_mib: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// The load balancer picks a pod on arrival; each pod queues its own
+    /// requests (Envoy/Kubernetes behaviour).
+    #[default]
+    PerPod,
+    /// One FIFO queue per service feeding whichever pod frees a slot first
+    /// (the M/M/c configuration).
+    Shared,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+    Random,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Cores requested per pod (what HPA utilisation is relative to).
+    #[serde(default = "d_cpu_request")]
+    pub cpu_request: f64,
+    /// Cores a pod may use at most.
+    #[serde(default = "d_cpu_limit")]
+    pub cpu_limit: f64,
+    #[serde(default = "d_mem_request")]
+    pub memory_request_mib: f64,
+    /// A pod above this is OOM-killed.
+    #[serde(default = "d_mem_limit")]
+    pub memory_limit_mib: f64,
+    /// Requests a pod holds at once (CPU phase plus waiting on dependencies).
+    #[serde(default = "d_max_connections")]
+    pub max_connections: u32,
+    #[serde(default)]
+    pub queue: QueueKind,
+    /// Requests waiting per pod (per-pod queue) or per service (shared);
+    /// arrivals beyond it are rejected with 503.
+    #[serde(default = "d_queue_capacity")]
+    pub queue_capacity: u32,
+    #[serde(default)]
+    pub lb: LbPolicy,
+    /// Container start-up time (image pull excluded).
+    #[serde(default = "d_startup")]
+    pub startup: DistSpec,
+    pub revision: RevisionSpec,
+    #[serde(default, rename = "call")]
+    pub calls: Vec<CallSpec>,
+    #[serde(default)]
+    pub readiness: ProbeSpec,
+    #[serde(default)]
+    pub liveness: ProbeSpec,
+    #[serde(default)]
+    pub rolling_update: RollingUpdateSpec,
+}
+
+/// A deployment revision's behaviour.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionSpec {
+    /// Mean CPU time per request at one core, in ms.
+    pub service_time_ms: f64,
+    /// Coefficient of variation of the CPU time: 1 is exponential, 0 constant,
+    /// anything else lognormal.
+    #[serde(default = "one_f")]
+    pub service_time_cv: f64,
+    /// Probability that a request fails (5xx) after its CPU work.
+    #[serde(default)]
+    pub error_rate: f64,
+    #[serde(default = "d_mem_base")]
+    pub memory_base_mib: f64,
+    #[serde(default = "d_mem_per_req")]
+    pub memory_per_request_mib: f64,
+    /// A leak in this revision's code (MiB/s while running); unlike an
+    /// injected leak it comes back after every restart.
+    #[serde(default)]
+    pub leak_mib_per_s: f64,
+    /// The process exits this long after it starts (a crash-looping build).
+    pub crash_after_s: Option<f64>,
+}
+
+/// A call from this service to a dependency, made after the caller's own
+/// CPU work; a request's calls run in parallel.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    pub to: String,
+    /// Probability that a request makes this call.
+    #[serde(default = "one_f")]
+    pub probability: f64,
+    /// Caller-side per-attempt timeout.
+    #[serde(default = "d_call_timeout")]
+    pub timeout_ms: f64,
+    /// One-way network latency added to each attempt on this edge.
+    #[serde(default)]
+    pub network_latency_ms: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "dist", rename_all = "snake_case")]
+pub enum DistSpec {
+    Fixed { value_s: f64 },
+    Uniform { min_s: f64, max_s: f64 },
+    Lognormal { mean_s: f64, cv: f64 },
+}
+
+/// Kubernetes probe settings; defaults from `pkg/apis/core/v1/defaults.go`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    #[serde(default = "d_probe_period")]
+    pub period_s: f64,
+    #[serde(default = "one_f")]
+    pub timeout_s: f64,
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+    #[serde(default = "d_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default)]
+    pub initial_delay_s: f64,
+}
+
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec { period_s: 10.0, timeout_s: 1.0, success_threshold: 1, failure_threshold: 3, initial_delay_s: 0.0 }
+    }
+}
+
+/// `maxSurge` / `maxUnavailable`: an absolute count or a percent string.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(String),
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RollingUpdateSpec {
+    #[serde(default = "d_quarter")]
+    pub max_surge: IntOrPercent,
+    #[serde(default = "d_quarter")]
+    pub max_unavailable: IntOrPercent,
+}
+
+impl Default for RollingUpdateSpec {
+    fn default() -> Self {
+        RollingUpdateSpec { max_surge: d_quarter(), max_unavailable: d_quarter() }
+    }
+}
+
+/// Client load entering the call graph at one service.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    pub service: String,
+    /// Client-side timeout of a root request.
+    #[serde(default = "d_client_timeout")]
+    pub timeout_ms: f64,
+    pub curve: CurveSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum CurveSpec {
+    Constant { rate: f64 },
+    Ramp { from: f64, to: f64, start_s: f64, end_s: f64 },
+    Step { before: f64, after: f64, at_s: f64 },
+    Diurnal {
+        mean: f64,
+        /// Relative swing: 0.5 means between 50 % and 150 % of the mean.
+        amplitude: f64,
+        #[serde(default = "d_day")]
+        period_s: f64,
+        #[serde(default = "d_peak")]
+        peak_s: f64,
+    },
+    FlashCrowd { base: f64, peak: f64, start_s: f64, rise_s: f64, decay_s: f64 },
+    Bursts { base: f64, multiplier: f64, mean_gap_s: f64, mean_length_s: f64 },
+    /// Multiplicative lognormal noise with mean 1; use inside `product`.
+    Noise { cv: f64, #[serde(default = "one_f")] step_s: f64 },
+    /// Replay of a `t_seconds,value` CSV, relative to the scenario file.
+    Trace {
+        file: String,
+        /// Multiply raw values (give at most one of scale, peak, mean).
+        scale: Option<f64>,
+        /// Rescale so the trace's maximum becomes this rate.
+        peak: Option<f64>,
+        /// Rescale so the trace's mean becomes this rate.
+        mean: Option<f64>,
+        /// Trace seconds per simulated second.
+        #[serde(default = "one_f")]
+        speedup: f64,
+        /// Trace time at simulated time zero.
+        #[serde(default)]
+        offset_s: f64,
+        #[serde(default, rename = "loop")]
+        looped: bool,
+    },
+    Sum { parts: Vec<CurveSpec> },
+    Product { parts: Vec<CurveSpec> },
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    PodKill,
+    NodeLoss,
+    Latency,
+    CpuStress,
+    DependencyFailure,
+    MemoryLeak,
+    Hang,
+    BadDeploy,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::PodKill => "pod_kill",
+            FaultKind::NodeLoss => "node_loss",
+            FaultKind::Latency => "latency",
+            FaultKind::CpuStress => "cpu_stress",
+            FaultKind::DependencyFailure => "dependency_failure",
+            FaultKind::MemoryLeak => "memory_leak",
+            FaultKind::Hang => "hang",
+            FaultKind::BadDeploy => "bad_deploy",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyMode {
+    /// The dependency answers 5xx at once.
+    Errors,
+    /// The dependency never answers; callers wait for their timeout.
+    Blackhole,
+}
+
+/// One scheduled fault. Which fields apply depends on `kind`; validation
+/// rejects fields that do not apply, so a misplaced field is never ignored.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    pub at_s: f64,
+    /// Omit for faults that last until something repairs them.
+    pub duration_s: Option<f64>,
+    pub service: Option<String>,
+    /// A call edge `caller->callee` (latency only).
+    pub edge: Option<String>,
+    pub node: Option<String>,
+    /// Target this many pods of the service ...
+    pub pods: Option<u32>,
+    /// ... or this percent of them (default: all).
+    pub percent: Option<f64>,
+    /// latency: added one-way delay.
+    pub added_ms: Option<f64>,
+    /// cpu_stress: cores burnt per targeted pod.
+    pub cores: Option<f64>,
+    /// dependency_failure.
+    pub mode: Option<DependencyMode>,
+    /// dependency_failure (errors mode) and bad_deploy: probability a request fails.
+    pub error_rate: Option<f64>,
+    /// memory_leak: growth per targeted pod.
+    pub leak_mib_per_s: Option<f64>,
+    /// bad_deploy: the new revision's CPU time relative to the current one.
+    pub service_time_factor: Option<f64>,
+    /// bad_deploy: the new revision crashes this long after each start.
+    pub crash_after_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSpec {
+    #[serde(default)]
+    pub retries: RetrySpec,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerSpec,
+    #[serde(default)]
+    pub outlier_detection: OutlierSpec,
+}
+
+impl Default for MeshSpec {
+    fn default() -> Self {
+        MeshSpec { retries: RetrySpec::default(), circuit_breaker: CircuitBreakerSpec::default(), outlier_detection: OutlierSpec::default() }
+    }
+}
+
+/// Envoy retry policy defaults (`route_components.proto`): 3 retries, full
+/// jitter back-off from 25 ms capped at 250 ms, on 5xx, reset and timeout.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "d_retries")]
+    pub max_retries: u32,
+    #[serde(default = "d_retry_base")]
+    pub base_ms: f64,
+    #[serde(default = "d_retry_max")]
+    pub max_ms: f64,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec { enabled: false, max_retries: 3, base_ms: 25.0, max_ms: 250.0 }
+    }
+}
+
+/// Envoy cluster circuit breaker (`circuit_breaker.proto`): overflow of
+/// outstanding requests or pending requests fails fast with 503.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "d_cb_limit")]
+    pub max_requests: u32,
+    #[serde(default = "d_cb_limit")]
+    pub max_pending: u32,
+}
+
+impl Default for CircuitBreakerSpec {
+    fn default() -> Self {
+        CircuitBreakerSpec { enabled: false, max_requests: 1024, max_pending: 1024 }
+    }
+}
+
+/// Envoy outlier detection (`outlier_detection.proto`) defaults.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "d_consecutive_5xx")]
+    pub consecutive_5xx: u32,
+    #[serde(default = "d_probe_period")]
+    pub interval_s: f64,
+    #[serde(default = "d_base_ejection")]
+    pub base_ejection_s: f64,
+    #[serde(default = "d_max_ejection")]
+    pub max_ejection_s: f64,
+    #[serde(default = "d_max_ejection_percent")]
+    pub max_ejection_percent: f64,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        OutlierSpec {
+            enabled: false,
+            consecutive_5xx: 5,
+            interval_s: 10.0,
+            base_ejection_s: 30.0,
+            max_ejection_s: 300.0,
+            max_ejection_percent: 10.0,
+        }
+    }
+}
+
+/// The request-based SLO: the fraction of root requests that succeed within
+/// `latency_ms`, per window, against `objective`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SloSpec {
+    pub latency_ms: f64,
+    #[serde(default = "d_objective")]
+    pub objective: f64,
+    #[serde(default = "d_slo_window")]
+    pub window_s: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    #[serde(default = "d_scrape")]
+    pub scrape_interval_s: f64,
+    /// The `rate(...[w])` window for rates and percentiles.
+    #[serde(default = "d_slo_window")]
+    pub rate_window_s: f64,
+    /// Latency bucket bounds in seconds (default: 8 per doubling, 0.1 ms to 2 min).
+    pub buckets_s: Option<Vec<f64>>,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec { scrape_interval_s: 15.0, rate_window_s: 60.0, buckets_s: None }
+    }
+}
+
+/// Cluster-wide Kubernetes timings (upstream defaults).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// kube-controller-manager `--node-monitor-grace-period`.
+    #[serde(default = "d_node_grace")]
+    pub node_monitor_grace_s: f64,
+    /// Default `node.kubernetes.io/not-ready` toleration of a pod.
+    #[serde(default = "d_toleration")]
+    pub not_ready_toleration_s: f64,
+    /// kubelet CrashLoopBackOff: initial and maximum delay, and the clean
+    /// running time after which the back-off resets.
+    #[serde(default = "d_backoff_initial")]
+    pub backoff_initial_s: f64,
+    #[serde(default = "d_backoff_max")]
+    pub backoff_max_s: f64,
+    #[serde(default = "d_backoff_reset")]
+    pub backoff_reset_s: f64,
+    #[serde(default = "d_grace")]
+    pub termination_grace_s: f64,
+}
+
+impl Default for KubernetesSpec {
+    fn default() -> Self {
+        KubernetesSpec {
+            node_monitor_grace_s: 40.0,
+            not_ready_toleration_s: 300.0,
+            backoff_initial_s: 10.0,
+            backoff_max_s: 300.0,
+            backoff_reset_s: 600.0,
+            termination_grace_s: 30.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSpec {
+    #[serde(default)]
+    pub kind: ControllerKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ControllerKind {
+    /// The scenario's replica counts, never changed.
+    #[default]
+    Static,
+}
+
+fn one() -> u32 {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn d_cpu_request() -> f64 {
+    0.5
+}
+fn d_cpu_limit() -> f64 {
+    1.0
+}
+fn d_mem_request() -> f64 {
+    256.0
+}
+fn d_mem_limit() -> f64 {
+    512.0
+}
+fn d_max_connections() -> u32 {
+    100
+}
+fn d_queue_capacity() -> u32 {
+    1000
+}
+fn d_startup() -> DistSpec {
+    DistSpec::Lognormal { mean_s: 10.0, cv: 0.3 }
+}
+fn d_mem_base() -> f64 {
+    128.0
+}
+fn d_mem_per_req() -> f64 {
+    0.5
+}
+fn d_call_timeout() -> f64 {
+    1000.0
+}
+fn d_client_timeout() -> f64 {
+    10_000.0
+}
+fn d_probe_period() -> f64 {
+    10.0
+}
+fn d_failure_threshold() -> u32 {
+    3
+}
+fn d_quarter() -> IntOrPercent {
+    IntOrPercent::Percent("25%".into())
+}
+fn d_day() -> f64 {
+    86_400.0
+}
+fn d_peak() -> f64 {
+    14.0 * 3600.0
+}
+fn d_retries() -> u32 {
+    3
+}
+fn d_retry_base() -> f64 {
+    25.0
+}
+fn d_retry_max() -> f64 {
+    250.0
+}
+fn d_cb_limit() -> u32 {
+    1024
+}
+fn d_consecutive_5xx() -> u32 {
+    5
+}
+fn d_base_ejection() -> f64 {
+    30.0
+}
+fn d_max_ejection() -> f64 {
+    300.0
+}
+fn d_max_ejection_percent() -> f64 {
+    10.0
+}
+fn d_objective() -> f64 {
+    0.99
+}
+fn d_slo_window() -> f64 {
+    60.0
+}
+fn d_scrape() -> f64 {
+    15.0
+}
+fn d_node_grace() -> f64 {
+    40.0
+}
+fn d_toleration() -> f64 {
+    300.0
+}
+fn d_backoff_initial() -> f64 {
+    10.0
+}
+fn d_backoff_max() -> f64 {
+    300.0
+}
+fn d_backoff_reset() -> f64 {
+    600.0
+}
+fn d_grace() -> f64 {
+    30.0
+}

@@ -1,0 +1,31 @@
+//! The discrete-event simulator of microservices on Kubernetes.
+//!
+//! Virtual time, one event queue, seeded streams: a scenario and its seed
+//! determine every byte of the output. See `ARCHITECTURE.md` for the model
+//! and its invariants.
+
+mod backoff;
+mod engine;
+mod faults;
+pub mod load;
+mod model;
+mod output;
+mod queue;
+mod recorder;
+pub mod rollout;
+mod traffic;
+
+pub use backoff::CrashLoopBackOff;
+pub use engine::{BuildError, Simulation};
+pub use faults::FaultRecord;
+pub use queue::EventQueue;
+pub use engine::Exit;
+pub use recorder::{PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary};
+
+use crate::scenario::LoadedScenario;
+
+/// Runs a scenario to its end with no controller (the scenario's replica
+/// counts hold).
+pub fn run(scenario: &LoadedScenario) -> Result<RunOutput, BuildError> {
+    Ok(Simulation::new(scenario)?.run())
+}

@@ -1,0 +1,590 @@
+//! Requests through the call graph: arrivals, load balancing, queueing,
+//! processor-shared CPU, dependency calls, timeouts, retries, circuit
+//! breaking and outlier ejection. This is the simulator's hot path: no
+//! allocation per request (slab records, recomputed random draws) and no
+//! hashing.
+
+use std::cmp::Reverse;
+
+use super::engine::{Event, Simulation};
+use super::model::{NONE, Phase, Request, flags};
+use crate::rng::{KeyedDraws, splitmix64};
+use crate::scenario::{DependencyMode, LbPolicy, QueueKind};
+use crate::time::{Span, Time};
+
+// Salts separating a request's independent draws.
+const DRAW_CALLS: u64 = 0xC0FF_EE00_0000_0001;
+const DRAW_ERROR: u64 = 0xC0FF_EE00_0000_0002;
+const DRAW_DEPENDENCY: u64 = 0xC0FF_EE00_0000_0003;
+
+/// A unit-mean CPU demand with the given coefficient of variation.
+fn unit_demand(d: &mut KeyedDraws, cv: f64) -> f64 {
+    if cv == 0.0 {
+        1.0
+    } else if (cv - 1.0).abs() < 1e-12 {
+        d.exp(1.0)
+    } else {
+        let s2 = (1.0 + cv * cv).ln();
+        (-0.5 * s2 + s2.sqrt() * d.normal()).exp()
+    }
+}
+
+/// Garbage-collector pressure: a pod near its memory limit works slower
+/// (up to 5x at the limit, from 85 % of it), which makes a leak visible in
+/// latency before the OOM kill, as it is on a JVM or Go service.
+fn gc_factor(memory_fraction: f64) -> f64 {
+    1.0 + 4.0 * ((memory_fraction - 0.85) / 0.15).clamp(0.0, 1.0)
+}
+
+impl Simulation {
+    pub(crate) fn schedule_root_arrival(&mut self, load: u32) {
+        let end = self.end;
+        let src = &mut self.loads[load as usize];
+        if let Some(t) = src.arrivals.next(&mut src.rng, end) {
+            self.queue.push(t, Event::RootArrival { load });
+        }
+    }
+
+    pub(crate) fn root_arrival(&mut self, load: u32) {
+        let src = &mut self.loads[load as usize];
+        let key = src.rng.next_u64();
+        let edge = src.edge;
+        self.recorder.root_arrival(self.now);
+        self.new_call(edge, NONE, key, splitmix64(load as u64), self.now);
+        self.schedule_root_arrival(load);
+    }
+
+    fn new_call(&mut self, edge: u32, parent: u32, key: u64, call_salt: u64, call_start: Time) {
+        let r = self.requests.alloc(Request {
+            epoch: 0,
+            edge,
+            parent,
+            pod: NONE,
+            hold_idx: 0,
+            children: 0,
+            attempt: 0,
+            flags: 0,
+            key,
+            call_salt,
+            sent: self.now,
+            call_start,
+            arrived: self.now,
+        });
+        self.transmit(r);
+    }
+
+    /// Sends an attempt over its edge (first try or retry).
+    pub(crate) fn transmit(&mut self, r: u32) {
+        let now = self.now;
+        let e = self.requests.slots[r as usize].edge as usize;
+        let cb = &self.mesh.circuit_breaker;
+        let edge = &mut self.edges[e];
+        if cb.enabled && edge.from.is_some() && (edge.outstanding >= cb.max_requests || edge.pending >= cb.max_pending) {
+            // Envoy overflow: a local 503, not retried.
+            edge.counters.attempts += 1;
+            edge.counters.failures += 1;
+            edge.counters.latency.observe(&self.buckets, 0.0);
+            self.recorder.circuit_open += 1;
+            self.requests.slots[r as usize].flags |= flags::CALLER_DONE | flags::SERVER_DONE;
+            self.finish_call(r, false);
+            return;
+        }
+        edge.outstanding += 1;
+        edge.counters.attempts += 1;
+        let epoch = self.requests.slots[r as usize].epoch;
+        edge.deadlines.push_back((now + edge.timeout, r, epoch));
+        if !edge.timer_armed {
+            edge.timer_armed = true;
+            self.queue.push(now + edge.timeout, Event::EdgeTimer { edge: e as u32 });
+        }
+        let delay = edge.latency + edge.added_latency + self.services[edge.to as usize].added_latency;
+        let req = &mut self.requests.slots[r as usize];
+        req.sent = now;
+        if delay == Span::ZERO {
+            self.arrive(r);
+        } else {
+            self.queue.push(now + delay, Event::Arrive { req: r, epoch });
+        }
+    }
+
+    /// The attempt reaches its service.
+    pub(crate) fn arrive(&mut self, r: u32) {
+        let now = self.now;
+        let req = &mut self.requests.slots[r as usize];
+        req.arrived = now;
+        let (e, key, salt) = (req.edge, req.key, req.salt());
+        let svc = self.edges[e as usize].to;
+        let s = &mut self.services[svc as usize];
+        s.counters.attempts += 1;
+        if let Some((mode, rate)) = s.dependency_failure {
+            match mode {
+                DependencyMode::Errors => {
+                    if KeyedDraws::new(key, salt ^ DRAW_DEPENDENCY).uniform() < rate {
+                        self.requests.slots[r as usize].flags |= flags::SERVER_DONE;
+                        self.caller_receive(r, false);
+                        return;
+                    }
+                }
+                DependencyMode::Blackhole => {
+                    self.requests.slots[r as usize].flags |= flags::SERVER_DONE;
+                    return;
+                }
+            }
+        }
+        match s.queue_kind {
+            QueueKind::Shared => {
+                if let Some(pod) = self.pick_pod(svc, e, true) {
+                    s_track(self, svc, 1);
+                    self.start(r, pod);
+                } else if self.services[svc as usize].shared_queue.len() < self.services[svc as usize].queue_capacity as usize
+                    && !self.services[svc as usize].endpoints.is_empty()
+                {
+                    s_track(self, svc, 1);
+                    self.services[svc as usize].shared_queue.push_back(r);
+                    self.requests.slots[r as usize].flags |= flags::QUEUED;
+                    self.edges[e as usize].pending += 1;
+                } else {
+                    self.reject(r);
+                }
+            }
+            QueueKind::PerPod => {
+                let Some(pod) = self.pick_pod(svc, e, false) else {
+                    self.reject(r);
+                    return;
+                };
+                let p = &self.pods[pod as usize];
+                if !self.nodes[p.node as usize].up {
+                    // The endpoint is still listed but its node is gone.
+                    self.requests.slots[r as usize].flags |= flags::SERVER_DONE;
+                    return;
+                }
+                let s = &self.services[svc as usize];
+                if p.holding.len() < s.max_connections as usize {
+                    s_track(self, svc, 1);
+                    self.start(r, pod);
+                } else if p.queue.len() < s.queue_capacity as usize {
+                    s_track(self, svc, 1);
+                    self.pods[pod as usize].queue.push_back(r);
+                    let req = &mut self.requests.slots[r as usize];
+                    req.flags |= flags::QUEUED;
+                    req.pod = pod;
+                    self.edges[e as usize].pending += 1;
+                } else {
+                    self.reject(r);
+                }
+            }
+        }
+    }
+
+    /// 503 from the service: no healthy endpoint or a full queue.
+    fn reject(&mut self, r: u32) {
+        self.recorder.rejections += 1;
+        self.requests.slots[r as usize].flags |= flags::SERVER_DONE;
+        self.caller_receive(r, false);
+    }
+
+    fn refresh_endpoints(&mut self, svc: u32) {
+        let s = &mut self.services[svc as usize];
+        if !s.endpoints_dirty {
+            return;
+        }
+        s.endpoints.clear();
+        for &p in &s.pods {
+            let pod = &self.pods[p as usize];
+            if pod.ready && pod.phase == Phase::Running {
+                s.endpoints.push(p);
+            }
+        }
+        s.endpoints_dirty = false;
+    }
+
+    fn ejected(&self, edge: u32, pod: u32) -> bool {
+        let os = &self.edges[edge as usize].outliers;
+        !os.is_empty() && os.get(&pod).is_some_and(|h| h.ejected_until > self.now)
+    }
+
+    /// The load balancer's choice among ready endpoints that the caller has
+    /// not ejected; with `need_free`, only pods with a free slot (shared
+    /// queue dispatch).
+    fn pick_pod(&mut self, svc: u32, edge: u32, need_free: bool) -> Option<u32> {
+        self.refresh_endpoints(svc);
+        let s = &self.services[svc as usize];
+        let n = s.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let check_ejection = self.mesh.outlier_detection.enabled && !self.edges[edge as usize].outliers.is_empty();
+        let max_conn = s.max_connections as usize;
+        let ok = |sim: &Simulation, p: u32| {
+            (!need_free || sim.pods[p as usize].holding.len() < max_conn) && (!check_ejection || !sim.ejected(edge, p))
+        };
+        let start = s.rr as usize % n;
+        let chosen = match s.lb {
+            LbPolicy::RoundRobin => (0..n).map(|i| s.endpoints[(start + i) % n]).find(|&p| ok(self, p)),
+            LbPolicy::LeastConnections => (0..n)
+                .map(|i| s.endpoints[(start + i) % n])
+                .filter(|&p| ok(self, p))
+                .min_by_key(|&p| self.pods[p as usize].holding.len() + self.pods[p as usize].queue.len()),
+            LbPolicy::Random => {
+                let count = s.endpoints.iter().filter(|&&p| ok(self, p)).count();
+                if count == 0 {
+                    None
+                } else {
+                    let k = self.rng_traffic.index(count);
+                    let s = &self.services[svc as usize];
+                    s.endpoints.iter().copied().filter(|&p| ok(self, p)).nth(k)
+                }
+            }
+        };
+        // Envoy's panic threshold: when every host is ejected, balance over all.
+        let chosen = match chosen {
+            None if check_ejection && !need_free => Some(s.endpoints[start]),
+            c => c,
+        };
+        let s = &mut self.services[svc as usize];
+        s.rr = s.rr.wrapping_add(1);
+        chosen
+    }
+
+    /// Takes a connection slot and begins the CPU phase.
+    fn start(&mut self, r: u32, pod: u32) {
+        let now = self.now;
+        let req = &mut self.requests.slots[r as usize];
+        if req.has(flags::QUEUED) {
+            req.flags &= !flags::QUEUED;
+            self.edges[req.edge as usize].pending -= 1;
+        }
+        req.pod = pod;
+        let (key, salt, arrived) = (req.key, req.salt(), req.arrived);
+        let p = &mut self.pods[pod as usize];
+        req.hold_idx = p.holding.len() as u32;
+        p.holding.push(r);
+        let svc = p.service as usize;
+        let s = &mut self.services[svc];
+        let wait = (now - arrived).as_secs_f64();
+        s.wait_sum += wait;
+        s.waited += (wait > 0.0) as u64;
+        s.started += 1;
+        let rev = &s.revisions[p.revision as usize];
+        let memory = p.memory(rev, now);
+        if memory >= s.memory_limit {
+            self.recorder.oom_kills += 1;
+            self.exit_container(pod, super::engine::Exit::OutOfMemory);
+            return;
+        }
+        let demand = unit_demand(&mut KeyedDraws::new(key, salt), rev.service_time_cv) * rev.service_time_s * gc_factor(memory / s.memory_limit);
+        let limit = s.cpu_limit;
+        p.advance(now, limit);
+        let finish = p.cpu.v + demand;
+        p.cpu.jobs.push(Reverse((finish.to_bits(), r)));
+        self.reschedule_cpu(pod);
+    }
+
+    /// Re-arms the pod's single CPU completion event after its job set or
+    /// rate changed.
+    pub(crate) fn reschedule_cpu(&mut self, pod: u32) {
+        let now = self.now;
+        let p = &mut self.pods[pod as usize];
+        let rate = p.cpu_rate(self.services[p.service as usize].cpu_limit);
+        let next = match p.cpu.jobs.peek() {
+            Some(Reverse((bits, _))) if rate > 0.0 => {
+                let remaining = (f64::from_bits(*bits) - p.cpu.v).max(0.0);
+                now + Span::from_secs_f64(remaining / rate)
+            }
+            _ => Time::MAX,
+        };
+        if next == p.cpu.next_at {
+            return;
+        }
+        p.cpu.event_epoch = p.cpu.event_epoch.wrapping_add(1);
+        p.cpu.next_at = next;
+        if next != Time::MAX {
+            let epoch = p.cpu.event_epoch;
+            self.queue.push(next, Event::CpuDone { pod, epoch });
+        }
+    }
+
+    pub(crate) fn cpu_done(&mut self, pod: u32) {
+        let now = self.now;
+        let p = &mut self.pods[pod as usize];
+        let limit = self.services[p.service as usize].cpu_limit;
+        p.advance(now, limit);
+        p.cpu.next_at = Time::MAX;
+        let Some(Reverse((bits, r))) = p.cpu.jobs.pop() else { return };
+        p.cpu.v = p.cpu.v.max(f64::from_bits(bits));
+        self.reschedule_cpu(pod);
+        self.after_cpu(r);
+    }
+
+    /// The request's own work is done: call dependencies, or answer.
+    fn after_cpu(&mut self, r: u32) {
+        let req = &self.requests.slots[r as usize];
+        let (key, salt, call_salt) = (req.key, req.salt(), req.call_salt);
+        let svc = self.edges[req.edge as usize].to as usize;
+        let calls = &self.services[svc].calls;
+        let mut draws = KeyedDraws::new(key, salt ^ DRAW_CALLS);
+        let mut chosen = 0u64;
+        for (i, &e) in calls.iter().enumerate() {
+            if draws.uniform() < self.edges[e as usize].probability {
+                chosen |= 1 << i.min(63);
+            }
+        }
+        if chosen == 0 {
+            self.server_complete(r, true);
+            return;
+        }
+        self.requests.slots[r as usize].children = chosen.count_ones() as u16;
+        let n = self.services[svc].calls.len();
+        for i in 0..n {
+            if chosen & (1 << i.min(63)) != 0 {
+                let e = self.services[svc].calls[i];
+                self.new_call(e, r, key, splitmix64(call_salt ^ (e as u64 + 1)), self.now);
+            }
+        }
+    }
+
+    fn child_finished(&mut self, parent: u32, ok: bool) {
+        let p = &mut self.requests.slots[parent as usize];
+        p.children -= 1;
+        if !ok {
+            p.flags |= flags::CHILD_FAILED;
+        }
+        if p.children == 0 {
+            if p.has(flags::SERVER_DONE) {
+                self.maybe_release(parent);
+            } else {
+                let ok = !p.has(flags::CHILD_FAILED);
+                self.server_complete(parent, ok);
+            }
+        }
+    }
+
+    /// The service answers: releases the slot, lets the next request in and
+    /// responds to the caller.
+    fn server_complete(&mut self, r: u32, ok: bool) {
+        let now = self.now;
+        let req = &mut self.requests.slots[r as usize];
+        req.flags |= flags::SERVER_DONE;
+        let (pod, hold_idx, arrived, key, salt) = (req.pod, req.hold_idx, req.arrived, req.key, req.salt());
+        let p = &mut self.pods[pod as usize];
+        // O(1) removal; the moved request learns its new index.
+        p.holding.swap_remove(hold_idx as usize);
+        if let Some(&moved) = p.holding.get(hold_idx as usize) {
+            self.requests.slots[moved as usize].hold_idx = hold_idx;
+        }
+        let svc = p.service;
+        let s = &mut self.services[svc as usize];
+        let error_rate = s.revisions[p.revision as usize].error_rate;
+        let latency = (now - arrived).as_secs_f64();
+        s.completed += 1;
+        s.sojourn_sum += latency;
+        s.counters.latency.observe(&self.buckets, latency);
+        s.track_in_system(now, -1);
+        let ok = ok && (error_rate == 0.0 || KeyedDraws::new(key, salt ^ DRAW_ERROR).uniform() >= error_rate);
+        self.next_from_queue(pod);
+        self.caller_receive(r, ok);
+    }
+
+    /// A freed slot takes the pod's next queued request, or the service's.
+    fn next_from_queue(&mut self, pod: u32) {
+        let p = &mut self.pods[pod as usize];
+        let svc = p.service;
+        let max = self.services[svc as usize].max_connections as usize;
+        if p.holding.len() >= max {
+            return;
+        }
+        if let Some(next) = p.queue.pop_front() {
+            self.start(next, pod);
+            return;
+        }
+        if p.phase == Phase::Terminating {
+            if p.holding.is_empty() {
+                self.remove_pod(pod);
+            }
+            return;
+        }
+        if p.ready && p.phase == Phase::Running {
+            if let Some(next) = self.services[svc as usize].shared_queue.pop_front() {
+                self.start(next, pod);
+            }
+        }
+    }
+
+    /// Dispatches shared-queue requests to pods with free slots.
+    pub(crate) fn drain_shared_queue(&mut self, svc: u32) {
+        while !self.services[svc as usize].shared_queue.is_empty() {
+            let Some(&head) = self.services[svc as usize].shared_queue.front() else { break };
+            let edge = self.requests.slots[head as usize].edge;
+            let Some(pod) = self.pick_pod(svc, edge, true) else { break };
+            self.services[svc as usize].shared_queue.pop_front();
+            self.start(head, pod);
+        }
+    }
+
+    /// The caller learns the outcome of an attempt (ignored if it already
+    /// gave up on it).
+    pub(crate) fn caller_receive(&mut self, r: u32, ok: bool) {
+        let now = self.now;
+        let req = &mut self.requests.slots[r as usize];
+        if req.has(flags::CALLER_DONE) {
+            self.maybe_release(r);
+            return;
+        }
+        req.flags |= flags::CALLER_DONE;
+        let (e, pod, sent) = (req.edge, req.pod, req.sent);
+        let edge = &mut self.edges[e as usize];
+        edge.outstanding -= 1;
+        edge.counters.latency.observe(&self.buckets, (now - sent).as_secs_f64());
+        if !ok {
+            edge.counters.failures += 1;
+            self.services[edge.to as usize].counters.failures += 1;
+        }
+        self.outlier_feedback(e, pod, ok);
+        if ok { self.finish_call(r, true) } else { self.attempt_failed(r) }
+    }
+
+    fn attempt_failed(&mut self, r: u32) {
+        let req = &self.requests.slots[r as usize];
+        let retry = &self.mesh.retries;
+        let inter_service = self.edges[req.edge as usize].from.is_some();
+        if retry.enabled && inter_service && (req.attempt as u32) < retry.max_retries {
+            // Full jitter: uniform in [0, min(cap, base * 2^n)].
+            let cap = retry.max_ms.min(retry.base_ms * 2f64.powi(req.attempt as i32)) / 1000.0;
+            let backoff = Span::from_secs_f64(self.rng_traffic.uniform() * cap);
+            let mut next = req.clone();
+            next.attempt += 1;
+            next.flags = 0;
+            next.pod = NONE;
+            next.children = 0;
+            let n = self.requests.alloc(next);
+            let epoch = self.requests.slots[n as usize].epoch;
+            self.recorder.retries += 1;
+            self.queue.push(self.now + backoff, Event::Retry { req: n, epoch });
+            // The failed attempt's own record is no longer the call's.
+            self.requests.slots[r as usize].parent = NONE;
+            self.maybe_release(r);
+        } else {
+            self.finish_call(r, false);
+        }
+    }
+
+    /// The call (all its attempts) is over: tell the parent, or the client.
+    fn finish_call(&mut self, r: u32, ok: bool) {
+        let req = &self.requests.slots[r as usize];
+        let (parent, call_start) = (req.parent, req.call_start);
+        if self.edges[req.edge as usize].from.is_none() {
+            self.recorder.root_done(self.now, call_start, ok);
+        } else if parent != NONE {
+            self.child_finished(parent, ok);
+        }
+        self.maybe_release(r);
+    }
+
+    fn maybe_release(&mut self, r: u32) {
+        let req = &self.requests.slots[r as usize];
+        if req.has(flags::CALLER_DONE) && req.has(flags::SERVER_DONE) && req.children == 0 {
+            self.requests.release(r);
+        }
+    }
+
+    pub(crate) fn edge_timer(&mut self, e: u32) {
+        let now = self.now;
+        self.edges[e as usize].timer_armed = false;
+        while let Some(&(deadline, r, epoch)) = self.edges[e as usize].deadlines.front() {
+            if !self.requests.valid(r, epoch) || self.requests.slots[r as usize].has(flags::CALLER_DONE) {
+                self.edges[e as usize].deadlines.pop_front();
+                continue;
+            }
+            if deadline > now {
+                break;
+            }
+            self.edges[e as usize].deadlines.pop_front();
+            self.timeout(r);
+        }
+        let edge = &mut self.edges[e as usize];
+        if let Some(&(deadline, _, _)) = edge.deadlines.front() {
+            edge.timer_armed = true;
+            self.queue.push(deadline, Event::EdgeTimer { edge: e });
+        }
+    }
+
+    /// The caller gives up on an attempt; the server may still be working on
+    /// it (there is no deadline propagation), and that work is wasted.
+    fn timeout(&mut self, r: u32) {
+        let req = &mut self.requests.slots[r as usize];
+        req.flags |= flags::CALLER_DONE;
+        let (e, pod) = (req.edge, req.pod);
+        let edge = &mut self.edges[e as usize];
+        edge.outstanding -= 1;
+        edge.counters.failures += 1;
+        let t = edge.timeout.as_secs_f64();
+        edge.counters.latency.observe(&self.buckets, t);
+        self.services[edge.to as usize].counters.failures += 1;
+        self.recorder.timeouts += 1;
+        self.outlier_feedback(e, pod, false);
+        self.attempt_failed(r);
+    }
+
+    /// Envoy consecutive-5xx outlier detection; timeouts and resets count as
+    /// 5xx (`split_external_local_origin_errors` is off by default).
+    fn outlier_feedback(&mut self, e: u32, pod: u32, ok: bool) {
+        let od = &self.mesh.outlier_detection;
+        let edge = &mut self.edges[e as usize];
+        if !od.enabled || edge.from.is_none() || pod == NONE {
+            return;
+        }
+        if ok {
+            if let Some(h) = edge.outliers.get_mut(&pod) {
+                h.consecutive_5xx = 0;
+            }
+            return;
+        }
+        let now = self.now;
+        let endpoints = self.services[edge.to as usize].endpoints.len();
+        let ejected_now = edge.outliers.values().filter(|h| h.ejected_until > now).count();
+        let max_ejected = ((od.max_ejection_percent / 100.0 * endpoints as f64).floor() as usize).max(1);
+        let h = edge.outliers.entry(pod).or_default();
+        h.consecutive_5xx += 1;
+        if h.consecutive_5xx >= od.consecutive_5xx && h.ejected_until <= now && ejected_now < max_ejected {
+            h.ejections += 1;
+            h.consecutive_5xx = 0;
+            let secs = (od.base_ejection_s * h.ejections as f64).min(od.max_ejection_s.max(od.base_ejection_s));
+            h.ejected_until = now + Span::from_secs_f64(secs);
+            self.recorder.ejections += 1;
+        }
+    }
+
+    /// Drops every request on a pod. With `silent` (the node vanished) the
+    /// callers hear nothing and time out; otherwise they get a reset at once.
+    pub(crate) fn kill_requests(&mut self, pod: u32, silent: bool) {
+        let now = self.now;
+        let p = &mut self.pods[pod as usize];
+        let limit = self.services[p.service as usize].cpu_limit;
+        p.advance(now, limit);
+        let holding = std::mem::take(&mut p.holding);
+        let queued: Vec<u32> = p.queue.drain(..).collect();
+        p.cpu.jobs.clear();
+        p.cpu.event_epoch = p.cpu.event_epoch.wrapping_add(1);
+        p.cpu.next_at = Time::MAX;
+        let svc = p.service;
+        for r in holding.into_iter().chain(queued) {
+            let req = &mut self.requests.slots[r as usize];
+            if req.has(flags::QUEUED) {
+                req.flags &= !flags::QUEUED;
+                self.edges[req.edge as usize].pending -= 1;
+            }
+            req.flags |= flags::SERVER_DONE;
+            self.services[svc as usize].track_in_system(now, -1);
+            if silent {
+                self.maybe_release(r);
+            } else {
+                self.caller_receive(r, false);
+            }
+        }
+    }
+}
+
+fn s_track(sim: &mut Simulation, svc: u32, delta: i32) {
+    let now = sim.now;
+    sim.services[svc as usize].track_in_system(now, delta);
+}

@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use selfheal::scenario::{self, LoadedScenario};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared real-data directory beside the repository, as the data README
+/// describes (`../shared/data`).
+pub fn shared_data() -> PathBuf {
+    repo().join("..").join("shared").join("data")
+}
+
+pub fn scenario_text(text: &str) -> LoadedScenario {
+    scenario::parse(text, "test.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn bundled(name: &str) -> LoadedScenario {
+    scenario::load_file(&repo().join("scenarios").join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn rel_err(measured: f64, expected: f64) -> f64 {
+    (measured / expected - 1.0).abs()
+}
