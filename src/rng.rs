@@ -10,8 +10,11 @@
 //! [`KeyedDraws`]. Two controllers run on the same seed therefore see exactly
 //! the same requests, whatever they do to queues and pods.
 
+use std::convert::Infallible;
+
 use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::rand_core::{Rng, SeedableRng, TryRng};
+use rand_distr::{Distribution, Exp1, StandardNormal};
 
 /// The subsystems that own a random stream. The discriminant is the ChaCha
 /// stream id, so it must never be reordered (it would change every golden
@@ -65,15 +68,15 @@ impl Stream {
         unit_f64(self.rng.next_u64())
     }
 
-    /// Exponential with the given mean.
+    /// Exponential with the given mean (ziggurat: no logarithm on the hot
+    /// path, and the same values on every platform).
     pub fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.uniform()).ln()
+        mean * <Exp1 as Distribution<f64>>::sample(&Exp1, &mut self.rng)
     }
 
-    /// Standard normal (Box-Muller; one value per call keeps the stream
-    /// position independent of call parity).
+    /// Standard normal (ziggurat).
     pub fn normal(&mut self) -> f64 {
-        box_muller(self.uniform(), self.uniform())
+        <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut self.rng)
     }
 
     /// Uniform index in `0..n` (`n > 0`).
@@ -100,27 +103,45 @@ impl KeyedDraws {
     /// Draws for one part of a request tree: `salt` names the part (service,
     /// call edge, attempt).
     pub fn new(key: u64, salt: u64) -> Self {
-        KeyedDraws { state: key ^ splitmix64(salt) }
+        KeyedDraws {
+            state: key ^ splitmix64(salt),
+        }
+    }
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.state)
     }
     pub fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        unit_f64(mix(self.state))
+        unit_f64(self.next())
     }
     pub fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.uniform()).ln()
+        mean * <Exp1 as Distribution<f64>>::sample(&Exp1, self)
     }
     pub fn normal(&mut self) -> f64 {
-        box_muller(self.uniform(), self.uniform())
+        <StandardNormal as Distribution<f64>>::sample(&StandardNormal, self)
+    }
+}
+
+/// Lets `rand_distr`'s samplers draw from a keyed sequence.
+impl TryRng for KeyedDraws {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok((self.next() >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.next())
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
     }
 }
 
 fn unit_f64(x: u64) -> f64 {
     (x >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-fn box_muller(u1: f64, u2: f64) -> f64 {
-    let r = (-2.0 * (1.0 - u1).ln()).sqrt();
-    r * (std::f64::consts::TAU * u2).cos()
 }
 
 /// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
@@ -140,12 +161,17 @@ mod tests {
 
     #[test]
     fn streams_are_independent_and_reproducible() {
-        let a: Vec<u64> = (0..4).map(|_| Stream::new(7, Subsystem::Load).next_u64()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| Stream::new(7, Subsystem::Load).next_u64())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         let mut load = Stream::new(7, Subsystem::Load);
         let mut pods = Stream::new(7, Subsystem::Pods);
         assert_ne!(load.next_u64(), pods.next_u64());
-        assert_ne!(Stream::new(8, Subsystem::Load).next_u64(), Stream::new(7, Subsystem::Load).next_u64());
+        assert_ne!(
+            Stream::new(8, Subsystem::Load).next_u64(),
+            Stream::new(7, Subsystem::Load).next_u64()
+        );
     }
 
     #[test]
@@ -159,5 +185,7 @@ mod tests {
         let mut k = KeyedDraws::new(99, 3);
         let mean_k: f64 = (0..n).map(|_| k.exp(1.0)).sum::<f64>() / n as f64;
         assert!((mean_k - 1.0).abs() < 0.015, "{mean_k}");
+        let var_n: f64 = (0..n).map(|_| k.normal().powi(2)).sum::<f64>() / n as f64;
+        assert!((var_n - 1.0).abs() < 0.015, "{var_n}");
     }
 }

@@ -82,7 +82,9 @@ impl Span {
 fn secs_to_nanos(s: f64) -> u64 {
     if s.is_finite() && s > 0.0 {
         let n = s * NANOS_PER_SEC;
-        if n >= u64::MAX as f64 { u64::MAX } else { n.round() as u64 }
+        // `as` saturates; adding a half rounds (n is positive) without a
+        // libm call on the simulator's hottest conversion.
+        (n + 0.5) as u64
     } else {
         0
     }
@@ -132,7 +134,10 @@ mod tests {
         assert_eq!(Time::from_secs_f64(1.5).as_nanos(), 1_500_000_000);
         assert_eq!(Time::from_secs_f64(-3.0), Time::ZERO);
         assert_eq!(Time::from_secs_f64(f64::NAN), Time::ZERO);
-        assert_eq!((Time::from_secs(2) + Span::from_millis(250)).as_secs_f64(), 2.25);
+        assert_eq!(
+            (Time::from_secs(2) + Span::from_millis(250)).as_secs_f64(),
+            2.25
+        );
         assert_eq!(Time::from_secs(1) - Time::from_secs(2), Span::ZERO);
         assert_eq!(Time::from_secs_f64(59.999).whole_secs(), 59);
     }

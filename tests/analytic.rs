@@ -11,7 +11,16 @@ use common::{rel_err, scenario_text};
 use selfheal::sim;
 
 /// A single-service scenario with exponential service times.
-fn single_service(pods: u32, lambda: f64, service_ms: f64, max_conn: u32, queue: &str, lb: &str, duration: f64, seed: u64) -> String {
+fn single_service(
+    pods: u32,
+    lambda: f64,
+    service_ms: f64,
+    max_conn: u32,
+    queue: &str,
+    lb: &str,
+    duration: f64,
+    seed: u64,
+) -> String {
     format!(
         r#"
 name = "analytic"
@@ -60,13 +69,25 @@ fn mmc_shared_queue_matches_erlang_c() {
     // c = 4, mu = 100/s per pod, rho = 0.8: lambda = 320/s; 3,000 s gives
     // about 960,000 requests.
     let (c, mu, lambda) = (4, 100.0, 320.0);
-    let sc = scenario_text(&single_service(c, lambda, 1000.0 / mu, 1, "shared", "round_robin", 3000.0, 11));
+    let sc = scenario_text(&single_service(
+        c,
+        lambda,
+        1000.0 / mu,
+        1,
+        "shared",
+        "round_robin",
+        3000.0,
+        11,
+    ));
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(st.started > 900_000, "{}", st.started);
     let (p_wait, wq) = erlang_c(c, lambda, mu);
     let (mp, mw) = (st.wait_probability, st.mean_wait_s);
-    assert!(rel_err(mp, p_wait) < 0.03, "P(wait) {mp} vs Erlang C {p_wait}");
+    assert!(
+        rel_err(mp, p_wait) < 0.03,
+        "P(wait) {mp} vs Erlang C {p_wait}"
+    );
     assert!(rel_err(mw, wq) < 0.03, "Wq {mw} vs Erlang C {wq}");
 }
 
@@ -77,41 +98,87 @@ fn mm1_p99_latency_is_ln100_over_mu_minus_lambda() {
     // mu - lambda, so p99 = ln(100) / 50 s = 92.1 ms. (At rho = 0.8 the
     // queue is so autocorrelated that a million samples scatter the p99 by
     // +-3 % from seed to seed; at 0.5 the scatter is +-1.5 %.)
-    let sc = scenario_text(&single_service(1, 50.0, 10.0, 1, "per_pod", "round_robin", 20_000.0, 12));
+    let sc = scenario_text(&single_service(
+        1,
+        50.0,
+        10.0,
+        1,
+        "per_pod",
+        "round_robin",
+        20_000.0,
+        12,
+    ));
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(st.completed > 950_000, "{}", st.completed);
     let p99 = st.latency.quantile(&out.buckets, 0.99);
     let expected = 100f64.ln() / 50.0;
     assert!(rel_err(p99, expected) < 0.03, "p99 {p99} vs {expected}");
-    assert!(rel_err(st.mean_sojourn_s, 1.0 / 50.0) < 0.03, "mean {}", st.mean_sojourn_s);
+    assert!(
+        rel_err(st.mean_sojourn_s, 1.0 / 50.0) < 0.03,
+        "mean {}",
+        st.mean_sojourn_s
+    );
 }
 
 #[test]
 fn mm1_processor_sharing_mean_matches() {
     // M/M/1-PS has the same mean sojourn as FIFO, 1 / (mu - lambda) = 50 ms,
     // at rho = 0.8; 5,000 s, about 400,000 requests.
-    let sc = scenario_text(&single_service(1, 80.0, 10.0, 1000, "per_pod", "round_robin", 5000.0, 13));
+    let sc = scenario_text(&single_service(
+        1,
+        80.0,
+        10.0,
+        1000,
+        "per_pod",
+        "round_robin",
+        5000.0,
+        13,
+    ));
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
-    assert!(rel_err(st.mean_sojourn_s, 0.05) < 0.03, "mean {}", st.mean_sojourn_s);
+    assert!(
+        rel_err(st.mean_sojourn_s, 0.05) < 0.03,
+        "mean {}",
+        st.mean_sojourn_s
+    );
 }
 
 #[test]
 fn random_routing_behaves_as_independent_mm1_queues() {
     // 4 pods, random routing, lambda 4 x 50/s, mu 100/s: each pod is M/M/1 at
     // rho = 0.5. 5,000 s, about 1,000,000 requests.
-    let sc = scenario_text(&single_service(4, 200.0, 10.0, 1, "per_pod", "random", 5000.0, 14));
+    let sc = scenario_text(&single_service(
+        4, 200.0, 10.0, 1, "per_pod", "random", 5000.0, 14,
+    ));
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(st.completed > 950_000, "{}", st.completed);
-    assert!(rel_err(st.mean_sojourn_s, 0.02) < 0.03, "mean sojourn {}", st.mean_sojourn_s);
-    assert!(rel_err(st.wait_probability, 0.5) < 0.03, "P(wait) {}", st.wait_probability);
+    assert!(
+        rel_err(st.mean_sojourn_s, 0.02) < 0.03,
+        "mean sojourn {}",
+        st.mean_sojourn_s
+    );
+    assert!(
+        rel_err(st.wait_probability, 0.5) < 0.03,
+        "P(wait) {}",
+        st.wait_probability
+    );
     let p99 = st.latency.quantile(&out.buckets, 0.99);
     assert!(rel_err(p99, 100f64.ln() / 50.0) < 0.03, "p99 {p99}");
     // Round robin over the same pods is far better than random (it smooths
     // arrivals), which shows the routing policy is really in effect.
-    let rr = sim::run(&scenario_text(&single_service(4, 200.0, 10.0, 1, "per_pod", "round_robin", 1000.0, 14))).unwrap();
+    let rr = sim::run(&scenario_text(&single_service(
+        4,
+        200.0,
+        10.0,
+        1,
+        "per_pod",
+        "round_robin",
+        1000.0,
+        14,
+    )))
+    .unwrap();
     assert!(rr.service_stats[0].mean_sojourn_s < 0.8 * st.mean_sojourn_s);
 }
 
@@ -125,7 +192,11 @@ fn littles_law_holds_for_active_connections() {
     for st in &out.service_stats {
         let l = st.mean_in_system;
         let lambda_w = st.completed as f64 / duration * st.mean_sojourn_s;
-        assert!(rel_err(l, lambda_w) < 0.02, "{}: L {l} vs lambda W {lambda_w}", st.name);
+        assert!(
+            rel_err(l, lambda_w) < 0.02,
+            "{}: L {l} vs lambda W {lambda_w}",
+            st.name
+        );
     }
 }
 
@@ -162,6 +233,10 @@ revision = { service_time_ms = 1, crash_after_s = 1 }
             _ => {}
         }
     }
-    assert_eq!(&gaps[..8], &[10, 20, 40, 80, 160, 300, 300, 300], "{gaps:?}");
+    assert_eq!(
+        &gaps[..8],
+        &[10, 20, 40, 80, 160, 300, 300, 300],
+        "{gaps:?}"
+    );
     assert_eq!(out.summary.restarts as usize, gaps.len() + 1);
 }

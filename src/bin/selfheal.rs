@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "selfheal", version, about = "Self-healing control plane for microservices, and its simulator")]
+#[command(
+    name = "selfheal",
+    version,
+    about = "Self-healing control plane for microservices, and its simulator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -47,7 +51,11 @@ fn main() -> ExitCode {
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run { scenario, out, seed } => {
+        Cmd::Run {
+            scenario,
+            out,
+            seed,
+        } => {
             let mut sc = selfheal::scenario::load_file(&scenario)?;
             if let Some(seed) = seed {
                 sc.spec.seed = seed;
@@ -56,9 +64,15 @@ fn real_main() -> anyhow::Result<()> {
             let output = selfheal::sim::run(&sc)?;
             let wall = started.elapsed();
             print!("{}", output.summary_text());
-            println!("wall time   {:.3} s ({:.1} M events/s)", wall.as_secs_f64(), output.summary.events as f64 / wall.as_secs_f64() / 1e6);
+            println!(
+                "wall time   {:.3} s ({:.1} M events/s)",
+                wall.as_secs_f64(),
+                output.summary.events as f64 / wall.as_secs_f64() / 1e6
+            );
             if let Some(dir) = out {
-                output.write_dir(&dir).with_context(|| format!("writing results to {}", dir.display()))?;
+                output
+                    .write_dir(&dir)
+                    .with_context(|| format!("writing results to {}", dir.display()))?;
                 println!("wrote       {}", dir.display());
             }
         }

@@ -60,17 +60,28 @@ pub struct Observation {
 /// so every action can be explained after the fact.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    Scale { service: String, replicas: u32, reason: String },
-    RestartPod { service: String, pod: String, reason: String },
-    Rollback { service: String, reason: String },
+    Scale {
+        service: String,
+        replicas: u32,
+        reason: String,
+    },
+    RestartPod {
+        service: String,
+        pod: String,
+        reason: String,
+    },
+    Rollback {
+        service: String,
+        reason: String,
+    },
 }
 
 impl Command {
     pub fn service(&self) -> &str {
         match self {
-            Command::Scale { service, .. } | Command::RestartPod { service, .. } | Command::Rollback { service, .. } => {
-                service
-            }
+            Command::Scale { service, .. }
+            | Command::RestartPod { service, .. }
+            | Command::Rollback { service, .. } => service,
         }
     }
 }

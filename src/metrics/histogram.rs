@@ -13,6 +13,9 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Buckets {
     bounds: Arc<[f64]>,
+    /// For exponential buckets: `(start, buckets per doubling)`, which lets
+    /// [`Buckets::index_of`] guess the bucket from the float's bits.
+    exponential: Option<(f64, f64)>,
 }
 
 impl Buckets {
@@ -28,7 +31,10 @@ impl Buckets {
         if bounds.windows(2).any(|w| w[0] >= w[1]) {
             return Err("bucket bounds must be strictly ascending".into());
         }
-        Ok(Buckets { bounds: bounds.into() })
+        Ok(Buckets {
+            bounds: bounds.into(),
+            exponential: None,
+        })
     }
 
     /// Exponential buckets `start * factor^i` up to and including the first
@@ -42,7 +48,10 @@ impl Buckets {
             b *= factor;
         }
         bounds.push(b);
-        Buckets { bounds: bounds.into() }
+        Buckets {
+            bounds: bounds.into(),
+            exponential: Some((start, 1.0 / factor.log2())),
+        }
     }
 
     /// The simulator's default: 0.1 ms to about 2 min with eight buckets per
@@ -69,7 +78,31 @@ impl Buckets {
     /// Index of the bucket a value falls in (`le` semantics: a value equal to
     /// a bound belongs to that bound's bucket).
     pub fn index_of(&self, value: f64) -> usize {
-        self.bounds.partition_point(|&b| b < value)
+        let b = &self.bounds;
+        let Some((start, per_doubling)) = self.exponential else {
+            return b.partition_point(|&x| x < value);
+        };
+        let x = value / start;
+        if !(x > 1.0) {
+            return if value <= b[0] {
+                0
+            } else {
+                b.partition_point(|&x| x < value)
+            };
+        }
+        // log2(x) ~ exponent + (mantissa - 1), within 0.09; then walk to the
+        // exact bucket, so `le` semantics hold whatever the rounding.
+        let bits = x.to_bits();
+        let exponent = ((bits >> 52) & 0x7ff) as f64 - 1023.0;
+        let mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+        let mut i = (((exponent + mantissa - 1.0) * per_doubling) as usize).min(b.len());
+        while i > 0 && b[i - 1] >= value {
+            i -= 1;
+        }
+        while i < b.len() && b[i] < value {
+            i += 1;
+        }
+        i
     }
 }
 
@@ -84,7 +117,11 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new(buckets: &Buckets) -> Self {
-        Histogram { counts: vec![0; buckets.len()], sum: 0.0, count: 0 }
+        Histogram {
+            counts: vec![0; buckets.len()],
+            sum: 0.0,
+            count: 0,
+        }
     }
 
     pub fn observe(&mut self, buckets: &Buckets, value: f64) {
@@ -107,7 +144,12 @@ impl Histogram {
     /// within one run).
     pub fn delta(&self, earlier: &Histogram) -> Histogram {
         Histogram {
-            counts: self.counts.iter().zip(&earlier.counts).map(|(a, b)| a - b).collect(),
+            counts: self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .map(|(a, b)| a - b)
+                .collect(),
             sum: self.sum - earlier.sum,
             count: self.count - earlier.count,
         }
@@ -170,14 +212,20 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
         return f64::NAN;
     }
     let rank = q * total;
-    let b = monotone.partition_point(|&(_, c)| c < rank).min(monotone.len() - 1);
+    let b = monotone
+        .partition_point(|&(_, c)| c < rank)
+        .min(monotone.len() - 1);
     if b == monotone.len() - 1 {
         return monotone[monotone.len() - 2].0;
     }
     if b == 0 && monotone[0].0 <= 0.0 {
         return monotone[0].0;
     }
-    let (start, prev) = if b == 0 { (0.0, 0.0) } else { (monotone[b - 1].0, monotone[b - 1].1) };
+    let (start, prev) = if b == 0 {
+        (0.0, 0.0)
+    } else {
+        (monotone[b - 1].0, monotone[b - 1].1)
+    };
     let (end, count) = monotone[b];
     if count == prev {
         return end;
@@ -232,6 +280,28 @@ mod tests {
         assert_eq!(bk.index_of(0.1000001), 1);
         assert_eq!(bk.index_of(5.0), 2);
         assert!(Buckets::new(vec![0.2, 0.1]).is_err());
+    }
+
+    #[test]
+    fn fast_index_agrees_with_binary_search() {
+        let bk = Buckets::default_latency();
+        let mut s = crate::rng::Stream::new(9, crate::rng::Subsystem::Metrics);
+        let mut values: Vec<f64> = (0..100_000)
+            .map(|_| (s.uniform() * 30.0 - 16.0).exp2())
+            .collect();
+        values.extend(
+            bk.bounds()
+                .iter()
+                .flat_map(|&b| [b, b * (1.0 + 1e-15), b * (1.0 - 1e-15)]),
+        );
+        values.extend([0.0, -1.0, 1e-9, 1e9, f64::INFINITY]);
+        for v in values {
+            assert_eq!(
+                bk.index_of(v),
+                bk.bounds().partition_point(|&x| x < v),
+                "value {v}"
+            );
+        }
     }
 
     #[test]

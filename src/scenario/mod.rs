@@ -69,11 +69,24 @@ impl fmt::Display for FieldPath {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{file}: cannot read the scenario: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}:{column}: {message}")]
-    Syntax { file: String, line: usize, column: usize, message: String },
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{file}:{line}: field `{field}`: {message}")]
-    Invalid { file: String, line: usize, field: String, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        field: String,
+        message: String,
+    },
 }
 
 impl ScenarioError {
@@ -97,7 +110,10 @@ pub(crate) struct Problem {
 /// the scenario file's directory.
 pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        file: file.clone(),
+        source,
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&text, &file, &base)
 }
@@ -107,22 +123,43 @@ pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioError> {
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, ScenarioError> {
     let spec: Scenario = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-        ScenarioError::Syntax { file: file.to_string(), line, column, message: e.message().trim().to_string() }
+        ScenarioError::Syntax {
+            file: file.to_string(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
     })?;
     let invalid = |p: Problem| {
         let line = locate_line(text, &p.path).unwrap_or(1);
-        ScenarioError::Invalid { file: file.to_string(), line, field: p.path.to_string(), message: p.message }
+        ScenarioError::Invalid {
+            file: file.to_string(),
+            line,
+            field: p.path.to_string(),
+            message: p.message,
+        }
     };
     validate::check(&spec).map_err(invalid)?;
     let traces = validate::read_traces(&spec, base_dir).map_err(invalid)?;
-    Ok(LoadedScenario { spec, traces, source: file.to_string() })
+    Ok(LoadedScenario {
+        spec,
+        traces,
+        source: file.to_string(),
+    })
 }
 
 /// Parses a scenario whose traces are given in memory (tests, generated
 /// scenarios).
-pub fn from_spec(spec: Scenario, traces: BTreeMap<String, Arc<Trace>>) -> Result<LoadedScenario, String> {
+pub fn from_spec(
+    spec: Scenario,
+    traces: BTreeMap<String, Arc<Trace>>,
+) -> Result<LoadedScenario, String> {
     validate::check(&spec).map_err(|p| format!("field `{}`: {}", p.path, p.message))?;
-    Ok(LoadedScenario { spec, traces, source: "<in memory>".into() })
+    Ok(LoadedScenario {
+        spec,
+        traces,
+        source: "<in memory>".into(),
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -41,7 +41,14 @@ pub struct ClusterSpec {
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        ClusterSpec { nodes: vec![NodeSpec { name: "node".into(), count: 4, cpu: 16.0, memory_mib: 65536.0 }] }
+        ClusterSpec {
+            nodes: vec![NodeSpec {
+                name: "node".into(),
+                count: 4,
+                cpu: 16.0,
+                memory_mib: 65536.0,
+            }],
+        }
     }
 }
 
@@ -189,7 +196,13 @@ pub struct ProbeSpec {
 
 impl Default for ProbeSpec {
     fn default() -> Self {
-        ProbeSpec { period_s: 10.0, timeout_s: 1.0, success_threshold: 1, failure_threshold: 3, initial_delay_s: 0.0 }
+        ProbeSpec {
+            period_s: 10.0,
+            timeout_s: 1.0,
+            success_threshold: 1,
+            failure_threshold: 3,
+            initial_delay_s: 0.0,
+        }
     }
 }
 
@@ -212,7 +225,10 @@ pub struct RollingUpdateSpec {
 
 impl Default for RollingUpdateSpec {
     fn default() -> Self {
-        RollingUpdateSpec { max_surge: d_quarter(), max_unavailable: d_quarter() }
+        RollingUpdateSpec {
+            max_surge: d_quarter(),
+            max_unavailable: d_quarter(),
+        }
     }
 }
 
@@ -230,9 +246,20 @@ pub struct LoadSpec {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub enum CurveSpec {
-    Constant { rate: f64 },
-    Ramp { from: f64, to: f64, start_s: f64, end_s: f64 },
-    Step { before: f64, after: f64, at_s: f64 },
+    Constant {
+        rate: f64,
+    },
+    Ramp {
+        from: f64,
+        to: f64,
+        start_s: f64,
+        end_s: f64,
+    },
+    Step {
+        before: f64,
+        after: f64,
+        at_s: f64,
+    },
     Diurnal {
         mean: f64,
         /// Relative swing: 0.5 means between 50 % and 150 % of the mean.
@@ -242,10 +269,25 @@ pub enum CurveSpec {
         #[serde(default = "d_peak")]
         peak_s: f64,
     },
-    FlashCrowd { base: f64, peak: f64, start_s: f64, rise_s: f64, decay_s: f64 },
-    Bursts { base: f64, multiplier: f64, mean_gap_s: f64, mean_length_s: f64 },
+    FlashCrowd {
+        base: f64,
+        peak: f64,
+        start_s: f64,
+        rise_s: f64,
+        decay_s: f64,
+    },
+    Bursts {
+        base: f64,
+        multiplier: f64,
+        mean_gap_s: f64,
+        mean_length_s: f64,
+    },
     /// Multiplicative lognormal noise with mean 1; use inside `product`.
-    Noise { cv: f64, #[serde(default = "one_f")] step_s: f64 },
+    Noise {
+        cv: f64,
+        #[serde(default = "one_f")]
+        step_s: f64,
+    },
     /// Replay of a `t_seconds,value` CSV, relative to the scenario file.
     Trace {
         file: String,
@@ -264,8 +306,12 @@ pub enum CurveSpec {
         #[serde(default, rename = "loop")]
         looped: bool,
     },
-    Sum { parts: Vec<CurveSpec> },
-    Product { parts: Vec<CurveSpec> },
+    Sum {
+        parts: Vec<CurveSpec>,
+    },
+    Product {
+        parts: Vec<CurveSpec>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -351,7 +397,11 @@ pub struct MeshSpec {
 
 impl Default for MeshSpec {
     fn default() -> Self {
-        MeshSpec { retries: RetrySpec::default(), circuit_breaker: CircuitBreakerSpec::default(), outlier_detection: OutlierSpec::default() }
+        MeshSpec {
+            retries: RetrySpec::default(),
+            circuit_breaker: CircuitBreakerSpec::default(),
+            outlier_detection: OutlierSpec::default(),
+        }
     }
 }
 
@@ -372,7 +422,12 @@ pub struct RetrySpec {
 
 impl Default for RetrySpec {
     fn default() -> Self {
-        RetrySpec { enabled: false, max_retries: 3, base_ms: 25.0, max_ms: 250.0 }
+        RetrySpec {
+            enabled: false,
+            max_retries: 3,
+            base_ms: 25.0,
+            max_ms: 250.0,
+        }
     }
 }
 
@@ -391,7 +446,11 @@ pub struct CircuitBreakerSpec {
 
 impl Default for CircuitBreakerSpec {
     fn default() -> Self {
-        CircuitBreakerSpec { enabled: false, max_requests: 1024, max_pending: 1024 }
+        CircuitBreakerSpec {
+            enabled: false,
+            max_requests: 1024,
+            max_pending: 1024,
+        }
     }
 }
 
@@ -452,7 +511,11 @@ pub struct MetricsSpec {
 
 impl Default for MetricsSpec {
     fn default() -> Self {
-        MetricsSpec { scrape_interval_s: 15.0, rate_window_s: 60.0, buckets_s: None }
+        MetricsSpec {
+            scrape_interval_s: 15.0,
+            rate_window_s: 60.0,
+            buckets_s: None,
+        }
     }
 }
 
@@ -531,7 +594,10 @@ fn d_queue_capacity() -> u32 {
     1000
 }
 fn d_startup() -> DistSpec {
-    DistSpec::Lognormal { mean_s: 10.0, cv: 0.3 }
+    DistSpec::Lognormal {
+        mean_s: 10.0,
+        cv: 0.3,
+    }
 }
 fn d_mem_base() -> f64 {
     128.0

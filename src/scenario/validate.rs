@@ -5,25 +5,45 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{CurveSpec, DistSpec, FaultKind, FieldPath, IntOrPercent, Problem, ProbeSpec, Scenario};
+use super::{
+    CurveSpec, DistSpec, FaultKind, FieldPath, IntOrPercent, ProbeSpec, Problem, Scenario,
+};
 use crate::sim::load::Trace;
 
 type Check = Result<(), Problem>;
 
 fn fail(path: FieldPath, message: impl Into<String>) -> Check {
-    Err(Problem { path, message: message.into() })
+    Err(Problem {
+        path,
+        message: message.into(),
+    })
 }
 
 fn positive(path: FieldPath, v: f64) -> Check {
-    if v.is_finite() && v > 0.0 { Ok(()) } else { fail(path, format!("must be a positive number, found {v}")) }
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        fail(path, format!("must be a positive number, found {v}"))
+    }
 }
 
 fn non_negative(path: FieldPath, v: f64) -> Check {
-    if v.is_finite() && v >= 0.0 { Ok(()) } else { fail(path, format!("must be zero or positive, found {v}")) }
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        fail(path, format!("must be zero or positive, found {v}"))
+    }
 }
 
 fn probability(path: FieldPath, v: f64) -> Check {
-    if (0.0..=1.0).contains(&v) { Ok(()) } else { fail(path, format!("is a probability and must lie in [0, 1], found {v}")) }
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        fail(
+            path,
+            format!("is a probability and must lie in [0, 1], found {v}"),
+        )
+    }
 }
 
 pub(super) fn check(s: &Scenario) -> Check {
@@ -33,7 +53,10 @@ pub(super) fn check(s: &Scenario) -> Check {
     }
     positive(root.key("duration_s"), s.duration_s)?;
     if s.duration_s > 90.0 * 86_400.0 {
-        return fail(root.key("duration_s"), "is longer than 90 days; split the run");
+        return fail(
+            root.key("duration_s"),
+            "is longer than 90 days; split the run",
+        );
     }
 
     let nodes = root.key("cluster").key("node");
@@ -66,7 +89,10 @@ pub(super) fn check(s: &Scenario) -> Check {
             return fail(p.key("name"), "must not be empty");
         }
         if names.insert(sv.name.as_str(), i).is_some() {
-            return fail(p.key("name"), format!("service `{}` is defined twice", sv.name));
+            return fail(
+                p.key("name"),
+                format!("service `{}` is defined twice", sv.name),
+            );
         }
     }
     for (i, sv) in s.services.iter().enumerate() {
@@ -77,7 +103,10 @@ pub(super) fn check(s: &Scenario) -> Check {
         positive(p.key("cpu_request"), sv.cpu_request)?;
         positive(p.key("cpu_limit"), sv.cpu_limit)?;
         if sv.cpu_limit < sv.cpu_request {
-            return fail(p.key("cpu_limit"), format!("{} is below cpu_request {}", sv.cpu_limit, sv.cpu_request));
+            return fail(
+                p.key("cpu_limit"),
+                format!("{} is below cpu_request {}", sv.cpu_limit, sv.cpu_request),
+            );
         }
         positive(p.key("memory_request_mib"), sv.memory_request_mib)?;
         positive(p.key("memory_limit_mib"), sv.memory_limit_mib)?;
@@ -93,18 +122,31 @@ pub(super) fn check(s: &Scenario) -> Check {
         non_negative(r.key("service_time_cv"), sv.revision.service_time_cv)?;
         probability(r.key("error_rate"), sv.revision.error_rate)?;
         non_negative(r.key("memory_base_mib"), sv.revision.memory_base_mib)?;
-        non_negative(r.key("memory_per_request_mib"), sv.revision.memory_per_request_mib)?;
+        non_negative(
+            r.key("memory_per_request_mib"),
+            sv.revision.memory_per_request_mib,
+        )?;
         non_negative(r.key("leak_mib_per_s"), sv.revision.leak_mib_per_s)?;
         if let Some(c) = sv.revision.crash_after_s {
             positive(r.key("crash_after_s"), c)?;
         }
         if sv.revision.memory_base_mib >= sv.memory_limit_mib {
-            return fail(r.key("memory_base_mib"), "is at or above memory_limit_mib: every pod would be OOM-killed at start");
+            return fail(
+                r.key("memory_base_mib"),
+                "is at or above memory_limit_mib: every pod would be OOM-killed at start",
+            );
         }
         for (j, c) in sv.calls.iter().enumerate() {
             let cp = p.key("call").index(j);
             if !names.contains_key(c.to.as_str()) {
-                return fail(cp.key("to"), format!("unknown service `{}` (services: {})", c.to, list(names.keys())));
+                return fail(
+                    cp.key("to"),
+                    format!(
+                        "unknown service `{}` (services: {})",
+                        c.to,
+                        list(names.keys())
+                    ),
+                );
             }
             if c.to == sv.name {
                 return fail(cp.key("to"), "a service cannot call itself");
@@ -115,8 +157,14 @@ pub(super) fn check(s: &Scenario) -> Check {
         }
         check_probe(&p.key("readiness"), &sv.readiness)?;
         check_probe(&p.key("liveness"), &sv.liveness)?;
-        check_int_or_percent(&p.key("rolling_update").key("max_surge"), &sv.rolling_update.max_surge)?;
-        check_int_or_percent(&p.key("rolling_update").key("max_unavailable"), &sv.rolling_update.max_unavailable)?;
+        check_int_or_percent(
+            &p.key("rolling_update").key("max_surge"),
+            &sv.rolling_update.max_surge,
+        )?;
+        check_int_or_percent(
+            &p.key("rolling_update").key("max_unavailable"),
+            &sv.rolling_update.max_unavailable,
+        )?;
     }
     check_acyclic(s)?;
 
@@ -139,7 +187,10 @@ pub(super) fn check(s: &Scenario) -> Check {
     let slo = root.key("slo");
     positive(slo.key("latency_ms"), s.slo.latency_ms)?;
     if !(s.slo.objective > 0.0 && s.slo.objective <= 1.0) {
-        return fail(slo.key("objective"), format!("must lie in (0, 1], found {}", s.slo.objective));
+        return fail(
+            slo.key("objective"),
+            format!("must lie in (0, 1], found {}", s.slo.objective),
+        );
     }
     positive(slo.key("window_s"), s.slo.window_s)?;
 
@@ -147,7 +198,10 @@ pub(super) fn check(s: &Scenario) -> Check {
     positive(m.key("scrape_interval_s"), s.metrics.scrape_interval_s)?;
     positive(m.key("rate_window_s"), s.metrics.rate_window_s)?;
     if s.metrics.rate_window_s < s.metrics.scrape_interval_s {
-        return fail(m.key("rate_window_s"), "must be at least one scrape interval");
+        return fail(
+            m.key("rate_window_s"),
+            "must be at least one scrape interval",
+        );
     }
     if let Some(b) = &s.metrics.buckets_s {
         if let Err(e) = crate::metrics::Buckets::new(b.clone()) {
@@ -190,7 +244,11 @@ pub(super) fn check(s: &Scenario) -> Check {
 }
 
 pub fn expand_node_names(name: &str, count: u32) -> Vec<String> {
-    if count == 1 { vec![name.to_string()] } else { (0..count).map(|i| format!("{name}-{i}")).collect() }
+    if count == 1 {
+        vec![name.to_string()]
+    } else {
+        (0..count).map(|i| format!("{name}-{i}")).collect()
+    }
 }
 
 fn list<'a>(it: impl Iterator<Item = &'a &'a str>) -> String {
@@ -202,7 +260,11 @@ fn check_dist(p: &FieldPath, d: &DistSpec) -> Check {
         DistSpec::Fixed { value_s } => non_negative(p.key("value_s"), *value_s),
         DistSpec::Uniform { min_s, max_s } => {
             non_negative(p.key("min_s"), *min_s)?;
-            if max_s < min_s { fail(p.key("max_s"), "is below min_s") } else { Ok(()) }
+            if max_s < min_s {
+                fail(p.key("max_s"), "is below min_s")
+            } else {
+                Ok(())
+            }
         }
         DistSpec::Lognormal { mean_s, cv } => {
             positive(p.key("mean_s"), *mean_s)?;
@@ -229,7 +291,10 @@ fn check_int_or_percent(p: &FieldPath, v: &IntOrPercent) -> Check {
         IntOrPercent::Int(_) => Ok(()),
         IntOrPercent::Percent(s) => match parse_percent_value(s) {
             Some(_) => Ok(()),
-            None => fail(p.clone(), format!("`{s}` is neither a count nor a percent such as \"25%\"")),
+            None => fail(
+                p.clone(),
+                format!("`{s}` is neither a count nor a percent such as \"25%\""),
+            ),
         },
     }
 }
@@ -242,9 +307,20 @@ pub fn parse_percent_value(s: &str) -> Option<f64> {
 
 fn check_acyclic(s: &Scenario) -> Check {
     // Depth-first search with colours; a back edge is a cycle.
-    let idx: BTreeMap<&str, usize> = s.services.iter().enumerate().map(|(i, sv)| (sv.name.as_str(), i)).collect();
+    let idx: BTreeMap<&str, usize> = s
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, sv)| (sv.name.as_str(), i))
+        .collect();
     let mut colour = vec![0u8; s.services.len()];
-    fn visit(s: &Scenario, idx: &BTreeMap<&str, usize>, colour: &mut [u8], i: usize, stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        s: &Scenario,
+        idx: &BTreeMap<&str, usize>,
+        colour: &mut [u8],
+        i: usize,
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         colour[i] = 1;
         stack.push(i);
         for c in &s.services[i].calls {
@@ -270,9 +346,18 @@ fn check_acyclic(s: &Scenario) -> Check {
             if let Some(cycle) = visit(s, &idx, &mut colour, i, &mut Vec::new()) {
                 let names: Vec<&str> = cycle.iter().map(|&k| s.services[k].name.as_str()).collect();
                 let first = cycle[0];
-                let call = s.services[first].calls.iter().position(|c| c.to == names[1]).unwrap_or(0);
+                let call = s.services[first]
+                    .calls
+                    .iter()
+                    .position(|c| c.to == names[1])
+                    .unwrap_or(0);
                 return fail(
-                    FieldPath::default().key("service").index(first).key("call").index(call).key("to"),
+                    FieldPath::default()
+                        .key("service")
+                        .index(first)
+                        .key("call")
+                        .index(call)
+                        .key("to"),
                     format!("the call graph has a cycle: {}", names.join(" -> ")),
                 );
             }
@@ -284,33 +369,65 @@ fn check_acyclic(s: &Scenario) -> Check {
 fn check_curve(p: &FieldPath, c: &CurveSpec) -> Check {
     match c {
         CurveSpec::Constant { rate } => non_negative(p.key("rate"), *rate),
-        CurveSpec::Ramp { from, to, start_s, end_s } => {
+        CurveSpec::Ramp {
+            from,
+            to,
+            start_s,
+            end_s,
+        } => {
             non_negative(p.key("from"), *from)?;
             non_negative(p.key("to"), *to)?;
             non_negative(p.key("start_s"), *start_s)?;
-            if end_s <= start_s { fail(p.key("end_s"), "must be after start_s") } else { Ok(()) }
+            if end_s <= start_s {
+                fail(p.key("end_s"), "must be after start_s")
+            } else {
+                Ok(())
+            }
         }
-        CurveSpec::Step { before, after, at_s } => {
+        CurveSpec::Step {
+            before,
+            after,
+            at_s,
+        } => {
             non_negative(p.key("before"), *before)?;
             non_negative(p.key("after"), *after)?;
             non_negative(p.key("at_s"), *at_s)
         }
-        CurveSpec::Diurnal { mean, amplitude, period_s, peak_s } => {
+        CurveSpec::Diurnal {
+            mean,
+            amplitude,
+            period_s,
+            peak_s,
+        } => {
             non_negative(p.key("mean"), *mean)?;
             if !(0.0..=1.0).contains(amplitude) {
-                return fail(p.key("amplitude"), format!("must lie in [0, 1] (a relative swing), found {amplitude}"));
+                return fail(
+                    p.key("amplitude"),
+                    format!("must lie in [0, 1] (a relative swing), found {amplitude}"),
+                );
             }
             positive(p.key("period_s"), *period_s)?;
             non_negative(p.key("peak_s"), *peak_s)
         }
-        CurveSpec::FlashCrowd { base, peak, start_s, rise_s, decay_s } => {
+        CurveSpec::FlashCrowd {
+            base,
+            peak,
+            start_s,
+            rise_s,
+            decay_s,
+        } => {
             non_negative(p.key("base"), *base)?;
             non_negative(p.key("peak"), *peak)?;
             non_negative(p.key("start_s"), *start_s)?;
             positive(p.key("rise_s"), *rise_s)?;
             positive(p.key("decay_s"), *decay_s)
         }
-        CurveSpec::Bursts { base, multiplier, mean_gap_s, mean_length_s } => {
+        CurveSpec::Bursts {
+            base,
+            multiplier,
+            mean_gap_s,
+            mean_length_s,
+        } => {
             non_negative(p.key("base"), *base)?;
             non_negative(p.key("multiplier"), *multiplier)?;
             positive(p.key("mean_gap_s"), *mean_gap_s)?;
@@ -320,13 +437,27 @@ fn check_curve(p: &FieldPath, c: &CurveSpec) -> Check {
             non_negative(p.key("cv"), *cv)?;
             positive(p.key("step_s"), *step_s)
         }
-        CurveSpec::Trace { file, scale, peak, mean, speedup, offset_s, .. } => {
+        CurveSpec::Trace {
+            file,
+            scale,
+            peak,
+            mean,
+            speedup,
+            offset_s,
+            ..
+        } => {
             if file.trim().is_empty() {
                 return fail(p.key("file"), "must name a CSV file");
             }
-            let given = [scale.is_some(), peak.is_some(), mean.is_some()].iter().filter(|b| **b).count();
+            let given = [scale.is_some(), peak.is_some(), mean.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if given > 1 {
-                return fail(p.key("scale"), "give at most one of `scale`, `peak` and `mean`");
+                return fail(
+                    p.key("scale"),
+                    "give at most one of `scale`, `peak` and `mean`",
+                );
             }
             for (k, v) in [("scale", scale), ("peak", peak), ("mean", mean)] {
                 if let Some(v) = v {
@@ -357,7 +488,13 @@ fn check_fault(
 ) -> Check {
     non_negative(p.key("at_s"), f.at_s)?;
     if f.at_s >= s.duration_s {
-        return fail(p.key("at_s"), format!("{} is not before the end of the run ({} s)", f.at_s, s.duration_s));
+        return fail(
+            p.key("at_s"),
+            format!(
+                "{} is not before the end of the run ({} s)",
+                f.at_s, s.duration_s
+            ),
+        );
     }
     if let Some(d) = f.duration_s {
         positive(p.key("duration_s"), d)?;
@@ -367,30 +504,74 @@ fn check_fault(
     let k = f.kind;
     let targets_pods = matches!(k, PodKill | CpuStress | MemoryLeak | Hang);
     let fields: [(&str, bool, bool, bool); 13] = [
-        ("service", f.service.is_some(), k != NodeLoss, !matches!(k, NodeLoss | Latency)),
+        (
+            "service",
+            f.service.is_some(),
+            k != NodeLoss,
+            !matches!(k, NodeLoss | Latency),
+        ),
         ("edge", f.edge.is_some(), k == Latency, false),
         ("node", f.node.is_some(), k == NodeLoss, k == NodeLoss),
         ("pods", f.pods.is_some(), targets_pods, false),
         ("percent", f.percent.is_some(), targets_pods, false),
         ("added_ms", f.added_ms.is_some(), k == Latency, k == Latency),
         ("cores", f.cores.is_some(), k == CpuStress, k == CpuStress),
-        ("mode", f.mode.is_some(), k == DependencyFailure, k == DependencyFailure),
-        ("error_rate", f.error_rate.is_some(), matches!(k, DependencyFailure | BadDeploy), false),
-        ("leak_mib_per_s", f.leak_mib_per_s.is_some(), k == MemoryLeak, k == MemoryLeak),
-        ("service_time_factor", f.service_time_factor.is_some(), k == BadDeploy, false),
-        ("crash_after_s", f.crash_after_s.is_some(), k == BadDeploy, false),
-        ("duration_s", f.duration_s.is_some(), !matches!(k, PodKill | BadDeploy), false),
+        (
+            "mode",
+            f.mode.is_some(),
+            k == DependencyFailure,
+            k == DependencyFailure,
+        ),
+        (
+            "error_rate",
+            f.error_rate.is_some(),
+            matches!(k, DependencyFailure | BadDeploy),
+            false,
+        ),
+        (
+            "leak_mib_per_s",
+            f.leak_mib_per_s.is_some(),
+            k == MemoryLeak,
+            k == MemoryLeak,
+        ),
+        (
+            "service_time_factor",
+            f.service_time_factor.is_some(),
+            k == BadDeploy,
+            false,
+        ),
+        (
+            "crash_after_s",
+            f.crash_after_s.is_some(),
+            k == BadDeploy,
+            false,
+        ),
+        (
+            "duration_s",
+            f.duration_s.is_some(),
+            !matches!(k, PodKill | BadDeploy),
+            false,
+        ),
     ];
     for (name, present, allowed, required) in fields {
         if present && !allowed {
-            return fail(p.key(name), format!("does not apply to a `{}` fault", k.as_str()));
+            return fail(
+                p.key(name),
+                format!("does not apply to a `{}` fault", k.as_str()),
+            );
         }
         if required && !present {
-            return fail(p.clone(), format!("a `{}` fault needs `{name}`", k.as_str()));
+            return fail(
+                p.clone(),
+                format!("a `{}` fault needs `{name}`", k.as_str()),
+            );
         }
     }
     if k == Latency && f.service.is_some() == f.edge.is_some() {
-        return fail(p.clone(), "a `latency` fault needs exactly one of `service` and `edge`");
+        return fail(
+            p.clone(),
+            "a `latency` fault needs exactly one of `service` and `edge`",
+        );
     }
     if let Some(sv) = &f.service {
         if !services.contains_key(sv.as_str()) {
@@ -404,22 +585,36 @@ fn check_fault(
     }
     if let Some(e) = &f.edge {
         let Some((a, b)) = e.split_once("->").map(|(a, b)| (a.trim(), b.trim())) else {
-            return fail(p.key("edge"), format!("`{e}` is not of the form `caller->callee`"));
+            return fail(
+                p.key("edge"),
+                format!("`{e}` is not of the form `caller->callee`"),
+            );
         };
-        let known = services.get(a).is_some_and(|&i| s.services[i].calls.iter().any(|c| c.to == b));
+        let known = services
+            .get(a)
+            .is_some_and(|&i| s.services[i].calls.iter().any(|c| c.to == b));
         if !known {
-            return fail(p.key("edge"), format!("there is no call edge `{a}->{b}` in the call graph"));
+            return fail(
+                p.key("edge"),
+                format!("there is no call edge `{a}->{b}` in the call graph"),
+            );
         }
     }
     if f.pods.is_some() && f.percent.is_some() {
-        return fail(p.key("percent"), "give either `pods` or `percent`, not both");
+        return fail(
+            p.key("percent"),
+            "give either `pods` or `percent`, not both",
+        );
     }
     if f.pods == Some(0) {
         return fail(p.key("pods"), "must be at least 1");
     }
     if let Some(pc) = f.percent {
         if !(pc > 0.0 && pc <= 100.0) {
-            return fail(p.key("percent"), format!("must lie in (0, 100], found {pc}"));
+            return fail(
+                p.key("percent"),
+                format!("must lie in (0, 100], found {pc}"),
+            );
         }
     }
     if let Some(v) = f.added_ms {
@@ -440,16 +635,31 @@ fn check_fault(
     if let Some(v) = f.crash_after_s {
         positive(p.key("crash_after_s"), v)?;
     }
-    if k == BadDeploy && f.error_rate.is_none() && f.service_time_factor.is_none() && f.crash_after_s.is_none() {
-        return fail(p.clone(), "a `bad_deploy` fault needs `error_rate`, `service_time_factor` or `crash_after_s`");
+    if k == BadDeploy
+        && f.error_rate.is_none()
+        && f.service_time_factor.is_none()
+        && f.crash_after_s.is_none()
+    {
+        return fail(
+            p.clone(),
+            "a `bad_deploy` fault needs `error_rate`, `service_time_factor` or `crash_after_s`",
+        );
     }
     Ok(())
 }
 
 /// Reads every trace file the scenario names, relative to `base`.
-pub(super) fn read_traces(s: &Scenario, base: &Path) -> Result<BTreeMap<String, Arc<Trace>>, Problem> {
+pub(super) fn read_traces(
+    s: &Scenario,
+    base: &Path,
+) -> Result<BTreeMap<String, Arc<Trace>>, Problem> {
     let mut out = BTreeMap::new();
-    fn walk(c: &CurveSpec, p: FieldPath, base: &Path, out: &mut BTreeMap<String, Arc<Trace>>) -> Result<(), Problem> {
+    fn walk(
+        c: &CurveSpec,
+        p: FieldPath,
+        base: &Path,
+        out: &mut BTreeMap<String, Arc<Trace>>,
+    ) -> Result<(), Problem> {
         match c {
             CurveSpec::Trace { file, .. } => {
                 if out.contains_key(file) {
@@ -477,7 +687,12 @@ pub(super) fn read_traces(s: &Scenario, base: &Path) -> Result<BTreeMap<String, 
         }
     }
     for (i, l) in s.loads.iter().enumerate() {
-        walk(&l.curve, FieldPath::default().key("load").index(i).key("curve"), base, &mut out)?;
+        walk(
+            &l.curve,
+            FieldPath::default().key("load").index(i).key("curve"),
+            base,
+            &mut out,
+        )?;
     }
     Ok(out)
 }

@@ -17,7 +17,12 @@ pub struct CrashLoopBackOff {
 
 impl CrashLoopBackOff {
     pub fn new(initial: Span, max: Span, reset_after: Span) -> Self {
-        CrashLoopBackOff { initial, max, reset_after, next: initial }
+        CrashLoopBackOff {
+            initial,
+            max,
+            reset_after,
+            next: initial,
+        }
     }
 
     /// The container that started at `started` died at `now`: how long the
@@ -27,7 +32,8 @@ impl CrashLoopBackOff {
             self.next = self.initial;
         }
         let delay = self.next;
-        self.next = Span::from_nanos((self.next.as_nanos().saturating_mul(2)).min(self.max.as_nanos()));
+        self.next =
+            Span::from_nanos((self.next.as_nanos().saturating_mul(2)).min(self.max.as_nanos()));
         delay
     }
 }
@@ -38,7 +44,11 @@ mod tests {
 
     #[test]
     fn doubles_from_ten_seconds_to_the_cap_and_resets_after_ten_minutes() {
-        let mut b = CrashLoopBackOff::new(Span::from_secs(10), Span::from_secs(300), Span::from_secs(600));
+        let mut b = CrashLoopBackOff::new(
+            Span::from_secs(10),
+            Span::from_secs(300),
+            Span::from_secs(600),
+        );
         let mut t = Time::ZERO;
         let mut delays = Vec::new();
         for _ in 0..8 {
@@ -48,7 +58,13 @@ mod tests {
         }
         assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
         // Ten clean minutes reset the sequence.
-        assert_eq!(b.on_exit(t, t + Span::from_secs(600)).as_nanos(), Span::from_secs(10).as_nanos());
-        assert_eq!(b.on_exit(t, t + Span::from_secs(1)).as_nanos(), Span::from_secs(20).as_nanos());
+        assert_eq!(
+            b.on_exit(t, t + Span::from_secs(600)).as_nanos(),
+            Span::from_secs(10).as_nanos()
+        );
+        assert_eq!(
+            b.on_exit(t, t + Span::from_secs(1)).as_nanos(),
+            Span::from_secs(20).as_nanos()
+        );
     }
 }

@@ -20,22 +20,63 @@ use crate::time::{Span, Time};
 /// scheduled for, so cancelled work is skipped instead of searched for.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
-    RootArrival { load: u32 },
-    Arrive { req: u32, epoch: u32 },
-    Retry { req: u32, epoch: u32 },
-    CpuDone { pod: u32, epoch: u32 },
-    EdgeTimer { edge: u32 },
-    Probe { pod: u32, epoch: u32, liveness: bool },
-    ContainerStart { pod: u32, epoch: u32 },
-    OutOfMemory { pod: u32, epoch: u32 },
-    Crash { pod: u32, epoch: u32 },
-    GraceEnd { pod: u32, epoch: u32 },
-    NodeNotReady { node: u32, epoch: u32 },
-    NodeEvict { node: u32, epoch: u32 },
-    FaultStart { fault: u32 },
-    FaultEnd { fault: u32 },
+    RootArrival {
+        load: u32,
+    },
+    Arrive {
+        req: u32,
+        epoch: u32,
+    },
+    Retry {
+        req: u32,
+        epoch: u32,
+    },
+    CpuDone {
+        pod: u32,
+        epoch: u32,
+    },
+    EdgeTimer {
+        edge: u32,
+    },
+    Probe {
+        pod: u32,
+        epoch: u32,
+        liveness: bool,
+    },
+    ContainerStart {
+        pod: u32,
+        epoch: u32,
+    },
+    OutOfMemory {
+        pod: u32,
+        epoch: u32,
+    },
+    Crash {
+        pod: u32,
+        epoch: u32,
+    },
+    GraceEnd {
+        pod: u32,
+        epoch: u32,
+    },
+    NodeNotReady {
+        node: u32,
+        epoch: u32,
+    },
+    NodeEvict {
+        node: u32,
+        epoch: u32,
+    },
+    FaultStart {
+        fault: u32,
+    },
+    FaultEnd {
+        fault: u32,
+    },
     Scrape,
-    Control { controller: u32 },
+    Control {
+        controller: u32,
+    },
     Second,
 }
 
@@ -99,6 +140,8 @@ pub struct Simulation {
     pub(crate) replica_seconds: f64,
     pub(crate) cost_since: Time,
     pub(crate) pod_serial: u32,
+    /// Popped events that had been superseded (generation mismatch).
+    pub(crate) stale_events: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +175,12 @@ impl Simulation {
                 });
             }
         }
-        let index = |name: &str| s.services.iter().position(|x| x.name == name).expect("validated service name") as u32;
+        let index = |name: &str| {
+            s.services
+                .iter()
+                .position(|x| x.name == name)
+                .expect("validated service name") as u32
+        };
         let mut services: Vec<Service> = s
             .services
             .iter()
@@ -174,21 +222,24 @@ impl Simulation {
             })
             .collect();
         let mut edges = Vec::new();
-        let new_edge = |from: Option<u32>, to: u32, p: f64, timeout_ms: f64, lat_ms: f64, label: String| Edge {
-            from,
-            to,
-            probability: p,
-            timeout: Span::from_secs_f64(timeout_ms / 1000.0),
-            latency: Span::from_secs_f64(lat_ms / 1000.0),
-            added_latency: Span::ZERO,
-            outstanding: 0,
-            pending: 0,
-            outliers: Default::default(),
-            deadlines: VecDeque::new(),
-            timer_armed: false,
-            counters: Counters::new(&buckets),
-            label,
-        };
+        let new_edge =
+            |from: Option<u32>, to: u32, p: f64, timeout_ms: f64, lat_ms: f64, label: String| {
+                Edge {
+                    from,
+                    to,
+                    probability: p,
+                    timeout: Span::from_secs_f64(timeout_ms / 1000.0),
+                    latency: Span::from_secs_f64(lat_ms / 1000.0),
+                    added_latency: Span::ZERO,
+                    outstanding: 0,
+                    pending: 0,
+                    outliers: Default::default(),
+                    deadlines: VecDeque::new(),
+                    timer_armed: false,
+                    counters: Counters::new(&buckets),
+                    label,
+                }
+            };
         for (i, sv) in s.services.iter().enumerate() {
             for c in &sv.calls {
                 let to = index(&c.to);
@@ -207,9 +258,17 @@ impl Simulation {
         let mut loads = Vec::new();
         for (i, l) in s.loads.iter().enumerate() {
             let mut curve_rng = Stream::new_indexed(seed, Subsystem::Curves, i as u64);
-            let curve = compile_curve(&l.curve, sc, horizon, &mut curve_rng).map_err(|file| BuildError::MissingTrace { load: i, file })?;
+            let curve = compile_curve(&l.curve, sc, horizon, &mut curve_rng)
+                .map_err(|file| BuildError::MissingTrace { load: i, file })?;
             let edge = edges.len() as u32;
-            edges.push(new_edge(None, index(&l.service), 1.0, l.timeout_ms, 0.0, format!("client->{}", l.service)));
+            edges.push(new_edge(
+                None,
+                index(&l.service),
+                1.0,
+                l.timeout_ms,
+                0.0,
+                format!("client->{}", l.service),
+            ));
             loads.push(LoadSource {
                 edge,
                 arrivals: ArrivalProcess::new(curve),
@@ -244,9 +303,13 @@ impl Simulation {
             replica_seconds: 0.0,
             cost_since: Time::ZERO,
             pod_serial: 0,
+            stale_events: 0,
         };
         for (i, f) in s.faults.iter().enumerate() {
-            sim.queue.push(Time::from_secs_f64(f.at_s), Event::FaultStart { fault: i as u32 });
+            sim.queue.push(
+                Time::from_secs_f64(f.at_s),
+                Event::FaultStart { fault: i as u32 },
+            );
         }
         for svc in 0..sim.services.len() as u32 {
             sim.reconcile(svc);
@@ -263,7 +326,8 @@ impl Simulation {
         for l in 0..sim.loads.len() as u32 {
             sim.schedule_root_arrival(l);
         }
-        sim.queue.push_lane(Time::ZERO + scrape_phase, LANE_SCRAPE, Event::Scrape);
+        sim.queue
+            .push_lane(Time::ZERO + scrape_phase, LANE_SCRAPE, Event::Scrape);
         sim.queue.push(Time::from_secs(1), Event::Second);
         Ok(sim)
     }
@@ -273,7 +337,11 @@ impl Simulation {
         let period = controller.period();
         self.controllers.push(controller);
         let i = (self.controllers.len() - 1) as u32;
-        self.queue.push_lane(self.now + period, LANE_CONTROL, Event::Control { controller: i });
+        self.queue.push_lane(
+            self.now + period,
+            LANE_CONTROL,
+            Event::Control { controller: i },
+        );
     }
 
     pub fn now(&self) -> Time {
@@ -301,60 +369,44 @@ impl Simulation {
     }
 
     fn handle(&mut self, ev: Event) {
+        let live = match ev {
+            Event::Arrive { req, epoch } | Event::Retry { req, epoch } => {
+                self.requests.valid(req, epoch)
+            }
+            Event::CpuDone { pod, epoch } => self.pods[pod as usize].cpu.event_epoch == epoch,
+            Event::Probe { pod, epoch, .. }
+            | Event::ContainerStart { pod, epoch }
+            | Event::OutOfMemory { pod, epoch }
+            | Event::Crash { pod, epoch } => self.pods[pod as usize].epoch == epoch,
+            Event::GraceEnd { pod, epoch } => {
+                self.pods[pod as usize].epoch == epoch
+                    && self.pods[pod as usize].phase == Phase::Terminating
+            }
+            Event::NodeNotReady { node, epoch } | Event::NodeEvict { node, epoch } => {
+                self.nodes[node as usize].epoch == epoch
+            }
+            _ => true,
+        };
+        if !live {
+            self.stale_events += 1;
+            return;
+        }
         match ev {
             Event::RootArrival { load } => self.root_arrival(load),
-            Event::Arrive { req, epoch } => {
-                if self.requests.valid(req, epoch) {
-                    self.arrive(req);
-                }
-            }
-            Event::Retry { req, epoch } => {
-                if self.requests.valid(req, epoch) {
-                    self.transmit(req);
-                }
-            }
-            Event::CpuDone { pod, epoch } => {
-                if self.pods[pod as usize].cpu.event_epoch == epoch {
-                    self.cpu_done(pod);
-                }
-            }
+            Event::Arrive { req, .. } => self.arrive(req),
+            Event::Retry { req, .. } => self.transmit(req),
+            Event::CpuDone { pod, .. } => self.cpu_done(pod),
             Event::EdgeTimer { edge } => self.edge_timer(edge),
-            Event::Probe { pod, epoch, liveness } => {
-                if self.pods[pod as usize].epoch == epoch {
-                    self.probe(pod, liveness);
-                }
+            Event::Probe { pod, liveness, .. } => self.probe(pod, liveness),
+            Event::ContainerStart { pod, .. } => self.start_container(pod),
+            Event::OutOfMemory { pod, .. } => self.check_memory(pod),
+            Event::Crash { pod, .. } => self.exit_container(pod, Exit::Crash),
+            Event::GraceEnd { pod, .. } => {
+                self.kill_requests(pod, false);
+                self.remove_pod(pod);
             }
-            Event::ContainerStart { pod, epoch } => {
-                if self.pods[pod as usize].epoch == epoch {
-                    self.start_container(pod);
-                }
-            }
-            Event::OutOfMemory { pod, epoch } => {
-                if self.pods[pod as usize].epoch == epoch {
-                    self.check_memory(pod);
-                }
-            }
-            Event::Crash { pod, epoch } => {
-                if self.pods[pod as usize].epoch == epoch {
-                    self.exit_container(pod, Exit::Crash);
-                }
-            }
-            Event::GraceEnd { pod, epoch } => {
-                if self.pods[pod as usize].epoch == epoch && self.pods[pod as usize].phase == Phase::Terminating {
-                    self.kill_requests(pod, false);
-                    self.remove_pod(pod);
-                }
-            }
-            Event::NodeNotReady { node, epoch } => {
-                if self.nodes[node as usize].epoch == epoch {
-                    self.node_not_ready(node);
-                }
-            }
-            Event::NodeEvict { node, epoch } => {
-                if self.nodes[node as usize].epoch == epoch {
-                    self.evict_node(node);
-                }
-            }
+            Event::NodeNotReady { node, .. } => self.node_not_ready(node),
+            Event::NodeEvict { node, .. } => self.evict_node(node),
             Event::FaultStart { fault } => self.start_fault(fault),
             Event::FaultEnd { fault } => self.end_fault(fault),
             Event::Scrape => {
@@ -365,7 +417,8 @@ impl Simulation {
             Event::Control { controller } => self.control_tick(controller),
             Event::Second => {
                 self.sample_second();
-                self.queue.push(self.now + Span::from_secs(1), Event::Second);
+                self.queue
+                    .push(self.now + Span::from_secs(1), Event::Second);
             }
         }
     }
@@ -376,15 +429,21 @@ impl Simulation {
         for s in &mut self.services {
             s.track_in_system(now, 0);
         }
-        let events = self.queue.popped();
-        let unfinished = self.requests.live as u64;
-        self.recorder.finish(now, events, self.replica_seconds, unfinished, &self.services, std::mem::take(&mut self.command_log))
+        let events = self.queue.popped() - self.stale_events;
+        self.recorder.finish(
+            now,
+            events,
+            self.replica_seconds,
+            &self.services,
+            std::mem::take(&mut self.command_log),
+        )
     }
 
     // ----- pods -----------------------------------------------------------
 
     pub(crate) fn account_cost(&mut self) {
-        self.replica_seconds += self.scheduled_pods as f64 * (self.now - self.cost_since).as_secs_f64();
+        self.replica_seconds +=
+            self.scheduled_pods as f64 * (self.now - self.cost_since).as_secs_f64();
         self.cost_since = self.now;
     }
 
@@ -419,7 +478,7 @@ impl Simulation {
             leak_held: 0.0,
             holding: Vec::new(),
             queue: VecDeque::new(),
-            cpu: CpuShare { last: self.now, ..Default::default() },
+            cpu: CpuShare::new(self.now),
             cpu_core_seconds: 0.0,
             cpu_at_scrape: 0.0,
             cpu_scrape_at: self.now,
@@ -443,8 +502,16 @@ impl Simulation {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.up && !n.not_ready && n.cpu - n.cpu_used >= cpu - 1e-9 && n.memory - n.memory_used >= mem - 1e-9)
-            .max_by(|a, b| (a.1.cpu - a.1.cpu_used).total_cmp(&(b.1.cpu - b.1.cpu_used)).then(b.0.cmp(&a.0)))
+            .filter(|(_, n)| {
+                n.up && !n.not_ready
+                    && n.cpu - n.cpu_used >= cpu - 1e-9
+                    && n.memory - n.memory_used >= mem - 1e-9
+            })
+            .max_by(|a, b| {
+                (a.1.cpu - a.1.cpu_used)
+                    .total_cmp(&(b.1.cpu - b.1.cpu_used))
+                    .then(b.0.cmp(&a.0))
+            })
             .map(|(i, _)| i);
         let Some(n) = best else { return false };
         self.nodes[n].cpu_used += cpu;
@@ -487,7 +554,10 @@ impl Simulation {
         let startup = self.services[svc].startup.clone();
         let boot = self.draw(&startup);
         let now = self.now;
-        let (r_delay, l_delay) = (self.services[svc].readiness.initial_delay_s, self.services[svc].liveness.initial_delay_s);
+        let (r_delay, l_delay) = (
+            self.services[svc].readiness.initial_delay_s,
+            self.services[svc].liveness.initial_delay_s,
+        );
         let p = &mut self.pods[pod as usize];
         p.epoch = p.epoch.wrapping_add(1);
         p.phase = Phase::Running;
@@ -504,8 +574,22 @@ impl Simulation {
         p.leak_held = 0.0;
         let crash = rev.crash_after;
         let epoch = p.epoch;
-        self.queue.push(now + Span::from_secs_f64(r_delay), Event::Probe { pod, epoch, liveness: false });
-        self.queue.push(now + Span::from_secs_f64(l_delay), Event::Probe { pod, epoch, liveness: true });
+        self.queue.push(
+            now + Span::from_secs_f64(r_delay),
+            Event::Probe {
+                pod,
+                epoch,
+                liveness: false,
+            },
+        );
+        self.queue.push(
+            now + Span::from_secs_f64(l_delay),
+            Event::Probe {
+                pod,
+                epoch,
+                liveness: true,
+            },
+        );
         if let Some(after) = crash {
             self.queue.push(now + after, Event::Crash { pod, epoch });
         }
@@ -522,7 +606,10 @@ impl Simulation {
         }
         let s = &self.services[p.service as usize];
         let rev = s.revision(p.revision);
-        let headroom = s.memory_limit - rev.memory_base - rev.memory_per_request * p.holding.len() as f64 - p.leaked(self.now);
+        let headroom = s.memory_limit
+            - rev.memory_base
+            - rev.memory_per_request * p.holding.len() as f64
+            - p.leaked(self.now);
         let at = self.now + Span::from_secs_f64(headroom.max(0.0) / p.leak_rate);
         let epoch = p.epoch;
         self.queue.push(at, Event::OutOfMemory { pod, epoch });
@@ -560,10 +647,21 @@ impl Simulation {
         let p = &self.pods[pod as usize];
         let svc = p.service as usize;
         let node_up = p.node != NONE && self.nodes[p.node as usize].up;
-        let spec = if liveness { self.services[svc].liveness.clone() } else { self.services[svc].readiness.clone() };
+        let spec = if liveness {
+            self.services[svc].liveness.clone()
+        } else {
+            self.services[svc].readiness.clone()
+        };
         let epoch = p.epoch;
         let phase = p.phase;
-        self.queue.push(self.now + Span::from_secs_f64(spec.period_s), Event::Probe { pod, epoch, liveness });
+        self.queue.push(
+            self.now + Span::from_secs_f64(spec.period_s),
+            Event::Probe {
+                pod,
+                epoch,
+                liveness,
+            },
+        );
         if !node_up || !matches!(phase, Phase::Running | Phase::Terminating) {
             // No kubelet to run it, or no container to probe.
             return;
@@ -582,7 +680,8 @@ impl Simulation {
         } else if ok {
             p.ready_failures = 0;
             p.ready_successes += 1;
-            if !p.ready && p.ready_successes >= spec.success_threshold && p.phase == Phase::Running {
+            if !p.ready && p.ready_successes >= spec.success_threshold && p.phase == Phase::Running
+            {
                 self.set_ready(pod, true);
             }
         } else {
@@ -603,7 +702,14 @@ impl Simulation {
         p.ready = ready;
         p.last_transition = self.now;
         let svc = p.service;
-        self.log_pod(pod, if ready { PodEventKind::Ready } else { PodEventKind::NotReady });
+        self.log_pod(
+            pod,
+            if ready {
+                PodEventKind::Ready
+            } else {
+                PodEventKind::NotReady
+            },
+        );
         self.services[svc as usize].endpoints_dirty = true;
         if !ready {
             // Requests waiting in a shared queue are not tied to this pod.
@@ -637,7 +743,8 @@ impl Simulation {
         self.recorder.note_exit(why);
         self.log_pod(pod, PodEventKind::Exited(why));
         self.set_ready(pod, false);
-        self.queue.push(now + delay, Event::ContainerStart { pod, epoch });
+        self.queue
+            .push(now + delay, Event::ContainerStart { pod, epoch });
     }
 
     /// Starts graceful termination: no new requests; the pod goes once its
@@ -711,7 +818,10 @@ impl Simulation {
     /// One pass of the Deployment and ReplicaSet controllers for a service.
     pub(crate) fn reconcile(&mut self, svc: u32) {
         let s = &self.services[svc as usize];
-        let mut st = RolloutState { desired: s.desired, ..Default::default() };
+        let mut st = RolloutState {
+            desired: s.desired,
+            ..Default::default()
+        };
         for &p in &s.pods {
             let pod = &self.pods[p as usize];
             if pod.phase == Phase::Terminating {
@@ -758,7 +868,12 @@ impl Simulation {
             .collect();
         candidates.sort_by_key(|&p| {
             let pod = &self.pods[p as usize];
-            (pod.is_scheduled(), pod.ready, std::cmp::Reverse(pod.created), std::cmp::Reverse(pod.serial))
+            (
+                pod.is_scheduled(),
+                pod.ready,
+                std::cmp::Reverse(pod.created),
+                std::cmp::Reverse(pod.serial),
+            )
         });
         candidates.truncate(n as usize);
         candidates
@@ -795,7 +910,9 @@ impl Simulation {
 
     fn node_not_ready(&mut self, node: u32) {
         self.nodes[node as usize].not_ready = true;
-        let pods: Vec<u32> = (0..self.pods.len() as u32).filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].is_scheduled()).collect();
+        let pods: Vec<u32> = (0..self.pods.len() as u32)
+            .filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].is_scheduled())
+            .collect();
         for p in pods {
             self.set_ready(p, false);
         }
@@ -805,7 +922,9 @@ impl Simulation {
     }
 
     fn evict_node(&mut self, node: u32) {
-        let pods: Vec<u32> = (0..self.pods.len() as u32).filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].is_alive()).collect();
+        let pods: Vec<u32> = (0..self.pods.len() as u32)
+            .filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].is_alive())
+            .collect();
         self.recorder.evictions += pods.len() as u64;
         for p in pods {
             self.delete_pod_now(p, true);
@@ -821,7 +940,9 @@ impl Simulation {
         n.epoch = n.epoch.wrapping_add(1);
         let epoch = n.epoch;
         // Requests on the node's pods are lost without an answer.
-        let pods: Vec<u32> = (0..self.pods.len() as u32).filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].is_scheduled()).collect();
+        let pods: Vec<u32> = (0..self.pods.len() as u32)
+            .filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].is_scheduled())
+            .collect();
         for p in pods {
             self.kill_requests(p, true);
         }
@@ -839,7 +960,11 @@ impl Simulation {
         n.epoch = n.epoch.wrapping_add(1);
         // Surviving pods' containers were lost with the node: the kubelet
         // starts them again.
-        let pods: Vec<u32> = (0..self.pods.len() as u32).filter(|&p| self.pods[p as usize].node == node && self.pods[p as usize].phase == Phase::Running).collect();
+        let pods: Vec<u32> = (0..self.pods.len() as u32)
+            .filter(|&p| {
+                self.pods[p as usize].node == node && self.pods[p as usize].phase == Phase::Running
+            })
+            .collect();
         for p in pods {
             self.set_ready(p, false);
             self.start_container(p);
@@ -864,17 +989,27 @@ impl Simulation {
                 pods: s.pods.iter().map(|&p| self.pod_view(p)).collect(),
             })
             .collect();
-        Observation { now: self.now, services }
+        Observation {
+            now: self.now,
+            services,
+        }
     }
 
     pub(crate) fn log_pod(&mut self, pod: u32, kind: PodEventKind) {
         let name = self.pod_name(pod);
-        self.recorder.pod_events.push(PodEvent { t: self.now, pod: name, kind });
+        self.recorder.pod_events.push(PodEvent {
+            t: self.now,
+            pod: name,
+            kind,
+        });
     }
 
     pub(crate) fn pod_name(&self, pod: u32) -> String {
         let p = &self.pods[pod as usize];
-        format!("{}-r{}-{}", self.services[p.service as usize].name, p.revision, p.serial)
+        format!(
+            "{}-r{}-{}",
+            self.services[p.service as usize].name, p.revision, p.serial
+        )
     }
 
     fn pod_view(&self, pod: u32) -> PodView {
@@ -891,7 +1026,11 @@ impl Simulation {
             phase,
             ready: p.ready,
             revision: p.revision,
-            node: if p.node == NONE { String::new() } else { self.nodes[p.node as usize].name.clone() },
+            node: if p.node == NONE {
+                String::new()
+            } else {
+                self.nodes[p.node as usize].name.clone()
+            },
             cpu_cores: p.cpu_sample,
             cpu_request: s.cpu_request,
             memory_mib: p.memory(s.revision(p.revision), self.now),
@@ -917,19 +1056,29 @@ impl Simulation {
             self.apply(&cmd);
             self.command_log.push((now, name.clone(), cmd));
         }
-        self.queue.push_lane(now + period, LANE_CONTROL, Event::Control { controller: i });
+        self.queue
+            .push_lane(now + period, LANE_CONTROL, Event::Control { controller: i });
     }
 
     /// Applies a command with its real effect; unknown targets are ignored
     /// (and stay visible in the command log).
     pub fn apply(&mut self, cmd: &Command) {
-        let Some(svc) = self.services.iter().position(|s| s.name == cmd.service()).map(|i| i as u32) else {
+        let Some(svc) = self
+            .services
+            .iter()
+            .position(|s| s.name == cmd.service())
+            .map(|i| i as u32)
+        else {
             return;
         };
         match cmd {
             Command::Scale { replicas, .. } => self.set_desired(svc, *replicas),
             Command::RestartPod { pod, .. } => {
-                let found = self.services[svc as usize].pods.iter().copied().find(|&p| self.pod_name(p) == *pod);
+                let found = self.services[svc as usize]
+                    .pods
+                    .iter()
+                    .copied()
+                    .find(|&p| self.pod_name(p) == *pod);
                 if let Some(p) = found {
                     if self.pods[p as usize].phase == Phase::Running {
                         self.exit_container(p, Exit::Restart);
@@ -943,22 +1092,81 @@ impl Simulation {
     }
 }
 
-fn compile_curve(c: &CurveSpec, sc: &LoadedScenario, horizon: f64, rng: &mut Stream) -> Result<Curve, String> {
+fn compile_curve(
+    c: &CurveSpec,
+    sc: &LoadedScenario,
+    horizon: f64,
+    rng: &mut Stream,
+) -> Result<Curve, String> {
     Ok(match c {
         CurveSpec::Constant { rate } => Curve::Constant(*rate),
-        CurveSpec::Ramp { from, to, start_s, end_s } => Curve::Ramp { from: *from, to: *to, start: *start_s, end: *end_s },
-        CurveSpec::Step { before, after, at_s } => Curve::Step { before: *before, after: *after, at: *at_s },
-        CurveSpec::Diurnal { mean, amplitude, period_s, peak_s } => {
-            Curve::Diurnal { mean: *mean, amplitude: *amplitude, period: *period_s, peak: *peak_s }
-        }
-        CurveSpec::FlashCrowd { base, peak, start_s, rise_s, decay_s } => {
-            Curve::FlashCrowd { base: *base, peak: *peak, start: *start_s, rise: *rise_s, decay: *decay_s }
-        }
-        CurveSpec::Bursts { base, multiplier, mean_gap_s, mean_length_s } => {
-            Curve::bursts(*base, *multiplier, *mean_gap_s, *mean_length_s, horizon, rng)
-        }
+        CurveSpec::Ramp {
+            from,
+            to,
+            start_s,
+            end_s,
+        } => Curve::Ramp {
+            from: *from,
+            to: *to,
+            start: *start_s,
+            end: *end_s,
+        },
+        CurveSpec::Step {
+            before,
+            after,
+            at_s,
+        } => Curve::Step {
+            before: *before,
+            after: *after,
+            at: *at_s,
+        },
+        CurveSpec::Diurnal {
+            mean,
+            amplitude,
+            period_s,
+            peak_s,
+        } => Curve::Diurnal {
+            mean: *mean,
+            amplitude: *amplitude,
+            period: *period_s,
+            peak: *peak_s,
+        },
+        CurveSpec::FlashCrowd {
+            base,
+            peak,
+            start_s,
+            rise_s,
+            decay_s,
+        } => Curve::FlashCrowd {
+            base: *base,
+            peak: *peak,
+            start: *start_s,
+            rise: *rise_s,
+            decay: *decay_s,
+        },
+        CurveSpec::Bursts {
+            base,
+            multiplier,
+            mean_gap_s,
+            mean_length_s,
+        } => Curve::bursts(
+            *base,
+            *multiplier,
+            *mean_gap_s,
+            *mean_length_s,
+            horizon,
+            rng,
+        ),
         CurveSpec::Noise { cv, step_s } => Curve::noise(*cv, *step_s, horizon, rng),
-        CurveSpec::Trace { file, scale, peak, mean, speedup, offset_s, looped } => {
+        CurveSpec::Trace {
+            file,
+            scale,
+            peak,
+            mean,
+            speedup,
+            offset_s,
+            looped,
+        } => {
             let trace = sc.traces.get(file).cloned().ok_or_else(|| file.clone())?;
             let how = match (scale, peak, mean) {
                 (_, Some(p), _) => TraceScale::Peak(*p),
@@ -970,9 +1178,17 @@ fn compile_curve(c: &CurveSpec, sc: &LoadedScenario, horizon: f64, rng: &mut Str
             // times `scale`.
             Curve::trace(trace, how, *speedup, *offset_s, *looped)
         }
-        CurveSpec::Sum { parts } => Curve::Sum(parts.iter().map(|p| compile_curve(p, sc, horizon, rng)).collect::<Result<_, _>>()?),
-        CurveSpec::Product { parts } => {
-            Curve::Product(parts.iter().map(|p| compile_curve(p, sc, horizon, rng)).collect::<Result<_, _>>()?)
-        }
+        CurveSpec::Sum { parts } => Curve::Sum(
+            parts
+                .iter()
+                .map(|p| compile_curve(p, sc, horizon, rng))
+                .collect::<Result<_, _>>()?,
+        ),
+        CurveSpec::Product { parts } => Curve::Product(
+            parts
+                .iter()
+                .map(|p| compile_curve(p, sc, horizon, rng))
+                .collect::<Result<_, _>>()?,
+        ),
     })
 }

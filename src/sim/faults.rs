@@ -49,9 +49,18 @@ pub struct FaultRecord {
 }
 
 pub(crate) fn schedule(s: &Scenario) -> Vec<ActiveFault> {
-    let svc = |name: &str| s.services.iter().position(|x| x.name == name).map(|i| i as u32);
-    let nodes: Vec<String> =
-        s.cluster.nodes.iter().flat_map(|n| crate::scenario::expand_node_names(&n.name, n.count)).collect();
+    let svc = |name: &str| {
+        s.services
+            .iter()
+            .position(|x| x.name == name)
+            .map(|i| i as u32)
+    };
+    let nodes: Vec<String> = s
+        .cluster
+        .nodes
+        .iter()
+        .flat_map(|n| crate::scenario::expand_node_names(&n.name, n.count))
+        .collect();
     s.faults
         .iter()
         .map(|f| ActiveFault {
@@ -61,7 +70,10 @@ pub(crate) fn schedule(s: &Scenario) -> Vec<ActiveFault> {
                 let (a, b) = e.split_once("->")?;
                 Some((svc(a.trim())?, svc(b.trim())?))
             }),
-            node: f.node.as_deref().and_then(|n| nodes.iter().position(|x| x == n).map(|i| i as u32)),
+            node: f
+                .node
+                .as_deref()
+                .and_then(|n| nodes.iter().position(|x| x == n).map(|i| i as u32)),
             targets: Vec::new(),
             record: None,
         })
@@ -70,8 +82,12 @@ pub(crate) fn schedule(s: &Scenario) -> Vec<ActiveFault> {
 
 impl Simulation {
     fn fault_targets(&mut self, svc: u32, pods: Option<u32>, percent: Option<f64>) -> Vec<u32> {
-        let mut candidates: Vec<u32> =
-            self.services[svc as usize].pods.iter().copied().filter(|&p| self.pods[p as usize].phase == Phase::Running).collect();
+        let mut candidates: Vec<u32> = self.services[svc as usize]
+            .pods
+            .iter()
+            .copied()
+            .filter(|&p| self.pods[p as usize].phase == Phase::Running)
+            .collect();
         let n = match (pods, percent) {
             (Some(k), _) => k as usize,
             (_, Some(pc)) => (pc / 100.0 * candidates.len() as f64).ceil() as usize,
@@ -93,13 +109,24 @@ impl Simulation {
         let f = self.faults[i as usize].spec.clone();
         let svc = self.faults[i as usize].service;
         let mut targets = Vec::new();
-        let mut target = f.service.clone().or(f.edge.clone()).or(f.node.clone()).unwrap_or_default();
+        let mut target = f
+            .service
+            .clone()
+            .or(f.edge.clone())
+            .or(f.node.clone())
+            .unwrap_or_default();
         match f.kind {
             FaultKind::PodKill => {
                 let svc = svc.expect("validated");
                 targets = self.fault_targets(svc, f.pods, f.percent);
                 let names = targets.iter().map(|&p| self.pod_name(p)).collect();
-                self.recorder.faults.push(FaultRecord { start: now, end: Some(now), kind: f.kind, target, pods: names });
+                self.recorder.faults.push(FaultRecord {
+                    start: now,
+                    end: Some(now),
+                    kind: f.kind,
+                    target,
+                    pods: names,
+                });
                 for &p in &targets {
                     self.delete_pod_now(p, false);
                 }
@@ -113,9 +140,14 @@ impl Simulation {
             FaultKind::Latency => {
                 let added = Span::from_secs_f64(f.added_ms.unwrap_or(0.0) / 1000.0);
                 if let Some(s) = svc {
-                    self.services[s as usize].added_latency = self.services[s as usize].added_latency + added;
+                    self.services[s as usize].added_latency =
+                        self.services[s as usize].added_latency + added;
                 } else if let Some((a, b)) = self.faults[i as usize].edge_ends {
-                    for e in self.edges.iter_mut().filter(|e| e.from == Some(a) && e.to == b) {
+                    for e in self
+                        .edges
+                        .iter_mut()
+                        .filter(|e| e.from == Some(a) && e.to == b)
+                    {
                         e.added_latency = e.added_latency + added;
                     }
                 }
@@ -131,7 +163,8 @@ impl Simulation {
             FaultKind::DependencyFailure => {
                 let svc = svc.expect("validated");
                 let mode = f.mode.expect("validated");
-                self.services[svc as usize].dependency_failure = Some((mode, f.error_rate.unwrap_or(1.0)));
+                self.services[svc as usize].dependency_failure =
+                    Some((mode, f.error_rate.unwrap_or(1.0)));
             }
             FaultKind::MemoryLeak => {
                 let svc = svc.expect("validated");
@@ -169,11 +202,18 @@ impl Simulation {
         }
         let end = f.duration_s.map(|d| now + Span::from_secs_f64(d));
         let names = targets.iter().map(|&p| self.pod_name(p)).collect();
-        self.recorder.faults.push(FaultRecord { start: now, end, kind: f.kind, target, pods: names });
+        self.recorder.faults.push(FaultRecord {
+            start: now,
+            end,
+            kind: f.kind,
+            target,
+            pods: names,
+        });
         self.faults[i as usize].record = Some(self.recorder.faults.len() - 1);
         self.faults[i as usize].targets = targets;
         if let Some(end) = end {
-            self.queue.push(end, super::engine::Event::FaultEnd { fault: i });
+            self.queue
+                .push(end, super::engine::Event::FaultEnd { fault: i });
         }
     }
 
@@ -190,11 +230,17 @@ impl Simulation {
             }
             FaultKind::Latency => {
                 let added = Span::from_secs_f64(f.added_ms.unwrap_or(0.0) / 1000.0);
-                let less = |s: Span| Span::from_nanos(s.as_nanos().saturating_sub(added.as_nanos()));
+                let less =
+                    |s: Span| Span::from_nanos(s.as_nanos().saturating_sub(added.as_nanos()));
                 if let Some(s) = svc {
-                    self.services[s as usize].added_latency = less(self.services[s as usize].added_latency);
+                    self.services[s as usize].added_latency =
+                        less(self.services[s as usize].added_latency);
                 } else if let Some((a, b)) = self.faults[i as usize].edge_ends {
-                    for e in self.edges.iter_mut().filter(|e| e.from == Some(a) && e.to == b) {
+                    for e in self
+                        .edges
+                        .iter_mut()
+                        .filter(|e| e.from == Some(a) && e.to == b)
+                    {
                         e.added_latency = less(e.added_latency);
                     }
                 }
@@ -202,7 +248,9 @@ impl Simulation {
             FaultKind::CpuStress => {
                 let cores = f.cores.unwrap_or(0.0);
                 for p in targets {
-                    self.change_pod(p, |pod| pod.stress_cores = (pod.stress_cores - cores).max(0.0));
+                    self.change_pod(p, |pod| {
+                        pod.stress_cores = (pod.stress_cores - cores).max(0.0)
+                    });
                 }
             }
             FaultKind::DependencyFailure => {

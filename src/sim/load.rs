@@ -37,9 +37,17 @@ impl Trace {
         match lines.next() {
             Some((_, h)) if h.trim().eq_ignore_ascii_case("t_seconds,value") => {}
             Some((_, h)) => {
-                return Err(TraceError { line: 1, message: format!("expected header `t_seconds,value`, found `{}`", h.trim()) });
+                return Err(TraceError {
+                    line: 1,
+                    message: format!("expected header `t_seconds,value`, found `{}`", h.trim()),
+                });
             }
-            None => return Err(TraceError { line: 1, message: "empty trace file".into() }),
+            None => {
+                return Err(TraceError {
+                    line: 1,
+                    message: "empty trace file".into(),
+                });
+            }
         }
         let (mut t, mut value) = (Vec::new(), Vec::new());
         for (i, line) in lines {
@@ -50,26 +58,42 @@ impl Trace {
             }
             let mut parts = line.split(',');
             let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(TraceError { line: line_no, message: format!("expected two columns, found `{line}`") });
+                return Err(TraceError {
+                    line: line_no,
+                    message: format!("expected two columns, found `{line}`"),
+                });
             };
             let num = |s: &str, what: &str| {
-                s.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| TraceError {
-                    line: line_no,
-                    message: format!("{what} `{}` is not a finite number", s.trim()),
-                })
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| TraceError {
+                        line: line_no,
+                        message: format!("{what} `{}` is not a finite number", s.trim()),
+                    })
             };
             let (ts, v) = (num(a, "t_seconds")?, num(b, "value")?);
             if v < 0.0 {
-                return Err(TraceError { line: line_no, message: format!("value {v} is negative") });
+                return Err(TraceError {
+                    line: line_no,
+                    message: format!("value {v} is negative"),
+                });
             }
             if t.last().is_some_and(|&last| ts <= last) {
-                return Err(TraceError { line: line_no, message: format!("t_seconds {ts} does not increase") });
+                return Err(TraceError {
+                    line: line_no,
+                    message: format!("t_seconds {ts} does not increase"),
+                });
             }
             t.push(ts);
             value.push(v);
         }
         if t.len() < 2 {
-            return Err(TraceError { line: text.lines().count().max(1), message: "a trace needs at least two rows".into() });
+            return Err(TraceError {
+                line: text.lines().count().max(1),
+                message: "a trace needs at least two rows".into(),
+            });
         }
         Ok(Trace { t, value })
     }
@@ -98,31 +122,79 @@ pub enum TraceScale {
 #[derive(Clone, Debug)]
 pub enum Curve {
     Constant(f64),
-    Ramp { from: f64, to: f64, start: f64, end: f64 },
-    Step { before: f64, after: f64, at: f64 },
-    Diurnal { mean: f64, amplitude: f64, period: f64, peak: f64 },
-    FlashCrowd { base: f64, peak: f64, start: f64, rise: f64, decay: f64 },
+    Ramp {
+        from: f64,
+        to: f64,
+        start: f64,
+        end: f64,
+    },
+    Step {
+        before: f64,
+        after: f64,
+        at: f64,
+    },
+    Diurnal {
+        mean: f64,
+        amplitude: f64,
+        period: f64,
+        peak: f64,
+    },
+    FlashCrowd {
+        base: f64,
+        peak: f64,
+        start: f64,
+        rise: f64,
+        decay: f64,
+    },
     /// Piecewise constant: `values[i]` holds on `[i * step, (i + 1) * step)`;
     /// the last value holds afterwards. Bursts and noise compile to this.
-    Piecewise { step: f64, values: Arc<[f64]> },
-    Trace { trace: Arc<Trace>, factor: f64, speedup: f64, offset: f64, looped: bool },
+    Piecewise {
+        step: f64,
+        values: Arc<[f64]>,
+    },
+    Trace {
+        trace: Arc<Trace>,
+        factor: f64,
+        speedup: f64,
+        offset: f64,
+        looped: bool,
+    },
     Sum(Vec<Curve>),
     Product(Vec<Curve>),
 }
 
 impl Curve {
-    pub fn trace(trace: Arc<Trace>, scale: TraceScale, speedup: f64, offset: f64, looped: bool) -> Curve {
+    pub fn trace(
+        trace: Arc<Trace>,
+        scale: TraceScale,
+        speedup: f64,
+        offset: f64,
+        looped: bool,
+    ) -> Curve {
         let factor = match scale {
             TraceScale::Factor(f) => f,
             TraceScale::Peak(p) => p / trace.max_value().max(f64::MIN_POSITIVE),
             TraceScale::Mean(m) => m / trace.mean_value().max(f64::MIN_POSITIVE),
         };
-        Curve::Trace { trace, factor, speedup, offset, looped }
+        Curve::Trace {
+            trace,
+            factor,
+            speedup,
+            offset,
+            looped,
+        }
     }
 
     /// On/off bursts: `base` outside bursts, `base * multiplier` inside; gaps
     /// and burst lengths are exponential, drawn over `[0, horizon]`.
-    pub fn bursts(base: f64, multiplier: f64, mean_gap: f64, mean_len: f64, horizon: f64, rng: &mut Stream) -> Curve {
+    pub fn bursts(
+        base: f64,
+        multiplier: f64,
+        mean_gap: f64,
+        mean_len: f64,
+        horizon: f64,
+        rng: &mut Stream,
+    ) -> Curve {
         // Resolve the schedule on a 100 ms grid: fine for load shapes and
         // keeps evaluation O(1).
         let step = 0.1;
@@ -131,11 +203,19 @@ impl Curve {
         let mut t = rng.exp(mean_gap);
         while t < horizon {
             let len = rng.exp(mean_len);
-            let (a, b) = ((t / step) as usize, (((t + len) / step) as usize).min(n - 1));
-            values[a..=b].iter_mut().for_each(|v| *v = base * multiplier);
+            let (a, b) = (
+                (t / step) as usize,
+                (((t + len) / step) as usize).min(n - 1),
+            );
+            values[a..=b]
+                .iter_mut()
+                .for_each(|v| *v = base * multiplier);
             t += len + rng.exp(mean_gap);
         }
-        Curve::Piecewise { step, values: values.into() }
+        Curve::Piecewise {
+            step,
+            values: values.into(),
+        }
     }
 
     /// Multiplicative noise with mean 1 and the given coefficient of
@@ -145,14 +225,22 @@ impl Curve {
         let (sigma, mu) = (sigma2.sqrt(), -0.5 * sigma2);
         let n = (horizon / step).ceil() as usize + 1;
         let values: Vec<f64> = (0..n).map(|_| (mu + sigma * rng.normal()).exp()).collect();
-        Curve::Piecewise { step, values: values.into() }
+        Curve::Piecewise {
+            step,
+            values: values.into(),
+        }
     }
 
     /// Requests per second at `t` seconds (never negative).
     pub fn rate(&self, t: f64) -> f64 {
         match self {
             Curve::Constant(r) => *r,
-            Curve::Ramp { from, to, start, end } => {
+            Curve::Ramp {
+                from,
+                to,
+                start,
+                end,
+            } => {
                 if t <= *start {
                     *from
                 } else if t >= *end {
@@ -168,10 +256,20 @@ impl Curve {
                     *after
                 }
             }
-            Curve::Diurnal { mean, amplitude, period, peak } => {
-                (mean * (1.0 + amplitude * (std::f64::consts::TAU * (t - peak) / period).cos())).max(0.0)
-            }
-            Curve::FlashCrowd { base, peak, start, rise, decay } => {
+            Curve::Diurnal {
+                mean,
+                amplitude,
+                period,
+                peak,
+            } => (mean * (1.0 + amplitude * (std::f64::consts::TAU * (t - peak) / period).cos()))
+                .max(0.0),
+            Curve::FlashCrowd {
+                base,
+                peak,
+                start,
+                rise,
+                decay,
+            } => {
                 if t < *start {
                     *base
                 } else if t < start + rise {
@@ -184,9 +282,13 @@ impl Curve {
                 let i = ((t.max(0.0) / step) as usize).min(values.len() - 1);
                 values[i]
             }
-            Curve::Trace { trace, factor, speedup, offset, looped } => {
-                factor * trace_value(trace, offset + t * speedup, *looped)
-            }
+            Curve::Trace {
+                trace,
+                factor,
+                speedup,
+                offset,
+                looped,
+            } => factor * trace_value(trace, offset + t * speedup, *looped),
             Curve::Sum(parts) => parts.iter().map(|c| c.rate(t)).sum(),
             Curve::Product(parts) => parts.iter().map(|c| c.rate(t)).product(),
         }
@@ -197,7 +299,12 @@ impl Curve {
         match self {
             Curve::Constant(r) => *r,
             Curve::Ramp { .. } | Curve::Step { .. } => self.rate(t0).max(self.rate(t1)),
-            Curve::Diurnal { mean, amplitude, period, peak } => {
+            Curve::Diurnal {
+                mean,
+                amplitude,
+                period,
+                peak,
+            } => {
                 // A peak lies inside when some integer k has peak + k*period in [t0, t1].
                 let k = ((t0 - peak) / period).ceil();
                 if peak + k * period <= t1 {
@@ -216,7 +323,13 @@ impl Curve {
                 let b = ((t1.max(0.0) / step) as usize).min(last);
                 values[a..=b].iter().copied().fold(0.0, f64::max)
             }
-            Curve::Trace { trace, factor, speedup, offset, looped } => {
+            Curve::Trace {
+                trace,
+                factor,
+                speedup,
+                offset,
+                looped,
+            } => {
                 let (a, b) = (offset + t0 * speedup, offset + t1 * speedup);
                 let mut m = trace_value(trace, a, *looped).max(trace_value(trace, b, *looped));
                 let span = trace.t[trace.t.len() - 1] - trace.t[0];
@@ -230,7 +343,11 @@ impl Curve {
                         let j = trace.t.partition_point(|&x| x <= hi);
                         trace.value[i..j.max(i)].iter().copied().fold(0.0, f64::max)
                     };
-                    m = m.max(if ua <= ub { samples(ua, ub) } else { samples(ua, f64::INFINITY).max(samples(f64::NEG_INFINITY, ub)) });
+                    m = m.max(if ua <= ub {
+                        samples(ua, ub)
+                    } else {
+                        samples(ua, f64::INFINITY).max(samples(f64::NEG_INFINITY, ub))
+                    });
                 }
                 factor * m
             }
@@ -260,7 +377,12 @@ fn trace_value(trace: &Trace, x: f64, looped: bool) -> f64 {
     if i >= trace.t.len() {
         return trace.value[trace.t.len() - 1];
     }
-    let (t0, t1, v0, v1) = (trace.t[i - 1], trace.t[i], trace.value[i - 1], trace.value[i]);
+    let (t0, t1, v0, v1) = (
+        trace.t[i - 1],
+        trace.t[i],
+        trace.value[i - 1],
+        trace.value[i],
+    );
     v0 + (v1 - v0) * (x - t0) / (t1 - t0)
 }
 
@@ -325,21 +447,59 @@ mod tests {
 
     #[test]
     fn ramp_integrates_to_its_area() {
-        let n = count(Curve::Ramp { from: 0.0, to: 100.0, start: 0.0, end: 1000.0 }, 1000, 2) as f64;
+        let n = count(
+            Curve::Ramp {
+                from: 0.0,
+                to: 100.0,
+                start: 0.0,
+                end: 1000.0,
+            },
+            1000,
+            2,
+        ) as f64;
         assert!((n - 50_000.0).abs() < 1200.0, "{n}");
     }
 
     #[test]
     fn bounds_dominate_rates() {
         let mut rng = Stream::new(5, Subsystem::Curves);
-        let trace = Arc::new(Trace { t: vec![0.0, 60.0, 120.0, 180.0], value: vec![1.0, 5.0, 2.0, 8.0] });
+        let trace = Arc::new(Trace {
+            t: vec![0.0, 60.0, 120.0, 180.0],
+            value: vec![1.0, 5.0, 2.0, 8.0],
+        });
         let curves = vec![
-            Curve::Diurnal { mean: 100.0, amplitude: 0.8, period: 300.0, peak: 70.0 },
-            Curve::FlashCrowd { base: 10.0, peak: 500.0, start: 50.0, rise: 5.0, decay: 30.0 },
+            Curve::Diurnal {
+                mean: 100.0,
+                amplitude: 0.8,
+                period: 300.0,
+                peak: 70.0,
+            },
+            Curve::FlashCrowd {
+                base: 10.0,
+                peak: 500.0,
+                start: 50.0,
+                rise: 5.0,
+                decay: 30.0,
+            },
             Curve::bursts(10.0, 4.0, 20.0, 5.0, 400.0, &mut rng),
-            Curve::Product(vec![Curve::Constant(50.0), Curve::noise(0.3, 5.0, 400.0, &mut rng)]),
+            Curve::Product(vec![
+                Curve::Constant(50.0),
+                Curve::noise(0.3, 5.0, 400.0, &mut rng),
+            ]),
             Curve::trace(trace.clone(), TraceScale::Peak(400.0), 2.0, 0.0, true),
-            Curve::Sum(vec![Curve::Step { before: 5.0, after: 50.0, at: 100.5 }, Curve::Ramp { from: 1.0, to: 9.0, start: 10.0, end: 20.0 }]),
+            Curve::Sum(vec![
+                Curve::Step {
+                    before: 5.0,
+                    after: 50.0,
+                    at: 100.5,
+                },
+                Curve::Ramp {
+                    from: 1.0,
+                    to: 9.0,
+                    start: 10.0,
+                    end: 20.0,
+                },
+            ]),
         ];
         for c in &curves {
             for i in 0..4000 {
@@ -355,10 +515,25 @@ mod tests {
 
     #[test]
     fn trace_parse_errors_name_the_line() {
-        assert_eq!(Trace::parse_csv("t_seconds,value\n0,1\n60,-2\n").unwrap_err().line, 3);
-        assert_eq!(Trace::parse_csv("t_seconds,value\n0,1\n0,2\n").unwrap_err().line, 3);
+        assert_eq!(
+            Trace::parse_csv("t_seconds,value\n0,1\n60,-2\n")
+                .unwrap_err()
+                .line,
+            3
+        );
+        assert_eq!(
+            Trace::parse_csv("t_seconds,value\n0,1\n0,2\n")
+                .unwrap_err()
+                .line,
+            3
+        );
         assert_eq!(Trace::parse_csv("time,v\n").unwrap_err().line, 1);
-        assert!(Trace::parse_csv("t_seconds,value\n0,1\n60,x\n").unwrap_err().message.contains("`x`"));
+        assert!(
+            Trace::parse_csv("t_seconds,value\n0,1\n60,x\n")
+                .unwrap_err()
+                .message
+                .contains("`x`")
+        );
         let t = Trace::parse_csv("t_seconds,value\n0,1\n60,3\n").unwrap();
         let c = Curve::trace(Arc::new(t), TraceScale::Factor(2.0), 1.0, 0.0, false);
         assert_eq!(c.rate(30.0), 4.0);

@@ -16,11 +16,13 @@ pub mod rollout;
 mod traffic;
 
 pub use backoff::CrashLoopBackOff;
+pub use engine::Exit;
 pub use engine::{BuildError, Simulation};
 pub use faults::FaultRecord;
 pub use queue::EventQueue;
-pub use engine::Exit;
-pub use recorder::{PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary};
+pub use recorder::{
+    PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary,
+};
 
 use crate::scenario::LoadedScenario;
 

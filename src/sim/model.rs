@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use super::backoff::CrashLoopBackOff;
 use crate::metrics::{Buckets, Histogram};
-use crate::scenario::{DependencyMode, DistSpec, IntOrPercent, LbPolicy, ProbeSpec, QueueKind, RevisionSpec};
+use crate::scenario::{
+    DependencyMode, DistSpec, IntOrPercent, LbPolicy, ProbeSpec, QueueKind, RevisionSpec,
+};
 use crate::time::{Span, Time};
 
 pub const NONE: u32 = u32::MAX;
@@ -61,7 +63,11 @@ pub struct Counters {
 
 impl Counters {
     pub fn new(buckets: &Buckets) -> Self {
-        Counters { attempts: 0, failures: 0, latency: Histogram::new(buckets) }
+        Counters {
+            attempts: 0,
+            failures: 0,
+            latency: Histogram::new(buckets),
+        }
     }
 }
 
@@ -112,7 +118,8 @@ impl Service {
     }
 
     pub fn track_in_system(&mut self, now: Time, delta: i32) {
-        self.in_system_integral += self.in_system as f64 * (now - self.in_system_since).as_secs_f64();
+        self.in_system_integral +=
+            self.in_system as f64 * (now - self.in_system_since).as_secs_f64();
         self.in_system_since = now;
         self.in_system = (self.in_system as i64 + delta as i64) as u32;
     }
@@ -162,14 +169,26 @@ pub enum Phase {
 /// each progress at `min(1, cores / k)` (a request is single-threaded).
 /// Virtual time `v` advances at that rate, so a request finishes when `v`
 /// reaches its virtual finish time and only the earliest needs an event.
-#[derive(Default)]
 pub struct CpuShare {
     pub jobs: BinaryHeap<Reverse<(u64, u32)>>,
     pub v: f64,
     pub last: Time,
     /// Generation of the pending completion event; bumping it cancels it.
     pub event_epoch: u32,
+    /// When the pending completion event fires; `Time::MAX` when none is.
     pub next_at: Time,
+}
+
+impl CpuShare {
+    pub fn new(now: Time) -> Self {
+        CpuShare {
+            jobs: BinaryHeap::new(),
+            v: 0.0,
+            last: now,
+            event_epoch: 0,
+            next_at: Time::MAX,
+        }
+    }
 }
 
 pub struct Pod {
@@ -214,7 +233,10 @@ impl Pod {
     }
 
     pub fn is_scheduled(&self) -> bool {
-        matches!(self.phase, Phase::Running | Phase::BackOff | Phase::Terminating)
+        matches!(
+            self.phase,
+            Phase::Running | Phase::BackOff | Phase::Terminating
+        )
     }
 
     pub fn memory(&self, rev: &Revision, now: Time) -> f64 {
@@ -225,7 +247,12 @@ impl Pod {
     }
 
     pub fn leaked(&self, now: Time) -> f64 {
-        self.leak_held + if self.leak_rate > 0.0 { self.leak_rate * (now - self.leak_since).as_secs_f64() } else { 0.0 }
+        self.leak_held
+            + if self.leak_rate > 0.0 {
+                self.leak_rate * (now - self.leak_since).as_secs_f64()
+            } else {
+                0.0
+            }
     }
 
     /// Cores available to requests and the per-request progress rate.
@@ -252,7 +279,11 @@ impl Pod {
             let k = self.cpu.jobs.len() as f64;
             self.cpu.v += r * dt;
             let requests = k * r;
-            let stress = if self.phase == Phase::Running { self.stress_cores.min(cpu_limit - requests) } else { 0.0 };
+            let stress = if self.phase == Phase::Running {
+                self.stress_cores.min(cpu_limit - requests)
+            } else {
+                0.0
+            };
             self.cpu_core_seconds += (requests + stress.max(0.0)) * dt;
         }
         self.cpu.last = now;
@@ -292,7 +323,9 @@ impl Request {
     }
     /// Salt of this attempt's own draws.
     pub fn salt(&self) -> u64 {
-        crate::rng::splitmix64(self.call_salt ^ (self.attempt as u64).wrapping_mul(0xA24B_AED4_963E_E407))
+        crate::rng::splitmix64(
+            self.call_salt ^ (self.attempt as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+        )
     }
 }
 
@@ -301,12 +334,10 @@ impl Request {
 pub struct Requests {
     pub slots: Vec<Request>,
     free: Vec<u32>,
-    pub live: usize,
 }
 
 impl Requests {
     pub fn alloc(&mut self, mut r: Request) -> u32 {
-        self.live += 1;
         if let Some(i) = self.free.pop() {
             r.epoch = self.slots[i as usize].epoch.wrapping_add(1);
             self.slots[i as usize] = r;
@@ -319,7 +350,6 @@ impl Requests {
     }
 
     pub fn release(&mut self, i: u32) {
-        self.live -= 1;
         let s = &mut self.slots[i as usize];
         s.epoch = s.epoch.wrapping_add(1);
         self.free.push(i);

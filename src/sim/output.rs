@@ -9,7 +9,11 @@ use super::recorder::RunOutput;
 use crate::control::Command;
 
 fn ms(x: f64) -> String {
-    if x.is_nan() { String::new() } else { format!("{x}") }
+    if x.is_nan() {
+        String::new()
+    } else {
+        format!("{x}")
+    }
 }
 
 impl RunOutput {
@@ -40,7 +44,8 @@ impl RunOutput {
 
     /// Scraped call-edge metrics (caller's view).
     pub fn edges_csv(&self) -> String {
-        let mut out = String::from("t_s,edge,request_rate,error_rate,latency_p50_ms,latency_p99_ms\n");
+        let mut out =
+            String::from("t_s,edge,request_rate,error_rate,latency_p50_ms,latency_p99_ms\n");
         for m in &self.edge_metrics {
             let _ = writeln!(
                 out,
@@ -66,8 +71,17 @@ impl RunOutput {
         let n = self.services.len().max(1);
         for (t, r) in self.root_seconds.iter().enumerate() {
             let _ = write!(out, "{},{},{},{},{}", t, r.arrivals, r.ok, r.good, r.failed);
-            for s in self.service_seconds.iter().skip(t * n).take(self.services.len()) {
-                let _ = write!(out, ",{},{},{},{}", s.ready, s.desired, s.scheduled, s.in_system);
+            for s in self
+                .service_seconds
+                .iter()
+                .skip(t * n)
+                .take(self.services.len())
+            {
+                let _ = write!(
+                    out,
+                    ",{},{},{},{}",
+                    s.ready, s.desired, s.scheduled, s.in_system
+                );
             }
             out.push('\n');
         }
@@ -78,11 +92,22 @@ impl RunOutput {
         let mut out = String::from("t_s,controller,command,service,detail,reason\n");
         for (t, who, c) in &self.commands {
             let (kind, detail, reason) = match c {
-                Command::Scale { replicas, reason, .. } => ("scale", replicas.to_string(), reason),
+                Command::Scale {
+                    replicas, reason, ..
+                } => ("scale", replicas.to_string(), reason),
                 Command::RestartPod { pod, reason, .. } => ("restart_pod", pod.clone(), reason),
                 Command::Rollback { reason, .. } => ("rollback", String::new(), reason),
             };
-            let _ = writeln!(out, "{},{},{},{},{},\"{}\"", t.as_secs_f64(), who, kind, c.service(), detail, reason.replace('"', "'"));
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},\"{}\"",
+                t.as_secs_f64(),
+                who,
+                kind,
+                c.service(),
+                detail,
+                reason.replace('"', "'")
+            );
         }
         out
     }
@@ -90,8 +115,19 @@ impl RunOutput {
     pub fn faults_csv(&self) -> String {
         let mut out = String::from("start_s,end_s,kind,target,pods\n");
         for f in &self.faults {
-            let end = f.end.map(|e| e.as_secs_f64().to_string()).unwrap_or_default();
-            let _ = writeln!(out, "{},{},{},{},{}", f.start.as_secs_f64(), end, f.kind.as_str(), f.target, f.pods.join(" "));
+            let end = f
+                .end
+                .map(|e| e.as_secs_f64().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{}",
+                f.start.as_secs_f64(),
+                end,
+                f.kind.as_str(),
+                f.target,
+                f.pods.join(" ")
+            );
         }
         out
     }
@@ -132,7 +168,13 @@ impl RunOutput {
     /// A short human-readable report.
     pub fn summary_text(&self) -> String {
         let s = &self.summary;
-        let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+        let pct = |a: u64, b: u64| {
+            if b == 0 {
+                0.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
         format!(
             "scenario {} (seed {}), {} s simulated\n\
              requests    {} arrived, {} served ({:.3} %), {} failed, {} unfinished\n\

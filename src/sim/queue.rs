@@ -7,16 +7,16 @@ use crate::time::Time;
 
 pub const DEFAULT_LANE: u8 = 1;
 
+/// `(time, lane, seq)` packed into one integer so the heap compares once:
+/// time in the high 64 bits, then 8 bits of lane, then a 56-bit sequence.
 struct Entry<E> {
-    time: Time,
-    lane: u8,
-    seq: u64,
+    key: u128,
     event: E,
 }
 
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, other: &Self) -> bool {
-        self.time == other.time && self.lane == other.lane && self.seq == other.seq
+        self.key == other.key
     }
 }
 impl<E> Eq for Entry<E> {}
@@ -28,7 +28,7 @@ impl<E> PartialOrd for Entry<E> {
 impl<E> Ord for Entry<E> {
     // Reversed: BinaryHeap is a max-heap and we want the earliest event.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.time.cmp(&self.time).then_with(|| other.lane.cmp(&self.lane)).then_with(|| other.seq.cmp(&self.seq))
+        other.key.cmp(&self.key)
     }
 }
 
@@ -44,7 +44,11 @@ pub struct EventQueue<E> {
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { heap: BinaryHeap::new(), seq: 0, popped: 0 }
+        EventQueue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+            popped: 0,
+        }
     }
 }
 
@@ -55,18 +59,22 @@ impl<E> EventQueue<E> {
     }
 
     pub fn push_lane(&mut self, time: Time, lane: u8, event: E) {
-        self.heap.push(Entry { time, lane, seq: self.seq, event });
+        debug_assert!(self.seq < 1 << 56);
+        let key = (time.as_nanos() as u128) << 64 | (lane as u128) << 56 | self.seq as u128;
+        self.heap.push(Entry { key, event });
         self.seq += 1;
     }
 
     pub fn pop(&mut self) -> Option<(Time, E)> {
         let e = self.heap.pop()?;
         self.popped += 1;
-        Some((e.time, e.event))
+        Some((Time::from_nanos((e.key >> 64) as u64), e.event))
     }
 
     pub fn peek_time(&self) -> Option<Time> {
-        self.heap.peek().map(|e| e.time)
+        self.heap
+            .peek()
+            .map(|e| Time::from_nanos((e.key >> 64) as u64))
     }
 
     pub fn len(&self) -> usize {

@@ -96,7 +96,7 @@ pub struct Summary {
     pub retries: u64,
     pub outlier_ejections: u64,
     pub circuit_breaker_overflows: u64,
-    /// Scheduled events processed.
+    /// Events processed (superseded ones, skipped at no work, excluded).
     pub events: u64,
 }
 
@@ -144,7 +144,12 @@ struct Snapshot {
 
 impl Snapshot {
     fn of(at: Time, c: &Counters) -> Self {
-        Snapshot { at, attempts: c.attempts, failures: c.failures, latency: c.latency.clone() }
+        Snapshot {
+            at,
+            attempts: c.attempts,
+            failures: c.failures,
+            latency: c.latency.clone(),
+        }
     }
 }
 
@@ -208,9 +213,21 @@ impl Recorder {
             roots: vec![RootSecond::default(); seconds.max(1)],
             service_seconds: Vec::with_capacity(seconds * services.len()),
             root_latency: Histogram::new(buckets),
-            service_history: services.iter().map(|sv| VecDeque::from([Snapshot::of(Time::ZERO, &sv.counters)])).collect(),
-            edge_history: edges.iter().map(|e| VecDeque::from([Snapshot::of(Time::ZERO, &e.counters)])).collect(),
-            latest: services.iter().map(|sv| ServiceMetrics { desired_replicas: sv.desired, ..empty.clone() }).collect(),
+            service_history: services
+                .iter()
+                .map(|sv| VecDeque::from([Snapshot::of(Time::ZERO, &sv.counters)]))
+                .collect(),
+            edge_history: edges
+                .iter()
+                .map(|e| VecDeque::from([Snapshot::of(Time::ZERO, &e.counters)]))
+                .collect(),
+            latest: services
+                .iter()
+                .map(|sv| ServiceMetrics {
+                    desired_replicas: sv.desired,
+                    ..empty.clone()
+                })
+                .collect(),
             metrics: Vec::new(),
             edge_metrics: Vec::new(),
             faults: Vec::new(),
@@ -262,7 +279,13 @@ impl Recorder {
 
     /// Rate, error ratio and percentiles over the rate window, from the
     /// counters' history (as `rate()` and `histogram_quantile` over a range).
-    fn windowed(history: &mut VecDeque<Snapshot>, now: Time, c: &Counters, window: f64, buckets: &Buckets) -> (f64, f64, f64, f64) {
+    fn windowed(
+        history: &mut VecDeque<Snapshot>,
+        now: Time,
+        c: &Counters,
+        window: f64,
+        buckets: &Buckets,
+    ) -> (f64, f64, f64, f64) {
         history.push_back(Snapshot::of(now, c));
         while history.len() > 2 && (now - history[1].at).as_secs_f64() >= window - 1e-9 {
             history.pop_front();
@@ -272,9 +295,18 @@ impl Recorder {
         let attempts = c.attempts - base.attempts;
         let failures = c.failures - base.failures;
         let rate = if dt > 0.0 { attempts as f64 / dt } else { 0.0 };
-        let error = if attempts > 0 { failures as f64 / attempts as f64 } else { 0.0 };
+        let error = if attempts > 0 {
+            failures as f64 / attempts as f64
+        } else {
+            0.0
+        };
         let delta = c.latency.delta(&base.latency);
-        (rate, error, 1000.0 * delta.quantile(buckets, 0.5), 1000.0 * delta.quantile(buckets, 0.99))
+        (
+            rate,
+            error,
+            1000.0 * delta.quantile(buckets, 0.5),
+            1000.0 * delta.quantile(buckets, 0.99),
+        )
     }
 
     pub fn finish(
@@ -282,7 +314,6 @@ impl Recorder {
         now: Time,
         events: u64,
         replica_seconds: f64,
-        unfinished: u64,
         services: &[Service],
         commands: Vec<(Time, String, Command)>,
     ) -> RunOutput {
@@ -328,7 +359,7 @@ impl Recorder {
             requests: totals.arrivals,
             served: totals.ok,
             failed: totals.failed,
-            unfinished,
+            unfinished: totals.arrivals - totals.ok - totals.failed,
             good: totals.good,
             slo_latency_ms: self.slo_latency * 1000.0,
             slo_objective: self.slo_objective,
@@ -379,13 +410,18 @@ impl Simulation {
             pod.advance(now, limit);
             // cAdvisor's rate over the time since the previous sample.
             let dt = (now - pod.cpu_scrape_at).as_secs_f64();
-            pod.cpu_sample = if dt > 0.0 { (pod.cpu_core_seconds - pod.cpu_at_scrape) / dt } else { 0.0 };
+            pod.cpu_sample = if dt > 0.0 {
+                (pod.cpu_core_seconds - pod.cpu_at_scrape) / dt
+            } else {
+                0.0
+            };
             pod.cpu_at_scrape = pod.cpu_core_seconds;
             pod.cpu_scrape_at = now;
         }
         let rec = &mut self.recorder;
         for (i, s) in self.services.iter().enumerate() {
-            let (mut cpu, mut requested, mut mem, mut running, mut active) = (0.0, 0.0, 0.0, 0u32, 0u32);
+            let (mut cpu, mut requested, mut mem, mut running, mut active) =
+                (0.0, 0.0, 0.0, 0u32, 0u32);
             for &p in &s.pods {
                 let pod = &self.pods[p as usize];
                 active += (pod.holding.len() + pod.queue.len()) as u32;
@@ -398,13 +434,32 @@ impl Simulation {
                 }
             }
             active += s.shared_queue.len() as u32;
-            let ready = s.pods.iter().filter(|&&p| self.pods[p as usize].ready && self.pods[p as usize].phase == Phase::Running).count() as u32;
-            let (rate, error, p50, p99) =
-                Recorder::windowed(&mut rec.service_history[i], now, &s.counters, rec.rate_window, &rec.buckets);
+            let ready = s
+                .pods
+                .iter()
+                .filter(|&&p| {
+                    self.pods[p as usize].ready && self.pods[p as usize].phase == Phase::Running
+                })
+                .count() as u32;
+            let (rate, error, p50, p99) = Recorder::windowed(
+                &mut rec.service_history[i],
+                now,
+                &s.counters,
+                rec.rate_window,
+                &rec.buckets,
+            );
             let m = ServiceMetrics {
                 timestamp: now,
-                cpu_usage: if requested > 0.0 { cpu / requested } else { 0.0 },
-                memory_usage: if running > 0 { mem / running as f64 } else { 0.0 },
+                cpu_usage: if requested > 0.0 {
+                    cpu / requested
+                } else {
+                    0.0
+                },
+                memory_usage: if running > 0 {
+                    mem / running as f64
+                } else {
+                    0.0
+                },
                 request_rate: rate,
                 error_rate: error,
                 latency_p50: p50,
@@ -417,7 +472,13 @@ impl Simulation {
             rec.metrics.push((i, m));
         }
         for (i, e) in self.edges.iter().enumerate() {
-            let (rate, error, p50, p99) = Recorder::windowed(&mut rec.edge_history[i], now, &e.counters, rec.rate_window, &rec.buckets);
+            let (rate, error, p50, p99) = Recorder::windowed(
+                &mut rec.edge_history[i],
+                now,
+                &e.counters,
+                rec.rate_window,
+                &rec.buckets,
+            );
             rec.edge_metrics.push(EdgeMetrics {
                 timestamp: now,
                 edge: e.label.clone(),
@@ -431,7 +492,11 @@ impl Simulation {
 
     pub(crate) fn sample_second(&mut self) {
         for s in &self.services {
-            let mut row = ServiceSecond { desired: s.desired, in_system: s.in_system, ..Default::default() };
+            let mut row = ServiceSecond {
+                desired: s.desired,
+                in_system: s.in_system,
+                ..Default::default()
+            };
             for &p in &s.pods {
                 let pod = &self.pods[p as usize];
                 row.ready += (pod.ready && pod.phase == Phase::Running) as u32;

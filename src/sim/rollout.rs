@@ -84,33 +84,123 @@ mod tests {
     fn fenceposts_round_like_kubernetes() {
         assert_eq!(fenceposts(&pct("25%"), &pct("25%"), 10), (3, 2));
         assert_eq!(fenceposts(&pct("25%"), &pct("25%"), 1), (1, 0));
-        assert_eq!(fenceposts(&IntOrPercent::Int(0), &IntOrPercent::Int(0), 5), (0, 1));
+        assert_eq!(
+            fenceposts(&IntOrPercent::Int(0), &IntOrPercent::Int(0), 5),
+            (0, 1)
+        );
     }
 
     #[test]
     fn rolling_update_of_four_pods_keeps_availability() {
         let (surge, unavail) = fenceposts(&pct("25%"), &pct("25%"), 4);
         assert_eq!((surge, unavail), (1, 1));
-        let s = step(RolloutState { desired: 4, new_pods: 0, new_ready: 0, old_pods: 4, old_ready: 4 }, surge, unavail);
+        let s = step(
+            RolloutState {
+                desired: 4,
+                new_pods: 0,
+                new_ready: 0,
+                old_pods: 4,
+                old_ready: 4,
+            },
+            surge,
+            unavail,
+        );
         // One surge pod and one old pod may go (3 of 4 stay available).
-        assert_eq!(s, RolloutStep { create_new: 1, delete_new: 0, delete_old: 1 });
+        assert_eq!(
+            s,
+            RolloutStep {
+                create_new: 1,
+                delete_new: 0,
+                delete_old: 1
+            }
+        );
         // After the deletion, the total is back to 4: one more new pod.
-        let s = step(RolloutState { desired: 4, new_pods: 1, new_ready: 0, old_pods: 3, old_ready: 3 }, surge, unavail);
-        assert_eq!(s, RolloutStep { create_new: 1, delete_new: 0, delete_old: 0 });
+        let s = step(
+            RolloutState {
+                desired: 4,
+                new_pods: 1,
+                new_ready: 0,
+                old_pods: 3,
+                old_ready: 3,
+            },
+            surge,
+            unavail,
+        );
+        assert_eq!(
+            s,
+            RolloutStep {
+                create_new: 1,
+                delete_new: 0,
+                delete_old: 0
+            }
+        );
         // A new pod becomes ready: another old one may go.
-        let s = step(RolloutState { desired: 4, new_pods: 2, new_ready: 1, old_pods: 3, old_ready: 3 }, surge, unavail);
-        assert_eq!(s, RolloutStep { create_new: 0, delete_new: 0, delete_old: 1 });
+        let s = step(
+            RolloutState {
+                desired: 4,
+                new_pods: 2,
+                new_ready: 1,
+                old_pods: 3,
+                old_ready: 3,
+            },
+            surge,
+            unavail,
+        );
+        assert_eq!(
+            s,
+            RolloutStep {
+                create_new: 0,
+                delete_new: 0,
+                delete_old: 1
+            }
+        );
     }
 
     #[test]
     fn unhealthy_old_pods_are_cleaned_up_first() {
-        let s = step(RolloutState { desired: 4, new_pods: 1, new_ready: 0, old_pods: 4, old_ready: 2 }, 1, 1);
+        let s = step(
+            RolloutState {
+                desired: 4,
+                new_pods: 1,
+                new_ready: 0,
+                old_pods: 4,
+                old_ready: 2,
+            },
+            1,
+            1,
+        );
         assert_eq!(s.delete_old, 2);
     }
 
     #[test]
     fn plain_scaling_without_old_pods() {
-        assert_eq!(step(RolloutState { desired: 5, new_pods: 2, new_ready: 2, ..Default::default() }, 1, 1).create_new, 3);
-        assert_eq!(step(RolloutState { desired: 1, new_pods: 3, new_ready: 3, ..Default::default() }, 1, 1).delete_new, 2);
+        assert_eq!(
+            step(
+                RolloutState {
+                    desired: 5,
+                    new_pods: 2,
+                    new_ready: 2,
+                    ..Default::default()
+                },
+                1,
+                1
+            )
+            .create_new,
+            3
+        );
+        assert_eq!(
+            step(
+                RolloutState {
+                    desired: 1,
+                    new_pods: 3,
+                    new_ready: 3,
+                    ..Default::default()
+                },
+                1,
+                1
+            )
+            .delete_new,
+            2
+        );
     }
 }

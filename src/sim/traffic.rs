@@ -79,7 +79,10 @@ impl Simulation {
         let e = self.requests.slots[r as usize].edge as usize;
         let cb = &self.mesh.circuit_breaker;
         let edge = &mut self.edges[e];
-        if cb.enabled && edge.from.is_some() && (edge.outstanding >= cb.max_requests || edge.pending >= cb.max_pending) {
+        if cb.enabled
+            && edge.from.is_some()
+            && (edge.outstanding >= cb.max_requests || edge.pending >= cb.max_pending)
+        {
             // Envoy overflow: a local 503, not retried.
             edge.counters.attempts += 1;
             edge.counters.failures += 1;
@@ -95,15 +98,18 @@ impl Simulation {
         edge.deadlines.push_back((now + edge.timeout, r, epoch));
         if !edge.timer_armed {
             edge.timer_armed = true;
-            self.queue.push(now + edge.timeout, Event::EdgeTimer { edge: e as u32 });
+            self.queue
+                .push(now + edge.timeout, Event::EdgeTimer { edge: e as u32 });
         }
-        let delay = edge.latency + edge.added_latency + self.services[edge.to as usize].added_latency;
+        let delay =
+            edge.latency + edge.added_latency + self.services[edge.to as usize].added_latency;
         let req = &mut self.requests.slots[r as usize];
         req.sent = now;
         if delay == Span::ZERO {
             self.arrive(r);
         } else {
-            self.queue.push(now + delay, Event::Arrive { req: r, epoch });
+            self.queue
+                .push(now + delay, Event::Arrive { req: r, epoch });
         }
     }
 
@@ -136,7 +142,8 @@ impl Simulation {
                 if let Some(pod) = self.pick_pod(svc, e, true) {
                     s_track(self, svc, 1);
                     self.start(r, pod);
-                } else if self.services[svc as usize].shared_queue.len() < self.services[svc as usize].queue_capacity as usize
+                } else if self.services[svc as usize].shared_queue.len()
+                    < self.services[svc as usize].queue_capacity as usize
                     && !self.services[svc as usize].endpoints.is_empty()
                 {
                     s_track(self, svc, 1);
@@ -213,18 +220,24 @@ impl Simulation {
         if n == 0 {
             return None;
         }
-        let check_ejection = self.mesh.outlier_detection.enabled && !self.edges[edge as usize].outliers.is_empty();
+        let check_ejection =
+            self.mesh.outlier_detection.enabled && !self.edges[edge as usize].outliers.is_empty();
         let max_conn = s.max_connections as usize;
         let ok = |sim: &Simulation, p: u32| {
-            (!need_free || sim.pods[p as usize].holding.len() < max_conn) && (!check_ejection || !sim.ejected(edge, p))
+            (!need_free || sim.pods[p as usize].holding.len() < max_conn)
+                && (!check_ejection || !sim.ejected(edge, p))
         };
         let start = s.rr as usize % n;
         let chosen = match s.lb {
-            LbPolicy::RoundRobin => (0..n).map(|i| s.endpoints[(start + i) % n]).find(|&p| ok(self, p)),
+            LbPolicy::RoundRobin => (0..n)
+                .map(|i| s.endpoints[(start + i) % n])
+                .find(|&p| ok(self, p)),
             LbPolicy::LeastConnections => (0..n)
                 .map(|i| s.endpoints[(start + i) % n])
                 .filter(|&p| ok(self, p))
-                .min_by_key(|&p| self.pods[p as usize].holding.len() + self.pods[p as usize].queue.len()),
+                .min_by_key(|&p| {
+                    self.pods[p as usize].holding.len() + self.pods[p as usize].queue.len()
+                }),
             LbPolicy::Random => {
                 let count = s.endpoints.iter().filter(|&&p| ok(self, p)).count();
                 if count == 0 {
@@ -272,7 +285,9 @@ impl Simulation {
             self.exit_container(pod, super::engine::Exit::OutOfMemory);
             return;
         }
-        let demand = unit_demand(&mut KeyedDraws::new(key, salt), rev.service_time_cv) * rev.service_time_s * gc_factor(memory / s.memory_limit);
+        let demand = unit_demand(&mut KeyedDraws::new(key, salt), rev.service_time_cv)
+            * rev.service_time_s
+            * gc_factor(memory / s.memory_limit);
         let limit = s.cpu_limit;
         p.advance(now, limit);
         let finish = p.cpu.v + demand;
@@ -280,8 +295,10 @@ impl Simulation {
         self.reschedule_cpu(pod);
     }
 
-    /// Re-arms the pod's single CPU completion event after its job set or
-    /// rate changed.
+    /// Keeps the pod's single CPU completion event in step with its job set
+    /// and rate. A completion that moved later keeps its event, which then
+    /// fires early and re-arms itself: only an earlier completion needs a new
+    /// event, which keeps superseded events rare.
     pub(crate) fn reschedule_cpu(&mut self, pod: u32) {
         let now = self.now;
         let p = &mut self.pods[pod as usize];
@@ -293,15 +310,21 @@ impl Simulation {
             }
             _ => Time::MAX,
         };
-        if next == p.cpu.next_at {
+        if next == Time::MAX {
+            // Nothing to finish (or no progress): cancel any pending event.
+            if p.cpu.next_at != Time::MAX {
+                p.cpu.event_epoch = p.cpu.event_epoch.wrapping_add(1);
+                p.cpu.next_at = Time::MAX;
+            }
+            return;
+        }
+        if next >= p.cpu.next_at && p.cpu.next_at != Time::MAX {
             return;
         }
         p.cpu.event_epoch = p.cpu.event_epoch.wrapping_add(1);
         p.cpu.next_at = next;
-        if next != Time::MAX {
-            let epoch = p.cpu.event_epoch;
-            self.queue.push(next, Event::CpuDone { pod, epoch });
-        }
+        let epoch = p.cpu.event_epoch;
+        self.queue.push(next, Event::CpuDone { pod, epoch });
     }
 
     pub(crate) fn cpu_done(&mut self, pod: u32) {
@@ -310,8 +333,20 @@ impl Simulation {
         let limit = self.services[p.service as usize].cpu_limit;
         p.advance(now, limit);
         p.cpu.next_at = Time::MAX;
-        let Some(Reverse((bits, r))) = p.cpu.jobs.pop() else { return };
-        p.cpu.v = p.cpu.v.max(f64::from_bits(bits));
+        let rate = p.cpu_rate(limit);
+        let Some(&Reverse((bits, r))) = p.cpu.jobs.peek() else {
+            return;
+        };
+        let finish = f64::from_bits(bits);
+        // Woken early (the completion moved later since the event was set):
+        // re-arm. Two nanoseconds of slack absorb the rounding of event times.
+        if rate > 0.0 && (finish - p.cpu.v) / rate > 2e-9 {
+            self.stale_events += 1;
+            self.reschedule_cpu(pod);
+            return;
+        }
+        p.cpu.jobs.pop();
+        p.cpu.v = p.cpu.v.max(finish);
         self.reschedule_cpu(pod);
         self.after_cpu(r);
     }
@@ -365,7 +400,8 @@ impl Simulation {
         let now = self.now;
         let req = &mut self.requests.slots[r as usize];
         req.flags |= flags::SERVER_DONE;
-        let (pod, hold_idx, arrived, key, salt) = (req.pod, req.hold_idx, req.arrived, req.key, req.salt());
+        let (pod, hold_idx, arrived, key, salt) =
+            (req.pod, req.hold_idx, req.arrived, req.key, req.salt());
         let p = &mut self.pods[pod as usize];
         // O(1) removal; the moved request learns its new index.
         p.holding.swap_remove(hold_idx as usize);
@@ -380,7 +416,9 @@ impl Simulation {
         s.sojourn_sum += latency;
         s.counters.latency.observe(&self.buckets, latency);
         s.track_in_system(now, -1);
-        let ok = ok && (error_rate == 0.0 || KeyedDraws::new(key, salt ^ DRAW_ERROR).uniform() >= error_rate);
+        let ok = ok
+            && (error_rate == 0.0
+                || KeyedDraws::new(key, salt ^ DRAW_ERROR).uniform() >= error_rate);
         self.next_from_queue(pod);
         self.caller_receive(r, ok);
     }
@@ -413,9 +451,13 @@ impl Simulation {
     /// Dispatches shared-queue requests to pods with free slots.
     pub(crate) fn drain_shared_queue(&mut self, svc: u32) {
         while !self.services[svc as usize].shared_queue.is_empty() {
-            let Some(&head) = self.services[svc as usize].shared_queue.front() else { break };
+            let Some(&head) = self.services[svc as usize].shared_queue.front() else {
+                break;
+            };
             let edge = self.requests.slots[head as usize].edge;
-            let Some(pod) = self.pick_pod(svc, edge, true) else { break };
+            let Some(pod) = self.pick_pod(svc, edge, true) else {
+                break;
+            };
             self.services[svc as usize].shared_queue.pop_front();
             self.start(head, pod);
         }
@@ -434,13 +476,19 @@ impl Simulation {
         let (e, pod, sent) = (req.edge, req.pod, req.sent);
         let edge = &mut self.edges[e as usize];
         edge.outstanding -= 1;
-        edge.counters.latency.observe(&self.buckets, (now - sent).as_secs_f64());
+        edge.counters
+            .latency
+            .observe(&self.buckets, (now - sent).as_secs_f64());
         if !ok {
             edge.counters.failures += 1;
             self.services[edge.to as usize].counters.failures += 1;
         }
         self.outlier_feedback(e, pod, ok);
-        if ok { self.finish_call(r, true) } else { self.attempt_failed(r) }
+        if ok {
+            self.finish_call(r, true)
+        } else {
+            self.attempt_failed(r)
+        }
     }
 
     fn attempt_failed(&mut self, r: u32) {
@@ -449,7 +497,10 @@ impl Simulation {
         let inter_service = self.edges[req.edge as usize].from.is_some();
         if retry.enabled && inter_service && (req.attempt as u32) < retry.max_retries {
             // Full jitter: uniform in [0, min(cap, base * 2^n)].
-            let cap = retry.max_ms.min(retry.base_ms * 2f64.powi(req.attempt as i32)) / 1000.0;
+            let cap = retry
+                .max_ms
+                .min(retry.base_ms * 2f64.powi(req.attempt as i32))
+                / 1000.0;
             let backoff = Span::from_secs_f64(self.rng_traffic.uniform() * cap);
             let mut next = req.clone();
             next.attempt += 1;
@@ -459,7 +510,8 @@ impl Simulation {
             let n = self.requests.alloc(next);
             let epoch = self.requests.slots[n as usize].epoch;
             self.recorder.retries += 1;
-            self.queue.push(self.now + backoff, Event::Retry { req: n, epoch });
+            self.queue
+                .push(self.now + backoff, Event::Retry { req: n, epoch });
             // The failed attempt's own record is no longer the call's.
             self.requests.slots[r as usize].parent = NONE;
             self.maybe_release(r);
@@ -491,7 +543,9 @@ impl Simulation {
         let now = self.now;
         self.edges[e as usize].timer_armed = false;
         while let Some(&(deadline, r, epoch)) = self.edges[e as usize].deadlines.front() {
-            if !self.requests.valid(r, epoch) || self.requests.slots[r as usize].has(flags::CALLER_DONE) {
+            if !self.requests.valid(r, epoch)
+                || self.requests.slots[r as usize].has(flags::CALLER_DONE)
+            {
                 self.edges[e as usize].deadlines.pop_front();
                 continue;
             }
@@ -541,14 +595,23 @@ impl Simulation {
         }
         let now = self.now;
         let endpoints = self.services[edge.to as usize].endpoints.len();
-        let ejected_now = edge.outliers.values().filter(|h| h.ejected_until > now).count();
-        let max_ejected = ((od.max_ejection_percent / 100.0 * endpoints as f64).floor() as usize).max(1);
+        let ejected_now = edge
+            .outliers
+            .values()
+            .filter(|h| h.ejected_until > now)
+            .count();
+        let max_ejected =
+            ((od.max_ejection_percent / 100.0 * endpoints as f64).floor() as usize).max(1);
         let h = edge.outliers.entry(pod).or_default();
         h.consecutive_5xx += 1;
-        if h.consecutive_5xx >= od.consecutive_5xx && h.ejected_until <= now && ejected_now < max_ejected {
+        if h.consecutive_5xx >= od.consecutive_5xx
+            && h.ejected_until <= now
+            && ejected_now < max_ejected
+        {
             h.ejections += 1;
             h.consecutive_5xx = 0;
-            let secs = (od.base_ejection_s * h.ejections as f64).min(od.max_ejection_s.max(od.base_ejection_s));
+            let secs = (od.base_ejection_s * h.ejections as f64)
+                .min(od.max_ejection_s.max(od.base_ejection_s));
             h.ejected_until = now + Span::from_secs_f64(secs);
             self.recorder.ejections += 1;
         }
