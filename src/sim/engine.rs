@@ -205,6 +205,8 @@ impl Simulation {
                 pods: Vec::new(),
                 endpoints: Vec::new(),
                 endpoints_dirty: false,
+                reconciling: false,
+                reconcile_again: false,
                 rr: 0,
                 shared_queue: VecDeque::new(),
                 calls: Vec::new(),
@@ -328,7 +330,7 @@ impl Simulation {
         }
         sim.queue
             .push_lane(Time::ZERO + scrape_phase, LANE_SCRAPE, Event::Scrape);
-        sim.queue.push(Time::from_secs(1), Event::Second);
+        sim.queue.push(Time::ZERO, Event::Second);
         Ok(sim)
     }
 
@@ -815,8 +817,28 @@ impl Simulation {
 
     // ----- deployments ----------------------------------------------------
 
-    /// One pass of the Deployment and ReplicaSet controllers for a service.
+    /// The Deployment and ReplicaSet controllers for a service, run to a
+    /// fixed point. A reconcile asked for while one runs (a pod removed by
+    /// the pass itself) is deferred to the next round, never nested: a nested
+    /// pass would act on the outer pass's stale counts.
     pub(crate) fn reconcile(&mut self, svc: u32) {
+        let s = &mut self.services[svc as usize];
+        if s.reconciling {
+            s.reconcile_again = true;
+            return;
+        }
+        s.reconciling = true;
+        loop {
+            self.services[svc as usize].reconcile_again = false;
+            self.reconcile_once(svc);
+            if !self.services[svc as usize].reconcile_again {
+                break;
+            }
+        }
+        self.services[svc as usize].reconciling = false;
+    }
+
+    fn reconcile_once(&mut self, svc: u32) {
         let s = &self.services[svc as usize];
         let mut st = RolloutState {
             desired: s.desired,

@@ -94,6 +94,8 @@ pub struct Service {
     /// Ready, non-terminating pods: what the load balancer picks from.
     pub endpoints: Vec<u32>,
     pub endpoints_dirty: bool,
+    pub reconciling: bool,
+    pub reconcile_again: bool,
     pub rr: u32,
     pub shared_queue: VecDeque<u32>,
     pub calls: Vec<u32>,

@@ -65,7 +65,10 @@ impl RunOutput {
     pub fn series_csv(&self) -> String {
         let mut out = String::from("t_s,requests,ok,good,failed");
         for s in &self.services {
-            let _ = write!(out, ",{s}_ready,{s}_desired,{s}_scheduled,{s}_in_system");
+            let _ = write!(
+                out,
+                ",{s}_ready,{s}_desired,{s}_scheduled,{s}_terminating,{s}_in_system"
+            );
         }
         out.push('\n');
         let n = self.services.len().max(1);

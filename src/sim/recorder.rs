@@ -22,13 +22,16 @@ pub struct RootSecond {
     pub failed: u64,
 }
 
-/// One service at the end of one second.
+/// One service at whole second `t` (after that instant's events).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ServiceSecond {
     pub ready: u32,
     pub desired: u32,
     /// Pods holding node resources (what replica-seconds count).
     pub scheduled: u32,
+    /// Of those, pods draining after deletion (Kubernetes does not count them
+    /// against `maxSurge`).
+    pub terminating: u32,
     pub in_system: u32,
 }
 
@@ -501,6 +504,7 @@ impl Simulation {
                 let pod = &self.pods[p as usize];
                 row.ready += (pod.ready && pod.phase == Phase::Running) as u32;
                 row.scheduled += pod.is_scheduled() as u32;
+                row.terminating += (pod.phase == Phase::Terminating) as u32;
             }
             self.recorder.service_seconds.push(row);
         }

@@ -1,0 +1,194 @@
+//! Bad scenario files get an error that names the file, the line and the
+//! field, and says what is wrong; nothing panics.
+
+use std::path::Path;
+
+use selfheal::scenario::{self, ScenarioError};
+
+const GOOD: &str = r#"name = "t"
+duration_s = 60
+seed = 1
+
+[slo]
+latency_ms = 100
+
+[[load]]
+service = "a"
+curve = { kind = "constant", rate = 10 }
+
+[[service]]
+name = "a"
+revision = { service_time_ms = 5 }
+
+  [[service.call]]
+  to = "b"
+  probability = 0.5
+
+[[service]]
+name = "b"
+revision = { service_time_ms = 5 }
+"#;
+
+fn error_for(text: &str) -> ScenarioError {
+    match scenario::parse(text, "bad.toml", Path::new(".")) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in text")
+        + 1
+}
+
+fn assert_error(text: &str, needle_line: &str, field: &str, words: &str) {
+    let e = error_for(text);
+    let msg = e.to_string();
+    let line = line_of(text, needle_line);
+    assert!(
+        msg.starts_with(&format!("bad.toml:{line}")),
+        "wrong line (want {line}): {msg}"
+    );
+    assert!(msg.contains(field), "no field `{field}`: {msg}");
+    assert!(msg.contains(words), "no `{words}`: {msg}");
+}
+
+#[test]
+fn the_good_file_parses() {
+    scenario::parse(GOOD, "good.toml", Path::new(".")).unwrap();
+}
+
+#[test]
+fn unknown_service_in_the_call_graph() {
+    let t = GOOD.replace("to = \"b\"", "to = \"nope\"");
+    assert_error(
+        &t,
+        "to = \"nope\"",
+        "service[0].call[0].to",
+        "unknown service `nope`",
+    );
+}
+
+#[test]
+fn negative_rate() {
+    let t = GOOD.replace("rate = 10", "rate = -5");
+    assert_error(&t, "rate = -5", "load[0].curve.rate", "zero or positive");
+}
+
+#[test]
+fn probability_above_one() {
+    let t = GOOD.replace("probability = 0.5", "probability = 1.5");
+    assert_error(
+        &t,
+        "probability = 1.5",
+        "service[0].call[0].probability",
+        "[0, 1]",
+    );
+}
+
+#[test]
+fn missing_trace_file() {
+    let t = GOOD.replace(
+        r#"{ kind = "constant", rate = 10 }"#,
+        r#"{ kind = "trace", file = "no/such.csv", peak = 10 }"#,
+    );
+    assert_error(&t, "no/such.csv", "load[0].curve.file", "cannot read trace");
+}
+
+#[test]
+fn unknown_field_is_a_syntax_error_with_its_line() {
+    let t = GOOD.replace("probability = 0.5", "probabilty = 0.5");
+    let e = error_for(&t);
+    assert!(matches!(e, ScenarioError::Syntax { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("bad.toml:{}:", line_of(&t, "probabilty"))),
+        "{msg}"
+    );
+    assert!(msg.contains("probabilty"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_the_line() {
+    let t = GOOD.replace("duration_s = 60", "duration_s = \"an hour\"");
+    let msg = error_for(&t).to_string();
+    assert!(msg.starts_with("bad.toml:2:"), "{msg}");
+}
+
+#[test]
+fn call_graph_cycle() {
+    let t = GOOD.replace(
+        "[[service]]\nname = \"b\"\nrevision = { service_time_ms = 5 }\n",
+        "[[service]]\nname = \"b\"\nrevision = { service_time_ms = 5 }\n  [[service.call]]\n  to = \"a\"\n",
+    );
+    let msg = error_for(&t).to_string();
+    assert!(msg.contains("cycle: a -> b -> a"), "{msg}");
+}
+
+#[test]
+fn fault_field_that_does_not_apply() {
+    let t = format!(
+        "{GOOD}\n[[fault]]\nkind = \"pod_kill\"\nservice = \"a\"\nat_s = 10\nadded_ms = 5\n"
+    );
+    assert_error(
+        &t,
+        "added_ms = 5",
+        "fault[0].added_ms",
+        "does not apply to a `pod_kill` fault",
+    );
+}
+
+#[test]
+fn fault_after_the_end() {
+    let t = format!("{GOOD}\n[[fault]]\nkind = \"hang\"\nservice = \"a\"\nat_s = 100\n");
+    assert_error(&t, "at_s = 100", "fault[0].at_s", "not before the end");
+}
+
+#[test]
+fn unknown_fault_kind() {
+    let t = format!("{GOOD}\n[[fault]]\nkind = \"meteor\"\nservice = \"a\"\nat_s = 1\n");
+    let msg = error_for(&t).to_string();
+    assert!(
+        msg.contains("meteor") && msg.starts_with(&format!("bad.toml:{}", line_of(&t, "meteor"))),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_trace_row_names_the_trace_line() {
+    let dir = std::env::temp_dir().join(format!("selfheal-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.csv"), "t_seconds,value\n0,1\n60,oops\n").unwrap();
+    let t = GOOD.replace(
+        r#"{ kind = "constant", rate = 10 }"#,
+        r#"{ kind = "trace", file = "t.csv" }"#,
+    );
+    let msg = scenario::parse(&t, "bad.toml", &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("line 3") && msg.contains("`oops`"), "{msg}");
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let msg = scenario::load_file(Path::new("does/not/exist.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("does/not/exist.toml"), "{msg}");
+}
+
+#[test]
+fn every_bundled_scenario_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            scenario::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "{n} scenarios");
+}
