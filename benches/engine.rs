@@ -16,7 +16,10 @@ use selfheal::scenario::{self, LoadedScenario};
 use selfheal::sim;
 
 fn three_service_hour() -> LoadedScenario {
-    scenario::load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/three-service-hour.toml")).unwrap()
+    scenario::load_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/three-service-hour.toml"),
+    )
+    .unwrap()
 }
 
 fn single_service() -> LoadedScenario {
@@ -45,11 +48,18 @@ fn bench(c: &mut Criterion) {
     let hour = three_service_hour();
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
-    g.bench_function("one_hour_three_services_500rps", |b| b.iter(|| black_box(sim::run(&hour).unwrap().summary.served)));
-    for (name, sc) in [("events_three_services", hour.clone()), ("events_single_service", single_service())] {
+    g.bench_function("one_hour_three_services_500rps", |b| {
+        b.iter(|| black_box(sim::run(&hour).unwrap().summary.served))
+    });
+    for (name, sc) in [
+        ("events_three_services", hour.clone()),
+        ("events_single_service", single_service()),
+    ] {
         let events = sim::run(&sc).unwrap().summary.events;
         g.throughput(Throughput::Elements(events));
-        g.bench_function(name, |b| b.iter(|| black_box(sim::run(&sc).unwrap().summary.events)));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(sim::run(&sc).unwrap().summary.events))
+        });
     }
     g.finish();
 }

@@ -10,19 +10,46 @@ mod common;
 use common::{rel_err, scenario_text};
 use selfheal::sim;
 
-/// A single-service scenario with exponential service times.
-fn single_service(
+/// A single-service queueing system with exponential service times.
+struct Queue {
     pods: u32,
     lambda: f64,
     service_ms: f64,
     max_conn: u32,
-    queue: &str,
-    lb: &str,
+    queue: &'static str,
+    lb: &'static str,
     duration: f64,
     seed: u64,
-) -> String {
-    format!(
-        r#"
+}
+
+impl Queue {
+    /// One-request-at-a-time pods (FIFO servers) with per-pod queues.
+    fn fifo(pods: u32, lambda: f64, service_ms: f64, duration: f64, seed: u64) -> Self {
+        Queue {
+            pods,
+            lambda,
+            service_ms,
+            max_conn: 1,
+            queue: "per_pod",
+            lb: "round_robin",
+            duration,
+            seed,
+        }
+    }
+
+    fn scenario(&self) -> selfheal::scenario::LoadedScenario {
+        let Queue {
+            pods,
+            lambda,
+            service_ms,
+            max_conn,
+            queue,
+            lb,
+            duration,
+            seed,
+        } = self;
+        scenario_text(&format!(
+            r#"
 name = "analytic"
 duration_s = {duration}
 seed = {seed}
@@ -45,7 +72,8 @@ revision = {{ service_time_ms = {service_ms}, service_time_cv = 1.0 }}
 [cluster]
 node = [{{ name = "n", cpu = 64, memory_mib = 262144 }}]
 "#
-    )
+        ))
+    }
 }
 
 /// Erlang C: probability that an arrival waits in an M/M/c queue, and the
@@ -69,16 +97,11 @@ fn mmc_shared_queue_matches_erlang_c() {
     // c = 4, mu = 100/s per pod, rho = 0.8: lambda = 320/s; 3,000 s gives
     // about 960,000 requests.
     let (c, mu, lambda) = (4, 100.0, 320.0);
-    let sc = scenario_text(&single_service(
-        c,
-        lambda,
-        1000.0 / mu,
-        1,
-        "shared",
-        "round_robin",
-        3000.0,
-        11,
-    ));
+    let sc = Queue {
+        queue: "shared",
+        ..Queue::fifo(c, lambda, 1000.0 / mu, 3000.0, 11)
+    }
+    .scenario();
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(st.started > 900_000, "{}", st.started);
@@ -98,16 +121,7 @@ fn mm1_p99_latency_is_ln100_over_mu_minus_lambda() {
     // mu - lambda, so p99 = ln(100) / 50 s = 92.1 ms. (At rho = 0.8 the
     // queue is so autocorrelated that a million samples scatter the p99 by
     // +-3 % from seed to seed; at 0.5 the scatter is +-1.5 %.)
-    let sc = scenario_text(&single_service(
-        1,
-        50.0,
-        10.0,
-        1,
-        "per_pod",
-        "round_robin",
-        20_000.0,
-        12,
-    ));
+    let sc = Queue::fifo(1, 50.0, 10.0, 20_000.0, 12).scenario();
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(st.completed > 950_000, "{}", st.completed);
@@ -125,16 +139,11 @@ fn mm1_p99_latency_is_ln100_over_mu_minus_lambda() {
 fn mm1_processor_sharing_mean_matches() {
     // M/M/1-PS has the same mean sojourn as FIFO, 1 / (mu - lambda) = 50 ms,
     // at rho = 0.8; 5,000 s, about 400,000 requests.
-    let sc = scenario_text(&single_service(
-        1,
-        80.0,
-        10.0,
-        1000,
-        "per_pod",
-        "round_robin",
-        5000.0,
-        13,
-    ));
+    let sc = Queue {
+        max_conn: 1000,
+        ..Queue::fifo(1, 80.0, 10.0, 5000.0, 13)
+    }
+    .scenario();
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(
@@ -148,9 +157,11 @@ fn mm1_processor_sharing_mean_matches() {
 fn random_routing_behaves_as_independent_mm1_queues() {
     // 4 pods, random routing, lambda 4 x 50/s, mu 100/s: each pod is M/M/1 at
     // rho = 0.5. 5,000 s, about 1,000,000 requests.
-    let sc = scenario_text(&single_service(
-        4, 200.0, 10.0, 1, "per_pod", "random", 5000.0, 14,
-    ));
+    let sc = Queue {
+        lb: "random",
+        ..Queue::fifo(4, 200.0, 10.0, 5000.0, 14)
+    }
+    .scenario();
     let out = sim::run(&sc).unwrap();
     let st = &out.service_stats[0];
     assert!(st.completed > 950_000, "{}", st.completed);
@@ -168,17 +179,7 @@ fn random_routing_behaves_as_independent_mm1_queues() {
     assert!(rel_err(p99, 100f64.ln() / 50.0) < 0.03, "p99 {p99}");
     // Round robin over the same pods is far better than random (it smooths
     // arrivals), which shows the routing policy is really in effect.
-    let rr = sim::run(&scenario_text(&single_service(
-        4,
-        200.0,
-        10.0,
-        1,
-        "per_pod",
-        "round_robin",
-        1000.0,
-        14,
-    )))
-    .unwrap();
+    let rr = sim::run(&Queue::fifo(4, 200.0, 10.0, 1000.0, 14).scenario()).unwrap();
     assert!(rr.service_stats[0].mean_sojourn_s < 0.8 * st.mean_sojourn_s);
 }
 

@@ -16,7 +16,9 @@ use selfheal::sim;
 fn same(a: &toml::Value, b: &toml::Value) -> bool {
     let num = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
     match (num(a), num(b)) {
-        (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs()) || (x.is_nan() && y.is_nan()),
+        (Some(x), Some(y)) => {
+            x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs()) || (x.is_nan() && y.is_nan())
+        }
         _ => a == b,
     }
 }
@@ -42,10 +44,16 @@ fn bundled_scenarios_match_their_golden_summaries() {
             continue;
         }
         let Ok(golden) = std::fs::read_to_string(&golden_path) else {
-            diffs.push(format!("{name}: no golden file {} (run with SELFHEAL_BLESS=1)", short(&golden_path)));
+            diffs.push(format!(
+                "{name}: no golden file {} (run with SELFHEAL_BLESS=1)",
+                short(&golden_path)
+            ));
             continue;
         };
-        let (now, then): (toml::Table, toml::Table) = (toml::from_str(&text).unwrap(), toml::from_str(&golden).unwrap());
+        let (now, then): (toml::Table, toml::Table) = (
+            toml::from_str(&text).unwrap(),
+            toml::from_str(&golden).unwrap(),
+        );
         for (k, v) in &then {
             match now.get(k) {
                 Some(n) if same(n, v) => {}
@@ -57,9 +65,16 @@ fn bundled_scenarios_match_their_golden_summaries() {
             diffs.push(format!("{name}: {k}: new field (bless to record it)"));
         }
     }
-    assert!(diffs.is_empty(), "golden summaries moved:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "golden summaries moved:\n{}",
+        diffs.join("\n")
+    );
 }
 
 fn short(p: &Path) -> String {
-    p.strip_prefix(common::repo()).unwrap_or(p).display().to_string()
+    p.strip_prefix(common::repo())
+        .unwrap_or(p)
+        .display()
+        .to_string()
 }

@@ -83,7 +83,8 @@ impl Buckets {
             return b.partition_point(|&x| x < value);
         };
         let x = value / start;
-        if !(x > 1.0) {
+        // NaN and values at or below the first bound take the slow path.
+        if x.is_nan() || x <= 1.0 {
             return if value <= b[0] {
                 0
             } else {

@@ -386,6 +386,7 @@ pub struct FaultSpec {
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct MeshSpec {
     #[serde(default)]
     pub retries: RetrySpec,
@@ -393,16 +394,6 @@ pub struct MeshSpec {
     pub circuit_breaker: CircuitBreakerSpec,
     #[serde(default)]
     pub outlier_detection: OutlierSpec,
-}
-
-impl Default for MeshSpec {
-    fn default() -> Self {
-        MeshSpec {
-            retries: RetrySpec::default(),
-            circuit_breaker: CircuitBreakerSpec::default(),
-            outlier_detection: OutlierSpec::default(),
-        }
-    }
 }
 
 /// Envoy retry policy defaults (`route_components.proto`): 3 retries, full

@@ -203,10 +203,10 @@ pub(super) fn check(s: &Scenario) -> Check {
             "must be at least one scrape interval",
         );
     }
-    if let Some(b) = &s.metrics.buckets_s {
-        if let Err(e) = crate::metrics::Buckets::new(b.clone()) {
-            return fail(m.key("buckets_s"), e);
-        }
+    if let Some(b) = &s.metrics.buckets_s
+        && let Err(e) = crate::metrics::Buckets::new(b.clone())
+    {
+        return fail(m.key("buckets_s"), e);
     }
 
     let k = root.key("kubernetes");
@@ -331,10 +331,10 @@ fn check_acyclic(s: &Scenario) -> Check {
                 cyc.push(j);
                 return Some(cyc);
             }
-            if colour[j] == 0 {
-                if let Some(c) = visit(s, idx, colour, j, stack) {
-                    return Some(c);
-                }
+            if colour[j] == 0
+                && let Some(c) = visit(s, idx, colour, j, stack)
+            {
+                return Some(c);
             }
         }
         stack.pop();
@@ -342,25 +342,25 @@ fn check_acyclic(s: &Scenario) -> Check {
         None
     }
     for i in 0..s.services.len() {
-        if colour[i] == 0 {
-            if let Some(cycle) = visit(s, &idx, &mut colour, i, &mut Vec::new()) {
-                let names: Vec<&str> = cycle.iter().map(|&k| s.services[k].name.as_str()).collect();
-                let first = cycle[0];
-                let call = s.services[first]
-                    .calls
-                    .iter()
-                    .position(|c| c.to == names[1])
-                    .unwrap_or(0);
-                return fail(
-                    FieldPath::default()
-                        .key("service")
-                        .index(first)
-                        .key("call")
-                        .index(call)
-                        .key("to"),
-                    format!("the call graph has a cycle: {}", names.join(" -> ")),
-                );
-            }
+        if colour[i] == 0
+            && let Some(cycle) = visit(s, &idx, &mut colour, i, &mut Vec::new())
+        {
+            let names: Vec<&str> = cycle.iter().map(|&k| s.services[k].name.as_str()).collect();
+            let first = cycle[0];
+            let call = s.services[first]
+                .calls
+                .iter()
+                .position(|c| c.to == names[1])
+                .unwrap_or(0);
+            return fail(
+                FieldPath::default()
+                    .key("service")
+                    .index(first)
+                    .key("call")
+                    .index(call)
+                    .key("to"),
+                format!("the call graph has a cycle: {}", names.join(" -> ")),
+            );
         }
     }
     Ok(())
@@ -573,15 +573,15 @@ fn check_fault(
             "a `latency` fault needs exactly one of `service` and `edge`",
         );
     }
-    if let Some(sv) = &f.service {
-        if !services.contains_key(sv.as_str()) {
-            return fail(p.key("service"), format!("unknown service `{sv}`"));
-        }
+    if let Some(sv) = &f.service
+        && !services.contains_key(sv.as_str())
+    {
+        return fail(p.key("service"), format!("unknown service `{sv}`"));
     }
-    if let Some(n) = &f.node {
-        if !nodes.contains(n) {
-            return fail(p.key("node"), format!("unknown node `{n}`"));
-        }
+    if let Some(n) = &f.node
+        && !nodes.contains(n)
+    {
+        return fail(p.key("node"), format!("unknown node `{n}`"));
     }
     if let Some(e) = &f.edge {
         let Some((a, b)) = e.split_once("->").map(|(a, b)| (a.trim(), b.trim())) else {
@@ -609,13 +609,13 @@ fn check_fault(
     if f.pods == Some(0) {
         return fail(p.key("pods"), "must be at least 1");
     }
-    if let Some(pc) = f.percent {
-        if !(pc > 0.0 && pc <= 100.0) {
-            return fail(
-                p.key("percent"),
-                format!("must lie in (0, 100], found {pc}"),
-            );
-        }
+    if let Some(pc) = f.percent
+        && !(pc > 0.0 && pc <= 100.0)
+    {
+        return fail(
+            p.key("percent"),
+            format!("must lie in (0, 100], found {pc}"),
+        );
     }
     if let Some(v) = f.added_ms {
         positive(p.key("added_ms"), v)?;

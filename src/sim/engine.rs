@@ -1101,10 +1101,10 @@ impl Simulation {
                     .iter()
                     .copied()
                     .find(|&p| self.pod_name(p) == *pod);
-                if let Some(p) = found {
-                    if self.pods[p as usize].phase == Phase::Running {
-                        self.exit_container(p, Exit::Restart);
-                    }
+                if let Some(p) = found
+                    && self.pods[p as usize].phase == Phase::Running
+                {
+                    self.exit_container(p, Exit::Restart);
                 }
             }
             Command::Rollback { .. } => {

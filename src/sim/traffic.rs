@@ -441,10 +441,11 @@ impl Simulation {
             }
             return;
         }
-        if p.ready && p.phase == Phase::Running {
-            if let Some(next) = self.services[svc as usize].shared_queue.pop_front() {
-                self.start(next, pod);
-            }
+        if p.ready
+            && p.phase == Phase::Running
+            && let Some(next) = self.services[svc as usize].shared_queue.pop_front()
+        {
+            self.start(next, pod);
         }
     }
 
