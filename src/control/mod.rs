@@ -7,6 +7,9 @@
 //! or owns a global random generator; randomness, where a controller needs
 //! it, comes from a seeded stream handed in at construction.
 
+pub mod hpa;
+pub mod kpa;
+
 use crate::metrics::ServiceMetrics;
 use crate::time::{Span, Time};
 
@@ -31,11 +34,17 @@ pub struct PodView {
     pub node: String,
     /// Cores used over the last scrape interval (the per-pod sample HPA reads).
     pub cpu_cores: f64,
+    /// When that sample was taken; `None` if the container was not running at
+    /// the last scrape (a pod "without metrics" for HPA).
+    pub cpu_sampled_at: Option<Time>,
     pub cpu_request: f64,
     pub memory_mib: f64,
     pub memory_limit_mib: f64,
     pub restarts: u32,
     pub created: Time,
+    /// When the kubelet started the pod (`status.startTime`; unchanged by
+    /// container restarts). Unscheduled pods report their creation time.
+    pub started: Time,
     /// Last Ready condition change.
     pub last_transition: Time,
 }
@@ -47,6 +56,10 @@ pub struct ServiceView {
     pub desired_replicas: u32,
     pub revision: u32,
     pub pods: Vec<PodView>,
+    /// Mean requests in flight (queued or in service, all pods together) for
+    /// each of the last whole seconds, oldest first, up to 60 (what Knative's
+    /// queue-proxies report every second).
+    pub concurrency: Vec<f64>,
 }
 
 /// What a controller is shown at one tick.

@@ -216,6 +216,7 @@ impl Simulation {
                 in_system: 0,
                 in_system_integral: 0.0,
                 in_system_since: Time::ZERO,
+                in_system_at_second: 0.0,
                 completed: 0,
                 sojourn_sum: 0.0,
                 wait_sum: 0.0,
@@ -462,6 +463,7 @@ impl Simulation {
             last_transition: self.now,
             epoch: 0,
             created: self.now,
+            started: self.now,
             container_started: self.now,
             app_ready_at: Time::MAX,
             restarts: 0,
@@ -484,6 +486,7 @@ impl Simulation {
             cpu_core_seconds: 0.0,
             cpu_at_scrape: 0.0,
             cpu_scrape_at: self.now,
+            cpu_sampled_at: None,
             cpu_sample: 0.0,
         };
         self.pod_serial += 1;
@@ -522,6 +525,7 @@ impl Simulation {
         self.scheduled_pods += 1;
         let p = &mut self.pods[pod as usize];
         p.node = n as u32;
+        p.started = self.now;
         self.log_pod(pod, PodEventKind::Scheduled);
         self.start_container(pod);
         true
@@ -570,6 +574,9 @@ impl Simulation {
         p.ready_successes = 0;
         p.cpu.last = now;
         p.cpu.v = 0.0;
+        p.cpu_sampled_at = None;
+        p.cpu_at_scrape = p.cpu_core_seconds;
+        p.cpu_scrape_at = now;
         let rev = self.services[svc].revision(p.revision);
         p.leak_rate = rev.leak_rate;
         p.leak_since = now;
@@ -1009,6 +1016,7 @@ impl Simulation {
                 desired_replicas: s.desired,
                 revision: s.current,
                 pods: s.pods.iter().map(|&p| self.pod_view(p)).collect(),
+                concurrency: self.recorder.recent_concurrency(i, 60),
             })
             .collect();
         Observation {
@@ -1054,11 +1062,13 @@ impl Simulation {
                 self.nodes[p.node as usize].name.clone()
             },
             cpu_cores: p.cpu_sample,
+            cpu_sampled_at: p.cpu_sampled_at,
             cpu_request: s.cpu_request,
             memory_mib: p.memory(s.revision(p.revision), self.now),
             memory_limit_mib: s.memory_limit,
             restarts: p.restarts,
             created: p.created,
+            started: p.started,
             last_transition: p.last_transition,
         }
     }

@@ -107,6 +107,8 @@ pub struct Service {
     pub in_system: u32,
     pub in_system_integral: f64,
     pub in_system_since: Time,
+    /// `in_system_integral` at the last whole second.
+    pub in_system_at_second: f64,
     pub completed: u64,
     pub sojourn_sum: f64,
     pub wait_sum: f64,
@@ -204,6 +206,8 @@ pub struct Pod {
     /// Invalidates every event scheduled for an earlier container.
     pub epoch: u32,
     pub created: Time,
+    /// When the pod was bound to its node (the kubelet's `startTime`).
+    pub started: Time,
     pub container_started: Time,
     pub app_ready_at: Time,
     pub restarts: u32,
@@ -226,6 +230,8 @@ pub struct Pod {
     pub cpu_at_scrape: f64,
     /// When `cpu_at_scrape` was taken (or the container started since).
     pub cpu_scrape_at: Time,
+    /// When the last CPU sample was taken, if the container was running then.
+    pub cpu_sampled_at: Option<Time>,
     pub cpu_sample: f64,
 }
 

@@ -33,6 +33,8 @@ pub struct ServiceSecond {
     /// against `maxSurge`).
     pub terminating: u32,
     pub in_system: u32,
+    /// Time-average of requests in system over the second that just ended.
+    pub concurrency: f64,
 }
 
 /// A pod lifecycle transition.
@@ -280,6 +282,14 @@ impl Recorder {
         &self.latest[service]
     }
 
+    /// The last `n` per-second concurrency averages of a service, oldest
+    /// first (the sample at time zero is skipped: it covers no interval).
+    pub fn recent_concurrency(&self, service: usize, n: usize) -> Vec<f64> {
+        let per_row = self.latest.len();
+        let rows = self.service_seconds.len() / per_row.max(1);
+        (rows.saturating_sub(n).max(1)..rows).map(|t| self.service_seconds[t * per_row + service].concurrency).collect()
+    }
+
     /// Rate, error ratio and percentiles over the rate window, from the
     /// counters' history (as `rate()` and `histogram_quantile` over a range).
     fn windowed(
@@ -494,10 +504,15 @@ impl Simulation {
     }
 
     pub(crate) fn sample_second(&mut self) {
-        for s in &self.services {
+        let now = self.now;
+        for s in &mut self.services {
+            s.track_in_system(now, 0);
+            let concurrency = s.in_system_integral - s.in_system_at_second;
+            s.in_system_at_second = s.in_system_integral;
             let mut row = ServiceSecond {
                 desired: s.desired,
                 in_system: s.in_system,
+                concurrency,
                 ..Default::default()
             };
             for &p in &s.pods {

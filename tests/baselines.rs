@@ -1,0 +1,209 @@
+//! The HPA and KPA rules, pinned with hand-computed cases.
+
+use selfheal::control::hpa::{self, HpaConfig, HpaState};
+use selfheal::control::kpa::{KpaConfig, KpaState};
+use selfheal::control::{PodPhase, PodView};
+use selfheal::time::Time;
+
+fn t(s: u64) -> Time {
+    Time::from_secs(s)
+}
+
+/// A ready pod started long ago, sampled at `now`, using `cores` of a
+/// 0.5-core request.
+fn pod(cores: f64, now: Time) -> PodView {
+    PodView {
+        name: "p".into(),
+        phase: PodPhase::Running,
+        ready: true,
+        revision: 0,
+        node: "n".into(),
+        cpu_cores: cores,
+        cpu_sampled_at: Some(now),
+        cpu_request: 0.5,
+        memory_mib: 100.0,
+        memory_limit_mib: 512.0,
+        restarts: 0,
+        created: Time::ZERO,
+        started: Time::ZERO,
+        last_transition: Time::ZERO,
+    }
+}
+
+fn cfg(target: u32) -> HpaConfig {
+    HpaConfig { target_utilization: target, ..HpaConfig::default() }
+}
+
+const NOW: u64 = 1000;
+
+#[test]
+fn fast_path_scales_by_the_ratio_over_ready_pods() {
+    // 4 x 400m of 500m = 80 %; target 50 %: ratio 1.6, ceil(1.6 * 4) = 7.
+    let pods: Vec<_> = (0..4).map(|_| pod(0.4, t(NOW))).collect();
+    let r = hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap();
+    assert_eq!((r.replicas, r.utilization), (7, 80));
+}
+
+#[test]
+fn utilisation_is_truncated_and_compared_with_the_tolerance_in_floating_point() {
+    // 1099m of 2000m = 54.95 % -> 54 %: ratio 1.08, within 10 %.
+    let mut pods: Vec<_> = [0.275, 0.275, 0.275, 0.274].iter().map(|&c| pod(c, t(NOW))).collect();
+    let r = hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap();
+    assert_eq!((r.replicas, r.utilization), (4, 54));
+    // 55 % exactly: ratio 1.1, but |1 - 1.1| is 0.10000000000000009 in
+    // float64, outside the tolerance, in upstream Go just the same: 5.
+    pods.iter_mut().for_each(|p| p.cpu_cores = 0.275);
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 5);
+    // 54.5 % (1090m): ratio 1.08 -> keep.
+    pods.iter_mut().for_each(|p| p.cpu_cores = 0.2725);
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 4);
+    // 56 %: ratio 1.12 -> ceil(4.48) = 5.
+    pods.iter_mut().for_each(|p| p.cpu_cores = 0.28);
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 5);
+}
+
+#[test]
+fn missing_pods_count_as_full_request_on_a_scale_down() {
+    // 3 pods at 20 %, 1 without a sample. Ratio 0.4 -> with the missing pod
+    // at 100 %: (300m + 500m) / 2000m = 40 %, ratio 0.8, ceil(0.8 * 4) = 4.
+    let mut pods: Vec<_> = (0..4).map(|_| pod(0.1, t(NOW))).collect();
+    pods[3].cpu_sampled_at = None;
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 4);
+    // Without the missing pod it would scale to ceil(0.4 * 3) = 2.
+    pods.pop();
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 2);
+}
+
+#[test]
+fn missing_pods_count_as_zero_on_a_scale_up() {
+    // 2 pods at 100 %, 2 missing; target 50: ratio 2.0; missing at 0:
+    // 1000m / 2000m = 50 %, ratio 1.0, within tolerance: keep 4.
+    let mut pods: Vec<_> = (0..4).map(|_| pod(0.5, t(NOW))).collect();
+    pods[2].cpu_sampled_at = None;
+    pods[3].cpu_sampled_at = None;
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 4);
+}
+
+#[test]
+fn unready_pods_count_as_zero_when_scaling_up() {
+    // 2 ready pods at 100 % and 2 pending: ratio 2.0 -> with pending at 0,
+    // 50 %, within tolerance: no scale-up.
+    let mut pods: Vec<_> = (0..4).map(|_| pod(0.5, t(NOW))).collect();
+    pods[2].phase = PodPhase::Pending;
+    pods[3].phase = PodPhase::Pending;
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 2, t(NOW)).unwrap().replicas, 2);
+    // At 150 % the unready pods at 0 still leave 75 %: ratio 1.5, 4 pods -> 6.
+    pods[0].cpu_cores = 0.75;
+    pods[1].cpu_cores = 0.75;
+    assert_eq!(hpa::recommend(&cfg(50), &pods, 2, t(NOW)).unwrap().replicas, 6);
+}
+
+#[test]
+fn cpu_initialisation_period_readiness_rule() {
+    let now = t(NOW);
+    // Started 100 s ago (inside 300 s), ready since 10 s before the sample:
+    // one 15 s metric window has not passed since the transition: unready.
+    let mut young = pod(0.5, now);
+    young.started = t(NOW - 100);
+    young.last_transition = t(NOW - 10);
+    let old = pod(0.5, now);
+    let r = hpa::recommend(&cfg(50), &[old.clone(), young.clone()], 2, now).unwrap();
+    // Only the old pod counts (100 %, ratio 2): the young one is unready and
+    // counted at 0 for the scale-up: (500 + 0) / 1000 = 50 %: keep.
+    assert_eq!(r.replicas, 2);
+    // 20 s after the transition the sample counts: ceil(2 * 2) = 4.
+    young.last_transition = t(NOW - 20);
+    assert_eq!(hpa::recommend(&cfg(50), &[old.clone(), young.clone()], 2, now).unwrap().replicas, 4);
+    // Past the initialisation period, a not-ready pod that was ready before
+    // still counts; one that never became ready does not.
+    let mut flapped = pod(0.5, now);
+    flapped.started = t(0);
+    flapped.ready = false;
+    flapped.last_transition = t(NOW - 50);
+    assert_eq!(hpa::recommend(&cfg(50), &[old.clone(), flapped.clone()], 2, now).unwrap().replicas, 4);
+    flapped.last_transition = t(10);
+    assert_eq!(hpa::recommend(&cfg(50), &[old, flapped], 2, now).unwrap().replicas, 2);
+}
+
+#[test]
+fn no_usable_samples_means_no_recommendation() {
+    let mut p = pod(0.5, t(NOW));
+    p.cpu_sampled_at = None;
+    assert!(hpa::recommend(&cfg(50), &[p], 1, t(NOW)).is_none());
+}
+
+#[test]
+fn behavior_rate_limits_scale_up() {
+    let c = cfg(50);
+    let b = c.behavior.clone().unwrap();
+    let mut st = HpaState::default();
+    // 2 -> 20 wanted: max(2 + 4 pods, 2 * 200 %) = 6.
+    let d = st.normalize_with_behavior(&c, &b, 2, 20, t(100));
+    assert_eq!(d, 6);
+    st.record_scale(Some(&b), 2, 6, t(100));
+    // 5 s later the +4 is within the 15 s period: base 6 - 4 = 2 -> 6.
+    assert_eq!(st.normalize_with_behavior(&c, &b, 6, 20, t(105)), 6);
+    // 15 s later it has left the period: base 6 -> max(10, 12) = 12.
+    assert_eq!(st.normalize_with_behavior(&c, &b, 6, 20, t(115)), 12);
+}
+
+#[test]
+fn behavior_stabilises_scale_down_over_five_minutes() {
+    let c = cfg(50);
+    let b = c.behavior.clone().unwrap();
+    let mut st = HpaState::default();
+    // The window is seeded with the current count, so a drop waits 300 s.
+    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1000)), 10);
+    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1150)), 10);
+    // After 300 s only low recommendations remain in the window.
+    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1301)), 2);
+}
+
+#[test]
+fn legacy_path_caps_at_double_or_four() {
+    let c = HpaConfig { behavior: None, ..cfg(50) };
+    let mut st = HpaState::default();
+    assert_eq!(st.normalize_legacy(&c, 1, 10, t(0)), 4);
+    assert_eq!(st.normalize_legacy(&c, 4, 10, t(15)), 8);
+    // The maximum of the last 300 s wins: the earlier, capped wish for 10
+    // now scales 8 up to 10 although this tick alone recommends 2.
+    assert_eq!(st.normalize_legacy(&c, 8, 2, t(30)), 10);
+    assert_eq!(st.normalize_legacy(&c, 8, 2, t(400)), 2);
+}
+
+#[test]
+fn kpa_stable_mode_targets_seventy_per_pod() {
+    let c = KpaConfig::default();
+    let mut st = KpaState::default();
+    // 60 s at 210 in flight over 3 ready pods: ceil(210 / 70) = 3.
+    let d = st.scale(&c, &[210.0; 60], 3, t(100)).unwrap();
+    assert_eq!((d.desired, d.panicking), (3, false));
+    // 280 -> 4.
+    assert_eq!(st.scale(&c, &[280.0; 60], 3, t(102)).unwrap().desired, 4);
+}
+
+#[test]
+fn kpa_scale_down_is_limited_to_half() {
+    let c = KpaConfig::default();
+    let mut st = KpaState::default();
+    // 70 in flight would need 1 pod; 10 ready pods may only halve: 5.
+    assert_eq!(st.scale(&c, &[70.0; 60], 10, t(100)).unwrap().desired, 5);
+}
+
+#[test]
+fn kpa_panics_on_a_burst_and_holds_for_a_stable_window() {
+    let c = KpaConfig::default();
+    let mut st = KpaState::default();
+    // Last 6 s at 560 in flight: dppc = 8 >= 2 x 2 ready pods: panic.
+    let mut window = vec![140.0; 54];
+    window.extend([560.0; 6]);
+    let d = st.scale(&c, &window, 2, t(100)).unwrap();
+    // stable = (54 * 140 + 6 * 560) / 60 = 182 -> dspc 3; desired max(3, 8) = 8.
+    assert_eq!((d.desired, d.panicking), (8, true));
+    // The burst is over, but panic mode never scales down ...
+    let d = st.scale(&c, &[140.0; 60], 8, t(130)).unwrap();
+    assert_eq!((d.desired, d.panicking), (8, true));
+    // ... until a stable window (60 s) passed without crossing.
+    let d = st.scale(&c, &[140.0; 60], 8, t(160)).unwrap();
+    assert_eq!((d.desired, d.panicking), (4, false), "ceil(140/70)=2, but at most halve 8 -> 4");
+}
