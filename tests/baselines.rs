@@ -31,7 +31,10 @@ fn pod(cores: f64, now: Time) -> PodView {
 }
 
 fn cfg(target: u32) -> HpaConfig {
-    HpaConfig { target_utilization: target, ..HpaConfig::default() }
+    HpaConfig {
+        target_utilization: target,
+        ..HpaConfig::default()
+    }
 }
 
 const NOW: u64 = 1000;
@@ -47,19 +50,31 @@ fn fast_path_scales_by_the_ratio_over_ready_pods() {
 #[test]
 fn utilisation_is_truncated_and_compared_with_the_tolerance_in_floating_point() {
     // 1099m of 2000m = 54.95 % -> 54 %: ratio 1.08, within 10 %.
-    let mut pods: Vec<_> = [0.275, 0.275, 0.275, 0.274].iter().map(|&c| pod(c, t(NOW))).collect();
+    let mut pods: Vec<_> = [0.275, 0.275, 0.275, 0.274]
+        .iter()
+        .map(|&c| pod(c, t(NOW)))
+        .collect();
     let r = hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap();
     assert_eq!((r.replicas, r.utilization), (4, 54));
     // 55 % exactly: ratio 1.1, but |1 - 1.1| is 0.10000000000000009 in
     // float64, outside the tolerance, in upstream Go just the same: 5.
     pods.iter_mut().for_each(|p| p.cpu_cores = 0.275);
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 5);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
+        5
+    );
     // 54.5 % (1090m): ratio 1.08 -> keep.
     pods.iter_mut().for_each(|p| p.cpu_cores = 0.2725);
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 4);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
+        4
+    );
     // 56 %: ratio 1.12 -> ceil(4.48) = 5.
     pods.iter_mut().for_each(|p| p.cpu_cores = 0.28);
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 5);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
+        5
+    );
 }
 
 #[test]
@@ -68,10 +83,16 @@ fn missing_pods_count_as_full_request_on_a_scale_down() {
     // at 100 %: (300m + 500m) / 2000m = 40 %, ratio 0.8, ceil(0.8 * 4) = 4.
     let mut pods: Vec<_> = (0..4).map(|_| pod(0.1, t(NOW))).collect();
     pods[3].cpu_sampled_at = None;
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 4);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
+        4
+    );
     // Without the missing pod it would scale to ceil(0.4 * 3) = 2.
     pods.pop();
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 2);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
+        2
+    );
 }
 
 #[test]
@@ -81,7 +102,10 @@ fn missing_pods_count_as_zero_on_a_scale_up() {
     let mut pods: Vec<_> = (0..4).map(|_| pod(0.5, t(NOW))).collect();
     pods[2].cpu_sampled_at = None;
     pods[3].cpu_sampled_at = None;
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas, 4);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
+        4
+    );
 }
 
 #[test]
@@ -91,11 +115,17 @@ fn unready_pods_count_as_zero_when_scaling_up() {
     let mut pods: Vec<_> = (0..4).map(|_| pod(0.5, t(NOW))).collect();
     pods[2].phase = PodPhase::Pending;
     pods[3].phase = PodPhase::Pending;
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 2, t(NOW)).unwrap().replicas, 2);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 2, t(NOW)).unwrap().replicas,
+        2
+    );
     // At 150 % the unready pods at 0 still leave 75 %: ratio 1.5, 4 pods -> 6.
     pods[0].cpu_cores = 0.75;
     pods[1].cpu_cores = 0.75;
-    assert_eq!(hpa::recommend(&cfg(50), &pods, 2, t(NOW)).unwrap().replicas, 6);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &pods, 2, t(NOW)).unwrap().replicas,
+        6
+    );
 }
 
 #[test]
@@ -113,16 +143,31 @@ fn cpu_initialisation_period_readiness_rule() {
     assert_eq!(r.replicas, 2);
     // 20 s after the transition the sample counts: ceil(2 * 2) = 4.
     young.last_transition = t(NOW - 20);
-    assert_eq!(hpa::recommend(&cfg(50), &[old.clone(), young.clone()], 2, now).unwrap().replicas, 4);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &[old.clone(), young.clone()], 2, now)
+            .unwrap()
+            .replicas,
+        4
+    );
     // Past the initialisation period, a not-ready pod that was ready before
     // still counts; one that never became ready does not.
     let mut flapped = pod(0.5, now);
     flapped.started = t(0);
     flapped.ready = false;
     flapped.last_transition = t(NOW - 50);
-    assert_eq!(hpa::recommend(&cfg(50), &[old.clone(), flapped.clone()], 2, now).unwrap().replicas, 4);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &[old.clone(), flapped.clone()], 2, now)
+            .unwrap()
+            .replicas,
+        4
+    );
     flapped.last_transition = t(10);
-    assert_eq!(hpa::recommend(&cfg(50), &[old, flapped], 2, now).unwrap().replicas, 2);
+    assert_eq!(
+        hpa::recommend(&cfg(50), &[old, flapped], 2, now)
+            .unwrap()
+            .replicas,
+        2
+    );
 }
 
 #[test]
@@ -161,7 +206,10 @@ fn behavior_stabilises_scale_down_over_five_minutes() {
 
 #[test]
 fn legacy_path_caps_at_double_or_four() {
-    let c = HpaConfig { behavior: None, ..cfg(50) };
+    let c = HpaConfig {
+        behavior: None,
+        ..cfg(50)
+    };
     let mut st = HpaState::default();
     assert_eq!(st.normalize_legacy(&c, 1, 10, t(0)), 4);
     assert_eq!(st.normalize_legacy(&c, 4, 10, t(15)), 8);
@@ -176,10 +224,15 @@ fn kpa_stable_mode_targets_seventy_per_pod() {
     let c = KpaConfig::default();
     let mut st = KpaState::default();
     // 60 s at 210 in flight over 3 ready pods: ceil(210 / 70) = 3.
-    let d = st.scale(&c, &[210.0; 60], 3, t(100)).unwrap();
+    assert_eq!(c.target_for(0), 70.0);
+    assert_eq!(c.target_for(50), 35.0);
+    let d = st.scale(&c, 70.0, &[210.0; 60], 3, t(100)).unwrap();
     assert_eq!((d.desired, d.panicking), (3, false));
     // 280 -> 4.
-    assert_eq!(st.scale(&c, &[280.0; 60], 3, t(102)).unwrap().desired, 4);
+    assert_eq!(
+        st.scale(&c, 70.0, &[280.0; 60], 3, t(102)).unwrap().desired,
+        4
+    );
 }
 
 #[test]
@@ -187,7 +240,10 @@ fn kpa_scale_down_is_limited_to_half() {
     let c = KpaConfig::default();
     let mut st = KpaState::default();
     // 70 in flight would need 1 pod; 10 ready pods may only halve: 5.
-    assert_eq!(st.scale(&c, &[70.0; 60], 10, t(100)).unwrap().desired, 5);
+    assert_eq!(
+        st.scale(&c, 70.0, &[70.0; 60], 10, t(100)).unwrap().desired,
+        5
+    );
 }
 
 #[test]
@@ -197,13 +253,17 @@ fn kpa_panics_on_a_burst_and_holds_for_a_stable_window() {
     // Last 6 s at 560 in flight: dppc = 8 >= 2 x 2 ready pods: panic.
     let mut window = vec![140.0; 54];
     window.extend([560.0; 6]);
-    let d = st.scale(&c, &window, 2, t(100)).unwrap();
+    let d = st.scale(&c, 70.0, &window, 2, t(100)).unwrap();
     // stable = (54 * 140 + 6 * 560) / 60 = 182 -> dspc 3; desired max(3, 8) = 8.
     assert_eq!((d.desired, d.panicking), (8, true));
     // The burst is over, but panic mode never scales down ...
-    let d = st.scale(&c, &[140.0; 60], 8, t(130)).unwrap();
+    let d = st.scale(&c, 70.0, &[140.0; 60], 8, t(130)).unwrap();
     assert_eq!((d.desired, d.panicking), (8, true));
     // ... until a stable window (60 s) passed without crossing.
-    let d = st.scale(&c, &[140.0; 60], 8, t(160)).unwrap();
-    assert_eq!((d.desired, d.panicking), (4, false), "ceil(140/70)=2, but at most halve 8 -> 4");
+    let d = st.scale(&c, 70.0, &[140.0; 60], 8, t(160)).unwrap();
+    assert_eq!(
+        (d.desired, d.panicking),
+        (4, false),
+        "ceil(140/70)=2, but at most halve 8 -> 4"
+    );
 }

@@ -30,6 +30,10 @@ enum Cmd {
         /// Override the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Override the scenario's controller: static, hpa[:cpu%],
+        /// kpa[:concurrency] or selfheal.
+        #[arg(long)]
+        controller: Option<String>,
     },
     /// Run every scenario in a directory in parallel and write a report:
     /// one folder of tables per scenario, `summary.csv` and `index.md`.
@@ -63,10 +67,23 @@ fn real_main() -> anyhow::Result<()> {
             scenario,
             out,
             seed,
+            controller,
         } => {
             let mut sc = selfheal::scenario::load_file(&scenario)?;
             if let Some(seed) = seed {
                 sc.spec.seed = seed;
+            }
+            if let Some(c) = controller {
+                let keep = (
+                    sc.spec.controller.min_replicas,
+                    sc.spec.controller.max_replicas,
+                );
+                sc.spec.controller = selfheal::scenario::ControllerSpec::parse_short(&c)
+                    .map_err(anyhow::Error::msg)?;
+                (
+                    sc.spec.controller.min_replicas,
+                    sc.spec.controller.max_replicas,
+                ) = keep;
             }
             let started = std::time::Instant::now();
             let output = selfheal::sim::run(&sc)?;

@@ -57,14 +57,26 @@ impl Default for Behavior {
                 stabilization: Span::ZERO,
                 select: SelectPolicy::Max,
                 policies: vec![
-                    Policy { kind: PolicyKind::Pods, value: 4, period: s15 },
-                    Policy { kind: PolicyKind::Percent, value: 100, period: s15 },
+                    Policy {
+                        kind: PolicyKind::Pods,
+                        value: 4,
+                        period: s15,
+                    },
+                    Policy {
+                        kind: PolicyKind::Percent,
+                        value: 100,
+                        period: s15,
+                    },
                 ],
             },
             scale_down: ScalingRules {
                 stabilization: Span::from_secs(300),
                 select: SelectPolicy::Max,
-                policies: vec![Policy { kind: PolicyKind::Percent, value: 100, period: s15 }],
+                policies: vec![Policy {
+                    kind: PolicyKind::Percent,
+                    value: 100,
+                    period: s15,
+                }],
             },
         }
     }
@@ -119,7 +131,12 @@ pub struct Recommendation {
 
 /// `groupPods` + `calcPlainMetricReplicas` for CPU. `None` when no pod has a
 /// usable sample (HPA then does not scale).
-pub fn recommend(cfg: &HpaConfig, pods: &[PodView], current: u32, now: Time) -> Option<Recommendation> {
+pub fn recommend(
+    cfg: &HpaConfig,
+    pods: &[PodView],
+    current: u32,
+    now: Time,
+) -> Option<Recommendation> {
     let millis = |x: f64| (x * 1000.0).round() as i64;
     // (usage, request) of pods whose metric counts; unready and missing
     // pods by request only.
@@ -161,17 +178,29 @@ pub fn recommend(cfg: &HpaConfig, pods: &[PodView], current: u32, now: Time) -> 
     }
     let target = cfg.target_utilization as i64;
     let ratio_of = |m: &[(i64, i64)]| {
-        let (usage, requests) = m.iter().fold((0i64, 0i64), |(u, r), &(a, b)| (u + a, r + b));
-        let util = if requests > 0 { usage * 100 / requests } else { 0 };
+        let (usage, requests) = m
+            .iter()
+            .fold((0i64, 0i64), |(u, r), &(a, b)| (u + a, r + b));
+        let util = if requests > 0 {
+            usage * 100 / requests
+        } else {
+            0
+        };
         (util as f64 / target as f64, util)
     };
     let (ratio, util) = ratio_of(&metrics);
     let scale_up_with_unready = !unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && missing.is_empty() {
         if (1.0 - ratio).abs() <= cfg.tolerance {
-            return Some(Recommendation { replicas: current, utilization: util });
+            return Some(Recommendation {
+                replicas: current,
+                utilization: util,
+            });
         }
-        return Some(Recommendation { replicas: (ratio * ready_count as f64).ceil() as u32, utilization: util });
+        return Some(Recommendation {
+            replicas: (ratio * ready_count as f64).ceil() as u32,
+            utilization: util,
+        });
     }
     if !missing.is_empty() {
         if ratio < 1.0 {
@@ -185,14 +214,26 @@ pub fn recommend(cfg: &HpaConfig, pods: &[PodView], current: u32, now: Time) -> 
         metrics.extend(unready.iter().map(|&r| (0, r)));
     }
     let (new_ratio, _) = ratio_of(&metrics);
-    if (1.0 - new_ratio).abs() <= cfg.tolerance || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0) {
-        return Some(Recommendation { replicas: current, utilization: util });
+    if (1.0 - new_ratio).abs() <= cfg.tolerance
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
+    {
+        return Some(Recommendation {
+            replicas: current,
+            utilization: util,
+        });
     }
     let replicas = (new_ratio * metrics.len() as f64).ceil() as u32;
     if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
-        return Some(Recommendation { replicas: current, utilization: util });
+        return Some(Recommendation {
+            replicas: current,
+            utilization: util,
+        });
     }
-    Some(Recommendation { replicas, utilization: util })
+    Some(Recommendation {
+        replicas,
+        utilization: util,
+    })
 }
 
 /// Per-target state: recommendations for stabilisation and scale events for
@@ -206,13 +247,26 @@ pub struct HpaState {
 
 impl HpaState {
     /// `normalizeDesiredReplicasWithBehaviors`.
-    pub fn normalize_with_behavior(&mut self, cfg: &HpaConfig, b: &Behavior, current: u32, desired: u32, now: Time) -> u32 {
+    pub fn normalize_with_behavior(
+        &mut self,
+        cfg: &HpaConfig,
+        b: &Behavior,
+        current: u32,
+        desired: u32,
+        now: Time,
+    ) -> u32 {
         if self.recommendations.is_empty() && b.scale_down.stabilization > Span::ZERO {
             self.recommendations.push((now, current));
         }
         // stabilizeRecommendationWithBehaviors
-        let up_cutoff = Time::from_nanos(now.as_nanos().saturating_sub(b.scale_up.stabilization.as_nanos()));
-        let down_cutoff = Time::from_nanos(now.as_nanos().saturating_sub(b.scale_down.stabilization.as_nanos()));
+        let up_cutoff = Time::from_nanos(
+            now.as_nanos()
+                .saturating_sub(b.scale_up.stabilization.as_nanos()),
+        );
+        let down_cutoff = Time::from_nanos(
+            now.as_nanos()
+                .saturating_sub(b.scale_down.stabilization.as_nanos()),
+        );
         let (mut up, mut down) = (desired, desired);
         let mut old_slot = None;
         for (i, &(t, r)) in self.recommendations.iter().enumerate() {
@@ -237,7 +291,9 @@ impl HpaState {
             let allowed = cfg.max_replicas.min(limit);
             stabilized.min(allowed)
         } else if stabilized < current {
-            let limit = self.scale_down_limit(&b.scale_down, current, now).min(current);
+            let limit = self
+                .scale_down_limit(&b.scale_down, current, now)
+                .min(current);
             let allowed = cfg.min_replicas.max(limit);
             stabilized.max(allowed)
         } else {
@@ -247,7 +303,11 @@ impl HpaState {
 
     fn changed_within(events: &[(Time, u32)], period: Span, now: Time) -> u32 {
         let cutoff = Time::from_nanos(now.as_nanos().saturating_sub(period.as_nanos()));
-        events.iter().filter(|(t, _)| *t > cutoff).map(|(_, n)| n).sum()
+        events
+            .iter()
+            .filter(|(t, _)| *t > cutoff)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// `calculateScaleUpLimitWithScalingRules`, with the period's starting
@@ -260,7 +320,8 @@ impl HpaState {
         };
         let mut result: Option<u32> = None;
         for p in &rules.policies {
-            let base = current.saturating_sub(Self::changed_within(&self.scale_up_events, p.period, now));
+            let base =
+                current.saturating_sub(Self::changed_within(&self.scale_up_events, p.period, now));
             let proposed = match p.kind {
                 PolicyKind::Pods => base + p.value,
                 PolicyKind::Percent => (base as f64 * (1.0 + p.value as f64 / 100.0)).ceil() as u32,
@@ -285,7 +346,9 @@ impl HpaState {
             let base = current + Self::changed_within(&self.scale_down_events, p.period, now);
             let proposed = match p.kind {
                 PolicyKind::Pods => base.saturating_sub(p.value),
-                PolicyKind::Percent => (base as f64 * (1.0 - p.value as f64 / 100.0)).max(0.0) as u32,
+                PolicyKind::Percent => {
+                    (base as f64 * (1.0 - p.value as f64 / 100.0)).max(0.0) as u32
+                }
             };
             result = Some(result.map_or(proposed, |r| pick(r, proposed)));
         }
@@ -294,8 +357,17 @@ impl HpaState {
 
     /// The legacy `normalizeDesiredReplicas`: the maximum recommendation of
     /// the stabilisation window, capped at `max(2 * current, 4)`, clamped.
-    pub fn normalize_legacy(&mut self, cfg: &HpaConfig, current: u32, desired: u32, now: Time) -> u32 {
-        let cutoff = Time::from_nanos(now.as_nanos().saturating_sub(cfg.downscale_stabilization.as_nanos()));
+    pub fn normalize_legacy(
+        &mut self,
+        cfg: &HpaConfig,
+        current: u32,
+        desired: u32,
+        now: Time,
+    ) -> u32 {
+        let cutoff = Time::from_nanos(
+            now.as_nanos()
+                .saturating_sub(cfg.downscale_stabilization.as_nanos()),
+        );
         let mut max = desired;
         let mut old_slot = None;
         for (i, &(t, r)) in self.recommendations.iter().enumerate() {
@@ -316,7 +388,13 @@ impl HpaState {
 
     /// `storeScaleEvent`, discarding events older than the longest period.
     pub fn record_scale(&mut self, b: Option<&Behavior>, current: u32, desired: u32, now: Time) {
-        let longest = |r: &ScalingRules| r.policies.iter().map(|p| p.period).max().unwrap_or(Span::ZERO);
+        let longest = |r: &ScalingRules| {
+            r.policies
+                .iter()
+                .map(|p| p.period)
+                .max()
+                .unwrap_or(Span::ZERO)
+        };
         let keep = |events: &mut Vec<(Time, u32)>, period: Span| {
             let cutoff = Time::from_nanos(now.as_nanos().saturating_sub(period.as_nanos()));
             events.retain(|(t, _)| *t > cutoff);
@@ -343,11 +421,21 @@ pub struct Hpa {
 impl Hpa {
     pub fn new(cfg: HpaConfig) -> Self {
         let name = format!("hpa-{}", cfg.target_utilization);
-        Hpa { cfg, name, states: Vec::new(), pending: VecDeque::new() }
+        Hpa {
+            cfg,
+            name,
+            states: Vec::new(),
+            pending: VecDeque::new(),
+        }
     }
 
     /// `reconcileAutoscaler` for one target.
-    pub fn decide(cfg: &HpaConfig, state: &mut HpaState, svc: &ServiceView, now: Time) -> Option<Command> {
+    pub fn decide(
+        cfg: &HpaConfig,
+        state: &mut HpaState,
+        svc: &ServiceView,
+        now: Time,
+    ) -> Option<Command> {
         let current = svc.desired_replicas;
         let (desired, why) = if current > cfg.max_replicas {
             (cfg.max_replicas, "above maxReplicas".to_string())
@@ -361,13 +449,23 @@ impl Hpa {
                 Some(b) => state.normalize_with_behavior(cfg, b, current, rec.replicas, now),
                 None => state.normalize_legacy(cfg, current, rec.replicas, now),
             };
-            (desired, format!("cpu {}% of request vs target {}% recommends {}", rec.utilization, cfg.target_utilization, rec.replicas))
+            (
+                desired,
+                format!(
+                    "cpu {}% of request vs target {}% recommends {}",
+                    rec.utilization, cfg.target_utilization, rec.replicas
+                ),
+            )
         };
         if desired == current {
             return None;
         }
         state.record_scale(cfg.behavior.as_ref(), current, desired, now);
-        Some(Command::Scale { service: svc.name.clone(), replicas: desired, reason: format!("{why}: {current} -> {desired}") })
+        Some(Command::Scale {
+            service: svc.name.clone(),
+            replicas: desired,
+            reason: format!("{why}: {current} -> {desired}"),
+        })
     }
 }
 

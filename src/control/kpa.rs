@@ -13,9 +13,13 @@ use crate::time::{Span, Time};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct KpaConfig {
-    /// Target in-flight requests per pod: container-concurrency-target-default
-    /// (100) x container-concurrency-target-percentage (70 %).
-    pub target: f64,
+    /// Target in-flight requests per pod. `None` derives it as Knative does:
+    /// container-concurrency-target-percentage (70 %) of the service's
+    /// `containerConcurrency` when it has one, else of
+    /// container-concurrency-target-default (100).
+    pub target: Option<f64>,
+    pub target_percentage: f64,
+    pub default_concurrency: f64,
     pub stable_window: Span,
     /// Panic window as a percent of the stable window.
     pub panic_window_percent: f64,
@@ -31,7 +35,9 @@ pub struct KpaConfig {
 impl Default for KpaConfig {
     fn default() -> Self {
         KpaConfig {
-            target: 70.0,
+            target: None,
+            target_percentage: 0.7,
+            default_concurrency: 100.0,
             stable_window: Span::from_secs(60),
             panic_window_percent: 10.0,
             panic_threshold: 2.0,
@@ -41,6 +47,21 @@ impl Default for KpaConfig {
             max_scale: 100,
             tick: Span::from_secs(2),
         }
+    }
+}
+
+impl KpaConfig {
+    /// The per-pod target for a service with this `containerConcurrency`
+    /// (0 = unlimited).
+    pub fn target_for(&self, container_concurrency: u32) -> f64 {
+        self.target.unwrap_or_else(|| {
+            let base = if container_concurrency > 0 {
+                container_concurrency as f64
+            } else {
+                self.default_concurrency
+            };
+            base * self.target_percentage
+        })
     }
 }
 
@@ -64,12 +85,21 @@ pub struct KpaDecision {
 impl KpaState {
     /// `Scale`: `concurrency` holds per-second averages of the summed
     /// in-flight requests, oldest first.
-    pub fn scale(&mut self, cfg: &KpaConfig, concurrency: &[f64], ready_pods: u32, now: Time) -> Option<KpaDecision> {
+    pub fn scale(
+        &mut self,
+        cfg: &KpaConfig,
+        target: f64,
+        concurrency: &[f64],
+        ready_pods: u32,
+        now: Time,
+    ) -> Option<KpaDecision> {
         if concurrency.is_empty() {
             return None;
         }
         let stable_n = (cfg.stable_window.as_secs_f64().round() as usize).max(1);
-        let panic_n = ((cfg.stable_window.as_secs_f64() * cfg.panic_window_percent / 100.0).round() as usize).max(1);
+        let panic_n = ((cfg.stable_window.as_secs_f64() * cfg.panic_window_percent / 100.0).round()
+            as usize)
+            .max(1);
         let mean_last = |n: usize| {
             let tail = &concurrency[concurrency.len().saturating_sub(n)..];
             tail.iter().sum::<f64>() / tail.len() as f64
@@ -78,8 +108,8 @@ impl KpaState {
         let ready = ready_pods.max(1) as f64;
         let max_up = (cfg.max_scale_up_rate * ready).ceil();
         let max_down = (ready / cfg.max_scale_down_rate).floor();
-        let dspc = (stable / cfg.target).ceil().clamp(max_down, max_up);
-        let dppc = (panic / cfg.target).ceil().clamp(max_down, max_up);
+        let dspc = (stable / target).ceil().clamp(max_down, max_up);
+        let dppc = (panic / target).ceil().clamp(max_down, max_up);
         let over = dppc / ready >= cfg.panic_threshold;
         if over {
             self.last_over_threshold = Some(now);
@@ -100,7 +130,12 @@ impl KpaState {
             desired = self.max_panic_pods;
         }
         let desired = desired.clamp(cfg.min_scale.max(1), cfg.max_scale);
-        Some(KpaDecision { stable, panic, desired, panicking: self.panic_since.is_some() })
+        Some(KpaDecision {
+            stable,
+            panic,
+            desired,
+            panicking: self.panic_since.is_some(),
+        })
     }
 }
 
@@ -113,12 +148,22 @@ pub struct Kpa {
 
 impl Kpa {
     pub fn new(cfg: KpaConfig) -> Self {
-        Kpa { cfg, states: Vec::new(), pending: VecDeque::new() }
+        Kpa {
+            cfg,
+            states: Vec::new(),
+            pending: VecDeque::new(),
+        }
     }
 
-    fn decide(cfg: &KpaConfig, state: &mut KpaState, svc: &ServiceView, now: Time) -> Option<Command> {
+    fn decide(
+        cfg: &KpaConfig,
+        state: &mut KpaState,
+        svc: &ServiceView,
+        now: Time,
+    ) -> Option<Command> {
         let ready = svc.pods.iter().filter(|p| p.ready).count() as u32;
-        let d = state.scale(cfg, &svc.concurrency, ready, now)?;
+        let target = cfg.target_for(svc.max_connections);
+        let d = state.scale(cfg, target, &svc.concurrency, ready, now)?;
         if d.desired == svc.desired_replicas {
             return None;
         }
@@ -129,7 +174,7 @@ impl Kpa {
                 "concurrency stable {:.1} panic {:.1} vs target {} per pod{}: {} -> {}",
                 d.stable,
                 d.panic,
-                cfg.target,
+                target,
                 if d.panicking { " (panic mode)" } else { "" },
                 svc.desired_replicas,
                 d.desired

@@ -9,6 +9,7 @@
 
 pub mod hpa;
 pub mod kpa;
+pub mod scaler;
 
 use crate::metrics::ServiceMetrics;
 use crate::time::{Span, Time};
@@ -55,6 +56,8 @@ pub struct ServiceView {
     pub metrics: ServiceMetrics,
     pub desired_replicas: u32,
     pub revision: u32,
+    /// Requests a pod accepts at once (Knative's `containerConcurrency`).
+    pub max_connections: u32,
     pub pods: Vec<PodView>,
     /// Mean requests in flight (queued or in service, all pods together) for
     /// each of the last whole seconds, oldest first, up to 60 (what Knative's

@@ -545,11 +545,108 @@ impl Default for KubernetesSpec {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+/// Which controller scales the services, and its settings. Settings that
+/// do not apply to the kind are rejected.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerSpec {
     #[serde(default)]
     pub kind: ControllerKind,
+    #[serde(default = "one")]
+    pub min_replicas: u32,
+    #[serde(default = "d_max_replicas")]
+    pub max_replicas: u32,
+    /// hpa: target CPU utilisation, percent of requests (default 80).
+    pub target_cpu_percent: Option<u32>,
+    /// kpa: target in-flight requests per pod (default: 70 % of the
+    /// service's `max_connections`, as Knative derives it from
+    /// `containerConcurrency`).
+    pub target_concurrency: Option<f64>,
+    /// selfheal: CPU utilisation to size for (default 0.7).
+    pub cpu_target: Option<f64>,
+    /// selfheal: requests per second per replica (default: measured).
+    pub capacity_rps: Option<f64>,
+    /// selfheal: forecast horizon (default 30 s).
+    pub horizon_s: Option<f64>,
+    /// selfheal: cooldowns (defaults 180 s and 300 s).
+    pub scale_up_cooldown_s: Option<f64>,
+    pub scale_down_cooldown_s: Option<f64>,
+    /// selfheal: nominal coverage of the forecast interval (default 0.8).
+    pub interval_level: Option<f64>,
+    /// selfheal: size for the interval's upper bound (default true).
+    pub plan_on_upper: Option<bool>,
+}
+
+impl Default for ControllerSpec {
+    fn default() -> Self {
+        ControllerSpec {
+            kind: ControllerKind::Static,
+            min_replicas: 1,
+            max_replicas: d_max_replicas(),
+            target_cpu_percent: None,
+            target_concurrency: None,
+            cpu_target: None,
+            capacity_rps: None,
+            horizon_s: None,
+            scale_up_cooldown_s: None,
+            scale_down_cooldown_s: None,
+            interval_level: None,
+            plan_on_upper: None,
+        }
+    }
+}
+
+impl ControllerSpec {
+    /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
+    /// `kpa:50`, `selfheal`.
+    pub fn parse_short(s: &str) -> Result<ControllerSpec, String> {
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (s, None),
+        };
+        let mut spec = ControllerSpec::default();
+        spec.kind = match kind {
+            "static" => ControllerKind::Static,
+            "hpa" => ControllerKind::Hpa,
+            "kpa" => ControllerKind::Kpa,
+            "selfheal" => ControllerKind::Selfheal,
+            other => {
+                return Err(format!(
+                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal)"
+                ));
+            }
+        };
+        if let Some(a) = arg {
+            match spec.kind {
+                ControllerKind::Hpa => {
+                    spec.target_cpu_percent = Some(
+                        a.parse()
+                            .map_err(|_| format!("`{a}` is not a CPU percent"))?,
+                    )
+                }
+                ControllerKind::Kpa => {
+                    spec.target_concurrency = Some(
+                        a.parse()
+                            .map_err(|_| format!("`{a}` is not a concurrency"))?,
+                    )
+                }
+                _ => return Err(format!("`{kind}` takes no argument")),
+            }
+        }
+        Ok(spec)
+    }
+
+    /// A short label: `static`, `hpa-60`, `kpa-70`, `selfheal`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            ControllerKind::Static => "static".into(),
+            ControllerKind::Hpa => format!("hpa-{}", self.target_cpu_percent.unwrap_or(80)),
+            ControllerKind::Kpa => self
+                .target_concurrency
+                .map_or("kpa".into(), |c| format!("kpa-{c}")),
+            ControllerKind::Selfheal => "selfheal".into(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -558,6 +655,12 @@ pub enum ControllerKind {
     /// The scenario's replica counts, never changed.
     #[default]
     Static,
+    /// Kubernetes HorizontalPodAutoscaler on CPU.
+    Hpa,
+    /// Knative Pod Autoscaler on concurrency.
+    Kpa,
+    /// The autonomous scaler with its random-forest forecast.
+    Selfheal,
 }
 
 fn one() -> u32 {
@@ -667,4 +770,7 @@ fn d_backoff_reset() -> f64 {
 }
 fn d_grace() -> f64 {
     30.0
+}
+fn d_max_replicas() -> u32 {
+    50
 }

@@ -224,6 +224,7 @@ pub(super) fn check(s: &Scenario) -> Check {
     if kk.backoff_max_s < kk.backoff_initial_s {
         return fail(k.key("backoff_max_s"), "is below backoff_initial_s");
     }
+    check_controller(&root.key("controller"), &s.controller)?;
     let r = root.key("mesh").key("retries");
     positive(r.key("base_ms"), s.mesh.retries.base_ms)?;
     if s.mesh.retries.max_ms < s.mesh.retries.base_ms {
@@ -239,6 +240,87 @@ pub(super) fn check(s: &Scenario) -> Check {
     }
     if od.consecutive_5xx == 0 {
         return fail(o.key("consecutive_5xx"), "must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
+    use super::ControllerKind::*;
+    let k = c.kind;
+    let fields: [(&str, bool, bool); 9] = [
+        (
+            "target_cpu_percent",
+            c.target_cpu_percent.is_some(),
+            k == Hpa,
+        ),
+        (
+            "target_concurrency",
+            c.target_concurrency.is_some(),
+            k == Kpa,
+        ),
+        ("cpu_target", c.cpu_target.is_some(), k == Selfheal),
+        ("capacity_rps", c.capacity_rps.is_some(), k == Selfheal),
+        ("horizon_s", c.horizon_s.is_some(), k == Selfheal),
+        (
+            "scale_up_cooldown_s",
+            c.scale_up_cooldown_s.is_some(),
+            k == Selfheal,
+        ),
+        (
+            "scale_down_cooldown_s",
+            c.scale_down_cooldown_s.is_some(),
+            k == Selfheal,
+        ),
+        ("interval_level", c.interval_level.is_some(), k == Selfheal),
+        ("plan_on_upper", c.plan_on_upper.is_some(), k == Selfheal),
+    ];
+    for (name, present, allowed) in fields {
+        if present && !allowed {
+            return fail(
+                p.key(name),
+                format!("does not apply to a `{k:?}` controller").to_lowercase(),
+            );
+        }
+    }
+    if c.min_replicas == 0 {
+        return fail(
+            p.key("min_replicas"),
+            "must be at least 1 (the simulated cluster has no scale-to-zero activator)",
+        );
+    }
+    if c.max_replicas < c.min_replicas {
+        return fail(p.key("max_replicas"), "is below min_replicas");
+    }
+    if let Some(t) = c.target_cpu_percent {
+        if t == 0 {
+            return fail(p.key("target_cpu_percent"), "must be at least 1");
+        }
+    }
+    for (name, v) in [
+        ("target_concurrency", c.target_concurrency),
+        ("cpu_target", c.cpu_target),
+        ("capacity_rps", c.capacity_rps),
+        ("horizon_s", c.horizon_s),
+    ] {
+        if let Some(v) = v {
+            positive(p.key(name), v)?;
+        }
+    }
+    for (name, v) in [
+        ("scale_up_cooldown_s", c.scale_up_cooldown_s),
+        ("scale_down_cooldown_s", c.scale_down_cooldown_s),
+    ] {
+        if let Some(v) = v {
+            non_negative(p.key(name), v)?;
+        }
+    }
+    if let Some(l) = c.interval_level {
+        if !(l > 0.0 && l < 1.0) {
+            return fail(
+                p.key("interval_level"),
+                format!("must lie in (0, 1), found {l}"),
+            );
+        }
     }
     Ok(())
 }

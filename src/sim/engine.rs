@@ -1015,6 +1015,7 @@ impl Simulation {
                 metrics: self.recorder.latest(i).clone(),
                 desired_replicas: s.desired,
                 revision: s.current,
+                max_connections: s.max_connections,
                 pods: s.pods.iter().map(|&p| self.pod_view(p)).collect(),
                 concurrency: self.recorder.recent_concurrency(i, 60),
             })

@@ -5,6 +5,7 @@
 //! and its invariants.
 
 mod backoff;
+pub mod controllers;
 mod engine;
 mod faults;
 pub mod load;
@@ -26,8 +27,12 @@ pub use recorder::{
 
 use crate::scenario::LoadedScenario;
 
-/// Runs a scenario to its end with no controller (the scenario's replica
-/// counts hold).
+/// Runs a scenario to its end under the controller it names.
 pub fn run(scenario: &LoadedScenario) -> Result<RunOutput, BuildError> {
-    Ok(Simulation::new(scenario)?.run())
+    let mut sim = Simulation::new(scenario)?;
+    sim.attach(controllers::build(
+        &scenario.spec.controller,
+        scenario.spec.seed,
+    ));
+    Ok(sim.run())
 }

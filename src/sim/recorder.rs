@@ -287,7 +287,9 @@ impl Recorder {
     pub fn recent_concurrency(&self, service: usize, n: usize) -> Vec<f64> {
         let per_row = self.latest.len();
         let rows = self.service_seconds.len() / per_row.max(1);
-        (rows.saturating_sub(n).max(1)..rows).map(|t| self.service_seconds[t * per_row + service].concurrency).collect()
+        (rows.saturating_sub(n).max(1)..rows)
+            .map(|t| self.service_seconds[t * per_row + service].concurrency)
+            .collect()
     }
 
     /// Rate, error ratio and percentiles over the rate window, from the
@@ -430,6 +432,8 @@ impl Simulation {
             };
             pod.cpu_at_scrape = pod.cpu_core_seconds;
             pod.cpu_scrape_at = now;
+            let running = pod.phase == Phase::Running && self.nodes[pod.node as usize].up;
+            pod.cpu_sampled_at = if running { Some(now) } else { None };
         }
         let rec = &mut self.recorder;
         for (i, s) in self.services.iter().enumerate() {
