@@ -8,8 +8,10 @@
 //! - [`metrics`]: metric types and the Prometheus-compatible histogram
 //!   quantile shared by simulation and live adapter.
 //! - [`scenario`]: the scenario file format and its validation.
+//! - [`eval`]: offline evaluations of the control core's models.
 
 pub mod control;
+pub mod eval;
 pub mod metrics;
 pub mod rng;
 pub mod scenario;

@@ -15,6 +15,12 @@
 //! quantile of the recent forecast errors, gives the interval (Papadopoulos
 //! et al. 2002; Lei et al. 2018): it is calibrated by construction on the
 //! error history, and checked on held-out data by `selfheal eval forecast`.
+//!
+//! The forest is not always the better forecaster: on load that switches
+//! regime at random (bursts, on/off queues) persistence wins. Both are scored
+//! on every resolved forecast, and the one with the lower mean absolute
+//! error over the last `selection_window` resolutions is used (forecast
+//! selection by recent performance), each with its own conformal interval.
 
 use std::collections::VecDeque;
 
@@ -32,6 +38,26 @@ pub const WINDOW: usize = 10;
 pub const FEATURES: usize = WINDOW * 7 + 4;
 
 type Forest = RandomForestRegressor<f64, f64, Array2<f64>, Array1<f64>>;
+
+fn push_bounded(q: &mut VecDeque<f64>, x: f64, cap: usize) {
+    q.push_back(x);
+    if q.len() > cap {
+        q.pop_front();
+    }
+}
+
+/// The finite-sample conformal quantile at `level` of recent scores, once 20
+/// exist.
+fn quantile(scores: &VecDeque<f64>, level: f64) -> Option<f64> {
+    let n = scores.len();
+    if n < 20 {
+        return None;
+    }
+    let mut s: Vec<f64> = scores.iter().copied().collect();
+    s.sort_by(f64::total_cmp);
+    let k = (((n + 1) as f64 * level).ceil() as usize).clamp(1, n);
+    Some(s[k - 1])
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ForecastConfig {
@@ -51,6 +77,8 @@ pub struct ForecastConfig {
     pub interval_level: f64,
     /// Forecast errors kept for the interval.
     pub error_window: usize,
+    /// Resolved forecasts over which forest and persistence are compared.
+    pub selection_window: usize,
     pub seed: u64,
 }
 
@@ -64,9 +92,10 @@ impl Default for ForecastConfig {
             n_trees: 100,
             groups: 10,
             max_depth: 10,
-            min_samples_leaf: 3,
+            min_samples_leaf: 10,
             interval_level: 0.8,
             error_window: 200,
+            selection_window: 50,
             seed: 0,
         }
     }
@@ -91,6 +120,8 @@ pub enum ForecastSource {
     /// The forest, its interval not yet calibrated on enough errors.
     ForestUncalibrated,
     Forest,
+    /// Persistence (the last value), which has recently beaten the forest.
+    Persistence,
 }
 
 impl Forecast {
@@ -135,6 +166,9 @@ struct Pending {
     log_base: f64,
     mean: f64,
     spread: f64,
+    /// The forest's and persistence's point forecasts (req/s).
+    forest: f64,
+    persistence: f64,
 }
 
 pub struct Forecaster {
@@ -147,6 +181,8 @@ pub struct Forecaster {
     fits: u64,
     pending: VecDeque<Pending>,
     scores: VecDeque<f64>,
+    forest_errors: VecDeque<f64>,
+    persistence_errors: VecDeque<f64>,
 }
 
 const SPREAD_FLOOR: f64 = 0.02;
@@ -162,6 +198,8 @@ impl Forecaster {
             fits: 0,
             pending: VecDeque::new(),
             scores: VecDeque::new(),
+            forest_errors: VecDeque::new(),
+            persistence_errors: VecDeque::new(),
         }
     }
 
@@ -186,7 +224,8 @@ impl Forecaster {
         if self.samples.len() > self.cfg.history {
             self.samples.pop_front();
         }
-        let actual = self.samples.back().map(|s| s.rate.ln_1p()).unwrap_or(0.0);
+        let actual_rate = self.samples.back().map_or(0.0, |s| s.rate);
+        let actual = actual_rate.ln_1p();
         while let Some(p) = self.pending.front().copied() {
             if p.due > self.pushed {
                 break;
@@ -194,10 +233,18 @@ impl Forecaster {
             self.pending.pop_front();
             if p.due == self.pushed {
                 let score = ((actual - p.log_base) - p.mean).abs() / p.spread;
-                self.scores.push_back(score);
-                if self.scores.len() > self.cfg.error_window {
-                    self.scores.pop_front();
-                }
+                let window = self.cfg.error_window;
+                push_bounded(&mut self.scores, score, window);
+                push_bounded(
+                    &mut self.forest_errors,
+                    (actual_rate - p.forest).abs(),
+                    window,
+                );
+                push_bounded(
+                    &mut self.persistence_errors,
+                    (actual_rate - p.persistence).abs(),
+                    window,
+                );
             }
         }
         let due = match self.trained_at {
@@ -305,19 +352,32 @@ impl Forecaster {
             * g.sqrt())
         .max(SPREAD_FLOOR);
         let log_base = last.rate.ln_1p();
+        let to_rate = |lr: f64| ((log_base + lr).exp() - 1.0).max(0.0);
+        let forest = to_rate(mean);
         self.pending.push_back(Pending {
             due: self.pushed + self.cfg.horizon,
             log_base,
             mean,
             spread,
+            forest,
+            persistence: last.rate,
         });
-        let (q, source) = match self.conformal_quantile() {
+        if self.persistence_wins() {
+            let hw = quantile(&self.persistence_errors, level).unwrap_or(0.0);
+            return Some(Forecast {
+                rate: last.rate,
+                lower: (last.rate - hw).max(0.0),
+                upper: last.rate + hw,
+                level,
+                source: ForecastSource::Persistence,
+            });
+        }
+        let (q, source) = match quantile(&self.scores, level) {
             Some(q) => (q, ForecastSource::Forest),
             None => (1.2816 * level / 0.8, ForecastSource::ForestUncalibrated),
         };
-        let to_rate = |lr: f64| ((log_base + lr).exp() - 1.0).max(0.0);
         Some(Forecast {
-            rate: to_rate(mean),
+            rate: forest,
             lower: to_rate(mean - q * spread),
             upper: to_rate(mean + q * spread),
             level,
@@ -325,17 +385,16 @@ impl Forecaster {
         })
     }
 
-    /// The finite-sample conformal quantile of the recent scores, once 20
-    /// exist.
-    fn conformal_quantile(&self) -> Option<f64> {
-        let n = self.scores.len();
-        if n < 20 {
-            return None;
+    /// Has persistence had the lower mean absolute error over the last
+    /// `selection_window` resolved forecasts?
+    fn persistence_wins(&self) -> bool {
+        let w = self.cfg.selection_window;
+        if self.forest_errors.len() < w.min(20) {
+            return false;
         }
-        let mut s: Vec<f64> = self.scores.iter().copied().collect();
-        s.sort_by(f64::total_cmp);
-        let k = (((n + 1) as f64 * self.cfg.interval_level).ceil() as usize).clamp(1, n);
-        Some(s[k - 1])
+        let mean_last =
+            |e: &VecDeque<f64>| e.iter().rev().take(w).sum::<f64>() / e.len().min(w) as f64;
+        mean_last(&self.persistence_errors) < mean_last(&self.forest_errors)
     }
 
     /// Time of the newest sample.

@@ -1,0 +1,3 @@
+//! Offline evaluations of the control core's models.
+
+pub mod forecast;
