@@ -43,6 +43,17 @@ enum Cmd {
         #[arg(long, default_value = "reports/demo")]
         out: PathBuf,
     },
+    /// The decision-quality suite: 22 generated scenarios (half to choose
+    /// the selfheal scaler's settings, half held out) x controllers x seeds.
+    Suite {
+        /// Directory with the real traces the suite replays.
+        #[arg(long, default_value = "../shared/data/traces")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        #[arg(long, default_value = "reports/suite")]
+        out: PathBuf,
+    },
     /// Offline evaluations.
     Eval {
         #[command(subcommand)]
@@ -125,6 +136,7 @@ fn real_main() -> anyhow::Result<()> {
             }
         }
         Cmd::Demo { scenarios, out } => demo(&scenarios, &out)?,
+        Cmd::Suite { data, seeds, out } => suite(&data, seeds, &out)?,
         Cmd::Eval {
             what:
                 EvalCmd::Forecast {
@@ -490,5 +502,255 @@ fn eval_forecast(
     std::fs::write(out.join("forecast.md"), &md)?;
     print!("{md}");
     println!("wrote {}", out.join("forecast.md").display());
+    Ok(())
+}
+
+/// A progress line on stderr: runs done, rate, estimated time left.
+fn progress_line(started: std::time::Instant) -> impl Fn(usize, usize) + Sync {
+    move |done, total| {
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let rate = done as f64 / secs;
+        let eta = (total - done) as f64 / rate.max(1e-9);
+        eprint!("\r  {done}/{total} runs, {rate:.2} runs/s, about {eta:.0} s left   ");
+        if done == total {
+            eprintln!();
+        }
+    }
+}
+
+fn suite(data: &std::path::Path, seeds: u64, out: &std::path::Path) -> anyhow::Result<()> {
+    use selfheal::eval::suite::{self, Split};
+    use selfheal::scenario::{ControllerKind, ControllerSpec};
+    let mut traces = suite::Traces::new();
+    for f in suite::TRACE_FILES {
+        let p = data.join(f);
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("reading trace {}", p.display()))?;
+        let t = selfheal::sim::load::Trace::parse_csv(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        traces.insert(f.to_string(), std::sync::Arc::new(t));
+    }
+    let all = suite::standard(&traces).map_err(anyhow::Error::msg)?;
+    let train: Vec<_> = all.iter().filter(|s| s.split == Split::Train).collect();
+    let test: Vec<_> = all.iter().filter(|s| s.split == Split::Test).collect();
+    let hpa = |t: u32| {
+        (
+            format!("hpa-{t}"),
+            ControllerSpec {
+                target_cpu_percent: Some(t),
+                ..ControllerSpec::parse_short("hpa").unwrap()
+            },
+        )
+    };
+    let hpas: Vec<_> = [50, 60, 70, 80].into_iter().map(hpa).collect();
+    let started = std::time::Instant::now();
+
+    // 1. Choose the selfheal settings on the training scenarios: the
+    //    candidate furthest below HPA's cost/violation curve.
+    let mut candidates = Vec::new();
+    for cpu in [0.6, 0.7] {
+        for upper in [true, false] {
+            for down in [300.0, 600.0] {
+                let spec = ControllerSpec {
+                    kind: ControllerKind::Selfheal,
+                    cpu_target: Some(cpu),
+                    plan_on_upper: Some(upper),
+                    scale_down_cooldown_s: Some(down),
+                    ..ControllerSpec::default()
+                };
+                candidates.push((
+                    format!("selfheal cpu={cpu} upper={upper} down={down}"),
+                    spec,
+                ));
+            }
+        }
+    }
+    let tune_seeds: Vec<u64> = (1..=3).collect();
+    let mut tune_controllers = hpas.clone();
+    tune_controllers.extend(candidates.iter().cloned());
+    println!(
+        "tuning: {} training scenarios x {} controllers x {} seeds on {} threads",
+        train.len(),
+        tune_controllers.len(),
+        tune_seeds.len(),
+        rayon::current_num_threads()
+    );
+    let tuning = suite::means(&suite::run_matrix(
+        &train,
+        &tune_controllers,
+        &tune_seeds,
+        &progress_line(std::time::Instant::now()),
+    ));
+    let below_hpa = |label: &str| -> f64 {
+        train
+            .iter()
+            .map(|s| {
+                let pts: Vec<(f64, f64)> = hpas
+                    .iter()
+                    .map(|(h, _)| {
+                        let m = &tuning[&(s.name.clone(), h.clone())];
+                        (m.replica_seconds, m.slo_violation_s)
+                    })
+                    .collect();
+                let m = &tuning[&(s.name.clone(), label.to_string())];
+                m.slo_violation_s - suite::curve_at(&pts, m.replica_seconds).0
+            })
+            .sum()
+    };
+    let mut tune_table = String::from(
+        "| candidate | violation s minus HPA curve at equal cost (sum over training) |\n|---|---|\n",
+    );
+    let mut best = (f64::INFINITY, candidates[0].clone());
+    for c in &candidates {
+        let score = below_hpa(&c.0);
+        tune_table.push_str(&format!("| {} | {:.1} |\n", c.0, score));
+        if score < best.0 {
+            best = (score, c.clone());
+        }
+    }
+    println!(
+        "chose {} ({:.1} s below HPA's curve on training)",
+        best.1.0, -best.0
+    );
+
+    // 2. Score everything on the held-out scenarios.
+    let mut controllers = vec![
+        ("selfheal".to_string(), best.1.1.clone()),
+        (
+            "selfheal-defaults".to_string(),
+            ControllerSpec::parse_short("selfheal").unwrap(),
+        ),
+    ];
+    controllers.extend(hpas.iter().cloned());
+    controllers.push(("kpa".into(), ControllerSpec::parse_short("kpa").unwrap()));
+    controllers.push((
+        "kpa-2".into(),
+        ControllerSpec::parse_short("kpa:2").unwrap(),
+    ));
+    controllers.push((
+        "static".into(),
+        ControllerSpec::parse_short("static").unwrap(),
+    ));
+    let score_seeds: Vec<u64> = (1..=seeds).collect();
+    println!(
+        "scoring: {} held-out scenarios x {} controllers x {} seeds",
+        test.len(),
+        controllers.len(),
+        score_seeds.len()
+    );
+    let results = suite::run_matrix(
+        &test,
+        &controllers,
+        &score_seeds,
+        &progress_line(std::time::Instant::now()),
+    );
+    let m = suite::means(&results);
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut runs = String::from(
+        "scenario,controller,seed,requests,failed,slo_violation_s,replica_seconds,scaling_actions\n",
+    );
+    for r in &results {
+        runs.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            r.scenario,
+            r.controller,
+            r.seed,
+            r.requests,
+            r.failed,
+            r.slo_violation_s,
+            r.replica_seconds,
+            r.scaling_actions
+        ));
+    }
+    std::fs::write(out.join("runs.csv"), runs)?;
+
+    let mut md = format!(
+        "# Decision quality on {} held-out scenarios x {} seeds\n\nselfheal settings chosen on {} training scenarios: `{}`.\n\n",
+        test.len(),
+        seeds,
+        train.len(),
+        best.1.0
+    );
+    md.push_str("## Totals (sum over scenarios of the per-seed means)\n\n| controller | SLO violation s | failed requests | replica-seconds | scaling actions |\n|---|---|---|---|---|\n");
+    let mut totals: Vec<(String, f64, f64, f64, f64)> = Vec::new();
+    for (c, _) in &controllers {
+        let (v, f, r, a) = test.iter().fold((0.0, 0.0, 0.0, 0.0), |acc, s| {
+            let x = &m[&(s.name.clone(), c.clone())];
+            (
+                acc.0 + x.slo_violation_s,
+                acc.1 + x.failed,
+                acc.2 + x.replica_seconds,
+                acc.3 + x.scaling_actions,
+            )
+        });
+        md.push_str(&format!("| {c} | {v:.0} | {f:.0} | {r:.0} | {a:.0} |\n"));
+        totals.push((c.clone(), v, f, r, a));
+    }
+    let hpa_pts: Vec<(f64, f64)> = totals
+        .iter()
+        .filter(|t| t.0.starts_with("hpa-"))
+        .map(|t| (t.3, t.1))
+        .collect();
+    let sh = totals
+        .iter()
+        .find(|t| t.0 == "selfheal")
+        .expect("selfheal row");
+    let (hv, inside) = suite::curve_at(&hpa_pts, sh.3);
+    md.push_str(&format!(
+        "\nAggregate: selfheal {:.0} violation s at {:.0} replica-seconds; HPA's curve at that cost: {:.0} s{}.\n\n",
+        sh.1, sh.3, hv, if inside { "" } else { " (outside HPA's cost range: nearest HPA point)" }
+    ));
+    md.push_str("## Per scenario (selfheal against HPA's curve at equal cost)\n\n| scenario | family | selfheal viol. s | selfheal replica-s | HPA curve viol. s at that cost | verdict | hpa-50 | hpa-60 | hpa-70 | hpa-80 | kpa | kpa-2 | static |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut wins = 0;
+    for s in &test {
+        let get = |c: &str| &m[&(s.name.clone(), c.to_string())];
+        let pts: Vec<(f64, f64)> = hpas
+            .iter()
+            .map(|(h, _)| (get(h).replica_seconds, get(h).slo_violation_s))
+            .collect();
+        let x = get("selfheal");
+        let (cv, inside) = suite::curve_at(&pts, x.replica_seconds);
+        let verdict = if x.slo_violation_s < cv - 1e-9 {
+            wins += 1;
+            "wins"
+        } else if (x.slo_violation_s - cv).abs() <= 1e-9 {
+            "ties"
+        } else {
+            "loses"
+        };
+        let cell = |c: &str| {
+            let y = get(c);
+            format!("{:.0} s / {:.0}", y.slo_violation_s, y.replica_seconds)
+        };
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            s.name,
+            s.family,
+            x.slo_violation_s,
+            x.replica_seconds,
+            cv,
+            if inside { "" } else { "*" },
+            verdict,
+            cell("hpa-50"),
+            cell("hpa-60"),
+            cell("hpa-70"),
+            cell("hpa-80"),
+            cell("kpa"),
+            cell("kpa-2"),
+            cell("static")
+        ));
+    }
+    md.push_str(&format!(
+        "\nselfheal is below HPA's curve on {wins} of {} held-out scenarios. Cells: violation s / replica-seconds. * = outside HPA's cost range (nearest HPA point).\n\n## Tuning (training scenarios, {} seeds)\n\n{tune_table}",
+        test.len(), tune_seeds.len()
+    ));
+    std::fs::write(out.join("summary.md"), &md)?;
+    println!("{md}");
+    println!(
+        "wrote {} in {:.0} s",
+        out.join("summary.md").display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

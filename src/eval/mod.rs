@@ -1,3 +1,4 @@
 //! Offline evaluations of the control core's models.
 
 pub mod forecast;
+pub mod suite;

@@ -248,7 +248,9 @@ impl Forecaster {
             }
         }
         let due = match self.trained_at {
-            None => self.samples.len() >= self.cfg.min_train + WINDOW + self.cfg.horizon,
+            None => {
+                self.samples.len() >= self.cfg.min_train.saturating_add(WINDOW + self.cfg.horizon)
+            }
             Some(at) => self.pushed - at >= self.cfg.retrain_every,
         };
         if due {

@@ -1,0 +1,551 @@
+//! The decision-quality suite: generated scenarios x controllers x seeds.
+//!
+//! Every scenario is the same two-service graph (frontend -> backend) under
+//! a different load: diurnal, ramp, flash crowd, step, bursts, diurnal with
+//! bursts, and replays of real traces. Half the scenarios train (choose the
+//! selfheal scaler's settings), the other half are held out (score them).
+//! Every controller runs the same seeds, so requests are identical across
+//! controllers (common random numbers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::scenario::{self, ControllerSpec, CurveSpec, LoadedScenario, Scenario};
+use crate::sim::load::Trace;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+pub struct SuiteScenario {
+    pub name: String,
+    pub family: &'static str,
+    pub split: Split,
+    pub scenario: LoadedScenario,
+}
+
+/// The real traces a suite replays, by file name.
+pub type Traces = BTreeMap<String, Arc<Trace>>;
+
+pub const TRACE_FILES: [&str; 4] = [
+    "nasa_http_1995_per_min.csv",
+    "wikipedia_en_hourly_2010_2015.csv",
+    "azure_fn2019_http_021589_per_min.csv",
+    "azure_fn2019_queue_8203ff_per_min.csv",
+];
+
+const DURATION: f64 = 7200.0;
+
+fn template(name: &str, mean_rate: f64) -> String {
+    // Start sized for the mean load at 70 % CPU: frontend 5 ms and backend
+    // 8 ms of CPU per request against 0.5-core requests.
+    let fe = ((mean_rate * 0.005 / 0.35).ceil() as u32).max(1);
+    let be = ((mean_rate * 0.008 / 0.35).ceil() as u32).max(1);
+    format!(
+        r#"
+name = "{name}"
+duration_s = {DURATION}
+seed = 1
+
+[slo]
+latency_ms = 250
+objective = 0.99
+
+[[load]]
+service = "frontend"
+timeout_ms = 5000
+curve = {{ kind = "constant", rate = 0 }}
+
+[[service]]
+name = "frontend"
+replicas = {fe}
+max_connections = 64
+queue_capacity = 200
+revision = {{ service_time_ms = 5 }}
+  [[service.call]]
+  to = "backend"
+  timeout_ms = 1000
+
+[[service]]
+name = "backend"
+replicas = {be}
+max_connections = 64
+queue_capacity = 200
+revision = {{ service_time_ms = 8 }}
+"#
+    )
+}
+
+fn trace(file: &str, peak: f64, speedup: f64, offset_s: f64) -> CurveSpec {
+    CurveSpec::Trace {
+        file: file.into(),
+        scale: None,
+        peak: Some(peak),
+        mean: None,
+        speedup,
+        offset_s,
+        looped: false,
+    }
+}
+
+/// The standard suite: 22 scenarios, 11 to train and 11 held out.
+pub fn standard(traces: &Traces) -> Result<Vec<SuiteScenario>, String> {
+    use CurveSpec::*;
+    let diurnal = |mean: f64, amplitude: f64, peak_s: f64| Diurnal {
+        mean,
+        amplitude,
+        period_s: DURATION,
+        peak_s,
+    };
+    let noise = |cv: f64| Noise { cv, step_s: 30.0 };
+    let day = 86_400.0;
+    // (name, family, split, curve, mean rate for the initial sizing)
+    let specs: Vec<(&str, &'static str, Split, CurveSpec, f64)> = vec![
+        (
+            "diurnal-a",
+            "diurnal",
+            Split::Train,
+            diurnal(300.0, 0.6, 3600.0),
+            300.0,
+        ),
+        (
+            "diurnal-b",
+            "diurnal",
+            Split::Test,
+            diurnal(450.0, 0.5, 5400.0),
+            450.0,
+        ),
+        (
+            "diurnal-noisy-a",
+            "diurnal",
+            Split::Train,
+            Product {
+                parts: vec![diurnal(250.0, 0.7, 2000.0), noise(0.1)],
+            },
+            250.0,
+        ),
+        (
+            "diurnal-noisy-b",
+            "diurnal",
+            Split::Test,
+            Product {
+                parts: vec![diurnal(350.0, 0.6, 4000.0), noise(0.15)],
+            },
+            350.0,
+        ),
+        (
+            "ramp-up-a",
+            "ramp",
+            Split::Train,
+            Ramp {
+                from: 100.0,
+                to: 600.0,
+                start_s: 1800.0,
+                end_s: 5400.0,
+            },
+            350.0,
+        ),
+        (
+            "ramp-up-b",
+            "ramp",
+            Split::Test,
+            Ramp {
+                from: 150.0,
+                to: 800.0,
+                start_s: 2400.0,
+                end_s: 4800.0,
+            },
+            450.0,
+        ),
+        (
+            "flash-a",
+            "flash crowd",
+            Split::Train,
+            FlashCrowd {
+                base: 200.0,
+                peak: 900.0,
+                start_s: 3600.0,
+                rise_s: 30.0,
+                decay_s: 600.0,
+            },
+            250.0,
+        ),
+        (
+            "flash-b",
+            "flash crowd",
+            Split::Test,
+            FlashCrowd {
+                base: 150.0,
+                peak: 1200.0,
+                start_s: 4200.0,
+                rise_s: 20.0,
+                decay_s: 400.0,
+            },
+            200.0,
+        ),
+        (
+            "flash-double-a",
+            "flash crowd",
+            Split::Train,
+            Sum {
+                parts: vec![
+                    FlashCrowd {
+                        base: 250.0,
+                        peak: 700.0,
+                        start_s: 2400.0,
+                        rise_s: 60.0,
+                        decay_s: 300.0,
+                    },
+                    FlashCrowd {
+                        base: 0.0,
+                        peak: 500.0,
+                        start_s: 5400.0,
+                        rise_s: 30.0,
+                        decay_s: 300.0,
+                    },
+                ],
+            },
+            300.0,
+        ),
+        (
+            "flash-double-b",
+            "flash crowd",
+            Split::Test,
+            Sum {
+                parts: vec![
+                    FlashCrowd {
+                        base: 200.0,
+                        peak: 600.0,
+                        start_s: 3000.0,
+                        rise_s: 40.0,
+                        decay_s: 500.0,
+                    },
+                    FlashCrowd {
+                        base: 0.0,
+                        peak: 700.0,
+                        start_s: 6000.0,
+                        rise_s: 20.0,
+                        decay_s: 200.0,
+                    },
+                ],
+            },
+            250.0,
+        ),
+        (
+            "step-a",
+            "step",
+            Split::Train,
+            Step {
+                before: 200.0,
+                after: 500.0,
+                at_s: 3600.0,
+            },
+            350.0,
+        ),
+        (
+            "step-b",
+            "step",
+            Split::Test,
+            Sum {
+                parts: vec![
+                    Step {
+                        before: 400.0,
+                        after: 150.0,
+                        at_s: 2400.0,
+                    },
+                    Step {
+                        before: 0.0,
+                        after: 450.0,
+                        at_s: 4800.0,
+                    },
+                ],
+            },
+            350.0,
+        ),
+        (
+            "bursts-a",
+            "bursts",
+            Split::Train,
+            Bursts {
+                base: 200.0,
+                multiplier: 3.0,
+                mean_gap_s: 900.0,
+                mean_length_s: 180.0,
+            },
+            280.0,
+        ),
+        (
+            "bursts-b",
+            "bursts",
+            Split::Test,
+            Bursts {
+                base: 250.0,
+                multiplier: 2.5,
+                mean_gap_s: 600.0,
+                mean_length_s: 240.0,
+            },
+            350.0,
+        ),
+        (
+            "diurnal-bursts-a",
+            "diurnal+bursts",
+            Split::Train,
+            Product {
+                parts: vec![
+                    diurnal(250.0, 0.5, 3000.0),
+                    Bursts {
+                        base: 1.0,
+                        multiplier: 2.0,
+                        mean_gap_s: 1200.0,
+                        mean_length_s: 120.0,
+                    },
+                ],
+            },
+            280.0,
+        ),
+        (
+            "diurnal-bursts-b",
+            "diurnal+bursts",
+            Split::Test,
+            Product {
+                parts: vec![
+                    diurnal(300.0, 0.4, 5000.0),
+                    Bursts {
+                        base: 1.0,
+                        multiplier: 2.2,
+                        mean_gap_s: 900.0,
+                        mean_length_s: 150.0,
+                    },
+                ],
+            },
+            330.0,
+        ),
+        // Real traces, one trace day in two simulated hours (NASA, Azure) or
+        // a trace week in two hours (Wikipedia).
+        (
+            "nasa-day3",
+            "trace",
+            Split::Train,
+            trace(TRACE_FILES[0], 700.0, 12.0, 2.0 * day),
+            250.0,
+        ),
+        (
+            "nasa-day10",
+            "trace",
+            Split::Test,
+            trace(TRACE_FILES[0], 700.0, 12.0, 9.0 * day),
+            250.0,
+        ),
+        (
+            "wikipedia-week1",
+            "trace",
+            Split::Train,
+            trace(TRACE_FILES[1], 600.0, 84.0, 0.0),
+            400.0,
+        ),
+        (
+            "wikipedia-week30",
+            "trace",
+            Split::Test,
+            trace(TRACE_FILES[1], 600.0, 84.0, 29.0 * 7.0 * day),
+            400.0,
+        ),
+        (
+            "azure-queue",
+            "trace",
+            Split::Train,
+            trace(TRACE_FILES[3], 600.0, 12.0, 0.0),
+            150.0,
+        ),
+        (
+            "azure-http",
+            "trace",
+            Split::Test,
+            trace(TRACE_FILES[2], 600.0, 12.0, 0.0),
+            450.0,
+        ),
+    ];
+    specs
+        .into_iter()
+        .map(|(name, family, split, curve, mean)| {
+            let mut spec: Scenario =
+                toml::from_str(&template(name, mean)).map_err(|e| format!("{name}: {e}"))?;
+            spec.loads[0].curve = curve;
+            let loaded =
+                scenario::from_spec(spec, traces.clone()).map_err(|e| format!("{name}: {e}"))?;
+            Ok(SuiteScenario {
+                name: name.to_string(),
+                family,
+                split,
+                scenario: loaded,
+            })
+        })
+        .collect()
+}
+
+/// One run's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    pub scenario: String,
+    pub controller: String,
+    pub seed: u64,
+    pub requests: u64,
+    pub failed: u64,
+    pub slo_violation_s: f64,
+    pub replica_seconds: f64,
+    pub scaling_actions: u64,
+}
+
+/// Runs every scenario under every controller and seed, in parallel; the
+/// result order is fixed (scenario, controller, seed) whatever the threads.
+/// `progress(done, total)` is called after each run, from any thread.
+pub fn run_matrix(
+    scenarios: &[&SuiteScenario],
+    controllers: &[(String, ControllerSpec)],
+    seeds: &[u64],
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Vec<RunResult> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let jobs: Vec<(usize, usize, u64)> = (0..scenarios.len())
+        .flat_map(|s| {
+            (0..controllers.len()).flat_map(move |c| seeds.iter().map(move |&seed| (s, c, seed)))
+        })
+        .collect();
+    let total = jobs.len();
+    jobs.par_iter()
+        .map(|&(s, c, seed)| {
+            let mut sc = scenarios[s].scenario.clone();
+            sc.spec.seed = seed;
+            let keep = (
+                sc.spec.controller.min_replicas,
+                sc.spec.controller.max_replicas,
+            );
+            sc.spec.controller = controllers[c].1.clone();
+            (
+                sc.spec.controller.min_replicas,
+                sc.spec.controller.max_replicas,
+            ) = keep;
+            let out = crate::sim::run(&sc).expect("suite scenarios carry their traces");
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            );
+            RunResult {
+                scenario: scenarios[s].name.clone(),
+                controller: controllers[c].0.clone(),
+                seed,
+                requests: out.summary.requests,
+                failed: out.summary.failed,
+                slo_violation_s: out.summary.slo_violation_s,
+                replica_seconds: out.summary.replica_seconds,
+                scaling_actions: out
+                    .commands
+                    .iter()
+                    .filter(|(_, _, c)| matches!(c, crate::control::Command::Scale { .. }))
+                    .count() as u64,
+            }
+        })
+        .collect()
+}
+
+/// Mean figures of one controller on one scenario over the seeds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mean {
+    pub slo_violation_s: f64,
+    pub failed: f64,
+    pub replica_seconds: f64,
+    pub scaling_actions: f64,
+    pub runs: usize,
+}
+
+pub fn means(results: &[RunResult]) -> BTreeMap<(String, String), Mean> {
+    let mut m: BTreeMap<(String, String), Mean> = BTreeMap::new();
+    for r in results {
+        let e = m
+            .entry((r.scenario.clone(), r.controller.clone()))
+            .or_default();
+        e.slo_violation_s += r.slo_violation_s;
+        e.failed += r.failed as f64;
+        e.replica_seconds += r.replica_seconds;
+        e.scaling_actions += r.scaling_actions as f64;
+        e.runs += 1;
+    }
+    for e in m.values_mut() {
+        let n = e.runs.max(1) as f64;
+        e.slo_violation_s /= n;
+        e.failed /= n;
+        e.replica_seconds /= n;
+        e.scaling_actions /= n;
+    }
+    m
+}
+
+/// HPA's violation seconds at a given cost, by linear interpolation between
+/// its (cost, violation) points. Outside their range the nearest point is
+/// used and `inside` is false.
+pub fn curve_at(points: &[(f64, f64)], cost: f64) -> (f64, bool) {
+    let mut p: Vec<(f64, f64)> = points.to_vec();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (first, last) = (p[0], p[p.len() - 1]);
+    if cost <= first.0 {
+        return (first.1, cost == first.0);
+    }
+    if cost >= last.0 {
+        return (last.1, cost == last.0);
+    }
+    for w in p.windows(2) {
+        let ((c0, v0), (c1, v1)) = (w[0], w[1]);
+        if cost >= c0 && cost <= c1 {
+            let f = if c1 > c0 {
+                (cost - c0) / (c1 - c0)
+            } else {
+                0.0
+            };
+            return (v0 + f * (v1 - v0), true);
+        }
+    }
+    (last.1, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_suite_has_every_family_on_both_sides() {
+        // Synthetic stand-ins for the traces: the suite only needs them to
+        // exist and parse.
+        let t = Arc::new(Trace {
+            t: (0..20_000).map(|i| i as f64 * 60.0).collect(),
+            value: vec![1.0; 20_000],
+        });
+        let traces: Traces = TRACE_FILES
+            .iter()
+            .map(|f| (f.to_string(), t.clone()))
+            .collect();
+        let s = standard(&traces).unwrap();
+        assert!(s.len() >= 20);
+        for family in ["diurnal", "ramp", "flash crowd", "step", "bursts", "trace"] {
+            for split in [Split::Train, Split::Test] {
+                assert!(
+                    s.iter().any(|x| x.family == family && x.split == split),
+                    "{family} {split:?}"
+                );
+            }
+        }
+        assert!(s.iter().filter(|x| x.family == "trace").count() >= 2);
+    }
+
+    #[test]
+    fn curve_interpolates_and_clamps() {
+        let pts = [(100.0, 50.0), (200.0, 10.0), (150.0, 20.0)];
+        assert_eq!(curve_at(&pts, 125.0), (35.0, true));
+        assert_eq!(curve_at(&pts, 175.0), (15.0, true));
+        assert_eq!(curve_at(&pts, 50.0), (50.0, false));
+        assert_eq!(curve_at(&pts, 500.0), (10.0, false));
+    }
+}

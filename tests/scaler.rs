@@ -1,0 +1,208 @@
+//! The autonomous scaler's decision rules and its forecaster's schedule.
+
+use selfheal::control::scaler::{
+    AutonomousScaler, ForecastConfig, ForecastSource, Forecaster, ScalerConfig, ScalingAction,
+};
+use selfheal::control::{Controller, Observation, ServiceView};
+use selfheal::metrics::ServiceMetrics;
+use selfheal::time::{Span, Time};
+
+fn metrics(t: f64, rate: f64, cpu: f64, ready: u32, desired: u32) -> ServiceMetrics {
+    ServiceMetrics {
+        timestamp: Time::from_secs_f64(t),
+        cpu_usage: cpu,
+        memory_usage: 0.3,
+        request_rate: rate,
+        error_rate: 0.0,
+        latency_p50: 10.0,
+        latency_p99: 50.0,
+        active_connections: 5,
+        ready_replicas: ready,
+        desired_replicas: desired,
+    }
+}
+
+fn view(m: ServiceMetrics) -> ServiceView {
+    let desired = m.desired_replicas;
+    ServiceView {
+        name: "svc".into(),
+        metrics: m,
+        desired_replicas: desired,
+        revision: 0,
+        max_connections: 100,
+        pods: vec![],
+        concurrency: vec![],
+    }
+}
+
+fn scaler() -> AutonomousScaler {
+    AutonomousScaler::new(
+        ScalerConfig {
+            capacity_rps: Some(100.0),
+            plan_on_upper: false,
+            ..ScalerConfig::default()
+        },
+        7,
+    )
+}
+
+#[test]
+fn sizes_for_the_forecast_at_the_configured_capacity() {
+    let mut s = scaler();
+    // Steady 450 req/s: the recent mean (no forest yet) -> ceil(4.5) = 5.
+    let mut d = None;
+    for i in 0..5 {
+        d = Some(s.decide(
+            Time::from_secs(30 * i + 30),
+            &view(metrics(30.0 * i as f64 + 15.0, 450.0, 0.5, 3, 3)),
+        ));
+        if d.as_ref().unwrap().action == ScalingAction::ScaleUp {
+            break;
+        }
+    }
+    let d = d.unwrap();
+    assert_eq!(
+        (d.action, d.target_replicas),
+        (ScalingAction::ScaleUp, 5),
+        "{}",
+        d.reason
+    );
+    assert!(d.reason.contains("forecast 450 req/s"), "{}", d.reason);
+    assert_eq!(d.forecast.unwrap().source, ForecastSource::RecentMean);
+}
+
+#[test]
+fn cpu_above_target_raises_the_count() {
+    let mut s = scaler();
+    // 100 req/s needs 1 replica by capacity, but CPU at 140 % of request
+    // on 3 ready pods against a 70 % target wants ceil(3 * 2) = 6.
+    let d = s.decide(Time::from_secs(30), &view(metrics(15.0, 100.0, 1.4, 3, 3)));
+    assert_eq!(d.target_replicas, 6, "{}", d.reason);
+    assert!(
+        d.reason.contains("cpu 140% above target 70%"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn scale_up_cooldown_holds_small_steps_but_not_urgent_ones() {
+    let mut s = scaler();
+    let d = s.decide(Time::from_secs(30), &view(metrics(15.0, 400.0, 0.5, 2, 2)));
+    assert_eq!((d.action, d.target_replicas), (ScalingAction::ScaleUp, 4));
+    // 60 s later 500 req/s wants 5: a small step inside the 180 s cooldown.
+    let d = s.decide(Time::from_secs(90), &view(metrics(75.0, 500.0, 0.5, 4, 4)));
+    assert_eq!(d.action, ScalingAction::Maintain, "{}", d.reason);
+    assert!(d.reason.contains("scale-up cooldown"));
+    // A jump to >= 1.5x is urgent and goes through.
+    let d = s.decide(
+        Time::from_secs(120),
+        &view(metrics(105.0, 2000.0, 0.5, 4, 4)),
+    );
+    assert_eq!(d.action, ScalingAction::ScaleUp, "{}", d.reason);
+}
+
+#[test]
+fn scale_down_waits_and_removes_at_most_half() {
+    let mut s = scaler();
+    let d = s.decide(
+        Time::from_secs(30),
+        &view(metrics(15.0, 100.0, 0.1, 10, 10)),
+    );
+    assert_eq!(
+        (d.action, d.target_replicas),
+        (ScalingAction::ScaleDown, 5),
+        "{}",
+        d.reason
+    );
+    let d = s.decide(Time::from_secs(60), &view(metrics(45.0, 100.0, 0.1, 5, 5)));
+    assert_eq!(d.action, ScalingAction::Maintain);
+    assert!(d.reason.contains("scale-down cooldown"), "{}", d.reason);
+    // Past the cooldown: 1 wanted, at most half of 5 removed: floor(2.5) = 2.
+    let d = s.decide(
+        Time::from_secs(400),
+        &view(metrics(385.0, 100.0, 0.1, 5, 5)),
+    );
+    assert_eq!((d.action, d.target_replicas), (ScalingAction::ScaleDown, 2));
+}
+
+#[test]
+fn commands_come_out_through_the_controller_seam() {
+    let mut s = scaler();
+    let obs = Observation {
+        now: Time::from_secs(30),
+        services: vec![view(metrics(15.0, 400.0, 0.5, 2, 2))],
+    };
+    s.handle_observation(Time::from_secs(30), &obs);
+    match s.poll_command() {
+        Some(selfheal::control::Command::Scale {
+            replicas, reason, ..
+        }) => {
+            assert_eq!(replicas, 4);
+            assert!(reason.ends_with("2 -> 4"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.poll_command().is_none());
+    assert_eq!(s.period(), Span::from_secs(30));
+}
+
+#[test]
+fn the_forecaster_trains_once_enough_samples_exist_and_then_calibrates() {
+    let cfg = ForecastConfig {
+        retrain_every: 20,
+        ..ForecastConfig::default()
+    };
+    let mut f = Forecaster::new(cfg.clone());
+    let mut sources = Vec::new();
+    let mut confidences = Vec::new();
+    for i in 0..200 {
+        let t = 30.0 * i as f64;
+        let rate = 300.0 + 100.0 * (t / 1800.0).sin();
+        f.push(&metrics(t, rate, 0.5, 3, 3));
+        if let Some(fc) = f.forecast() {
+            sources.push(fc.source);
+            confidences.push(fc.confidence());
+        }
+        if i == cfg.min_train + 9 {
+            assert_eq!(
+                f.fits(),
+                0,
+                "not before min_train + window + horizon samples"
+            );
+        }
+    }
+    assert!(f.fits() >= 5, "retrained on schedule: {}", f.fits());
+    assert_eq!(sources[0], ForecastSource::RecentMean);
+    assert!(sources.contains(&ForecastSource::ForestUncalibrated));
+    assert!(
+        sources
+            .iter()
+            .rev()
+            .take(10)
+            .all(|s| matches!(s, ForecastSource::Forest | ForecastSource::Persistence))
+    );
+    let (lo, hi) = confidences
+        .iter()
+        .fold((1.0f64, 0.0f64), |(a, b), &c| (a.min(c), b.max(c)));
+    assert!(hi - lo > 0.01, "confidence varies: {lo}..{hi}");
+}
+
+#[test]
+fn same_inputs_same_decisions() {
+    let run = || {
+        let mut s = AutonomousScaler::new(ScalerConfig::default(), 3);
+        (0..150)
+            .map(|i| {
+                let t = 30.0 * i as f64;
+                let rate = 200.0 + 80.0 * (t / 900.0).sin();
+                let d = s.decide(
+                    Time::from_secs_f64(t + 15.0),
+                    &view(metrics(t, rate, rate / 400.0, 3, 3)),
+                );
+                (d.target_replicas, d.forecast.map(|f| f.rate.to_bits()))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
