@@ -9,6 +9,7 @@
 //!   quantile shared by simulation and live adapter.
 //! - [`scenario`]: the scenario file format and its validation.
 //! - [`eval`]: offline evaluations of the control core's models.
+//! - [`sweep`]: suites of runs in parallel, with polars reports and charts.
 
 pub mod control;
 pub mod eval;
@@ -16,4 +17,5 @@ pub mod metrics;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
 pub mod time;

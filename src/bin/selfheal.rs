@@ -35,13 +35,36 @@ enum Cmd {
         #[arg(long)]
         controller: Option<String>,
     },
-    /// Run every scenario in a directory in parallel and write a report:
-    /// one folder of tables per scenario, `summary.csv` and `index.md`.
+    /// Run the demo sweep (`suites/demo.toml`) and write its report to
+    /// `reports/demo/index.html`.
     Demo {
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
+        #[arg(long, default_value = "suites/demo.toml")]
+        suite: PathBuf,
         #[arg(long, default_value = "reports/demo")]
         out: PathBuf,
+    },
+    /// Run a suite file (scenarios x parameters x controllers x seeds) in
+    /// parallel and write its report. Re-running on the same directory
+    /// resumes: runs already logged are not run again.
+    Sweep {
+        suite: PathBuf,
+        /// Output directory (default: reports/<suite name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run only share i of n (`--shard 0/3`); merge the parts with
+        /// `selfheal merge`.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Rebuild the tables, charts and index of a sweep directory from its
+    /// saved results.
+    Report { dir: PathBuf },
+    /// Merge the directories of a sharded sweep into one and report it.
+    Merge {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
     },
     /// The decision-quality suite: 22 generated scenarios (half to choose
     /// the selfheal scaler's settings, half held out) x controllers x seeds.
@@ -135,8 +158,11 @@ fn real_main() -> anyhow::Result<()> {
                 println!("wrote       {}", dir.display());
             }
         }
-        Cmd::Demo { scenarios, out } => demo(&scenarios, &out)?,
+        Cmd::Demo { suite, out } => sweep(&suite, Some(out), None)?,
         Cmd::Suite { data, seeds, out } => suite(&data, seeds, &out)?,
+        Cmd::Sweep { suite, out, shard } => sweep(&suite, out, shard.as_deref())?,
+        Cmd::Report { dir } => report(&dir)?,
+        Cmd::Merge { out, parts } => merge(&out, &parts)?,
         Cmd::Eval {
             what:
                 EvalCmd::Forecast {
@@ -161,99 +187,6 @@ fn real_main() -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-fn demo(dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
-    use rayon::prelude::*;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading scenario directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    anyhow::ensure!(
-        !files.is_empty(),
-        "no scenario files (*.toml) in {}",
-        dir.display()
-    );
-    let scenarios = files
-        .iter()
-        .map(|f| selfheal::scenario::load_file(f))
-        .collect::<Result<Vec<_>, _>>()?;
-    println!(
-        "running {} scenarios from {} on {} threads",
-        scenarios.len(),
-        dir.display(),
-        rayon::current_num_threads()
-    );
-    let started = std::time::Instant::now();
-    let outputs = scenarios
-        .par_iter()
-        .map(selfheal::sim::run)
-        .collect::<Result<Vec<_>, _>>()?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut csv = String::from(
-        "scenario,seed,requests,served,failed,slo_violation_s,latency_p50_ms,latency_p99_ms,replica_seconds,restarts,oom_kills,timeouts,rejections\n",
-    );
-    let mut index = format!(
-        "# selfheal demo report\n\n{} scenarios from `{}`, static replica counts (no controller).\n\n",
-        outputs.len(),
-        dir.display()
-    );
-    index.push_str("| scenario | requests | failed | SLO violation (s) | p50 (ms) | p99 (ms) | replica-seconds | restarts | tables |\n|---|---|---|---|---|---|---|---|---|\n");
-    for o in &outputs {
-        let s = &o.summary;
-        o.write_dir(&out.join(&s.scenario))
-            .with_context(|| format!("writing {}", out.join(&s.scenario).display()))?;
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            s.scenario,
-            s.seed,
-            s.requests,
-            s.served,
-            s.failed,
-            s.slo_violation_s,
-            s.latency_p50_ms,
-            s.latency_p99_ms,
-            s.replica_seconds,
-            s.restarts,
-            s.oom_kills,
-            s.timeouts,
-            s.rejections
-        ));
-        index.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} | [{}/]({}/) |\n",
-            s.scenario,
-            s.requests,
-            s.failed,
-            s.slo_violation_s,
-            s.latency_p50_ms,
-            s.latency_p99_ms,
-            s.replica_seconds,
-            s.restarts,
-            s.scenario,
-            s.scenario
-        ));
-    }
-    std::fs::write(out.join("summary.csv"), csv)?;
-    std::fs::write(out.join("index.md"), index)?;
-    println!(
-        "{:<20} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "requests", "failed", "SLO-viol", "p99 ms", "restarts"
-    );
-    for o in &outputs {
-        let s = &o.summary;
-        println!(
-            "{:<20} {:>10} {:>9} {:>9} {:>9.1} {:>9}",
-            s.scenario, s.requests, s.failed, s.slo_violation_s, s.latency_p99_ms, s.restarts
-        );
-    }
-    println!(
-        "wrote {} in {:.1} s",
-        out.join("index.md").display(),
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
@@ -505,9 +438,18 @@ fn eval_forecast(
     Ok(())
 }
 
-/// A progress line on stderr: runs done, rate, estimated time left.
+/// A progress line on stderr: runs done, rate, estimated time left;
+/// redrawn at most five times a second.
 fn progress_line(started: std::time::Instant) -> impl Fn(usize, usize) + Sync {
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
     move |done, total| {
+        {
+            let mut last = last.lock().expect("progress lock");
+            if done < total && last.is_some_and(|t| t.elapsed().as_secs_f64() < 0.2) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let rate = done as f64 / secs;
         let eta = (total - done) as f64 / rate.max(1e-9);
@@ -751,6 +693,140 @@ fn suite(data: &std::path::Path, seeds: u64, out: &std::path::Path) -> anyhow::R
         "wrote {} in {:.0} s",
         out.join("summary.md").display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `i/n` -> (i, n).
+fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--shard `{s}`: expected i/n, such as 0/3"))?;
+    let (i, n): (usize, usize) = (i.parse()?, n.parse()?);
+    anyhow::ensure!(n > 0 && i < n, "--shard `{s}`: need 0 <= i < n");
+    Ok((i, n))
+}
+
+/// The suite's name and description, kept beside the results so `report`
+/// and `merge` can rebuild without the suite file.
+fn write_meta(dir: &std::path::Path, name: &str, description: &str) -> anyhow::Result<()> {
+    let mut t = toml::Table::new();
+    t.insert("name".into(), name.into());
+    t.insert("description".into(), description.into());
+    std::fs::write(dir.join("sweep.toml"), toml::to_string(&t)?)?;
+    Ok(())
+}
+
+fn read_meta(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let p = dir.join("sweep.toml");
+    let t: toml::Table = toml::from_str(
+        &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+    )?;
+    let get = |k: &str| {
+        t.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok((get("name"), get("description")))
+}
+
+fn sweep(suite: &std::path::Path, out: Option<PathBuf>, shard: Option<&str>) -> anyhow::Result<()> {
+    let plan = selfheal::sweep::plan::load(suite)?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&plan.name));
+    let shard = shard.map(parse_shard).transpose()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_meta(&dir, &plan.name, &plan.description)?;
+    let selected = plan
+        .runs
+        .iter()
+        .filter(|r| shard.is_none_or(|(i, n)| r.index % n == i))
+        .count();
+    println!(
+        "sweep {}: {} runs{} on {} threads -> {}",
+        plan.name,
+        selected,
+        shard
+            .map(|(i, n)| format!(" (shard {i}/{n} of {})", plan.runs.len()))
+            .unwrap_or_default(),
+        rayon::current_num_threads(),
+        dir.display()
+    );
+    let started = std::time::Instant::now();
+    let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress_line(started))
+        .map_err(anyhow::Error::msg)?;
+    if shard.is_none() {
+        selfheal::sweep::report::write(&dir, &plan.name, &plan.description, &records)
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "wrote {} in {:.1} s",
+            dir.join("index.html").display(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "shard done in {:.1} s; combine the shards with `selfheal merge --out DIR PARTS...`",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn report(dir: &std::path::Path) -> anyhow::Result<()> {
+    let (name, description) = read_meta(dir)?;
+    let mut records = selfheal::sweep::run::read_journal(&dir.join(selfheal::sweep::run::JOURNAL))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !records.is_empty(),
+        "{}: no finished runs to report",
+        dir.display()
+    );
+    records.sort_by_key(|r| r.index);
+    selfheal::sweep::report::write(dir, &name, &description, &records)
+        .map_err(anyhow::Error::msg)?;
+    println!("wrote {}", dir.join("index.html").display());
+    Ok(())
+}
+
+fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<()> {
+    use selfheal::sweep::run::{JOURNAL, RunRecord, read_journal};
+    let (name, description) = read_meta(&parts[0])?;
+    std::fs::create_dir_all(out.join("series"))
+        .with_context(|| format!("creating {}", out.display()))?;
+    let mut all: std::collections::BTreeMap<usize, RunRecord> = Default::default();
+    for p in parts {
+        for r in read_journal(&p.join(JOURNAL)).map_err(anyhow::Error::msg)? {
+            let series = p.join("series").join(format!("{}.csv", r.index));
+            if series.exists() {
+                std::fs::copy(&series, out.join("series").join(format!("{}.csv", r.index)))?;
+            }
+            if let Some(prev) = all.get(&r.index) {
+                anyhow::ensure!(
+                    prev.id == r.id,
+                    "run {} differs between parts ({} vs {}): not shards of one suite",
+                    r.index,
+                    prev.id,
+                    r.id
+                );
+            }
+            all.insert(r.index, r);
+        }
+    }
+    let records: Vec<RunRecord> = all.into_values().collect();
+    let mut journal = RunRecord::header() + "\n";
+    for r in &records {
+        journal.push_str(&r.to_line());
+        journal.push('\n');
+    }
+    std::fs::write(out.join(JOURNAL), journal)?;
+    write_meta(out, &name, &description)?;
+    selfheal::sweep::report::write(out, &name, &description, &records)
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "merged {} runs from {} parts into {}",
+        records.len(),
+        parts.len(),
+        out.join("index.html").display()
     );
     Ok(())
 }

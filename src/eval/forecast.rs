@@ -177,6 +177,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_80_percent_interval_covers_75_to_85_percent_of_held_out_outcomes() {
+        // A noisy cycle (lognormal noise, cv 0.1) seen one sample at a time;
+        // only forecasts after the warm-up are scored, against outcomes the
+        // model had not seen when it forecast.
+        let mut rng = crate::rng::Stream::new(5, crate::rng::Subsystem::Curves);
+        let t: Vec<f64> = (0..1500).map(|i| i as f64 * 30.0).collect();
+        let y: Vec<f64> = (0..1500)
+            .map(|i| {
+                (200.0 + 80.0 * (i as f64 * std::f64::consts::TAU / 240.0).sin())
+                    * (0.1 * rng.normal() - 0.005).exp()
+            })
+            .collect();
+        let s = evaluate("noisy", &t, &y, 1, 240, &ForecastConfig::default());
+        assert!(s.points > 1000);
+        assert!(
+            (0.75..=0.85).contains(&s.forest.coverage),
+            "coverage {}",
+            s.forest.coverage
+        );
+        assert!(s.forest.mase < s.naive.mase, "{s:?}");
+    }
+
+    #[test]
     fn a_noiseless_daily_cycle_is_forecast_better_than_naive() {
         // A smooth cycle with a 100-sample period: the forest learns the
         // shape; naive lags one step.

@@ -52,7 +52,7 @@ duration_s = {DURATION}
 seed = 1
 
 [slo]
-latency_ms = 250
+latency_ms = 100
 objective = 0.99
 
 [[load]]

@@ -1,0 +1,246 @@
+//! Report charts with plotters, each written as PNG and SVG. Text uses the
+//! bundled DejaVu Sans, so charts render the same without system fonts.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+        // The font is compiled in, so registration cannot find it missing.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
+    });
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// One point series per controller: (cost, violation) per scenario variant,
+/// plus the controller's mean as a larger marker.
+pub struct Pareto {
+    pub controllers: Vec<String>,
+    /// (controller index, replica-seconds, violation seconds)
+    pub points: Vec<(usize, f64, f64)>,
+    pub means: Vec<(usize, f64, f64)>,
+}
+
+fn draw_pareto<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Pareto) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let xmax = p
+        .points
+        .iter()
+        .chain(&p.means)
+        .map(|x| x.1)
+        .fold(1.0, f64::max)
+        * 1.05;
+    let ymax = p
+        .points
+        .iter()
+        .chain(&p.means)
+        .map(|x| x.2)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Cost against SLO violations", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("replica-seconds (mean over seeds)")
+        .y_desc("SLO violation seconds")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    for (ci, name) in p.controllers.iter().enumerate() {
+        let c = colour(ci);
+        let pts: Vec<(f64, f64)> = p
+            .points
+            .iter()
+            .filter(|x| x.0 == ci)
+            .map(|x| (x.1, x.2))
+            .collect();
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, c.mix(0.45).filled())),
+            )
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Circle::new((x, y), 5, c.filled()));
+        for &(_, x, y) in p.means.iter().filter(|m| m.0 == ci) {
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new((x, y), 9, c.filled())))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+pub fn pareto(dir: &Path, name: &str, p: &Pareto) -> Result<(), String> {
+    register_font();
+    let png = dir.join(format!("{name}.png"));
+    draw_pareto(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), p)?;
+    let svg = dir.join(format!("{name}.svg"));
+    draw_pareto(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), p)
+}
+
+/// A run's per-second series for its timeline.
+pub struct Timeline {
+    pub title: String,
+    pub t: Vec<f64>,
+    pub requests: Vec<f64>,
+    pub ready: Vec<f64>,
+    pub desired: Vec<f64>,
+    pub p99_ms: Vec<f64>,
+    pub error_ratio: Vec<f64>,
+    /// (t, is_fault, label)
+    pub markers: Vec<(f64, bool, String)>,
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    tl: &Timeline,
+    series: &[(&[f64], RGBColor, &str)],
+    y_desc: &str,
+    caption: Option<&str>,
+) -> Result<(), String> {
+    let tmax = tl.t.last().copied().unwrap_or(1.0).max(1.0);
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.0.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-6)
+        * 1.1;
+    let mut b = ChartBuilder::on(area);
+    b.margin(8).x_label_area_size(28).y_label_area_size(65);
+    if let Some(c) = caption {
+        b.caption(c, ("sans-serif", 18));
+    }
+    let mut chart = b.build_cartesian_2d(0.0..tmax, 0.0..ymax).map_err(err)?;
+    chart
+        .configure_mesh()
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 12))
+        .x_labels(10)
+        .draw()
+        .map_err(err)?;
+    for (t, fault, _) in &tl.markers {
+        let style = if *fault {
+            RED.mix(0.8).stroke_width(2)
+        } else {
+            BLACK.mix(0.25).stroke_width(1)
+        };
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(*t, 0.0), (*t, ymax)],
+                style,
+            )))
+            .map_err(err)?;
+    }
+    for (values, c, label) in series {
+        let pts: Vec<(f64, f64)> =
+            tl.t.iter()
+                .zip(values.iter())
+                .filter(|(_, v)| v.is_finite())
+                .map(|(&t, &v)| (t, v))
+                .collect();
+        let c = *c;
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(err)?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)
+}
+
+fn draw_timeline<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    tl: &Timeline,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let areas = root.split_evenly((4, 1));
+    panel(
+        &areas[0],
+        tl,
+        &[(&tl.requests, colour(0), "requests/s")],
+        "req/s",
+        Some(&tl.title),
+    )?;
+    panel(
+        &areas[1],
+        tl,
+        &[
+            (&tl.ready, colour(2), "ready pods"),
+            (&tl.desired, colour(1), "desired pods"),
+        ],
+        "pods",
+        None,
+    )?;
+    panel(
+        &areas[2],
+        tl,
+        &[(&tl.p99_ms, colour(4), "p99 (entry service)")],
+        "ms",
+        None,
+    )?;
+    panel(
+        &areas[3],
+        tl,
+        &[(&tl.error_ratio, colour(3), "failed / finished")],
+        "error ratio",
+        None,
+    )?;
+    root.present().map_err(err)
+}
+
+pub fn timeline(dir: &Path, name: &str, tl: &Timeline) -> Result<(), String> {
+    register_font();
+    let png = dir.join(format!("{name}.png"));
+    draw_timeline(
+        BitMapBackend::new(&png, (1000, 900)).into_drawing_area(),
+        tl,
+    )?;
+    let svg = dir.join(format!("{name}.svg"));
+    draw_timeline(SVGBackend::new(&svg, (1000, 900)).into_drawing_area(), tl)
+}

@@ -1,0 +1,8 @@
+//! Sweeps: suites of scenarios x parameters x controllers x seeds, run in
+//! parallel and resumably, reported with polars tables and plotters charts.
+
+pub mod charts;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod stats;

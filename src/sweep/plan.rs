@@ -1,0 +1,350 @@
+//! Suite files and their expansion into runs.
+//!
+//! A suite names scenario files, parameter ranges to vary in each (by field
+//! path, as validation errors print them), controllers and seeds; the
+//! matrix of all combinations is the sweep's list of runs, in a fixed order.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::scenario::{self, ControllerSpec, LoadedScenario};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{file}: cannot read the suite: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{suite}: scenario {index}: {source}")]
+    Scenario {
+        suite: String,
+        index: usize,
+        source: scenario::ScenarioError,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    /// A list of seeds, or a count `n` meaning seeds 1 to n.
+    seeds: Seeds,
+    controllers: Vec<String>,
+    /// Which runs keep their per-second series: the first seed of every
+    /// (scenario, parameters, controller), all runs, or none.
+    #[serde(default)]
+    timeseries: SeriesPolicy,
+    #[serde(rename = "scenario")]
+    scenarios: Vec<ScenarioEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seeds {
+    Count(u64),
+    List(Vec<u64>),
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesPolicy {
+    #[default]
+    FirstSeed,
+    All,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioEntry {
+    /// Relative to the suite file.
+    file: String,
+    /// Field path -> values; every combination is a variant.
+    #[serde(default)]
+    vary: toml::Table,
+}
+
+/// One run of the matrix.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    /// Position in the matrix: the order of every output.
+    pub index: usize,
+    /// `scenario|params|controller|seed`: stable across sweeps of the same
+    /// suite, the key that resume and merge match on.
+    pub id: String,
+    pub scenario: String,
+    /// `path=value` pairs joined by `;` (empty without variation).
+    pub params: String,
+    pub controller: String,
+    pub seed: u64,
+    pub keep_series: bool,
+    pub loaded: LoadedScenario,
+}
+
+pub struct Plan {
+    pub name: String,
+    pub description: String,
+    pub runs: Vec<RunSpec>,
+}
+
+/// Sets the value at a field path (`load[0].curve.peak`) in a TOML document.
+pub fn set_path(doc: &mut toml::Value, path: &str, value: toml::Value) -> Result<(), String> {
+    let mut node = doc;
+    let mut segs = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            segs.push((key.to_string(), None));
+        }
+        for idx in rest.split('[') {
+            let idx = idx.trim_end_matches(']');
+            if idx.is_empty() {
+                continue;
+            }
+            let i: usize = idx
+                .parse()
+                .map_err(|_| format!("`{idx}` in `{path}` is not an index"))?;
+            segs.push((String::new(), Some(i)));
+        }
+    }
+    let last = segs
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| format!("empty field path `{path}`"))?;
+    for (n, (key, idx)) in segs.into_iter().enumerate() {
+        let is_last = n == last;
+        node = match idx {
+            Some(i) => {
+                let arr = node
+                    .as_array_mut()
+                    .ok_or_else(|| format!("`{path}`: not a list before [{i}]"))?;
+                let len = arr.len();
+                arr.get_mut(i).ok_or_else(|| {
+                    format!("`{path}`: index {i} is out of range (the list has {len})")
+                })?
+            }
+            None => {
+                let table = node
+                    .as_table_mut()
+                    .ok_or_else(|| format!("`{path}`: `{key}` is not inside a table"))?;
+                if is_last {
+                    table.insert(key, value);
+                    return Ok(());
+                }
+                table
+                    .get_mut(&key)
+                    .ok_or_else(|| format!("`{path}`: no field `{key}`"))?
+            }
+        };
+        if is_last {
+            *node = value;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn value_label(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads a suite file and expands it.
+pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let invalid = |offset: Option<usize>, message: String| {
+        let line = offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1);
+        PlanError::Invalid {
+            file: file.clone(),
+            line,
+            message,
+        }
+    };
+    let suite: SuiteFile = toml::from_str(&text)
+        .map_err(|e| invalid(e.span().map(|s| s.start), e.message().to_string()))?;
+    let find = |needle: &str| text.find(needle);
+    let seeds: Vec<u64> = match suite.seeds {
+        Seeds::Count(n) => (1..=n).collect(),
+        Seeds::List(l) => l,
+    };
+    if seeds.is_empty() {
+        return Err(invalid(
+            find("seeds"),
+            "field `seeds`: needs at least one seed".into(),
+        ));
+    }
+    if suite.controllers.is_empty() {
+        return Err(invalid(
+            find("controllers"),
+            "field `controllers`: needs at least one controller".into(),
+        ));
+    }
+    let controllers: Vec<ControllerSpec> = suite
+        .controllers
+        .iter()
+        .map(|c| {
+            ControllerSpec::parse_short(c).map_err(|e| {
+                invalid(
+                    find(&format!("\"{c}\"")),
+                    format!("field `controllers`: {e}"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut runs = Vec::new();
+    for (si, entry) in suite.scenarios.iter().enumerate() {
+        let scenario_path = base.join(&entry.file);
+        let scenario_text =
+            std::fs::read_to_string(&scenario_path).map_err(|source| PlanError::Scenario {
+                suite: file.clone(),
+                index: si,
+                source: scenario::ScenarioError::Io {
+                    file: scenario_path.display().to_string(),
+                    source,
+                },
+            })?;
+        let doc: toml::Value = toml::from_str(&scenario_text).map_err(|e| PlanError::Scenario {
+            suite: file.clone(),
+            index: si,
+            source: scenario::ScenarioError::Syntax {
+                file: scenario_path.display().to_string(),
+                line: 1,
+                column: 1,
+                message: e.message().to_string(),
+            },
+        })?;
+        // The cartesian product of the variations, in file order.
+        let mut variants: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+        for (k, v) in &entry.vary {
+            let values = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+                invalid(
+                    find(k),
+                    format!("field `scenario[{si}].vary.{k}`: needs a non-empty list of values"),
+                )
+            })?;
+            variants = variants
+                .into_iter()
+                .flat_map(|pre| {
+                    values.iter().map(move |x| {
+                        let mut p = pre.clone();
+                        p.push((k.clone(), x.clone()));
+                        p
+                    })
+                })
+                .collect();
+        }
+        for variant in variants {
+            let mut d = doc.clone();
+            for (k, v) in &variant {
+                set_path(&mut d, k, v.clone())
+                    .map_err(|e| invalid(find(k), format!("field `scenario[{si}].vary`: {e}")))?;
+            }
+            let variant_text = toml::to_string(&d).expect("a TOML value serialises");
+            let label = format!(
+                "{} ({})",
+                scenario_path.display(),
+                variant
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", value_label(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let loaded = scenario::parse(
+                &variant_text,
+                &label,
+                scenario_path.parent().unwrap_or(Path::new(".")),
+            )
+            .map_err(|source| PlanError::Scenario {
+                suite: file.clone(),
+                index: si,
+                source,
+            })?;
+            let params = variant
+                .iter()
+                .map(|(k, v)| format!("{k}={}", value_label(v)))
+                .collect::<Vec<_>>()
+                .join(";");
+            for (ci, c) in controllers.iter().enumerate() {
+                for (ki, &seed) in seeds.iter().enumerate() {
+                    let mut l = loaded.clone();
+                    l.spec.seed = seed;
+                    let keep = (
+                        l.spec.controller.min_replicas,
+                        l.spec.controller.max_replicas,
+                    );
+                    l.spec.controller = c.clone();
+                    (
+                        l.spec.controller.min_replicas,
+                        l.spec.controller.max_replicas,
+                    ) = keep;
+                    let controller = suite.controllers[ci].clone();
+                    let name = l.spec.name.clone();
+                    runs.push(RunSpec {
+                        index: runs.len(),
+                        id: format!("{name}|{params}|{controller}|{seed}"),
+                        scenario: name,
+                        params: params.clone(),
+                        controller,
+                        seed,
+                        keep_series: match suite.timeseries {
+                            SeriesPolicy::All => true,
+                            SeriesPolicy::FirstSeed => ki == 0,
+                            SeriesPolicy::None => false,
+                        },
+                        loaded: l,
+                    });
+                }
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Err(invalid(None, "the suite has no [[scenario]]".into()));
+    }
+    Ok(Plan {
+        name: suite.name,
+        description: suite.description,
+        runs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_path_reaches_nested_fields() {
+        let mut d: toml::Value =
+            toml::from_str("a = 1\n[[load]]\ncurve = { kind = \"constant\", rate = 5 }\n").unwrap();
+        set_path(&mut d, "load[0].curve.rate", toml::Value::Integer(9)).unwrap();
+        assert_eq!(d["load"][0]["curve"]["rate"].as_integer(), Some(9));
+        set_path(&mut d, "a", toml::Value::Integer(2)).unwrap();
+        assert_eq!(d["a"].as_integer(), Some(2));
+        assert!(
+            set_path(&mut d, "load[3].curve", toml::Value::Integer(1))
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            set_path(&mut d, "nope.x", toml::Value::Integer(1))
+                .unwrap_err()
+                .contains("no field `nope`")
+        );
+    }
+}

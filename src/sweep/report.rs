@@ -1,0 +1,378 @@
+//! The report of a sweep: polars tables (Parquet and CSV), charts and a
+//! static `index.html` that opens in a browser without a server.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use super::charts::{self, Pareto, Timeline};
+use super::run::RunRecord;
+use super::stats::{Estimate, bootstrap_mean};
+
+const RESAMPLES: usize = 2000;
+const BOOTSTRAP_SEED: u64 = 0x5EED;
+/// Timelines drawn at most (one per selected run, in matrix order).
+const MAX_TIMELINES: usize = 12;
+
+fn pe(e: PolarsError) -> String {
+    e.to_string()
+}
+
+fn write_frame(dir: &Path, name: &str, df: &mut DataFrame) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+    let f = File::create(dir.join(format!("{name}.parquet"))).map_err(io)?;
+    ParquetWriter::new(f).finish(df).map_err(pe)?;
+    let f = File::create(dir.join(format!("{name}.csv"))).map_err(io)?;
+    CsvWriter::new(f)
+        .include_header(true)
+        .finish(df)
+        .map_err(pe)?;
+    Ok(())
+}
+
+fn runs_frame(rs: &[RunRecord]) -> Result<DataFrame, String> {
+    let s = |f: fn(&RunRecord) -> &str| rs.iter().map(f).map(String::from).collect::<Vec<_>>();
+    let u = |f: fn(&RunRecord) -> u64| rs.iter().map(f).collect::<Vec<u64>>();
+    let x = |f: fn(&RunRecord) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
+    DataFrame::new_infer_height(vec![
+        Column::new(
+            "index".into(),
+            rs.iter().map(|r| r.index as u64).collect::<Vec<_>>(),
+        ),
+        Column::new("id".into(), s(|r| &r.id)),
+        Column::new("scenario".into(), s(|r| &r.scenario)),
+        Column::new("params".into(), s(|r| &r.params)),
+        Column::new("controller".into(), s(|r| &r.controller)),
+        Column::new("seed".into(), u(|r| r.seed)),
+        Column::new("faults".into(), s(|r| &r.faults)),
+        Column::new("requests".into(), u(|r| r.requests)),
+        Column::new("served".into(), u(|r| r.served)),
+        Column::new("failed".into(), u(|r| r.failed)),
+        Column::new("slo_violation_s".into(), x(|r| r.slo_violation_s)),
+        Column::new("latency_p50_ms".into(), x(|r| r.latency_p50_ms)),
+        Column::new("latency_p99_ms".into(), x(|r| r.latency_p99_ms)),
+        Column::new("replica_seconds".into(), x(|r| r.replica_seconds)),
+        Column::new("scaling_actions".into(), u(|r| r.scaling_actions)),
+        Column::new("restarts".into(), u(|r| r.restarts)),
+        Column::new("oom_kills".into(), u(|r| r.oom_kills)),
+        Column::new("timeouts".into(), u(|r| r.timeouts)),
+        Column::new("events".into(), u(|r| r.events)),
+    ])
+    .map_err(pe)
+}
+
+/// One aggregate row: a group's estimates of the headline figures.
+struct Aggregate {
+    group: Vec<String>,
+    violation: Estimate,
+    failed: Estimate,
+    cost: Estimate,
+    actions: Estimate,
+}
+
+fn aggregate(rs: &[RunRecord], key: impl Fn(&RunRecord) -> Vec<String>) -> Vec<Aggregate> {
+    let mut groups: BTreeMap<Vec<String>, Vec<&RunRecord>> = BTreeMap::new();
+    for r in rs {
+        groups.entry(key(r)).or_default().push(r);
+    }
+    groups
+        .into_iter()
+        .map(|(group, runs)| {
+            let est = |f: fn(&RunRecord) -> f64| {
+                bootstrap_mean(
+                    &runs.iter().map(|r| f(r)).collect::<Vec<_>>(),
+                    RESAMPLES,
+                    BOOTSTRAP_SEED,
+                )
+            };
+            Aggregate {
+                group,
+                violation: est(|r| r.slo_violation_s),
+                failed: est(|r| r.failed as f64),
+                cost: est(|r| r.replica_seconds),
+                actions: est(|r| r.scaling_actions as f64),
+            }
+        })
+        .collect()
+}
+
+fn aggregate_frame(names: &[&str], rows: &[Aggregate]) -> Result<DataFrame, String> {
+    let mut cols: Vec<Column> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Column::new(
+                (*n).into(),
+                rows.iter().map(|r| r.group[i].clone()).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    cols.push(Column::new(
+        "runs".into(),
+        rows.iter()
+            .map(|r| r.violation.n as u64)
+            .collect::<Vec<_>>(),
+    ));
+    for (name, f) in [
+        (
+            "slo_violation_s",
+            (|a: &Aggregate| a.violation) as fn(&Aggregate) -> Estimate,
+        ),
+        ("failed", |a: &Aggregate| a.failed),
+        ("replica_seconds", |a: &Aggregate| a.cost),
+        ("scaling_actions", |a: &Aggregate| a.actions),
+    ] {
+        cols.push(Column::new(
+            format!("{name}_mean").into(),
+            rows.iter().map(|r| f(r).mean).collect::<Vec<_>>(),
+        ));
+        cols.push(Column::new(
+            format!("{name}_ci_lo").into(),
+            rows.iter().map(|r| f(r).lo).collect::<Vec<_>>(),
+        ));
+        cols.push(Column::new(
+            format!("{name}_ci_hi").into(),
+            rows.iter().map(|r| f(r).hi).collect::<Vec<_>>(),
+        ));
+    }
+    DataFrame::new_infer_height(cols).map_err(pe)
+}
+
+/// A run's saved series (see `run::series_csv`).
+fn read_series(path: &Path, title: String) -> Result<Timeline, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut tl = Timeline {
+        title,
+        t: vec![],
+        requests: vec![],
+        ready: vec![],
+        desired: vec![],
+        p99_ms: vec![],
+        error_ratio: vec![],
+        markers: vec![],
+    };
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.splitn(9, ',').collect();
+        if f.len() < 9 {
+            return Err(format!("{}:{}: expected 9 fields", path.display(), i + 1));
+        }
+        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+        let t = num(f[0]);
+        let (ok, failed) = (num(f[2]), num(f[4]));
+        tl.t.push(t);
+        tl.requests.push(num(f[1]));
+        tl.ready.push(num(f[5]));
+        tl.desired.push(num(f[6]));
+        tl.p99_ms.push(num(f[7]));
+        tl.error_ratio.push(if ok + failed > 0.0 {
+            failed / (ok + failed)
+        } else {
+            0.0
+        });
+        let marker = f[8].trim_matches('"');
+        for m in marker.split(" / ").filter(|m| !m.is_empty()) {
+            tl.markers.push((t, !m.starts_with("scale"), m.to_string()));
+        }
+    }
+    Ok(tl)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn est_cell(e: &Estimate) -> String {
+    format!("{:.1} <small>[{:.1}, {:.1}]</small>", e.mean, e.lo, e.hi)
+}
+
+/// Writes every table, chart and the index for a sweep's records.
+pub fn write(
+    dir: &Path,
+    name: &str,
+    description: &str,
+    records: &[RunRecord],
+) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+    let charts_dir = dir.join("charts");
+    std::fs::create_dir_all(&charts_dir).map_err(io)?;
+    let mut runs = runs_frame(records)?;
+    write_frame(dir, "runs", &mut runs)?;
+
+    let by_controller = aggregate(records, |r| vec![r.controller.clone()]);
+    write_frame(
+        dir,
+        "aggregate_controller",
+        &mut aggregate_frame(&["controller"], &by_controller)?,
+    )?;
+    let by_scenario = aggregate(records, |r| {
+        vec![r.scenario.clone(), r.params.clone(), r.controller.clone()]
+    });
+    write_frame(
+        dir,
+        "aggregate_scenario",
+        &mut aggregate_frame(&["scenario", "params", "controller"], &by_scenario)?,
+    )?;
+    let by_fault = aggregate(records, |r| {
+        vec![
+            if r.faults.is_empty() {
+                "none".into()
+            } else {
+                r.faults.clone()
+            },
+            r.controller.clone(),
+        ]
+    });
+    write_frame(
+        dir,
+        "aggregate_fault",
+        &mut aggregate_frame(&["fault", "controller"], &by_fault)?,
+    )?;
+
+    // Per-second series of the runs that kept one, as one long table.
+    let mut series_cols: (
+        Vec<u64>,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+    ) = Default::default();
+    let mut timelines = Vec::new();
+    for r in records {
+        let path = dir.join("series").join(format!("{}.csv", r.index));
+        if !path.exists() {
+            continue;
+        }
+        let title = format!(
+            "{} {} {} seed {}",
+            r.scenario, r.params, r.controller, r.seed
+        );
+        let tl = read_series(&path, title)?;
+        for i in 0..tl.t.len() {
+            series_cols.0.push(r.index as u64);
+            series_cols.1.push(tl.t[i]);
+            series_cols.2.push(tl.requests[i]);
+            series_cols.3.push(tl.ready[i]);
+            series_cols.4.push(tl.desired[i]);
+            series_cols.5.push(tl.p99_ms[i]);
+            series_cols.6.push(tl.error_ratio[i]);
+        }
+        if timelines.len() < MAX_TIMELINES {
+            timelines.push((r.index, tl));
+        }
+    }
+    let mut ts = DataFrame::new_infer_height(vec![
+        Column::new("index".into(), series_cols.0),
+        Column::new("t_s".into(), series_cols.1),
+        Column::new("requests".into(), series_cols.2),
+        Column::new("ready".into(), series_cols.3),
+        Column::new("desired".into(), series_cols.4),
+        Column::new("p99_ms".into(), series_cols.5),
+        Column::new("error_ratio".into(), series_cols.6),
+    ])
+    .map_err(pe)?;
+    write_frame(dir, "timeseries", &mut ts)?;
+
+    let controllers: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for r in records {
+            if !v.contains(&r.controller) {
+                v.push(r.controller.clone());
+            }
+        }
+        v
+    };
+    let ci = |c: &str| controllers.iter().position(|x| x == c).unwrap_or(0);
+    let pareto = Pareto {
+        controllers: controllers.clone(),
+        points: by_scenario
+            .iter()
+            .map(|a| (ci(&a.group[2]), a.cost.mean, a.violation.mean))
+            .collect(),
+        means: by_controller
+            .iter()
+            .map(|a| (ci(&a.group[0]), a.cost.mean, a.violation.mean))
+            .collect(),
+    };
+    charts::pareto(&charts_dir, "pareto", &pareto)?;
+    for (index, tl) in &timelines {
+        charts::timeline(&charts_dir, &format!("timeline_{index}"), tl)?;
+    }
+
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{n} - selfheal sweep</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f0f0f0}}td:first-child,th:first-child{{text-align:left}}small{{color:#666}}img{{max-width:100%;border:1px solid #ddd;margin:0.5em 0}}</style></head><body>\n<h1>Sweep <code>{n}</code></h1>\n<p>{d}</p><p>{runs} runs. Means over runs with 95&nbsp;% bootstrap intervals. Tables: <a href=\"runs.csv\">runs.csv</a> (<a href=\"runs.parquet\">parquet</a>), <a href=\"aggregate_controller.csv\">aggregate_controller.csv</a>, <a href=\"aggregate_scenario.csv\">aggregate_scenario.csv</a>, <a href=\"aggregate_fault.csv\">aggregate_fault.csv</a>, <a href=\"timeseries.parquet\">timeseries.parquet</a>.</p>\n",
+        n = html_escape(name),
+        d = html_escape(description),
+        runs = records.len()
+    );
+    h.push_str("<h2>Per controller</h2>\n<table><tr><th>controller</th><th>runs</th><th>SLO violation s</th><th>failed requests</th><th>replica-seconds</th><th>scaling actions</th></tr>\n");
+    for a in &by_controller {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&a.group[0]),
+            a.violation.n,
+            est_cell(&a.violation),
+            est_cell(&a.failed),
+            est_cell(&a.cost),
+            est_cell(&a.actions)
+        );
+    }
+    h.push_str("</table>\n<h2>Cost against SLO violations</h2>\n<p>Small dots: one scenario variant (mean over seeds); triangles: the controller's mean.</p>\n<img src=\"charts/pareto.png\" alt=\"Pareto chart\"> <a href=\"charts/pareto.svg\">SVG</a>\n");
+    h.push_str("<h2>Per fault type</h2>\n<table><tr><th>fault</th><th>controller</th><th>runs</th><th>SLO violation s</th><th>failed requests</th><th>replica-seconds</th></tr>\n");
+    for a in &by_fault {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&a.group[0]),
+            html_escape(&a.group[1]),
+            a.violation.n,
+            est_cell(&a.violation),
+            est_cell(&a.failed),
+            est_cell(&a.cost)
+        );
+    }
+    h.push_str("</table>\n<h2>Per scenario</h2>\n<table><tr><th>scenario</th><th>parameters</th><th>controller</th><th>runs</th><th>SLO violation s</th><th>failed requests</th><th>replica-seconds</th></tr>\n");
+    for a in &by_scenario {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&a.group[0]),
+            html_escape(&a.group[1]),
+            html_escape(&a.group[2]),
+            a.violation.n,
+            est_cell(&a.violation),
+            est_cell(&a.failed),
+            est_cell(&a.cost)
+        );
+    }
+    h.push_str("</table>\n<h2>Timelines</h2>\n<p>Load, pods, p99 and error ratio per second; red lines: faults start and end; grey lines: scaling actions.</p>\n");
+    for (index, tl) in &timelines {
+        let _ = writeln!(
+            h,
+            "<h3>{}</h3>\n<img src=\"charts/timeline_{index}.png\" alt=\"timeline of run {index}\"> <a href=\"charts/timeline_{index}.svg\">SVG</a>",
+            html_escape(&tl.title)
+        );
+    }
+    h.push_str("</body></html>\n");
+    std::fs::write(dir.join("index.html"), h).map_err(io)
+}
+
+/// The images `index.html` links, for checks that every one exists.
+pub fn linked_images(index_html: &str) -> Vec<String> {
+    index_html
+        .split("src=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(String::from)
+        .collect()
+}

@@ -1,0 +1,393 @@
+//! Executing a plan: in parallel, resumable, shardable.
+//!
+//! Each finished run is appended to `runs.log.csv` as one complete line and
+//! flushed, so a sweep killed at any point loses at most the runs in flight:
+//! restarted on the same directory it skips every run already logged. Runs
+//! that keep a per-second series write it to `series/<index>.csv` first
+//! (atomically, via a rename), so a logged run always has its series.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::plan::{Plan, RunSpec};
+use crate::control::Command;
+use crate::sim::RunOutput;
+
+pub const JOURNAL: &str = "runs.log.csv";
+
+/// One run's figures: a row of the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub index: usize,
+    pub id: String,
+    pub scenario: String,
+    pub params: String,
+    pub controller: String,
+    pub seed: u64,
+    /// Fault kinds the scenario injects, `;`-joined (empty: none).
+    pub faults: String,
+    pub requests: u64,
+    pub served: u64,
+    pub failed: u64,
+    pub slo_violation_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub replica_seconds: f64,
+    pub scaling_actions: u64,
+    pub restarts: u64,
+    pub oom_kills: u64,
+    pub timeouts: u64,
+    pub events: u64,
+}
+
+const COLUMNS: [&str; 19] = [
+    "index",
+    "id",
+    "scenario",
+    "params",
+    "controller",
+    "seed",
+    "faults",
+    "requests",
+    "served",
+    "failed",
+    "slo_violation_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "replica_seconds",
+    "scaling_actions",
+    "restarts",
+    "oom_kills",
+    "timeouts",
+    "events",
+];
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Splits one CSV line, honouring double quotes.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+impl RunRecord {
+    pub fn header() -> String {
+        COLUMNS.join(",")
+    }
+
+    pub fn to_line(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.index,
+            quote(&self.id),
+            quote(&self.scenario),
+            quote(&self.params),
+            quote(&self.controller),
+            self.seed,
+            quote(&self.faults),
+            self.requests,
+            self.served,
+            self.failed,
+            self.slo_violation_s,
+            self.latency_p50_ms,
+            self.latency_p99_ms,
+            self.replica_seconds,
+            self.scaling_actions,
+            self.restarts,
+            self.oom_kills,
+            self.timeouts,
+            self.events
+        )
+    }
+
+    pub fn from_line(line: &str) -> Result<Self, String> {
+        let f = split_csv(line);
+        if f.len() != COLUMNS.len() {
+            return Err(format!(
+                "expected {} fields, found {}",
+                COLUMNS.len(),
+                f.len()
+            ));
+        }
+        let int = |i: usize| {
+            f[i].parse::<u64>()
+                .map_err(|_| format!("field `{}`: `{}` is not an integer", COLUMNS[i], f[i]))
+        };
+        let num = |i: usize| {
+            f[i].parse::<f64>()
+                .map_err(|_| format!("field `{}`: `{}` is not a number", COLUMNS[i], f[i]))
+        };
+        Ok(RunRecord {
+            index: int(0)? as usize,
+            id: f[1].clone(),
+            scenario: f[2].clone(),
+            params: f[3].clone(),
+            controller: f[4].clone(),
+            seed: int(5)?,
+            faults: f[6].clone(),
+            requests: int(7)?,
+            served: int(8)?,
+            failed: int(9)?,
+            slo_violation_s: num(10)?,
+            latency_p50_ms: num(11)?,
+            latency_p99_ms: num(12)?,
+            replica_seconds: num(13)?,
+            scaling_actions: int(14)?,
+            restarts: int(15)?,
+            oom_kills: int(16)?,
+            timeouts: int(17)?,
+            events: int(18)?,
+        })
+    }
+
+    fn of(spec: &RunSpec, out: &RunOutput) -> Self {
+        let s = &out.summary;
+        let mut kinds: Vec<&str> = spec
+            .loaded
+            .spec
+            .faults
+            .iter()
+            .map(|f| f.kind.as_str())
+            .collect();
+        kinds.dedup();
+        RunRecord {
+            index: spec.index,
+            id: spec.id.clone(),
+            scenario: spec.scenario.clone(),
+            params: spec.params.clone(),
+            controller: spec.controller.clone(),
+            seed: spec.seed,
+            faults: kinds.join(";"),
+            requests: s.requests,
+            served: s.served,
+            failed: s.failed,
+            slo_violation_s: s.slo_violation_s,
+            latency_p50_ms: s.latency_p50_ms,
+            latency_p99_ms: s.latency_p99_ms,
+            replica_seconds: s.replica_seconds,
+            scaling_actions: out
+                .commands
+                .iter()
+                .filter(|(_, _, c)| matches!(c, Command::Scale { .. }))
+                .count() as u64,
+            restarts: s.restarts,
+            oom_kills: s.oom_kills,
+            timeouts: s.timeouts,
+            events: s.events,
+        }
+    }
+}
+
+/// Reads a journal; a last line without its newline (a write cut off by a
+/// kill) is dropped, any other bad line is an error naming its line.
+pub fn read_journal(path: &Path) -> Result<Vec<RunRecord>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let mut lines = complete.lines().enumerate();
+    match lines.next() {
+        None => return Ok(Vec::new()),
+        Some((_, h)) if h == RunRecord::header() => {}
+        Some(_) => {
+            return Err(format!(
+                "{}:1: not a sweep journal (unexpected header)",
+                path.display()
+            ));
+        }
+    }
+    lines
+        .map(|(i, l)| {
+            RunRecord::from_line(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Per-second series of a run, with its scaling and fault markers:
+/// `t,requests,ok,good,failed,ready,desired,p99_ms,marker`.
+pub fn series_csv(out: &RunOutput, entry: &str) -> String {
+    use std::fmt::Write as _;
+    let n = out.services.len().max(1);
+    let entry_i = out.services.iter().position(|s| s == entry).unwrap_or(0);
+    let scrapes: Vec<(f64, f64)> = out
+        .metrics
+        .iter()
+        .filter(|(i, _)| *i == entry_i)
+        .map(|(_, m)| (m.timestamp.as_secs_f64(), m.latency_p99))
+        .collect();
+    let mut markers: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (t, _, c) in &out.commands {
+        if let Command::Scale {
+            service, replicas, ..
+        } = c
+        {
+            markers
+                .entry(t.whole_secs())
+                .or_default()
+                .push(format!("scale {service} {replicas}"));
+        }
+    }
+    for f in &out.faults {
+        markers
+            .entry(f.start.whole_secs())
+            .or_default()
+            .push(format!("fault {} {}", f.kind.as_str(), f.target));
+        if let Some(e) = f.end.filter(|e| *e > f.start) {
+            markers.entry(e.whole_secs()).or_default().push(format!(
+                "end {} {}",
+                f.kind.as_str(),
+                f.target
+            ));
+        }
+    }
+    let mut s = String::from("t,requests,ok,good,failed,ready,desired,p99_ms,marker\n");
+    let mut k = 0;
+    let mut p99 = f64::NAN;
+    for (t, r) in out.root_seconds.iter().enumerate() {
+        while k < scrapes.len() && scrapes[k].0 <= t as f64 {
+            p99 = scrapes[k].1;
+            k += 1;
+        }
+        let row = out.service_seconds.iter().skip(t * n).take(n);
+        let (ready, desired) = row.fold((0, 0), |(a, b), x| (a + x.ready, b + x.desired));
+        let marker = markers
+            .get(&(t as u64))
+            .map(|m| m.join(" / "))
+            .unwrap_or_default();
+        let p = if p99.is_finite() {
+            p99.to_string()
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{t},{},{},{},{},{ready},{desired},{p},{}",
+            r.arrivals,
+            r.ok,
+            r.good,
+            r.failed,
+            quote(&marker)
+        );
+    }
+    s
+}
+
+/// Runs the plan's runs that `shard` selects and the journal lacks; returns
+/// every record of the shard (earlier and new), in matrix order.
+pub fn execute(
+    plan: &Plan,
+    dir: &Path,
+    shard: Option<(usize, usize)>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<RunRecord>, String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::create_dir_all(dir.join("series")).map_err(io)?;
+    let journal = dir.join(JOURNAL);
+    let mut done: BTreeMap<String, RunRecord> = read_journal(&journal)?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    // Drop a cut-off last line so appends start on a fresh line.
+    if let Ok(text) = std::fs::read_to_string(&journal) {
+        if !text.is_empty() && !text.ends_with('\n') {
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            std::fs::write(&journal, &text[..keep]).map_err(io)?;
+        }
+    }
+    let fresh = std::fs::metadata(&journal).map_or(true, |m| m.len() == 0);
+    let mut file: File = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&journal)
+        .map_err(io)?;
+    if fresh {
+        writeln!(file, "{}", RunRecord::header()).map_err(io)?;
+    }
+    let selected: Vec<&RunSpec> = plan
+        .runs
+        .iter()
+        .filter(|r| shard.is_none_or(|(i, n)| r.index % n == i))
+        .collect();
+    let todo: Vec<&RunSpec> = selected
+        .iter()
+        .copied()
+        .filter(|r| !done.contains_key(&r.id))
+        .collect();
+    let file = Mutex::new(file);
+    let total = todo.len();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<RunRecord, String>> = todo
+        .par_iter()
+        .map(|spec| {
+            let out = crate::sim::run(&spec.loaded).map_err(|e| format!("run {}: {e}", spec.id))?;
+            let rec = RunRecord::of(spec, &out);
+            if spec.keep_series {
+                let entry = spec
+                    .loaded
+                    .spec
+                    .loads
+                    .first()
+                    .map(|l| l.service.as_str())
+                    .unwrap_or("");
+                let path = dir.join("series").join(format!("{}.csv", spec.index));
+                let tmp = dir.join("series").join(format!(".{}.csv.tmp", spec.index));
+                std::fs::write(&tmp, series_csv(&out, entry))
+                    .and_then(|_| std::fs::rename(&tmp, &path))
+                    .map_err(io)?;
+            }
+            {
+                let mut f = file.lock().expect("journal lock");
+                f.write_all(format!("{}\n", rec.to_line()).as_bytes())
+                    .and_then(|_| f.flush())
+                    .map_err(io)?;
+            }
+            progress(
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            );
+            Ok(rec)
+        })
+        .collect();
+    for r in results {
+        let r = r?;
+        done.insert(r.id.clone(), r);
+    }
+    let mut all: Vec<RunRecord> = selected
+        .iter()
+        .filter_map(|s| {
+            done.get(&s.id).cloned().map(|mut r| {
+                r.index = s.index;
+                r
+            })
+        })
+        .collect();
+    all.sort_by_key(|r| r.index);
+    Ok(all)
+}

@@ -1,0 +1,252 @@
+//! Sweeps: the same results at any thread count, split into shards or
+//! interrupted and resumed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use selfheal::sweep::{plan, report, run};
+
+fn suite() -> PathBuf {
+    common::repo().join("tests/suites/small.toml")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("selfheal-sweep-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_selfheal"))
+}
+
+fn tables(dir: &Path) -> Vec<String> {
+    [
+        "runs.csv",
+        "aggregate_controller.csv",
+        "aggregate_scenario.csv",
+        "aggregate_fault.csv",
+        "timeseries.csv",
+    ]
+    .iter()
+    .map(|f| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+    })
+    .collect()
+}
+
+fn sweep_in_pool(threads: usize, dir: &Path) {
+    let p = plan::load(&suite()).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let records = pool
+        .install(|| run::execute(&p, dir, None, &|_, _| {}))
+        .unwrap();
+    assert_eq!(records.len(), 24);
+    report::write(dir, &p.name, &p.description, &records).unwrap();
+}
+
+#[test]
+fn same_results_at_any_thread_count() {
+    let (a, b) = (tmp("t1"), tmp("t2"));
+    sweep_in_pool(1, &a);
+    sweep_in_pool(2, &b);
+    assert_eq!(tables(&a), tables(&b));
+    // The journal is in completion order, the report in matrix order.
+    let index = std::fs::read_to_string(a.join("index.html")).unwrap();
+    let images = report::linked_images(&index);
+    assert!(images.len() >= 5, "{images:?}");
+    for img in images {
+        assert!(
+            a.join(&img).exists(),
+            "index.html links a missing image {img}"
+        );
+    }
+}
+
+#[test]
+fn three_shards_in_separate_processes_merge_to_the_single_run() {
+    let single = tmp("single");
+    let out = bin()
+        .arg("sweep")
+        .arg(suite())
+        .arg("--out")
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parts: Vec<PathBuf> = (0..3).map(|i| tmp(&format!("shard{i}"))).collect();
+    let children: Vec<_> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            bin()
+                .arg("sweep")
+                .arg(suite())
+                .arg("--out")
+                .arg(p)
+                .arg("--shard")
+                .arg(format!("{i}/3"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let merged = tmp("merged");
+    let out = bin()
+        .arg("merge")
+        .arg("--out")
+        .arg(&merged)
+        .args(&parts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tables(&single), tables(&merged));
+}
+
+#[test]
+fn an_interrupted_sweep_resumes_to_the_same_results() {
+    let whole = tmp("whole");
+    assert!(
+        bin()
+            .arg("sweep")
+            .arg(suite())
+            .arg("--out")
+            .arg(&whole)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let cut = tmp("cut");
+    let mut child = bin()
+        .arg("sweep")
+        .arg(suite())
+        .arg("--out")
+        .arg(&cut)
+        .spawn()
+        .unwrap();
+    // Kill it once some, but not all, runs are logged.
+    let journal = cut.join(run::JOURNAL);
+    let started = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines > 4 || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
+    assert!(
+        logged > 0 && logged < 24,
+        "killed after {logged} of 24 runs"
+    );
+    let out = bin()
+        .arg("sweep")
+        .arg(suite())
+        .arg("--out")
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        run::read_journal(&journal).unwrap().len(),
+        24,
+        "every run exactly once"
+    );
+    assert_eq!(tables(&whole), tables(&cut));
+}
+
+#[test]
+fn report_rebuilds_from_saved_results() {
+    let dir = tmp("report");
+    assert!(
+        bin()
+            .arg("sweep")
+            .arg(suite())
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let before = tables(&dir);
+    std::fs::remove_file(dir.join("index.html")).unwrap();
+    std::fs::remove_dir_all(dir.join("charts")).unwrap();
+    let out = bin().arg("report").arg(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("index.html").exists() && dir.join("charts/pareto.png").exists());
+    assert_eq!(before, tables(&dir));
+}
+
+#[test]
+fn a_cut_off_journal_line_is_dropped_and_rerun() {
+    let dir = tmp("torn");
+    let p = plan::load(&suite()).unwrap();
+    run::execute(&p, &dir, Some((0, 4)), &|_, _| {}).unwrap();
+    let journal = dir.join(run::JOURNAL);
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    let full = text.lines().count() - 1;
+    text.truncate(text.len() - 10); // a write cut off mid-line
+    std::fs::write(&journal, &text).unwrap();
+    assert_eq!(run::read_journal(&journal).unwrap().len(), full - 1);
+    let again = run::execute(&p, &dir, Some((0, 4)), &|_, _| {}).unwrap();
+    assert_eq!(again.len(), full);
+    assert_eq!(run::read_journal(&journal).unwrap().len(), full);
+}
+
+#[test]
+fn suite_errors_name_the_file_and_line() {
+    let dir = tmp("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    let scenario = common::repo().join("scenarios/quickstart.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "name = \"b\"\nseeds = 2\ncontrollers = [\"hpa:lots\"]\n[[scenario]]\nfile = \"{}\"\n",
+            scenario.display()
+        ),
+    )
+    .unwrap();
+    let e = plan::load(&bad).err().unwrap().to_string();
+    assert!(
+        e.contains("bad.toml:3") && e.contains("`lots` is not a CPU percent"),
+        "{e}"
+    );
+    std::fs::write(&bad, format!("name = \"b\"\nseeds = 2\ncontrollers = [\"static\"]\n[[scenario]]\nfile = \"{}\"\nvary = {{ \"service[9].replicas\" = [1] }}\n", scenario.display())).unwrap();
+    let e = plan::load(&bad).err().unwrap().to_string();
+    assert!(
+        e.contains("bad.toml:6") && e.contains("out of range"),
+        "{e}"
+    );
+}
