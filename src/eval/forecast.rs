@@ -151,10 +151,10 @@ pub fn evaluate(
                 }
             }
         }
-        if i + horizon < n {
-            if let Some(f) = forecaster.forecast() {
-                made.push_back((i + horizon, f.rate, f.lower, f.upper));
-            }
+        if i + horizon < n
+            && let Some(f) = forecaster.forecast()
+        {
+            made.push_back((i + horizon, f.rate, f.lower, f.upper));
         }
     }
     let scale = y.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (n.max(2) - 1) as f64;

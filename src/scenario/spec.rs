@@ -604,8 +604,7 @@ impl ControllerSpec {
             Some((k, a)) => (k, Some(a)),
             None => (s, None),
         };
-        let mut spec = ControllerSpec::default();
-        spec.kind = match kind {
+        let kind_value = match kind {
             "static" => ControllerKind::Static,
             "hpa" => ControllerKind::Hpa,
             "kpa" => ControllerKind::Kpa,
@@ -615,6 +614,10 @@ impl ControllerSpec {
                     "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal)"
                 ));
             }
+        };
+        let mut spec = ControllerSpec {
+            kind: kind_value,
+            ..ControllerSpec::default()
         };
         if let Some(a) = arg {
             match spec.kind {

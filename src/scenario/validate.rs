@@ -291,10 +291,10 @@ fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
     if c.max_replicas < c.min_replicas {
         return fail(p.key("max_replicas"), "is below min_replicas");
     }
-    if let Some(t) = c.target_cpu_percent {
-        if t == 0 {
-            return fail(p.key("target_cpu_percent"), "must be at least 1");
-        }
+    if let Some(t) = c.target_cpu_percent
+        && t == 0
+    {
+        return fail(p.key("target_cpu_percent"), "must be at least 1");
     }
     for (name, v) in [
         ("target_concurrency", c.target_concurrency),
@@ -314,13 +314,13 @@ fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
             non_negative(p.key(name), v)?;
         }
     }
-    if let Some(l) = c.interval_level {
-        if !(l > 0.0 && l < 1.0) {
-            return fail(
-                p.key("interval_level"),
-                format!("must lie in (0, 1), found {l}"),
-            );
-        }
+    if let Some(l) = c.interval_level
+        && !(l > 0.0 && l < 1.0)
+    {
+        return fail(
+            p.key("interval_level"),
+            format!("must lie in (0, 1), found {l}"),
+        );
     }
     Ok(())
 }

@@ -141,6 +141,18 @@ fn aggregate_frame(names: &[&str], rows: &[Aggregate]) -> Result<DataFrame, Stri
     DataFrame::new_infer_height(cols).map_err(pe)
 }
 
+/// The long per-second table of every run that kept its series.
+#[derive(Default)]
+struct SeriesColumns {
+    index: Vec<u64>,
+    t: Vec<f64>,
+    requests: Vec<f64>,
+    ready: Vec<f64>,
+    desired: Vec<f64>,
+    p99_ms: Vec<f64>,
+    error_ratio: Vec<f64>,
+}
+
 /// A run's saved series (see `run::series_csv`).
 fn read_series(path: &Path, title: String) -> Result<Timeline, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -235,15 +247,7 @@ pub fn write(
     )?;
 
     // Per-second series of the runs that kept one, as one long table.
-    let mut series_cols: (
-        Vec<u64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-    ) = Default::default();
+    let mut cols = SeriesColumns::default();
     let mut timelines = Vec::new();
     for r in records {
         let path = dir.join("series").join(format!("{}.csv", r.index));
@@ -255,27 +259,26 @@ pub fn write(
             r.scenario, r.params, r.controller, r.seed
         );
         let tl = read_series(&path, title)?;
-        for i in 0..tl.t.len() {
-            series_cols.0.push(r.index as u64);
-            series_cols.1.push(tl.t[i]);
-            series_cols.2.push(tl.requests[i]);
-            series_cols.3.push(tl.ready[i]);
-            series_cols.4.push(tl.desired[i]);
-            series_cols.5.push(tl.p99_ms[i]);
-            series_cols.6.push(tl.error_ratio[i]);
-        }
+        cols.index
+            .extend(std::iter::repeat_n(r.index as u64, tl.t.len()));
+        cols.t.extend(&tl.t);
+        cols.requests.extend(&tl.requests);
+        cols.ready.extend(&tl.ready);
+        cols.desired.extend(&tl.desired);
+        cols.p99_ms.extend(&tl.p99_ms);
+        cols.error_ratio.extend(&tl.error_ratio);
         if timelines.len() < MAX_TIMELINES {
             timelines.push((r.index, tl));
         }
     }
     let mut ts = DataFrame::new_infer_height(vec![
-        Column::new("index".into(), series_cols.0),
-        Column::new("t_s".into(), series_cols.1),
-        Column::new("requests".into(), series_cols.2),
-        Column::new("ready".into(), series_cols.3),
-        Column::new("desired".into(), series_cols.4),
-        Column::new("p99_ms".into(), series_cols.5),
-        Column::new("error_ratio".into(), series_cols.6),
+        Column::new("index".into(), cols.index),
+        Column::new("t_s".into(), cols.t),
+        Column::new("requests".into(), cols.requests),
+        Column::new("ready".into(), cols.ready),
+        Column::new("desired".into(), cols.desired),
+        Column::new("p99_ms".into(), cols.p99_ms),
+        Column::new("error_ratio".into(), cols.error_ratio),
     ])
     .map_err(pe)?;
     write_frame(dir, "timeseries", &mut ts)?;

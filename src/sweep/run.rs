@@ -315,11 +315,12 @@ pub fn execute(
         .map(|r| (r.id.clone(), r))
         .collect();
     // Drop a cut-off last line so appends start on a fresh line.
-    if let Ok(text) = std::fs::read_to_string(&journal) {
-        if !text.is_empty() && !text.ends_with('\n') {
-            let keep = text.rfind('\n').map_or(0, |i| i + 1);
-            std::fs::write(&journal, &text[..keep]).map_err(io)?;
-        }
+    if let Ok(text) = std::fs::read_to_string(&journal)
+        && !text.is_empty()
+        && !text.ends_with('\n')
+    {
+        let keep = text.rfind('\n').map_or(0, |i| i + 1);
+        std::fs::write(&journal, &text[..keep]).map_err(io)?;
     }
     let fresh = std::fs::metadata(&journal).map_or(true, |m| m.len() == 0);
     let mut file: File = OpenOptions::new()
