@@ -20,9 +20,7 @@ use crate::time::{Span, Time};
 /// scheduled for, so cancelled work is skipped instead of searched for.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
-    RootArrival {
-        load: u32,
-    },
+    
     Arrive {
         req: u32,
         epoch: u32,
@@ -89,6 +87,8 @@ pub(crate) struct LoadSource {
     pub edge: u32,
     pub arrivals: ArrivalProcess,
     pub rng: Stream,
+    /// The next client arrival (kept out of the event queue).
+    pub next: Option<Time>,
 }
 
 /// Why a container stopped.
@@ -142,6 +142,8 @@ pub struct Simulation {
     pub(crate) pod_serial: u32,
     /// Popped events that had been superseded (generation mismatch).
     pub(crate) stale_events: u64,
+    /// Client arrivals processed (events that never enter the heap).
+    pub(crate) arrivals_processed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +278,7 @@ impl Simulation {
                 edge,
                 arrivals: ArrivalProcess::new(curve),
                 rng: Stream::new_indexed(seed, Subsystem::Load, i as u64),
+                next: None,
             });
         }
         let mut metrics_rng = Stream::new(seed, Subsystem::Metrics);
@@ -307,6 +310,7 @@ impl Simulation {
             cost_since: Time::ZERO,
             pod_serial: 0,
             stale_events: 0,
+            arrivals_processed: 0,
         };
         for (i, f) in s.faults.iter().enumerate() {
             sim.queue.push(
@@ -360,15 +364,45 @@ impl Simulation {
     /// Processes every event up to and including `t`.
     pub fn run_until(&mut self, t: Time) {
         let t = t.min(self.end);
-        while let Some(next) = self.queue.peek_time() {
-            if next > t {
-                break;
+        loop {
+            // Each load source's next arrival lives outside the heap (one
+            // per source, always known): it saves a push and a pop per
+            // client request. At equal times heap events go first.
+            let heap = self.queue.peek_time();
+            let arrival = self.next_arrival();
+            match (heap, arrival) {
+                (Some(h), Some((a, load))) if a < h && a <= t => {
+                    self.now = a;
+                    self.arrivals_processed += 1;
+                    self.root_arrival(load);
+                }
+                (None, Some((a, load))) if a <= t => {
+                    self.now = a;
+                    self.arrivals_processed += 1;
+                    self.root_arrival(load);
+                }
+                (Some(h), _) if h <= t => {
+                    let (time, ev) = self.queue.pop().expect("peeked");
+                    self.now = time;
+                    self.handle(ev);
+                }
+                _ => break,
             }
-            let (time, ev) = self.queue.pop().expect("peeked");
-            self.now = time;
-            self.handle(ev);
         }
         self.now = t;
+    }
+
+    /// The earliest pending client arrival and its load source.
+    fn next_arrival(&self) -> Option<(Time, u32)> {
+        let mut best: Option<(Time, u32)> = None;
+        for (i, l) in self.loads.iter().enumerate() {
+            if let Some(a) = l.next {
+                if best.is_none_or(|(b, _)| a < b) {
+                    best = Some((a, i as u32));
+                }
+            }
+        }
+        best
     }
 
     fn handle(&mut self, ev: Event) {
@@ -395,7 +429,7 @@ impl Simulation {
             return;
         }
         match ev {
-            Event::RootArrival { load } => self.root_arrival(load),
+            
             Event::Arrive { req, .. } => self.arrive(req),
             Event::Retry { req, .. } => self.transmit(req),
             Event::CpuDone { pod, .. } => self.cpu_done(pod),
@@ -432,7 +466,7 @@ impl Simulation {
         for s in &mut self.services {
             s.track_in_system(now, 0);
         }
-        let events = self.queue.popped() - self.stale_events;
+        let events = self.queue.popped() - self.stale_events + self.arrivals_processed;
         self.recorder.finish(
             now,
             events,

@@ -40,9 +40,7 @@ impl Simulation {
     pub(crate) fn schedule_root_arrival(&mut self, load: u32) {
         let end = self.end;
         let src = &mut self.loads[load as usize];
-        if let Some(t) = src.arrivals.next(&mut src.rng, end) {
-            self.queue.push(t, Event::RootArrival { load });
-        }
+        src.next = src.arrivals.next(&mut src.rng, end);
     }
 
     pub(crate) fn root_arrival(&mut self, load: u32) {
