@@ -20,7 +20,6 @@ use crate::time::{Span, Time};
 /// scheduled for, so cancelled work is skipped instead of searched for.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
-    
     Arrive {
         req: u32,
         epoch: u32,
@@ -429,7 +428,6 @@ impl Simulation {
             return;
         }
         match ev {
-            
             Event::Arrive { req, .. } => self.arrive(req),
             Event::Retry { req, .. } => self.transmit(req),
             Event::CpuDone { pod, .. } => self.cpu_done(pod),

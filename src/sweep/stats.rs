@@ -69,7 +69,10 @@ mod tests {
                 e.lo < 1.0 && 1.0 < e.hi
             })
             .count();
-        assert!((180..=198).contains(&covered), "{covered} of 200 intervals hold the mean");
+        assert!(
+            (180..=198).contains(&covered),
+            "{covered} of 200 intervals hold the mean"
+        );
         assert_eq!(
             bootstrap_mean(&[3.0], 100, 1),
             Estimate {

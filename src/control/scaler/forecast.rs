@@ -73,6 +73,8 @@ pub struct ForecastConfig {
     /// Bounded, so that a saved model stays small.
     pub max_depth: u16,
     pub min_samples_leaf: usize,
+    /// Features tried at each split (p/3, the usual choice for regression).
+    pub features_per_split: usize,
     /// Nominal coverage of the interval.
     pub interval_level: f64,
     /// Forecast errors kept for the interval.
@@ -93,6 +95,7 @@ impl Default for ForecastConfig {
             groups: 10,
             max_depth: 10,
             min_samples_leaf: 10,
+            features_per_split: FEATURES / 3,
             interval_level: 0.8,
             error_window: 200,
             selection_window: 50,
@@ -289,7 +292,7 @@ impl Forecaster {
             y[r] = self.samples[end + h].rate.ln_1p() - self.samples[end].rate.ln_1p();
         }
         let per_group = (self.cfg.n_trees / self.cfg.groups).max(1);
-        let m = (FEATURES / 3).max(1);
+        let m = self.cfg.features_per_split.clamp(1, FEATURES);
         let mut forests = Vec::with_capacity(self.cfg.groups);
         for g in 0..self.cfg.groups {
             let params = RandomForestRegressorParameters::default()
