@@ -395,10 +395,10 @@ impl Simulation {
     fn next_arrival(&self) -> Option<(Time, u32)> {
         let mut best: Option<(Time, u32)> = None;
         for (i, l) in self.loads.iter().enumerate() {
-            if let Some(a) = l.next {
-                if best.is_none_or(|(b, _)| a < b) {
-                    best = Some((a, i as u32));
-                }
+            if let Some(a) = l.next
+                && best.is_none_or(|(b, _)| a < b)
+            {
+                best = Some((a, i as u32));
             }
         }
         best
