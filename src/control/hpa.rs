@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Command, Controller, Observation, PodPhase, PodView, ServiceView};
+use super::{Command, Controller, Observation, PerService, PodPhase, PodView, ServiceView};
 use crate::time::{Span, Time};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -414,7 +414,7 @@ impl HpaState {
 pub struct Hpa {
     cfg: HpaConfig,
     name: String,
-    states: Vec<(String, HpaState)>,
+    states: PerService<HpaState>,
     pending: VecDeque<Command>,
 }
 
@@ -424,7 +424,7 @@ impl Hpa {
         Hpa {
             cfg,
             name,
-            states: Vec::new(),
+            states: PerService::default(),
             pending: VecDeque::new(),
         }
     }
@@ -478,14 +478,10 @@ impl Controller for Hpa {
     }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for svc in &obs.services {
-            let i = match self.states.iter().position(|(n, _)| *n == svc.name) {
-                Some(i) => i,
-                None => {
-                    self.states.push((svc.name.clone(), HpaState::default()));
-                    self.states.len() - 1
-                }
-            };
-            if let Some(cmd) = Self::decide(&self.cfg, &mut self.states[i].1, svc, now) {
+            let state = self
+                .states
+                .get_or_insert_with(&svc.name, |_| HpaState::default());
+            if let Some(cmd) = Self::decide(&self.cfg, state, svc, now) {
                 self.pending.push_back(cmd);
             }
         }

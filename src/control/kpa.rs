@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Command, Controller, Observation, ServiceView};
+use super::{Command, Controller, Observation, PerService, ServiceView};
 use crate::time::{Span, Time};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -142,7 +142,7 @@ impl KpaState {
 /// One KPA per service.
 pub struct Kpa {
     cfg: KpaConfig,
-    states: Vec<(String, KpaState)>,
+    states: PerService<KpaState>,
     pending: VecDeque<Command>,
 }
 
@@ -150,7 +150,7 @@ impl Kpa {
     pub fn new(cfg: KpaConfig) -> Self {
         Kpa {
             cfg,
-            states: Vec::new(),
+            states: PerService::default(),
             pending: VecDeque::new(),
         }
     }
@@ -192,14 +192,10 @@ impl Controller for Kpa {
     }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for svc in &obs.services {
-            let i = match self.states.iter().position(|(n, _)| *n == svc.name) {
-                Some(i) => i,
-                None => {
-                    self.states.push((svc.name.clone(), KpaState::default()));
-                    self.states.len() - 1
-                }
-            };
-            if let Some(cmd) = Self::decide(&self.cfg, &mut self.states[i].1, svc, now) {
+            let state = self
+                .states
+                .get_or_insert_with(&svc.name, |_| KpaState::default());
+            if let Some(cmd) = Self::decide(&self.cfg, state, svc, now) {
                 self.pending.push_back(cmd);
             }
         }

@@ -102,6 +102,38 @@ impl Command {
     }
 }
 
+/// A controller's state per service, in the order services first appear:
+/// a small vector, not a hash map, so nothing order-dependent reaches a
+/// decision.
+#[derive(Clone, Debug)]
+pub struct PerService<S> {
+    entries: Vec<(String, S)>,
+}
+
+impl<S> Default for PerService<S> {
+    fn default() -> Self {
+        PerService {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<S> PerService<S> {
+    /// The state of `service`, made by `make(n)` on first sight, where `n`
+    /// counts the services seen before.
+    pub fn get_or_insert_with(&mut self, service: &str, make: impl FnOnce(usize) -> S) -> &mut S {
+        let i = match self.entries.iter().position(|(n, _)| n == service) {
+            Some(i) => i,
+            None => {
+                let n = self.entries.len();
+                self.entries.push((service.to_string(), make(n)));
+                n
+            }
+        };
+        &mut self.entries[i].1
+    }
+}
+
 /// A sans-IO controller.
 pub trait Controller {
     fn name(&self) -> &str;

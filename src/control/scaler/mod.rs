@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 pub use forecast::{Forecast, ForecastConfig, ForecastSource, Forecaster};
 
-use super::{Command, Controller, Observation, ServiceView};
+use super::{Command, Controller, Observation, PerService, ServiceView};
 use crate::time::{Span, Time};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -110,7 +110,6 @@ impl CapacityEstimate {
 }
 
 struct ServiceState {
-    name: String,
     forecaster: Forecaster,
     capacity: CapacityEstimate,
     last_sample: Option<Time>,
@@ -121,7 +120,7 @@ struct ServiceState {
 pub struct AutonomousScaler {
     cfg: ScalerConfig,
     seed: u64,
-    services: Vec<ServiceState>,
+    services: PerService<ServiceState>,
     pending: VecDeque<Command>,
     decisions: Vec<ScalingDecision>,
 }
@@ -136,7 +135,7 @@ impl AutonomousScaler {
         AutonomousScaler {
             cfg,
             seed,
-            services: Vec::new(),
+            services: PerService::default(),
             pending: VecDeque::new(),
             decisions: Vec::new(),
         }
@@ -152,20 +151,18 @@ impl AutonomousScaler {
     }
 
     fn state(&mut self, name: &str) -> &mut ServiceState {
-        if let Some(i) = self.services.iter().position(|s| s.name == name) {
-            return &mut self.services[i];
-        }
-        let mut fc = self.cfg.forecast.clone();
-        fc.seed = crate::rng::splitmix64(self.seed ^ self.services.len() as u64);
-        self.services.push(ServiceState {
-            name: name.to_string(),
-            forecaster: Forecaster::new(fc),
-            capacity: CapacityEstimate::default(),
-            last_sample: None,
-            last_up: None,
-            last_change: None,
-        });
-        self.services.last_mut().expect("pushed")
+        let (forecast, seed) = (&self.cfg.forecast, self.seed);
+        self.services.get_or_insert_with(name, |n| {
+            let mut fc = forecast.clone();
+            fc.seed = crate::rng::splitmix64(seed ^ n as u64);
+            ServiceState {
+                forecaster: Forecaster::new(fc),
+                capacity: CapacityEstimate::default(),
+                last_sample: None,
+                last_up: None,
+                last_change: None,
+            }
+        })
     }
 
     /// One decision for one service.
