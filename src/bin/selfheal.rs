@@ -56,6 +56,22 @@ enum Cmd {
         #[arg(long)]
         shard: Option<String>,
     },
+    /// Search the selfheal scaler's thresholds on a training suite, validate
+    /// the best on a held-out suite, and write it as a `[controller]` table.
+    Tune {
+        /// Training suite (its scenarios and seeds; its controllers are
+        /// replaced by each candidate).
+        train: PathBuf,
+        /// Held-out suite: the best candidate, the defaults and this suite's
+        /// own controllers are scored on it with the same seeds.
+        #[arg(long)]
+        holdout: PathBuf,
+        /// Objective: SLO-violation seconds + WEIGHT x replica-seconds.
+        #[arg(long, default_value_t = 0.001)]
+        cost_weight: f64,
+        #[arg(long, default_value = "reports/tune")]
+        out: PathBuf,
+    },
     /// Rebuild the tables, charts and index of a sweep directory from its
     /// saved results.
     Report { dir: PathBuf },
@@ -162,6 +178,12 @@ fn real_main() -> anyhow::Result<()> {
         Cmd::Suite { data, seeds, out } => suite(&data, seeds, &out)?,
         Cmd::Sweep { suite, out, shard } => sweep(&suite, out, shard.as_deref())?,
         Cmd::Report { dir } => report(&dir)?,
+        Cmd::Tune {
+            train,
+            holdout,
+            cost_weight,
+            out,
+        } => tune(&train, &holdout, cost_weight, &out)?,
         Cmd::Merge { out, parts } => merge(&out, &parts)?,
         Cmd::Eval {
             what:
@@ -827,6 +849,131 @@ fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<()> {
         records.len(),
         parts.len(),
         out.join("index.html").display()
+    );
+    Ok(())
+}
+
+fn tune(
+    train: &std::path::Path,
+    holdout: &std::path::Path,
+    weight: f64,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use selfheal::sweep::{plan, run, tune};
+    let train_plan = plan::load(train)?;
+    let holdout_plan = plan::load(holdout)?;
+    let candidates = tune::grid();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let started = std::time::Instant::now();
+    let mut rows = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let p = tune::with_controller(&train_plan, &format!("candidate-{i}"), &c.spec);
+        println!("candidate {}/{}: {}", i + 1, candidates.len(), c.label);
+        let records = run::execute(
+            &p,
+            &out.join("train").join(format!("candidate-{i}")),
+            None,
+            &progress_line(std::time::Instant::now()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let (v, cost) = records.iter().fold((0.0, 0.0), |a, r| {
+            (a.0 + r.slo_violation_s, a.1 + r.replica_seconds)
+        });
+        let n = records.len().max(1) as f64;
+        rows.push((i, tune::objective(&records, weight), v / n, cost / n));
+    }
+    let best = rows
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("a candidate")
+        .0;
+    println!("best on training: {}", candidates[best].label);
+
+    // Held out: the best, the defaults, and the holdout suite's own controllers.
+    let mut contenders: Vec<(String, selfheal::scenario::ControllerSpec)> = vec![
+        ("tuned".into(), candidates[best].spec.clone()),
+        (
+            "selfheal-defaults".into(),
+            selfheal::scenario::ControllerSpec::parse_short("selfheal").unwrap(),
+        ),
+    ];
+    let mut own: Vec<String> = Vec::new();
+    for r in &holdout_plan.runs {
+        if !own.contains(&r.controller) {
+            own.push(r.controller.clone());
+        }
+    }
+    for c in own {
+        contenders.push((
+            c.clone(),
+            selfheal::scenario::ControllerSpec::parse_short(&c).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    let mut held = Vec::new();
+    for (label, spec) in &contenders {
+        let p = tune::with_controller(&holdout_plan, label, spec);
+        println!("held out: {label}");
+        let records = run::execute(
+            &p,
+            &out.join("holdout").join(label.replace(':', "-")),
+            None,
+            &progress_line(std::time::Instant::now()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let (v, cost) = records.iter().fold((0.0, 0.0), |a, r| {
+            (a.0 + r.slo_violation_s, a.1 + r.replica_seconds)
+        });
+        let n = records.len().max(1) as f64;
+        held.push((
+            label.clone(),
+            tune::objective(&records, weight),
+            v / n,
+            cost / n,
+        ));
+    }
+    let config = tune::controller_toml(&candidates[best].spec);
+    std::fs::write(
+        out.join("best-controller.toml"),
+        format!(
+            "# Chosen by `selfheal tune` on {} (cost weight {weight}); paste into a scenario file.\n{config}",
+            train.display()
+        ),
+    )?;
+    let mut md = format!(
+        "# Tuning the selfheal scaler\n\nObjective: mean over runs of SLO-violation seconds + {weight} x replica-seconds (lower is better). Training suite `{}` ({} runs per candidate), held-out suite `{}` ({} runs per controller), same seeds for every contender.\n\n## Held out\n\n| controller | objective | SLO violation s | replica-seconds |\n|---|---|---|---|\n",
+        train.display(),
+        tune::with_controller(&train_plan, "x", &candidates[0].spec)
+            .runs
+            .len(),
+        holdout.display(),
+        tune::with_controller(&holdout_plan, "x", &candidates[0].spec)
+            .runs
+            .len()
+    );
+    for (l, o, v, c) in &held {
+        md.push_str(&format!("| {l} | {o:.1} | {v:.1} | {c:.0} |\n"));
+    }
+    let (tuned, default) = (held[0].1, held[1].1);
+    md.push_str(&format!(
+        "\nThe tuned settings {} the defaults on the held-out suite: objective {tuned:.1} against {default:.1} ({:+.1} %).\n\nChosen: `{}`\n\n```toml\n{config}```\n\n## Search (training)\n\n| candidate | objective | SLO violation s | replica-seconds |\n|---|---|---|---|\n",
+        if tuned < default { "beat" } else { "do not beat" },
+        100.0 * (tuned - default) / default.abs().max(1e-9),
+        candidates[best].label
+    ));
+    for (i, o, v, c) in &rows {
+        md.push_str(&format!(
+            "| {}{} | {o:.1} | {v:.1} | {c:.0} |\n",
+            candidates[*i].label,
+            if *i == best { " (best)" } else { "" }
+        ));
+    }
+    std::fs::write(out.join("tune.md"), &md)?;
+    print!("{md}");
+    println!(
+        "wrote {} and {} in {:.0} s",
+        out.join("tune.md").display(),
+        out.join("best-controller.toml").display(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -6,3 +6,4 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod tune;
