@@ -72,6 +72,24 @@ enum Cmd {
         #[arg(long, default_value = "reports/tune")]
         out: PathBuf,
     },
+    /// Judge a policy (a file with a `[controller]` table, such as `tune`
+    /// writes) against a baseline over a chaos suite with paired seeds, and
+    /// write an approval record. Exits with status 3 when not approved.
+    Approve {
+        policy: PathBuf,
+        suite: PathBuf,
+        /// The controller to beat (static, hpa[:cpu%], kpa[:c], selfheal).
+        #[arg(long, default_value = "hpa:70")]
+        baseline: String,
+        /// Largest acceptable increase in SLO-violation seconds per run.
+        #[arg(long, default_value_t = 0.0)]
+        margin_violation_s: f64,
+        /// Largest acceptable increase in failed requests per run.
+        #[arg(long, default_value_t = 0.0)]
+        margin_failed: f64,
+        #[arg(long, default_value = "reports/approval")]
+        out: PathBuf,
+    },
     /// Rebuild the tables, charts and index of a sweep directory from its
     /// saved results.
     Report { dir: PathBuf },
@@ -184,6 +202,22 @@ fn real_main() -> anyhow::Result<()> {
             cost_weight,
             out,
         } => tune(&train, &holdout, cost_weight, &out)?,
+        Cmd::Approve {
+            policy,
+            suite,
+            baseline,
+            margin_violation_s,
+            margin_failed,
+            out,
+        } => {
+            let criteria = selfheal::sweep::approve::Criteria {
+                margin_violation_s,
+                margin_failed,
+            };
+            if !approve(&policy, &suite, &baseline, criteria, &out)? {
+                std::process::exit(3);
+            }
+        }
         Cmd::Merge { out, parts } => merge(&out, &parts)?,
         Cmd::Eval {
             what:
@@ -976,4 +1010,90 @@ fn tune(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn approve(
+    policy: &std::path::Path,
+    suite: &std::path::Path,
+    baseline: &str,
+    criteria: selfheal::sweep::approve::Criteria,
+    out: &std::path::Path,
+) -> anyhow::Result<bool> {
+    use selfheal::sweep::{approve, plan, run, tune};
+    #[derive(serde::Deserialize)]
+    struct PolicyFile {
+        controller: selfheal::scenario::ControllerSpec,
+    }
+    let text = std::fs::read_to_string(policy)
+        .with_context(|| format!("reading policy {}", policy.display()))?;
+    let p: PolicyFile = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", policy.display(), e.message()))?;
+    selfheal::scenario::check_controller(&p.controller)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    let base_spec =
+        selfheal::scenario::ControllerSpec::parse_short(baseline).map_err(anyhow::Error::msg)?;
+    let chaos = plan::load(suite)?;
+    let (hash, canonical) = approve::policy_hash(&p.controller);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    println!(
+        "approving policy {hash} against {baseline} on {}",
+        suite.display()
+    );
+    let policy_plan = tune::with_controller(&chaos, "policy", &p.controller);
+    let base_plan = tune::with_controller(&chaos, baseline, &base_spec);
+    let started = std::time::Instant::now();
+    let pr = run::execute(
+        &policy_plan,
+        &out.join("policy"),
+        None,
+        &progress_line(std::time::Instant::now()),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let br = run::execute(
+        &base_plan,
+        &out.join("baseline"),
+        None,
+        &progress_line(std::time::Instant::now()),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let (effects, pairs) = approve::judge(&pr, &br, criteria);
+    let approved = effects.iter().all(|e| e.pass);
+    let record = approve::Approval {
+        policy_hash: hash,
+        policy: canonical,
+        baseline: baseline.to_string(),
+        suite: suite.display().to_string(),
+        pairs,
+        criteria,
+        effects,
+        approved,
+    };
+    std::fs::write(out.join("approval.toml"), record.to_toml())?;
+    let mut md = format!(
+        "# Approval of `{}` against `{baseline}`\n\n{} paired runs of `{}`; verdict: **{}** (every fault type's 95 % interval of policy - baseline within its margin).\n\n| fault | metric | mean difference [95 % CI] | margin | pass |\n|---|---|---|---|---|\n",
+        record.policy_hash,
+        pairs,
+        suite.display(),
+        if approved { "approved" } else { "not approved" }
+    );
+    for e in &record.effects {
+        md.push_str(&format!(
+            "| {} | {} | {:+.1} [{:+.1}, {:+.1}] | {} | {} |\n",
+            e.fault,
+            e.metric,
+            e.difference.mean,
+            e.difference.lo,
+            e.difference.hi,
+            e.margin,
+            if e.pass { "yes" } else { "no" }
+        ));
+    }
+    std::fs::write(out.join("approval.md"), &md)?;
+    print!("{md}");
+    println!(
+        "wrote {} in {:.0} s",
+        out.join("approval.toml").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(approved)
 }

@@ -148,6 +148,13 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, 
     })
 }
 
+/// Checks a controller table on its own (a policy file), as a scenario's
+/// `[controller]` is checked.
+pub fn check_controller(spec: &ControllerSpec) -> Result<(), String> {
+    validate::check_controller(&FieldPath::default().key("controller"), spec)
+        .map_err(|p| format!("field `{}`: {}", p.path, p.message))
+}
+
 /// Parses a scenario whose traces are given in memory (tests, generated
 /// scenarios).
 pub fn from_spec(

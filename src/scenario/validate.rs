@@ -244,7 +244,7 @@ pub(super) fn check(s: &Scenario) -> Check {
     Ok(())
 }
 
-fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
+pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
     use super::ControllerKind::*;
     let k = c.kind;
     let fields: [(&str, bool, bool); 9] = [

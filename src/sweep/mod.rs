@@ -1,6 +1,7 @@
 //! Sweeps: suites of scenarios x parameters x controllers x seeds, run in
 //! parallel and resumably, reported with polars tables and plotters charts.
 
+pub mod approve;
 pub mod charts;
 pub mod plan;
 pub mod report;
