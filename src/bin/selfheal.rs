@@ -893,7 +893,7 @@ fn tune(
     weight: f64,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use selfheal::sweep::{plan, run, tune};
+    use selfheal::sweep::{plan, tune};
     let train_plan = plan::load(train)?;
     let holdout_plan = plan::load(holdout)?;
     let candidates = tune::grid();
@@ -901,20 +901,15 @@ fn tune(
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
-        let p = tune::with_controller(&train_plan, &format!("candidate-{i}"), &c.spec);
         println!("candidate {}/{}: {}", i + 1, candidates.len(), c.label);
-        let records = run::execute(
-            &p,
+        let records = run_under(
+            &train_plan,
+            &format!("candidate-{i}"),
+            &c.spec,
             &out.join("train").join(format!("candidate-{i}")),
-            None,
-            &progress_line(std::time::Instant::now()),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let (v, cost) = records.iter().fold((0.0, 0.0), |a, r| {
-            (a.0 + r.slo_violation_s, a.1 + r.replica_seconds)
-        });
-        let n = records.len().max(1) as f64;
-        rows.push((i, tune::objective(&records, weight), v / n, cost / n));
+        )?;
+        let (v, cost) = mean_violation_and_cost(&records);
+        rows.push((i, tune::objective(&records, weight), v, cost));
     }
     let best = rows
         .iter()
@@ -945,25 +940,15 @@ fn tune(
     }
     let mut held = Vec::new();
     for (label, spec) in &contenders {
-        let p = tune::with_controller(&holdout_plan, label, spec);
         println!("held out: {label}");
-        let records = run::execute(
-            &p,
+        let records = run_under(
+            &holdout_plan,
+            label,
+            spec,
             &out.join("holdout").join(label.replace(':', "-")),
-            None,
-            &progress_line(std::time::Instant::now()),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let (v, cost) = records.iter().fold((0.0, 0.0), |a, r| {
-            (a.0 + r.slo_violation_s, a.1 + r.replica_seconds)
-        });
-        let n = records.len().max(1) as f64;
-        held.push((
-            label.clone(),
-            tune::objective(&records, weight),
-            v / n,
-            cost / n,
-        ));
+        )?;
+        let (v, cost) = mean_violation_and_cost(&records);
+        held.push((label.clone(), tune::objective(&records, weight), v, cost));
     }
     let config = tune::controller_toml(&candidates[best].spec);
     std::fs::write(
@@ -1019,7 +1004,7 @@ fn approve(
     criteria: selfheal::sweep::approve::Criteria,
     out: &std::path::Path,
 ) -> anyhow::Result<bool> {
-    use selfheal::sweep::{approve, plan, run, tune};
+    use selfheal::sweep::{approve, plan};
     #[derive(serde::Deserialize)]
     struct PolicyFile {
         controller: selfheal::scenario::ControllerSpec,
@@ -1039,23 +1024,9 @@ fn approve(
         "approving policy {hash} against {baseline} on {}",
         suite.display()
     );
-    let policy_plan = tune::with_controller(&chaos, "policy", &p.controller);
-    let base_plan = tune::with_controller(&chaos, baseline, &base_spec);
     let started = std::time::Instant::now();
-    let pr = run::execute(
-        &policy_plan,
-        &out.join("policy"),
-        None,
-        &progress_line(std::time::Instant::now()),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let br = run::execute(
-        &base_plan,
-        &out.join("baseline"),
-        None,
-        &progress_line(std::time::Instant::now()),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let pr = run_under(&chaos, "policy", &p.controller, &out.join("policy"))?;
+    let br = run_under(&chaos, baseline, &base_spec, &out.join("baseline"))?;
     let (effects, pairs) = approve::judge(&pr, &br, criteria);
     let approved = effects.iter().all(|e| e.pass);
     let record = approve::Approval {
@@ -1096,4 +1067,26 @@ fn approve(
         started.elapsed().as_secs_f64()
     );
     Ok(approved)
+}
+
+/// Runs a suite's distinct runs under one controller as a resumable sweep
+/// in `dir`.
+fn run_under(
+    plan: &selfheal::sweep::plan::Plan,
+    label: &str,
+    spec: &selfheal::scenario::ControllerSpec,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<selfheal::sweep::run::RunRecord>> {
+    let p = selfheal::sweep::tune::with_controller(plan, label, spec);
+    selfheal::sweep::run::execute(&p, dir, None, &progress_line(std::time::Instant::now()))
+        .map_err(anyhow::Error::msg)
+}
+
+/// Mean SLO-violation seconds and replica-seconds of some runs.
+fn mean_violation_and_cost(records: &[selfheal::sweep::run::RunRecord]) -> (f64, f64) {
+    let n = records.len().max(1) as f64;
+    let (v, c) = records.iter().fold((0.0, 0.0), |a, r| {
+        (a.0 + r.slo_violation_s, a.1 + r.replica_seconds)
+    });
+    (v / n, c / n)
 }
