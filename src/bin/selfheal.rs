@@ -165,16 +165,10 @@ fn real_main() -> anyhow::Result<()> {
                 sc.spec.seed = seed;
             }
             if let Some(c) = controller {
-                let keep = (
-                    sc.spec.controller.min_replicas,
-                    sc.spec.controller.max_replicas,
+                sc.spec.use_controller(
+                    selfheal::scenario::ControllerSpec::parse_short(&c)
+                        .map_err(anyhow::Error::msg)?,
                 );
-                sc.spec.controller = selfheal::scenario::ControllerSpec::parse_short(&c)
-                    .map_err(anyhow::Error::msg)?;
-                (
-                    sc.spec.controller.min_replicas,
-                    sc.spec.controller.max_replicas,
-                ) = keep;
             }
             let started = std::time::Instant::now();
             let output = selfheal::sim::run(&sc)?;

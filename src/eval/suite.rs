@@ -420,15 +420,7 @@ pub fn run_matrix(
         .map(|&(s, c, seed)| {
             let mut sc = scenarios[s].scenario.clone();
             sc.spec.seed = seed;
-            let keep = (
-                sc.spec.controller.min_replicas,
-                sc.spec.controller.max_replicas,
-            );
-            sc.spec.controller = controllers[c].1.clone();
-            (
-                sc.spec.controller.min_replicas,
-                sc.spec.controller.max_replicas,
-            ) = keep;
+            sc.spec.use_controller(controllers[c].1.clone());
             let out = crate::sim::run(&sc).expect("suite scenarios carry their traces");
             progress(
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,

@@ -545,6 +545,20 @@ impl Default for KubernetesSpec {
     }
 }
 
+impl Scenario {
+    /// Runs the scenario under another controller, keeping the scenario's
+    /// replica bounds (a CLI or suite names a kind and its settings, not the
+    /// service's limits).
+    pub fn use_controller(&mut self, spec: ControllerSpec) {
+        let (min, max) = (self.controller.min_replicas, self.controller.max_replicas);
+        self.controller = ControllerSpec {
+            min_replicas: min,
+            max_replicas: max,
+            ..spec
+        };
+    }
+}
+
 /// Which controller scales the services, and its settings. Settings that
 /// do not apply to the kind are rejected.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

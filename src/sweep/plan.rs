@@ -285,15 +285,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 for (ki, &seed) in seeds.iter().enumerate() {
                     let mut l = loaded.clone();
                     l.spec.seed = seed;
-                    let keep = (
-                        l.spec.controller.min_replicas,
-                        l.spec.controller.max_replicas,
-                    );
-                    l.spec.controller = c.clone();
-                    (
-                        l.spec.controller.min_replicas,
-                        l.spec.controller.max_replicas,
-                    ) = keep;
+                    l.spec.use_controller(c.clone());
                     let controller = suite.controllers[ci].clone();
                     let name = l.spec.name.clone();
                     runs.push(RunSpec {

@@ -56,15 +56,7 @@ pub fn with_controller(plan: &Plan, label: &str, spec: &ControllerSpec) -> Plan 
         .enumerate()
         .map(|(i, r)| {
             let mut l = r.loaded.clone();
-            let keep = (
-                l.spec.controller.min_replicas,
-                l.spec.controller.max_replicas,
-            );
-            l.spec.controller = spec.clone();
-            (
-                l.spec.controller.min_replicas,
-                l.spec.controller.max_replicas,
-            ) = keep;
+            l.spec.use_controller(spec.clone());
             RunSpec {
                 index: i,
                 id: format!("{}|{}|{label}|{}", r.scenario, r.params, r.seed),
