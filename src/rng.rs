@@ -84,11 +84,6 @@ impl Stream {
         debug_assert!(n > 0);
         ((self.uniform() * n as f64) as usize).min(n - 1)
     }
-
-    /// Access to the underlying generator for `rand_distr` samplers.
-    pub fn rng(&mut self) -> &mut ChaCha8Rng {
-        &mut self.rng
-    }
 }
 
 /// Deterministic draws derived from a request key: a tiny counter-based

@@ -74,9 +74,6 @@ impl Span {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / NANOS_PER_SEC
     }
-    pub fn mul_f64(self, k: f64) -> Span {
-        Span::from_secs_f64(self.as_secs_f64() * k)
-    }
 }
 
 fn secs_to_nanos(s: f64) -> u64 {

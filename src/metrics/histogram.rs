@@ -175,12 +175,6 @@ impl Histogram {
             .collect();
         histogram_quantile(q, &pairs)
     }
-
-    pub fn reset(&mut self) {
-        self.counts.iter_mut().for_each(|c| *c = 0);
-        self.sum = 0.0;
-        self.count = 0;
-    }
 }
 
 /// PromQL's `histogram_quantile` on one series of cumulative buckets

@@ -398,10 +398,6 @@ impl ArrivalProcess {
         ArrivalProcess { curve, t: 0.0 }
     }
 
-    pub fn curve(&self) -> &Curve {
-        &self.curve
-    }
-
     /// The next arrival at or before `horizon`, or `None`.
     pub fn next(&mut self, rng: &mut Stream, horizon: Time) -> Option<Time> {
         let horizon = horizon.as_secs_f64();

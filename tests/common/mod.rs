@@ -9,12 +9,6 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared real-data directory beside the repository, as the data README
-/// describes (`../shared/data`).
-pub fn shared_data() -> PathBuf {
-    repo().join("..").join("shared").join("data")
-}
-
 pub fn scenario_text(text: &str) -> LoadedScenario {
     scenario::parse(text, "test.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -30,7 +30,6 @@ use smartcore::ensemble::random_forest_regressor::{
 };
 
 use crate::metrics::ServiceMetrics;
-use crate::time::Time;
 
 /// Samples of history each feature row looks at.
 pub const WINDOW: usize = 10;
@@ -208,10 +207,6 @@ impl Forecaster {
 
     pub fn config(&self) -> &ForecastConfig {
         &self.cfg
-    }
-
-    pub fn samples(&self) -> usize {
-        self.samples.len()
     }
 
     /// Forests fitted so far.
@@ -400,10 +395,5 @@ impl Forecaster {
         let mean_last =
             |e: &VecDeque<f64>| e.iter().rev().take(w).sum::<f64>() / e.len().min(w) as f64;
         mean_last(&self.persistence_errors) < mean_last(&self.forest_errors)
-    }
-
-    /// Time of the newest sample.
-    pub fn last_time(&self) -> Option<Time> {
-        self.samples.back().map(|s| Time::from_secs_f64(s.t))
     }
 }

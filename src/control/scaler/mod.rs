@@ -122,7 +122,6 @@ pub struct AutonomousScaler {
     seed: u64,
     services: PerService<ServiceState>,
     pending: VecDeque<Command>,
-    decisions: Vec<ScalingDecision>,
 }
 
 impl AutonomousScaler {
@@ -137,17 +136,11 @@ impl AutonomousScaler {
             seed,
             services: PerService::default(),
             pending: VecDeque::new(),
-            decisions: Vec::new(),
         }
     }
 
     pub fn config(&self) -> &ScalerConfig {
         &self.cfg
-    }
-
-    /// Every decision so far, `Maintain` included.
-    pub fn decisions(&self) -> &[ScalingDecision] {
-        &self.decisions
     }
 
     fn state(&mut self, name: &str) -> &mut ServiceState {
@@ -308,7 +301,6 @@ impl Controller for AutonomousScaler {
                     ),
                 });
             }
-            self.decisions.push(d);
         }
     }
     fn poll_command(&mut self) -> Option<Command> {
