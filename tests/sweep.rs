@@ -23,6 +23,23 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_selfheal"))
 }
 
+/// `selfheal sweep <small suite> --out DIR`.
+fn sweep_cmd(dir: &Path) -> Command {
+    let mut c = bin();
+    c.arg("sweep").arg(suite()).arg("--out").arg(dir);
+    c
+}
+
+/// Runs a command to completion and asserts it succeeded.
+fn run_ok(mut c: Command) {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn tables(dir: &Path) -> Vec<String> {
     [
         "runs.csv",
@@ -73,28 +90,13 @@ fn same_results_at_any_thread_count() {
 #[test]
 fn three_shards_in_separate_processes_merge_to_the_single_run() {
     let single = tmp("single");
-    let out = bin()
-        .arg("sweep")
-        .arg(suite())
-        .arg("--out")
-        .arg(&single)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sweep_cmd(&single));
     let parts: Vec<PathBuf> = (0..3).map(|i| tmp(&format!("shard{i}"))).collect();
     let children: Vec<_> = parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            bin()
-                .arg("sweep")
-                .arg(suite())
-                .arg("--out")
-                .arg(p)
+            sweep_cmd(p)
                 .arg("--shard")
                 .arg(format!("{i}/3"))
                 .spawn()
@@ -123,25 +125,9 @@ fn three_shards_in_separate_processes_merge_to_the_single_run() {
 #[test]
 fn an_interrupted_sweep_resumes_to_the_same_results() {
     let whole = tmp("whole");
-    assert!(
-        bin()
-            .arg("sweep")
-            .arg(suite())
-            .arg("--out")
-            .arg(&whole)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    run_ok(sweep_cmd(&whole));
     let cut = tmp("cut");
-    let mut child = bin()
-        .arg("sweep")
-        .arg(suite())
-        .arg("--out")
-        .arg(&cut)
-        .spawn()
-        .unwrap();
+    let mut child = sweep_cmd(&cut).spawn().unwrap();
     // Kill it once some, but not all, runs are logged.
     let journal = cut.join(run::JOURNAL);
     let started = Instant::now();
@@ -161,18 +147,7 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
         logged > 0 && logged < 24,
         "killed after {logged} of 24 runs"
     );
-    let out = bin()
-        .arg("sweep")
-        .arg(suite())
-        .arg("--out")
-        .arg(&cut)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(sweep_cmd(&cut));
     assert_eq!(
         run::read_journal(&journal).unwrap().len(),
         24,
@@ -184,17 +159,7 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
 #[test]
 fn report_rebuilds_from_saved_results() {
     let dir = tmp("report");
-    assert!(
-        bin()
-            .arg("sweep")
-            .arg(suite())
-            .arg("--out")
-            .arg(&dir)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    run_ok(sweep_cmd(&dir));
     let before = tables(&dir);
     std::fs::remove_file(dir.join("index.html")).unwrap();
     std::fs::remove_dir_all(dir.join("charts")).unwrap();
