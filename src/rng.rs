@@ -36,6 +36,10 @@ pub enum Subsystem {
     Curves = 6,
     /// Streams handed to controllers.
     Control = 7,
+    /// The training-trace generator's draws of loads and faults.
+    Traces = 8,
+    /// Model training: initial weights, shuffling, dropout.
+    Training = 9,
 }
 
 /// A seeded ChaCha8 stream with the few draws the simulator needs.

@@ -125,6 +125,17 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum EvalCmd {
+    /// Scores the online anomaly detector on NAB-format data exactly as NAB
+    /// does (three profiles, threshold swept on the files), next to Numenta
+    /// HTM's published per-row scores on the same files.
+    Nab {
+        /// Directory with combined_windows.json, the data folders and
+        /// golden/ (Numenta's published results).
+        #[arg(default_value = "../shared/data/nab")]
+        dir: PathBuf,
+        #[arg(long, default_value = "reports/nab")]
+        out: PathBuf,
+    },
     /// Rolling-origin evaluation of the load forecast (MASE and 80 %
     /// interval coverage) against naive and seasonal-naive forecasts, on the
     /// real traces in DATA and on synthetic curves.
@@ -221,6 +232,9 @@ fn real_main() -> anyhow::Result<()> {
                     horizons,
                 },
         } => eval_forecast(&data, &out, &horizons)?,
+        Cmd::Eval {
+            what: EvalCmd::Nab { dir, out },
+        } => eval_nab(&dir, &out)?,
         Cmd::Check { scenarios } => {
             let mut failed = 0;
             for path in &scenarios {
@@ -296,6 +310,33 @@ fn synthetic(
         y,
         season,
     }
+}
+
+fn eval_nab(dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = selfheal::control::anomaly::DetectorConfig::default();
+    let scores = selfheal::eval::nab::evaluate(dir, &cfg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut csv = String::from("detector,profile,threshold,raw,normalised\n");
+    let mut md = format!(
+        "# NAB score on {}\n\nDetector settings (fixed before scoring): `{:?}`\n\n| detector | profile | threshold | raw | normalised |\n|---|---|---|---|---|\n",
+        dir.display(),
+        cfg
+    );
+    for s in &scores {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            s.detector, s.profile, s.threshold, s.raw, s.normalised
+        ));
+        md.push_str(&format!(
+            "| {} | {} | {:.4} | {:.3} | {:.1} |\n",
+            s.detector, s.profile, s.threshold, s.raw, s.normalised
+        ));
+    }
+    std::fs::write(out.join("nab.csv"), csv)?;
+    std::fs::write(out.join("nab.md"), &md)?;
+    print!("{md}");
+    println!("wrote {}", out.join("nab.md").display());
+    Ok(())
 }
 
 fn eval_forecast(

@@ -7,8 +7,10 @@
 //! or owns a global random generator; randomness, where a controller needs
 //! it, comes from a seeded stream handed in at construction.
 
+pub mod anomaly;
 pub mod hpa;
 pub mod kpa;
+pub mod predictor;
 pub mod scaler;
 
 use crate::metrics::ServiceMetrics;

@@ -1,4 +1,5 @@
 //! Offline evaluations of the control core's models.
 
 pub mod forecast;
+pub mod nab;
 pub mod suite;

@@ -1,0 +1,505 @@
+//! The Numenta Anomaly Benchmark scorer, reproduced exactly.
+//!
+//! Follows `nab/sweeper.py` of numenta/NAB (v1.1): rows in the probationary
+//! period are not scored; a row inside an anomaly window is worth the scaled
+//! sigmoid of its relative position (the window's left edge is worth `tp`,
+//! its right edge about 0); a row outside every window costs `fp` (full cost
+//! before the first window, decaying with the distance after one). A file's
+//! score at a threshold is the sum, over windows, of the best (earliest)
+//! detection's weight or `-fn` when the window has none, plus the weights of
+//! all detections outside windows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NabError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Json { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: anomaly window {start} .. {end} does not start and end on a row's timestamp")]
+    Window {
+        path: PathBuf,
+        start: String,
+        end: String,
+    },
+}
+
+/// A cost profile: the weights of true positives, false positives and
+/// false negatives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Profile {
+    pub name: &'static str,
+    pub tp: f64,
+    pub fp: f64,
+    pub fn_: f64,
+}
+
+/// NAB's three profiles (`config/profiles.json`).
+pub const PROFILES: [Profile; 3] = [
+    Profile {
+        name: "standard",
+        tp: 1.0,
+        fp: 0.11,
+        fn_: 1.0,
+    },
+    Profile {
+        name: "reward_low_FP_rate",
+        tp: 1.0,
+        fp: 0.22,
+        fn_: 1.0,
+    },
+    Profile {
+        name: "reward_low_FN_rate",
+        tp: 1.0,
+        fp: 0.11,
+        fn_: 2.0,
+    },
+];
+
+/// One data file with its labelled windows as inclusive row ranges.
+#[derive(Clone, Debug)]
+pub struct LabelledFile {
+    /// Relative name as the windows file spells it (`realAWSCloudwatch/x.csv`).
+    pub name: String,
+    pub timestamps: Vec<String>,
+    pub values: Vec<f64>,
+    pub windows: Vec<(usize, usize)>,
+}
+
+/// NAB's scaled sigmoid.
+pub fn scaled_sigmoid(x: f64) -> f64 {
+    if x > 3.0 {
+        -1.0
+    } else {
+        2.0 / (1.0 + (5.0 * x).exp()) - 1.0
+    }
+}
+
+/// `min(floor(0.15 N), 750)`.
+pub fn probation_rows(n: usize) -> usize {
+    ((0.15 * n as f64).floor() as usize).min(750)
+}
+
+/// A scorable row: its position weight and the window it lies in.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightedRow {
+    pub row: usize,
+    pub weight: f64,
+    pub window: Option<usize>,
+}
+
+/// The weight of every row after the probationary period (`calcSweepScore`).
+pub fn weigh_rows(n_rows: usize, windows: &[(usize, usize)], p: &Profile) -> Vec<WeightedRow> {
+    let max_tp = scaled_sigmoid(-1.0);
+    let probation = probation_rows(n_rows);
+    let mut out = Vec::with_capacity(n_rows.saturating_sub(probation));
+    let mut next = 0;
+    let mut current: Option<usize> = None;
+    let mut previous: Option<(usize, f64)> = None;
+    for i in 0..n_rows {
+        if current.is_none() && next < windows.len() && windows[next].0 == i {
+            current = Some(next);
+            next += 1;
+        }
+        let (weight, window) = match current {
+            Some(w) => {
+                let (l, r) = windows[w];
+                let width = (r - l + 1) as f64;
+                let position = -((r as f64) - (i as f64) + 1.0) / width;
+                (scaled_sigmoid(position) * p.tp / max_tp, Some(w))
+            }
+            None => {
+                let unweighted = match previous {
+                    None => -1.0,
+                    Some((right, width)) => {
+                        scaled_sigmoid((right as f64 - i as f64).abs() / (width - 1.0))
+                    }
+                };
+                (unweighted * p.fp, None)
+            }
+        };
+        if i >= probation {
+            out.push(WeightedRow {
+                row: i,
+                weight,
+                window,
+            });
+        }
+        if let Some(w) = current
+            && windows[w].1 == i
+        {
+            let (l, r) = windows[w];
+            previous = Some((r, (r - l + 1) as f64));
+            current = None;
+        }
+    }
+    out
+}
+
+/// A file's score and confusion counts at one threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FileScore {
+    pub score: f64,
+    pub tp: u64,
+    pub tn: u64,
+    pub fp: u64,
+    pub fn_: u64,
+}
+
+/// The score of `scores` (one per row) at `threshold`: a row is a detection
+/// when its score is at least the threshold (`scoreDataSet`).
+pub fn score_file(
+    scores: &[f64],
+    windows: &[(usize, usize)],
+    p: &Profile,
+    threshold: f64,
+) -> FileScore {
+    let rows = weigh_rows(scores.len(), windows, p);
+    let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut out = FileScore::default();
+    let mut fp_sum = 0.0;
+    for r in &rows {
+        if let Some(w) = r.window {
+            best.entry(w).or_insert(-p.fn_);
+        }
+        let detected = scores[r.row] >= threshold;
+        match (r.window, detected) {
+            (Some(w), true) => {
+                out.tp += 1;
+                let b = best.get_mut(&w).expect("inserted above");
+                *b = b.max(r.weight);
+            }
+            (Some(_), false) => out.fn_ += 1,
+            (None, true) => {
+                out.fp += 1;
+                fp_sum += r.weight;
+            }
+            (None, false) => out.tn += 1,
+        }
+    }
+    out.score = best.values().sum::<f64>() + fp_sum;
+    out
+}
+
+/// Windows that have at least one scorable row: the ones a file's score
+/// counts (a window wholly inside the probationary period is not scored).
+pub fn scored_windows(n_rows: usize, windows: &[(usize, usize)]) -> usize {
+    let probation = probation_rows(n_rows);
+    windows.iter().filter(|w| w.1 >= probation).count()
+}
+
+/// Raw corpus score of each candidate threshold, highest first: every
+/// distinct detector score is tried, as NAB's sweep does.
+pub fn sweep_thresholds(
+    files: &[(&LabelledFile, &[f64])],
+    p: &Profile,
+) -> Vec<(f64, f64)> {
+    let mut thresholds: Vec<f64> = files
+        .iter()
+        .flat_map(|(f, s)| s[probation_rows(f.values.len())..].iter().copied())
+        .collect();
+    thresholds.sort_by(|a, b| b.total_cmp(a));
+    thresholds.dedup();
+    // Above every score nothing is detected.
+    thresholds.insert(0, f64::INFINITY);
+    let weighted: Vec<Vec<WeightedRow>> = files
+        .iter()
+        .map(|(f, s)| weigh_rows(s.len(), &f.windows, p))
+        .collect();
+    // Incremental sweep: rows sorted by score, descending; lowering the
+    // threshold past a row's score adds it as a detection.
+    let mut events: Vec<(f64, usize, usize)> = Vec::new();
+    for (fi, rows) in weighted.iter().enumerate() {
+        for (ri, r) in rows.iter().enumerate() {
+            events.push((files[fi].1[r.row], fi, ri));
+        }
+    }
+    events.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut best: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); files.len()];
+    let mut null = 0.0;
+    for (f, s) in files {
+        null -= p.fn_ * scored_windows(s.len(), &f.windows) as f64;
+    }
+    let mut window_sum = null;
+    let mut fp_sum = 0.0;
+    let mut out = Vec::with_capacity(thresholds.len());
+    let mut e = 0;
+    for &t in &thresholds {
+        while e < events.len() && events[e].0 >= t {
+            let (_, fi, ri) = events[e];
+            let r = weighted[fi][ri];
+            match r.window {
+                Some(w) => {
+                    let b = best[fi].entry(w).or_insert(-p.fn_);
+                    if r.weight > *b {
+                        window_sum += r.weight - *b;
+                        *b = r.weight;
+                    }
+                }
+                None => fp_sum += r.weight,
+            }
+            e += 1;
+        }
+        out.push((t, window_sum + fp_sum));
+    }
+    out
+}
+
+/// `100 (raw - null) / (perfect - null)`, with the null detector scoring
+/// `-fn` and the perfect one `tp` per scored window.
+pub fn normalised(raw: f64, windows: usize, p: &Profile) -> f64 {
+    let null = -p.fn_ * windows as f64;
+    let perfect = p.tp * windows as f64;
+    100.0 * (raw - null) / (perfect - null)
+}
+
+/// Loads every file named in `DIR/combined_windows.json` from `DIR`.
+pub fn load_corpus(dir: &Path) -> Result<Vec<LabelledFile>, NabError> {
+    let windows_path = dir.join("combined_windows.json");
+    let text = read(&windows_path)?;
+    let windows: BTreeMap<String, Vec<(String, String)>> =
+        serde_json::from_str(&text).map_err(|e| NabError::Json {
+            path: windows_path.clone(),
+            message: e.to_string(),
+        })?;
+    windows
+        .into_iter()
+        .map(|(name, spans)| {
+            let path = dir.join(&name);
+            let (timestamps, values) = read_series(&path)?;
+            let rows = spans
+                .iter()
+                .map(|(start, end)| {
+                    let find = |stamp: &str| {
+                        let stamp = stamp.strip_suffix(".000000").unwrap_or(stamp);
+                        timestamps.iter().position(|t| t == stamp)
+                    };
+                    match (find(start), find(end)) {
+                        (Some(l), Some(r)) if l <= r => Ok((l, r)),
+                        _ => Err(NabError::Window {
+                            path: windows_path.clone(),
+                            start: start.to_string(),
+                            end: end.to_string(),
+                        }),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(LabelledFile {
+                name,
+                timestamps,
+                values,
+                windows: rows,
+            })
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String, NabError> {
+    std::fs::read_to_string(path).map_err(|source| NabError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a two-column CSV with a header (`timestamp,value` or
+/// `timestamp,anomaly_score`).
+pub fn read_series(path: &Path) -> Result<(Vec<String>, Vec<f64>), NabError> {
+    let text = read(path)?;
+    let mut stamps = Vec::new();
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |message: String| NabError::Csv {
+            path: path.to_owned(),
+            line: i + 1,
+            message,
+        };
+        let mut cols = line.split(',');
+        let (Some(stamp), Some(value)) = (cols.next(), cols.next()) else {
+            return Err(bad("expected `timestamp,value`".into()));
+        };
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|e| bad(format!("value {value:?}: {e}")))?;
+        stamps.push(stamp.trim().to_owned());
+        values.push(value);
+    }
+    Ok((stamps, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_left_edge_is_worth_tp_and_right_edge_about_zero() {
+        let p = PROFILES[0];
+        let rows = weigh_rows(100, &[(50, 59)], &p);
+        let at = |i: usize| rows.iter().find(|r| r.row == i).unwrap().weight;
+        assert!((at(50) - 1.0).abs() < 1e-12);
+        assert!(at(59).abs() < 0.13, "{}", at(59));
+        // Before the first window a false positive costs the full fp weight.
+        assert!((at(20) + 0.11).abs() < 1e-12);
+        // Just after the window it costs almost nothing, far after about fp.
+        assert!(at(60) > -0.03 && at(99) < -0.10);
+    }
+
+    #[test]
+    fn null_and_perfect_detectors_bracket_the_score() {
+        let p = PROFILES[0];
+        let windows = [(200, 219), (500, 529)];
+        let none = score_file(&[0.0; 1000], &windows, &p, 0.5);
+        assert_eq!(none.score, -2.0);
+        let mut perfect = vec![0.0; 1000];
+        perfect[200] = 1.0;
+        perfect[500] = 1.0;
+        let s = score_file(&perfect, &windows, &p, 0.5);
+        assert!((s.score - 2.0).abs() < 1e-12);
+        assert!((normalised(s.score, 2, &p) - 100.0).abs() < 1e-9);
+    }
+}
+
+/// One detector's corpus result under one profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CorpusScore {
+    pub detector: String,
+    pub profile: &'static str,
+    pub threshold: f64,
+    pub raw: f64,
+    pub normalised: f64,
+}
+
+/// Sweeps the threshold over the corpus and returns the best one's score.
+pub fn best_threshold(
+    detector: &str,
+    files: &[(&LabelledFile, &[f64])],
+    p: &Profile,
+) -> CorpusScore {
+    let windows: usize = files
+        .iter()
+        .map(|(f, s)| scored_windows(s.len(), &f.windows))
+        .sum();
+    let (threshold, raw) = sweep_thresholds(files, p)
+        .into_iter()
+        // Ties go to the higher threshold (fewer detections), as NAB's
+        // descending sweep keeps the first maximum.
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |best, cur| {
+            if cur.1 > best.1 { cur } else { best }
+        });
+    CorpusScore {
+        detector: detector.to_owned(),
+        profile: p.name,
+        threshold,
+        raw,
+        normalised: normalised(raw, windows, p),
+    }
+}
+
+/// Reads Numenta's published per-row scores for `file` from
+/// `DIR/golden/numenta_rows/numenta_<basename>`.
+pub fn numenta_rows(dir: &Path, file: &LabelledFile) -> Result<Vec<f64>, NabError> {
+    let base = file.name.rsplit('/').next().unwrap_or(&file.name);
+    let path = dir
+        .join("golden")
+        .join("numenta_rows")
+        .join(format!("numenta_{base}"));
+    let (stamps, scores) = read_series(&path)?;
+    if stamps.len() != file.values.len() {
+        return Err(NabError::Csv {
+            path,
+            line: stamps.len() + 1,
+            message: format!(
+                "{} score rows for {} data rows of {}",
+                stamps.len(),
+                file.values.len(),
+                file.name
+            ),
+        });
+    }
+    Ok(scores)
+}
+
+/// Each file with its per-row scores.
+pub fn pair<'a>(corpus: &'a [LabelledFile], scores: &'a [Vec<f64>]) -> Vec<(&'a LabelledFile, &'a [f64])> {
+    corpus
+        .iter()
+        .zip(scores.iter().map(|s| s.as_slice()))
+        .collect()
+}
+
+/// The threshold Numenta's results used for `profile` (swept on the full
+/// corpus), from `DIR/golden/numenta_<profile>_scores.csv`.
+pub fn numenta_published_threshold(dir: &Path, p: &Profile) -> Result<f64, NabError> {
+    let path = dir
+        .join("golden")
+        .join(format!("numenta_{}_scores.csv", p.name));
+    let text = read(&path)?;
+    let line = text.lines().nth(1).ok_or_else(|| NabError::Csv {
+        path: path.clone(),
+        line: 2,
+        message: "no result rows".into(),
+    })?;
+    let field = line.split(',').nth(3).unwrap_or("");
+    field.parse().map_err(|e| NabError::Csv {
+        path: path.clone(),
+        line: 2,
+        message: format!("threshold {field:?}: {e}"),
+    })
+}
+
+/// Scores the online detector with `cfg` on the corpus in `dir`, next to
+/// Numenta HTM's published per-row scores, both with the threshold swept on
+/// these files, and HTM at its published full-corpus threshold.
+pub fn evaluate(
+    dir: &Path,
+    cfg: &crate::control::anomaly::DetectorConfig,
+) -> Result<Vec<CorpusScore>, NabError> {
+    let corpus = load_corpus(dir)?;
+    let ours: Vec<Vec<f64>> = corpus
+        .iter()
+        .map(|f| crate::control::anomaly::score_series(cfg, &f.values))
+        .collect();
+    let htm: Vec<Vec<f64>> = corpus
+        .iter()
+        .map(|f| numenta_rows(dir, f))
+        .collect::<Result<_, _>>()?;
+    let (ours, htm) = (pair(&corpus, &ours), pair(&corpus, &htm));
+    let windows: usize = corpus
+        .iter()
+        .map(|f| scored_windows(f.values.len(), &f.windows))
+        .sum();
+    let mut out = Vec::new();
+    for p in &PROFILES {
+        out.push(best_threshold("selfheal", &ours, p));
+        out.push(best_threshold("numenta (re-swept)", &htm, p));
+        let t = numenta_published_threshold(dir, p)?;
+        let raw: f64 = htm
+            .iter()
+            .map(|(f, s)| score_file(s, &f.windows, p, t).score)
+            .sum();
+        out.push(CorpusScore {
+            detector: "numenta (published threshold)".into(),
+            profile: p.name,
+            threshold: t,
+            raw,
+            normalised: normalised(raw, windows, p),
+        });
+    }
+    Ok(out)
+}

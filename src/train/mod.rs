@@ -1,0 +1,6 @@
+//! The failure predictor's training side: labelled synthetic traces, the
+//! burn model, the trainer and the validation. Everything here may do IO;
+//! the control core only sees the trained weights (`control::predictor`).
+
+pub mod model;
+pub mod traces;

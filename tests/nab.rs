@@ -1,0 +1,70 @@
+//! The NAB scorer against Numenta's published results, read in place from
+//! `../shared/data/nab` (or `$SELFHEAL_NAB_DIR`).
+
+use std::path::PathBuf;
+
+use selfheal::eval::nab::{self, PROFILES};
+
+fn nab_dir() -> PathBuf {
+    let dir = std::env::var_os("SELFHEAL_NAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab"));
+    assert!(
+        dir.join("combined_windows.json").exists(),
+        "NAB data not found at {}: set SELFHEAL_NAB_DIR to the directory with combined_windows.json",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn reproduces_numentas_published_per_file_scores() {
+    let dir = nab_dir();
+    let corpus = nab::load_corpus(&dir).unwrap();
+    assert_eq!(corpus.len(), 17);
+    let mut checked = 0;
+    for p in &PROFILES {
+        let golden = dir.join(format!("golden/numenta_{}_scores.csv", p.name));
+        let text = std::fs::read_to_string(&golden).unwrap();
+        for line in text.lines().skip(1) {
+            let c: Vec<&str> = line.split(',').collect();
+            let file = corpus.iter().find(|f| f.name == c[2]).expect(c[2]);
+            let threshold: f64 = c[3].parse().unwrap();
+            let scores = nab::numenta_rows(&dir, file).unwrap();
+            let got = nab::score_file(&scores, &file.windows, p, threshold);
+            let want: f64 = c[4].parse().unwrap();
+            assert!(
+                (got.score - want).abs() < 1e-6,
+                "{} {}: score {} want {want}",
+                p.name,
+                file.name,
+                got.score
+            );
+            let counts = [got.tp, got.tn, got.fp, got.fn_];
+            let want_counts: Vec<u64> = c[5..9].iter().map(|x| x.parse().unwrap()).collect();
+            assert_eq!(counts.to_vec(), want_counts, "{} {}", p.name, file.name);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3 * 17);
+}
+
+#[test]
+fn the_sweep_agrees_with_scoring_each_threshold_directly() {
+    let dir = nab_dir();
+    let corpus = nab::load_corpus(&dir).unwrap();
+    let rows: Vec<Vec<f64>> = corpus
+        .iter()
+        .map(|f| nab::numenta_rows(&dir, f).unwrap())
+        .collect();
+    let files: Vec<_> = corpus.iter().zip(rows.iter().map(|r| r.as_slice())).collect();
+    let p = &PROFILES[0];
+    let sweep = nab::sweep_thresholds(&files, p);
+    for &(t, raw) in sweep.iter().step_by(97).chain(sweep.last()) {
+        let direct: f64 = files
+            .iter()
+            .map(|(f, s)| nab::score_file(s, &f.windows, p, t).score)
+            .sum();
+        assert!((direct - raw).abs() < 1e-9 * raw.abs().max(1.0), "threshold {t}: {direct} vs {raw}");
+    }
+}
