@@ -57,7 +57,10 @@ fn the_sweep_agrees_with_scoring_each_threshold_directly() {
         .iter()
         .map(|f| nab::numenta_rows(&dir, f).unwrap())
         .collect();
-    let files: Vec<_> = corpus.iter().zip(rows.iter().map(|r| r.as_slice())).collect();
+    let files: Vec<_> = corpus
+        .iter()
+        .zip(rows.iter().map(|r| r.as_slice()))
+        .collect();
     let p = &PROFILES[0];
     let sweep = nab::sweep_thresholds(&files, p);
     for &(t, raw) in sweep.iter().step_by(97).chain(sweep.last()) {
@@ -65,6 +68,9 @@ fn the_sweep_agrees_with_scoring_each_threshold_directly() {
             .iter()
             .map(|(f, s)| nab::score_file(s, &f.windows, p, t).score)
             .sum();
-        assert!((direct - raw).abs() < 1e-9 * raw.abs().max(1.0), "threshold {t}: {direct} vs {raw}");
+        assert!(
+            (direct - raw).abs() < 1e-9 * raw.abs().max(1.0),
+            "threshold {t}: {direct} vs {raw}"
+        );
     }
 }

@@ -203,10 +203,7 @@ pub fn scored_windows(n_rows: usize, windows: &[(usize, usize)]) -> usize {
 
 /// Raw corpus score of each candidate threshold, highest first: every
 /// distinct detector score is tried, as NAB's sweep does.
-pub fn sweep_thresholds(
-    files: &[(&LabelledFile, &[f64])],
-    p: &Profile,
-) -> Vec<(f64, f64)> {
+pub fn sweep_thresholds(files: &[(&LabelledFile, &[f64])], p: &Profile) -> Vec<(f64, f64)> {
     let mut thresholds: Vec<f64> = files
         .iter()
         .flat_map(|(f, s)| s[probation_rows(f.values.len())..].iter().copied())
@@ -436,7 +433,10 @@ pub fn numenta_rows(dir: &Path, file: &LabelledFile) -> Result<Vec<f64>, NabErro
 }
 
 /// Each file with its per-row scores.
-pub fn pair<'a>(corpus: &'a [LabelledFile], scores: &'a [Vec<f64>]) -> Vec<(&'a LabelledFile, &'a [f64])> {
+pub fn pair<'a>(
+    corpus: &'a [LabelledFile],
+    scores: &'a [Vec<f64>],
+) -> Vec<(&'a LabelledFile, &'a [f64])> {
     corpus
         .iter()
         .zip(scores.iter().map(|s| s.as_slice()))

@@ -2,5 +2,9 @@
 //! burn model, the trainer and the validation. Everything here may do IO;
 //! the control core only sees the trained weights (`control::predictor`).
 
+pub mod dataset;
 pub mod model;
+pub mod store;
 pub mod traces;
+pub mod trainer;
+pub mod validate;

@@ -101,8 +101,7 @@ fn dense(l: &Linear) -> Dense {
         input,
         output,
         w: values(l.weight.val()),
-        b: l
-            .bias
+        b: l.bias
             .as_ref()
             .map_or(vec![0.0; output], |b| values(b.val())),
     }

@@ -14,39 +14,10 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use crate::control::predictor::Health;
 use crate::rng::{Stream, Subsystem};
 use crate::scenario::{self, FaultKind};
 use crate::sim::{self, RootSecond};
-
-/// The health states, worst last (the predictor's four classes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Healthy = 0,
-    Degraded = 1,
-    Unhealthy = 2,
-    Critical = 3,
-}
-
-impl Health {
-    pub const ALL: [Health; 4] = [
-        Health::Healthy,
-        Health::Degraded,
-        Health::Unhealthy,
-        Health::Critical,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Healthy => "healthy",
-            Health::Degraded => "degraded",
-            Health::Unhealthy => "unhealthy",
-            Health::Critical => "critical",
-        }
-    }
-    pub fn from_index(i: usize) -> Health {
-        Health::ALL[i.min(3)]
-    }
-}
 
 /// How the ground-truth SLI maps to a health state. The SLI at second `s` is
 /// the fraction of root requests completed in `(s - sli_window_s, s]` that
@@ -165,7 +136,11 @@ impl Default for TracesConfig {
             horizon_s: 300.0,
             fault_free_fraction: 0.2,
             faults: ALL_FAULTS.to_vec(),
-            loads: vec![LoadFamily::Constant, LoadFamily::Diurnal, LoadFamily::Bursts],
+            loads: vec![
+                LoadFamily::Constant,
+                LoadFamily::Diurnal,
+                LoadFamily::Bursts,
+            ],
             controller: "static".into(),
             health: HealthConfig::default(),
         }
@@ -231,7 +206,7 @@ impl Dataset {
                 let r = &self.rows[i];
                 r.label.is_some()
                     && r.scrape as usize + 1 >= w
-                    && (r.scrape as usize + 1 - w) % stride.max(1) == 0
+                    && (r.scrape as usize + 1 - w).is_multiple_of(stride.max(1))
                     && i + 1 >= w
                     && self.rows[i + 1 - w].run == r.run
                     && self.rows[i + 1 - w].service == r.service
@@ -260,7 +235,7 @@ pub fn plan_run(cfg: &TracesConfig, id: u32) -> RunPlan {
     let mut rng = Stream::new_indexed(cfg.seed, Subsystem::Traces, id as u64);
     let seed = rng.next_u64() >> 1;
     let load = cfg.loads[rng.index(cfg.loads.len())];
-    let rate = uniform(&mut rng, 80.0, 320.0);
+    let rate = uniform(&mut rng, 60.0, 220.0);
     let curve = match load {
         LoadFamily::Constant => format!("{{ kind = \"constant\", rate = {rate:.1} }}"),
         LoadFamily::Diurnal => format!(
@@ -302,10 +277,7 @@ pub fn plan_run(cfg: &TracesConfig, id: u32) -> RunPlan {
         let pods = 1 + rng.index(3);
         let body = match kind {
             FaultKind::PodKill => format!("service = \"{svc}\"\npods = {pods}"),
-            FaultKind::NodeLoss => format!(
-                "node = \"node-{}\"\nduration_s = {dur}",
-                rng.index(3)
-            ),
+            FaultKind::NodeLoss => format!("node = \"node-{}\"\nduration_s = {dur}", rng.index(3)),
             FaultKind::Latency => format!(
                 "service = \"backend\"\nadded_ms = {:.0}\nduration_s = {dur}",
                 uniform(&mut rng, 50.0, 900.0)
@@ -412,7 +384,11 @@ pub enum TracesError {
 }
 
 /// Simulates one planned run and labels its scrapes.
-pub fn run_one(cfg: &TracesConfig, plan: &RunPlan, base_dir: &Path) -> Result<Vec<Row>, TracesError> {
+pub fn run_one(
+    cfg: &TracesConfig,
+    plan: &RunPlan,
+    base_dir: &Path,
+) -> Result<Vec<Row>, TracesError> {
     let err = |message: String| TracesError::Run {
         run: plan.id,
         message,
@@ -428,14 +404,14 @@ pub fn run_one(cfg: &TracesConfig, plan: &RunPlan, base_dir: &Path) -> Result<Ve
     });
     let mut rows = Vec::new();
     for (svc, _) in out.services.iter().enumerate() {
-        let mut scrape = 0u32;
-        for (_, m) in out.metrics.iter().filter(|(s, _)| *s == svc) {
+        for (scrape, (_, m)) in out.metrics.iter().filter(|(s, _)| *s == svc).enumerate() {
+            let scrape = scrape as u32;
             let t = m.timestamp.as_secs_f64();
             let sec = t.floor() as usize;
             let future = states.get(sec + 1..=sec + horizon);
-            let label = future.filter(|f| f.len() == horizon).map(|f| {
-                f.iter().copied().max().unwrap_or(Health::Healthy)
-            });
+            let label = future
+                .filter(|f| f.len() == horizon)
+                .map(|f| f.iter().copied().max().unwrap_or(Health::Healthy));
             let time_to_breach_s = future.and_then(|f| {
                 f.iter()
                     .position(|&h| h != Health::Healthy)
@@ -444,27 +420,16 @@ pub fn run_one(cfg: &TracesConfig, plan: &RunPlan, base_dir: &Path) -> Result<Ve
             let fault = fault_span.and_then(|(kind, start, end)| {
                 (t >= start - cfg.horizon_s && t < end).then_some(kind)
             });
-            let nz = |x: f64| if x.is_finite() { x as f32 } else { 0.0 };
             rows.push(Row {
                 run: plan.id,
                 service: svc as u8,
                 scrape,
                 t_s: t,
-                features: [
-                    nz(m.cpu_usage),
-                    nz(m.memory_usage),
-                    nz(m.request_rate),
-                    nz(m.error_rate),
-                    nz(m.latency_p50),
-                    nz(m.latency_p99),
-                    m.active_connections as f32,
-                    m.ready_replicas as f32,
-                ],
+                features: crate::control::predictor::scrape_row(m),
                 label,
                 time_to_breach_s,
                 fault,
             });
-            scrape += 1;
         }
     }
     Ok(rows)

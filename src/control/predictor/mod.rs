@@ -1,4 +1,239 @@
-//! The failure predictor: the LSTM's health forecast, the pattern detector
-//! and the time-to-failure estimate, as the seed's `FailurePredictionEngine`.
+//! The failure predictor, as the seed's `FailurePredictionEngine`: the LSTM's
+//! forecast of the worst health state in the next prediction window, the
+//! pattern detector, and a time-to-failure estimate from the data.
+//!
+//! Sans-IO like the rest of the core: a [`ServiceWatch`] is fed scrapes
+//! with [`ServiceWatch::handle_scrape`] and asked for a [`Prediction`]; the
+//! trained weights come in as values (`FusedNet`, `Normaliser`), loaded by
+//! the edge (`train::store`).
 
 pub mod lstm;
+pub mod normalise;
+pub mod patterns;
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use self::lstm::{FusedNet, Scratch};
+use self::normalise::Normaliser;
+use self::patterns::{Detection, FailureType, PatternConfig, Remediation};
+use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
+use crate::metrics::ServiceMetrics;
+
+/// The health states, worst last: the predictor's four classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy = 0,
+    Degraded = 1,
+    Unhealthy = 2,
+    Critical = 3,
+}
+
+impl Health {
+    pub const ALL: [Health; 4] = [
+        Health::Healthy,
+        Health::Degraded,
+        Health::Unhealthy,
+        Health::Critical,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unhealthy => "unhealthy",
+            Health::Critical => "critical",
+        }
+    }
+    pub fn from_index(i: usize) -> Health {
+        Health::ALL[i.min(3)]
+    }
+}
+
+/// A scrape as the network sees it: the seed's seven metrics, then ready
+/// replicas. Latencies without traffic count as 0.
+pub fn scrape_row(m: &ServiceMetrics) -> [f32; 8] {
+    let nz = |x: f64| if x.is_finite() { x as f32 } else { 0.0 };
+    [
+        nz(m.cpu_usage),
+        nz(m.memory_usage),
+        nz(m.request_rate),
+        nz(m.error_rate),
+        nz(m.latency_p50),
+        nz(m.latency_p99),
+        m.active_connections as f32,
+        m.ready_replicas as f32,
+    ]
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictorConfig {
+    /// A prediction is a warning when P(not healthy) is at least this.
+    pub alarm_threshold: f32,
+    /// The SLO latency the latency trends are extrapolated to.
+    pub slo_latency_ms: f64,
+    pub scrape_interval_s: f64,
+    pub patterns: PatternConfig,
+    pub anomaly: DetectorConfig,
+    /// Median seconds to the breach by predicted class, measured on the
+    /// training runs; the estimate when no trend is heading for a limit.
+    pub median_time_to_breach_s: [Option<f64>; 4],
+}
+
+impl Default for PredictorConfig {
+    fn default() -> Self {
+        PredictorConfig {
+            alarm_threshold: 0.5,
+            slo_latency_ms: 250.0,
+            scrape_interval_s: 5.0,
+            patterns: PatternConfig::default(),
+            anomaly: DetectorConfig::default(),
+            median_time_to_breach_s: [None; 4],
+        }
+    }
+}
+
+/// The seed's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub status: Health,
+    /// Probability of `status`.
+    pub probability: f32,
+    pub probabilities: [f32; 4],
+    /// 1 - P(healthy): the score alarms are raised on.
+    pub not_healthy: f32,
+    pub warning: bool,
+    pub failure_type: Option<FailureType>,
+    /// Seconds until the SLO is expected to break, when not healthy.
+    pub time_to_failure_s: Option<f64>,
+    pub recommended_action: Remediation,
+}
+
+/// The trained network with what it needs to read raw scrapes.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub net: FusedNet,
+    pub normaliser: Normaliser,
+    pub window: usize,
+}
+
+/// One service's recent scrapes and anomaly state.
+#[derive(Clone, Debug)]
+pub struct ServiceWatch {
+    rows: VecDeque<[f32; 8]>,
+    errors: AnomalyDetector,
+    latency: AnomalyDetector,
+    anomaly_errors: f64,
+    anomaly_latency: f64,
+    window: usize,
+    scratch: Scratch,
+    buf: Vec<f32>,
+}
+
+impl ServiceWatch {
+    pub fn new(window: usize, cfg: &PredictorConfig) -> Self {
+        ServiceWatch {
+            rows: VecDeque::with_capacity(window + 1),
+            errors: AnomalyDetector::new(cfg.anomaly.clone()),
+            latency: AnomalyDetector::new(cfg.anomaly.clone()),
+            anomaly_errors: 0.0,
+            anomaly_latency: 0.0,
+            window,
+            scratch: Scratch::default(),
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn handle_scrape(&mut self, m: &ServiceMetrics) {
+        self.handle_row(scrape_row(m));
+    }
+
+    pub fn handle_row(&mut self, row: [f32; 8]) {
+        self.anomaly_errors = self.errors.update(row[patterns::ERRORS] as f64);
+        self.anomaly_latency = self.latency.update(row[patterns::P99] as f64);
+        self.rows.push_back(row);
+        if self.rows.len() > self.window {
+            self.rows.pop_front();
+        }
+    }
+
+    /// The latest anomaly scores of error rate and p99 latency.
+    pub fn anomaly(&self) -> (f64, f64) {
+        (self.anomaly_errors, self.anomaly_latency)
+    }
+
+    /// The pattern detector alone (the baseline the LSTM is compared with).
+    pub fn pattern(&self, cfg: &PredictorConfig) -> Option<Detection> {
+        let rows: Vec<[f32; 8]> = self.rows.iter().copied().collect();
+        patterns::detect(
+            &cfg.patterns,
+            &rows,
+            self.anomaly_errors,
+            self.anomaly_latency,
+            cfg.slo_latency_ms,
+        )
+    }
+
+    /// `None` until a full window has been seen (the seed answers "healthy
+    /// with probability 1" there, which no measurement supports).
+    pub fn predict(&mut self, model: &Model, cfg: &PredictorConfig) -> Option<Prediction> {
+        if self.rows.len() < model.window {
+            return None;
+        }
+        let f = model.normaliser.features();
+        self.buf.clear();
+        for r in &self.rows {
+            self.buf.extend_from_slice(&r[..f]);
+        }
+        model.normaliser.apply_window(&mut self.buf);
+        let p = model.net.predict(&self.buf, &mut self.scratch);
+        let probabilities = [p[0], p[1], p[2], p[3]];
+        let class = (0..4)
+            .max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]))
+            .unwrap_or(0);
+        let status = Health::from_index(class);
+        let not_healthy = 1.0 - probabilities[0];
+        let warning = not_healthy >= cfg.alarm_threshold;
+        let detection = self.pattern(cfg);
+        let time_to_failure_s = if warning || status != Health::Healthy {
+            Some(time_to_failure(detection.as_ref(), status, cfg))
+        } else {
+            None
+        };
+        Some(Prediction {
+            status,
+            probability: probabilities[class],
+            probabilities,
+            not_healthy,
+            warning,
+            failure_type: detection.map(|d| d.failure),
+            time_to_failure_s,
+            recommended_action: detection.map_or(Remediation::Monitor, |d| d.failure.remediation()),
+        })
+    }
+}
+
+/// The driving metric's trend extrapolated to its limit when it is heading
+/// there (0 when already past it); otherwise the median time to breach
+/// measured on the training runs for the predicted class.
+pub fn time_to_failure(d: Option<&Detection>, status: Health, cfg: &PredictorConfig) -> f64 {
+    if let Some(d) = d {
+        if d.value >= d.limit {
+            return 0.0;
+        }
+        if d.slope > 0.0 {
+            return (d.limit - d.value) / d.slope * cfg.scrape_interval_s;
+        }
+    }
+    cfg.median_time_to_breach_s[status as usize]
+        .or(cfg
+            .median_time_to_breach_s
+            .iter()
+            .rev()
+            .flatten()
+            .next()
+            .copied())
+        .unwrap_or(0.0)
+}

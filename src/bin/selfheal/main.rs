@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod predictor;
+
 #[derive(Parser)]
 #[command(
     name = "selfheal",
@@ -110,6 +112,69 @@ enum Cmd {
         seeds: u64,
         #[arg(long, default_value = "reports/suite")]
         out: PathBuf,
+    },
+    /// Generate labelled training traces for the failure predictor: many
+    /// simulated runs with random loads and faults, one row per scrape.
+    Traces {
+        /// Generator settings (TOML, fields of `TracesConfig`); defaults
+        /// when omitted.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        runs: Option<usize>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Directory the trace-replay loads are read from.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+        #[arg(long, default_value = "data/traces.parquet")]
+        out: PathBuf,
+    },
+    /// Train the LSTM failure predictor on a trace dataset and save it with
+    /// its config and normalisation stats.
+    Train {
+        #[arg(long, default_value = "data/traces.parquet")]
+        data: PathBuf,
+        #[arg(long, default_value = "models/predictor")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One window every STRIDE scrapes.
+        #[arg(long, default_value_t = 6)]
+        stride: usize,
+        /// Training windows drawn per epoch (0 = all).
+        #[arg(long, default_value_t = 0)]
+        samples_per_epoch: usize,
+        /// Input features: 7 = the seed's metrics, 8 = plus ready replicas.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
+        features: u8,
+    },
+    /// Validate the failure predictor on held-out traces (other seeds, loads
+    /// from a real trace, optionally each fault family left out of
+    /// training) next to persistence, static thresholds, the pattern rules
+    /// and a forest, at equal false-alarm rates.
+    Validate {
+        #[arg(long, default_value = "models/predictor")]
+        model: PathBuf,
+        /// The training traces (for the forest baseline).
+        #[arg(long, default_value = "data/traces.parquet")]
+        train_data: PathBuf,
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+        #[arg(long, default_value = "reports/validate")]
+        out: PathBuf,
+        /// Held-out runs with synthetic loads (half as many with the trace).
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// Score every STRIDE-th window.
+        #[arg(long, default_value_t = 2)]
+        stride: usize,
+        /// Train one model per left-out fault family for this many epochs
+        /// (0: skip).
+        #[arg(long, default_value_t = 0)]
+        leave_one_out_epochs: usize,
     },
     /// Offline evaluations.
     Eval {
@@ -224,6 +289,62 @@ fn real_main() -> anyhow::Result<()> {
             }
         }
         Cmd::Merge { out, parts } => merge(&out, &parts)?,
+        Cmd::Validate {
+            model,
+            train_data,
+            scenarios,
+            out,
+            runs,
+            stride,
+            leave_one_out_epochs,
+        } => predictor::validate(&predictor::ValidateArgs {
+            model: &model,
+            train_data: &train_data,
+            scenarios: &scenarios,
+            out: &out,
+            runs,
+            stride,
+            leave_one_out_epochs,
+        })?,
+        Cmd::Traces {
+            config,
+            runs,
+            seed,
+            scenarios,
+            out,
+        } => {
+            let mut cfg = predictor::traces_config(config.as_deref())?;
+            if let Some(r) = runs {
+                cfg.runs = r;
+            }
+            if let Some(s) = seed {
+                cfg.seed = s;
+            }
+            predictor::generate_traces(&cfg, &scenarios, &out)?;
+        }
+        Cmd::Train {
+            data,
+            out,
+            epochs,
+            seed,
+            stride,
+            samples_per_epoch,
+            features,
+        } => {
+            let cfg = selfheal::train::trainer::TrainConfig::new(
+                selfheal::train::model::PredictorNetConfig::new().with_features(features as usize),
+            )
+            .with_max_epochs(epochs)
+            .with_seed(seed)
+            .with_stride(stride)
+            .with_max_samples_per_epoch(samples_per_epoch);
+            // The command as anyone would type it, whatever the binary's path.
+            let command = std::iter::once("selfheal".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" ");
+            predictor::train(&data, &cfg, &out, command)?;
+        }
         Cmd::Eval {
             what:
                 EvalCmd::Forecast {

@@ -1,0 +1,384 @@
+//! `selfheal traces`, `selfheal train`: the predictor's data and training.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+use selfheal::train::store::{self, FORMAT, TrainingMeta};
+use selfheal::train::trainer::{self, EpochStats, Progress, TrainConfig};
+use selfheal::train::{dataset, traces};
+
+/// Reads a `TracesConfig` TOML file, or the defaults.
+pub fn traces_config(path: Option<&Path>) -> anyhow::Result<traces::TracesConfig> {
+    match path {
+        None => Ok(traces::TracesConfig::default()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+    }
+}
+
+pub fn generate_traces(
+    cfg: &traces::TracesConfig,
+    scenarios_dir: &Path,
+    out: &Path,
+) -> anyhow::Result<traces::Dataset> {
+    let started = std::time::Instant::now();
+    let done = AtomicUsize::new(0);
+    let line = super::progress_line(started);
+    eprintln!(
+        "simulating {} runs ({} s each, seed {}) on {} threads",
+        cfg.runs,
+        cfg.duration_s,
+        cfg.seed,
+        rayon::current_num_threads()
+    );
+    let tick = || line(done.fetch_add(1, Ordering::Relaxed) + 1, cfg.runs);
+    let ds = traces::generate(cfg, scenarios_dir, &tick)?;
+    dataset::save(&ds, out)?;
+    let labelled = ds.sample_ends(1).len();
+    println!(
+        "wrote {} ({} rows, {} labelled windows) and {} in {:.1} s",
+        out.display(),
+        ds.rows.len(),
+        labelled,
+        out.with_extension("toml").display(),
+        started.elapsed().as_secs_f64()
+    );
+    print_label_table(&ds);
+    Ok(ds)
+}
+
+/// Labelled windows (stride 1) by fault and class.
+pub fn print_label_table(ds: &traces::Dataset) {
+    let mut table: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    for e in ds.sample_ends(1) {
+        let r = &ds.rows[e];
+        let key = r.fault.map_or("none", |f| f.as_str());
+        table.entry(key).or_default()[r.label.expect("labelled") as usize] += 1;
+    }
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>9}",
+        "fault", "healthy", "degraded", "unhealthy", "critical"
+    );
+    for (k, c) in &table {
+        println!("{k:<20} {:>9} {:>9} {:>9} {:>9}", c[0], c[1], c[2], c[3]);
+    }
+}
+
+/// An epoch progress bar on stderr and a line per finished epoch.
+pub struct Bar {
+    pub epochs: usize,
+    last: Option<std::time::Instant>,
+}
+
+impl Bar {
+    pub fn new(epochs: usize) -> Self {
+        Bar { epochs, last: None }
+    }
+}
+
+impl Progress for Bar {
+    fn batch(&mut self, epoch: usize, done: usize, total: usize, loss: f64, accuracy: f64) {
+        if done < total && self.last.is_some_and(|t| t.elapsed().as_secs_f64() < 0.2) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let width = 30;
+        let filled = done * width / total.max(1);
+        eprint!(
+            "\r  epoch {epoch}/{} [{}{}] {done}/{total} loss {loss:.4} acc {:.1}%   ",
+            self.epochs,
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            100.0 * accuracy
+        );
+    }
+    fn epoch(&mut self, s: &EpochStats, best: bool) {
+        eprintln!();
+        println!(
+            "epoch {:>2}: train loss {:.4} acc {:.1}% | validation loss {:.4} acc {:.1}% | {:.0} s{}",
+            s.epoch,
+            s.train_loss,
+            100.0 * s.train_accuracy,
+            s.val_loss,
+            100.0 * s.val_accuracy,
+            s.seconds,
+            if best { " (best)" } else { "" }
+        );
+    }
+}
+
+pub fn train(data: &Path, cfg: &TrainConfig, out: &Path, command: String) -> anyhow::Result<()> {
+    let ds = dataset::load(data)?;
+    println!(
+        "{}: {} runs, {} rows, controller {}",
+        data.display(),
+        ds.runs.len(),
+        ds.rows.len(),
+        ds.controller
+    );
+    let device = burn::prelude::Device::flex();
+    let mut bar = Bar::new(cfg.max_epochs);
+    let t = trainer::train(&ds, cfg, &device, &mut bar);
+    let train_samples = trainer::samples(&ds, &t.train_runs, cfg.stride, &t.normaliser).len();
+    let meta = TrainingMeta {
+        format: FORMAT.into(),
+        dataset: data.display().to_string(),
+        dataset_config: ds.config.clone(),
+        controller: ds.controller.clone(),
+        train_runs: t.train_runs.len(),
+        val_runs: t.val_runs.len(),
+        train_samples,
+        best_epoch: t.best_epoch,
+        history: t.history.clone(),
+        command,
+        median_time_to_breach_s: store::median_time_to_breach(&ds, &t.train_runs),
+    };
+    store::save(out, &t, cfg, &meta)?;
+    println!(
+        "best epoch {} (validation loss {:.4}); wrote {}",
+        t.best_epoch,
+        t.history[t.best_epoch - 1].val_loss,
+        out.display()
+    );
+    Ok(())
+}
+
+/// Generates (or reuses, when the same configuration was generated before)
+/// a held-out trace set.
+fn heldout(
+    cfg: &traces::TracesConfig,
+    scenarios: &Path,
+    path: &Path,
+) -> anyhow::Result<traces::Dataset> {
+    if path.exists()
+        && let Ok(ds) = dataset::load(path)
+        && ds.config == *cfg
+    {
+        println!("reusing {}", path.display());
+        return Ok(ds);
+    }
+    generate_traces(cfg, scenarios, path)
+}
+
+pub struct ValidateArgs<'a> {
+    pub model: &'a Path,
+    pub train_data: &'a Path,
+    pub scenarios: &'a Path,
+    pub out: &'a Path,
+    pub runs: usize,
+    pub stride: usize,
+    pub leave_one_out_epochs: usize,
+}
+
+pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
+    use selfheal::train::validate as v;
+    let bundle = store::load(a.model)?;
+    let model = bundle.model();
+    let pcfg = bundle.predictor_config();
+    let base = bundle.meta.dataset_config.clone();
+    let train_ds = dataset::load(a.train_data)?;
+    std::fs::create_dir_all(a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let seeds_cfg = traces::TracesConfig {
+        seed: base.seed + 1000,
+        runs: a.runs,
+        ..base.clone()
+    };
+    let trace_cfg = traces::TracesConfig {
+        seed: base.seed + 2000,
+        runs: a.runs / 2,
+        loads: vec![traces::LoadFamily::Trace],
+        ..base.clone()
+    };
+    let sets = [
+        (
+            "Held out: other seeds and runs (synthetic loads)",
+            heldout(
+                &seeds_cfg,
+                a.scenarios,
+                &a.out.join("heldout-seeds.parquet"),
+            )?,
+        ),
+        (
+            "Held out: loads from the real Azure Functions trace",
+            heldout(
+                &trace_cfg,
+                a.scenarios,
+                &a.out.join("heldout-trace.parquet"),
+            )?,
+        ),
+    ];
+    let started = std::time::Instant::now();
+    println!("fitting the forest baseline on {}", a.train_data.display());
+    let forest = v::Forest::fit(
+        &train_ds,
+        &bundle.normaliser,
+        bundle.config.stride,
+        20_000,
+        base.seed,
+    );
+    println!("  {:.1} s", started.elapsed().as_secs_f64());
+    let mut md = format!(
+        "# Failure predictor validation\n\nModel: `{}` (trained by `{}`, best epoch {}, {} training windows from {} runs). Features: {}. Labels: worst state of the ground-truth SLI over the next {} s (healthy >= {}, degraded >= {}, unhealthy >= {}, else critical; SLI over {} s). Reproduce with `selfheal validate` (defaults).\n\n",
+        a.model.display(),
+        bundle.meta.command,
+        bundle.meta.best_epoch,
+        bundle.meta.train_samples,
+        bundle.meta.train_runs,
+        traces::FEATURES.join(", "),
+        base.horizon_s,
+        base.health.healthy,
+        base.health.degraded,
+        base.health.unhealthy,
+        base.health.sli_window_s,
+    );
+    let mut heldout_scored = Vec::new();
+    for (title, ds) in &sets {
+        let t0 = std::time::Instant::now();
+        let scored = v::score_dataset(ds, &model, &pcfg, &forest, a.stride);
+        println!(
+            "scored {} windows of {title} in {:.1} s",
+            scored.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        md.push_str(&v::report_section(
+            title,
+            &scored,
+            ds,
+            pcfg.alarm_threshold as f64,
+        ));
+        md.push('\n');
+        heldout_scored.push(scored);
+    }
+    if a.leave_one_out_epochs > 0 {
+        md.push_str(&leave_one_out(
+            a,
+            &bundle,
+            &train_ds,
+            &sets[0].1,
+            &heldout_scored[0],
+            &forest,
+        )?);
+    }
+    let path = a.out.join("validation.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    print!("{md}");
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Trains one model per fault family without that family's runs and scores
+/// it on the held-out runs of that family (and the fault-free ones).
+fn leave_one_out(
+    a: &ValidateArgs,
+    bundle: &store::ModelBundle,
+    train_ds: &traces::Dataset,
+    heldout: &traces::Dataset,
+    full_scored: &[selfheal::train::validate::Scored],
+    forest: &selfheal::train::validate::Forest,
+) -> anyhow::Result<String> {
+    use selfheal::train::validate as v;
+    let mut md = format!(
+        "## Each fault family left out of training in turn\n\nOne model per family, trained like the shipped one but for at most {} epochs, without the training runs of that family; scored on the held-out runs of that family and the fault-free ones. The full model's figures on the same windows are beside it.\n\n| left out | windows | ROC-AUC (left out) | ROC-AUC (full) | recall at 0.5 (left out) | recall (full) | lead p50 s (left out) | lead p50 s (full) |\n|---|---|---|---|---|---|---|---|\n",
+        a.leave_one_out_epochs
+    );
+    let device = burn::prelude::Device::flex();
+    for family in traces::ALL_FAULTS {
+        let keep: Vec<u32> = train_ds
+            .runs
+            .iter()
+            .filter(|r| r.fault.map(|f| f.0) != Some(family))
+            .map(|r| r.id)
+            .collect();
+        let subset = traces::Dataset {
+            runs: train_ds
+                .runs
+                .iter()
+                .filter(|r| keep.binary_search(&r.id).is_ok())
+                .cloned()
+                .collect(),
+            rows: train_ds
+                .rows
+                .iter()
+                .filter(|r| keep.binary_search(&r.run).is_ok())
+                .cloned()
+                .collect(),
+            ..train_ds.clone()
+        };
+        let cfg = bundle
+            .config
+            .clone()
+            .with_max_epochs(a.leave_one_out_epochs);
+        println!(
+            "leave out {}: training on {} runs",
+            family.as_str(),
+            subset.runs.len()
+        );
+        let mut bar = Bar::new(cfg.max_epochs);
+        let t = trainer::train(&subset, &cfg, &device, &mut bar);
+        let model = selfheal::control::predictor::Model {
+            net: t.fused,
+            normaliser: t.normaliser,
+            window: cfg.net.window,
+        };
+        let eval_runs: Vec<u32> = heldout
+            .runs
+            .iter()
+            .filter(|r| r.fault.is_none_or(|f| f.0 == family))
+            .map(|r| r.id)
+            .collect();
+        let eval = traces::Dataset {
+            runs: heldout
+                .runs
+                .iter()
+                .filter(|r| eval_runs.binary_search(&r.id).is_ok())
+                .cloned()
+                .collect(),
+            rows: heldout
+                .rows
+                .iter()
+                .filter(|r| eval_runs.binary_search(&r.run).is_ok())
+                .cloned()
+                .collect(),
+            ..heldout.clone()
+        };
+        let pcfg = bundle.predictor_config();
+        let scored = v::score_dataset(&eval, &model, &pcfg, forest, a.stride);
+        let full: Vec<v::Scored> = full_scored
+            .iter()
+            .filter(|x| eval_runs.binary_search(&x.run).is_ok())
+            .cloned()
+            .collect();
+        let summarise = |s: &[v::Scored]| {
+            let pos: Vec<bool> = s
+                .iter()
+                .map(|x| x.label != traces::Health::Healthy)
+                .collect();
+            let sc: Vec<f64> = s.iter().map(|x| x.scores[0]).collect();
+            let (roc, _) = v::roc_pr_auc(&sc, &pos);
+            let (tp, p) = s.iter().zip(&pos).fold((0.0, 0.0), |(tp, p), (x, &y)| {
+                (
+                    tp + (y && x.scores[0] >= 0.5) as u8 as f64,
+                    p + y as u8 as f64,
+                )
+            });
+            let mut leads: Vec<f64> = v::timing(s, &eval, 0, 0.5)
+                .leads
+                .iter()
+                .map(|l| l.1)
+                .collect();
+            (roc, tp / f64::max(p, 1.0), v::quantile(&mut leads, 0.5))
+        };
+        let (lr, lrec, llead) = summarise(&scored);
+        let (fr, frec, flead) = summarise(&full);
+        md.push_str(&format!(
+            "| {} | {} | {lr:.3} | {fr:.3} | {lrec:.3} | {frec:.3} | {llead:.0} | {flead:.0} |\n",
+            family.as_str(),
+            scored.len()
+        ));
+    }
+    Ok(md)
+}

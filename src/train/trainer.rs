@@ -1,0 +1,297 @@
+//! Trains the predictor network on a trace dataset: Adam, class-weighted
+//! cross-entropy, early stopping on a validation split made *by run* (two
+//! windows of one run share most of their scrapes, so a split by window
+//! would leak), seeded throughout.
+
+use std::path::{Path, PathBuf};
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::Device;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::model::{PredictorNet, PredictorNetConfig};
+use super::traces::{Dataset, FEATURES, Health};
+use crate::control::predictor::lstm::{FusedNet, Scratch};
+use crate::control::predictor::normalise::Normaliser;
+use crate::rng::{Stream, Subsystem};
+
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub net: PredictorNetConfig,
+    #[config(default = 1)]
+    pub seed: u64,
+    #[config(default = 1e-3)]
+    pub learning_rate: f64,
+    #[config(default = 32)]
+    pub batch: usize,
+    #[config(default = 12)]
+    pub max_epochs: usize,
+    /// Epochs without a better validation loss before stopping.
+    #[config(default = 3)]
+    pub patience: usize,
+    /// Fraction of runs held out for early stopping.
+    #[config(default = 0.2)]
+    pub validation_fraction: f64,
+    /// One sample every `stride` scrapes of a (run, service).
+    #[config(default = 6)]
+    pub stride: usize,
+    /// Cap on training samples per epoch (drawn afresh each epoch), 0 = all.
+    #[config(default = 0)]
+    pub max_samples_per_epoch: usize,
+}
+
+/// Which features are taken as `ln(1 + x)` before standardising.
+pub fn log_features(n: usize) -> Vec<bool> {
+    FEATURES[..n]
+        .iter()
+        .map(|f| {
+            matches!(
+                *f,
+                "request_rate" | "latency_p50_ms" | "latency_p99_ms" | "active_connections"
+            )
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+}
+
+pub struct Trained {
+    pub net: PredictorNet,
+    pub fused: FusedNet,
+    pub normaliser: Normaliser,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+    pub train_runs: Vec<u32>,
+    pub val_runs: Vec<u32>,
+}
+
+/// Splits run ids into (train, validation) with a seeded shuffle.
+pub fn split_runs(ds: &Dataset, fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut ids: Vec<u32> = ds.runs.iter().map(|r| r.id).collect();
+    let mut rng = Stream::new_indexed(seed, Subsystem::Training, 1);
+    shuffle(&mut ids, &mut rng);
+    let n_val = ((ids.len() as f64) * fraction).round() as usize;
+    let val = ids.split_off(ids.len() - n_val.min(ids.len()));
+    ids.sort_unstable();
+    let mut val = val;
+    val.sort_unstable();
+    (ids, val)
+}
+
+fn shuffle<T>(v: &mut [T], rng: &mut Stream) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.index(i + 1));
+    }
+}
+
+/// A normalised window and its class.
+pub struct Samples {
+    pub x: Vec<f32>,
+    pub y: Vec<usize>,
+    pub ends: Vec<usize>,
+    pub per_sample: usize,
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+    pub fn window(&self, i: usize) -> &[f32] {
+        &self.x[i * self.per_sample..(i + 1) * self.per_sample]
+    }
+}
+
+pub fn samples(ds: &Dataset, runs: &[u32], stride: usize, norm: &Normaliser) -> Samples {
+    let f = norm.features();
+    let ends: Vec<usize> = ds
+        .sample_ends(stride)
+        .into_iter()
+        .filter(|&i| runs.binary_search(&ds.rows[i].run).is_ok())
+        .collect();
+    let per_sample = ds.config.window * f;
+    let mut x = Vec::with_capacity(ends.len() * per_sample);
+    let mut y = Vec::with_capacity(ends.len());
+    for &e in &ends {
+        let mut w = ds.window(e, f);
+        norm.apply_window(&mut w);
+        x.extend_from_slice(&w);
+        y.push(ds.rows[e].label.expect("sample ends are labelled") as usize);
+    }
+    Samples {
+        x,
+        y,
+        ends,
+        per_sample,
+    }
+}
+
+/// Mean cross-entropy and accuracy of the fused network on `s`.
+pub fn evaluate(fused: &FusedNet, s: &Samples) -> (f64, f64) {
+    let mut scratch = Scratch::default();
+    let (mut loss, mut right) = (0.0, 0usize);
+    for i in 0..s.len() {
+        let p = fused.predict(s.window(i), &mut scratch);
+        loss -= (p[s.y[i]].max(1e-7) as f64).ln();
+        let arg = argmax(&p);
+        right += (arg == s.y[i]) as usize;
+    }
+    let n = s.len().max(1) as f64;
+    (loss / n, right as f64 / n)
+}
+
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0
+}
+
+/// Progress reporting for long work: the trainer calls it after every batch.
+pub trait Progress {
+    fn batch(&mut self, epoch: usize, done: usize, total: usize, loss: f64, accuracy: f64);
+    fn epoch(&mut self, stats: &EpochStats, best: bool);
+}
+
+pub fn train(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Trained {
+    let f = cfg.net.features;
+    let (train_runs, val_runs) = split_runs(ds, cfg.validation_fraction, cfg.seed);
+    let normaliser = Normaliser::fit(
+        log_features(f),
+        ds.rows
+            .iter()
+            .filter(|r| train_runs.binary_search(&r.run).is_ok())
+            .map(|r| &r.features[..f]),
+    );
+    let train_set = samples(ds, &train_runs, cfg.stride, &normaliser);
+    let val_set = samples(ds, &val_runs, cfg.stride, &normaliser);
+    // Inverse-frequency class weights, capped so a class seen a handful of
+    // times cannot dominate.
+    let mut counts = [0usize; 4];
+    for &y in &train_set.y {
+        counts[y] += 1;
+    }
+    let n = train_set.len().max(1) as f32;
+    let weights: Vec<f32> = counts
+        .iter()
+        .map(|&c| (n / (4.0 * c.max(1) as f32)).clamp(0.2, 20.0))
+        .collect();
+    let device = device.clone().autodiff();
+    device.seed(cfg.seed);
+    let mut net = cfg.net.init(&device);
+    let mut optim = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_weights(Some(weights))
+        .init(&device);
+    let mut rng = Stream::new_indexed(cfg.seed, Subsystem::Training, 2);
+    let mut best: Option<(f64, usize, PredictorNet, FusedNet)> = None;
+    let mut history = Vec::new();
+    let window = cfg.net.window;
+    for epoch in 1..=cfg.max_epochs {
+        let started = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        shuffle(&mut order, &mut rng);
+        if cfg.max_samples_per_epoch > 0 {
+            order.truncate(cfg.max_samples_per_epoch);
+        }
+        let batches = order.len().div_ceil(cfg.batch);
+        let (mut loss_sum, mut right, mut seen) = (0.0, 0usize, 0usize);
+        for (b, chunk) in order.chunks(cfg.batch).enumerate() {
+            let mut x = Vec::with_capacity(chunk.len() * train_set.per_sample);
+            let mut y = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                x.extend_from_slice(train_set.window(i));
+                y.push(train_set.y[i] as i64);
+            }
+            let xs = Tensor::<3>::from_data(TensorData::new(x, [chunk.len(), window, f]), &device);
+            let ys =
+                Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [chunk.len()]), &device);
+            let logits = net.forward(xs);
+            let pred: Vec<i64> = logits
+                .clone()
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .expect("argmax data");
+            right += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
+            let loss = loss_fn.forward(logits, ys);
+            loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
+            seen += chunk.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(cfg.learning_rate, net, grads);
+            progress.batch(
+                epoch,
+                b + 1,
+                batches,
+                loss_sum / seen as f64,
+                right as f64 / seen as f64,
+            );
+        }
+        let fused = net.valid().to_fused();
+        let (val_loss, val_accuracy) = evaluate(&fused, &val_set);
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: right as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let improved = best.as_ref().is_none_or(|b| val_loss < b.0);
+        progress.epoch(&stats, improved);
+        history.push(stats);
+        if improved {
+            best = Some((val_loss, epoch, net.valid(), fused));
+        } else if best.as_ref().is_some_and(|b| epoch - b.1 >= cfg.patience) {
+            break;
+        }
+    }
+    let (_, best_epoch, net, fused) = best.expect("at least one epoch");
+    Trained {
+        net,
+        fused,
+        normaliser,
+        history,
+        best_epoch,
+        train_runs,
+        val_runs,
+    }
+}
+
+/// The health classes' names, in class order.
+pub fn class_names() -> [&'static str; 4] {
+    Health::ALL.map(|h| h.as_str())
+}
+
+/// Files of a saved model directory.
+pub fn model_files(dir: &Path) -> [PathBuf; 4] {
+    [
+        dir.join("config.json"),
+        dir.join("normaliser.json"),
+        dir.join("model.bpk"),
+        dir.join("training.json"),
+    ]
+}

@@ -1,0 +1,228 @@
+//! The failure predictor: the fused forward pass against burn, the model
+//! files' error messages, determinism of the traces, and a short training
+//! run on a small dataset (full training is `selfheal train`).
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use burn::tensor::{Tensor, TensorData};
+use selfheal::control::predictor::lstm::Scratch;
+use selfheal::control::predictor::patterns::{FailureType, Remediation};
+use selfheal::control::predictor::{Health, ServiceWatch};
+use selfheal::rng::{Stream, Subsystem};
+use selfheal::scenario::FaultKind;
+use selfheal::train::model::{PredictorNet, PredictorNetConfig};
+use selfheal::train::store::{self, ModelError};
+use selfheal::train::trainer::{self, EpochStats, Progress, TrainConfig};
+use selfheal::train::{dataset, traces};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/predictor")
+}
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Deterministic pseudo-random normalised windows.
+fn windows(n: usize, steps: usize, features: usize) -> Vec<f32> {
+    let mut rng = Stream::new(42, Subsystem::Training);
+    (0..n * steps * features)
+        .map(|_| (rng.normal() * 1.5) as f32)
+        .collect()
+}
+
+fn assert_fused_matches(net: &PredictorNet, cfg: &PredictorNetConfig, device: &Device) {
+    let (n, w, f) = (16, cfg.window, cfg.features);
+    let x = windows(n, w, f);
+    let logits = net.forward(Tensor::<3>::from_data(
+        TensorData::new(x.clone(), [n, w, f]),
+        device,
+    ));
+    let burn_p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let fused = net.to_fused();
+    let mut scratch = Scratch::default();
+    let mut worst = 0f32;
+    for i in 0..n {
+        let p = fused.predict(&x[i * w * f..(i + 1) * w * f], &mut scratch);
+        for c in 0..cfg.classes {
+            worst = worst.max((p[c] - burn_p[i * cfg.classes + c]).abs());
+        }
+    }
+    assert!(worst < 1e-5, "fused and burn differ by {worst}");
+}
+
+#[test]
+fn fused_forward_pass_equals_burn_on_the_shipped_model() {
+    let device = Device::flex();
+    let (cfg, _, net, _) = store::load_net(&shipped(), &device).unwrap();
+    assert_fused_matches(&net, &cfg.net, &device);
+}
+
+#[test]
+fn fused_forward_pass_equals_burn_on_a_fresh_network() {
+    let device = Device::flex();
+    device.seed(7);
+    let cfg = PredictorNetConfig::new();
+    let net = cfg.init(&device);
+    assert_fused_matches(&net, &cfg, &device);
+}
+
+fn copy_model(to: &Path) {
+    for f in [
+        "config.json",
+        "normaliser.json",
+        "model.bpk",
+        "training.json",
+    ] {
+        std::fs::copy(shipped().join(f), to.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn a_missing_truncated_or_incompatible_model_is_named() {
+    let d = tmp("model-errors");
+    copy_model(&d);
+    assert!(store::load(&d).is_ok());
+
+    std::fs::remove_file(d.join("model.bpk")).unwrap();
+    let e = store::load(&d).unwrap_err();
+    assert!(matches!(e, ModelError::Missing { .. }), "{e}");
+    assert!(e.to_string().contains("model.bpk"), "{e}");
+
+    let bytes = std::fs::read(shipped().join("model.bpk")).unwrap();
+    std::fs::write(d.join("model.bpk"), &bytes[..bytes.len() / 3]).unwrap();
+    let e = store::load(&d).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::Corrupt { .. } | ModelError::Incompatible { .. }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("model.bpk"), "{e}");
+
+    copy_model(&d);
+    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+    std::fs::write(
+        d.join("config.json"),
+        cfg.replace("\"hidden1\": 128", "\"hidden1\": 96"),
+    )
+    .unwrap();
+    let e = store::load(&d).unwrap_err();
+    assert!(matches!(e, ModelError::Incompatible { .. }), "{e}");
+    assert!(e.to_string().contains("model.bpk"), "{e}");
+}
+
+fn small_config() -> traces::TracesConfig {
+    traces::TracesConfig {
+        seed: 5,
+        runs: 6,
+        duration_s: 900.0,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn traces_are_identical_at_any_thread_count_and_survive_the_round_trip() {
+    let cfg = small_config();
+    let generate = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| traces::generate(&cfg, &scenarios(), &|| {}).unwrap())
+    };
+    let (one, two) = (generate(1), generate(2));
+    assert_eq!(one.rows, two.rows);
+    assert!(one.rows.iter().any(|r| r.label == Some(Health::Critical)));
+    assert!(one.rows.iter().any(|r| r.label == Some(Health::Healthy)));
+    let path = tmp("traces").join("t.parquet");
+    dataset::save(&one, &path).unwrap();
+    let back = dataset::load(&path).unwrap();
+    assert_eq!(back.rows, one.rows);
+    assert_eq!(back.config, one.config);
+}
+
+struct Quiet(Vec<EpochStats>);
+impl Progress for Quiet {
+    fn batch(&mut self, _: usize, _: usize, _: usize, _: f64, _: f64) {}
+    fn epoch(&mut self, s: &EpochStats, _: bool) {
+        self.0.push(s.clone());
+    }
+}
+
+#[test]
+fn training_on_a_small_dataset_is_seeded_and_lowers_the_loss() {
+    let ds = traces::generate(&small_config(), &scenarios(), &|| {}).unwrap();
+    let cfg = TrainConfig::new(PredictorNetConfig::new())
+        .with_max_epochs(3)
+        .with_patience(3)
+        .with_stride(12)
+        .with_max_samples_per_epoch(128);
+    let run = || {
+        let mut q = Quiet(Vec::new());
+        let t = trainer::train(&ds, &cfg, &Device::flex(), &mut q);
+        (q.0, t.fused)
+    };
+    let (history, fused) = run();
+    assert_eq!(history.len(), 3);
+    assert!(history[2].train_loss < history[0].train_loss, "{history:?}");
+    let (again, fused_again) = run();
+    assert_eq!(
+        history.iter().map(|h| h.train_loss).collect::<Vec<_>>(),
+        again.iter().map(|h| h.train_loss).collect::<Vec<_>>()
+    );
+    assert_eq!(fused, fused_again);
+}
+
+#[test]
+fn a_memory_leak_is_named_with_a_restart_and_a_measured_time_to_failure() {
+    let cfg = traces::TracesConfig {
+        seed: 11,
+        runs: 1,
+        fault_free_fraction: 0.0,
+        faults: vec![FaultKind::MemoryLeak],
+        ..Default::default()
+    };
+    let plan = traces::plan_run(&cfg, 0);
+    let rows = traces::run_one(&cfg, &plan, &scenarios()).unwrap();
+    let bundle = store::load(&shipped()).unwrap();
+    let model = bundle.model();
+    let pcfg = bundle.predictor_config();
+    let (_, at) = plan.fault.unwrap();
+    let target = if plan.scenario.contains("service = \"frontend\"\npods") {
+        0
+    } else {
+        1
+    };
+    let mut watch = ServiceWatch::new(model.window, &pcfg);
+    let mut found = None;
+    for r in rows.iter().filter(|r| r.service == target) {
+        watch.handle_row(r.features);
+        if let Some(p) = watch.predict(&model, &pcfg)
+            && r.t_s > at
+            && p.failure_type == Some(FailureType::MemoryLeak)
+        {
+            found = Some(p);
+            break;
+        }
+    }
+    let p = found.expect("the leak is recognised after it starts");
+    assert_eq!(p.recommended_action, Remediation::RestartService);
+    if p.warning {
+        let ttf = p.time_to_failure_s.unwrap();
+        assert!(ttf.is_finite() && ttf >= 0.0, "{ttf}");
+    }
+}
