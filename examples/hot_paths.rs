@@ -2,7 +2,7 @@
 //! callgrind (`.ci/callgrind`): instruction counts are repeatable for one
 //! binary and input, unlike wall time on a shared machine.
 //!
-//! `cargo run --release --example hot_paths -- engine|tick`
+//! `cargo run --release --example hot_paths -- engine|tick|lstm`
 
 use selfheal::control::ServiceView;
 use selfheal::control::scaler::{AutonomousScaler, ForecastConfig, ScalerConfig};
@@ -65,12 +65,49 @@ fn tick() {
     println!("tick: {replicas}");
 }
 
+fn lstm() {
+    // The fused LSTM forward pass of the predictor's shape (8 -> 128 -> 64
+    // -> 32 -> 16 -> 4 over 60 scrapes), 20 windows, weights drawn from a
+    // seeded stream so that no model file or burn is involved.
+    use selfheal::control::predictor::lstm::{Dense, FusedNet, LstmLayer, Scratch};
+    let mut rng = selfheal::rng::Stream::new(1, selfheal::rng::Subsystem::Training);
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.normal() * 0.1) as f32).collect() };
+    let mut lstms = Vec::new();
+    for (i, h) in [(8, 128), (128, 64), (64, 32)] {
+        lstms.push(LstmLayer {
+            input: i,
+            hidden: h,
+            w_x: draw(i * 4 * h),
+            w_h: draw(h * 4 * h),
+            b: draw(4 * h),
+        });
+    }
+    let dense = [(32, 16), (16, 4)]
+        .into_iter()
+        .map(|(i, o)| Dense {
+            input: i,
+            output: o,
+            w: draw(i * o),
+            b: draw(o),
+        })
+        .collect();
+    let net = FusedNet { lstms, dense };
+    let window = draw(60 * 8);
+    let mut scratch = Scratch::default();
+    let mut acc = 0f32;
+    for _ in 0..20 {
+        acc += net.predict(&window, &mut scratch)[0];
+    }
+    println!("lstm: {acc}");
+}
+
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("engine") => engine(),
         Some("tick") => tick(),
+        Some("lstm") => lstm(),
         _ => {
-            eprintln!("usage: hot_paths engine|tick");
+            eprintln!("usage: hot_paths engine|tick|lstm");
             std::process::exit(2);
         }
     }

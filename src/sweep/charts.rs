@@ -6,6 +6,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 static FONT: Once = Once::new();
 
@@ -243,4 +244,177 @@ pub fn timeline(dir: &Path, name: &str, tl: &Timeline) -> Result<(), String> {
     )?;
     let svg = dir.join(format!("{name}.svg"));
     draw_timeline(SVGBackend::new(&svg, (1000, 900)).into_drawing_area(), tl)
+}
+
+/// A confusion matrix as a heat map, counts written in the cells; rows are
+/// the truth.
+pub struct Confusion {
+    pub title: String,
+    pub classes: Vec<String>,
+    pub counts: Vec<Vec<usize>>,
+}
+
+fn draw_confusion<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    c: &Confusion,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let n = c.classes.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&c.title, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(90)
+        .build_cartesian_2d(
+            (0..n.saturating_sub(1)).into_segmented(),
+            (0..n.saturating_sub(1)).into_segmented(),
+        )
+        .map_err(err)?;
+    // Truth row r is drawn at y = n - 1 - r, so the first class is on top.
+    let label = |v: &SegmentValue<usize>, flip: bool| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if *i < n => {
+            c.classes[if flip { n - 1 - i } else { *i }].clone()
+        }
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("predicted")
+        .y_desc("truth")
+        .x_label_formatter(&|v| label(v, false))
+        .y_label_formatter(&|v| label(v, true))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    for (r, row) in c.counts.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f64;
+        for (p, &v) in row.iter().enumerate() {
+            // Shade by the share of the true class, so rare classes show.
+            let share = v as f64 / total;
+            let y = n - 1 - r;
+            let shade = RGBColor(
+                (255.0 - 200.0 * share) as u8,
+                (255.0 - 140.0 * share) as u8,
+                255,
+            );
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    shade.filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{v} ({:.0} %)", 100.0 * share),
+                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                    TextStyle::from(("sans-serif", 14).into_font())
+                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                )))
+                .map_err(err)?;
+        }
+    }
+    root.present().map_err(err)
+}
+
+pub fn confusion(dir: &Path, name: &str, c: &Confusion) -> Result<(), String> {
+    register_font();
+    let png = dir.join(format!("{name}.png"));
+    draw_confusion(BitMapBackend::new(&png, (700, 600)).into_drawing_area(), c)?;
+    let svg = dir.join(format!("{name}.svg"));
+    draw_confusion(SVGBackend::new(&svg, (700, 600)).into_drawing_area(), c)
+}
+
+/// A histogram of values in seconds, one series per group.
+pub struct Histogram {
+    pub title: String,
+    pub x_desc: String,
+    pub bin: f64,
+    pub groups: Vec<(String, Vec<f64>)>,
+}
+
+fn draw_histogram<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    h: &Histogram,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let xmax = h
+        .groups
+        .iter()
+        .flat_map(|g| g.1.iter().copied())
+        .fold(h.bin, f64::max)
+        + h.bin;
+    let bins = (xmax / h.bin).ceil() as usize;
+    let counts: Vec<Vec<usize>> = h
+        .groups
+        .iter()
+        .map(|(_, v)| {
+            let mut c = vec![0usize; bins];
+            for &x in v {
+                c[((x / h.bin) as usize).min(bins - 1)] += 1;
+            }
+            c
+        })
+        .collect();
+    // Stacked: the bar heights are cumulative over groups.
+    let ymax = (0..bins)
+        .map(|b| counts.iter().map(|c| c[b]).sum::<usize>())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&h.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(h.x_desc.as_str())
+        .y_desc("runs")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    let mut base = vec![0usize; bins];
+    for (gi, (name, _)) in h.groups.iter().enumerate() {
+        let col = colour(gi);
+        let bars: Vec<Rectangle<(f64, f64)>> = (0..bins)
+            .filter(|&b| counts[gi][b] > 0)
+            .map(|b| {
+                let (x0, x1) = (b as f64 * h.bin, (b + 1) as f64 * h.bin);
+                let (y0, y1) = (base[b] as f64, (base[b] + counts[gi][b]) as f64);
+                Rectangle::new([(x0, y0), (x1, y1)], col.filled())
+            })
+            .collect();
+        for b in 0..bins {
+            base[b] += counts[gi][b];
+        }
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], col.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+pub fn histogram(dir: &Path, name: &str, h: &Histogram) -> Result<(), String> {
+    register_font();
+    let png = dir.join(format!("{name}.png"));
+    draw_histogram(BitMapBackend::new(&png, (900, 550)).into_drawing_area(), h)?;
+    let svg = dir.join(format!("{name}.svg"));
+    draw_histogram(SVGBackend::new(&svg, (900, 550)).into_drawing_area(), h)
 }

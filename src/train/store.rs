@@ -59,6 +59,14 @@ pub struct TrainingMeta {
     /// (the time-to-failure estimate when no trend points at a limit).
     #[serde(default)]
     pub median_time_to_breach_s: [Option<f64>; 4],
+    /// P(not healthy) at which the predictor warns, calibrated on the
+    /// validation runs to `validate::CALIBRATION_FALSE_ALARMS` per hour.
+    #[serde(default = "half")]
+    pub alarm_threshold: f32,
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 /// Median time to breach of the training runs' windows, by label.
@@ -99,6 +107,7 @@ impl ModelBundle {
         crate::control::predictor::PredictorConfig {
             scrape_interval_s: self.meta.dataset_config.scrape_interval_s,
             median_time_to_breach_s: self.meta.median_time_to_breach_s,
+            alarm_threshold: self.meta.alarm_threshold,
             ..Default::default()
         }
     }
@@ -131,6 +140,13 @@ pub fn save(
         .save(&record)
         .map_err(|e| io(&record, e))?;
     Ok(())
+}
+
+/// Rewrites `training.json` of a saved model (after recalibration).
+pub fn save_meta(dir: &Path, meta: &TrainingMeta) -> Result<(), ModelError> {
+    let [_, _, _, training] = model_files(dir);
+    let text = serde_json::to_string_pretty(meta).expect("plain data serialises");
+    std::fs::write(&training, text).map_err(|e| io(&training, e))
 }
 
 mod erased {

@@ -151,6 +151,17 @@ enum Cmd {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
         features: u8,
     },
+    /// Re-derive a trained predictor's alarm threshold on its validation
+    /// runs for a false-alarm budget (training does this for 6 per hour).
+    Calibrate {
+        #[arg(long, default_value = "models/predictor")]
+        model: PathBuf,
+        #[arg(long, default_value = "data/traces.parquet")]
+        data: PathBuf,
+        /// False alarms per service-hour (warned windows, one per 10 s).
+        #[arg(long, default_value_t = 6.0)]
+        false_alarms: f64,
+    },
     /// Validate the failure predictor on held-out traces (other seeds, loads
     /// from a real trace, optionally each fault family left out of
     /// training) next to persistence, static thresholds, the pattern rules
@@ -289,6 +300,11 @@ fn real_main() -> anyhow::Result<()> {
             }
         }
         Cmd::Merge { out, parts } => merge(&out, &parts)?,
+        Cmd::Calibrate {
+            model,
+            data,
+            false_alarms,
+        } => predictor::calibrate(&model, &data, false_alarms)?,
         Cmd::Validate {
             model,
             train_data,

@@ -136,7 +136,14 @@ pub fn train(data: &Path, cfg: &TrainConfig, out: &Path, command: String) -> any
         history: t.history.clone(),
         command,
         median_time_to_breach_s: store::median_time_to_breach(&ds, &t.train_runs),
+        alarm_threshold: selfheal::train::validate::calibrate_trained(&ds, &t, cfg.net.window, 2)
+            as f32,
     };
+    println!(
+        "alarm threshold {:.3} ({} false alarms per service-hour on the validation runs)",
+        meta.alarm_threshold,
+        selfheal::train::validate::CALIBRATION_FALSE_ALARMS
+    );
     store::save(out, &t, cfg, &meta)?;
     println!(
         "best epoch {} (validation loss {:.4}); wrote {}",
@@ -195,6 +202,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     };
     let sets = [
         (
+            "seeds",
             "Held out: other seeds and runs (synthetic loads)",
             heldout(
                 &seeds_cfg,
@@ -203,6 +211,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
             )?,
         ),
         (
+            "trace",
             "Held out: loads from the real Azure Functions trace",
             heldout(
                 &trace_cfg,
@@ -236,9 +245,9 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         base.health.sli_window_s,
     );
     let mut heldout_scored = Vec::new();
-    for (title, ds) in &sets {
+    for (key, title, ds) in &sets {
         let t0 = std::time::Instant::now();
-        let scored = v::score_dataset(ds, &model, &pcfg, &forest, a.stride);
+        let scored = v::score_dataset(ds, &model, &pcfg, Some(&forest), a.stride);
         println!(
             "scored {} windows of {title} in {:.1} s",
             scored.len(),
@@ -249,8 +258,12 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
             &scored,
             ds,
             pcfg.alarm_threshold as f64,
+            a.stride,
         ));
-        md.push('\n');
+        charts(a.out, key, title, &scored, ds, pcfg.alarm_threshold as f64)?;
+        md.push_str(&format!(
+            "\n![confusion matrix](confusion-{key}.png)\n![lead times](lead-{key}.png)\n\n"
+        ));
         heldout_scored.push(scored);
     }
     if a.leave_one_out_epochs > 0 {
@@ -258,9 +271,8 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
             a,
             &bundle,
             &train_ds,
-            &sets[0].1,
+            &sets[0].2,
             &heldout_scored[0],
-            &forest,
         )?);
     }
     let path = a.out.join("validation.md");
@@ -268,6 +280,52 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     print!("{md}");
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The confusion matrix and the lead-time histogram of one held-out set.
+fn charts(
+    out: &Path,
+    key: &str,
+    title: &str,
+    scored: &[selfheal::train::validate::Scored],
+    ds: &traces::Dataset,
+    threshold: f64,
+) -> anyhow::Result<()> {
+    use selfheal::sweep::charts;
+    use selfheal::train::validate as v;
+    let m = v::confusion(scored);
+    charts::confusion(
+        out,
+        &format!("confusion-{key}"),
+        &charts::Confusion {
+            title: format!("LSTM confusion matrix: {title}"),
+            classes: traces::Health::ALL
+                .iter()
+                .map(|h| h.as_str().to_string())
+                .collect(),
+            counts: m.iter().map(|r| r.to_vec()).collect(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("confusion chart: {e}"))?;
+    let t = v::timing(scored, ds, 0, threshold);
+    let mut groups: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for (k, l) in &t.leads {
+        groups.entry(k.as_str()).or_default().push(*l);
+    }
+    charts::histogram(
+        out,
+        &format!("lead-{key}"),
+        &charts::Histogram {
+            title: format!("LSTM lead time before the SLO breach: {key}"),
+            x_desc: "seconds from the first warning to the breach (0: none before it)".into(),
+            bin: 30.0,
+            groups: groups
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("lead-time chart: {e}"))
 }
 
 /// Trains one model per fault family without that family's runs and scores
@@ -278,11 +336,10 @@ fn leave_one_out(
     train_ds: &traces::Dataset,
     heldout: &traces::Dataset,
     full_scored: &[selfheal::train::validate::Scored],
-    forest: &selfheal::train::validate::Forest,
 ) -> anyhow::Result<String> {
     use selfheal::train::validate as v;
     let mut md = format!(
-        "## Each fault family left out of training in turn\n\nOne model per family, trained like the shipped one but for at most {} epochs, without the training runs of that family; scored on the held-out runs of that family and the fault-free ones. The full model's figures on the same windows are beside it.\n\n| left out | windows | ROC-AUC (left out) | ROC-AUC (full) | recall at 0.5 (left out) | recall (full) | lead p50 s (left out) | lead p50 s (full) |\n|---|---|---|---|---|---|---|---|\n",
+        "## Each fault family left out of training in turn\n\nOne model per family, trained like the shipped one but for at most {} epochs, without the training runs of that family; scored on the held-out runs of that family and the fault-free ones. Each model warns at its own alarm threshold, calibrated on its own validation runs. The full model's figures on the same windows are beside it.\n\n| left out | windows | ROC-AUC (left out) | ROC-AUC (full) | recall (left out) | recall (full) | lead p50 s (left out) | lead p50 s (full) |\n|---|---|---|---|---|---|---|---|\n",
         a.leave_one_out_epochs
     );
     let device = burn::prelude::Device::flex();
@@ -293,21 +350,7 @@ fn leave_one_out(
             .filter(|r| r.fault.map(|f| f.0) != Some(family))
             .map(|r| r.id)
             .collect();
-        let subset = traces::Dataset {
-            runs: train_ds
-                .runs
-                .iter()
-                .filter(|r| keep.binary_search(&r.id).is_ok())
-                .cloned()
-                .collect(),
-            rows: train_ds
-                .rows
-                .iter()
-                .filter(|r| keep.binary_search(&r.run).is_ok())
-                .cloned()
-                .collect(),
-            ..train_ds.clone()
-        };
+        let subset = v::subset(train_ds, &keep);
         let cfg = bundle
             .config
             .clone()
@@ -319,6 +362,7 @@ fn leave_one_out(
         );
         let mut bar = Bar::new(cfg.max_epochs);
         let t = trainer::train(&subset, &cfg, &device, &mut bar);
+        let left_threshold = v::calibrate_trained(&subset, &t, cfg.net.window, a.stride);
         let model = selfheal::control::predictor::Model {
             net: t.fused,
             normaliser: t.normaliser,
@@ -330,29 +374,15 @@ fn leave_one_out(
             .filter(|r| r.fault.is_none_or(|f| f.0 == family))
             .map(|r| r.id)
             .collect();
-        let eval = traces::Dataset {
-            runs: heldout
-                .runs
-                .iter()
-                .filter(|r| eval_runs.binary_search(&r.id).is_ok())
-                .cloned()
-                .collect(),
-            rows: heldout
-                .rows
-                .iter()
-                .filter(|r| eval_runs.binary_search(&r.run).is_ok())
-                .cloned()
-                .collect(),
-            ..heldout.clone()
-        };
+        let eval = v::subset(heldout, &eval_runs);
         let pcfg = bundle.predictor_config();
-        let scored = v::score_dataset(&eval, &model, &pcfg, forest, a.stride);
+        let scored = v::score_dataset(&eval, &model, &pcfg, None, a.stride);
         let full: Vec<v::Scored> = full_scored
             .iter()
             .filter(|x| eval_runs.binary_search(&x.run).is_ok())
             .cloned()
             .collect();
-        let summarise = |s: &[v::Scored]| {
+        let summarise = |s: &[v::Scored], th: f64| {
             let pos: Vec<bool> = s
                 .iter()
                 .map(|x| x.label != traces::Health::Healthy)
@@ -361,19 +391,19 @@ fn leave_one_out(
             let (roc, _) = v::roc_pr_auc(&sc, &pos);
             let (tp, p) = s.iter().zip(&pos).fold((0.0, 0.0), |(tp, p), (x, &y)| {
                 (
-                    tp + (y && x.scores[0] >= 0.5) as u8 as f64,
+                    tp + (y && x.scores[0] >= th) as u8 as f64,
                     p + y as u8 as f64,
                 )
             });
-            let mut leads: Vec<f64> = v::timing(s, &eval, 0, 0.5)
+            let mut leads: Vec<f64> = v::timing(s, &eval, 0, th)
                 .leads
                 .iter()
                 .map(|l| l.1)
                 .collect();
             (roc, tp / f64::max(p, 1.0), v::quantile(&mut leads, 0.5))
         };
-        let (lr, lrec, llead) = summarise(&scored);
-        let (fr, frec, flead) = summarise(&full);
+        let (lr, lrec, llead) = summarise(&scored, left_threshold);
+        let (fr, frec, flead) = summarise(&full, bundle.meta.alarm_threshold as f64);
         md.push_str(&format!(
             "| {} | {} | {lr:.3} | {fr:.3} | {lrec:.3} | {frec:.3} | {llead:.0} | {flead:.0} |\n",
             family.as_str(),
@@ -381,4 +411,33 @@ fn leave_one_out(
         ));
     }
     Ok(md)
+}
+
+/// Re-derives a saved model's alarm threshold on its own validation runs
+/// (the split recorded by its seed) for a false-alarm budget, and rewrites
+/// its `training.json`.
+pub fn calibrate(model: &Path, data: &Path, false_alarms: f64) -> anyhow::Result<()> {
+    use selfheal::train::validate as v;
+    let mut bundle = store::load(model)?;
+    let ds = dataset::load(data)?;
+    let (_, val_runs) =
+        trainer::split_runs(&ds, bundle.config.validation_fraction, bundle.config.seed);
+    let val = v::subset(&ds, &val_runs);
+    let scored = v::score_dataset(
+        &val,
+        &bundle.model(),
+        &selfheal::control::predictor::PredictorConfig::default(),
+        None,
+        2,
+    );
+    let th = v::calibrate(&scored, &val, false_alarms);
+    println!(
+        "{}: alarm threshold {:.3} -> {th:.3} ({false_alarms} false alarms per service-hour on {} validation runs)",
+        model.display(),
+        bundle.meta.alarm_threshold,
+        val_runs.len()
+    );
+    bundle.meta.alarm_threshold = th as f32;
+    store::save_meta(model, &bundle.meta)?;
+    Ok(())
 }
