@@ -8,8 +8,10 @@
 //! it, comes from a seeded stream handed in at construction.
 
 pub mod anomaly;
+pub mod healing;
 pub mod hpa;
 pub mod kpa;
+pub mod orchestrator;
 pub mod predictor;
 pub mod scaler;
 

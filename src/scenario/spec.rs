@@ -589,6 +589,18 @@ pub struct ControllerSpec {
     pub interval_level: Option<f64>,
     /// selfheal: size for the interval's upper bound (default true).
     pub plan_on_upper: Option<bool>,
+    /// Run the failure predictor and the healing orchestrator on top of
+    /// this scaler (`hpa:70+heal` on the command line). Needs 5 s scrapes,
+    /// the interval the shipped model was trained on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub healing: bool,
+    /// healing: record what would be done, command nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub healing_dry_run: bool,
+    /// healing: the trained predictor's directory (default
+    /// `models/predictor`, relative to the working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healing_model: Option<String>,
 }
 
 impl Default for ControllerSpec {
@@ -604,6 +616,9 @@ impl Default for ControllerSpec {
             horizon_s: None,
             scale_up_cooldown_s: None,
             scale_down_cooldown_s: None,
+            healing: false,
+            healing_dry_run: false,
+            healing_model: None,
             interval_level: None,
             plan_on_upper: None,
         }
@@ -614,6 +629,10 @@ impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
     /// `kpa:50`, `selfheal`.
     pub fn parse_short(s: &str) -> Result<ControllerSpec, String> {
+        let (s, healing) = match s.strip_suffix("+heal") {
+            Some(base) => (base, true),
+            None => (s, false),
+        };
         let (kind, arg) = match s.split_once(':') {
             Some((k, a)) => (k, Some(a)),
             None => (s, None),
@@ -625,12 +644,13 @@ impl ControllerSpec {
             "selfheal" => ControllerKind::Selfheal,
             other => {
                 return Err(format!(
-                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal)"
+                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal; add +heal for the orchestrator)"
                 ));
             }
         };
         let mut spec = ControllerSpec {
             kind: kind_value,
+            healing,
             ..ControllerSpec::default()
         };
         if let Some(a) = arg {
@@ -653,8 +673,18 @@ impl ControllerSpec {
         Ok(spec)
     }
 
-    /// A short label: `static`, `hpa-60`, `kpa-70`, `selfheal`.
+    /// A short label: `static`, `hpa-60`, `kpa-70`, `selfheal`, with
+    /// `+heal` when the orchestrator runs on top.
     pub fn label(&self) -> String {
+        let base = self.scaler_label();
+        if self.healing {
+            format!("{base}+heal")
+        } else {
+            base
+        }
+    }
+
+    fn scaler_label(&self) -> String {
         match self.kind {
             ControllerKind::Static => "static".into(),
             ControllerKind::Hpa => format!("hpa-{}", self.target_cpu_percent.unwrap_or(80)),

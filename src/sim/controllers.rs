@@ -1,14 +1,73 @@
 //! Builds the controller a scenario names (the simulator's side of the
 //! seam: the control core itself knows nothing of scenario files).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::BuildError;
+use crate::control::healing::HealingController;
 use crate::control::hpa::{Hpa, HpaConfig};
 use crate::control::kpa::{Kpa, KpaConfig};
+use crate::control::orchestrator::OrchestratorConfig;
 use crate::control::scaler::{AutonomousScaler, ScalerConfig};
 use crate::control::{Controller, StaticController};
 use crate::rng::{Stream, Subsystem};
-use crate::scenario::{ControllerKind, ControllerSpec};
+use crate::scenario::{ControllerKind, ControllerSpec, Scenario};
 use crate::time::Span;
+use crate::train::store::{self, ModelBundle};
 
+/// The default directory of the trained predictor.
+pub const DEFAULT_MODEL: &str = "models/predictor";
+
+/// Trained predictors by directory, loaded once per process: a sweep of
+/// thousands of runs reads the model files once.
+fn model(dir: &str) -> Result<Arc<ModelBundle>, BuildError> {
+    static CACHE: OnceLock<Mutex<BTreeMap<String, Arc<ModelBundle>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().expect("model cache lock");
+    if let Some(m) = map.get(dir) {
+        return Ok(m.clone());
+    }
+    let m = Arc::new(
+        store::load(std::path::Path::new(dir))
+            .map_err(|e| BuildError::Controller(e.to_string()))?,
+    );
+    map.insert(dir.to_string(), m.clone());
+    Ok(m)
+}
+
+/// The scenario's controller: its scaler, with the predictor and the
+/// healing orchestrator on top when `healing` is set.
+pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
+    let spec = &s.controller;
+    let scaler = build(spec, s.seed);
+    if !spec.healing {
+        return Ok(scaler);
+    }
+    let dir = spec.healing_model.as_deref().unwrap_or(DEFAULT_MODEL);
+    let bundle = model(dir)?;
+    let mut predictor = bundle.predictor_config();
+    if (s.metrics.scrape_interval_s - predictor.scrape_interval_s).abs() > 1e-9 {
+        return Err(BuildError::Controller(format!(
+            "the predictor in {dir} was trained on {} s scrapes; set [metrics] scrape_interval_s = {} (the scenario has {} s)",
+            predictor.scrape_interval_s, predictor.scrape_interval_s, s.metrics.scrape_interval_s
+        )));
+    }
+    predictor.slo_latency_ms = s.slo.latency_ms;
+    let orchestrator = OrchestratorConfig {
+        dry_run: spec.healing_dry_run,
+        max_replicas: spec.max_replicas,
+        ..OrchestratorConfig::default()
+    };
+    Ok(Box::new(HealingController::new(
+        scaler,
+        bundle.model(),
+        predictor,
+        orchestrator,
+    )))
+}
+
+/// The scaler a controller spec names.
 pub fn build(spec: &ControllerSpec, seed: u64) -> Box<dyn Controller> {
     match spec.kind {
         ControllerKind::Static => Box::new(StaticController),

@@ -149,6 +149,8 @@ pub struct Simulation {
 pub enum BuildError {
     #[error("load {load}: trace `{file}` was not loaded with the scenario")]
     MissingTrace { load: usize, file: String },
+    #[error("controller: {0}")]
+    Controller(String),
 }
 
 impl Simulation {

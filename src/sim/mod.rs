@@ -30,9 +30,6 @@ use crate::scenario::LoadedScenario;
 /// Runs a scenario to its end under the controller it names.
 pub fn run(scenario: &LoadedScenario) -> Result<RunOutput, BuildError> {
     let mut sim = Simulation::new(scenario)?;
-    sim.attach(controllers::build(
-        &scenario.spec.controller,
-        scenario.spec.seed,
-    ));
+    sim.attach(controllers::build_for(&scenario.spec)?);
     Ok(sim.run())
 }

@@ -129,7 +129,7 @@ impl Default for TracesConfig {
     fn default() -> Self {
         TracesConfig {
             seed: 1,
-            runs: 240,
+            runs: 600,
             duration_s: 1800.0,
             scrape_interval_s: 5.0,
             window: 60,

@@ -137,7 +137,7 @@ enum Cmd {
         data: PathBuf,
         #[arg(long, default_value = "models/predictor")]
         out: PathBuf,
-        #[arg(long, default_value_t = 12)]
+        #[arg(long, default_value_t = 20)]
         epochs: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -145,7 +145,7 @@ enum Cmd {
         #[arg(long, default_value_t = 6)]
         stride: usize,
         /// Training windows drawn per epoch (0 = all).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 12000)]
         samples_per_epoch: usize,
         /// Input features: 7 = the seed's metrics, 8 = plus ready replicas.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]

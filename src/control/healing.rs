@@ -1,0 +1,102 @@
+//! A scaler with the failure predictor and the healing orchestrator on
+//! top: the controller the simulator runs for `[controller] healing = true`
+//! and the live adapter will run the same way.
+//!
+//! It ticks at the predictor's scrape interval. Every new scrape of a
+//! service goes through that service's `ServiceWatch`; a prediction goes to
+//! the orchestrator; the inner scaler (static, HPA, KPA or the autonomous
+//! scaler) still runs at its own period, and a replica count it asks for is
+//! raised to the orchestrator's floor while one holds, so the two never
+//! fight over a Deployment.
+
+use std::collections::VecDeque;
+
+use super::orchestrator::{HealingEvent, Orchestrator, OrchestratorConfig};
+use super::predictor::{Model, PredictorConfig, ServiceWatch};
+use super::{Command, Controller, Observation, PerService};
+use crate::time::{Span, Time};
+
+pub struct HealingController {
+    name: String,
+    inner: Box<dyn Controller>,
+    next_inner: Time,
+    model: Model,
+    predictor: PredictorConfig,
+    watches: PerService<(ServiceWatch, Option<Time>)>,
+    pub orchestrator: Orchestrator,
+    commands: VecDeque<Command>,
+    /// Every healing event with the time it happened.
+    pub events: Vec<(Time, HealingEvent)>,
+}
+
+impl HealingController {
+    pub fn new(
+        inner: Box<dyn Controller>,
+        model: Model,
+        predictor: PredictorConfig,
+        orchestrator: OrchestratorConfig,
+    ) -> Self {
+        HealingController {
+            name: format!("{}+heal", inner.name()),
+            inner,
+            next_inner: Time::ZERO,
+            model,
+            predictor,
+            watches: PerService::default(),
+            orchestrator: Orchestrator::new(orchestrator),
+            commands: VecDeque::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Controller for HealingController {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn period(&self) -> Span {
+        Span::from_secs_f64(self.predictor.scrape_interval_s)
+    }
+
+    fn handle_observation(&mut self, now: Time, obs: &Observation) {
+        for view in &obs.services {
+            let (window, cfg) = (self.model.window, &self.predictor);
+            let (watch, last) = self
+                .watches
+                .get_or_insert_with(&view.name, |_| (ServiceWatch::new(window, cfg), None));
+            if *last == Some(view.metrics.timestamp) {
+                continue;
+            }
+            *last = Some(view.metrics.timestamp);
+            watch.handle_scrape(&view.metrics);
+            if let Some(p) = watch.predict(&self.model, &self.predictor) {
+                self.orchestrator.handle_prediction(now, view, &p);
+            }
+        }
+        while let Some(c) = self.orchestrator.poll_command() {
+            self.commands.push_back(c);
+        }
+        while let Some(e) = self.orchestrator.poll_event() {
+            self.events.push((now, e));
+        }
+        if now >= self.next_inner {
+            self.inner.handle_observation(now, obs);
+            self.next_inner = now + self.inner.period();
+            while let Some(mut c) = self.inner.poll_command() {
+                if let Command::Scale {
+                    service, replicas, ..
+                } = &mut c
+                    && let Some(floor) = self.orchestrator.floor(service, now)
+                {
+                    *replicas = (*replicas).max(floor);
+                }
+                self.commands.push_back(c);
+            }
+        }
+    }
+
+    fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+}

@@ -1,0 +1,589 @@
+//! The self-healing orchestrator, as the seed's `SelfHealingOrchestrator`:
+//! from a prediction to a healing action, with verification, escalation,
+//! outcome-based estimates and guardrails. Sans-IO: it is handed
+//! predictions (or observations, through the predictor) and the current
+//! time, and returns commands and events.
+//!
+//! Strategy selection starts from the seed's rules (memory leak -> restart,
+//! resource exhaustion -> scale, cascading or dependency failure -> isolate,
+//! critical -> fail over, error rate above 50 % -> roll back, else
+//! reconfigure). A strategy the driver cannot carry out (the simulator has
+//! no isolate, reconfigure or fail-over effect yet) escalates at once to
+//! the next one in its chain, so the orchestrator never claims an action it
+//! did not take.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::predictor::patterns::FailureType;
+use super::predictor::{Health, Prediction};
+use super::{Command, PodPhase, ServiceView};
+use crate::time::{Span, Time};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Restart,
+    Scale,
+    Rollback,
+    Reconfigure,
+    Isolate,
+    Failover,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 6] = [
+        Strategy::Restart,
+        Strategy::Scale,
+        Strategy::Rollback,
+        Strategy::Reconfigure,
+        Strategy::Isolate,
+        Strategy::Failover,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Restart => "restart",
+            Strategy::Scale => "scale",
+            Strategy::Rollback => "rollback",
+            Strategy::Reconfigure => "reconfigure",
+            Strategy::Isolate => "isolate",
+            Strategy::Failover => "failover",
+        }
+    }
+    /// What to try when this did not help.
+    pub fn escalation(self) -> Option<Strategy> {
+        match self {
+            Strategy::Reconfigure | Strategy::Scale => Some(Strategy::Restart),
+            Strategy::Restart => Some(Strategy::Rollback),
+            Strategy::Isolate | Strategy::Rollback => Some(Strategy::Failover),
+            Strategy::Failover => None,
+        }
+    }
+    /// Recovery time assumed before any outcome is recorded (the prior).
+    pub fn prior_recovery(self) -> Span {
+        Span::from_secs(match self {
+            Strategy::Restart => 90,
+            Strategy::Scale => 60,
+            Strategy::Rollback => 180,
+            Strategy::Reconfigure => 60,
+            Strategy::Isolate => 30,
+            Strategy::Failover => 60,
+        })
+    }
+}
+
+/// The seed's rules.
+pub fn rule_strategy(p: &Prediction, error_rate: f64) -> Strategy {
+    match p.failure_type {
+        Some(FailureType::MemoryLeak) => Strategy::Restart,
+        Some(FailureType::ResourceExhaustion) => Strategy::Scale,
+        Some(FailureType::CascadingFailure) | Some(FailureType::DependencyFailure) => {
+            Strategy::Isolate
+        }
+        None if p.status == Health::Critical => Strategy::Failover,
+        None if error_rate > 0.5 => Strategy::Rollback,
+        None => Strategy::Reconfigure,
+    }
+}
+
+/// 1 is the most urgent: critical, then unhealthy, degraded, and a warning
+/// on a healthy argmax.
+pub fn priority(status: Health) -> u8 {
+    match status {
+        Health::Critical => 1,
+        Health::Unhealthy => 2,
+        Health::Degraded => 3,
+        Health::Healthy => 4,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// Record what would be done, command nothing.
+    pub dry_run: bool,
+    /// The kill switch: when false, nothing is decided at all.
+    pub enabled: bool,
+    /// Consecutive warnings on a service before acting (a flapping signal
+    /// does not trigger).
+    pub confirm: u32,
+    /// At most this many actions in any `rate_window_s`, cluster-wide.
+    pub max_actions: usize,
+    pub rate_window_s: f64,
+    /// Quiet time per service after an action is verified.
+    pub cooldown_s: f64,
+    /// Never leave fewer ready pods than this.
+    pub min_healthy_replicas: u32,
+    /// A restart takes at most this fraction of the ready pods at once
+    /// (the disruption budget), and at least one.
+    pub max_unavailable_fraction: f64,
+    /// Scale multiplies the desired replicas by this ...
+    pub scale_factor: f64,
+    /// ... up to this many.
+    pub max_replicas: u32,
+    /// How long a scale-up holds as a floor for the scaler.
+    pub floor_ttl_s: f64,
+    /// Strategies the driver can carry out.
+    pub supported: Vec<Strategy>,
+    /// Beta prior of a strategy's success (successes, failures).
+    pub prior_success: (f64, f64),
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            dry_run: false,
+            enabled: true,
+            confirm: 2,
+            max_actions: 3,
+            rate_window_s: 600.0,
+            cooldown_s: 120.0,
+            min_healthy_replicas: 1,
+            max_unavailable_fraction: 0.25,
+            scale_factor: 1.5,
+            max_replicas: 20,
+            floor_ttl_s: 600.0,
+            supported: vec![Strategy::Restart, Strategy::Scale, Strategy::Rollback],
+            prior_success: (2.0, 1.0),
+        }
+    }
+}
+
+/// One healing action (the seed's `HealingAction`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealingAction {
+    pub strategy: Strategy,
+    pub target: String,
+    pub priority: u8,
+    pub failure: Option<FailureType>,
+    pub started: Time,
+    pub estimated_recovery: Span,
+    pub success_probability: f64,
+    /// 0 for the first action on an incident, +1 per escalation.
+    pub attempt: u32,
+    pub reason: String,
+}
+
+/// A recorded outcome, the data the estimates are made from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub failure: Option<FailureType>,
+    pub strategy: Strategy,
+    pub success: bool,
+    /// Seconds from the action to the verified recovery.
+    pub recovery_s: Option<f64>,
+}
+
+/// What the orchestrator did or declined, for the record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HealingEvent {
+    Started(HealingAction),
+    /// Would have started, but dry-run is on.
+    DryRun(HealingAction),
+    Verified {
+        target: String,
+        strategy: Strategy,
+        recovered: bool,
+        at: Time,
+    },
+    Escalated {
+        target: String,
+        from: Strategy,
+        to: Strategy,
+    },
+    /// A guardrail held the action back.
+    Suppressed {
+        target: String,
+        strategy: Strategy,
+        why: &'static str,
+    },
+    /// Nothing left to escalate to.
+    GaveUp {
+        target: String,
+    },
+}
+
+/// Recorded outcomes with Beta / pseudo-count priors.
+#[derive(Clone, Debug, Default)]
+pub struct OutcomeBook {
+    pub outcomes: Vec<Outcome>,
+}
+
+impl OutcomeBook {
+    fn matching(&self, f: Option<FailureType>, s: Strategy) -> impl Iterator<Item = &Outcome> {
+        self.outcomes
+            .iter()
+            .filter(move |o| o.failure == f && o.strategy == s)
+    }
+
+    /// Posterior mean of the success probability under a Beta prior.
+    pub fn success_probability(
+        &self,
+        f: Option<FailureType>,
+        s: Strategy,
+        prior: (f64, f64),
+    ) -> f64 {
+        let (mut ok, mut n) = (0.0, 0.0);
+        for o in self.matching(f, s) {
+            ok += o.success as u8 as f64;
+            n += 1.0;
+        }
+        (prior.0 + ok) / (prior.0 + prior.1 + n)
+    }
+
+    /// Mean recovery time of successful outcomes, with the strategy's prior
+    /// counted as one observation.
+    pub fn recovery_estimate(&self, f: Option<FailureType>, s: Strategy) -> Span {
+        let (mut sum, mut n) = (s.prior_recovery().as_secs_f64(), 1.0);
+        for o in self.matching(f, s) {
+            if let Some(r) = o.recovery_s {
+                sum += r;
+                n += 1.0;
+            }
+        }
+        Span::from_secs_f64(sum / n)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Target {
+    name: String,
+    warnings: u32,
+    active: Option<HealingAction>,
+    cooldown_until: Time,
+    floor: Option<(u32, Time)>,
+}
+
+/// The orchestrator's state machine.
+#[derive(Clone, Debug)]
+pub struct Orchestrator {
+    cfg: OrchestratorConfig,
+    targets: Vec<Target>,
+    recent: VecDeque<Time>,
+    pub book: OutcomeBook,
+    commands: VecDeque<Command>,
+    events: VecDeque<HealingEvent>,
+}
+
+impl Orchestrator {
+    pub fn new(cfg: OrchestratorConfig) -> Self {
+        Orchestrator {
+            cfg,
+            targets: Vec::new(),
+            recent: VecDeque::new(),
+            book: OutcomeBook::default(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    fn target(&mut self, name: &str) -> usize {
+        match self.targets.iter().position(|t| t.name == name) {
+            Some(i) => i,
+            None => {
+                self.targets.push(Target {
+                    name: name.to_string(),
+                    ..Target::default()
+                });
+                self.targets.len() - 1
+            }
+        }
+    }
+
+    /// The replica floor a scale action set on `service`, while it holds:
+    /// the scaler respects it, so the two never fight.
+    pub fn floor(&self, service: &str, now: Time) -> Option<u32> {
+        self.targets
+            .iter()
+            .find(|t| t.name == service)
+            .and_then(|t| t.floor)
+            .filter(|&(_, until)| now < until)
+            .map(|(r, _)| r)
+    }
+
+    /// One service's prediction at `now`, with the view it was made from.
+    pub fn handle_prediction(&mut self, now: Time, view: &ServiceView, p: &Prediction) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let ti = self.target(&view.name);
+        if let Some(action) = self.targets[ti].active.clone() {
+            self.verify(now, ti, view, p, action);
+            return;
+        }
+        if !p.warning {
+            self.targets[ti].warnings = 0;
+            return;
+        }
+        self.targets[ti].warnings += 1;
+        if self.targets[ti].warnings < self.cfg.confirm || now < self.targets[ti].cooldown_until {
+            return;
+        }
+        let strategy = rule_strategy(p, view.metrics.error_rate);
+        self.start(
+            now,
+            ti,
+            view,
+            p,
+            strategy,
+            0,
+            format!(
+                "{} predicted ({:.0} % not healthy){}",
+                p.status.as_str(),
+                100.0 * p.not_healthy,
+                p.failure_type
+                    .map_or(String::new(), |f| format!(", pattern {}", f.as_str()))
+            ),
+        );
+    }
+
+    fn verify(
+        &mut self,
+        now: Time,
+        ti: usize,
+        view: &ServiceView,
+        p: &Prediction,
+        action: HealingAction,
+    ) {
+        let due = action.started + action.estimated_recovery;
+        let recovered = !p.warning && view.metrics.error_rate < 0.01;
+        if recovered {
+            let t = &mut self.targets[ti];
+            t.active = None;
+            t.warnings = 0;
+            t.cooldown_until = now + Span::from_secs_f64(self.cfg.cooldown_s);
+            self.book.outcomes.push(Outcome {
+                failure: action.failure,
+                strategy: action.strategy,
+                success: true,
+                recovery_s: Some(now.saturating_sub(action.started).as_secs_f64()),
+            });
+            self.events.push_back(HealingEvent::Verified {
+                target: view.name.clone(),
+                strategy: action.strategy,
+                recovered: true,
+                at: now,
+            });
+            return;
+        }
+        if now < due {
+            return;
+        }
+        self.book.outcomes.push(Outcome {
+            failure: action.failure,
+            strategy: action.strategy,
+            success: false,
+            recovery_s: None,
+        });
+        self.events.push_back(HealingEvent::Verified {
+            target: view.name.clone(),
+            strategy: action.strategy,
+            recovered: false,
+            at: now,
+        });
+        self.targets[ti].active = None;
+        match action.strategy.escalation() {
+            Some(next) => {
+                self.events.push_back(HealingEvent::Escalated {
+                    target: view.name.clone(),
+                    from: action.strategy,
+                    to: next,
+                });
+                self.start(
+                    now,
+                    ti,
+                    view,
+                    p,
+                    next,
+                    action.attempt + 1,
+                    format!(
+                        "{} did not recover {} within {:.0} s",
+                        action.strategy.as_str(),
+                        view.name,
+                        action.estimated_recovery.as_secs_f64()
+                    ),
+                );
+            }
+            None => self.events.push_back(HealingEvent::GaveUp {
+                target: view.name.clone(),
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        now: Time,
+        ti: usize,
+        view: &ServiceView,
+        p: &Prediction,
+        mut strategy: Strategy,
+        mut attempt: u32,
+        reason: String,
+    ) {
+        // Strategies the driver cannot carry out escalate at once.
+        while !self.cfg.supported.contains(&strategy) {
+            match strategy.escalation() {
+                Some(next) => {
+                    self.events.push_back(HealingEvent::Escalated {
+                        target: view.name.clone(),
+                        from: strategy,
+                        to: next,
+                    });
+                    strategy = next;
+                    attempt += 1;
+                }
+                None => {
+                    self.events.push_back(HealingEvent::GaveUp {
+                        target: view.name.clone(),
+                    });
+                    return;
+                }
+            }
+        }
+        if strategy == Strategy::Rollback && view.revision == 0 {
+            // The first revision (index 0) has nothing to roll back to.
+            if let Some(next) = strategy.escalation() {
+                return self.start(now, ti, view, p, next, attempt + 1, reason);
+            }
+        }
+        let window = Span::from_secs_f64(self.cfg.rate_window_s);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.cfg.max_actions {
+            self.events.push_back(HealingEvent::Suppressed {
+                target: view.name.clone(),
+                strategy,
+                why: "rate limit",
+            });
+            return;
+        }
+        let commands = match self.commands_for(now, ti, view, strategy, &reason) {
+            Ok(c) => c,
+            Err(why) => {
+                self.events.push_back(HealingEvent::Suppressed {
+                    target: view.name.clone(),
+                    strategy,
+                    why,
+                });
+                return;
+            }
+        };
+        let action = HealingAction {
+            strategy,
+            target: view.name.clone(),
+            priority: priority(p.status),
+            failure: p.failure_type,
+            started: now,
+            estimated_recovery: self.book.recovery_estimate(p.failure_type, strategy),
+            success_probability: self.book.success_probability(
+                p.failure_type,
+                strategy,
+                self.cfg.prior_success,
+            ),
+            attempt,
+            reason,
+        };
+        self.recent.push_back(now);
+        if self.cfg.dry_run {
+            self.events.push_back(HealingEvent::DryRun(action));
+            self.targets[ti].cooldown_until = now + Span::from_secs_f64(self.cfg.cooldown_s);
+            return;
+        }
+        self.commands.extend(commands);
+        self.targets[ti].active = Some(action.clone());
+        self.events.push_back(HealingEvent::Started(action));
+    }
+
+    fn commands_for(
+        &mut self,
+        now: Time,
+        ti: usize,
+        view: &ServiceView,
+        strategy: Strategy,
+        reason: &str,
+    ) -> Result<Vec<Command>, &'static str> {
+        let ready = view
+            .pods
+            .iter()
+            .filter(|p| p.ready && p.phase == PodPhase::Running)
+            .count() as u32;
+        match strategy {
+            Strategy::Restart => {
+                let budget = ((ready as f64 * self.cfg.max_unavailable_fraction).floor() as u32)
+                    .max(1)
+                    .min(ready.saturating_sub(self.cfg.min_healthy_replicas));
+                if budget == 0 {
+                    return Err("minimum healthy replicas");
+                }
+                // The pods closest to their memory limit first (the leak's
+                // victims), then the most restarted.
+                let mut pods: Vec<_> = view
+                    .pods
+                    .iter()
+                    .filter(|p| p.phase == PodPhase::Running)
+                    .collect();
+                pods.sort_by(|a, b| {
+                    let fa = a.memory_mib / a.memory_limit_mib.max(1.0);
+                    let fb = b.memory_mib / b.memory_limit_mib.max(1.0);
+                    fb.total_cmp(&fa)
+                        .then(b.restarts.cmp(&a.restarts))
+                        .then(a.name.cmp(&b.name))
+                });
+                Ok(pods
+                    .into_iter()
+                    .take(budget as usize)
+                    .map(|p| Command::RestartPod {
+                        service: view.name.clone(),
+                        pod: p.name.clone(),
+                        reason: format!("heal: {reason}"),
+                    })
+                    .collect())
+            }
+            Strategy::Scale => {
+                let to = ((view.desired_replicas.max(1) as f64 * self.cfg.scale_factor).ceil()
+                    as u32)
+                    .min(self.cfg.max_replicas);
+                if to <= view.desired_replicas {
+                    return Err("maximum replicas");
+                }
+                self.targets[ti].floor =
+                    Some((to, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
+                Ok(vec![Command::Scale {
+                    service: view.name.clone(),
+                    replicas: to,
+                    reason: format!("heal: {reason}"),
+                }])
+            }
+            Strategy::Rollback => Ok(vec![Command::Rollback {
+                service: view.name.clone(),
+                reason: format!("heal: {reason}"),
+            }]),
+            Strategy::Reconfigure | Strategy::Isolate | Strategy::Failover => {
+                Err("not supported by this driver")
+            }
+        }
+    }
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<HealingEvent> {
+        self.events.pop_front()
+    }
+
+    /// The action in progress on `service`.
+    pub fn active(&self, service: &str) -> Option<&HealingAction> {
+        self.targets
+            .iter()
+            .find(|t| t.name == service)
+            .and_then(|t| t.active.as_ref())
+    }
+}

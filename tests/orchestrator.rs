@@ -1,0 +1,356 @@
+//! The healing orchestrator's decisions, guardrails and escalation, on
+//! hand-made predictions (the predictor itself is tested in predictor.rs).
+
+use selfheal::control::orchestrator::{HealingEvent, Orchestrator, OrchestratorConfig, Strategy};
+use selfheal::control::predictor::patterns::{FailureType, Remediation};
+use selfheal::control::predictor::{Health, Prediction};
+use selfheal::control::{Command, PodPhase, PodView, ServiceView};
+use selfheal::metrics::ServiceMetrics;
+use selfheal::time::Time;
+
+/// `revision` is the Deployment revision index (0 = the first).
+fn view(name: &str, pods: u32, revision: u32, error_rate: f64) -> ServiceView {
+    ServiceView {
+        name: name.into(),
+        metrics: ServiceMetrics {
+            timestamp: Time::ZERO,
+            cpu_usage: 0.5,
+            memory_usage: 0.9,
+            request_rate: 100.0,
+            error_rate,
+            latency_p50: 10.0,
+            latency_p99: 50.0,
+            active_connections: 5,
+            ready_replicas: pods,
+            desired_replicas: pods,
+        },
+        desired_replicas: pods,
+        revision,
+        max_connections: 100,
+        pods: (0..pods)
+            .map(|i| PodView {
+                name: format!("{name}-{i}"),
+                phase: PodPhase::Running,
+                ready: true,
+                revision,
+                node: "node-0".into(),
+                cpu_cores: 0.5,
+                cpu_sampled_at: Some(Time::ZERO),
+                cpu_request: 1.0,
+                memory_mib: 100.0 + 50.0 * i as f64,
+                memory_limit_mib: 512.0,
+                restarts: 0,
+                created: Time::ZERO,
+                started: Time::ZERO,
+                last_transition: Time::ZERO,
+            })
+            .collect(),
+        concurrency: vec![],
+    }
+}
+
+fn prediction(status: Health, failure: Option<FailureType>, warning: bool) -> Prediction {
+    Prediction {
+        status,
+        probability: 0.8,
+        probabilities: [0.1, 0.1, 0.0, 0.8],
+        not_healthy: if warning { 0.9 } else { 0.1 },
+        warning,
+        failure_type: failure,
+        time_to_failure_s: Some(60.0),
+        recommended_action: failure.map_or(Remediation::Monitor, |f| f.remediation()),
+    }
+}
+
+fn at(s: u64) -> Time {
+    Time::from_secs(s)
+}
+
+fn drain(o: &mut Orchestrator) -> (Vec<Command>, Vec<HealingEvent>) {
+    let mut c = Vec::new();
+    while let Some(x) = o.poll_command() {
+        c.push(x);
+    }
+    let mut e = Vec::new();
+    while let Some(x) = o.poll_event() {
+        e.push(x);
+    }
+    (c, e)
+}
+
+#[test]
+fn a_critical_memory_leak_gets_a_restart_at_priority_one() {
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = view("api", 4, 0, 0.02);
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    o.handle_prediction(at(0), &v, &p);
+    assert!(drain(&mut o).0.is_empty(), "one warning is not confirmed");
+    o.handle_prediction(at(5), &v, &p);
+    let (cmds, events) = drain(&mut o);
+    let HealingEvent::Started(a) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(a.strategy, Strategy::Restart);
+    assert_eq!(a.priority, 1);
+    assert!(a.success_probability > 0.5, "{}", a.success_probability);
+    // The disruption budget: 25 % of 4 ready pods, the fullest first.
+    assert_eq!(cmds.len(), 1);
+    assert!(matches!(&cmds[0], Command::RestartPod { pod, .. } if pod == "api-3"));
+}
+
+#[test]
+fn a_flapping_signal_never_triggers_an_action() {
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = view("api", 4, 0, 0.0);
+    for i in 0..100 {
+        let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), i % 2 == 0);
+        o.handle_prediction(at(5 * i), &v, &p);
+    }
+    let (cmds, events) = drain(&mut o);
+    assert!(cmds.is_empty() && events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn the_rate_limit_holds_across_services() {
+    let cfg = OrchestratorConfig::default();
+    let mut o = Orchestrator::new(cfg.clone());
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    for s in 0..10 {
+        let v = view(&format!("svc{s}"), 4, 0, 0.0);
+        o.handle_prediction(at(0), &v, &p);
+        o.handle_prediction(at(5), &v, &p);
+    }
+    let (_, events) = drain(&mut o);
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, HealingEvent::Started(_)))
+        .count();
+    let suppressed = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                HealingEvent::Suppressed {
+                    why: "rate limit",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(started, cfg.max_actions);
+    assert_eq!(suppressed, 10 - cfg.max_actions);
+}
+
+#[test]
+fn a_restart_never_goes_below_the_minimum_healthy_replicas() {
+    let mut o = Orchestrator::new(OrchestratorConfig {
+        min_healthy_replicas: 2,
+        ..Default::default()
+    });
+    let v = view("api", 2, 0, 0.0);
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    o.handle_prediction(at(0), &v, &p);
+    o.handle_prediction(at(5), &v, &p);
+    let (cmds, events) = drain(&mut o);
+    assert!(cmds.is_empty());
+    assert!(matches!(
+        events[0],
+        HealingEvent::Suppressed {
+            why: "minimum healthy replicas",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn dry_run_and_the_kill_switch_change_nothing() {
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    let v = view("api", 4, 0, 0.0);
+    let mut dry = Orchestrator::new(OrchestratorConfig {
+        dry_run: true,
+        ..Default::default()
+    });
+    dry.handle_prediction(at(0), &v, &p);
+    dry.handle_prediction(at(5), &v, &p);
+    let (cmds, events) = drain(&mut dry);
+    assert!(cmds.is_empty());
+    assert!(matches!(&events[0], HealingEvent::DryRun(a) if a.strategy == Strategy::Restart));
+
+    let mut off = Orchestrator::new(OrchestratorConfig {
+        enabled: false,
+        ..Default::default()
+    });
+    off.handle_prediction(at(0), &v, &p);
+    off.handle_prediction(at(5), &v, &p);
+    let (cmds, events) = drain(&mut off);
+    assert!(cmds.is_empty() && events.is_empty());
+}
+
+#[test]
+fn a_restart_that_does_not_help_escalates_to_a_rollback() {
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = view("api", 4, 2, 0.3);
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    o.handle_prediction(at(0), &v, &p);
+    o.handle_prediction(at(5), &v, &p);
+    drain(&mut o);
+    // Still warning before the expected recovery time: wait.
+    o.handle_prediction(at(30), &v, &p);
+    assert!(drain(&mut o).0.is_empty());
+    // Past it (90 s prior): escalate.
+    o.handle_prediction(at(100), &v, &p);
+    let (cmds, events) = drain(&mut o);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        HealingEvent::Escalated {
+            from: Strategy::Restart,
+            to: Strategy::Rollback,
+            ..
+        }
+    )));
+    assert!(matches!(&cmds[..], [Command::Rollback { service, .. }] if service == "api"));
+    assert_eq!(o.book.outcomes.len(), 1);
+    assert!(!o.book.outcomes[0].success);
+    assert_eq!(o.active("api").unwrap().attempt, 1);
+}
+
+#[test]
+fn recovery_is_verified_and_recorded_and_moves_the_estimates() {
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = view("api", 4, 0, 0.0);
+    let bad = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    let good = prediction(Health::Healthy, None, false);
+    let before =
+        o.book
+            .success_probability(Some(FailureType::MemoryLeak), Strategy::Restart, (2.0, 1.0));
+    o.handle_prediction(at(0), &v, &bad);
+    o.handle_prediction(at(5), &v, &bad);
+    o.handle_prediction(at(45), &v, &good);
+    let (_, events) = drain(&mut o);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        HealingEvent::Verified {
+            recovered: true,
+            ..
+        }
+    )));
+    let after =
+        o.book
+            .success_probability(Some(FailureType::MemoryLeak), Strategy::Restart, (2.0, 1.0));
+    assert!(after > before);
+    // 40 s measured against the 90 s prior: the estimate is their mean.
+    let est = o
+        .book
+        .recovery_estimate(Some(FailureType::MemoryLeak), Strategy::Restart);
+    assert!((est.as_secs_f64() - 65.0).abs() < 1e-9, "{est:?}");
+    // Cooldown: a new warning right after is not acted on.
+    o.handle_prediction(at(50), &v, &bad);
+    o.handle_prediction(at(55), &v, &bad);
+    assert!(drain(&mut o).0.is_empty());
+}
+
+#[test]
+fn a_scale_sets_an_expiring_floor() {
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = view("api", 4, 0, 0.0);
+    let p = prediction(
+        Health::Unhealthy,
+        Some(FailureType::ResourceExhaustion),
+        true,
+    );
+    o.handle_prediction(at(0), &v, &p);
+    o.handle_prediction(at(5), &v, &p);
+    let (cmds, _) = drain(&mut o);
+    assert!(matches!(&cmds[..], [Command::Scale { replicas: 6, .. }]));
+    assert_eq!(o.floor("api", at(100)), Some(6));
+    assert_eq!(o.floor("api", at(700)), None);
+}
+
+#[test]
+fn strategies_the_driver_cannot_do_escalate_instead_of_pretending() {
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = view("api", 4, 0, 0.0);
+    // Cascading failure -> isolate -> fail over: neither is supported by
+    // the default driver, so the orchestrator says so and does nothing.
+    let p = prediction(Health::Critical, Some(FailureType::CascadingFailure), true);
+    o.handle_prediction(at(0), &v, &p);
+    o.handle_prediction(at(5), &v, &p);
+    let (cmds, events) = drain(&mut o);
+    assert!(cmds.is_empty());
+    assert!(
+        matches!(events.last(), Some(HealingEvent::GaveUp { .. })),
+        "{events:?}"
+    );
+}
+
+fn leak_scenario(controller: &str) -> selfheal::scenario::LoadedScenario {
+    let text = format!(
+        r#"name = "leak"
+duration_s = 1200
+seed = 5
+
+[metrics]
+scrape_interval_s = 5
+
+[slo]
+latency_ms = 200
+
+[controller]
+{controller}
+
+[[load]]
+service = "api"
+curve = {{ kind = "constant", rate = 150 }}
+
+[[service]]
+name = "api"
+replicas = 3
+memory_limit_mib = 512
+revision = {{ service_time_ms = 8, memory_base_mib = 160 }}
+
+[[fault]]
+kind = "memory_leak"
+service = "api"
+pods = 2
+leak_mib_per_s = 1.5
+at_s = 120
+"#
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    selfheal::scenario::parse(&text, "leak.toml", dir).unwrap()
+}
+
+#[test]
+fn in_the_simulator_healing_restarts_leaking_pods_and_dry_run_changes_nothing() {
+    // Model files are found relative to the working directory, which cargo
+    // sets to the package root for tests.
+    let plain = selfheal::sim::run(&leak_scenario("kind = \"static\"")).unwrap();
+    let dry = selfheal::sim::run(&leak_scenario(
+        "kind = \"static\"\nhealing = true\nhealing_dry_run = true",
+    ))
+    .unwrap();
+    assert!(dry.commands.is_empty());
+    assert_eq!(plain.summary.failed, dry.summary.failed);
+    assert_eq!(plain.summary.restarts, dry.summary.restarts);
+    assert_eq!(plain.root_seconds, dry.root_seconds);
+
+    let healed = selfheal::sim::run(&leak_scenario("kind = \"static\"\nhealing = true")).unwrap();
+    let restarts: Vec<_> = healed
+        .commands
+        .iter()
+        .filter(|(_, _, c)| matches!(c, Command::RestartPod { reason, .. } if reason.starts_with("heal:")))
+        .collect();
+    assert!(!restarts.is_empty(), "no healing restart");
+    // The leak starts at 120 s; no healing action before it.
+    assert!(restarts.iter().all(|(t, _, _)| t.as_secs_f64() > 120.0));
+    // Each restart replaces a pod: the restart count rises by as many.
+    assert!(healed.summary.restarts >= restarts.len() as u64);
+}
+
+#[test]
+fn healing_refuses_a_scrape_interval_the_model_was_not_trained_on() {
+    let mut sc = leak_scenario("kind = \"static\"\nhealing = true");
+    sc.spec.metrics.scrape_interval_s = 15.0;
+    let e = selfheal::sim::run(&sc).err().expect("refused");
+    assert!(e.to_string().contains("scrape_interval_s = 5"), "{e}");
+}
