@@ -3,8 +3,8 @@
 //! one window in about 0.7 ms; the control loop needs under 1 ms).
 //!
 //! - `train_step_batch32`: forward, backward and Adam step of the
-//!   seed-shaped network (60 x 8 windows) on burn's flex backend.
-//! - `infer_window_burn`: one window through burn's `Lstm` modules.
+//!   seed-shaped network (60 x 8 windows) on burn's flex backend, one thread.
+//! - `infer_window_burn`: one window through the burn network.
 //! - `infer_window_fused`: one window through the control core's fused
 //!   forward pass over the same weights.
 //!

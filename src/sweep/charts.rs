@@ -37,6 +37,18 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
+/// Draws one chart twice, as `<name>.png` and `<name>.svg` (a macro: the
+/// drawing function is generic over the backend).
+macro_rules! png_and_svg {
+    ($dir:expr, $name:expr, $size:expr, $draw:ident, $chart:expr) => {{
+        register_font();
+        let png = $dir.join(format!("{}.png", $name));
+        $draw(BitMapBackend::new(&png, $size).into_drawing_area(), $chart)?;
+        let svg = $dir.join(format!("{}.svg", $name));
+        $draw(SVGBackend::new(&svg, $size).into_drawing_area(), $chart)
+    }};
+}
+
 /// One point series per controller: (cost, violation) per scenario variant,
 /// plus the controller's mean as a larger marker.
 pub struct Pareto {
@@ -110,11 +122,7 @@ fn draw_pareto<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Pareto) -> 
 }
 
 pub fn pareto(dir: &Path, name: &str, p: &Pareto) -> Result<(), String> {
-    register_font();
-    let png = dir.join(format!("{name}.png"));
-    draw_pareto(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), p)?;
-    let svg = dir.join(format!("{name}.svg"));
-    draw_pareto(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), p)
+    png_and_svg!(dir, name, (900, 600), draw_pareto, p)
 }
 
 /// A run's per-second series for its timeline.
@@ -236,14 +244,7 @@ fn draw_timeline<DB: DrawingBackend>(
 }
 
 pub fn timeline(dir: &Path, name: &str, tl: &Timeline) -> Result<(), String> {
-    register_font();
-    let png = dir.join(format!("{name}.png"));
-    draw_timeline(
-        BitMapBackend::new(&png, (1000, 900)).into_drawing_area(),
-        tl,
-    )?;
-    let svg = dir.join(format!("{name}.svg"));
-    draw_timeline(SVGBackend::new(&svg, (1000, 900)).into_drawing_area(), tl)
+    png_and_svg!(dir, name, (1000, 900), draw_timeline, tl)
 }
 
 /// A confusion matrix as a heat map, counts written in the cells; rows are
@@ -321,11 +322,7 @@ fn draw_confusion<DB: DrawingBackend>(
 }
 
 pub fn confusion(dir: &Path, name: &str, c: &Confusion) -> Result<(), String> {
-    register_font();
-    let png = dir.join(format!("{name}.png"));
-    draw_confusion(BitMapBackend::new(&png, (700, 600)).into_drawing_area(), c)?;
-    let svg = dir.join(format!("{name}.svg"));
-    draw_confusion(SVGBackend::new(&svg, (700, 600)).into_drawing_area(), c)
+    png_and_svg!(dir, name, (700, 600), draw_confusion, c)
 }
 
 /// A histogram of values in seconds, one series per group.
@@ -412,9 +409,5 @@ fn draw_histogram<DB: DrawingBackend>(
 }
 
 pub fn histogram(dir: &Path, name: &str, h: &Histogram) -> Result<(), String> {
-    register_font();
-    let png = dir.join(format!("{name}.png"));
-    draw_histogram(BitMapBackend::new(&png, (900, 550)).into_drawing_area(), h)?;
-    let svg = dir.join(format!("{name}.svg"));
-    draw_histogram(SVGBackend::new(&svg, (900, 550)).into_drawing_area(), h)
+    png_and_svg!(dir, name, (900, 550), draw_histogram, h)
 }

@@ -158,7 +158,6 @@ pub const FEATURES: [&str; 8] = [
     "active_connections",
     "ready_replicas",
 ];
-pub const SEED_FEATURES: usize = 7;
 
 /// What one run was made of.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::model::{PredictorNet, PredictorNetConfig};
-use super::traces::{Dataset, FEATURES, Health};
+use super::traces::{Dataset, FEATURES};
 use crate::control::predictor::lstm::{FusedNet, Scratch};
 use crate::control::predictor::normalise::Normaliser;
 use crate::rng::{Stream, Subsystem};
@@ -279,11 +279,6 @@ pub fn train(
         train_runs,
         val_runs,
     }
-}
-
-/// The health classes' names, in class order.
-pub fn class_names() -> [&'static str; 4] {
-    Health::ALL.map(|h| h.as_str())
 }
 
 /// Files of a saved model directory.

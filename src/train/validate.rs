@@ -424,17 +424,28 @@ fn operating_point(
     )
 }
 
-/// The lowest alarm threshold whose false-alarm rate on the fault-free runs
-/// among `s` is at most `target` per service-hour.
-pub fn calibrate(s: &[Scored], ds: &Dataset, target: f64) -> f64 {
+/// The fault-free runs of `ds` and their service-hours.
+pub fn fault_free_hours(ds: &Dataset) -> (Vec<u32>, f64) {
     let fault_free: Vec<u32> = ds
         .runs
         .iter()
         .filter(|r| r.fault.is_none())
         .map(|r| r.id)
         .collect();
-    let services = 2.0;
-    let hours = fault_free.len() as f64 * services * ds.config.duration_s / 3600.0;
+    let services = ds
+        .rows
+        .iter()
+        .map(|r| r.service as usize + 1)
+        .max()
+        .unwrap_or(1);
+    let hours = (fault_free.len() * services) as f64 * ds.config.duration_s / 3600.0;
+    (fault_free, hours)
+}
+
+/// The lowest alarm threshold whose false-alarm rate on the fault-free runs
+/// among `s` is at most `target` per service-hour.
+pub fn calibrate(s: &[Scored], ds: &Dataset, target: f64) -> f64 {
+    let (fault_free, hours) = fault_free_hours(ds);
     threshold_for_rate(s, 0, target, &fault_free, hours)
 }
 
@@ -489,14 +500,7 @@ pub fn report_section(
 ) -> String {
     let stride_s = stride as f64 * ds.config.scrape_interval_s;
     let mut md = String::new();
-    let fault_free: Vec<u32> = ds
-        .runs
-        .iter()
-        .filter(|r| r.fault.is_none())
-        .map(|r| r.id)
-        .collect();
-    let services = 2.0;
-    let hours = fault_free.len() as f64 * services * ds.config.duration_s / 3600.0;
+    let (fault_free, hours) = fault_free_hours(ds);
     let _ = writeln!(
         md,
         "## {title}\n\n{} runs ({} fault-free, {:.1} service-hours of them), {} scored windows.\n",

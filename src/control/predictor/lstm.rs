@@ -1,14 +1,17 @@
 //! The trained LSTM network as plain arrays, with a fused forward pass.
 //!
-//! burn's `Lstm` steps four gate products per time step through the tensor
-//! API, which costs about 11 ms per window; a control loop that predicts for
-//! every service at every tick of thousands of simulated runs needs well
-//! under 1 ms. Here each layer computes its input projection for all time
-//! steps as one matrix product, then runs the recurrence with one
-//! matrix-vector product per step over the concatenated gate weights. The
-//! arithmetic is the same as burn's (gate order input, forget, cell, output;
-//! `c = f*c + i*g`, `h = o*tanh(c)`), checked equal within 1e-5 by
-//! `tests/predictor.rs`.
+//! Stock burn's `Lstm` took about 11 ms per window on the reference machine
+//! and burn's forward pass of this network takes 1.8 ms here; a control
+//! loop that predicts for every service at every tick of thousands of
+//! simulated runs needs well under 1 ms. Here each layer first computes the
+//! input projections of all steps (one `[steps x in] * [in x 4h]` product
+//! into the four gates' pre-activations), then runs the recurrence with one
+//! `[h] * [h x 4h]` product per step, four weight rows at a time (AVX2 when
+//! the CPU has it), and the gate
+//! nonlinearities use a polynomial `exp` so that the cell update vectorises
+//! too: 0.52 ms per window (`cargo bench --bench predictor`). The arithmetic
+//! is burn's (gate order input, forget, cell, output; `c = f*c + i*g`,
+//! `h = o*tanh(c)`), equal within 1e-5 (`tests/predictor.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -209,10 +212,6 @@ impl Dense {
 impl FusedNet {
     pub fn input_features(&self) -> usize {
         self.lstms.first().map_or(0, |l| l.input)
-    }
-
-    pub fn classes(&self) -> usize {
-        self.dense.last().map_or(0, |d| d.output)
     }
 
     /// Logits for one normalised window, row-major `[steps][features]`.

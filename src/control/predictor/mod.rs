@@ -159,11 +159,6 @@ impl ServiceWatch {
         }
     }
 
-    /// The latest anomaly scores of error rate and p99 latency.
-    pub fn anomaly(&self) -> (f64, f64) {
-        (self.anomaly_errors, self.anomaly_latency)
-    }
-
     /// The pattern detector alone (the baseline the LSTM is compared with).
     pub fn pattern(&self, cfg: &PredictorConfig) -> Option<Detection> {
         let rows: Vec<[f32; 8]> = self.rows.iter().copied().collect();
