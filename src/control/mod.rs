@@ -85,7 +85,16 @@ pub enum Command {
         replicas: u32,
         reason: String,
     },
+    /// Restart the pod's container in place (`kubectl exec ... kill 1`):
+    /// its in-flight requests fail.
     RestartPod {
+        service: String,
+        pod: String,
+        reason: String,
+    },
+    /// Delete the pod gracefully (`kubectl delete pod`): it drains while
+    /// the Deployment starts a replacement.
+    ReplacePod {
         service: String,
         pod: String,
         reason: String,
@@ -101,6 +110,7 @@ impl Command {
         match self {
             Command::Scale { service, .. }
             | Command::RestartPod { service, .. }
+            | Command::ReplacePod { service, .. }
             | Command::Rollback { service, .. } => service,
         }
     }

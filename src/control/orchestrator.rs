@@ -523,7 +523,9 @@ impl Orchestrator {
                     return Err("minimum healthy replicas");
                 }
                 // The pods closest to their memory limit first (the leak's
-                // victims), then the most restarted.
+                // victims), then the most restarted. Each is deleted
+                // gracefully and replaced, as `kubectl delete pod` does, so
+                // its in-flight requests finish.
                 let mut pods: Vec<_> = view
                     .pods
                     .iter()
@@ -539,7 +541,7 @@ impl Orchestrator {
                 Ok(pods
                     .into_iter()
                     .take(budget as usize)
-                    .map(|p| Command::RestartPod {
+                    .map(|p| Command::ReplacePod {
                         service: view.name.clone(),
                         pod: p.name.clone(),
                         reason: format!("heal: {reason}"),

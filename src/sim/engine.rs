@@ -1152,6 +1152,17 @@ impl Simulation {
                     self.exit_container(p, Exit::Restart);
                 }
             }
+            Command::ReplacePod { pod, .. } => {
+                let found = self.services[svc as usize]
+                    .pods
+                    .iter()
+                    .copied()
+                    .find(|&p| self.pod_name(p) == *pod);
+                if let Some(p) = found {
+                    self.terminate_pod(p);
+                    self.reconcile(svc);
+                }
+            }
             Command::Rollback { .. } => {
                 self.rollback(svc);
             }

@@ -99,6 +99,7 @@ impl RunOutput {
                     replicas, reason, ..
                 } => ("scale", replicas.to_string(), reason),
                 Command::RestartPod { pod, reason, .. } => ("restart_pod", pod.clone(), reason),
+                Command::ReplacePod { pod, reason, .. } => ("replace_pod", pod.clone(), reason),
                 Command::Rollback { reason, .. } => ("rollback", String::new(), reason),
             };
             let _ = writeln!(
