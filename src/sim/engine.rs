@@ -1127,6 +1127,15 @@ impl Simulation {
             .push_lane(now + period, LANE_CONTROL, Event::Control { controller: i });
     }
 
+    /// The pod of service `svc` a command names.
+    fn find_pod(&self, svc: u32, name: &str) -> Option<u32> {
+        self.services[svc as usize]
+            .pods
+            .iter()
+            .copied()
+            .find(|&p| self.pod_name(p) == name)
+    }
+
     /// Applies a command with its real effect; unknown targets are ignored
     /// (and stay visible in the command log).
     pub fn apply(&mut self, cmd: &Command) {
@@ -1141,24 +1150,14 @@ impl Simulation {
         match cmd {
             Command::Scale { replicas, .. } => self.set_desired(svc, *replicas),
             Command::RestartPod { pod, .. } => {
-                let found = self.services[svc as usize]
-                    .pods
-                    .iter()
-                    .copied()
-                    .find(|&p| self.pod_name(p) == *pod);
-                if let Some(p) = found
+                if let Some(p) = self.find_pod(svc, pod)
                     && self.pods[p as usize].phase == Phase::Running
                 {
                     self.exit_container(p, Exit::Restart);
                 }
             }
             Command::ReplacePod { pod, .. } => {
-                let found = self.services[svc as usize]
-                    .pods
-                    .iter()
-                    .copied()
-                    .find(|&p| self.pod_name(p) == *pod);
-                if let Some(p) = found {
+                if let Some(p) = self.find_pod(svc, pod) {
                     self.terminate_pod(p);
                     self.reconcile(svc);
                 }

@@ -49,6 +49,22 @@ macro_rules! png_and_svg {
     }};
 }
 
+/// The series legend every chart draws, in a framed, half-opaque box.
+fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    size: u32,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", size))
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
 /// One point series per controller: (cost, violation) per scenario variant,
 /// plus the controller's mean as a larger marker.
 pub struct Pareto {
@@ -110,14 +126,7 @@ fn draw_pareto<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Pareto) -> 
                 .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, 13, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(err)
 }
 
@@ -193,14 +202,7 @@ fn panel<DB: DrawingBackend>(
             .label(*label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 12))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)
+    legend(&mut chart, 12, SeriesLabelPosition::UpperLeft)
 }
 
 fn draw_timeline<DB: DrawingBackend>(
@@ -397,14 +399,7 @@ fn draw_histogram<DB: DrawingBackend>(
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], col.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, 13, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(err)
 }
 
