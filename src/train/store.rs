@@ -21,11 +21,21 @@ use serde::{Deserialize, Serialize};
 
 use super::model::PredictorNet;
 use super::traces::TracesConfig;
-use super::trainer::{EpochStats, TrainConfig, Trained, model_files};
+use super::trainer::{EpochStats, TrainConfig, Trained};
 use crate::control::predictor::lstm::FusedNet;
 use crate::control::predictor::normalise::Normaliser;
 
 pub const FORMAT: &str = "selfheal-predictor-1";
+
+/// Files of a saved model directory.
+pub fn model_files(dir: &Path) -> [PathBuf; 4] {
+    [
+        dir.join("config.json"),
+        dir.join("normaliser.json"),
+        dir.join("model.bpk"),
+        dir.join("training.json"),
+    ]
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -129,11 +139,8 @@ pub fn save(
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let [config, norm, record, training] = model_files(dir);
     cfg.save(&config).map_err(|e| io(&config, e))?;
-    let json = |v: &dyn erased::Json, p: &Path| -> Result<(), ModelError> {
-        std::fs::write(p, v.json()).map_err(|e| io(p, e))
-    };
-    json(&t.normaliser, &norm)?;
-    json(meta, &training)?;
+    write_json(&t.normaliser, &norm)?;
+    write_json(meta, &training)?;
     t.net
         .clone()
         .into_record()
@@ -145,19 +152,12 @@ pub fn save(
 /// Rewrites `training.json` of a saved model (after recalibration).
 pub fn save_meta(dir: &Path, meta: &TrainingMeta) -> Result<(), ModelError> {
     let [_, _, _, training] = model_files(dir);
-    let text = serde_json::to_string_pretty(meta).expect("plain data serialises");
-    std::fs::write(&training, text).map_err(|e| io(&training, e))
+    write_json(meta, &training)
 }
 
-mod erased {
-    pub trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string_pretty(self).expect("plain data serialises")
-        }
-    }
+fn write_json<T: Serialize>(v: &T, p: &Path) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(v).expect("plain data serialises");
+    std::fs::write(p, text).map_err(|e| io(p, e))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ModelError> {

@@ -3,8 +3,6 @@
 //! windows of one run share most of their scrapes, so a split by window
 //! would leak), seeded throughout.
 
-use std::path::{Path, PathBuf};
-
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -73,6 +71,8 @@ pub struct Trained {
     pub normaliser: Normaliser,
     pub history: Vec<EpochStats>,
     pub best_epoch: usize,
+    /// Training windows (one every `stride` scrapes of the training runs).
+    pub train_samples: usize,
     pub train_runs: Vec<u32>,
     pub val_runs: Vec<u32>,
 }
@@ -276,17 +276,8 @@ pub fn train(
         normaliser,
         history,
         best_epoch,
+        train_samples: train_set.len(),
         train_runs,
         val_runs,
     }
-}
-
-/// Files of a saved model directory.
-pub fn model_files(dir: &Path) -> [PathBuf; 4] {
-    [
-        dir.join("config.json"),
-        dir.join("normaliser.json"),
-        dir.join("model.bpk"),
-        dir.join("training.json"),
-    ]
 }

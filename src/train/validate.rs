@@ -188,7 +188,8 @@ pub fn score_dataset(
                     model.normaliser.apply_window(&mut w);
                     forest.score(&summary_features(&w, f))
                 });
-                let pattern = watch.pattern(cfg).map(|d| d.failure);
+                // The prediction already ran the pattern detector.
+                let pattern = p.failure_type;
                 out.push(Scored {
                     run: r.run,
                     service: r.service,
@@ -472,22 +473,34 @@ pub fn subset(ds: &Dataset, runs: &[u32]) -> Dataset {
 /// calibrated to on the training runs' validation split.
 pub const CALIBRATION_FALSE_ALARMS: f64 = 6.0;
 
-/// Calibrates a freshly trained model's alarm threshold on its validation
-/// runs, never on held-out data.
+/// A model's alarm threshold for `false_alarms` per service-hour on the
+/// validation runs `val_runs` of its training data, never on held-out data.
+pub fn calibrate_on_validation(
+    ds: &Dataset,
+    val_runs: &[u32],
+    model: &Model,
+    false_alarms: f64,
+    stride: usize,
+) -> f64 {
+    let val = subset(ds, val_runs);
+    let scored = score_dataset(&val, model, &PredictorConfig::default(), None, stride);
+    calibrate(&scored, &val, false_alarms)
+}
+
+/// [`calibrate_on_validation`] for a freshly trained model at the shipped
+/// budget, [`CALIBRATION_FALSE_ALARMS`].
 pub fn calibrate_trained(
     ds: &Dataset,
     t: &super::trainer::Trained,
     window: usize,
     stride: usize,
 ) -> f64 {
-    let val = subset(ds, &t.val_runs);
     let model = Model {
         net: t.fused.clone(),
         normaliser: t.normaliser.clone(),
         window,
     };
-    let scored = score_dataset(&val, &model, &PredictorConfig::default(), None, stride);
-    calibrate(&scored, &val, CALIBRATION_FALSE_ALARMS)
+    calibrate_on_validation(ds, &t.val_runs, &model, CALIBRATION_FALSE_ALARMS, stride)
 }
 
 /// One held-out set's full report section, in Markdown.

@@ -123,7 +123,6 @@ pub fn train(data: &Path, cfg: &TrainConfig, out: &Path, command: String) -> any
     let device = burn::prelude::Device::flex();
     let mut bar = Bar::new(cfg.max_epochs);
     let t = trainer::train(&ds, cfg, &device, &mut bar);
-    let train_samples = trainer::samples(&ds, &t.train_runs, cfg.stride, &t.normaliser).len();
     let meta = TrainingMeta {
         format: FORMAT.into(),
         dataset: data.display().to_string(),
@@ -131,7 +130,7 @@ pub fn train(data: &Path, cfg: &TrainConfig, out: &Path, command: String) -> any
         controller: ds.controller.clone(),
         train_runs: t.train_runs.len(),
         val_runs: t.val_runs.len(),
-        train_samples,
+        train_samples: t.train_samples,
         best_epoch: t.best_epoch,
         history: t.history.clone(),
         command,
@@ -422,15 +421,7 @@ pub fn calibrate(model: &Path, data: &Path, false_alarms: f64) -> anyhow::Result
     let ds = dataset::load(data)?;
     let (_, val_runs) =
         trainer::split_runs(&ds, bundle.config.validation_fraction, bundle.config.seed);
-    let val = v::subset(&ds, &val_runs);
-    let scored = v::score_dataset(
-        &val,
-        &bundle.model(),
-        &selfheal::control::predictor::PredictorConfig::default(),
-        None,
-        2,
-    );
-    let th = v::calibrate(&scored, &val, false_alarms);
+    let th = v::calibrate_on_validation(&ds, &val_runs, &bundle.model(), false_alarms, 2);
     println!(
         "{}: alarm threshold {:.3} -> {th:.3} ({false_alarms} false alarms per service-hour on {} validation runs)",
         model.display(),

@@ -160,11 +160,12 @@ impl ServiceWatch {
     }
 
     /// The pattern detector alone (the baseline the LSTM is compared with).
-    pub fn pattern(&self, cfg: &PredictorConfig) -> Option<Detection> {
-        let rows: Vec<[f32; 8]> = self.rows.iter().copied().collect();
+    pub fn pattern(&mut self, cfg: &PredictorConfig) -> Option<Detection> {
+        // The window is a ring; lining it up in place costs no allocation.
+        let rows = self.rows.make_contiguous();
         patterns::detect(
             &cfg.patterns,
-            &rows,
+            rows,
             self.anomaly_errors,
             self.anomaly_latency,
             cfg.slo_latency_ms,
