@@ -41,6 +41,8 @@ fn view(m: ServiceMetrics) -> ServiceView {
         max_connections: 100,
         pods: vec![],
         concurrency: vec![],
+        dependencies: vec![],
+        backup: None,
     }
 }
 

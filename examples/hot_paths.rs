@@ -55,6 +55,8 @@ fn tick() {
         max_connections: 100,
         pods: vec![],
         concurrency: vec![],
+        dependencies: vec![],
+        backup: None,
     };
     let mut replicas = 0u64;
     for i in 0..260 {

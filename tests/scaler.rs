@@ -32,6 +32,8 @@ fn view(m: ServiceMetrics) -> ServiceView {
         max_connections: 100,
         pods: vec![],
         concurrency: vec![],
+        dependencies: vec![],
+        backup: None,
     }
 }
 

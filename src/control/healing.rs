@@ -36,10 +36,13 @@ impl HealingController {
         predictor: PredictorConfig,
         orchestrator: OrchestratorConfig,
     ) -> Self {
+        let first_inner = inner.period();
         HealingController {
             name: format!("{}+heal", inner.name()),
             inner,
-            next_inner: Time::ZERO,
+            // The inner scaler ticks when it would on its own (first one
+            // period in), so adding healing changes nothing else.
+            next_inner: Time::ZERO + first_inner,
             model,
             predictor,
             watches: PerService::default(),
@@ -61,6 +64,7 @@ impl Controller for HealingController {
 
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for view in &obs.services {
+            self.orchestrator.handle_view(now, view);
             let (window, cfg) = (self.model.window, &self.predictor);
             let (watch, last) = self
                 .watches
@@ -71,7 +75,8 @@ impl Controller for HealingController {
             *last = Some(view.metrics.timestamp);
             watch.handle_scrape(&view.metrics);
             if let Some(p) = watch.predict(&self.model, &self.predictor) {
-                self.orchestrator.handle_prediction(now, view, &p);
+                self.orchestrator
+                    .handle_prediction(now, view, &p, &obs.services);
             }
         }
         while let Some(c) = self.orchestrator.poll_command() {

@@ -7,6 +7,7 @@
 //! or owns a global random generator; randomness, where a controller needs
 //! it, comes from a seeded stream handed in at construction.
 
+pub mod analysis;
 pub mod anomaly;
 pub mod healing;
 pub mod hpa;
@@ -54,6 +55,19 @@ pub struct PodView {
     pub last_transition: Time,
 }
 
+/// A route from one service to another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dependency {
+    pub service: String,
+    /// The caller has a fallback answer for this call: isolating the
+    /// callee degrades the answer instead of failing it.
+    pub fallback: bool,
+    /// The call as the caller sees it (the mesh's client-side metrics),
+    /// over the rate window of the last scrape; NaN p99 without traffic.
+    pub error_rate: f64,
+    pub latency_p99: f64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceView {
     pub name: String,
@@ -67,6 +81,11 @@ pub struct ServiceView {
     /// each of the last whole seconds, oldest first, up to 60 (what Knative's
     /// queue-proxies report every second).
     pub concurrency: Vec<f64>,
+    /// The services it calls (the mesh's routes), for isolating a failing
+    /// dependency.
+    pub dependencies: Vec<Dependency>,
+    /// Its standby Deployment, if it has one to fail over to.
+    pub backup: Option<String>,
 }
 
 /// What a controller is shown at one tick.
@@ -103,6 +122,29 @@ pub enum Command {
         service: String,
         reason: String,
     },
+    /// Take `service` out of its callers' routes for `hold` (a circuit
+    /// opened by hand): a caller answers from its fallback where the call
+    /// has one and fails fast otherwise. Client traffic entering at
+    /// `service` is not affected: there is nobody upstream to route around.
+    Isolate {
+        service: String,
+        hold: Span,
+        reason: String,
+    },
+    /// Send every route to `service` to its backup Deployment (the
+    /// scenario's `failover_to`).
+    Failover {
+        service: String,
+        reason: String,
+    },
+    /// Change a service's settings: its per-pod connection limit and the
+    /// timeout its callers give it.
+    Reconfigure {
+        service: String,
+        max_connections: Option<u32>,
+        timeout_ms: Option<f64>,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -111,10 +153,37 @@ impl Command {
             Command::Scale { service, .. }
             | Command::RestartPod { service, .. }
             | Command::ReplacePod { service, .. }
-            | Command::Rollback { service, .. } => service,
+            | Command::Rollback { service, .. }
+            | Command::Isolate { service, .. }
+            | Command::Failover { service, .. }
+            | Command::Reconfigure { service, .. } => service,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Command::Scale { reason, .. }
+            | Command::RestartPod { reason, .. }
+            | Command::ReplacePod { reason, .. }
+            | Command::Rollback { reason, .. }
+            | Command::Isolate { reason, .. }
+            | Command::Failover { reason, .. }
+            | Command::Reconfigure { reason, .. } => reason,
+        }
+    }
+
+    /// A remedial action rather than capacity management: everything but a
+    /// scaler's own `Scale` (the orchestrator's scale-ups say `heal:`).
+    pub fn is_healing(&self) -> bool {
+        match self {
+            Command::Scale { reason, .. } => reason.starts_with(HEALING_REASON),
+            _ => true,
         }
     }
 }
+
+/// The prefix of every reason the healing orchestrator gives.
+pub const HEALING_REASON: &str = "heal:";
 
 /// A controller's state per service, in the order services first appear:
 /// a small vector, not a hash map, so nothing order-dependent reaches a

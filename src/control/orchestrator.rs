@@ -7,10 +7,11 @@
 //! Strategy selection starts from the seed's rules (memory leak -> restart,
 //! resource exhaustion -> scale, cascading or dependency failure -> isolate,
 //! critical -> fail over, error rate above 50 % -> roll back, else
-//! reconfigure). A strategy the driver cannot carry out (the simulator has
-//! no isolate, reconfigure or fail-over effect yet) escalates at once to
-//! the next one in its chain, so the orchestrator never claims an action it
-//! did not take.
+//! reconfigure). A strategy the driver cannot carry out (one left out of
+//! `OrchestratorConfig::supported`, or one with no target: isolate without
+//! a route, fail over without a backup, roll back on the first revision)
+//! escalates at once to the next one in its chain, so the orchestrator never
+//! claims an action it did not take.
 
 use std::collections::VecDeque;
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::predictor::patterns::FailureType;
 use super::predictor::{Health, Prediction};
-use super::{Command, PodPhase, ServiceView};
+use super::{Command, HEALING_REASON, PodPhase, ServiceView};
 use crate::time::{Span, Time};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -73,14 +74,29 @@ impl Strategy {
     }
 }
 
-/// The seed's rules.
-pub fn rule_strategy(p: &Prediction, error_rate: f64) -> Strategy {
+/// The seed's rules, after one of ours: degradation soon after a rollout
+/// (a revision this orchestrator did not make itself) is rolled back first,
+/// as Argo Rollouts would.
+///
+/// A dependency whose calls show the symptom (`dependency_degraded`) is
+/// treated like the dependency-failure pattern: isolate it where the caller
+/// has a fallback, and otherwise escalate to failing it over.
+pub fn rule_strategy(
+    p: &Prediction,
+    error_rate: f64,
+    recent_deploy: bool,
+    dependency_degraded: bool,
+) -> Strategy {
+    if recent_deploy {
+        return Strategy::Rollback;
+    }
     match p.failure_type {
         Some(FailureType::MemoryLeak) => Strategy::Restart,
         Some(FailureType::ResourceExhaustion) => Strategy::Scale,
         Some(FailureType::CascadingFailure) | Some(FailureType::DependencyFailure) => {
             Strategy::Isolate
         }
+        _ if dependency_degraded => Strategy::Isolate,
         None if p.status == Health::Critical => Strategy::Failover,
         None if error_rate > 0.5 => Strategy::Rollback,
         None => Strategy::Reconfigure,
@@ -108,6 +124,17 @@ pub struct OrchestratorConfig {
     /// Consecutive warnings on a service before acting (a flapping signal
     /// does not trigger).
     pub confirm: u32,
+    /// A warning counts only with evidence beside the network's
+    /// probability: a detected failure pattern, or a symptom that is
+    /// already visible (error rate or p99 at these levels). The LSTM alone
+    /// alarms about 6 times an hour on healthy services at its calibrated
+    /// threshold; acting on that would be a false healing each time.
+    pub require_evidence: bool,
+    pub symptom_error_rate: f64,
+    /// In ms; the builder sets it to the SLO latency.
+    pub symptom_p99_ms: f64,
+    /// A rollout younger than this is the first suspect.
+    pub recent_deploy_s: f64,
     /// At most this many actions in any `rate_window_s`, cluster-wide.
     pub max_actions: usize,
     pub rate_window_s: f64,
@@ -124,6 +151,12 @@ pub struct OrchestratorConfig {
     pub max_replicas: u32,
     /// How long a scale-up holds as a floor for the scaler.
     pub floor_ttl_s: f64,
+    /// How long an isolation holds before traffic is let through again.
+    pub isolate_hold_s: f64,
+    /// Reconfigure multiplies the service's connection limit by this ...
+    pub reconfigure_connections_factor: f64,
+    /// ... and sets its callers' timeout to this, if given.
+    pub reconfigure_timeout_ms: Option<f64>,
     /// Strategies the driver can carry out.
     pub supported: Vec<Strategy>,
     /// Beta prior of a strategy's success (successes, failures).
@@ -135,7 +168,11 @@ impl Default for OrchestratorConfig {
         OrchestratorConfig {
             dry_run: false,
             enabled: true,
-            confirm: 2,
+            confirm: 3,
+            require_evidence: true,
+            symptom_error_rate: 0.01,
+            symptom_p99_ms: 500.0,
+            recent_deploy_s: 900.0,
             max_actions: 3,
             rate_window_s: 600.0,
             cooldown_s: 120.0,
@@ -144,7 +181,10 @@ impl Default for OrchestratorConfig {
             scale_factor: 1.5,
             max_replicas: 20,
             floor_ttl_s: 600.0,
-            supported: vec![Strategy::Restart, Strategy::Scale, Strategy::Rollback],
+            isolate_hold_s: 120.0,
+            reconfigure_connections_factor: 1.5,
+            reconfigure_timeout_ms: None,
+            supported: Strategy::ALL.to_vec(),
             prior_success: (2.0, 1.0),
         }
     }
@@ -246,9 +286,56 @@ impl OutcomeBook {
     }
 }
 
+/// Why a strategy produced no command.
+enum Refusal {
+    /// A guardrail held it back.
+    Guardrail(&'static str),
+    /// It has nothing to act on here; the next strategy may.
+    NoTarget,
+}
+
+/// The service to isolate for a warning on `view`: its worst dependency
+/// that it has a fallback for (highest error rate, then p99), or, for a
+/// service without dependencies, itself when a caller has a fallback for
+/// it. `None` when there is no such route: isolating a call without a
+/// fallback only turns slow failures into fast ones.
+fn isolation_target(view: &ServiceView, peers: &[ServiceView]) -> Option<String> {
+    let worst = view
+        .dependencies
+        .iter()
+        .filter(|d| d.fallback)
+        .filter_map(|d| peers.iter().find(|p| p.name == d.service))
+        .max_by(|a, b| {
+            a.metrics
+                .error_rate
+                .total_cmp(&b.metrics.error_rate)
+                .then(a.metrics.latency_p99.total_cmp(&b.metrics.latency_p99))
+                .then(b.name.cmp(&a.name))
+        });
+    match worst {
+        Some(d) => Some(d.name.clone()),
+        None if view.dependencies.is_empty()
+            && peers.iter().any(|p| {
+                p.dependencies
+                    .iter()
+                    .any(|d| d.fallback && d.service == view.name)
+            }) =>
+        {
+            Some(view.name.clone())
+        }
+        None => None,
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Target {
     name: String,
+    /// The revision last seen, when it was first seen, and whether this
+    /// orchestrator's own rollback made it.
+    revision: Option<(u32, Time, bool)>,
+    /// The connection limit before any reconfigure (reconfigure sets it
+    /// once, to this times the factor).
+    base_connections: u32,
     warnings: u32,
     active: Option<HealingAction>,
     cooldown_until: Time,
@@ -291,6 +378,36 @@ impl Orchestrator {
         }
     }
 
+    /// A call that shows the symptom on the caller's side: errors, or a p99
+    /// of half the symptom level (the caller adds its own time on top).
+    fn degraded(&self, d: &super::Dependency) -> bool {
+        d.error_rate >= self.cfg.symptom_error_rate
+            || d.latency_p99 >= 0.5 * self.cfg.symptom_p99_ms
+    }
+
+    /// Keeps track of a service's rollouts and settings; call it with every
+    /// observation, before any prediction exists (the predictor needs a
+    /// full window first, and a rollout in that time must still count).
+    pub fn handle_view(&mut self, now: Time, view: &ServiceView) {
+        let ti = self.target(&view.name);
+        let t = &mut self.targets[ti];
+        match t.revision {
+            Some((r, _, _)) if r == view.revision => {}
+            Some(_) => {
+                let ours = t
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.strategy == Strategy::Rollback);
+                t.revision = Some((view.revision, now, ours));
+            }
+            // First sight: the running revision counts as old.
+            None => t.revision = Some((view.revision, Time::ZERO, true)),
+        }
+        if t.base_connections == 0 {
+            t.base_connections = view.max_connections;
+        }
+    }
+
     /// The replica floor a scale action set on `service`, while it holds:
     /// the scaler respects it, so the two never fight.
     pub fn floor(&self, service: &str, now: Time) -> Option<u32> {
@@ -302,17 +419,31 @@ impl Orchestrator {
             .map(|(r, _)| r)
     }
 
-    /// One service's prediction at `now`, with the view it was made from.
-    pub fn handle_prediction(&mut self, now: Time, view: &ServiceView, p: &Prediction) {
+    /// One service's prediction at `now`, with the view it was made from
+    /// and the other services' views (where an isolation looks for the
+    /// failing dependency).
+    pub fn handle_prediction(
+        &mut self,
+        now: Time,
+        view: &ServiceView,
+        p: &Prediction,
+        peers: &[ServiceView],
+    ) {
         if !self.cfg.enabled {
             return;
         }
+        self.handle_view(now, view);
         let ti = self.target(&view.name);
         if let Some(action) = self.targets[ti].active.clone() {
-            self.verify(now, ti, view, p, action);
+            self.verify(now, ti, view, p, peers, action);
             return;
         }
-        if !p.warning {
+        let m = &view.metrics;
+        let evidence = !self.cfg.require_evidence
+            || p.failure_type.is_some()
+            || m.error_rate >= self.cfg.symptom_error_rate
+            || m.latency_p99 >= self.cfg.symptom_p99_ms;
+        if !p.warning || !evidence {
             self.targets[ti].warnings = 0;
             return;
         }
@@ -320,11 +451,15 @@ impl Orchestrator {
         if self.targets[ti].warnings < self.cfg.confirm || now < self.targets[ti].cooldown_until {
             return;
         }
-        let strategy = rule_strategy(p, view.metrics.error_rate);
+        let recent_deploy = self.targets[ti].revision.is_some_and(|(r, at, ours)| {
+            r > 0 && !ours && now.saturating_sub(at).as_secs_f64() <= self.cfg.recent_deploy_s
+        });
+        let degraded = view.dependencies.iter().any(|d| self.degraded(d));
+        let strategy = rule_strategy(p, view.metrics.error_rate, recent_deploy, degraded);
         self.start(
             now,
             ti,
-            view,
+            (view, peers),
             p,
             strategy,
             0,
@@ -344,6 +479,7 @@ impl Orchestrator {
         ti: usize,
         view: &ServiceView,
         p: &Prediction,
+        peers: &[ServiceView],
         action: HealingAction,
     ) {
         let due = action.started + action.estimated_recovery;
@@ -393,7 +529,7 @@ impl Orchestrator {
                 self.start(
                     now,
                     ti,
-                    view,
+                    (view, peers),
                     p,
                     next,
                     action.attempt + 1,
@@ -416,7 +552,7 @@ impl Orchestrator {
         &mut self,
         now: Time,
         ti: usize,
-        view: &ServiceView,
+        (view, peers): (&ServiceView, &[ServiceView]),
         p: &Prediction,
         mut strategy: Strategy,
         mut attempt: u32,
@@ -445,7 +581,7 @@ impl Orchestrator {
         if strategy == Strategy::Rollback && view.revision == 0 {
             // The first revision (index 0) has nothing to roll back to.
             if let Some(next) = strategy.escalation() {
-                return self.start(now, ti, view, p, next, attempt + 1, reason);
+                return self.start(now, ti, (view, peers), p, next, attempt + 1, reason);
             }
         }
         let window = Span::from_secs_f64(self.cfg.rate_window_s);
@@ -464,15 +600,31 @@ impl Orchestrator {
             });
             return;
         }
-        let commands = match self.commands_for(now, ti, view, strategy, &reason) {
+        let commands = match self.commands_for(now, ti, (view, peers), strategy, &reason) {
             Ok(c) => c,
-            Err(why) => {
+            Err(Refusal::Guardrail(why)) => {
                 self.events.push_back(HealingEvent::Suppressed {
                     target: view.name.clone(),
                     strategy,
                     why,
                 });
                 return;
+            }
+            Err(Refusal::NoTarget) => {
+                // Nothing to act on (no route, no backup): the next strategy.
+                return match strategy.escalation() {
+                    Some(next) => {
+                        self.events.push_back(HealingEvent::Escalated {
+                            target: view.name.clone(),
+                            from: strategy,
+                            to: next,
+                        });
+                        self.start(now, ti, (view, peers), p, next, attempt + 1, reason)
+                    }
+                    None => self.events.push_back(HealingEvent::GaveUp {
+                        target: view.name.clone(),
+                    }),
+                };
             }
         };
         let action = HealingAction {
@@ -505,10 +657,11 @@ impl Orchestrator {
         &mut self,
         now: Time,
         ti: usize,
-        view: &ServiceView,
+        (view, peers): (&ServiceView, &[ServiceView]),
         strategy: Strategy,
         reason: &str,
-    ) -> Result<Vec<Command>, &'static str> {
+    ) -> Result<Vec<Command>, Refusal> {
+        let reason = format!("{HEALING_REASON} {reason}");
         let ready = view
             .pods
             .iter()
@@ -520,7 +673,7 @@ impl Orchestrator {
                     .max(1)
                     .min(ready.saturating_sub(self.cfg.min_healthy_replicas));
                 if budget == 0 {
-                    return Err("minimum healthy replicas");
+                    return Err(Refusal::Guardrail("minimum healthy replicas"));
                 }
                 // The pods closest to their memory limit first (the leak's
                 // victims), then the most restarted. Each is deleted
@@ -544,7 +697,7 @@ impl Orchestrator {
                     .map(|p| Command::ReplacePod {
                         service: view.name.clone(),
                         pod: p.name.clone(),
-                        reason: format!("heal: {reason}"),
+                        reason: reason.clone(),
                     })
                     .collect())
             }
@@ -553,22 +706,63 @@ impl Orchestrator {
                     as u32)
                     .min(self.cfg.max_replicas);
                 if to <= view.desired_replicas {
-                    return Err("maximum replicas");
+                    return Err(Refusal::Guardrail("maximum replicas"));
                 }
                 self.targets[ti].floor =
                     Some((to, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
                 Ok(vec![Command::Scale {
                     service: view.name.clone(),
                     replicas: to,
-                    reason: format!("heal: {reason}"),
+                    reason: reason.clone(),
                 }])
             }
             Strategy::Rollback => Ok(vec![Command::Rollback {
                 service: view.name.clone(),
-                reason: format!("heal: {reason}"),
+                reason: reason.clone(),
             }]),
-            Strategy::Reconfigure | Strategy::Isolate | Strategy::Failover => {
-                Err("not supported by this driver")
+            Strategy::Isolate => {
+                let target = isolation_target(view, peers).ok_or(Refusal::NoTarget)?;
+                Ok(vec![Command::Isolate {
+                    service: target,
+                    hold: Span::from_secs_f64(self.cfg.isolate_hold_s),
+                    reason,
+                }])
+            }
+            Strategy::Failover => {
+                // The service itself if it has a standby, else a degraded
+                // dependency that has one.
+                let target = if view.backup.is_some() {
+                    Some(view.name.clone())
+                } else {
+                    view.dependencies
+                        .iter()
+                        .filter(|d| self.degraded(d))
+                        .find(|d| {
+                            peers
+                                .iter()
+                                .any(|p| p.name == d.service && p.backup.is_some())
+                        })
+                        .map(|d| d.service.clone())
+                };
+                Ok(vec![Command::Failover {
+                    service: target.ok_or(Refusal::NoTarget)?,
+                    reason,
+                }])
+            }
+            Strategy::Reconfigure => {
+                let to = (self.targets[ti].base_connections as f64
+                    * self.cfg.reconfigure_connections_factor)
+                    .ceil() as u32;
+                if view.max_connections >= to {
+                    // Already reconfigured: the next strategy.
+                    return Err(Refusal::NoTarget);
+                }
+                Ok(vec![Command::Reconfigure {
+                    service: view.name.clone(),
+                    max_connections: Some(to),
+                    timeout_ms: self.cfg.reconfigure_timeout_ms,
+                    reason,
+                }])
             }
         }
     }

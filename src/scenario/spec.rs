@@ -30,6 +30,76 @@ pub struct Scenario {
     pub kubernetes: KubernetesSpec,
     #[serde(default)]
     pub controller: ControllerSpec,
+    /// A chaos experiment around one of the faults: its steady-state
+    /// hypothesis, abort conditions and the verdict's measurements.
+    pub experiment: Option<ExperimentSpec>,
+}
+
+/// A chaos experiment (the seed's `ChaosExperiment`): the fault under test
+/// is one of the scenario's `[[fault]]` entries, which already name its
+/// type, target, blast radius (`pods` or `percent`), start and duration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    #[serde(default)]
+    pub name: String,
+    /// Index of the fault under test in the `[[fault]]` list.
+    #[serde(default)]
+    pub fault: usize,
+    pub hypothesis: HypothesisSpec,
+    pub abort: Option<AbortSpec>,
+}
+
+/// The steady state: probes every `probe_interval_s` over the client
+/// requests of the last `window_s`, checked before, during and after the
+/// fault.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HypothesisSpec {
+    #[serde(default = "d_probe_interval")]
+    pub probe_interval_s: f64,
+    #[serde(default = "d_probe_window")]
+    pub window_s: f64,
+    /// Consecutive passing probes that count as recovered (MTTR ends at
+    /// the first of them).
+    #[serde(default = "d_passes")]
+    pub passes_to_recover: u32,
+    /// Failed over all finished client requests in the window.
+    pub max_error_rate: Option<f64>,
+    /// p99 of successful client requests in the window.
+    pub max_p99_ms: Option<f64>,
+    #[serde(default, rename = "min_ready")]
+    pub min_ready: Vec<MinReadySpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MinReadySpec {
+    pub service: String,
+    pub replicas: u32,
+}
+
+/// Stop the fault (revert it; roll back a bad deploy) when the client
+/// error rate stays above `max_error_rate` for `for_s`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AbortSpec {
+    pub max_error_rate: f64,
+    #[serde(default = "d_abort_for")]
+    pub for_s: f64,
+}
+
+fn d_probe_interval() -> f64 {
+    5.0
+}
+fn d_probe_window() -> f64 {
+    30.0
+}
+fn d_passes() -> u32 {
+    3
+}
+fn d_abort_for() -> f64 {
+    60.0
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -126,6 +196,9 @@ pub struct ServiceSpec {
     pub liveness: ProbeSpec,
     #[serde(default)]
     pub rolling_update: RollingUpdateSpec,
+    /// A standby service (another `[[service]]`) that a fail-over sends
+    /// this service's traffic to; it must make the same calls or none.
+    pub failover_to: Option<String>,
 }
 
 /// A deployment revision's behaviour.
@@ -168,6 +241,10 @@ pub struct CallSpec {
     /// One-way network latency added to each attempt on this edge.
     #[serde(default)]
     pub network_latency_ms: f64,
+    /// The caller has a degraded answer ready (a cache, a default) and
+    /// uses it instead of failing while the callee is isolated.
+    #[serde(default)]
+    pub fallback: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -601,6 +678,11 @@ pub struct ControllerSpec {
     /// `models/predictor`, relative to the working directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healing_model: Option<String>,
+    /// Argo-Rollouts-style analysis on every new revision, rolling back on
+    /// the first failed measurement (`hpa:70+argo`): the progressive
+    /// delivery baseline of the chaos comparisons.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollout_analysis: bool,
 }
 
 impl Default for ControllerSpec {
@@ -619,6 +701,7 @@ impl Default for ControllerSpec {
             healing: false,
             healing_dry_run: false,
             healing_model: None,
+            rollout_analysis: false,
             interval_level: None,
             plan_on_upper: None,
         }
@@ -627,9 +710,14 @@ impl Default for ControllerSpec {
 
 impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
-    /// `kpa:50`, `selfheal`.
+    /// `kpa:50`, `selfheal`, each optionally with `+heal` (the healing
+    /// orchestrator) or `+argo` (rollout analysis with automatic rollback).
     pub fn parse_short(s: &str) -> Result<ControllerSpec, String> {
         let (s, healing) = match s.strip_suffix("+heal") {
+            Some(base) => (base, true),
+            None => (s, false),
+        };
+        let (s, rollout_analysis) = match s.strip_suffix("+argo") {
             Some(base) => (base, true),
             None => (s, false),
         };
@@ -644,13 +732,14 @@ impl ControllerSpec {
             "selfheal" => ControllerKind::Selfheal,
             other => {
                 return Err(format!(
-                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal; add +heal for the orchestrator)"
+                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal; add +heal for the orchestrator or +argo for rollout analysis)"
                 ));
             }
         };
         let mut spec = ControllerSpec {
             kind: kind_value,
             healing,
+            rollout_analysis,
             ..ControllerSpec::default()
         };
         if let Some(a) = arg {
@@ -674,14 +763,16 @@ impl ControllerSpec {
     }
 
     /// A short label: `static`, `hpa-60`, `kpa-70`, `selfheal`, with
-    /// `+heal` when the orchestrator runs on top.
+    /// `+argo` and `+heal` for what runs on top.
     pub fn label(&self) -> String {
-        let base = self.scaler_label();
-        if self.healing {
-            format!("{base}+heal")
-        } else {
-            base
+        let mut label = self.scaler_label();
+        if self.rollout_analysis {
+            label.push_str("+argo");
         }
+        if self.healing {
+            label.push_str("+heal");
+        }
+        label
     }
 
     fn scaler_label(&self) -> String {

@@ -155,6 +155,30 @@ pub(super) fn check(s: &Scenario) -> Check {
             positive(cp.key("timeout_ms"), c.timeout_ms)?;
             non_negative(cp.key("network_latency_ms"), c.network_latency_ms)?;
         }
+        if let Some(b) = &sv.failover_to {
+            let bp = p.key("failover_to");
+            if !names.contains_key(b.as_str()) {
+                return fail(
+                    bp,
+                    format!("unknown service `{b}` (services: {})", list(names.keys())),
+                );
+            }
+            if *b == sv.name {
+                return fail(bp, "a service cannot be its own backup");
+            }
+            if s.services
+                .iter()
+                .any(|x| x.name == *b && x.calls.iter().any(|c| c.to == sv.name))
+            {
+                return fail(
+                    bp,
+                    format!(
+                        "the backup `{b}` calls `{}`: a fail-over would loop",
+                        sv.name
+                    ),
+                );
+            }
+        }
         check_probe(&p.key("readiness"), &sv.readiness)?;
         check_probe(&p.key("liveness"), &sv.liveness)?;
         check_int_or_percent(
@@ -240,6 +264,62 @@ pub(super) fn check(s: &Scenario) -> Check {
     }
     if od.consecutive_5xx == 0 {
         return fail(o.key("consecutive_5xx"), "must be at least 1");
+    }
+    if let Some(x) = &s.experiment {
+        check_experiment(&root.key("experiment"), x, s)?;
+    }
+    Ok(())
+}
+
+fn check_experiment(p: &FieldPath, x: &super::ExperimentSpec, s: &Scenario) -> Check {
+    if x.fault >= s.faults.len() {
+        return fail(
+            p.key("fault"),
+            format!(
+                "is fault index {} but the scenario has {} [[fault]] entries",
+                x.fault,
+                s.faults.len()
+            ),
+        );
+    }
+    let h = p.key("hypothesis");
+    let hs = &x.hypothesis;
+    for (name, v) in [
+        ("probe_interval_s", hs.probe_interval_s),
+        ("window_s", hs.window_s),
+    ] {
+        positive(h.key(name), v)?;
+        if v.fract() != 0.0 {
+            return fail(h.key(name), format!("must be whole seconds, found {v}"));
+        }
+    }
+    if hs.passes_to_recover == 0 {
+        return fail(h.key("passes_to_recover"), "must be at least 1");
+    }
+    if let Some(e) = hs.max_error_rate {
+        probability(h.key("max_error_rate"), e)?;
+    }
+    if let Some(l) = hs.max_p99_ms {
+        positive(h.key("max_p99_ms"), l)?;
+    }
+    if hs.max_error_rate.is_none() && hs.max_p99_ms.is_none() && hs.min_ready.is_empty() {
+        return fail(
+            h,
+            "has no probe: give max_error_rate, max_p99_ms or [[experiment.hypothesis.min_ready]]",
+        );
+    }
+    for (i, m) in hs.min_ready.iter().enumerate() {
+        if !s.services.iter().any(|sv| sv.name == m.service) {
+            return fail(
+                h.key("min_ready").index(i).key("service"),
+                format!("unknown service `{}`", m.service),
+            );
+        }
+    }
+    if let Some(a) = &x.abort {
+        let ap = p.key("abort");
+        probability(ap.key("max_error_rate"), a.max_error_rate)?;
+        positive(ap.key("for_s"), a.for_s)?;
     }
     Ok(())
 }

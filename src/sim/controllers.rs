@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::BuildError;
+use crate::control::analysis::{AnalysisConfig, RolloutAnalysis};
 use crate::control::healing::HealingController;
 use crate::control::hpa::{Hpa, HpaConfig};
 use crate::control::kpa::{Kpa, KpaConfig};
@@ -40,7 +41,10 @@ fn model(dir: &str) -> Result<Arc<ModelBundle>, BuildError> {
 /// healing orchestrator on top when `healing` is set.
 pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
     let spec = &s.controller;
-    let scaler = build(spec, s.seed);
+    let mut scaler = build(spec, s.seed);
+    if spec.rollout_analysis {
+        scaler = Box::new(RolloutAnalysis::new(scaler, AnalysisConfig::default()));
+    }
     if !spec.healing {
         return Ok(scaler);
     }
@@ -57,6 +61,7 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
     let orchestrator = OrchestratorConfig {
         dry_run: spec.healing_dry_run,
         max_replicas: spec.max_replicas,
+        symptom_p99_ms: s.slo.latency_ms,
         ..OrchestratorConfig::default()
     };
     Ok(Box::new(HealingController::new(

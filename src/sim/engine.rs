@@ -10,7 +10,9 @@ use super::model::*;
 use super::queue::EventQueue;
 use super::recorder::{PodEvent, PodEventKind, Recorder, RunOutput};
 use super::rollout::{self, RolloutState};
-use crate::control::{Command, Controller, Observation, PodPhase, PodView, ServiceView};
+use crate::control::{
+    Command, Controller, Dependency, Observation, PodPhase, PodView, ServiceView,
+};
 use crate::metrics::Buckets;
 use crate::rng::{Stream, Subsystem};
 use crate::scenario::{CurveSpec, DistSpec, KubernetesSpec, LoadedScenario, MeshSpec, Scenario};
@@ -34,6 +36,7 @@ pub enum Event {
     },
     EdgeTimer {
         edge: u32,
+        epoch: u32,
     },
     Probe {
         pod: u32,
@@ -143,6 +146,7 @@ pub struct Simulation {
     pub(crate) stale_events: u64,
     /// Client arrivals processed (events that never enter the heap).
     pub(crate) arrivals_processed: u64,
+    pub(crate) chaos: Option<super::chaos::ChaosState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +219,8 @@ impl Simulation {
                 calls: Vec::new(),
                 added_latency: Span::ZERO,
                 dependency_failure: None,
+                isolated_until: Time::ZERO,
+                failover_to: sv.failover_to.as_deref().map(index),
                 counters: Counters::new(&buckets),
                 in_system: 0,
                 in_system_integral: 0.0,
@@ -242,6 +248,8 @@ impl Simulation {
                     outliers: Default::default(),
                     deadlines: VecDeque::new(),
                     timer_armed: false,
+                    timer_epoch: 0,
+                    fallback: false,
                     counters: Counters::new(&buckets),
                     label,
                 }
@@ -258,6 +266,7 @@ impl Simulation {
                     c.network_latency_ms,
                     format!("{}->{}", sv.name, c.to),
                 ));
+                edges.last_mut().expect("just pushed").fallback = c.fallback;
             }
         }
         let horizon = s.duration_s + 1.0;
@@ -312,6 +321,7 @@ impl Simulation {
             pod_serial: 0,
             stale_events: 0,
             arrivals_processed: 0,
+            chaos: s.experiment.clone().map(super::chaos::ChaosState::new),
         };
         for (i, f) in s.faults.iter().enumerate() {
             sim.queue.push(
@@ -412,6 +422,7 @@ impl Simulation {
                 self.requests.valid(req, epoch)
             }
             Event::CpuDone { pod, epoch } => self.pods[pod as usize].cpu.event_epoch == epoch,
+            Event::EdgeTimer { edge, epoch } => self.edges[edge as usize].timer_epoch == epoch,
             Event::Probe { pod, epoch, .. }
             | Event::ContainerStart { pod, epoch }
             | Event::OutOfMemory { pod, epoch }
@@ -433,7 +444,7 @@ impl Simulation {
             Event::Arrive { req, .. } => self.arrive(req),
             Event::Retry { req, .. } => self.transmit(req),
             Event::CpuDone { pod, .. } => self.cpu_done(pod),
-            Event::EdgeTimer { edge } => self.edge_timer(edge),
+            Event::EdgeTimer { edge, .. } => self.edge_timer(edge),
             Event::Probe { pod, liveness, .. } => self.probe(pod, liveness),
             Event::ContainerStart { pod, .. } => self.start_container(pod),
             Event::OutOfMemory { pod, .. } => self.check_memory(pod),
@@ -454,6 +465,7 @@ impl Simulation {
             Event::Control { controller } => self.control_tick(controller),
             Event::Second => {
                 self.sample_second();
+                self.chaos_second();
                 self.queue
                     .push(self.now + Span::from_secs(1), Event::Second);
             }
@@ -467,13 +479,17 @@ impl Simulation {
             s.track_in_system(now, 0);
         }
         let events = self.queue.popped() - self.stale_events + self.arrivals_processed;
-        self.recorder.finish(
+        let ejections = std::mem::take(&mut self.recorder.ejection_times);
+        let chaos = self.chaos.take();
+        let mut out = self.recorder.finish(
             now,
             events,
             self.replica_seconds,
             &self.services,
             std::mem::take(&mut self.command_log),
-        )
+        );
+        out.verdict = Simulation::chaos_verdict(chaos, &out, &ejections);
+        out
     }
 
     // ----- pods -----------------------------------------------------------
@@ -1052,6 +1068,24 @@ impl Simulation {
                 max_connections: s.max_connections,
                 pods: s.pods.iter().map(|&p| self.pod_view(p)).collect(),
                 concurrency: self.recorder.recent_concurrency(i, 60),
+                dependencies: s
+                    .calls
+                    .iter()
+                    .map(|&e| {
+                        let m = self.recorder.latest_edge(e as usize);
+                        Dependency {
+                            service: self.services[self.edges[e as usize].to as usize]
+                                .name
+                                .clone(),
+                            fallback: self.edges[e as usize].fallback,
+                            error_rate: m.map_or(0.0, |m| m.error_rate),
+                            latency_p99: m.map_or(f64::NAN, |m| m.latency_p99),
+                        }
+                    })
+                    .collect(),
+                backup: s
+                    .failover_to
+                    .map(|b| self.services[b as usize].name.clone()),
             })
             .collect();
         Observation {
@@ -1164,6 +1198,37 @@ impl Simulation {
             }
             Command::Rollback { .. } => {
                 self.rollback(svc);
+            }
+            Command::Isolate { hold, .. } => {
+                self.services[svc as usize].isolated_until = self.now + *hold;
+            }
+            Command::Failover { .. } => {
+                if let Some(backup) = self.services[svc as usize].failover_to {
+                    // Every route to the service now ends at the backup;
+                    // attempts already queued at its pods finish there.
+                    for e in self.edges.iter_mut().filter(|e| e.to == svc) {
+                        e.to = backup;
+                    }
+                }
+            }
+            Command::Reconfigure {
+                max_connections,
+                timeout_ms,
+                ..
+            } => {
+                if let Some(m) = max_connections {
+                    self.services[svc as usize].max_connections = (*m).max(1);
+                    self.admit_waiting(svc);
+                }
+                if let Some(t) = timeout_ms {
+                    let to = Span::from_secs_f64(t.max(1.0) / 1000.0);
+                    for e in 0..self.edges.len() as u32 {
+                        if self.edges[e as usize].to == svc && self.edges[e as usize].from.is_some()
+                        {
+                            self.set_timeout(e, to);
+                        }
+                    }
+                }
             }
         }
     }

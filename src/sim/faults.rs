@@ -36,11 +36,15 @@ pub(crate) struct ActiveFault {
     pub targets: Vec<u32>,
     /// Index of this fault's entry in the recorder's fault log.
     pub record: Option<usize>,
+    /// Reverted (at its end, or by an experiment's abort).
+    pub ended: bool,
 }
 
 /// A fault as it happened, for reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultRecord {
+    /// Its index in the scenario's `[[fault]]` list.
+    pub index: usize,
     pub start: Time,
     pub end: Option<Time>,
     pub kind: FaultKind,
@@ -76,6 +80,7 @@ pub(crate) fn schedule(s: &Scenario) -> Vec<ActiveFault> {
                 .and_then(|n| nodes.iter().position(|x| x == n).map(|i| i as u32)),
             targets: Vec::new(),
             record: None,
+            ended: false,
         })
         .collect()
 }
@@ -121,6 +126,7 @@ impl Simulation {
                 targets = self.fault_targets(svc, f.pods, f.percent);
                 let names = targets.iter().map(|&p| self.pod_name(p)).collect();
                 self.recorder.faults.push(FaultRecord {
+                    index: i as usize,
                     start: now,
                     end: Some(now),
                     kind: f.kind,
@@ -203,6 +209,7 @@ impl Simulation {
         let end = f.duration_s.map(|d| now + Span::from_secs_f64(d));
         let names = targets.iter().map(|&p| self.pod_name(p)).collect();
         self.recorder.faults.push(FaultRecord {
+            index: i as usize,
             start: now,
             end,
             kind: f.kind,
@@ -218,6 +225,10 @@ impl Simulation {
     }
 
     pub(crate) fn end_fault(&mut self, i: u32) {
+        if self.faults[i as usize].ended || self.faults[i as usize].record.is_none() {
+            return;
+        }
+        self.faults[i as usize].ended = true;
         let now = self.now;
         let f = self.faults[i as usize].spec.clone();
         let svc = self.faults[i as usize].service;

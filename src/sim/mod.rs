@@ -5,6 +5,7 @@
 //! and its invariants.
 
 mod backoff;
+pub mod chaos;
 pub mod controllers;
 mod engine;
 mod faults;

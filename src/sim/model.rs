@@ -102,6 +102,10 @@ pub struct Service {
     /// Latency fault on the service: added to every attempt and to probes.
     pub added_latency: Span,
     pub dependency_failure: Option<(DependencyMode, f64)>,
+    /// Isolated from its callers until this time.
+    pub isolated_until: Time,
+    /// The standby that a fail-over routes this service's traffic to.
+    pub failover_to: Option<u32>,
     pub counters: Counters,
     /// Requests queued or holding a slot, and its time integral (Little's law).
     pub in_system: u32,
@@ -153,6 +157,11 @@ pub struct Edge {
     /// timeout, so this is sorted): one timer event per edge, not per request.
     pub deadlines: VecDeque<(Time, u32, u32)>,
     pub timer_armed: bool,
+    /// Generation of the armed timer: a reconfigured timeout re-arms it.
+    pub timer_epoch: u32,
+    /// The caller has a fallback answer for this call (used when the callee
+    /// is isolated).
+    pub fallback: bool,
     pub counters: Counters,
     pub label: String,
 }

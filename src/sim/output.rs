@@ -94,14 +94,29 @@ impl RunOutput {
     pub fn commands_csv(&self) -> String {
         let mut out = String::from("t_s,controller,command,service,detail,reason\n");
         for (t, who, c) in &self.commands {
-            let (kind, detail, reason) = match c {
-                Command::Scale {
-                    replicas, reason, ..
-                } => ("scale", replicas.to_string(), reason),
-                Command::RestartPod { pod, reason, .. } => ("restart_pod", pod.clone(), reason),
-                Command::ReplacePod { pod, reason, .. } => ("replace_pod", pod.clone(), reason),
-                Command::Rollback { reason, .. } => ("rollback", String::new(), reason),
+            let (kind, detail) = match c {
+                Command::Scale { replicas, .. } => ("scale", replicas.to_string()),
+                Command::RestartPod { pod, .. } => ("restart_pod", pod.clone()),
+                Command::ReplacePod { pod, .. } => ("replace_pod", pod.clone()),
+                Command::Rollback { .. } => ("rollback", String::new()),
+                Command::Isolate { hold, .. } => ("isolate", format!("{} s", hold.as_secs_f64())),
+                Command::Failover { .. } => ("failover", String::new()),
+                Command::Reconfigure {
+                    max_connections,
+                    timeout_ms,
+                    ..
+                } => (
+                    "reconfigure",
+                    format!(
+                        "{}{}",
+                        max_connections.map_or(String::new(), |m| format!("max_connections={m} ")),
+                        timeout_ms.map_or(String::new(), |t| format!("timeout_ms={t}"))
+                    )
+                    .trim()
+                    .to_string(),
+                ),
             };
+            let reason = c.reason();
             let _ = writeln!(
                 out,
                 "{},{},{},{},{},\"{}\"",
@@ -159,7 +174,14 @@ impl RunOutput {
             ("faults.csv", self.faults_csv()),
             ("pod_events.csv", self.pod_events_csv()),
             ("summary.toml", self.summary_toml()),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.verdict.iter().flat_map(|v| {
+            [
+                ("verdict.toml", toml::to_string(v).unwrap_or_default()),
+                ("probes.csv", v.probes_csv()),
+            ]
+        })) {
             // Write then rename, so an interrupted run never leaves a
             // truncated file that looks complete.
             let tmp = dir.join(format!(".{name}.tmp"));
@@ -172,6 +194,7 @@ impl RunOutput {
     /// A short human-readable report.
     pub fn summary_text(&self) -> String {
         let s = &self.summary;
+        let verdict = self.verdict.as_ref().map_or(String::new(), |v| v.text());
         let pct = |a: u64, b: u64| {
             if b == 0 {
                 0.0
@@ -187,7 +210,7 @@ impl RunOutput {
              cost        {:.0} replica-seconds\n\
              pods        {} restarts ({} liveness, {} OOM kills), {} killed, {} evicted\n\
              mesh        {} timeouts, {} rejections, {} retries, {} ejections, {} breaker overflows\n\
-             engine      {} events\n",
+             engine      {} events\n{}",
             s.scenario,
             s.seed,
             s.duration_s,
@@ -216,6 +239,7 @@ impl RunOutput {
             s.outlier_ejections,
             s.circuit_breaker_overflows,
             s.events,
+            verdict,
         )
     }
 }

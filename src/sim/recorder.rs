@@ -101,6 +101,7 @@ pub struct Summary {
     pub retries: u64,
     pub outlier_ejections: u64,
     pub circuit_breaker_overflows: u64,
+    pub isolated_calls: u64,
     /// Events processed (superseded ones, skipped at no work, excluded).
     pub events: u64,
 }
@@ -138,6 +139,8 @@ pub struct RunOutput {
     pub commands: Vec<(Time, String, Command)>,
     pub faults: Vec<FaultRecord>,
     pub pod_events: Vec<PodEvent>,
+    /// The chaos experiment's verdict, when the scenario has one.
+    pub verdict: Option<super::chaos::Verdict>,
 }
 
 struct Snapshot {
@@ -188,6 +191,10 @@ pub struct Recorder {
     pub retries: u64,
     pub ejections: u64,
     pub circuit_open: u64,
+    /// Calls answered by the caller because their target was isolated.
+    pub isolated_calls: u64,
+    /// When each outlier ejection happened.
+    pub ejection_times: Vec<Time>,
 }
 
 impl Recorder {
@@ -247,6 +254,8 @@ impl Recorder {
             retries: 0,
             ejections: 0,
             circuit_open: 0,
+            isolated_calls: 0,
+            ejection_times: Vec::new(),
         }
     }
 
@@ -276,6 +285,24 @@ impl Recorder {
         if why == Exit::Liveness {
             self.liveness_restarts += 1;
         }
+    }
+
+    /// Served client requests' latencies since the start.
+    pub(crate) fn root_latency(&self) -> &Histogram {
+        &self.root_latency
+    }
+
+    /// Client outcomes of the whole seconds `[from, to)`.
+    pub(crate) fn roots_between(&self, from: u64, to: u64) -> &[RootSecond] {
+        let n = self.roots.len();
+        &self.roots[(from as usize).min(n)..(to as usize).min(n)]
+    }
+
+    /// The last scrape of call edge `edge` (none before the first scrape).
+    pub(crate) fn latest_edge(&self, edge: usize) -> Option<&EdgeMetrics> {
+        let n = self.edge_history.len();
+        let len = self.edge_metrics.len();
+        (len >= n && n > 0).then(|| &self.edge_metrics[len - n + edge])
     }
 
     pub fn latest(&self, service: usize) -> &ServiceMetrics {
@@ -394,6 +421,7 @@ impl Recorder {
             retries: self.retries,
             outlier_ejections: self.ejections,
             circuit_breaker_overflows: self.circuit_open,
+            isolated_calls: self.isolated_calls,
             events,
         };
         RunOutput {
@@ -408,6 +436,7 @@ impl Recorder {
             commands,
             faults: self.faults,
             pod_events: self.pod_events,
+            verdict: None,
         }
     }
 }

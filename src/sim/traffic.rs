@@ -75,6 +75,17 @@ impl Simulation {
     pub(crate) fn transmit(&mut self, r: u32) {
         let now = self.now;
         let e = self.requests.slots[r as usize].edge as usize;
+        if self.edges[e].from.is_some()
+            && now < self.services[self.edges[e].to as usize].isolated_until
+        {
+            let fallback = self.edges[e].fallback;
+            // Routed away: the caller answers at once, from its fallback or
+            // with an error, and the isolated service sees nothing.
+            self.recorder.isolated_calls += 1;
+            self.requests.slots[r as usize].flags |= flags::CALLER_DONE | flags::SERVER_DONE;
+            self.finish_call(r, fallback);
+            return;
+        }
         let cb = &self.mesh.circuit_breaker;
         let edge = &mut self.edges[e];
         if cb.enabled
@@ -96,8 +107,13 @@ impl Simulation {
         edge.deadlines.push_back((now + edge.timeout, r, epoch));
         if !edge.timer_armed {
             edge.timer_armed = true;
-            self.queue
-                .push(now + edge.timeout, Event::EdgeTimer { edge: e as u32 });
+            self.queue.push(
+                now + edge.timeout,
+                Event::EdgeTimer {
+                    edge: e as u32,
+                    epoch: edge.timer_epoch,
+                },
+            );
         }
         let delay =
             edge.latency + edge.added_latency + self.services[edge.to as usize].added_latency;
@@ -557,8 +573,57 @@ impl Simulation {
         let edge = &mut self.edges[e as usize];
         if let Some(&(deadline, _, _)) = edge.deadlines.front() {
             edge.timer_armed = true;
-            self.queue.push(deadline, Event::EdgeTimer { edge: e });
+            self.queue.push(
+                deadline,
+                Event::EdgeTimer {
+                    edge: e,
+                    epoch: edge.timer_epoch,
+                },
+            );
         }
+    }
+
+    /// A new per-attempt timeout on edge `e`. Attempts in flight keep their
+    /// send time and get the new timeout from it, which shifts every
+    /// deadline by the same amount and so keeps the FIFO sorted; the timer
+    /// is re-armed (a new generation) for the new front.
+    pub(crate) fn set_timeout(&mut self, e: u32, timeout: Span) {
+        let edge = &mut self.edges[e as usize];
+        let old = edge.timeout;
+        if old == timeout {
+            return;
+        }
+        for d in edge.deadlines.iter_mut() {
+            let shifted = (d.0.as_nanos() + timeout.as_nanos()).saturating_sub(old.as_nanos());
+            d.0 = Time::from_nanos(shifted).max(self.now);
+        }
+        edge.timeout = timeout;
+        edge.timer_epoch = edge.timer_epoch.wrapping_add(1);
+        edge.timer_armed = false;
+        if let Some(&(deadline, _, _)) = edge.deadlines.front() {
+            edge.timer_armed = true;
+            self.queue.push(
+                deadline,
+                Event::EdgeTimer {
+                    edge: e,
+                    epoch: edge.timer_epoch,
+                },
+            );
+        }
+    }
+
+    /// After a service's connection limit was raised: queued requests take
+    /// the new slots.
+    pub(crate) fn admit_waiting(&mut self, svc: u32) {
+        for p in self.services[svc as usize].pods.clone() {
+            while !self.pods[p as usize].queue.is_empty()
+                && self.pods[p as usize].holding.len()
+                    < self.services[svc as usize].max_connections as usize
+            {
+                self.next_from_queue(p);
+            }
+        }
+        self.drain_shared_queue(svc);
     }
 
     /// The caller gives up on an attempt; the server may still be working on
@@ -613,6 +678,7 @@ impl Simulation {
                 .min(od.max_ejection_s.max(od.base_ejection_s));
             h.ejected_until = now + Span::from_secs_f64(secs);
             self.recorder.ejections += 1;
+            self.recorder.ejection_times.push(now);
         }
     }
 

@@ -171,6 +171,13 @@ mod tests {
             oom_kills: 0,
             timeouts: 0,
             events: 0,
+            healing_actions: 0,
+            false_healings: 0,
+            detection_s: f64::NAN,
+            mttr_s: f64::NAN,
+            outcome: String::new(),
+            fault_failed: 0,
+            duration_s: 600.0,
         }
     }
 

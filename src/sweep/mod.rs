@@ -3,6 +3,7 @@
 
 pub mod approve;
 pub mod charts;
+pub mod compare;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -72,6 +72,9 @@ struct ScenarioEntry {
     /// Field path -> values; every combination is a variant.
     #[serde(default)]
     vary: toml::Table,
+    /// Controllers for this entry instead of the suite's (a chaos
+    /// comparison runs a mesh variant under its own arm).
+    controllers: Option<Vec<String>>,
 }
 
 /// One run of the matrix.
@@ -141,9 +144,12 @@ pub fn set_path(doc: &mut toml::Value, path: &str, value: toml::Value) -> Result
                     table.insert(key, value);
                     return Ok(());
                 }
+                // A missing table on the way (`mesh` in a scenario that
+                // takes the mesh defaults) is created, as TOML would read
+                // `[mesh.retries]`; a missing list element is an error.
                 table
-                    .get_mut(&key)
-                    .ok_or_else(|| format!("`{path}`: no field `{key}`"))?
+                    .entry(key)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             }
         };
         if is_last {
@@ -189,27 +195,32 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
             "field `seeds`: needs at least one seed".into(),
         ));
     }
-    if suite.controllers.is_empty() {
-        return Err(invalid(
-            find("controllers"),
-            "field `controllers`: needs at least one controller".into(),
-        ));
-    }
-    let controllers: Vec<ControllerSpec> = suite
-        .controllers
-        .iter()
-        .map(|c| {
-            ControllerSpec::parse_short(c).map_err(|e| {
-                invalid(
-                    find(&format!("\"{c}\"")),
-                    format!("field `controllers`: {e}"),
-                )
+    let parse_controllers = |names: &[String], field: &str| {
+        if names.is_empty() {
+            return Err(invalid(
+                find(field),
+                format!("field `{field}`: needs at least one controller"),
+            ));
+        }
+        names
+            .iter()
+            .map(|c| {
+                ControllerSpec::parse_short(c)
+                    .map(|spec| (c.clone(), spec))
+                    .map_err(|e| {
+                        invalid(find(&format!("\"{c}\"")), format!("field `{field}`: {e}"))
+                    })
             })
-        })
-        .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let suite_controllers = parse_controllers(&suite.controllers, "controllers")?;
     let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut runs = Vec::new();
     for (si, entry) in suite.scenarios.iter().enumerate() {
+        let controllers = match &entry.controllers {
+            Some(list) => parse_controllers(list, &format!("scenario[{si}].controllers"))?,
+            None => suite_controllers.clone(),
+        };
         let scenario_path = base.join(&entry.file);
         let scenario_text =
             std::fs::read_to_string(&scenario_path).map_err(|source| PlanError::Scenario {
@@ -281,12 +292,12 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 .map(|(k, v)| format!("{k}={}", value_label(v)))
                 .collect::<Vec<_>>()
                 .join(";");
-            for (ci, c) in controllers.iter().enumerate() {
+            for (controller, c) in &controllers {
                 for (ki, &seed) in seeds.iter().enumerate() {
                     let mut l = loaded.clone();
                     l.spec.seed = seed;
                     l.spec.use_controller(c.clone());
-                    let controller = suite.controllers[ci].clone();
+                    let controller = controller.clone();
                     let name = l.spec.name.clone();
                     runs.push(RunSpec {
                         index: runs.len(),
@@ -333,10 +344,9 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
-        assert!(
-            set_path(&mut d, "nope.x", toml::Value::Integer(1))
-                .unwrap_err()
-                .contains("no field `nope`")
-        );
+        // A missing table on the way is created (a typo there is then an
+        // unknown field for the scenario parser, which names it).
+        set_path(&mut d, "mesh.retries.enabled", toml::Value::Boolean(true)).unwrap();
+        assert_eq!(d["mesh"]["retries"]["enabled"].as_bool(), Some(true));
     }
 }

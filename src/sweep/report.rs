@@ -9,6 +9,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::charts::{self, Pareto, Timeline};
+use super::compare;
 use super::run::RunRecord;
 use super::stats::{Estimate, bootstrap_mean};
 
@@ -60,6 +61,13 @@ fn runs_frame(rs: &[RunRecord]) -> Result<DataFrame, String> {
         Column::new("oom_kills".into(), u(|r| r.oom_kills)),
         Column::new("timeouts".into(), u(|r| r.timeouts)),
         Column::new("events".into(), u(|r| r.events)),
+        Column::new("healing_actions".into(), u(|r| r.healing_actions)),
+        Column::new("false_healings".into(), u(|r| r.false_healings)),
+        Column::new("detection_s".into(), x(|r| r.detection_s)),
+        Column::new("mttr_s".into(), x(|r| r.mttr_s)),
+        Column::new("outcome".into(), s(|r| &r.outcome)),
+        Column::new("fault_failed".into(), u(|r| r.fault_failed)),
+        Column::new("duration_s".into(), x(|r| r.duration_s)),
     ])
     .map_err(pe)
 }
@@ -309,6 +317,49 @@ pub fn write(
         charts::timeline(&charts_dir, &format!("timeline_{index}"), tl)?;
     }
 
+    // Chaos experiments: the paired comparison and MTTR distributions.
+    let comparison = compare::compare(records);
+    let false_healings = compare::false_healing_rates(records);
+    let mut mttr_charts = Vec::new();
+    if !comparison.is_empty() {
+        let md = compare::markdown(&comparison, &false_healings);
+        std::fs::write(dir.join("comparison.md"), &md).map_err(io)?;
+        write_frame(dir, "comparison", &mut comparison_frame(&comparison)?)?;
+        let mut scenarios: Vec<&str> = comparison.iter().map(|r| r.scenario.as_str()).collect();
+        scenarios.dedup();
+        for (si, sc) in scenarios.iter().enumerate() {
+            let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
+            for r in records
+                .iter()
+                .filter(|r| r.scenario == *sc && !r.outcome.is_empty())
+            {
+                let arm = compare::arm_label(r);
+                match groups.iter_mut().find(|g| g.0 == arm) {
+                    Some(g) => g.1.push(r.mttr_s),
+                    None => groups.push((arm, vec![r.mttr_s])),
+                }
+            }
+            let max = groups
+                .iter()
+                .flat_map(|g| g.1.iter().copied())
+                .fold(0.0, f64::max);
+            let name = format!("mttr_{si}");
+            charts::histogram(
+                &charts_dir,
+                &name,
+                &charts::Histogram {
+                    title: format!("MTTR, {sc}"),
+                    x_desc:
+                        "seconds from the fault's start to recovery (unrecovered: to the run's end)"
+                            .into(),
+                    bin: (max / 30.0).max(5.0).ceil(),
+                    groups,
+                },
+            )?;
+            mttr_charts.push((sc.to_string(), name));
+        }
+    }
+
     let mut h = String::new();
     let _ = write!(
         h,
@@ -358,7 +409,51 @@ pub fn write(
             est_cell(&a.cost)
         );
     }
-    h.push_str("</table>\n<h2>Timelines</h2>\n<p>Load, pods, p99 and error ratio per second; red lines: faults start and end; grey lines: scaling actions.</p>\n");
+    h.push_str("</table>\n");
+    if !comparison.is_empty() {
+        h.push_str("<h2>Chaos experiments</h2>\n<p>Per fault scenario, each arm against the first (the baseline), paired by seed. MTTR runs from the fault's start to the first of N consecutive passing probes of the steady-state hypothesis; an unrecovered run counts with the time to the end of the run. Ratios are arm / baseline means with paired 95&nbsp;% bootstrap intervals. Tables: <a href=\"comparison.csv\">comparison.csv</a>, <a href=\"comparison.md\">comparison.md</a>.</p>\n<table><tr><th>scenario</th><th>arm</th><th>runs</th><th>recovered</th><th>detection s</th><th>MTTR s</th><th>MTTR ratio</th><th>failed requests</th><th>failed ratio</th><th>healing actions</th></tr>\n");
+        let ratio = |e: &Option<Estimate>| {
+            e.as_ref().map_or("baseline".to_string(), |e| {
+                format!("{:.2}x <small>[{:.2}, {:.2}]</small>", e.mean, e.lo, e.hi)
+            })
+        };
+        for r in &comparison {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                html_escape(&r.scenario),
+                html_escape(&r.arm),
+                r.runs,
+                r.recovered,
+                est_cell(&r.detection),
+                est_cell(&r.mttr),
+                ratio(&r.mttr_ratio),
+                est_cell(&r.failed),
+                ratio(&r.failed_ratio),
+                est_cell(&r.healing_actions)
+            );
+        }
+        h.push_str("</table>\n");
+        if !false_healings.is_empty() {
+            h.push_str("<table><tr><th>controller</th><th>fault-free runs</th><th>simulated hours</th><th>false healings per hour</th></tr>\n");
+            for (c, runs, hours, rate) in &false_healings {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}</td><td>{runs}</td><td>{hours:.1}</td><td>{rate:.3}</td></tr>",
+                    html_escape(c)
+                );
+            }
+            h.push_str("</table>\n");
+        }
+        for (sc, name) in &mttr_charts {
+            let _ = writeln!(
+                h,
+                "<img src=\"charts/{name}.png\" alt=\"MTTR distribution, {}\"> <a href=\"charts/{name}.svg\">SVG</a>",
+                html_escape(sc)
+            );
+        }
+    }
+    h.push_str("<h2>Timelines</h2>\n<p>Load, pods, p99 and error ratio per second; red lines: faults start and end; grey lines: scaling actions.</p>\n");
     for (index, tl) in &timelines {
         let _ = writeln!(
             h,
@@ -368,6 +463,49 @@ pub fn write(
     }
     h.push_str("</body></html>\n");
     std::fs::write(dir.join("index.html"), h).map_err(io)
+}
+
+fn comparison_frame(rows: &[compare::ArmRow]) -> Result<DataFrame, String> {
+    let s = |f: fn(&compare::ArmRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let u = |f: fn(&compare::ArmRow) -> usize| rows.iter().map(|r| f(r) as u64).collect::<Vec<_>>();
+    let mut cols = vec![
+        Column::new("scenario".into(), s(|r| r.scenario.clone())),
+        Column::new("fault".into(), s(|r| r.fault.clone())),
+        Column::new("arm".into(), s(|r| r.arm.clone())),
+        Column::new("runs".into(), u(|r| r.runs)),
+        Column::new("recovered".into(), u(|r| r.recovered)),
+        Column::new("aborted".into(), u(|r| r.aborted)),
+    ];
+    const NONE: Estimate = Estimate {
+        mean: f64::NAN,
+        lo: f64::NAN,
+        hi: f64::NAN,
+        n: 0,
+    };
+    for (name, f) in [
+        (
+            "detection_s",
+            (|r: &compare::ArmRow| r.detection) as fn(&compare::ArmRow) -> Estimate,
+        ),
+        ("mttr_s", |r| r.mttr),
+        ("fault_failed", |r| r.failed),
+        ("slo_violation_s", |r| r.violation),
+        ("healing_actions", |r| r.healing_actions),
+        ("mttr_ratio", |r| r.mttr_ratio.unwrap_or(NONE)),
+        ("failed_ratio", |r| r.failed_ratio.unwrap_or(NONE)),
+    ] {
+        for (suffix, g) in [
+            ("mean", (|e: Estimate| e.mean) as fn(Estimate) -> f64),
+            ("ci_lo", |e| e.lo),
+            ("ci_hi", |e| e.hi),
+        ] {
+            cols.push(Column::new(
+                format!("{name}_{suffix}").into(),
+                rows.iter().map(|r| g(f(r))).collect::<Vec<_>>(),
+            ));
+        }
+    }
+    DataFrame::new_infer_height(cols).map_err(pe)
 }
 
 /// The images `index.html` links, for checks that every one exists.

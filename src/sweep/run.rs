@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::plan::{Plan, RunSpec};
 use crate::control::Command;
 use crate::sim::RunOutput;
+use crate::time::Time;
 
 pub const JOURNAL: &str = "runs.log.csv";
 
@@ -43,9 +44,26 @@ pub struct RunRecord {
     pub oom_kills: u64,
     pub timeouts: u64,
     pub events: u64,
+    /// Remedial commands (see `Command::is_healing`).
+    pub healing_actions: u64,
+    /// Healing commands before any fault started (all of them on a
+    /// fault-free run).
+    pub false_healings: u64,
+    /// The chaos experiment's figures (NaN or empty without one): seconds
+    /// from the fault's start to the first reaction and to recovery, and
+    /// `recovered`, `unrecovered` or `aborted`. An unrecovered run's MTTR
+    /// is the time from the fault's start to the end of the run: a lower
+    /// bound, flagged by its outcome, never dropped.
+    pub detection_s: f64,
+    pub mttr_s: f64,
+    pub outcome: String,
+    /// Client requests failed from the fault's start.
+    pub fault_failed: u64,
+    /// Simulated seconds.
+    pub duration_s: f64,
 }
 
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 26] = [
     "index",
     "id",
     "scenario",
@@ -65,6 +83,13 @@ const COLUMNS: [&str; 19] = [
     "oom_kills",
     "timeouts",
     "events",
+    "healing_actions",
+    "false_healings",
+    "detection_s",
+    "mttr_s",
+    "outcome",
+    "fault_failed",
+    "duration_s",
 ];
 
 fn quote(s: &str) -> String {
@@ -99,7 +124,7 @@ impl RunRecord {
 
     pub fn to_line(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.index,
             quote(&self.id),
             quote(&self.scenario),
@@ -118,7 +143,14 @@ impl RunRecord {
             self.restarts,
             self.oom_kills,
             self.timeouts,
-            self.events
+            self.events,
+            self.healing_actions,
+            self.false_healings,
+            self.detection_s,
+            self.mttr_s,
+            quote(&self.outcome),
+            self.fault_failed,
+            self.duration_s
         )
     }
 
@@ -159,11 +191,19 @@ impl RunRecord {
             oom_kills: int(16)?,
             timeouts: int(17)?,
             events: int(18)?,
+            healing_actions: int(19)?,
+            false_healings: int(20)?,
+            detection_s: num(21)?,
+            mttr_s: num(22)?,
+            outcome: f[23].clone(),
+            fault_failed: int(24)?,
+            duration_s: num(25)?,
         })
     }
 
     fn of(spec: &RunSpec, out: &RunOutput) -> Self {
         let s = &out.summary;
+        let v = out.verdict.as_ref();
         let mut kinds: Vec<&str> = spec
             .loaded
             .spec
@@ -196,6 +236,40 @@ impl RunRecord {
             oom_kills: s.oom_kills,
             timeouts: s.timeouts,
             events: s.events,
+            healing_actions: out
+                .commands
+                .iter()
+                .filter(|(_, _, c)| c.is_healing())
+                .count() as u64,
+            false_healings: {
+                let first_fault = out
+                    .faults
+                    .iter()
+                    .map(|f| f.start)
+                    .min()
+                    .unwrap_or(Time::MAX);
+                out.commands
+                    .iter()
+                    .filter(|(t, _, c)| c.is_healing() && *t < first_fault)
+                    .count() as u64
+            },
+            detection_s: v.and_then(|v| v.detection_s).unwrap_or(f64::NAN),
+            mttr_s: v.map_or(f64::NAN, |v| {
+                v.mttr_s
+                    .unwrap_or((s.duration_s - v.fault_start_s).max(0.0))
+            }),
+            outcome: v.map_or(String::new(), |v| {
+                if v.aborted_s.is_some() {
+                    "aborted"
+                } else if v.mttr_s.is_some() {
+                    "recovered"
+                } else {
+                    "unrecovered"
+                }
+                .to_string()
+            }),
+            fault_failed: v.map_or(0, |v| v.failed_requests),
+            duration_s: s.duration_s,
         }
     }
 }
