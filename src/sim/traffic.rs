@@ -570,6 +570,11 @@ impl Simulation {
             self.edges[e as usize].deadlines.pop_front();
             self.timeout(r);
         }
+        self.arm_edge_timer(e);
+    }
+
+    /// Arms edge `e`'s timer for its earliest deadline, if any.
+    fn arm_edge_timer(&mut self, e: u32) {
         let edge = &mut self.edges[e as usize];
         if let Some(&(deadline, _, _)) = edge.deadlines.front() {
             edge.timer_armed = true;
@@ -600,16 +605,7 @@ impl Simulation {
         edge.timeout = timeout;
         edge.timer_epoch = edge.timer_epoch.wrapping_add(1);
         edge.timer_armed = false;
-        if let Some(&(deadline, _, _)) = edge.deadlines.front() {
-            edge.timer_armed = true;
-            self.queue.push(
-                deadline,
-                Event::EdgeTimer {
-                    edge: e,
-                    epoch: edge.timer_epoch,
-                },
-            );
-        }
+        self.arm_edge_timer(e);
     }
 
     /// After a service's connection limit was raised: queued requests take

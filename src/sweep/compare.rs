@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::run::RunRecord;
-use super::stats::{Estimate, bootstrap_mean};
+use super::stats::{Estimate, bootstrap_mean, percentile_interval};
 use crate::rng::{Stream, Subsystem};
 
 const RESAMPLES: usize = 2000;
@@ -74,20 +74,13 @@ pub fn paired_ratio(base: &[f64], arm: &[f64], seed: u64) -> Estimate {
         };
     }
     let mut rng = Stream::new_indexed(seed, Subsystem::Metrics, 0xC0A1);
-    let mut rs: Vec<f64> = (0..RESAMPLES)
+    let rs: Vec<f64> = (0..RESAMPLES)
         .map(|_| {
             let picks: Vec<usize> = (0..n).map(|_| rng.index(n)).collect();
             ratio(&mut picks.into_iter())
         })
         .collect();
-    rs.sort_by(f64::total_cmp);
-    let at = |q: f64| rs[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
-    Estimate {
-        mean,
-        lo: at(0.025),
-        hi: at(0.975),
-        n,
-    }
+    percentile_interval(mean, rs, n)
 }
 
 /// The comparison rows of every fault scenario with an experiment.

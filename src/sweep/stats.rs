@@ -33,11 +33,17 @@ pub fn bootstrap_mean(xs: &[f64], resamples: usize, seed: u64) -> Estimate {
         };
     }
     let mut rng = Stream::new_indexed(seed, Subsystem::Metrics, 0xB007);
-    let mut means: Vec<f64> = (0..resamples)
+    let means: Vec<f64> = (0..resamples)
         .map(|_| (0..n).map(|_| xs[rng.index(n)]).sum::<f64>() / n as f64)
         .collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    percentile_interval(mean, means, n)
+}
+
+/// The 95 % percentile interval of bootstrap replicates around `mean`.
+pub fn percentile_interval(mean: f64, mut replicates: Vec<f64>, n: usize) -> Estimate {
+    replicates.sort_by(f64::total_cmp);
+    let k = replicates.len();
+    let at = |q: f64| replicates[((q * (k - 1) as f64).round() as usize).min(k - 1)];
     Estimate {
         mean,
         lo: at(0.025),
