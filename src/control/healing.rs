@@ -64,19 +64,22 @@ impl Controller for HealingController {
 
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for view in &obs.services {
-            self.orchestrator.handle_view(now, view);
             let (window, cfg) = (self.model.window, &self.predictor);
             let (watch, last) = self
                 .watches
                 .get_or_insert_with(&view.name, |_| (ServiceWatch::new(window, cfg), None));
             if *last == Some(view.metrics.timestamp) {
+                self.orchestrator.handle_view(now, view);
                 continue;
             }
             *last = Some(view.metrics.timestamp);
             watch.handle_scrape(&view.metrics);
-            if let Some(p) = watch.predict(&self.model, &self.predictor) {
-                self.orchestrator
-                    .handle_prediction(now, view, &p, &obs.services);
+            match watch.predict(&self.model, &self.predictor) {
+                Some(p) => self
+                    .orchestrator
+                    .handle_prediction(now, view, &p, &obs.services),
+                // The window is not full yet: rollouts still count.
+                None => self.orchestrator.handle_view(now, view),
             }
         }
         while let Some(c) = self.orchestrator.poll_command() {

@@ -290,7 +290,9 @@ impl OutcomeBook {
 enum Refusal {
     /// A guardrail held it back.
     Guardrail(&'static str),
-    /// It has nothing to act on here; the next strategy may.
+    /// The driver cannot carry it out, or it has nothing to act on here
+    /// (no fallback route, no standby, the first revision); the next
+    /// strategy may.
     NoTarget,
 }
 
@@ -389,6 +391,11 @@ impl Orchestrator {
     /// observation, before any prediction exists (the predictor needs a
     /// full window first, and a rollout in that time must still count).
     pub fn handle_view(&mut self, now: Time, view: &ServiceView) {
+        self.track(now, view);
+    }
+
+    /// `handle_view`, returning the service's target index.
+    fn track(&mut self, now: Time, view: &ServiceView) -> usize {
         let ti = self.target(&view.name);
         let t = &mut self.targets[ti];
         match t.revision {
@@ -406,6 +413,7 @@ impl Orchestrator {
         if t.base_connections == 0 {
             t.base_connections = view.max_connections;
         }
+        ti
     }
 
     /// The replica floor a scale action set on `service`, while it holds:
@@ -421,7 +429,9 @@ impl Orchestrator {
 
     /// One service's prediction at `now`, with the view it was made from
     /// and the other services' views (where an isolation looks for the
-    /// failing dependency).
+    /// failing dependency). The view goes through `handle_view` here; a
+    /// driver calls `handle_view` itself only for views without a
+    /// prediction.
     pub fn handle_prediction(
         &mut self,
         now: Time,
@@ -429,11 +439,10 @@ impl Orchestrator {
         p: &Prediction,
         peers: &[ServiceView],
     ) {
+        let ti = self.track(now, view);
         if !self.cfg.enabled {
             return;
         }
-        self.handle_view(now, view);
-        let ti = self.target(&view.name);
         if let Some(action) = self.targets[ti].active.clone() {
             self.verify(now, ti, view, p, peers, action);
             return;
@@ -554,36 +563,37 @@ impl Orchestrator {
         ti: usize,
         (view, peers): (&ServiceView, &[ServiceView]),
         p: &Prediction,
-        mut strategy: Strategy,
-        mut attempt: u32,
+        strategy: Strategy,
+        attempt: u32,
         reason: String,
     ) {
-        // Strategies the driver cannot carry out escalate at once.
-        while !self.cfg.supported.contains(&strategy) {
-            match strategy.escalation() {
-                Some(next) => {
-                    self.events.push_back(HealingEvent::Escalated {
-                        target: view.name.clone(),
-                        from: strategy,
-                        to: next,
-                    });
-                    strategy = next;
-                    attempt += 1;
-                }
-                None => {
-                    self.events.push_back(HealingEvent::GaveUp {
-                        target: view.name.clone(),
-                    });
-                    return;
-                }
+        let commands = match self.commands_for(ti, (view, peers), strategy, &reason) {
+            Ok(c) => c,
+            Err(Refusal::Guardrail(why)) => {
+                self.events.push_back(HealingEvent::Suppressed {
+                    target: view.name.clone(),
+                    strategy,
+                    why,
+                });
+                return;
             }
-        }
-        if strategy == Strategy::Rollback && view.revision == 0 {
-            // The first revision (index 0) has nothing to roll back to.
-            if let Some(next) = strategy.escalation() {
-                return self.start(now, ti, (view, peers), p, next, attempt + 1, reason);
+            Err(Refusal::NoTarget) => {
+                // Not supported here, or nothing to act on: the next strategy.
+                return match strategy.escalation() {
+                    Some(next) => {
+                        self.events.push_back(HealingEvent::Escalated {
+                            target: view.name.clone(),
+                            from: strategy,
+                            to: next,
+                        });
+                        self.start(now, ti, (view, peers), p, next, attempt + 1, reason)
+                    }
+                    None => self.events.push_back(HealingEvent::GaveUp {
+                        target: view.name.clone(),
+                    }),
+                };
             }
-        }
+        };
         let window = Span::from_secs_f64(self.cfg.rate_window_s);
         while self
             .recent
@@ -600,33 +610,6 @@ impl Orchestrator {
             });
             return;
         }
-        let commands = match self.commands_for(now, ti, (view, peers), strategy, &reason) {
-            Ok(c) => c,
-            Err(Refusal::Guardrail(why)) => {
-                self.events.push_back(HealingEvent::Suppressed {
-                    target: view.name.clone(),
-                    strategy,
-                    why,
-                });
-                return;
-            }
-            Err(Refusal::NoTarget) => {
-                // Nothing to act on (no route, no backup): the next strategy.
-                return match strategy.escalation() {
-                    Some(next) => {
-                        self.events.push_back(HealingEvent::Escalated {
-                            target: view.name.clone(),
-                            from: strategy,
-                            to: next,
-                        });
-                        self.start(now, ti, (view, peers), p, next, attempt + 1, reason)
-                    }
-                    None => self.events.push_back(HealingEvent::GaveUp {
-                        target: view.name.clone(),
-                    }),
-                };
-            }
-        };
         let action = HealingAction {
             strategy,
             target: view.name.clone(),
@@ -648,19 +631,29 @@ impl Orchestrator {
             self.targets[ti].cooldown_until = now + Span::from_secs_f64(self.cfg.cooldown_s);
             return;
         }
+        for c in &commands {
+            if let Command::Scale { replicas, .. } = c {
+                self.targets[ti].floor =
+                    Some((*replicas, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
+            }
+        }
         self.commands.extend(commands);
         self.targets[ti].active = Some(action.clone());
         self.events.push_back(HealingEvent::Started(action));
     }
 
+    /// The commands a strategy takes on `view` now; nothing changes until
+    /// `start` commits them.
     fn commands_for(
-        &mut self,
-        now: Time,
+        &self,
         ti: usize,
         (view, peers): (&ServiceView, &[ServiceView]),
         strategy: Strategy,
         reason: &str,
     ) -> Result<Vec<Command>, Refusal> {
+        if !self.cfg.supported.contains(&strategy) {
+            return Err(Refusal::NoTarget);
+        }
         let reason = format!("{HEALING_REASON} {reason}");
         let ready = view
             .pods
@@ -708,14 +701,14 @@ impl Orchestrator {
                 if to <= view.desired_replicas {
                     return Err(Refusal::Guardrail("maximum replicas"));
                 }
-                self.targets[ti].floor =
-                    Some((to, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
                 Ok(vec![Command::Scale {
                     service: view.name.clone(),
                     replicas: to,
                     reason: reason.clone(),
                 }])
             }
+            // The first revision (index 0) has nothing to roll back to.
+            Strategy::Rollback if view.revision == 0 => Err(Refusal::NoTarget),
             Strategy::Rollback => Ok(vec![Command::Rollback {
                 service: view.name.clone(),
                 reason: reason.clone(),

@@ -70,16 +70,16 @@ impl Simulation {
     }
 
     fn take_probe(&mut self, c: &mut ChaosState, t: u64) {
-        let latency = self.recorder.root_latency().clone();
-        c.snapshots.push_back((t, latency.clone()));
+        let latency = self.recorder.root_latency();
         if t < c.window {
+            c.snapshots.push_back((t, latency.clone()));
             return;
         }
         while c.snapshots.len() > 1 && c.snapshots[1].0 <= t - c.window {
             c.snapshots.pop_front();
         }
-        let base = &c.snapshots[0].1;
-        let window = latency.delta(base);
+        let window = latency.delta(&c.snapshots[0].1);
+        c.snapshots.push_back((t, latency.clone()));
         let (mut ok, mut failed, mut arrivals) = (0u64, 0u64, 0u64);
         for r in self.recorder.roots_between(t - c.window, t) {
             ok += r.ok;
@@ -141,16 +141,6 @@ impl Simulation {
             }
             self.end_fault(i as u32);
         }
-    }
-
-    /// The verdict, once the run is over (`out` is its output; `ejections`
-    /// the outlier ejection times).
-    pub(crate) fn chaos_verdict(
-        chaos: Option<ChaosState>,
-        out: &RunOutput,
-        ejections: &[Time],
-    ) -> Option<Verdict> {
-        chaos.map(|c| Verdict::measure(c, out, ejections))
     }
 }
 
@@ -240,14 +230,16 @@ impl Verdict {
 }
 
 impl Verdict {
-    fn measure(c: ChaosState, out: &RunOutput, ejections: &[Time]) -> Verdict {
+    /// The verdict, once the run is over: `out` is its output, `ejections`
+    /// the outlier ejection times.
+    pub(crate) fn measure(c: ChaosState, out: &RunOutput, ejections: &[Time]) -> Verdict {
         let name = if c.spec.name.is_empty() {
             out.summary.scenario.clone()
         } else {
             c.spec.name.clone()
         };
-        let fault = out.faults.iter().find(|f| f.index == c.spec.fault).cloned();
-        let (kind, start, end) = match &fault {
+        let fault = out.faults.iter().find(|f| f.index == c.spec.fault);
+        let (kind, start, end) = match fault {
             Some(f) => (
                 f.kind.as_str().to_string(),
                 f.start.as_secs_f64(),
@@ -277,13 +269,13 @@ impl Verdict {
         let mttr_s = match first_fail {
             None if fault.is_some() => Some(0.0),
             None => None,
-            Some(k) => (k..after_start.len())
-                .find(|&i| {
-                    i + n <= after_start.len() && after_start[i..i + n].iter().all(|p| p.passed)
-                })
-                .map(|i| after_start[i].t_s - start),
+            Some(k) => after_start[k..]
+                .windows(n)
+                .find(|w| w.iter().all(|p| p.passed))
+                .map(|w| w[0].t_s - start),
         };
-        let start_t = Time::from_secs_f64(start);
+        // A fault that never started has nothing after it.
+        let start_t = fault.map_or(Time::MAX, |f| f.start);
         let after = |t: Time| (t >= start_t).then(|| t.saturating_sub(start_t).as_secs_f64());
         let first_command = out.commands.iter().find_map(|(t, _, _)| after(*t));
         let first_liveness = out.pod_events.iter().find_map(|e| match e.kind {
@@ -303,7 +295,7 @@ impl Verdict {
             .collect();
         let from = (start.min(out.root_seconds.len() as f64)) as usize;
         let (mut total, mut good, mut failed) = (0u64, 0u64, 0u64);
-        for r in &out.root_seconds[from.min(out.root_seconds.len())..] {
+        for r in &out.root_seconds[from..] {
             total += r.ok + r.failed;
             good += r.good;
             failed += r.failed;

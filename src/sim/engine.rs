@@ -234,26 +234,29 @@ impl Simulation {
             })
             .collect();
         let mut edges = Vec::new();
-        let new_edge =
-            |from: Option<u32>, to: u32, p: f64, timeout_ms: f64, lat_ms: f64, label: String| {
-                Edge {
-                    from,
-                    to,
-                    probability: p,
-                    timeout: Span::from_secs_f64(timeout_ms / 1000.0),
-                    latency: Span::from_secs_f64(lat_ms / 1000.0),
-                    added_latency: Span::ZERO,
-                    outstanding: 0,
-                    pending: 0,
-                    outliers: Default::default(),
-                    deadlines: VecDeque::new(),
-                    timer_armed: false,
-                    timer_epoch: 0,
-                    fallback: false,
-                    counters: Counters::new(&buckets),
-                    label,
-                }
-            };
+        let new_edge = |from: Option<u32>,
+                        to: u32,
+                        p: f64,
+                        (timeout_ms, lat_ms, fallback): (f64, f64, bool),
+                        label: String| {
+            Edge {
+                from,
+                to,
+                probability: p,
+                timeout: Span::from_secs_f64(timeout_ms / 1000.0),
+                latency: Span::from_secs_f64(lat_ms / 1000.0),
+                added_latency: Span::ZERO,
+                outstanding: 0,
+                pending: 0,
+                outliers: Default::default(),
+                deadlines: VecDeque::new(),
+                timer_armed: false,
+                timer_epoch: 0,
+                fallback,
+                counters: Counters::new(&buckets),
+                label,
+            }
+        };
         for (i, sv) in s.services.iter().enumerate() {
             for c in &sv.calls {
                 let to = index(&c.to);
@@ -262,11 +265,9 @@ impl Simulation {
                     Some(i as u32),
                     to,
                     c.probability,
-                    c.timeout_ms,
-                    c.network_latency_ms,
+                    (c.timeout_ms, c.network_latency_ms, c.fallback),
                     format!("{}->{}", sv.name, c.to),
                 ));
-                edges.last_mut().expect("just pushed").fallback = c.fallback;
             }
         }
         let horizon = s.duration_s + 1.0;
@@ -280,8 +281,7 @@ impl Simulation {
                 None,
                 index(&l.service),
                 1.0,
-                l.timeout_ms,
-                0.0,
+                (l.timeout_ms, 0.0, false),
                 format!("client->{}", l.service),
             ));
             loads.push(LoadSource {
@@ -488,7 +488,7 @@ impl Simulation {
             &self.services,
             std::mem::take(&mut self.command_log),
         );
-        out.verdict = Simulation::chaos_verdict(chaos, &out, &ejections);
+        out.verdict = chaos.map(|c| super::chaos::Verdict::measure(c, &out, &ejections));
         out
     }
 

@@ -106,15 +106,10 @@ impl Simulation {
         let epoch = self.requests.slots[r as usize].epoch;
         edge.deadlines.push_back((now + edge.timeout, r, epoch));
         if !edge.timer_armed {
-            edge.timer_armed = true;
-            self.queue.push(
-                now + edge.timeout,
-                Event::EdgeTimer {
-                    edge: e as u32,
-                    epoch: edge.timer_epoch,
-                },
-            );
+            // Unarmed means nothing was pending: this deadline is the front.
+            self.arm_edge_timer(e as u32);
         }
+        let edge = &self.edges[e];
         let delay =
             edge.latency + edge.added_latency + self.services[edge.to as usize].added_latency;
         let req = &mut self.requests.slots[r as usize];

@@ -32,13 +32,15 @@ pub struct ArmRow {
     pub failed: Estimate,
     pub violation: Estimate,
     pub healing_actions: Estimate,
+    /// Every run's MTTR, by seed (for the distribution charts).
+    pub mttr_samples: Vec<f64>,
     /// Against the baseline (None for the baseline itself): mean MTTR and
     /// mean failed requests as ratios arm / baseline, paired by seed.
     pub mttr_ratio: Option<Estimate>,
     pub failed_ratio: Option<Estimate>,
 }
 
-pub fn arm_label(r: &RunRecord) -> String {
+fn arm_label(r: &RunRecord) -> String {
     if r.params.is_empty() {
         r.controller.clone()
     } else {
@@ -134,6 +136,7 @@ pub fn compare(records: &[RunRecord]) -> Vec<ArmRow> {
                 failed: est(&|r| r.fault_failed as f64),
                 violation: est(&|r| r.slo_violation_s),
                 healing_actions: est(&|r| r.healing_actions as f64),
+                mttr_samples: rs.iter().map(|r| r.mttr_s).collect(),
                 mttr_ratio: (ai > 0).then(|| paired(&|r| r.mttr_s)),
                 failed_ratio: (ai > 0).then(|| paired(&|r| r.fault_failed as f64)),
             });

@@ -325,20 +325,16 @@ pub fn write(
         let md = compare::markdown(&comparison, &false_healings);
         std::fs::write(dir.join("comparison.md"), &md).map_err(io)?;
         write_frame(dir, "comparison", &mut comparison_frame(&comparison)?)?;
-        let mut scenarios: Vec<&str> = comparison.iter().map(|r| r.scenario.as_str()).collect();
-        scenarios.dedup();
-        for (si, sc) in scenarios.iter().enumerate() {
-            let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
-            for r in records
+        // Rows come grouped by scenario, arms in matrix order.
+        for (si, rows) in comparison
+            .chunk_by(|a, b| a.scenario == b.scenario)
+            .enumerate()
+        {
+            let sc = &rows[0].scenario;
+            let groups: Vec<(String, Vec<f64>)> = rows
                 .iter()
-                .filter(|r| r.scenario == *sc && !r.outcome.is_empty())
-            {
-                let arm = compare::arm_label(r);
-                match groups.iter_mut().find(|g| g.0 == arm) {
-                    Some(g) => g.1.push(r.mttr_s),
-                    None => groups.push((arm, vec![r.mttr_s])),
-                }
-            }
+                .map(|r| (r.arm.clone(), r.mttr_samples.clone()))
+                .collect();
             let max = groups
                 .iter()
                 .flat_map(|g| g.1.iter().copied())
