@@ -40,8 +40,24 @@ fn model(dir: &str) -> Result<Arc<ModelBundle>, BuildError> {
 /// The scenario's controller: its scaler, with the predictor and the
 /// healing orchestrator on top when `healing` is set.
 pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
-    let spec = &s.controller;
-    let mut scaler = build(spec, s.seed);
+    build_controller(
+        &s.controller,
+        s.seed,
+        s.metrics.scrape_interval_s,
+        s.slo.latency_ms,
+    )
+}
+
+/// The controller a spec names, for a cluster scraped every
+/// `scrape_interval_s` with the SLO latency `slo_latency_ms` (what the live
+/// adapter calls with its own configuration).
+pub fn build_controller(
+    spec: &ControllerSpec,
+    seed: u64,
+    scrape_interval_s: f64,
+    slo_latency_ms: f64,
+) -> Result<Box<dyn Controller>, BuildError> {
+    let mut scaler = build(spec, seed);
     if spec.rollout_analysis {
         scaler = Box::new(RolloutAnalysis::new(scaler, AnalysisConfig::default()));
     }
@@ -51,17 +67,17 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
     let dir = spec.healing_model.as_deref().unwrap_or(DEFAULT_MODEL);
     let bundle = model(dir)?;
     let mut predictor = bundle.predictor_config();
-    if (s.metrics.scrape_interval_s - predictor.scrape_interval_s).abs() > 1e-9 {
+    if (scrape_interval_s - predictor.scrape_interval_s).abs() > 1e-9 {
         return Err(BuildError::Controller(format!(
             "the predictor in {dir} was trained on {} s scrapes; set [metrics] scrape_interval_s = {} (the scenario has {} s)",
-            predictor.scrape_interval_s, predictor.scrape_interval_s, s.metrics.scrape_interval_s
+            predictor.scrape_interval_s, predictor.scrape_interval_s, scrape_interval_s
         )));
     }
-    predictor.slo_latency_ms = s.slo.latency_ms;
+    predictor.slo_latency_ms = slo_latency_ms;
     let orchestrator = OrchestratorConfig {
         dry_run: spec.healing_dry_run,
         max_replicas: spec.max_replicas,
-        symptom_p99_ms: s.slo.latency_ms,
+        symptom_p99_ms: slo_latency_ms,
         ..OrchestratorConfig::default()
     };
     Ok(Box::new(HealingController::new(

@@ -1,0 +1,127 @@
+//! Sends planned requests to the Kubernetes API, or, in dry-run, only
+//! logs them. A kill switch (a ConfigMap) stops every write at once.
+
+use serde_json::Value;
+
+use selfheal::control::Command;
+
+use crate::actuate::{self, ApiRequest, PlanError};
+use crate::config::ServiceConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{method} {path}: {why}")]
+    Request {
+        method: &'static str,
+        path: String,
+        why: String,
+    },
+    #[error("{path}: the answer is not JSON: {why}")]
+    NotJson { path: String, why: String },
+}
+
+/// What happened to one command.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Dry-run: the requests that would have been sent.
+    WouldSend(Vec<ApiRequest>),
+    Sent(Vec<ApiRequest>),
+    /// The kill switch is on: nothing was sent.
+    Stopped,
+}
+
+pub struct Executor {
+    pub client: kube::Client,
+    pub namespace: String,
+    pub services: Vec<ServiceConfig>,
+    pub apply: bool,
+    /// A ConfigMap whose `data.stop == "true"` stops all writes.
+    pub kill_switch: String,
+}
+
+impl Executor {
+    async fn send(&self, r: &ApiRequest) -> Result<String, ApiError> {
+        let err = |why: String| ApiError::Request {
+            method: r.method,
+            path: r.path.clone(),
+            why,
+        };
+        let mut b = http::Request::builder().method(r.method).uri(&r.path);
+        if let Some(ct) = r.content_type {
+            b = b.header(http::header::CONTENT_TYPE, ct);
+        }
+        let body = r.body.as_ref().map_or_else(Vec::new, |v| {
+            serde_json::to_vec(v).expect("JSON serialises")
+        });
+        let req = b.body(body).map_err(|e| err(e.to_string()))?;
+        self.client
+            .request_text(req)
+            .await
+            .map_err(|e| err(e.to_string()))
+    }
+
+    async fn read_json(&self, r: &ApiRequest) -> Result<Value, ApiError> {
+        let text = self.send(r).await?;
+        serde_json::from_str(&text).map_err(|e| ApiError::NotJson {
+            path: r.path.clone(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Whether the kill switch is on. A missing ConfigMap means off; an
+    /// API error counts as on (no writes when the state is unknown).
+    pub async fn stopped(&self) -> bool {
+        let r = ApiRequest {
+            method: "GET",
+            path: format!(
+                "/api/v1/namespaces/{}/configmaps/{}",
+                self.namespace, self.kill_switch
+            ),
+            content_type: None,
+            body: None,
+        };
+        match self.read_json(&r).await {
+            Ok(v) => v.pointer("/data/stop").and_then(Value::as_str) == Some("true"),
+            Err(ApiError::Request { why, .. })
+                if why.contains("404") || why.contains("NotFound") =>
+            {
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Carries out one command: reads what it needs, plans the writes,
+    /// then sends them (or, in dry-run, returns them unsent).
+    pub async fn execute(&self, cmd: &Command) -> Result<Outcome, ApiError> {
+        if self.apply && self.stopped().await {
+            return Ok(Outcome::Stopped);
+        }
+        let mut answers = Vec::new();
+        for r in actuate::reads_for(cmd, &self.namespace, &self.services)? {
+            answers.push(self.read_json(&r).await?);
+        }
+        let writes = actuate::writes_for(cmd, &self.namespace, &self.services, &answers)?;
+        if !self.apply {
+            return Ok(Outcome::WouldSend(writes));
+        }
+        for w in &writes {
+            self.send(w).await?;
+        }
+        Ok(Outcome::Sent(writes))
+    }
+
+    /// Sends one planned write (an isolation's end) under the same rules.
+    pub async fn send_write(&self, w: &ApiRequest) -> Result<Outcome, ApiError> {
+        if !self.apply {
+            return Ok(Outcome::WouldSend(vec![w.clone()]));
+        }
+        if self.stopped().await {
+            return Ok(Outcome::Stopped);
+        }
+        self.send(w).await?;
+        Ok(Outcome::Sent(vec![w.clone()]))
+    }
+}

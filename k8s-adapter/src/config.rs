@@ -1,0 +1,284 @@
+//! The adapter's configuration file (TOML). Unknown fields are errors, and
+//! every error names the file and the line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use selfheal::scenario::ControllerSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    /// The Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    pub prometheus: String,
+    /// The only namespace the adapter reads and acts in.
+    pub namespace: String,
+    /// Seconds between control ticks (and the scrape interval the
+    /// controller is told; the predictor needs 5).
+    #[serde(default = "d_interval")]
+    pub interval_s: f64,
+    /// The `[w]` of `rate(...[w])`.
+    #[serde(default = "d_window")]
+    pub rate_window_s: f64,
+    /// The SLO latency the healing orchestrator treats as a symptom.
+    #[serde(default = "d_slo")]
+    pub slo_latency_ms: f64,
+    /// Seconds of control-core time per wall-clock second (for a served
+    /// simulation running faster than real time).
+    #[serde(default = "d_one")]
+    pub time_scale: f64,
+    /// Seed of the controller's own random stream.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub controller: ControllerSpec,
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+    #[serde(default)]
+    pub queries: Queries,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The name the control core knows (and the `service` label of the
+    /// request metrics).
+    pub name: String,
+    /// Its Deployment (default: the same name); pods are `<deployment>-*`.
+    pub deployment: Option<String>,
+    /// Per-pod connection limit the application enforces.
+    #[serde(default = "d_connections")]
+    pub max_connections: u32,
+    /// The pod labels of a standby Deployment: a fail-over points the
+    /// Service's selector at them.
+    pub backup_selector: Option<BTreeMap<String, String>>,
+    /// The ConfigMap a reconfigure writes `max_connections` and
+    /// `timeout_ms` into (default `<name>-selfheal`).
+    pub config_map: Option<String>,
+}
+
+impl ServiceConfig {
+    pub fn deployment(&self) -> &str {
+        self.deployment.as_deref().unwrap_or(&self.name)
+    }
+
+    pub fn config_map(&self) -> String {
+        self.config_map
+            .clone()
+            .unwrap_or_else(|| format!("{}-selfheal", self.name))
+    }
+}
+
+/// PromQL for each metric; `{namespace}`, `{service}`, `{deployment}` and
+/// `{window}` are filled in. The defaults fit cAdvisor (through the
+/// kubelet), kube-state-metrics and application metrics named as the
+/// Prometheus client libraries' HTTP middleware names them.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queries {
+    pub cpu_usage: String,
+    pub memory_usage: String,
+    pub request_rate: String,
+    pub error_rate: String,
+    /// Per-bucket rates `by (le)`; quantiles come from selfheal's
+    /// `histogram_quantile`, the one the simulator uses.
+    pub latency_buckets: String,
+    pub active_connections: String,
+    pub ready_replicas: String,
+    pub desired_replicas: String,
+    /// Per pod (`by (pod)`).
+    pub pod_ready: String,
+    pub pod_cpu: String,
+    pub pod_cpu_request: String,
+    pub pod_memory: String,
+    pub pod_memory_limit: String,
+    pub pod_restarts: String,
+    pub pod_start_time: String,
+}
+
+impl Default for Queries {
+    fn default() -> Self {
+        let pods = r#"namespace="{namespace}",pod=~"{deployment}-.*""#;
+        let http = r#"namespace="{namespace}",service="{service}""#;
+        Queries {
+            cpu_usage: format!(
+                r#"sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{window}}])) / sum(kube_pod_container_resource_requests{{{pods},resource="cpu"}})"#
+            ),
+            memory_usage: format!(
+                r#"sum(container_memory_working_set_bytes{{{pods},container!=""}}) / sum(kube_pod_container_resource_limits{{{pods},resource="memory"}})"#
+            ),
+            request_rate: format!(r#"sum(rate(http_requests_total{{{http}}}[{{window}}]))"#),
+            error_rate: format!(
+                r#"sum(rate(http_requests_total{{{http},code=~"5.."}}[{{window}}])) / sum(rate(http_requests_total{{{http}}}[{{window}}]))"#
+            ),
+            latency_buckets: format!(
+                r#"sum by (le) (rate(http_request_duration_seconds_bucket{{{http}}}[{{window}}]))"#
+            ),
+            active_connections: format!(r#"sum(http_requests_in_flight{{{http}}})"#),
+            ready_replicas: r#"sum(kube_deployment_status_replicas_ready{namespace="{namespace}",deployment="{deployment}"})"#.into(),
+            desired_replicas: r#"sum(kube_deployment_spec_replicas{namespace="{namespace}",deployment="{deployment}"})"#.into(),
+            pod_ready: format!(r#"sum by (pod) (kube_pod_status_ready{{{pods},condition="true"}})"#),
+            pod_cpu: format!(
+                r#"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{window}}]))"#
+            ),
+            pod_cpu_request: format!(
+                r#"sum by (pod) (kube_pod_container_resource_requests{{{pods},resource="cpu"}})"#
+            ),
+            pod_memory: format!(r#"sum by (pod) (container_memory_working_set_bytes{{{pods},container!=""}})"#),
+            pod_memory_limit: format!(
+                r#"sum by (pod) (kube_pod_container_resource_limits{{{pods},resource="memory"}})"#
+            ),
+            pod_restarts: format!(r#"sum by (pod) (kube_pod_container_status_restarts_total{{{pods}}})"#),
+            pod_start_time: format!(r#"max by (pod) (kube_pod_start_time{{{pods}}})"#),
+        }
+    }
+}
+
+impl Queries {
+    /// `template` with the placeholders filled in for one service.
+    pub fn fill(template: &str, namespace: &str, svc: &ServiceConfig, window_s: f64) -> String {
+        template
+            .replace("{namespace}", namespace)
+            .replace("{service}", &svc.name)
+            .replace("{deployment}", svc.deployment())
+            .replace("{window}", &format!("{}s", window_s.round() as u64))
+    }
+}
+
+fn d_interval() -> f64 {
+    5.0
+}
+fn d_window() -> f64 {
+    30.0
+}
+fn d_slo() -> f64 {
+    500.0
+}
+fn d_one() -> f64 {
+    1.0
+}
+fn d_connections() -> u32 {
+    100
+}
+
+impl AdapterConfig {
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let invalid = |line: usize, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        let cfg: AdapterConfig = toml::from_str(text).map_err(|e| {
+            invalid(
+                e.span().map_or(1, |s| line_of(s.start)),
+                e.message().to_string(),
+            )
+        })?;
+        let find = |needle: &str| text.find(needle).map_or(1, line_of);
+        for (name, v) in [
+            ("interval_s", cfg.interval_s),
+            ("rate_window_s", cfg.rate_window_s),
+            ("slo_latency_ms", cfg.slo_latency_ms),
+            ("time_scale", cfg.time_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(
+                    find(name),
+                    format!("field `{name}`: must be a positive number, found {v}"),
+                ));
+            }
+        }
+        if cfg.services.is_empty() {
+            return Err(invalid(1, "needs at least one [[service]]".into()));
+        }
+        if !cfg.prometheus.starts_with("http://") {
+            return Err(invalid(
+                find("prometheus"),
+                format!(
+                    "field `prometheus`: `{}` is not an http:// address",
+                    cfg.prometheus
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let e = AdapterConfig::parse(
+            "prometheus = \"http://p:9090\"\nnamespace = \"default\"\nintervl_s = 5\n[[service]]\nname = \"api\"\n",
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("a.toml:3:") && e.contains("intervl_s"), "{e}");
+        let e = AdapterConfig::parse(
+            "prometheus = \"http://p:9090\"\nnamespace = \"default\"\ninterval_s = -1\n[[service]]\nname = \"api\"\n",
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("a.toml:3:") && e.contains("interval_s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_example_configuration_loads() {
+        let c = AdapterConfig::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/config.example.toml"
+        )))
+        .unwrap();
+        assert!(c.controller.healing && c.services[0].backup_selector.is_some());
+    }
+
+    #[test]
+    fn queries_are_filled_per_service() {
+        let svc = ServiceConfig {
+            name: "api".into(),
+            deployment: Some("api-v2".into()),
+            max_connections: 100,
+            backup_selector: None,
+            config_map: None,
+        };
+        let q = Queries::fill(&Queries::default().pod_cpu, "shop", &svc, 30.0);
+        assert_eq!(
+            q,
+            r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop",pod=~"api-v2-.*",container!=""}[30s]))"#
+        );
+    }
+}

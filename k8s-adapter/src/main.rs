@@ -1,0 +1,162 @@
+//! `selfheal-k8s`: run the control core against a live cluster.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use selfheal::control::Command;
+use selfheal::rng::{Stream, Subsystem};
+use selfheal_k8s::api::{Executor, Outcome};
+use selfheal_k8s::clock::Clock;
+use selfheal_k8s::config::AdapterConfig;
+use selfheal_k8s::{Adapter, Tick, actuate};
+
+#[derive(Parser)]
+#[command(
+    name = "selfheal-k8s",
+    about = "selfheal's control core against a live Kubernetes cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Observe from Prometheus, decide, and act through the Kubernetes API
+    /// (dry-run unless --apply).
+    Run {
+        /// The adapter's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Send the commands. Without it every command is only logged.
+        #[arg(long)]
+        apply: bool,
+        /// Stop after this many ticks (default: run until SIGTERM / Ctrl-C).
+        #[arg(long)]
+        ticks: Option<u64>,
+        /// The ConfigMap whose `data.stop: "true"` stops all writes.
+        #[arg(long, default_value = "selfheal-kill-switch")]
+        kill_switch: String,
+    },
+}
+
+fn log(line: &str) {
+    eprintln!("{:.3} {line}", Clock::wall_now());
+}
+
+fn describe(c: &Command) -> String {
+    format!("{c:?}")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let Cmd::Run {
+        config,
+        apply,
+        ticks,
+        kill_switch,
+    } = Cli::parse().cmd;
+    let cfg = AdapterConfig::load(&config)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+    let executor = Executor {
+        client,
+        namespace: cfg.namespace.clone(),
+        services: cfg.services.clone(),
+        apply,
+        kill_switch,
+    };
+    let interval = cfg.interval_s / cfg.time_scale;
+    let mut adapter = Adapter::new(cfg, Clock::wall_now())?;
+    log(&format!(
+        "controller {} every {interval:.1} s, {}",
+        adapter.controller_name(),
+        if apply {
+            "APPLYING commands"
+        } else {
+            "dry-run (pass --apply to act)"
+        }
+    ));
+    let mut jitter = Stream::new(adapter.cfg.seed, Subsystem::Control);
+    let mut failures = 0u32;
+    let mut isolations: Vec<(f64, actuate::ApiRequest)> = Vec::new();
+    let mut n = 0u64;
+    loop {
+        let now = Clock::wall_now();
+        // Isolations whose hold is over are lifted first.
+        let (due, later): (Vec<_>, Vec<_>) = isolations.into_iter().partition(|(t, _)| *t <= now);
+        isolations = later;
+        for (_, w) in due {
+            match executor.send_write(&w).await {
+                Ok(o) => log(&format!("isolation ended: {o:?}")),
+                Err(e) => log(&format!("could not end an isolation: {e}")),
+            }
+        }
+        let wait = match adapter.tick(now).await {
+            Tick::Skipped(why) => {
+                // No observation, no decision: back off with jitter.
+                failures += 1;
+                let backoff = (interval * 2f64.powi(failures.min(6) as i32)).min(60.0);
+                let wait = backoff * (0.5 + 0.5 * jitter.uniform());
+                log(&format!("no action: {why}; retrying in {wait:.1} s"));
+                wait
+            }
+            Tick::Decided(commands) => {
+                failures = 0;
+                for c in &commands {
+                    match executor.execute(c).await {
+                        Ok(Outcome::WouldSend(w)) => {
+                            log(&format!("dry-run: {} -> {w:?}", describe(c)))
+                        }
+                        Ok(Outcome::Sent(w)) => {
+                            log(&format!("sent: {} -> {w:?}", describe(c)));
+                            if let Command::Isolate { service, hold, .. } = c {
+                                isolations.push((
+                                    now + hold.as_secs_f64() / adapter.cfg.time_scale,
+                                    actuate::end_isolation(&adapter.cfg.namespace, service),
+                                ));
+                            }
+                        }
+                        Ok(Outcome::Stopped) => {
+                            log(&format!("kill switch on: not sending {}", describe(c)))
+                        }
+                        Err(e) => log(&format!("{}: {e}", describe(c))),
+                    }
+                }
+                interval
+            }
+        };
+        n += 1;
+        if ticks.is_some_and(|t| n >= t) {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+            _ = shutdown() => {
+                log("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// SIGTERM (a pod being stopped) or Ctrl-C.
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

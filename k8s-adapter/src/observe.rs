@@ -1,0 +1,183 @@
+//! Observations from Prometheus: the same `Observation` the simulator
+//! hands the control core, built from PromQL answers.
+
+use std::collections::BTreeMap;
+
+use selfheal::control::{Observation, PodPhase, PodView, ServiceView};
+use selfheal::metrics::{ServiceMetrics, histogram_quantile};
+use selfheal::time::Time;
+
+use crate::clock::Clock;
+use crate::config::{AdapterConfig, Queries, ServiceConfig};
+use crate::prom::{PromError, Prometheus, Sample};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The single value of a query that must answer (a missing series means a
+/// missing exporter or a wrong query: no decision is made on it).
+fn one(samples: &[Sample], query: &str) -> Result<f64, PromError> {
+    samples
+        .first()
+        .map(|s| s.value)
+        .ok_or_else(|| PromError::Empty {
+            query: query.to_string(),
+        })
+}
+
+/// A rate or ratio that is legitimately absent or NaN without traffic.
+fn zero_if_idle(samples: &[Sample]) -> f64 {
+    samples
+        .first()
+        .map(|s| s.value)
+        .filter(|v| v.is_finite())
+        .unwrap_or(0.0)
+}
+
+fn by_pod(samples: Vec<Sample>) -> BTreeMap<String, f64> {
+    samples
+        .into_iter()
+        .filter_map(|s| s.labels.get("pod").cloned().map(|p| (p, s.value)))
+        .collect()
+}
+
+/// Percentiles in ms from per-bucket rates `by (le)`, NaN without traffic.
+pub fn latency_ms(buckets: &[Sample], q: f64) -> f64 {
+    let mut b: Vec<(f64, f64)> = buckets
+        .iter()
+        .filter_map(|s| {
+            let le = s.labels.get("le")?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, s.value))
+        })
+        .collect();
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    1000.0 * histogram_quantile(q, &b)
+}
+
+/// One service's view at wall-clock `at` (unix seconds), core time `now`.
+pub async fn service_view(
+    prom: &Prometheus,
+    cfg: &AdapterConfig,
+    svc: &ServiceConfig,
+    at: f64,
+    clock: &Clock,
+) -> Result<ServiceView, PromError> {
+    let q = &cfg.queries;
+    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.rate_window_s);
+    let ask = |t: &str| {
+        let query = fill(t);
+        async move { prom.query(&query, at).await.map(|s| (query, s)) }
+    };
+    let (cpu_q, cpu) = ask(&q.cpu_usage).await?;
+    let (mem_q, mem) = ask(&q.memory_usage).await?;
+    let (_, rate) = ask(&q.request_rate).await?;
+    let (_, errors) = ask(&q.error_rate).await?;
+    let (_, buckets) = ask(&q.latency_buckets).await?;
+    let (_, active) = ask(&q.active_connections).await?;
+    let (ready_q, ready) = ask(&q.ready_replicas).await?;
+    let (desired_q, desired) = ask(&q.desired_replicas).await?;
+    let now = clock.core_time(at);
+    let desired = one(&desired, &desired_q)?.max(0.0) as u32;
+    let metrics = ServiceMetrics {
+        timestamp: now,
+        cpu_usage: one(&cpu, &cpu_q)?,
+        memory_usage: one(&mem, &mem_q)?,
+        request_rate: zero_if_idle(&rate),
+        error_rate: zero_if_idle(&errors),
+        latency_p50: latency_ms(&buckets, 0.5),
+        latency_p99: latency_ms(&buckets, 0.99),
+        active_connections: zero_if_idle(&active).max(0.0) as u32,
+        ready_replicas: one(&ready, &ready_q)?.max(0.0) as u32,
+        desired_replicas: desired,
+    };
+    let ready_by_pod = by_pod(ask(&q.pod_ready).await?.1);
+    let cpu_by_pod = by_pod(ask(&q.pod_cpu).await?.1);
+    let request_by_pod = by_pod(ask(&q.pod_cpu_request).await?.1);
+    let mem_by_pod = by_pod(ask(&q.pod_memory).await?.1);
+    let limit_by_pod = by_pod(ask(&q.pod_memory_limit).await?.1);
+    let restarts_by_pod = by_pod(ask(&q.pod_restarts).await?.1);
+    let start_by_pod = by_pod(ask(&q.pod_start_time).await?.1);
+    let pods = ready_by_pod
+        .iter()
+        .map(|(name, &ready)| {
+            let started = start_by_pod
+                .get(name)
+                .map_or(Time::ZERO, |&s| clock.core_time(s));
+            PodView {
+                name: name.clone(),
+                phase: PodPhase::Running,
+                ready: ready >= 1.0,
+                revision: 0,
+                node: String::new(),
+                cpu_cores: cpu_by_pod.get(name).copied().unwrap_or(0.0),
+                cpu_sampled_at: cpu_by_pod.contains_key(name).then_some(now),
+                cpu_request: request_by_pod.get(name).copied().unwrap_or(0.0),
+                memory_mib: mem_by_pod.get(name).copied().unwrap_or(0.0) / MIB,
+                memory_limit_mib: limit_by_pod.get(name).copied().unwrap_or(0.0) / MIB,
+                restarts: restarts_by_pod.get(name).copied().unwrap_or(0.0) as u32,
+                created: started,
+                started,
+                last_transition: started,
+            }
+        })
+        .collect();
+    Ok(ServiceView {
+        name: svc.name.clone(),
+        metrics,
+        desired_replicas: desired,
+        revision: 0,
+        max_connections: svc.max_connections,
+        pods,
+        concurrency: Vec::new(),
+        dependencies: Vec::new(),
+        backup: None,
+    })
+}
+
+/// Every configured service at `at`; the first failure fails the whole
+/// observation, so the core never decides on half a picture.
+pub async fn observe(
+    prom: &Prometheus,
+    cfg: &AdapterConfig,
+    at: f64,
+    clock: &Clock,
+) -> Result<Observation, PromError> {
+    let mut services = Vec::with_capacity(cfg.services.len());
+    for svc in &cfg.services {
+        services.push(service_view(prom, cfg, svc, at, clock).await?);
+    }
+    Ok(Observation {
+        now: clock.core_time(at),
+        services,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(le: &str, v: f64) -> Sample {
+        Sample {
+            labels: [("le".to_string(), le.to_string())].into(),
+            value: v,
+        }
+    }
+
+    #[test]
+    fn percentiles_come_from_the_shared_histogram_quantile() {
+        // 10/s under 50 ms, 10/s more under 100 ms: the median is at 50 ms,
+        // the p99 interpolates inside the second bucket.
+        let b = [
+            bucket("0.1", 20.0),
+            bucket("+Inf", 20.0),
+            bucket("0.05", 10.0),
+        ];
+        assert!((latency_ms(&b, 0.5) - 50.0).abs() < 1e-9);
+        assert!((latency_ms(&b, 0.99) - 99.0).abs() < 1e-9);
+        assert!(latency_ms(&[], 0.5).is_nan());
+    }
+}

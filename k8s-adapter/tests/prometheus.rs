@@ -1,0 +1,215 @@
+//! The observation side against a real Prometheus server (the Debian
+//! package `prometheus`; `.ci/run` installs it) scraping a metrics endpoint
+//! that this test serves with known rates. Without the binary the test
+//! says so and passes, unless `SELFHEAL_REQUIRE_PROMETHEUS=1` (CI sets it).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use selfheal_k8s::config::AdapterConfig;
+use selfheal_k8s::{Adapter, Tick};
+
+fn unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Counters that grow at fixed rates from the server's start.
+fn exposition(t: f64, start: f64) -> String {
+    let pods = [("api-7d9-a", 0.5, 1.0, 0.0), ("api-7d9-b", 0.3, 0.0, 4.0)];
+    let mut s = String::new();
+    for (pod, cores, ready, restarts) in pods {
+        let l = format!(r#"namespace="shop",pod="{pod}""#);
+        s += &format!(
+            "container_cpu_usage_seconds_total{{{l},container=\"app\"}} {}\n",
+            cores * t
+        );
+        s += &format!("kube_pod_container_resource_requests{{{l},resource=\"cpu\"}} 1\n");
+        s += &format!(
+            "container_memory_working_set_bytes{{{l},container=\"app\"}} {}\n",
+            256.0 * 1048576.0
+        );
+        s += &format!(
+            "kube_pod_container_resource_limits{{{l},resource=\"memory\"}} {}\n",
+            512.0 * 1048576.0
+        );
+        s += &format!("kube_pod_status_ready{{{l},condition=\"true\"}} {ready}\n");
+        s += &format!("kube_pod_container_status_restarts_total{{{l}}} {restarts}\n");
+        s += &format!("kube_pod_start_time{{{l}}} {start}\n");
+    }
+    let h = r#"namespace="shop",service="api""#;
+    s += &format!("http_requests_total{{{h},code=\"200\"}} {}\n", 90.0 * t);
+    s += &format!("http_requests_total{{{h},code=\"500\"}} {}\n", 10.0 * t);
+    s += &format!(
+        "http_request_duration_seconds_bucket{{{h},le=\"0.05\"}} {}\n",
+        50.0 * t
+    );
+    s += &format!(
+        "http_request_duration_seconds_bucket{{{h},le=\"0.1\"}} {}\n",
+        100.0 * t
+    );
+    s += &format!(
+        "http_request_duration_seconds_bucket{{{h},le=\"+Inf\"}} {}\n",
+        100.0 * t
+    );
+    s += &format!("http_requests_in_flight{{{h}}} 7\n");
+    s += "kube_deployment_status_replicas_ready{namespace=\"shop\",deployment=\"api\"} 2\n";
+    s += "kube_deployment_spec_replicas{namespace=\"shop\",deployment=\"api\"} 3\n";
+    s
+}
+
+struct Prom(Child, std::path::PathBuf);
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn start_prometheus(target: &str) -> Option<(Prom, String)> {
+    let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+    if Command::new(&bin).arg("--version").output().is_err() {
+        assert!(
+            std::env::var("SELFHEAL_REQUIRE_PROMETHEUS").is_err(),
+            "SELFHEAL_REQUIRE_PROMETHEUS is set but `{bin}` does not run"
+        );
+        eprintln!("skipped: no `{bin}` binary (install the `prometheus` package)");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("selfheal-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = target.trim_start_matches("http://");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [\"{host}\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = common::closed_port();
+    let child = Command::new(&bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    Some((Prom(child, dir), format!("http://127.0.0.1:{port}")))
+}
+
+fn config(prometheus: &str) -> AdapterConfig {
+    AdapterConfig::parse(
+        &format!(
+            "prometheus = \"{prometheus}\"\nnamespace = \"shop\"\nrate_window_s = 4\n[controller]\nkind = \"hpa\"\ntarget_cpu_percent = 70\n[[service]]\nname = \"api\"\n"
+        ),
+        "test.toml",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
+    let start = unix();
+    let metrics = common::serve(Box::new(move |r| {
+        if r.path == "/metrics" {
+            (200, exposition(unix() - start, start))
+        } else {
+            (404, String::new())
+        }
+    }));
+    let Some((_prom, url)) = start_prometheus(&metrics.addr) else {
+        return;
+    };
+    let cfg = config(&url);
+    let prom = selfheal_k8s::prom::Prometheus::new(&url, Duration::from_secs(2));
+    let clock = selfheal_k8s::clock::Clock {
+        origin: start,
+        time_scale: 1.0,
+    };
+    // Wait for Prometheus and for enough samples for a 4 s rate.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let scrapes = prom.query("count_over_time(up[30s])", unix()).await;
+        if matches!(&scrapes, Ok(s) if s.first().is_some_and(|x| x.value >= 7.0)) {
+            break selfheal_k8s::observe::service_view(
+                &prom,
+                &cfg,
+                &cfg.services[0],
+                unix(),
+                &clock,
+            )
+            .await
+            .expect("every query answers");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped: {scrapes:?}"
+        );
+    };
+    let m = &view.metrics;
+    let near = |x: f64, want: f64| (x - want).abs() <= 0.05 * want;
+    assert!(near(m.cpu_usage, 0.4), "cpu {}", m.cpu_usage);
+    assert!(near(m.memory_usage, 0.5), "memory {}", m.memory_usage);
+    assert!(near(m.request_rate, 100.0), "rate {}", m.request_rate);
+    assert!(near(m.error_rate, 0.1), "errors {}", m.error_rate);
+    assert!(near(m.latency_p50, 50.0), "p50 {}", m.latency_p50);
+    assert!(near(m.latency_p99, 99.0), "p99 {}", m.latency_p99);
+    assert_eq!(
+        (m.active_connections, m.ready_replicas, m.desired_replicas),
+        (7, 2, 3)
+    );
+    assert_eq!(view.pods.len(), 2);
+    let (a, b) = (&view.pods[0], &view.pods[1]);
+    assert!(a.ready && !b.ready);
+    assert!(near(a.cpu_cores, 0.5) && near(b.cpu_cores, 0.3));
+    assert_eq!(
+        (b.restarts, a.memory_mib as u32, a.memory_limit_mib as u32),
+        (4, 256, 512)
+    );
+}
+
+#[tokio::test]
+async fn unreachable_or_malformed_prometheus_means_no_action() {
+    let down = format!("http://127.0.0.1:{}", common::closed_port());
+    let mut adapter = Adapter::new(config(&down), unix()).unwrap();
+    let Tick::Skipped(why) = adapter.tick(unix()).await else {
+        panic!("decided without an observation")
+    };
+    assert!(why.contains("unreachable"), "{why}");
+
+    let garbage = common::serve(Box::new(|_| (200, "<html>not the API</html>".into())));
+    let mut adapter = Adapter::new(config(&garbage.addr), unix()).unwrap();
+    let Tick::Skipped(why) = adapter.tick(unix()).await else {
+        panic!("decided on garbage")
+    };
+    assert!(
+        why.contains("malformed") && why.contains("container_cpu_usage_seconds_total"),
+        "{why}"
+    );
+
+    let empty = common::serve(Box::new(|_| {
+        (
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
+        )
+    }));
+    let mut adapter = Adapter::new(config(&empty.addr), unix()).unwrap();
+    let Tick::Skipped(why) = adapter.tick(unix()).await else {
+        panic!("decided on missing series")
+    };
+    assert!(why.contains("no series"), "{why}");
+}
