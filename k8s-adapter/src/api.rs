@@ -113,6 +113,20 @@ impl Executor {
         Ok(Outcome::Sent(writes))
     }
 
+    /// Deployments that an HorizontalPodAutoscaler already scales.
+    pub async fn hpa_owned(&self) -> Result<std::collections::BTreeSet<String>, ApiError> {
+        let r = ApiRequest {
+            method: "GET",
+            path: format!(
+                "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+                self.namespace
+            ),
+            content_type: None,
+            body: None,
+        };
+        Ok(crate::safety::hpa_targets(&self.read_json(&r).await?))
+    }
+
     /// Sends one planned write (an isolation's end) under the same rules.
     pub async fn send_write(&self, w: &ApiRequest) -> Result<Outcome, ApiError> {
         if !self.apply {

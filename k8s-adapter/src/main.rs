@@ -11,7 +11,7 @@ use selfheal::rng::{Stream, Subsystem};
 use selfheal_k8s::api::{Executor, Outcome};
 use selfheal_k8s::clock::Clock;
 use selfheal_k8s::config::AdapterConfig;
-use selfheal_k8s::{Adapter, Tick, actuate};
+use selfheal_k8s::{Adapter, Tick, actuate, safety};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,21 @@ enum Cmd {
         /// The ConfigMap whose `data.stop: "true"` stops all writes.
         #[arg(long, default_value = "selfheal-kill-switch")]
         kill_switch: String,
+        /// The `selfheal approve` record of this configuration's
+        /// [controller]; --apply refuses to start without a passing one.
+        #[arg(long)]
+        approval: Option<PathBuf>,
+        /// Apply a policy that has no passing approval record.
+        #[arg(long)]
+        unapproved: bool,
+        /// Scale Deployments that an HPA already scales.
+        #[arg(long)]
+        take_over_hpa: bool,
+        /// At most this many commands sent per --write-window-s.
+        #[arg(long, default_value_t = 6)]
+        max_writes: usize,
+        #[arg(long, default_value_t = 600.0)]
+        write_window_s: f64,
     },
 }
 
@@ -58,8 +73,30 @@ async fn main() -> Result<()> {
         apply,
         ticks,
         kill_switch,
+        approval,
+        unapproved,
+        take_over_hpa,
+        max_writes,
+        write_window_s,
     } = Cli::parse().cmd;
     let cfg = AdapterConfig::load(&config)?;
+    if apply {
+        match (&approval, unapproved) {
+            (Some(file), _) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let hash =
+                    safety::check_approval(&text, &file.display().to_string(), &cfg.controller)?;
+                log(&format!("policy {hash} approved by {}", file.display()));
+            }
+            (None, true) => {
+                log("WARNING: applying a policy without an approval record (--unapproved)")
+            }
+            (None, false) => anyhow::bail!(
+                "--apply needs --approval <record from `selfheal approve`> for this [controller] (or --unapproved)"
+            ),
+        }
+    }
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes credentials (KUBECONFIG or in-cluster)")?;
@@ -70,6 +107,18 @@ async fn main() -> Result<()> {
         apply,
         kill_switch,
     };
+    let owned = if take_over_hpa {
+        Default::default()
+    } else {
+        executor
+            .hpa_owned()
+            .await
+            .context("listing HorizontalPodAutoscalers")?
+    };
+    if !owned.is_empty() {
+        log(&format!("left to their HPA (no scaling): {owned:?}"));
+    }
+    let mut writes = safety::RateLimit::new(max_writes, write_window_s);
     let interval = cfg.interval_s / cfg.time_scale;
     let mut adapter = Adapter::new(cfg, Clock::wall_now())?;
     log(&format!(
@@ -108,6 +157,25 @@ async fn main() -> Result<()> {
             Tick::Decided(commands) => {
                 failures = 0;
                 for c in &commands {
+                    let deployment_of = |s: &str| {
+                        adapter
+                            .cfg
+                            .services
+                            .iter()
+                            .find(|x| x.name == s)
+                            .map_or(s.to_string(), |x| x.deployment().to_string())
+                    };
+                    if safety::fights_hpa(c, deployment_of, &owned) {
+                        log(&format!("left to the HPA: {}", describe(c)));
+                        continue;
+                    }
+                    if apply && !writes.try_take(now) {
+                        log(&format!(
+                            "write rate limit ({max_writes} per {write_window_s} s): not sending {}",
+                            describe(c)
+                        ));
+                        continue;
+                    }
                     match executor.execute(c).await {
                         Ok(Outcome::WouldSend(w)) => {
                             log(&format!("dry-run: {} -> {w:?}", describe(c)))

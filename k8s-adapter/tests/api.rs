@@ -257,6 +257,7 @@ fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
 async fn rbac_grants_what_the_requests_use_and_nothing_more() {
     let server = cluster(false);
     let ex = executor(&server, true).await;
+    ex.hpa_owned().await.unwrap();
     for c in commands() {
         ex.execute(&c).await.unwrap();
     }
