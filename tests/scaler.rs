@@ -74,6 +74,32 @@ fn sizes_for_the_forecast_at_the_configured_capacity() {
 }
 
 #[test]
+fn history_fills_the_forecast_window_before_the_first_tick() {
+    let rate = |t: f64| 300.0 + 100.0 * (t / 1800.0).sin();
+    let history: Vec<ServiceMetrics> = (0..200)
+        .map(|i| {
+            let t = 30.0 * i as f64;
+            metrics(t, rate(t), 0.5, 3, 3)
+        })
+        .collect();
+    let first = view(metrics(6000.0, rate(6000.0), 0.5, 3, 3));
+    let mut warm = scaler();
+    warm.handle_history("svc", &history);
+    // Nothing was decided on the history itself.
+    assert!(warm.poll_command().is_none());
+    let source = |s: &mut AutonomousScaler| {
+        s.decide(Time::from_secs(6015), &first)
+            .forecast
+            .expect("a forecast")
+            .source
+    };
+    // A cold scaler has one sample and forecasts its recent mean; the warm
+    // one already has a trained forest.
+    assert_eq!(source(&mut scaler()), ForecastSource::RecentMean);
+    assert_ne!(source(&mut warm), ForecastSource::RecentMean);
+}
+
+#[test]
 fn cpu_above_target_raises_the_count() {
     let mut s = scaler();
     // 100 req/s needs 1 replica by capacity, but CPU at 140 % of request

@@ -47,6 +47,10 @@ pub struct AdapterConfig {
     /// Seed of the controller's own random stream.
     #[serde(default)]
     pub seed: u64,
+    /// History read back from Prometheus at start (range queries), so the
+    /// models begin with full windows: the predictor's 60 scrapes of 5 s.
+    #[serde(default = "d_backfill")]
+    pub backfill_s: f64,
     #[serde(default)]
     pub controller: ControllerSpec,
     #[serde(rename = "service")]
@@ -171,6 +175,9 @@ fn d_window() -> f64 {
 fn d_slo() -> f64 {
     500.0
 }
+fn d_backfill() -> f64 {
+    300.0
+}
 fn d_one() -> f64 {
     1.0
 }
@@ -205,6 +212,15 @@ impl AdapterConfig {
                     format!("field `{name}`: must be a positive number, found {v}"),
                 ));
             }
+        }
+        if !(cfg.backfill_s.is_finite() && cfg.backfill_s >= 0.0) {
+            return Err(invalid(
+                find("backfill_s"),
+                format!(
+                    "field `backfill_s`: must be zero or positive, found {}",
+                    cfg.backfill_s
+                ),
+            ));
         }
         if cfg.services.is_empty() {
             return Err(invalid(1, "needs at least one [[service]]".into()));

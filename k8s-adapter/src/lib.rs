@@ -42,8 +42,10 @@ pub struct Adapter {
 }
 
 impl Adapter {
-    /// The adapter for `cfg`, with core time zero at unix time `origin`.
-    pub fn new(cfg: AdapterConfig, origin: f64) -> Result<Self, selfheal::sim::BuildError> {
+    /// The adapter for `cfg`, started at unix time `start` (core time zero
+    /// is `backfill_s` earlier, where the history begins).
+    pub fn new(cfg: AdapterConfig, start: f64) -> Result<Self, selfheal::sim::BuildError> {
+        let origin = start - cfg.backfill_s;
         let controller = selfheal::sim::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
@@ -63,6 +65,22 @@ impl Adapter {
 
     pub fn controller_name(&self) -> &str {
         self.controller.name()
+    }
+
+    /// Reads `backfill_s` of history up to unix time `at` back from
+    /// Prometheus and hands it to the core; the number of scrapes per
+    /// service. Core time zero is `backfill_s` before the adapter's start,
+    /// so the history has times of its own.
+    pub async fn backfill(&mut self, at: f64) -> Result<Vec<(String, usize)>, prom::PromError> {
+        let from = at - self.cfg.backfill_s;
+        let mut out = Vec::new();
+        for svc in &self.cfg.services {
+            let scrapes =
+                observe::history(&self.prom, &self.cfg, svc, from, at, &self.clock).await?;
+            self.controller.handle_history(&svc.name, &scrapes);
+            out.push((svc.name.clone(), scrapes.len()));
+        }
+        Ok(out)
     }
 
     /// Observes at unix time `at` and asks the core for its decisions.

@@ -130,6 +130,14 @@ async fn main() -> Result<()> {
             "dry-run (pass --apply to act)"
         }
     ));
+    match adapter.backfill(Clock::wall_now()).await {
+        Ok(n) => log(&format!(
+            "history read back from Prometheus (scrapes per service): {n:?}"
+        )),
+        Err(e) => log(&format!(
+            "no history ({e}); the models fill their windows live"
+        )),
+    }
     let mut jitter = Stream::new(adapter.cfg.seed, Subsystem::Control);
     let mut failures = 0u32;
     let mut isolations: Vec<(f64, actuate::ApiRequest)> = Vec::new();

@@ -9,7 +9,7 @@ use selfheal::time::Time;
 
 use crate::clock::Clock;
 use crate::config::{AdapterConfig, Queries, ServiceConfig};
-use crate::prom::{PromError, Prometheus, Sample};
+use crate::prom::{PromError, Prometheus, Sample, Series};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -136,6 +136,78 @@ pub async fn service_view(
         dependencies: Vec::new(),
         backup: None,
     })
+}
+
+/// The value of every series of a range answer at each timestamp.
+fn at_times(series: &[Series]) -> BTreeMap<u64, f64> {
+    series
+        .first()
+        .map(|s| {
+            s.points
+                .iter()
+                .map(|&(t, v)| ((t * 1000.0).round() as u64, v))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One service's scrapes from `from` to `to` (unix seconds) every
+/// `interval_s`, read back with range queries: the history the models need
+/// at start. Steps where a required series has no point are left out.
+pub async fn history(
+    prom: &Prometheus,
+    cfg: &AdapterConfig,
+    svc: &ServiceConfig,
+    from: f64,
+    to: f64,
+    clock: &Clock,
+) -> Result<Vec<ServiceMetrics>, PromError> {
+    let q = &cfg.queries;
+    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.rate_window_s);
+    let range = |t: &str| {
+        let query = fill(t);
+        async move { prom.query_range(&query, from, to, cfg.interval_s).await }
+    };
+    let cpu = at_times(&range(&q.cpu_usage).await?);
+    let mem = at_times(&range(&q.memory_usage).await?);
+    let rate = at_times(&range(&q.request_rate).await?);
+    let errors = at_times(&range(&q.error_rate).await?);
+    let active = at_times(&range(&q.active_connections).await?);
+    let ready = at_times(&range(&q.ready_replicas).await?);
+    let desired = at_times(&range(&q.desired_replicas).await?);
+    let buckets = range(&q.latency_buckets).await?;
+    let finite = |m: &BTreeMap<u64, f64>, t: u64| m.get(&t).copied().filter(|v| v.is_finite());
+    Ok(cpu
+        .keys()
+        .filter_map(|&t| {
+            let at_t: Vec<Sample> = buckets
+                .iter()
+                .filter_map(|s| {
+                    let v = s
+                        .points
+                        .iter()
+                        .find(|p| (p.0 * 1000.0).round() as u64 == t)?
+                        .1;
+                    Some(Sample {
+                        labels: s.labels.clone(),
+                        value: v,
+                    })
+                })
+                .collect();
+            Some(ServiceMetrics {
+                timestamp: clock.core_time(t as f64 / 1000.0),
+                cpu_usage: finite(&cpu, t)?,
+                memory_usage: finite(&mem, t)?,
+                request_rate: finite(&rate, t).unwrap_or(0.0),
+                error_rate: finite(&errors, t).unwrap_or(0.0),
+                latency_p50: latency_ms(&at_t, 0.5),
+                latency_p99: latency_ms(&at_t, 0.99),
+                active_connections: finite(&active, t).unwrap_or(0.0).max(0.0) as u32,
+                ready_replicas: finite(&ready, t)?.max(0.0) as u32,
+                desired_replicas: finite(&desired, t)?.max(0.0) as u32,
+            })
+        })
+        .collect())
 }
 
 /// Every configured service at `at`; the first failure fails the whole

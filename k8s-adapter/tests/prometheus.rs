@@ -113,7 +113,7 @@ fn start_prometheus(target: &str) -> Option<(Prom, String)> {
 fn config(prometheus: &str) -> AdapterConfig {
     AdapterConfig::parse(
         &format!(
-            "prometheus = \"{prometheus}\"\nnamespace = \"shop\"\nrate_window_s = 4\n[controller]\nkind = \"hpa\"\ntarget_cpu_percent = 70\n[[service]]\nname = \"api\"\n"
+            "prometheus = \"{prometheus}\"\nnamespace = \"shop\"\ninterval_s = 1\nrate_window_s = 4\n[controller]\nkind = \"hpa\"\ntarget_cpu_percent = 70\n[[service]]\nname = \"api\"\n"
         ),
         "test.toml",
     )
@@ -180,6 +180,25 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
         (b.restarts, a.memory_mib as u32, a.memory_limit_mib as u32),
         (4, 256, 512)
     );
+
+    // The same metrics read back as history with range queries.
+    let now = unix();
+    let past =
+        selfheal_k8s::observe::history(&prom, &cfg, &cfg.services[0], now - 3.0, now, &clock)
+            .await
+            .expect("range queries answer");
+    assert!(past.len() >= 3, "{past:?}");
+    assert!(past.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    for m in &past {
+        assert!(
+            near(m.cpu_usage, 0.4) && near(m.request_rate, 100.0),
+            "{m:?}"
+        );
+        assert!(
+            near(m.latency_p99, 99.0) && m.desired_replicas == 3,
+            "{m:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -148,4 +148,8 @@ impl Controller for RolloutAnalysis {
     fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
     }
+
+    fn handle_history(&mut self, service: &str, scrapes: &[crate::metrics::ServiceMetrics]) {
+        self.inner.handle_history(service, scrapes);
+    }
 }

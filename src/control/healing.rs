@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use super::orchestrator::{HealingEvent, Orchestrator, OrchestratorConfig};
 use super::predictor::{Model, PredictorConfig, ServiceWatch};
 use super::{Command, Controller, Observation, PerService};
+use crate::metrics::ServiceMetrics;
 use crate::time::{Span, Time};
 
 pub struct HealingController {
@@ -106,5 +107,19 @@ impl Controller for HealingController {
 
     fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    fn handle_history(&mut self, service: &str, scrapes: &[ServiceMetrics]) {
+        let (window, cfg) = (self.model.window, &self.predictor);
+        let (watch, last) = self
+            .watches
+            .get_or_insert_with(service, |_| (ServiceWatch::new(window, cfg), None));
+        for m in scrapes {
+            if last.is_none_or(|t| m.timestamp > t) {
+                *last = Some(m.timestamp);
+                watch.handle_scrape(m);
+            }
+        }
+        self.inner.handle_history(service, scrapes);
     }
 }

@@ -224,6 +224,10 @@ pub trait Controller {
     fn period(&self) -> Span;
     fn handle_observation(&mut self, now: Time, obs: &Observation);
     fn poll_command(&mut self) -> Option<Command>;
+    /// Scrapes of `service` from before the driver started, oldest first
+    /// (the live adapter reads them back from Prometheus), so models start
+    /// with full windows instead of waiting. Nothing is decided on them.
+    fn handle_history(&mut self, _service: &str, _scrapes: &[ServiceMetrics]) {}
 }
 
 /// Keeps the scenario's replica counts: never asks for anything.

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 pub use forecast::{Forecast, ForecastConfig, ForecastSource, Forecaster};
 
 use super::{Command, Controller, Observation, PerService, ServiceView};
+use crate::metrics::ServiceMetrics;
 use crate::time::{Span, Time};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +118,16 @@ struct ServiceState {
     last_change: Option<Time>,
 }
 
+impl ServiceState {
+    /// One new scrape into the forecast history and the capacity estimate.
+    fn take_sample(&mut self, m: &ServiceMetrics, cpu_target: f64) {
+        self.last_sample = Some(m.timestamp);
+        self.forecaster.push(m);
+        self.capacity
+            .observe(m.request_rate, m.ready_replicas, m.cpu_usage, cpu_target);
+    }
+}
+
 pub struct AutonomousScaler {
     cfg: ScalerConfig,
     seed: u64,
@@ -165,14 +176,7 @@ impl AutonomousScaler {
         let m = &svc.metrics;
         let fresh = st.last_sample.is_none_or(|t| m.timestamp > t) && m.timestamp > Time::ZERO;
         if fresh {
-            st.last_sample = Some(m.timestamp);
-            st.forecaster.push(m);
-            st.capacity.observe(
-                m.request_rate,
-                m.ready_replicas,
-                m.cpu_usage,
-                cfg.cpu_target,
-            );
+            st.take_sample(m, cfg.cpu_target);
         }
         let current = svc.desired_replicas;
         let ready = m.ready_replicas;
@@ -305,5 +309,14 @@ impl Controller for AutonomousScaler {
     }
     fn poll_command(&mut self) -> Option<Command> {
         self.pending.pop_front()
+    }
+    fn handle_history(&mut self, service: &str, scrapes: &[ServiceMetrics]) {
+        let cpu_target = self.cfg.cpu_target;
+        let st = self.state(service);
+        for m in scrapes {
+            if st.last_sample.is_none_or(|t| m.timestamp > t) {
+                st.take_sample(m, cpu_target);
+            }
+        }
     }
 }
