@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod observe;
 pub mod prom;
+pub mod record;
 pub mod safety;
 
 use std::time::Duration;

@@ -56,6 +56,17 @@ enum Cmd {
         #[arg(long, default_value_t = 600.0)]
         write_window_s: f64,
     },
+    /// Read the last --duration-s of every service's metrics back from
+    /// Prometheus and write them to --out: `<service>-load.csv` (a trace a
+    /// scenario's `trace` curve replays) and `<service>-metrics.csv`.
+    Record {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 3600.0)]
+        duration_s: f64,
+        #[arg(long, default_value = "recorded")]
+        out: PathBuf,
+    },
 }
 
 fn log(line: &str) {
@@ -68,6 +79,51 @@ fn describe(c: &Command) -> String {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Record {
+            config,
+            duration_s,
+            out,
+        } => record(&config, duration_s, &out).await,
+        run => run_loop(run).await,
+    }
+}
+
+async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path) -> Result<()> {
+    let cfg = AdapterConfig::load(config)?;
+    let prom = selfheal_k8s::prom::Prometheus::new(&cfg.prometheus, Duration::from_secs(30));
+    let now = Clock::wall_now();
+    let clock = Clock {
+        origin: now - duration_s,
+        time_scale: 1.0,
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for svc in &cfg.services {
+        let scrapes =
+            selfheal_k8s::observe::history(&prom, &cfg, svc, now - duration_s, now, &clock).await?;
+        let write = |name: String, body: String| {
+            let path = out.join(name);
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+        };
+        write(
+            format!("{}-load.csv", svc.name),
+            selfheal_k8s::record::load_trace_csv(&scrapes),
+        )?;
+        write(
+            format!("{}-metrics.csv", svc.name),
+            selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (svc.name.as_str(), m))),
+        )?;
+        log(&format!(
+            "{}: {} scrapes -> {}",
+            svc.name,
+            scrapes.len(),
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
+async fn run_loop(cmd: Cmd) -> Result<()> {
     let Cmd::Run {
         config,
         apply,
@@ -78,7 +134,10 @@ async fn main() -> Result<()> {
         take_over_hpa,
         max_writes,
         write_window_s,
-    } = Cli::parse().cmd;
+    } = cmd
+    else {
+        unreachable!("main dispatches record")
+    };
     let cfg = AdapterConfig::load(&config)?;
     if apply {
         match (&approval, unapproved) {

@@ -199,6 +199,11 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
             "{m:?}"
         );
     }
+    // Recorded, the request rate is a trace the simulator replays as load.
+    let trace = selfheal::sim::load::Trace::parse_csv(&selfheal_k8s::record::load_trace_csv(&past))
+        .expect("the simulator reads the recording");
+    assert_eq!(trace.t.len(), past.len());
+    assert!(trace.value.iter().all(|&v| near(v, 100.0)));
 }
 
 #[tokio::test]

@@ -30,6 +30,41 @@ pub struct ServiceMetrics {
     pub desired_replicas: u32,
 }
 
+/// Scrapes as CSV, one row per `(service, scrape)`: the simulator's
+/// `metrics.csv` and the live adapter's recordings share it.
+pub fn metrics_csv<'a>(rows: impl IntoIterator<Item = (&'a str, &'a ServiceMetrics)>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "t_s,service,cpu_usage,memory_usage,request_rate,error_rate,latency_p50_ms,latency_p99_ms,active_connections,ready_replicas,desired_replicas\n",
+    );
+    for (service, m) in rows {
+        let _ = writeln!(
+            out,
+            "{},{service},{},{},{},{},{},{},{},{},{}",
+            m.timestamp.as_secs_f64(),
+            m.cpu_usage,
+            m.memory_usage,
+            m.request_rate,
+            m.error_rate,
+            ms(m.latency_p50),
+            ms(m.latency_p99),
+            m.active_connections,
+            m.ready_replicas,
+            m.desired_replicas
+        );
+    }
+    out
+}
+
+/// A latency for CSV: empty when NaN (no traffic).
+pub fn ms(x: f64) -> String {
+    if x.is_nan() {
+        String::new()
+    } else {
+        format!("{x}")
+    }
+}
+
 /// One scrape of one call edge, as the caller observes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EdgeMetrics {

@@ -8,38 +8,16 @@ use std::path::Path;
 use super::recorder::RunOutput;
 use crate::control::Command;
 
-fn ms(x: f64) -> String {
-    if x.is_nan() {
-        String::new()
-    } else {
-        format!("{x}")
-    }
-}
+use crate::metrics::ms;
 
 impl RunOutput {
     /// Scraped service metrics, one row per service per scrape.
     pub fn metrics_csv(&self) -> String {
-        let mut out = String::from(
-            "t_s,service,cpu_usage,memory_usage,request_rate,error_rate,latency_p50_ms,latency_p99_ms,active_connections,ready_replicas,desired_replicas\n",
-        );
-        for (i, m) in &self.metrics {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
-                m.timestamp.as_secs_f64(),
-                self.services[*i],
-                m.cpu_usage,
-                m.memory_usage,
-                m.request_rate,
-                m.error_rate,
-                ms(m.latency_p50),
-                ms(m.latency_p99),
-                m.active_connections,
-                m.ready_replicas,
-                m.desired_replicas
-            );
-        }
-        out
+        crate::metrics::metrics_csv(
+            self.metrics
+                .iter()
+                .map(|(i, m)| (self.services[*i].as_str(), m)),
+        )
     }
 
     /// Scraped call-edge metrics (caller's view).
