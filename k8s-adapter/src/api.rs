@@ -127,6 +127,41 @@ impl Executor {
         Ok(crate::safety::hpa_targets(&self.read_json(&r).await?))
     }
 
+    /// Holds the Lease `name` for `me`: whether this instance may act now.
+    /// Any error reading or writing it means no.
+    pub async fn hold_lease(
+        &self,
+        name: &str,
+        me: &str,
+        now: f64,
+        duration_s: u32,
+    ) -> Result<(), String> {
+        let path = crate::lease::path(&self.namespace, name);
+        let read = ApiRequest {
+            method: "GET",
+            path: path.clone(),
+            content_type: None,
+            body: None,
+        };
+        let current = match self.read_json(&read).await {
+            Ok(v) => Some(v),
+            Err(ApiError::Request { why, .. })
+                if why.contains("404") || why.contains("NotFound") =>
+            {
+                None
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match crate::lease::step(current.as_ref(), &self.namespace, name, me, now, duration_s) {
+            crate::lease::LeaseStep::HeldBy { holder, until } => Err(format!(
+                "the Lease {name} is held by {holder} until {until:.0}"
+            )),
+            crate::lease::LeaseStep::Write(w) => {
+                self.send(&w).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// Sends one planned write (an isolation's end) under the same rules.
     pub async fn send_write(&self, w: &ApiRequest) -> Result<Outcome, ApiError> {
         if !self.apply {

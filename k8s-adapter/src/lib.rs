@@ -12,6 +12,7 @@ pub mod actuate;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod lease;
 pub mod observe;
 pub mod prom;
 pub mod record;

@@ -55,6 +55,10 @@ enum Cmd {
         max_writes: usize,
         #[arg(long, default_value_t = 600.0)]
         write_window_s: f64,
+        /// With --apply, act only while holding this Lease (one active
+        /// instance at a time).
+        #[arg(long, default_value = "selfheal-k8s")]
+        lease: String,
     },
     /// Read the last --duration-s of every service's metrics back from
     /// Prometheus and write them to --out: `<service>-load.csv` (a trace a
@@ -134,6 +138,7 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
         take_over_hpa,
         max_writes,
         write_window_s,
+        lease,
     } = cmd
     else {
         unreachable!("main dispatches record")
@@ -200,11 +205,24 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
     let mut jitter = Stream::new(adapter.cfg.seed, Subsystem::Control);
     let mut failures = 0u32;
     let mut isolations: Vec<(f64, actuate::ApiRequest)> = Vec::new();
+    let me = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "selfheal-k8s".into()),
+        std::process::id()
+    );
+    // The Lease lasts three ticks: a stopped holder is replaced within them.
+    let lease_s = (3.0 * interval).ceil().max(1.0) as u32;
     let mut n = 0u64;
     loop {
         let now = Clock::wall_now();
-        // Isolations whose hold is over are lifted first.
-        let (due, later): (Vec<_>, Vec<_>) = isolations.into_iter().partition(|(t, _)| *t <= now);
+        let leader = match apply {
+            true => executor.hold_lease(&lease, &me, now, lease_s).await,
+            false => Ok(()),
+        };
+        // Isolations whose hold is over are lifted first (by the holder).
+        let (due, later): (Vec<_>, Vec<_>) = isolations
+            .into_iter()
+            .partition(|(t, _)| *t <= now && leader.is_ok());
         isolations = later;
         for (_, w) in due {
             match executor.send_write(&w).await {
@@ -212,7 +230,11 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
                 Err(e) => log(&format!("could not end an isolation: {e}")),
             }
         }
-        let wait = match adapter.tick(now).await {
+        let tick = match leader {
+            Ok(()) => adapter.tick(now).await,
+            Err(why) => Tick::Skipped(format!("not the active instance: {why}")),
+        };
+        let wait = match tick {
             Tick::Skipped(why) => {
                 // No observation, no decision: back off with jitter.
                 failures += 1;

@@ -25,9 +25,24 @@ fn services() -> Vec<ServiceConfig> {
 }
 
 fn cluster(stop: bool) -> common::Server {
+    let leased = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     common::serve(Box::new(move |r| {
         let p = r.path.split('?').next().unwrap_or("");
+        let lease = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/selfheal-k8s";
         match (r.method.as_str(), p) {
+            ("GET", l) if l == lease && leased.load(std::sync::atomic::Ordering::SeqCst) => (
+                200,
+                json!({"metadata": {"resourceVersion": "3"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15, "renewTime": "2026-12-01T10:00:00.000000Z"}})
+                    .to_string(),
+            ),
+            ("GET", l) if l == lease => (
+                404,
+                json!({"kind": "Status", "reason": "NotFound", "code": 404}).to_string(),
+            ),
+            ("POST", "/apis/coordination.k8s.io/v1/namespaces/shop/leases") => {
+                leased.store(true, std::sync::atomic::Ordering::SeqCst);
+                (201, "{}".to_string())
+            }
             ("GET", "/api/v1/namespaces/shop/configmaps/selfheal-kill-switch") if stop => {
                 (200, json!({"data": {"stop": "true"}}).to_string())
             }
@@ -258,6 +273,13 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
     let server = cluster(false);
     let ex = executor(&server, true).await;
     ex.hpa_owned().await.unwrap();
+    // Create the Lease, then renew it.
+    ex.hold_lease("selfheal-k8s", "me", 1.8e9, 15)
+        .await
+        .unwrap();
+    ex.hold_lease("selfheal-k8s", "me", 1.8e9 + 5.0, 15)
+        .await
+        .unwrap();
     for c in commands() {
         ex.execute(&c).await.unwrap();
     }
@@ -271,6 +293,8 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
                 "GET" => "GET",
                 "PATCH" => "PATCH",
                 "DELETE" => "DELETE",
+                "POST" => "POST",
+                "PUT" => "PUT",
                 other => panic!("unexpected method {other}"),
             };
             let (g, r, v) = selfheal_k8s::actuate::ApiRequest {
