@@ -16,6 +16,8 @@ pub enum ApiError {
     Request {
         method: &'static str,
         path: String,
+        /// The API's status code, when it answered at all.
+        code: Option<u16>,
         why: String,
     },
     #[error("{path}: the answer is not JSON: {why}")]
@@ -43,9 +45,10 @@ pub struct Executor {
 
 impl Executor {
     async fn send(&self, r: &ApiRequest) -> Result<String, ApiError> {
-        let err = |why: String| ApiError::Request {
+        let err = |code: Option<u16>, why: String| ApiError::Request {
             method: r.method,
             path: r.path.clone(),
+            code,
             why,
         };
         let mut b = http::Request::builder().method(r.method).uri(&r.path);
@@ -55,11 +58,11 @@ impl Executor {
         let body = r.body.as_ref().map_or_else(Vec::new, |v| {
             serde_json::to_vec(v).expect("JSON serialises")
         });
-        let req = b.body(body).map_err(|e| err(e.to_string()))?;
-        self.client
-            .request_text(req)
-            .await
-            .map_err(|e| err(e.to_string()))
+        let req = b.body(body).map_err(|e| err(None, e.to_string()))?;
+        self.client.request_text(req).await.map_err(|e| match &e {
+            kube::Error::Api(resp) => err(Some(resp.code), e.to_string()),
+            _ => err(None, e.to_string()),
+        })
     }
 
     async fn read_json(&self, r: &ApiRequest) -> Result<Value, ApiError> {
@@ -84,11 +87,9 @@ impl Executor {
         };
         match self.read_json(&r).await {
             Ok(v) => v.pointer("/data/stop").and_then(Value::as_str) == Some("true"),
-            Err(ApiError::Request { why, .. })
-                if why.contains("404") || why.contains("NotFound") =>
-            {
-                false
-            }
+            Err(ApiError::Request {
+                code: Some(404), ..
+            }) => false,
             Err(_) => true,
         }
     }
@@ -145,11 +146,9 @@ impl Executor {
         };
         let current = match self.read_json(&read).await {
             Ok(v) => Some(v),
-            Err(ApiError::Request { why, .. })
-                if why.contains("404") || why.contains("NotFound") =>
-            {
-                None
-            }
+            Err(ApiError::Request {
+                code: Some(404), ..
+            }) => None,
             Err(e) => return Err(e.to_string()),
         };
         match crate::lease::step(current.as_ref(), &self.namespace, name, me, now, duration_s) {
