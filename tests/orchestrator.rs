@@ -370,3 +370,131 @@ fn healing_refuses_a_scrape_interval_the_model_was_not_trained_on() {
     let e = selfheal::sim::run(&sc).err().expect("refused");
     assert!(e.to_string().contains("scrape_interval_s = 5"), "{e}");
 }
+
+/// A selector whose every tree votes for `strategy` with `share`, trained
+/// on `rows` outcomes.
+fn selector(
+    strategy: Strategy,
+    share: f64,
+    rows: usize,
+) -> selfheal::control::selector::StrategyForest {
+    use selfheal::control::selector::{FEATURES, Node, StrategyForest, Tree};
+    let classes = Strategy::ALL.to_vec();
+    let mut distribution = vec![(1.0 - share) / (classes.len() - 1) as f64; classes.len()];
+    distribution[classes.iter().position(|&s| s == strategy).unwrap()] = share;
+    StrategyForest {
+        features: FEATURES.iter().map(|s| s.to_string()).collect(),
+        classes,
+        trees: vec![Tree {
+            nodes: vec![Node::Leaf { distribution }],
+        }],
+        rows,
+    }
+}
+
+fn first_action(o: &mut Orchestrator) -> selfheal::control::orchestrator::HealingAction {
+    let v = view("api", 4, 0, 0.02);
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    for t in [0, 5, 10] {
+        o.handle_prediction(at(t), &v, &p, &[]);
+    }
+    let (_, events) = drain(o);
+    match events.into_iter().next() {
+        Some(HealingEvent::Started(a)) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_learned_selector_overrides_the_rules_only_with_enough_outcomes_and_votes() {
+    use selfheal::control::orchestrator::ChosenBy;
+    use std::sync::Arc;
+    // Enough rows and a clear vote: the selector's scale replaces the
+    // rules' restart, and the reason says so.
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    o.set_selector(Arc::new(selector(Strategy::Scale, 0.9, 100)));
+    let a = first_action(&mut o);
+    assert_eq!(a.strategy, Strategy::Scale);
+    assert_eq!(a.first_choice, Strategy::Scale);
+    assert!(
+        matches!(a.chosen_by, ChosenBy::Learned { rules: Strategy::Restart, vote } if (vote - 0.9).abs() < 1e-12),
+        "{:?}",
+        a.chosen_by
+    );
+    assert!(
+        a.reason
+            .contains("learned selector: scale over the rules' restart"),
+        "{}",
+        a.reason
+    );
+    assert_eq!(a.situation.failure, Some(FailureType::MemoryLeak));
+    // Too few recorded outcomes, or too weak a vote: the rules decide.
+    for (rows, share) in [(10, 0.9), (100, 0.4)] {
+        let mut o = Orchestrator::new(OrchestratorConfig::default());
+        o.set_selector(Arc::new(selector(Strategy::Scale, share, rows)));
+        let a = first_action(&mut o);
+        assert_eq!(
+            (a.strategy, a.chosen_by),
+            (Strategy::Restart, ChosenBy::Rules)
+        );
+    }
+}
+
+#[test]
+fn a_forced_first_strategy_wins_over_rules_and_selector_and_still_escalates() {
+    use selfheal::control::orchestrator::ChosenBy;
+    let mut o = Orchestrator::new(OrchestratorConfig {
+        first_strategy: Some(Strategy::Isolate),
+        ..OrchestratorConfig::default()
+    });
+    o.set_selector(std::sync::Arc::new(selector(Strategy::Scale, 1.0, 100)));
+    // Nothing to isolate onto (no route, no caller with a fallback): the
+    // chain goes on to fail over, which has no standby, and gives up; the
+    // first choice is kept for the record.
+    let v = view("api", 4, 0, 0.02);
+    let p = prediction(Health::Critical, Some(FailureType::MemoryLeak), true);
+    for t in [0, 5, 10] {
+        o.handle_prediction(at(t), &v, &p, &[]);
+    }
+    let (cmds, events) = drain(&mut o);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                HealingEvent::Escalated {
+                    from: Strategy::Isolate,
+                    to: Strategy::Failover,
+                    ..
+                },
+                HealingEvent::GaveUp { .. }
+            ]
+        ),
+        "{events:?}"
+    );
+    // With a standby, the escalation starts a fail-over on the forced
+    // choice's behalf.
+    let mut o = Orchestrator::new(OrchestratorConfig {
+        first_strategy: Some(Strategy::Isolate),
+        ..OrchestratorConfig::default()
+    });
+    let v = ServiceView {
+        backup: Some("api-standby".into()),
+        ..view("api", 4, 0, 0.02)
+    };
+    for t in [0, 5, 10] {
+        o.handle_prediction(at(t), &v, &p, &[]);
+    }
+    let started: Vec<_> = drain(&mut o)
+        .1
+        .into_iter()
+        .filter_map(|e| match e {
+            HealingEvent::Started(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].strategy, Strategy::Failover);
+    assert_eq!(started[0].first_choice, Strategy::Isolate);
+    assert_eq!(started[0].chosen_by, ChosenBy::Escalation);
+}

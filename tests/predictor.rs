@@ -2,6 +2,8 @@
 //! files' error messages, determinism of the traces, and a short training
 //! run on a small dataset (full training is `selfheal train`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
@@ -13,7 +15,7 @@ use selfheal::rng::{Stream, Subsystem};
 use selfheal::scenario::FaultKind;
 use selfheal::train::model::{PredictorNet, PredictorNetConfig};
 use selfheal::train::store::{self, ModelError};
-use selfheal::train::trainer::{self, EpochStats, Progress, TrainConfig};
+use selfheal::train::trainer::{self, TrainConfig};
 use selfheal::train::{dataset, traces};
 
 fn shipped() -> PathBuf {
@@ -155,14 +157,6 @@ fn traces_are_identical_at_any_thread_count_and_survive_the_round_trip() {
     assert_eq!(back.config, one.config);
 }
 
-struct Quiet(Vec<EpochStats>);
-impl Progress for Quiet {
-    fn batch(&mut self, _: usize, _: usize, _: usize, _: f64, _: f64) {}
-    fn epoch(&mut self, s: &EpochStats, _: bool) {
-        self.0.push(s.clone());
-    }
-}
-
 #[test]
 fn training_on_a_small_dataset_is_seeded_and_lowers_the_loss() {
     let ds = traces::generate(&small_config(), &scenarios(), &|| {}).unwrap();
@@ -172,7 +166,7 @@ fn training_on_a_small_dataset_is_seeded_and_lowers_the_loss() {
         .with_stride(12)
         .with_max_samples_per_epoch(128);
     let run = || {
-        let mut q = Quiet(Vec::new());
+        let mut q = common::Quiet(Vec::new());
         let t = trainer::train(&ds, &cfg, &Device::flex(), &mut q);
         (q.0, t.fused)
     };

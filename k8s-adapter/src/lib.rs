@@ -77,8 +77,12 @@ impl Adapter {
         let from = at - self.cfg.backfill_s;
         let mut out = Vec::new();
         for svc in &self.cfg.services {
-            let scrapes =
-                observe::history(&self.prom, &self.cfg, svc, from, at, &self.clock).await?;
+            let scrapes: Vec<_> =
+                observe::history(&self.prom, &self.cfg, svc, from, at, &self.clock)
+                    .await?
+                    .into_iter()
+                    .map(|s| s.metrics)
+                    .collect();
             self.controller.handle_history(&svc.name, &scrapes);
             out.push((svc.name.clone(), scrapes.len()));
         }

@@ -115,7 +115,11 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
         )?;
         write(
             format!("{}-metrics.csv", svc.name),
-            selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (svc.name.as_str(), m))),
+            selfheal::metrics::metrics_csv(scrapes.iter().map(|s| (svc.name.as_str(), &s.metrics))),
+        )?;
+        write(
+            format!("{}-sli.csv", svc.name),
+            selfheal_k8s::record::sli_csv(&scrapes),
         )?;
         log(&format!(
             "{}: {} scrapes -> {}",

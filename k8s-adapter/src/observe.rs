@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use selfheal::control::{Observation, PodPhase, PodView, ServiceView};
-use selfheal::metrics::{ServiceMetrics, histogram_quantile};
+use selfheal::metrics::{ServiceMetrics, histogram_fraction, histogram_quantile};
 use selfheal::time::Time;
 
 use crate::clock::Clock;
@@ -42,6 +42,11 @@ fn by_pod(samples: Vec<Sample>) -> BTreeMap<String, f64> {
 
 /// Percentiles in ms from per-bucket rates `by (le)`, NaN without traffic.
 pub fn latency_ms(buckets: &[Sample], q: f64) -> f64 {
+    1000.0 * histogram_quantile(q, &cumulative(buckets))
+}
+
+/// `(le, rate)` pairs sorted by bound, `+Inf` last.
+fn cumulative(buckets: &[Sample]) -> Vec<(f64, f64)> {
     let mut b: Vec<(f64, f64)> = buckets
         .iter()
         .filter_map(|s| {
@@ -55,7 +60,7 @@ pub fn latency_ms(buckets: &[Sample], q: f64) -> f64 {
         })
         .collect();
     b.sort_by(|x, y| x.0.total_cmp(&y.0));
-    1000.0 * histogram_quantile(q, &b)
+    b
 }
 
 /// One service's view at wall-clock `at` (unix seconds), core time `now`.
@@ -151,6 +156,22 @@ fn at_times(series: &[Series]) -> BTreeMap<u64, f64> {
         .unwrap_or_default()
 }
 
+/// A scrape read back from Prometheus, with its SLI: the share of requests
+/// over the rate window that succeeded within the SLO latency, taken as
+/// (1 - error rate) x the latency histogram's fraction at or below
+/// `slo_latency_ms` (`histogram_fraction`, the inverse of the percentiles'
+/// interpolation); 1 without traffic, as the simulator's SLI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scrape {
+    pub metrics: ServiceMetrics,
+    pub sli: f64,
+}
+
+/// The share of `buckets` (per-bucket rates `by (le)`) at or below `ms`.
+pub fn fraction_within(buckets: &[Sample], ms: f64) -> f64 {
+    histogram_fraction(ms / 1000.0, &cumulative(buckets))
+}
+
 /// One service's scrapes from `from` to `to` (unix seconds) every
 /// `interval_s`, read back with range queries: the history the models need
 /// at start. Steps where a required series has no point are left out.
@@ -161,7 +182,7 @@ pub async fn history(
     from: f64,
     to: f64,
     clock: &Clock,
-) -> Result<Vec<ServiceMetrics>, PromError> {
+) -> Result<Vec<Scrape>, PromError> {
     let q = &cfg.queries;
     let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.rate_window_s);
     let range = |t: &str| {
@@ -194,18 +215,26 @@ pub async fn history(
                     })
                 })
                 .collect();
-            Some(ServiceMetrics {
+            let error_rate = finite(&errors, t).unwrap_or(0.0);
+            let within = fraction_within(&at_t, cfg.slo_latency_ms);
+            let sli = if within.is_nan() {
+                1.0
+            } else {
+                (1.0 - error_rate).clamp(0.0, 1.0) * within
+            };
+            let metrics = ServiceMetrics {
                 timestamp: clock.core_time(t as f64 / 1000.0),
                 cpu_usage: finite(&cpu, t)?,
                 memory_usage: finite(&mem, t)?,
                 request_rate: finite(&rate, t).unwrap_or(0.0),
-                error_rate: finite(&errors, t).unwrap_or(0.0),
+                error_rate,
                 latency_p50: latency_ms(&at_t, 0.5),
                 latency_p99: latency_ms(&at_t, 0.99),
                 active_connections: finite(&active, t).unwrap_or(0.0).max(0.0) as u32,
                 ready_replicas: finite(&ready, t)?.max(0.0) as u32,
                 desired_replicas: finite(&desired, t)?.max(0.0) as u32,
-            })
+            };
+            Some(Scrape { metrics, sli })
         })
         .collect())
 }

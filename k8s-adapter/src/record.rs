@@ -6,14 +6,27 @@
 
 use std::fmt::Write as _;
 
-use selfheal::metrics::ServiceMetrics;
+use crate::observe::Scrape;
 
 /// `t_seconds,value` with the request rate, times from the first scrape.
-pub fn load_trace_csv(scrapes: &[ServiceMetrics]) -> String {
-    let t0 = scrapes.first().map_or(0.0, |m| m.timestamp.as_secs_f64());
+pub fn load_trace_csv(scrapes: &[Scrape]) -> String {
+    let t0 = scrapes
+        .first()
+        .map_or(0.0, |s| s.metrics.timestamp.as_secs_f64());
     let mut out = String::from("t_seconds,value\n");
-    for m in scrapes {
+    for s in scrapes {
+        let m = &s.metrics;
         let _ = writeln!(out, "{},{}", m.timestamp.as_secs_f64() - t0, m.request_rate);
+    }
+    out
+}
+
+/// `t_s,sli` per scrape (times as in the metrics file): what
+/// `selfheal train --from-recorded` labels health with.
+pub fn sli_csv(scrapes: &[Scrape]) -> String {
+    let mut out = format!("{}\n", selfheal::train::recorded::SLI_HEADER);
+    for s in scrapes {
+        let _ = writeln!(out, "{},{}", s.metrics.timestamp.as_secs_f64(), s.sli);
     }
     out
 }

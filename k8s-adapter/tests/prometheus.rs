@@ -183,12 +183,35 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
 
     // The same metrics read back as history with range queries.
     let now = unix();
-    let past =
+    // An SLO of 75 ms falls inside the (50, 100] ms bucket that holds half
+    // the requests: 75 % are within it, and 90 % succeed.
+    let cfg = selfheal_k8s::config::AdapterConfig {
+        slo_latency_ms: 75.0,
+        ..cfg
+    };
+    let scrapes =
         selfheal_k8s::observe::history(&prom, &cfg, &cfg.services[0], now - 3.0, now, &clock)
             .await
             .expect("range queries answer");
-    assert!(past.len() >= 3, "{past:?}");
-    assert!(past.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    assert!(scrapes.len() >= 3, "{scrapes:?}");
+    assert!(
+        scrapes
+            .windows(2)
+            .all(|w| w[0].metrics.timestamp < w[1].metrics.timestamp)
+    );
+    for s in &scrapes {
+        assert!(near(s.sli, 0.9 * 0.75), "{s:?}");
+    }
+    let recorded_sli =
+        selfheal::train::recorded::parse_sli_csv(&selfheal_k8s::record::sli_csv(&scrapes))
+            .expect("the trainer reads the recording's SLI");
+    assert_eq!(recorded_sli.len(), scrapes.len());
+    let metrics_back = selfheal::metrics::parse_metrics_csv(&selfheal::metrics::metrics_csv(
+        scrapes.iter().map(|s| ("api", &s.metrics)),
+    ))
+    .expect("the trainer reads the recording's metrics");
+    assert_eq!(metrics_back.len(), scrapes.len());
+    let past: Vec<_> = scrapes.iter().map(|s| s.metrics.clone()).collect();
     for m in &past {
         assert!(
             near(m.cpu_usage, 0.4) && near(m.request_rate, 100.0),
@@ -200,8 +223,9 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
         );
     }
     // Recorded, the request rate is a trace the simulator replays as load.
-    let trace = selfheal::sim::load::Trace::parse_csv(&selfheal_k8s::record::load_trace_csv(&past))
-        .expect("the simulator reads the recording");
+    let trace =
+        selfheal::sim::load::Trace::parse_csv(&selfheal_k8s::record::load_trace_csv(&scrapes))
+            .expect("the simulator reads the recording");
     assert_eq!(trace.t.len(), past.len());
     assert!(trace.value.iter().all(|&v| near(v, 100.0)));
 }

@@ -26,8 +26,8 @@ pub struct HealingController {
     watches: PerService<(ServiceWatch, Option<Time>)>,
     pub orchestrator: Orchestrator,
     commands: VecDeque<Command>,
-    /// Every healing event with the time it happened.
-    pub events: Vec<(Time, HealingEvent)>,
+    /// Healing events not yet polled, with the time they happened.
+    events: VecDeque<(Time, HealingEvent)>,
 }
 
 impl HealingController {
@@ -49,7 +49,7 @@ impl HealingController {
             watches: PerService::default(),
             orchestrator: Orchestrator::new(orchestrator),
             commands: VecDeque::new(),
-            events: Vec::new(),
+            events: VecDeque::new(),
         }
     }
 }
@@ -87,7 +87,7 @@ impl Controller for HealingController {
             self.commands.push_back(c);
         }
         while let Some(e) = self.orchestrator.poll_event() {
-            self.events.push((now, e));
+            self.events.push_back((now, e));
         }
         if now >= self.next_inner {
             self.inner.handle_observation(now, obs);
@@ -107,6 +107,10 @@ impl Controller for HealingController {
 
     fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<(Time, HealingEvent)> {
+        self.events.pop_front()
     }
 
     fn handle_history(&mut self, service: &str, scrapes: &[ServiceMetrics]) {

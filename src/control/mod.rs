@@ -15,6 +15,7 @@ pub mod kpa;
 pub mod orchestrator;
 pub mod predictor;
 pub mod scaler;
+pub mod selector;
 
 use crate::metrics::ServiceMetrics;
 use crate::time::{Span, Time};
@@ -172,6 +173,19 @@ impl Command {
         }
     }
 
+    /// The command's name in logs and tables (`scale`, `restart_pod`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Scale { .. } => "scale",
+            Command::RestartPod { .. } => "restart_pod",
+            Command::ReplacePod { .. } => "replace_pod",
+            Command::Rollback { .. } => "rollback",
+            Command::Isolate { .. } => "isolate",
+            Command::Failover { .. } => "failover",
+            Command::Reconfigure { .. } => "reconfigure",
+        }
+    }
+
     /// A remedial action rather than capacity management: everything but a
     /// scaler's own `Scale` (the orchestrator's scale-ups say `heal:`).
     pub fn is_healing(&self) -> bool {
@@ -228,6 +242,11 @@ pub trait Controller {
     /// (the live adapter reads them back from Prometheus), so models start
     /// with full windows instead of waiting. Nothing is decided on them.
     fn handle_history(&mut self, _service: &str, _scrapes: &[ServiceMetrics]) {}
+    /// What a healing controller did or declined since the last poll, with
+    /// when (the record a selector learns from); nothing for a scaler.
+    fn poll_event(&mut self) -> Option<(Time, orchestrator::HealingEvent)> {
+        None
+    }
 }
 
 /// Keeps the scenario's replica counts: never asks for anything.

@@ -14,11 +14,13 @@
 //! claims an action it did not take.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::predictor::patterns::FailureType;
 use super::predictor::{Health, Prediction};
+use super::selector::{SelectorConfig, Situation, StrategyForest};
 use super::{Command, HEALING_REASON, PodPhase, ServiceView};
 use crate::time::{Span, Time};
 
@@ -161,6 +163,13 @@ pub struct OrchestratorConfig {
     pub supported: Vec<Strategy>,
     /// Beta prior of a strategy's success (successes, failures).
     pub prior_success: (f64, f64),
+    /// Take this strategy first on every incident, whatever the rules or
+    /// the selector say (escalation is unchanged): how the outcomes a
+    /// selector learns from are recorded.
+    pub first_strategy: Option<Strategy>,
+    /// When a learned selector (`Orchestrator::with_selector`) may
+    /// override the rules.
+    pub selector: SelectorConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -186,6 +195,8 @@ impl Default for OrchestratorConfig {
             reconfigure_timeout_ms: None,
             supported: Strategy::ALL.to_vec(),
             prior_success: (2.0, 1.0),
+            first_strategy: None,
+            selector: SelectorConfig::default(),
         }
     }
 }
@@ -203,6 +214,36 @@ pub struct HealingAction {
     /// 0 for the first action on an incident, +1 per escalation.
     pub attempt: u32,
     pub reason: String,
+    pub chosen_by: ChosenBy,
+    /// The strategy first chosen for the incident (this one, or the one
+    /// this escalated from), and the situation it was chosen in.
+    pub first_choice: Strategy,
+    pub situation: Situation,
+}
+
+/// Who picked a healing action's strategy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ChosenBy {
+    Rules,
+    /// The learned selector, overriding the rules' choice.
+    Learned {
+        vote: f64,
+        rules: Strategy,
+    },
+    /// `OrchestratorConfig::first_strategy`.
+    Forced,
+    /// The previous strategy did not help, or could not act.
+    Escalation,
+}
+
+/// A strategy about to be started, and why.
+struct Decision {
+    strategy: Strategy,
+    attempt: u32,
+    reason: String,
+    by: ChosenBy,
+    first_choice: Strategy,
+    situation: Situation,
 }
 
 /// A recorded outcome, the data the estimates are made from.
@@ -348,6 +389,7 @@ struct Target {
 #[derive(Clone, Debug)]
 pub struct Orchestrator {
     cfg: OrchestratorConfig,
+    selector: Option<Arc<StrategyForest>>,
     targets: Vec<Target>,
     recent: VecDeque<Time>,
     pub book: OutcomeBook,
@@ -359,11 +401,41 @@ impl Orchestrator {
     pub fn new(cfg: OrchestratorConfig) -> Self {
         Orchestrator {
             cfg,
+            selector: None,
             targets: Vec::new(),
             recent: VecDeque::new(),
             book: OutcomeBook::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
+        }
+    }
+
+    /// Lets a learned selector pick first strategies, within
+    /// `OrchestratorConfig::selector`.
+    pub fn set_selector(&mut self, selector: Arc<StrategyForest>) {
+        self.selector = Some(selector);
+    }
+
+    /// The first strategy for an incident: forced, learned or the rules'.
+    fn first_choice(&self, rules: Strategy, s: &Situation) -> (Strategy, ChosenBy) {
+        if let Some(f) = self.cfg.first_strategy {
+            return (f, ChosenBy::Forced);
+        }
+        let learned = self
+            .selector
+            .as_ref()
+            .filter(|f| f.rows >= self.cfg.selector.min_rows)
+            .and_then(|f| f.choose(s))
+            .filter(|c| c.vote >= self.cfg.selector.min_vote && c.strategy != rules);
+        match learned {
+            Some(c) => (
+                c.strategy,
+                ChosenBy::Learned {
+                    vote: c.vote,
+                    rules,
+                },
+            ),
+            None => (rules, ChosenBy::Rules),
         }
     }
 
@@ -464,21 +536,46 @@ impl Orchestrator {
             r > 0 && !ours && now.saturating_sub(at).as_secs_f64() <= self.cfg.recent_deploy_s
         });
         let degraded = view.dependencies.iter().any(|d| self.degraded(d));
-        let strategy = rule_strategy(p, view.metrics.error_rate, recent_deploy, degraded);
+        let rules = rule_strategy(p, view.metrics.error_rate, recent_deploy, degraded);
+        let situation = Situation::of(
+            p,
+            view,
+            self.cfg.symptom_p99_ms,
+            recent_deploy,
+            degraded,
+            isolation_target(view, peers).is_some(),
+        );
+        let (strategy, by) = self.first_choice(rules, &situation);
+        let chooser = match by {
+            ChosenBy::Learned { vote, rules } => format!(
+                "; learned selector: {} over the rules' {} ({:.0} % of the vote)",
+                strategy.as_str(),
+                rules.as_str(),
+                100.0 * vote
+            ),
+            ChosenBy::Forced => format!("; {} forced", strategy.as_str()),
+            ChosenBy::Rules | ChosenBy::Escalation => String::new(),
+        };
+        let reason = format!(
+            "{} predicted ({:.0} % not healthy){}{chooser}",
+            p.status.as_str(),
+            100.0 * p.not_healthy,
+            p.failure_type
+                .map_or(String::new(), |f| format!(", pattern {}", f.as_str()))
+        );
         self.start(
             now,
             ti,
             (view, peers),
             p,
-            strategy,
-            0,
-            format!(
-                "{} predicted ({:.0} % not healthy){}",
-                p.status.as_str(),
-                100.0 * p.not_healthy,
-                p.failure_type
-                    .map_or(String::new(), |f| format!(", pattern {}", f.as_str()))
-            ),
+            Decision {
+                strategy,
+                attempt: 0,
+                reason,
+                by,
+                first_choice: strategy,
+                situation,
+            },
         );
     }
 
@@ -535,19 +632,25 @@ impl Orchestrator {
                     from: action.strategy,
                     to: next,
                 });
+                let reason = format!(
+                    "{} did not recover {} within {:.0} s",
+                    action.strategy.as_str(),
+                    view.name,
+                    action.estimated_recovery.as_secs_f64()
+                );
                 self.start(
                     now,
                     ti,
                     (view, peers),
                     p,
-                    next,
-                    action.attempt + 1,
-                    format!(
-                        "{} did not recover {} within {:.0} s",
-                        action.strategy.as_str(),
-                        view.name,
-                        action.estimated_recovery.as_secs_f64()
-                    ),
+                    Decision {
+                        strategy: next,
+                        attempt: action.attempt + 1,
+                        reason,
+                        by: ChosenBy::Escalation,
+                        first_choice: action.first_choice,
+                        situation: action.situation,
+                    },
                 );
             }
             None => self.events.push_back(HealingEvent::GaveUp {
@@ -556,17 +659,22 @@ impl Orchestrator {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
         now: Time,
         ti: usize,
         (view, peers): (&ServiceView, &[ServiceView]),
         p: &Prediction,
-        strategy: Strategy,
-        attempt: u32,
-        reason: String,
+        d: Decision,
     ) {
+        let Decision {
+            strategy,
+            attempt,
+            reason,
+            by,
+            first_choice,
+            situation,
+        } = d;
         let commands = match self.commands_for(ti, (view, peers), strategy, &reason) {
             Ok(c) => c,
             Err(Refusal::Guardrail(why)) => {
@@ -586,7 +694,15 @@ impl Orchestrator {
                             from: strategy,
                             to: next,
                         });
-                        self.start(now, ti, (view, peers), p, next, attempt + 1, reason)
+                        let d = Decision {
+                            strategy: next,
+                            attempt: attempt + 1,
+                            reason,
+                            by: ChosenBy::Escalation,
+                            first_choice,
+                            situation,
+                        };
+                        self.start(now, ti, (view, peers), p, d)
                     }
                     None => self.events.push_back(HealingEvent::GaveUp {
                         target: view.name.clone(),
@@ -624,6 +740,9 @@ impl Orchestrator {
             ),
             attempt,
             reason,
+            chosen_by: by,
+            first_choice,
+            situation,
         };
         self.recent.push_back(now);
         if self.cfg.dry_run {

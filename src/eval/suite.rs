@@ -8,12 +8,13 @@
 //! controllers (common random numbers).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
-
-use rayon::prelude::*;
 
 use crate::scenario::{self, ControllerSpec, CurveSpec, LoadedScenario, Scenario};
 use crate::sim::load::Trace;
+use crate::sweep::plan::{Plan, RunSpec};
+use crate::sweep::run::RunRecord;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Split {
@@ -387,61 +388,44 @@ pub fn standard(traces: &Traces) -> Result<Vec<SuiteScenario>, String> {
         .collect()
 }
 
-/// One run's figures.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunResult {
-    pub scenario: String,
-    pub controller: String,
-    pub seed: u64,
-    pub requests: u64,
-    pub failed: u64,
-    pub slo_violation_s: f64,
-    pub replica_seconds: f64,
-    pub scaling_actions: u64,
-}
-
-/// Runs every scenario under every controller and seed, in parallel; the
-/// result order is fixed (scenario, controller, seed) whatever the threads.
-/// `progress(done, total)` is called after each run, from any thread.
+/// Runs every scenario under every controller and seed through the
+/// sweep runner, journalled in `dir`: an interrupted suite resumes where it
+/// stopped. The result order is fixed (scenario, controller, seed) whatever
+/// the threads. `progress(done, total)` is called after each run, from any
+/// thread.
 pub fn run_matrix(
     scenarios: &[&SuiteScenario],
     controllers: &[(String, ControllerSpec)],
     seeds: &[u64],
+    dir: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<RunResult> {
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let jobs: Vec<(usize, usize, u64)> = (0..scenarios.len())
-        .flat_map(|s| {
-            (0..controllers.len()).flat_map(move |c| seeds.iter().map(move |&seed| (s, c, seed)))
-        })
-        .collect();
-    let total = jobs.len();
-    jobs.par_iter()
-        .map(|&(s, c, seed)| {
-            let mut sc = scenarios[s].scenario.clone();
-            sc.spec.seed = seed;
-            sc.spec.use_controller(controllers[c].1.clone());
-            let out = crate::sim::run(&sc).expect("suite scenarios carry their traces");
-            progress(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                total,
-            );
-            RunResult {
-                scenario: scenarios[s].name.clone(),
-                controller: controllers[c].0.clone(),
-                seed,
-                requests: out.summary.requests,
-                failed: out.summary.failed,
-                slo_violation_s: out.summary.slo_violation_s,
-                replica_seconds: out.summary.replica_seconds,
-                scaling_actions: out
-                    .commands
-                    .iter()
-                    .filter(|(_, _, c)| matches!(c, crate::control::Command::Scale { .. }))
-                    .count() as u64,
+) -> Result<Vec<RunRecord>, String> {
+    let mut runs = Vec::new();
+    for s in scenarios {
+        for (label, spec) in controllers {
+            for &seed in seeds {
+                let mut loaded = s.scenario.clone();
+                loaded.spec.seed = seed;
+                loaded.spec.use_controller(spec.clone());
+                runs.push(RunSpec {
+                    index: runs.len(),
+                    id: format!("{}||{label}|{seed}", s.name),
+                    scenario: s.name.clone(),
+                    params: String::new(),
+                    controller: label.clone(),
+                    seed,
+                    keep_series: false,
+                    loaded,
+                });
             }
-        })
-        .collect()
+        }
+    }
+    let plan = Plan {
+        name: "suite".into(),
+        description: String::new(),
+        runs,
+    };
+    crate::sweep::run::execute(&plan, dir, None, progress)
 }
 
 /// Mean figures of one controller on one scenario over the seeds.
@@ -454,7 +438,7 @@ pub struct Mean {
     pub runs: usize,
 }
 
-pub fn means(results: &[RunResult]) -> BTreeMap<(String, String), Mean> {
+pub fn means(results: &[RunRecord]) -> BTreeMap<(String, String), Mean> {
     let mut m: BTreeMap<(String, String), Mean> = BTreeMap::new();
     for r in results {
         let e = m

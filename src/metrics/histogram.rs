@@ -177,6 +177,23 @@ impl Histogram {
     }
 }
 
+/// Cumulative buckets made monotone (a decreasing count, a scrape race, is
+/// raised to the previous one, as Prometheus does) and their total; `None`
+/// without a `+Inf` bucket or without observations.
+fn monotone(buckets: &[(f64, f64)]) -> Option<(Vec<(f64, f64)>, f64)> {
+    if buckets.len() < 2 || buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return None;
+    }
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    let mut max = f64::NEG_INFINITY;
+    for &(le, c) in buckets {
+        max = max.max(c);
+        out.push((le, max));
+    }
+    let total = out[out.len() - 1].1;
+    (total != 0.0).then_some((out, total))
+}
+
 /// PromQL's `histogram_quantile` on one series of cumulative buckets
 /// `(le, cumulative_count)`, sorted by `le`, the last one `+Inf`.
 ///
@@ -196,19 +213,9 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    if buckets.len() < 2 || buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+    let Some((monotone, total)) = monotone(buckets) else {
         return f64::NAN;
-    }
-    let mut monotone: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    let mut max = f64::NEG_INFINITY;
-    for &(le, c) in buckets {
-        max = max.max(c);
-        monotone.push((le, max));
-    }
-    let total = monotone[monotone.len() - 1].1;
-    if total == 0.0 {
-        return f64::NAN;
-    }
+    };
     let rank = q * total;
     let b = monotone
         .partition_point(|&(_, c)| c < rank)
@@ -229,6 +236,32 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
         return end;
     }
     start + (end - start) * ((rank - prev) / (count - prev))
+}
+
+/// The fraction of observations at or below `bound`, from cumulative
+/// `(le, count)` buckets sorted by bound and ending with `+Inf`: the inverse
+/// of [`histogram_quantile`], with the same linear interpolation inside a
+/// bucket (the first starting at 0) and the same monotone repair. NaN
+/// without observations or without a `+Inf` bucket; a bound beyond the
+/// largest finite one counts everything up to it.
+pub fn histogram_fraction(bound: f64, buckets: &[(f64, f64)]) -> f64 {
+    let Some((monotone, total)) = monotone(buckets).filter(|_| !bound.is_nan()) else {
+        return f64::NAN;
+    };
+    let finite = &monotone[..monotone.len() - 1];
+    let b = finite.partition_point(|&(le, _)| le < bound);
+    let below = if b == finite.len() {
+        finite[finite.len() - 1].1
+    } else {
+        let (start, prev) = if b == 0 { (0.0, 0.0) } else { finite[b - 1] };
+        let (end, count) = finite[b];
+        if end <= start {
+            count
+        } else {
+            prev + (count - prev) * ((bound - start).max(0.0) / (end - start)).min(1.0)
+        }
+    };
+    (below / total).clamp(0.0, 1.0)
 }
 
 #[cfg(test)]
@@ -313,5 +346,30 @@ mod tests {
         let p99 = h.quantile(&bk, 0.99);
         let exact = 0.05 * 100f64.ln();
         assert!((p99 / exact - 1.0).abs() < 0.02, "p99 {p99} vs {exact}");
+    }
+
+    #[test]
+    fn fraction_inverts_quantile() {
+        let b = [
+            (0.05, 10.0),
+            (0.1, 20.0),
+            (0.2, 30.0),
+            (f64::INFINITY, 32.0),
+        ];
+        for q in [0.1, 0.3, 0.5, 0.62, 0.9] {
+            let x = histogram_quantile(q, &b);
+            assert!((histogram_fraction(x, &b) - q).abs() < 1e-12, "q {q}");
+        }
+        assert_eq!(histogram_fraction(0.1, &b), 20.0 / 32.0);
+        assert_eq!(histogram_fraction(0.0, &b), 0.0);
+        // Beyond the largest finite bound: what is known to lie below it.
+        assert_eq!(histogram_fraction(5.0, &b), 30.0 / 32.0);
+        // A scrape race (a decreasing count) is repaired first.
+        assert_eq!(
+            histogram_fraction(0.1, &[(0.05, 10.0), (0.1, 8.0), (f64::INFINITY, 10.0)]),
+            1.0
+        );
+        assert!(histogram_fraction(0.1, &[(0.1, 0.0), (f64::INFINITY, 0.0)]).is_nan());
+        assert!(histogram_fraction(0.1, &[(0.1, 1.0)]).is_nan());
     }
 }

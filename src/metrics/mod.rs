@@ -2,7 +2,7 @@
 
 mod histogram;
 
-pub use histogram::{Buckets, Histogram, histogram_quantile};
+pub use histogram::{Buckets, Histogram, histogram_fraction, histogram_quantile};
 
 use crate::time::Time;
 
@@ -34,9 +34,7 @@ pub struct ServiceMetrics {
 /// `metrics.csv` and the live adapter's recordings share it.
 pub fn metrics_csv<'a>(rows: impl IntoIterator<Item = (&'a str, &'a ServiceMetrics)>) -> String {
     use std::fmt::Write as _;
-    let mut out = String::from(
-        "t_s,service,cpu_usage,memory_usage,request_rate,error_rate,latency_p50_ms,latency_p99_ms,active_connections,ready_replicas,desired_replicas\n",
-    );
+    let mut out = format!("{METRICS_CSV_HEADER}\n");
     for (service, m) in rows {
         let _ = writeln!(
             out,
@@ -54,6 +52,82 @@ pub fn metrics_csv<'a>(rows: impl IntoIterator<Item = (&'a str, &'a ServiceMetri
         );
     }
     out
+}
+
+/// The header of [`metrics_csv`].
+pub const METRICS_CSV_HEADER: &str = "t_s,service,cpu_usage,memory_usage,request_rate,error_rate,latency_p50_ms,latency_p99_ms,active_connections,ready_replicas,desired_replicas";
+
+/// Reads [`metrics_csv`] back; an error names the line and the field.
+pub fn parse_metrics_csv(text: &str) -> Result<Vec<(String, ServiceMetrics)>, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim() == METRICS_CSV_HEADER => {}
+        _ => {
+            return Err(format!(
+                "line 1: expected the header `{METRICS_CSV_HEADER}`"
+            ));
+        }
+    }
+    let names: Vec<&str> = METRICS_CSV_HEADER.split(',').collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != names.len() {
+            return Err(format!(
+                "line {}: {} fields, expected {}",
+                i + 1,
+                f.len(),
+                names.len()
+            ));
+        }
+        let num = |k: usize| -> Result<f64, String> {
+            if f[k].is_empty() && names[k].starts_with("latency") {
+                return Ok(f64::NAN);
+            }
+            f[k].parse::<f64>().map_err(|_| {
+                format!(
+                    "line {}: field `{}`: `{}` is not a number",
+                    i + 1,
+                    names[k],
+                    f[k]
+                )
+            })
+        };
+        let count = |k: usize| -> Result<u32, String> {
+            f[k].parse::<u32>().map_err(|_| {
+                format!(
+                    "line {}: field `{}`: `{}` is not a count",
+                    i + 1,
+                    names[k],
+                    f[k]
+                )
+            })
+        };
+        let t = num(0)?;
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(format!(
+                "line {}: field `t_s`: `{}` is not a time",
+                i + 1,
+                f[0]
+            ));
+        }
+        out.push((
+            f[1].to_string(),
+            ServiceMetrics {
+                timestamp: Time::ZERO + crate::time::Span::from_secs_f64(t),
+                cpu_usage: num(2)?,
+                memory_usage: num(3)?,
+                request_rate: num(4)?,
+                error_rate: num(5)?,
+                latency_p50: num(6)?,
+                latency_p99: num(7)?,
+                active_connections: count(8)?,
+                ready_replicas: count(9)?,
+                desired_replicas: count(10)?,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// A latency for CSV: empty when NaN (no traffic).

@@ -636,6 +636,9 @@ impl Scenario {
     }
 }
 
+/// Where `+learned` finds the strategy selector.
+pub const DEFAULT_SELECTOR: &str = "models/selector/selector.json";
+
 /// Which controller scales the services, and its settings. Settings that
 /// do not apply to the kind are rejected.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -678,6 +681,15 @@ pub struct ControllerSpec {
     /// `models/predictor`, relative to the working directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healing_model: Option<String>,
+    /// healing: take this strategy first on every incident (`+heal@restart`):
+    /// how the outcomes a strategy selector learns from are recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healing_first: Option<crate::control::orchestrator::Strategy>,
+    /// healing: a learned strategy selector (`selfheal learn-selector`'s
+    /// JSON file) that may override the rules' first strategy (`+learned`
+    /// uses `models/selector/selector.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healing_selector: Option<String>,
     /// Argo-Rollouts-style analysis on every new revision, rolling back on
     /// the first failed measurement (`hpa:70+argo`): the progressive
     /// delivery baseline of the chaos comparisons.
@@ -701,6 +713,8 @@ impl Default for ControllerSpec {
             healing: false,
             healing_dry_run: false,
             healing_model: None,
+            healing_first: None,
+            healing_selector: None,
             rollout_analysis: false,
             interval_level: None,
             plan_on_upper: None,
@@ -710,12 +724,33 @@ impl Default for ControllerSpec {
 
 impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
-    /// `kpa:50`, `selfheal`, each optionally with `+heal` (the healing
-    /// orchestrator) or `+argo` (rollout analysis with automatic rollback).
+    /// `kpa:50`, `selfheal`, each optionally with `+argo` (rollout analysis
+    /// with automatic rollback) and then `+heal` (the healing
+    /// orchestrator), `+heal@<strategy>` (the orchestrator, taking that
+    /// strategy first) or `+learned` (the orchestrator with the learned
+    /// strategy selector).
     pub fn parse_short(s: &str) -> Result<ControllerSpec, String> {
-        let (s, healing) = match s.strip_suffix("+heal") {
-            Some(base) => (base, true),
-            None => (s, false),
+        use crate::control::orchestrator::Strategy;
+        let (mut healing_first, mut healing_selector) = (None, None);
+        let (s, healing) = if let Some(base) = s.strip_suffix("+heal") {
+            (base, true)
+        } else if let Some(base) = s.strip_suffix("+learned") {
+            healing_selector = Some(DEFAULT_SELECTOR.to_string());
+            (base, true)
+        } else if let Some((base, first)) = s.rsplit_once("+heal@") {
+            let strategy = Strategy::ALL
+                .into_iter()
+                .find(|st| st.as_str() == first)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown strategy `{first}` after +heal@ ({})",
+                        Strategy::ALL.map(|st| st.as_str()).join(", ")
+                    )
+                })?;
+            healing_first = Some(strategy);
+            (base, true)
+        } else {
+            (s, false)
         };
         let (s, rollout_analysis) = match s.strip_suffix("+argo") {
             Some(base) => (base, true),
@@ -739,6 +774,8 @@ impl ControllerSpec {
         let mut spec = ControllerSpec {
             kind: kind_value,
             healing,
+            healing_first,
+            healing_selector,
             rollout_analysis,
             ..ControllerSpec::default()
         };
@@ -769,8 +806,11 @@ impl ControllerSpec {
         if self.rollout_analysis {
             label.push_str("+argo");
         }
-        if self.healing {
-            label.push_str("+heal");
+        match (self.healing, self.healing_first, &self.healing_selector) {
+            (false, ..) => {}
+            (true, Some(first), _) => label.push_str(&format!("+heal@{}", first.as_str())),
+            (true, None, Some(_)) => label.push_str("+learned"),
+            (true, None, None) => label.push_str("+heal"),
         }
         label
     }

@@ -362,6 +362,16 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
             );
         }
     }
+    for (name, present) in [
+        ("healing_dry_run", c.healing_dry_run),
+        ("healing_model", c.healing_model.is_some()),
+        ("healing_first", c.healing_first.is_some()),
+        ("healing_selector", c.healing_selector.is_some()),
+    ] {
+        if present && !c.healing {
+            return fail(p.key(name), "needs healing = true");
+        }
+    }
     if c.min_replicas == 0 {
         return fail(
             p.key("min_replicas"),

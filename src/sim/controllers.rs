@@ -11,6 +11,7 @@ use crate::control::hpa::{Hpa, HpaConfig};
 use crate::control::kpa::{Kpa, KpaConfig};
 use crate::control::orchestrator::OrchestratorConfig;
 use crate::control::scaler::{AutonomousScaler, ScalerConfig};
+use crate::control::selector::StrategyForest;
 use crate::control::{Controller, StaticController};
 use crate::rng::{Stream, Subsystem};
 use crate::scenario::{ControllerKind, ControllerSpec, Scenario};
@@ -20,21 +21,39 @@ use crate::train::store::{self, ModelBundle};
 /// The default directory of the trained predictor.
 pub const DEFAULT_MODEL: &str = "models/predictor";
 
-/// Trained predictors by directory, loaded once per process: a sweep of
-/// thousands of runs reads the model files once.
-fn model(dir: &str) -> Result<Arc<ModelBundle>, BuildError> {
-    static CACHE: OnceLock<Mutex<BTreeMap<String, Arc<ModelBundle>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut map = cache.lock().expect("model cache lock");
-    if let Some(m) = map.get(dir) {
-        return Ok(m.clone());
+type Cache<T> = OnceLock<Mutex<BTreeMap<String, Arc<T>>>>;
+
+/// The value cached under `key`, loaded on first use: a sweep of thousands
+/// of runs reads each model file once per process.
+fn cached<T, E: ToString>(
+    cache: &'static Cache<T>,
+    key: &str,
+    load: impl FnOnce(&std::path::Path) -> Result<T, E>,
+) -> Result<Arc<T>, BuildError> {
+    let mut map = cache
+        .get_or_init(Default::default)
+        .lock()
+        .expect("model cache lock");
+    if let Some(v) = map.get(key) {
+        return Ok(v.clone());
     }
-    let m = Arc::new(
-        store::load(std::path::Path::new(dir))
-            .map_err(|e| BuildError::Controller(e.to_string()))?,
+    let v = Arc::new(
+        load(std::path::Path::new(key)).map_err(|e| BuildError::Controller(e.to_string()))?,
     );
-    map.insert(dir.to_string(), m.clone());
-    Ok(m)
+    map.insert(key.to_string(), v.clone());
+    Ok(v)
+}
+
+/// A trained predictor by directory.
+fn model(dir: &str) -> Result<Arc<ModelBundle>, BuildError> {
+    static CACHE: Cache<ModelBundle> = OnceLock::new();
+    cached(&CACHE, dir, store::load)
+}
+
+/// A learned strategy selector by file.
+fn selector(path: &str) -> Result<Arc<StrategyForest>, BuildError> {
+    static CACHE: Cache<StrategyForest> = OnceLock::new();
+    cached(&CACHE, path, crate::train::selector::load)
 }
 
 /// The scenario's controller: its scaler, with the predictor and the
@@ -78,14 +97,14 @@ pub fn build_controller(
         dry_run: spec.healing_dry_run,
         max_replicas: spec.max_replicas,
         symptom_p99_ms: slo_latency_ms,
+        first_strategy: spec.healing_first,
         ..OrchestratorConfig::default()
     };
-    Ok(Box::new(HealingController::new(
-        scaler,
-        bundle.model(),
-        predictor,
-        orchestrator,
-    )))
+    let mut healing = HealingController::new(scaler, bundle.model(), predictor, orchestrator);
+    if let Some(path) = &spec.healing_selector {
+        healing.orchestrator.set_selector(selector(path)?);
+    }
+    Ok(Box::new(healing))
 }
 
 /// The scaler a controller spec names.

@@ -137,6 +137,7 @@ pub struct Simulation {
     pub(crate) recorder: Recorder,
     pub(crate) controllers: Vec<Box<dyn Controller>>,
     pub(crate) command_log: Vec<(Time, String, Command)>,
+    healing_log: Vec<(Time, crate::control::orchestrator::HealingEvent)>,
     /// Pods holding node resources, and its time integral (cost).
     pub(crate) scheduled_pods: u32,
     pub(crate) replica_seconds: f64,
@@ -315,6 +316,7 @@ impl Simulation {
             recorder,
             controllers: Vec::new(),
             command_log: Vec::new(),
+            healing_log: Vec::new(),
             scheduled_pods: 0,
             replica_seconds: 0.0,
             cost_since: Time::ZERO,
@@ -489,6 +491,7 @@ impl Simulation {
             std::mem::take(&mut self.command_log),
         );
         out.verdict = chaos.map(|c| super::chaos::Verdict::measure(c, &out, &ejections));
+        out.healing = std::mem::take(&mut self.healing_log);
         out
     }
 
@@ -1150,6 +1153,9 @@ impl Simulation {
         let mut commands = Vec::new();
         while let Some(cmd) = c.poll_command() {
             commands.push(cmd);
+        }
+        while let Some(e) = c.poll_event() {
+            self.healing_log.push(e);
         }
         let name = c.name().to_string();
         let period = c.period();

@@ -72,27 +72,23 @@ impl RunOutput {
     pub fn commands_csv(&self) -> String {
         let mut out = String::from("t_s,controller,command,service,detail,reason\n");
         for (t, who, c) in &self.commands {
-            let (kind, detail) = match c {
-                Command::Scale { replicas, .. } => ("scale", replicas.to_string()),
-                Command::RestartPod { pod, .. } => ("restart_pod", pod.clone()),
-                Command::ReplacePod { pod, .. } => ("replace_pod", pod.clone()),
-                Command::Rollback { .. } => ("rollback", String::new()),
-                Command::Isolate { hold, .. } => ("isolate", format!("{} s", hold.as_secs_f64())),
-                Command::Failover { .. } => ("failover", String::new()),
+            let kind = c.kind();
+            let detail = match c {
+                Command::Scale { replicas, .. } => replicas.to_string(),
+                Command::RestartPod { pod, .. } | Command::ReplacePod { pod, .. } => pod.clone(),
+                Command::Rollback { .. } | Command::Failover { .. } => String::new(),
+                Command::Isolate { hold, .. } => format!("{} s", hold.as_secs_f64()),
                 Command::Reconfigure {
                     max_connections,
                     timeout_ms,
                     ..
-                } => (
-                    "reconfigure",
-                    format!(
-                        "{}{}",
-                        max_connections.map_or(String::new(), |m| format!("max_connections={m} ")),
-                        timeout_ms.map_or(String::new(), |t| format!("timeout_ms={t}"))
-                    )
-                    .trim()
-                    .to_string(),
-                ),
+                } => format!(
+                    "{}{}",
+                    max_connections.map_or(String::new(), |m| format!("max_connections={m} ")),
+                    timeout_ms.map_or(String::new(), |t| format!("timeout_ms={t}"))
+                )
+                .trim()
+                .to_string(),
             };
             let reason = c.reason();
             let _ = writeln!(

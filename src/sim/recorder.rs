@@ -141,6 +141,8 @@ pub struct RunOutput {
     pub pod_events: Vec<PodEvent>,
     /// The chaos experiment's verdict, when the scenario has one.
     pub verdict: Option<super::chaos::Verdict>,
+    /// Every healing controller's events, in order, with their times.
+    pub healing: Vec<(Time, crate::control::orchestrator::HealingEvent)>,
 }
 
 struct Snapshot {
@@ -437,6 +439,7 @@ impl Recorder {
             faults: self.faults,
             pod_events: self.pod_events,
             verdict: None,
+            healing: Vec::new(),
         }
     }
 }

@@ -143,8 +143,39 @@ pub struct Timeline {
     pub desired: Vec<f64>,
     pub p99_ms: Vec<f64>,
     pub error_ratio: Vec<f64>,
-    /// (t, is_fault, label)
-    pub markers: Vec<(f64, bool, String)>,
+    pub markers: Vec<(f64, Marker, String)>,
+}
+
+/// What a vertical line on a timeline marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// A scaler's own scale command.
+    Scale,
+    /// A remedial command (`Command::is_healing`).
+    Healing,
+    /// A fault starting or ending.
+    Fault,
+}
+
+impl Marker {
+    /// The kind of a `series_csv` marker label.
+    pub fn of_label(label: &str) -> Marker {
+        if label.starts_with("scale ") {
+            Marker::Scale
+        } else if label.starts_with("heal ") {
+            Marker::Healing
+        } else {
+            Marker::Fault
+        }
+    }
+
+    fn style(self) -> (ShapeStyle, &'static str) {
+        match self {
+            Marker::Scale => (BLACK.mix(0.25).stroke_width(1), "scale"),
+            Marker::Healing => (RGBColor(0, 150, 60).mix(0.9).stroke_width(2), "healing"),
+            Marker::Fault => (RED.mix(0.8).stroke_width(2), "fault"),
+        }
+    }
 }
 
 fn panel<DB: DrawingBackend>(
@@ -175,18 +206,22 @@ fn panel<DB: DrawingBackend>(
         .x_labels(10)
         .draw()
         .map_err(err)?;
-    for (t, fault, _) in &tl.markers {
-        let style = if *fault {
-            RED.mix(0.8).stroke_width(2)
-        } else {
-            BLACK.mix(0.25).stroke_width(1)
-        };
-        chart
+    // Each marker kind enters the top panel's legend once.
+    let mut labelled = Vec::new();
+    for (t, kind, _) in &tl.markers {
+        let (style, name) = kind.style();
+        let drawn = chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(*t, 0.0), (*t, ymax)],
                 style,
             )))
             .map_err(err)?;
+        if caption.is_some() && *kind != Marker::Scale && !labelled.contains(kind) {
+            labelled.push(*kind);
+            drawn
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        }
     }
     for (values, c, label) in series {
         let pts: Vec<(f64, f64)> =

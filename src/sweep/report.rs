@@ -8,7 +8,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::charts::{self, Pareto, Timeline};
+use super::charts::{self, Marker, Pareto, Timeline};
 use super::compare;
 use super::run::RunRecord;
 use super::stats::{Estimate, bootstrap_mean};
@@ -194,7 +194,7 @@ fn read_series(path: &Path, title: String) -> Result<Timeline, String> {
         });
         let marker = f[8].trim_matches('"');
         for m in marker.split(" / ").filter(|m| !m.is_empty()) {
-            tl.markers.push((t, !m.starts_with("scale"), m.to_string()));
+            tl.markers.push((t, Marker::of_label(m), m.to_string()));
         }
     }
     Ok(tl)

@@ -201,7 +201,7 @@ impl RunRecord {
         })
     }
 
-    fn of(spec: &RunSpec, out: &RunOutput) -> Self {
+    pub fn of(spec: &RunSpec, out: &RunOutput) -> Self {
         let s = &out.summary;
         let v = out.verdict.as_ref();
         let mut kinds: Vec<&str> = spec
@@ -304,8 +304,10 @@ pub fn read_journal(path: &Path) -> Result<Vec<RunRecord>, String> {
         .collect()
 }
 
-/// Per-second series of a run, with its scaling and fault markers:
-/// `t,requests,ok,good,failed,ready,desired,p99_ms,marker`.
+/// Per-second series of a run, with its scaling, healing and fault
+/// markers: `t,requests,ok,good,failed,ready,desired,p99_ms,marker`. A
+/// marker is `scale <service> <n>`, `heal <command> <service>`,
+/// `fault <kind> <target>` or `end <kind> <target>`; `" / "` joins several.
 pub fn series_csv(out: &RunOutput, entry: &str) -> String {
     use std::fmt::Write as _;
     let n = out.services.len().max(1);
@@ -318,15 +320,14 @@ pub fn series_csv(out: &RunOutput, entry: &str) -> String {
         .collect();
     let mut markers: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for (t, _, c) in &out.commands {
-        if let Command::Scale {
-            service, replicas, ..
-        } = c
-        {
-            markers
-                .entry(t.whole_secs())
-                .or_default()
-                .push(format!("scale {service} {replicas}"));
-        }
+        let label = match c {
+            c if c.is_healing() => format!("heal {} {}", c.kind(), c.service()),
+            Command::Scale {
+                service, replicas, ..
+            } => format!("scale {service} {replicas}"),
+            _ => continue,
+        };
+        markers.entry(t.whole_secs()).or_default().push(label);
     }
     for f in &out.faults {
         markers

@@ -4,6 +4,8 @@
 
 pub mod dataset;
 pub mod model;
+pub mod recorded;
+pub mod selector;
 pub mod store;
 pub mod traces;
 pub mod trainer;

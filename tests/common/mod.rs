@@ -20,3 +20,13 @@ pub fn bundled(name: &str) -> LoadedScenario {
 pub fn rel_err(measured: f64, expected: f64) -> f64 {
     (measured / expected - 1.0).abs()
 }
+
+/// A training progress sink that keeps the epochs' figures.
+pub struct Quiet(pub Vec<selfheal::train::trainer::EpochStats>);
+
+impl selfheal::train::trainer::Progress for Quiet {
+    fn batch(&mut self, _: usize, _: usize, _: usize, _: f64, _: f64) {}
+    fn epoch(&mut self, s: &selfheal::train::trainer::EpochStats, _: bool) {
+        self.0.push(s.clone());
+    }
+}

@@ -104,6 +104,8 @@ enum Cmd {
     },
     /// The decision-quality suite: 22 generated scenarios (half to choose
     /// the selfheal scaler's settings, half held out) x controllers x seeds.
+    /// Runs are journalled under OUT (`journal-tuning/`, `journal-scoring/`):
+    /// an interrupted suite resumes; delete OUT to start afresh.
     Suite {
         /// Directory with the real traces the suite replays.
         #[arg(long, default_value = "../shared/data/traces")]
@@ -112,6 +114,24 @@ enum Cmd {
         seeds: u64,
         #[arg(long, default_value = "reports/suite")]
         out: PathBuf,
+    },
+    /// Learn the orchestrator's first-strategy selector from recorded
+    /// outcomes: every run of a suite of chaos experiments under the rules
+    /// and with each strategy taken first; a linfa random forest on the
+    /// situations, labelled with the strategy that recovered best; rules
+    /// against learned on held-out seeds.
+    LearnSelector {
+        /// A suite of chaos experiments under one `+heal` controller.
+        #[arg(default_value = "suites/selector.toml")]
+        suite: PathBuf,
+        /// Seeds up to this one record the training outcomes; the
+        /// suite's other seeds are held out.
+        #[arg(long, default_value_t = 12)]
+        train_seeds: u64,
+        #[arg(long, default_value = selfheal::scenario::DEFAULT_SELECTOR)]
+        out: PathBuf,
+        #[arg(long, default_value = "reports/selector")]
+        report: PathBuf,
     },
     /// Generate labelled training traces for the failure predictor: many
     /// simulated runs with random loads and faults, one row per scrape.
@@ -135,6 +155,11 @@ enum Cmd {
     Train {
         #[arg(long, default_value = "data/traces.parquet")]
         data: PathBuf,
+        /// Train on `selfheal-k8s record` recordings in this directory
+        /// instead (`<service>-metrics.csv` with `<service>-sli.csv`),
+        /// labelled by the same health rules as generated traces.
+        #[arg(long, conflicts_with = "data")]
+        from_recorded: Option<PathBuf>,
         #[arg(long, default_value = "models/predictor")]
         out: PathBuf,
         #[arg(long, default_value_t = 20)]
@@ -186,6 +211,10 @@ enum Cmd {
         /// (0: skip).
         #[arg(long, default_value_t = 0)]
         leave_one_out_epochs: usize,
+        /// Also score `selfheal-k8s record` recordings in this directory
+        /// (labelled by the same health rules) as a held-out set.
+        #[arg(long)]
+        recorded: Option<PathBuf>,
     },
     /// Offline evaluations.
     Eval {
@@ -275,6 +304,12 @@ fn real_main() -> anyhow::Result<()> {
         }
         Cmd::Demo { suite, out } => sweep(&suite, Some(out), None)?,
         Cmd::Suite { data, seeds, out } => suite(&data, seeds, &out)?,
+        Cmd::LearnSelector {
+            suite,
+            train_seeds,
+            out,
+            report,
+        } => learn_selector(&suite, train_seeds, &out, &report)?,
         Cmd::Sweep { suite, out, shard } => sweep(&suite, out, shard.as_deref())?,
         Cmd::Report { dir } => report(&dir)?,
         Cmd::Tune {
@@ -313,6 +348,7 @@ fn real_main() -> anyhow::Result<()> {
             runs,
             stride,
             leave_one_out_epochs,
+            recorded,
         } => predictor::validate(&predictor::ValidateArgs {
             model: &model,
             train_data: &train_data,
@@ -321,6 +357,7 @@ fn real_main() -> anyhow::Result<()> {
             runs,
             stride,
             leave_one_out_epochs,
+            recorded: recorded.as_deref(),
         })?,
         Cmd::Traces {
             config,
@@ -340,6 +377,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Cmd::Train {
             data,
+            from_recorded,
             out,
             epochs,
             seed,
@@ -359,7 +397,12 @@ fn real_main() -> anyhow::Result<()> {
                 .chain(std::env::args().skip(1))
                 .collect::<Vec<_>>()
                 .join(" ");
-            predictor::train(&data, &cfg, &out, command)?;
+            predictor::train(
+                predictor::training_data(&data, from_recorded.as_deref())?,
+                &cfg,
+                &out,
+                command,
+            )?;
         }
         Cmd::Eval {
             what:
@@ -688,6 +731,116 @@ fn progress_line(started: std::time::Instant) -> impl Fn(usize, usize) + Sync {
     }
 }
 
+fn learn_selector(
+    suite: &std::path::Path,
+    train_seeds: u64,
+    out: &std::path::Path,
+    report: &std::path::Path,
+) -> anyhow::Result<()> {
+    use selfheal::control::selector::SelectorConfig;
+    use selfheal::train::selector as sel;
+    let plan = selfheal::sweep::plan::load(suite)?;
+    let held_out = plan.runs.iter().filter(|r| r.seed > train_seeds).count();
+    anyhow::ensure!(
+        held_out > 0 && held_out < plan.runs.len(),
+        "{}: --train-seeds {train_seeds} leaves {} of {} runs held out; it must leave some on each side",
+        suite.display(),
+        held_out,
+        plan.runs.len()
+    );
+    println!(
+        "recording outcomes: {} runs of {} x 7 arms (rules, then each strategy first) on {} threads",
+        plan.runs.len(),
+        plan.name,
+        rayon::current_num_threads()
+    );
+    let started = std::time::Instant::now();
+    let trials =
+        sel::run_trials(&plan.runs, &progress_line(started)).map_err(anyhow::Error::msg)?;
+    let rows = sel::rows(&trials);
+    let (train, test): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.seed <= train_seeds);
+    let cfg = sel::ForestConfig::default();
+    let forest = sel::fit(&train, &cfg).map_err(anyhow::Error::msg)?;
+    let selector = SelectorConfig::default();
+    let evals = sel::evaluate(&forest, &selector, &test);
+    let train_evals = sel::evaluate(&forest, &selector, &train);
+    sel::save(out, &forest).map_err(anyhow::Error::msg)?;
+    let meta = serde_json::json!({
+        "format": "selfheal strategy selector 1",
+        "command": format!(
+            "selfheal learn-selector {} --train-seeds {train_seeds}",
+            suite.display()
+        ),
+        "suite": plan.name,
+        "train_seeds": train_seeds,
+        "train_rows": train.len(),
+        "test_rows": test.len(),
+        "forest": cfg,
+        "selector": selector,
+        "mttr_margin_s": sel::MTTR_MARGIN_S,
+        "failed_margin": sel::FAILED_MARGIN,
+        "failed_margin_abs": sel::FAILED_MARGIN_ABS,
+    });
+    let meta_path = out.with_file_name("training.json");
+    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)
+        .with_context(|| format!("writing {}", meta_path.display()))?;
+    std::fs::create_dir_all(report).with_context(|| format!("creating {}", report.display()))?;
+    std::fs::write(report.join("trials.csv"), sel::trials_csv(&trials))?;
+    let mut labels = String::from(
+        "| fault | rules' choice | label (best measured) | rows |
+|---|---|---|---|
+",
+    );
+    let mut counts: std::collections::BTreeMap<(String, &str, &str), usize> = Default::default();
+    for r in train.iter().chain(&test) {
+        *counts
+            .entry((r.fault.clone(), r.rules.as_str(), r.best.as_str()))
+            .or_default() += 1;
+    }
+    for ((f, r, b), n) in &counts {
+        labels.push_str(&format!("| {f} | {r} | {b} | {n} |\n"));
+    }
+    let md = format!(
+        "# Strategy selector: rules against learned\n\n\
+         Made by `{}` in {:.0} s ({} runs).\n\n\
+         Every run of the suite `{}` ({}) ran under the rules and with each of the six strategies taken first; \
+         the runs agree up to the first healing decision, so each (experiment, parameters, seed) is one situation with the measured outcome of every strategy. \
+         A strategy is the label when it beats the rules' choice: it recovers where that does not, or fails {:.0} % (and at least {}) fewer requests from the fault's start, or, at a failed count within that margin, recovers more than {} s sooner; otherwise the rules' choice is. \
+         The forest ({} trees, depth {}) was fitted on seeds up to {} ({} rows); the later seeds ({} rows) are held out. \
+         The selector overrides the rules only with a vote of at least {:.0} % and at least {} training rows.\n\n\
+         ## Held out\n\n\
+         Each choice is scored by the run that actually took it first from that situation.\n\n{}\n\
+         ## Training rows (fit)\n\n{}\n\
+         ## Labels\n\n{}",
+        meta["command"].as_str().unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+        trials.len(),
+        plan.name,
+        plan.description,
+        100.0 * sel::FAILED_MARGIN,
+        sel::FAILED_MARGIN_ABS,
+        sel::MTTR_MARGIN_S,
+        cfg.trees,
+        cfg.max_depth,
+        train_seeds,
+        train.len(),
+        test.len(),
+        100.0 * selector.min_vote,
+        selector.min_rows,
+        sel::evaluation_md(&evals),
+        sel::evaluation_md(&train_evals),
+        labels
+    );
+    std::fs::write(report.join("selector.md"), &md)?;
+    println!("{}", sel::evaluation_md(&evals));
+    println!(
+        "wrote {} and {}",
+        out.display(),
+        report.join("selector.md").display()
+    );
+    Ok(())
+}
+
 fn suite(data: &std::path::Path, seeds: u64, out: &std::path::Path) -> anyhow::Result<()> {
     use selfheal::eval::suite::{self, Split};
     use selfheal::scenario::{ControllerKind, ControllerSpec};
@@ -745,12 +898,16 @@ fn suite(data: &std::path::Path, seeds: u64, out: &std::path::Path) -> anyhow::R
         tune_seeds.len(),
         rayon::current_num_threads()
     );
-    let tuning = suite::means(&suite::run_matrix(
-        &train,
-        &tune_controllers,
-        &tune_seeds,
-        &progress_line(std::time::Instant::now()),
-    ));
+    let tuning = suite::means(
+        &suite::run_matrix(
+            &train,
+            &tune_controllers,
+            &tune_seeds,
+            &out.join("journal-tuning"),
+            &progress_line(std::time::Instant::now()),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     let below_hpa = |label: &str| -> f64 {
         train
             .iter()
@@ -812,8 +969,10 @@ fn suite(data: &std::path::Path, seeds: u64, out: &std::path::Path) -> anyhow::R
         &test,
         &controllers,
         &score_seeds,
+        &out.join("journal-scoring"),
         &progress_line(std::time::Instant::now()),
-    );
+    )
+    .map_err(anyhow::Error::msg)?;
     let m = suite::means(&results);
 
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

@@ -1,6 +1,6 @@
 //! `selfheal traces`, `selfheal train`: the predictor's data and training.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
@@ -111,8 +111,27 @@ impl Progress for Bar {
     }
 }
 
-pub fn train(data: &Path, cfg: &TrainConfig, out: &Path, command: String) -> anyhow::Result<()> {
-    let ds = dataset::load(data)?;
+/// The training data: a generated trace set, or `selfheal-k8s record`
+/// recordings labelled the same way.
+pub fn training_data(
+    data: &Path,
+    recorded: Option<&Path>,
+) -> anyhow::Result<(traces::Dataset, PathBuf)> {
+    Ok(match recorded {
+        Some(dir) => (
+            selfheal::train::recorded::load_dir(dir, &traces::TracesConfig::default())?,
+            dir.to_path_buf(),
+        ),
+        None => (dataset::load(data)?, data.to_path_buf()),
+    })
+}
+
+pub fn train(
+    (ds, data): (traces::Dataset, PathBuf),
+    cfg: &TrainConfig,
+    out: &Path,
+    command: String,
+) -> anyhow::Result<()> {
     println!(
         "{}: {} runs, {} rows, controller {}",
         data.display(),
@@ -178,6 +197,7 @@ pub struct ValidateArgs<'a> {
     pub runs: usize,
     pub stride: usize,
     pub leave_one_out_epochs: usize,
+    pub recorded: Option<&'a Path>,
 }
 
 pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
@@ -199,7 +219,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         loads: vec![traces::LoadFamily::Trace],
         ..base.clone()
     };
-    let sets = [
+    let mut sets = vec![
         (
             "seeds",
             "Held out: other seeds and runs (synthetic loads)",
@@ -219,6 +239,17 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
             )?,
         ),
     ];
+    if let Some(dir) = a.recorded {
+        let ds = selfheal::train::recorded::load_dir(dir, &base)?;
+        anyhow::ensure!(
+            (ds.config.scrape_interval_s - base.scrape_interval_s).abs() < 1e-6,
+            "{}: recorded every {} s; the model was trained on {} s scrapes",
+            dir.display(),
+            ds.config.scrape_interval_s,
+            base.scrape_interval_s
+        );
+        sets.push(("recorded", "Held out: recordings of a live cluster", ds));
+    }
     let started = std::time::Instant::now();
     println!("fitting the forest baseline on {}", a.train_data.display());
     let forest = v::Forest::fit(
