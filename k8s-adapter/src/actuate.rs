@@ -47,7 +47,12 @@ impl ApiRequest {
             _ => String::new(),
         };
         let named = rest.len() >= 4;
+        let watch = self
+            .path
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
         let verb = match (self.method, named) {
+            ("GET", false) if watch => "watch",
             ("GET", true) => "get",
             ("GET", false) => "list",
             ("PATCH", _) => "patch",
@@ -298,6 +303,13 @@ mod tests {
         assert_eq!(
             r("GET", "/apis/apps/v1/namespaces/s/replicasets"),
             ("apps".into(), "replicasets".into(), "list")
+        );
+        assert_eq!(
+            r(
+                "GET",
+                "/api/v1/namespaces/s/pods?&watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=10"
+            ),
+            ("".into(), "pods".into(), "watch")
         );
         assert_eq!(
             r("GET", "/api/v1/namespaces/s/configmaps/k"),

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  wall clock ──▶ Clock::core_time ──▶ Time
-//!  Prometheus ──▶ observe::observe ──▶ Observation ──▶ Controller (selfheal's control core)
+//!  Prometheus ──┐
+//!  API watches ─┴▶ observe::observe ──▶ Observation ──▶ Controller (selfheal's control core)
 //!                                                        │ poll_command
 //!  Kubernetes API ◀── api::Executor ◀── actuate (Command -> exact requests; dry-run logs them)
 //! ```
@@ -17,10 +18,13 @@ pub mod observe;
 pub mod prom;
 pub mod record;
 pub mod safety;
+pub mod watch;
 
 use std::time::Duration;
 
+use selfheal::control::orchestrator::HealingEvent;
 use selfheal::control::{Command, Controller, Observation};
+use selfheal::time::Time;
 
 use crate::clock::Clock;
 use crate::config::AdapterConfig;
@@ -41,6 +45,11 @@ pub struct Adapter {
     pub clock: Clock,
     prom: Prometheus,
     controller: Box<dyn Controller>,
+    /// Pod and replica state from the API's watches; without it, from
+    /// kube-state-metrics series.
+    state: Option<watch::ClusterState>,
+    /// What the healing orchestrator did or declined in the last decision.
+    pub events: Vec<(Time, HealingEvent)>,
 }
 
 impl Adapter {
@@ -62,7 +71,15 @@ impl Adapter {
             },
             cfg,
             controller,
+            state: None,
+            events: Vec::new(),
         })
+    }
+
+    /// Takes pod and replica state from the API's reflected objects.
+    pub fn with_cluster_state(mut self, state: watch::ClusterState) -> Self {
+        self.state = Some(state);
+        self
     }
 
     pub fn controller_name(&self) -> &str {
@@ -91,19 +108,23 @@ impl Adapter {
 
     /// Observes at unix time `at` and asks the core for its decisions.
     pub async fn tick(&mut self, at: f64) -> Tick {
-        match observe::observe(&self.prom, &self.cfg, at, &self.clock).await {
+        match observe::observe(&self.prom, &self.cfg, at, &self.clock, self.state.as_ref()).await {
             Err(e) => Tick::Skipped(e.to_string()),
             Ok(obs) => Tick::Decided(self.decide(&obs)),
         }
     }
 
-    /// Hands the core one observation and drains its commands, exactly as
-    /// the simulator's control tick does.
+    /// Hands the core one observation and drains its commands and events,
+    /// exactly as the simulator's control tick does.
     pub fn decide(&mut self, obs: &Observation) -> Vec<Command> {
         self.controller.handle_observation(obs.now, obs);
         let mut out = Vec::new();
         while let Some(c) = self.controller.poll_command() {
             out.push(c);
+        }
+        self.events.clear();
+        while let Some(e) = self.controller.poll_event() {
+            self.events.push(e);
         }
         out
     }

@@ -168,6 +168,17 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+    // Pods, Deployments and ReplicaSets through watches (one list, then
+    // the change stream): the pod and replica state of every observation.
+    let state = selfheal_k8s::watch::ClusterState::watch(client.clone(), &cfg.namespace);
+    match tokio::time::timeout(Duration::from_secs(30), state.ready()).await {
+        Ok(Ok(())) => log(&format!(
+            "watching pods, deployments and replica sets in {}",
+            cfg.namespace
+        )),
+        Ok(Err(e)) => anyhow::bail!("the watches stopped: {e}"),
+        Err(_) => log("the watches have not listed yet (no action until they have)"),
+    }
     let executor = Executor {
         client,
         namespace: cfg.namespace.clone(),
@@ -188,7 +199,7 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
     }
     let mut writes = safety::RateLimit::new(max_writes, write_window_s);
     let interval = cfg.interval_s / cfg.time_scale;
-    let mut adapter = Adapter::new(cfg, Clock::wall_now())?;
+    let mut adapter = Adapter::new(cfg, Clock::wall_now())?.with_cluster_state(state);
     log(&format!(
         "controller {} every {interval:.1} s, {}",
         adapter.controller_name(),
@@ -249,6 +260,9 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
             }
             Tick::Decided(commands) => {
                 failures = 0;
+                for (_, e) in &adapter.events {
+                    log(&format!("healing: {e:?}"));
+                }
                 for c in &commands {
                     let deployment_of = |s: &str| {
                         adapter

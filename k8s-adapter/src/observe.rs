@@ -1,5 +1,6 @@
-//! Observations from Prometheus: the same `Observation` the simulator
-//! hands the control core, built from PromQL answers.
+//! Observations from Prometheus (and the Kubernetes API's reflected pod
+//! state, see `watch`): the same `Observation` the simulator hands the
+//! control core, built from PromQL answers.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use selfheal::time::Time;
 use crate::clock::Clock;
 use crate::config::{AdapterConfig, Queries, ServiceConfig};
 use crate::prom::{PromError, Prometheus, Sample, Series};
+use crate::watch::{ClusterState, ReplicaState};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -63,14 +65,27 @@ fn cumulative(buckets: &[Sample]) -> Vec<(f64, f64)> {
     b
 }
 
-/// One service's view at wall-clock `at` (unix seconds), core time `now`.
+/// Why there is no observation this tick.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Prometheus(#[from] PromError),
+    #[error("Kubernetes API: {0}")]
+    Cluster(String),
+}
+
+/// One service's view at wall-clock `at` (unix seconds). With `state`, its
+/// replicas and pods (phase, readiness, node, restarts, revision, requests
+/// and limits) come from the Kubernetes API's reflected objects and only
+/// usage from Prometheus; without, from kube-state-metrics series.
 pub async fn service_view(
     prom: &Prometheus,
     cfg: &AdapterConfig,
     svc: &ServiceConfig,
     at: f64,
     clock: &Clock,
-) -> Result<ServiceView, PromError> {
+    state: Option<&ClusterState>,
+) -> Result<ServiceView, ObserveError> {
     let q = &cfg.queries;
     let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.rate_window_s);
     let ask = |t: &str| {
@@ -83,10 +98,75 @@ pub async fn service_view(
     let (_, errors) = ask(&q.error_rate).await?;
     let (_, buckets) = ask(&q.latency_buckets).await?;
     let (_, active) = ask(&q.active_connections).await?;
-    let (ready_q, ready) = ask(&q.ready_replicas).await?;
-    let (desired_q, desired) = ask(&q.desired_replicas).await?;
     let now = clock.core_time(at);
-    let desired = one(&desired, &desired_q)?.max(0.0) as u32;
+    let cpu_by_pod = by_pod(ask(&q.pod_cpu).await?.1);
+    let mem_by_pod = by_pod(ask(&q.pod_memory).await?.1);
+    let request_by_pod = by_pod(ask(&q.pod_cpu_request).await?.1);
+    let limit_by_pod = by_pod(ask(&q.pod_memory_limit).await?.1);
+    // Usage from Prometheus; requests and limits from the pod spec when it
+    // has them, else from kube-state-metrics.
+    let usage = |mut p: PodView| {
+        if let Some(&c) = cpu_by_pod.get(&p.name) {
+            p.cpu_cores = c;
+            p.cpu_sampled_at = Some(now);
+        }
+        p.memory_mib = mem_by_pod.get(&p.name).copied().unwrap_or(0.0) / MIB;
+        if p.cpu_request == 0.0 {
+            p.cpu_request = request_by_pod.get(&p.name).copied().unwrap_or(0.0);
+        }
+        if p.memory_limit_mib == 0.0 {
+            p.memory_limit_mib = limit_by_pod.get(&p.name).copied().unwrap_or(0.0) / MIB;
+        }
+        p
+    };
+    let replicas = match state {
+        Some(state) => {
+            let r = state
+                .replicas(svc.deployment(), clock)
+                .map_err(ObserveError::Cluster)?;
+            ReplicaState {
+                pods: r.pods.into_iter().map(usage).collect(),
+                ..r
+            }
+        }
+        None => {
+            let (ready_q, ready) = ask(&q.ready_replicas).await?;
+            let (desired_q, desired) = ask(&q.desired_replicas).await?;
+            let ready_by_pod = by_pod(ask(&q.pod_ready).await?.1);
+            let restarts_by_pod = by_pod(ask(&q.pod_restarts).await?.1);
+            let start_by_pod = by_pod(ask(&q.pod_start_time).await?.1);
+            let pods = ready_by_pod
+                .iter()
+                .map(|(name, &ready)| {
+                    let started = start_by_pod
+                        .get(name)
+                        .map_or(Time::ZERO, |&s| clock.core_time(s));
+                    usage(PodView {
+                        name: name.clone(),
+                        phase: PodPhase::Running,
+                        ready: ready >= 1.0,
+                        revision: 0,
+                        node: String::new(),
+                        cpu_cores: 0.0,
+                        cpu_sampled_at: None,
+                        cpu_request: 0.0,
+                        memory_mib: 0.0,
+                        memory_limit_mib: 0.0,
+                        restarts: restarts_by_pod.get(name).copied().unwrap_or(0.0) as u32,
+                        created: started,
+                        started,
+                        last_transition: started,
+                    })
+                })
+                .collect();
+            ReplicaState {
+                desired: one(&desired, &desired_q)?.max(0.0) as u32,
+                ready: one(&ready, &ready_q)?.max(0.0) as u32,
+                revision: 0,
+                pods,
+            }
+        }
+    };
     let metrics = ServiceMetrics {
         timestamp: now,
         cpu_usage: one(&cpu, &cpu_q)?,
@@ -96,47 +176,16 @@ pub async fn service_view(
         latency_p50: latency_ms(&buckets, 0.5),
         latency_p99: latency_ms(&buckets, 0.99),
         active_connections: zero_if_idle(&active).max(0.0) as u32,
-        ready_replicas: one(&ready, &ready_q)?.max(0.0) as u32,
-        desired_replicas: desired,
+        ready_replicas: replicas.ready,
+        desired_replicas: replicas.desired,
     };
-    let ready_by_pod = by_pod(ask(&q.pod_ready).await?.1);
-    let cpu_by_pod = by_pod(ask(&q.pod_cpu).await?.1);
-    let request_by_pod = by_pod(ask(&q.pod_cpu_request).await?.1);
-    let mem_by_pod = by_pod(ask(&q.pod_memory).await?.1);
-    let limit_by_pod = by_pod(ask(&q.pod_memory_limit).await?.1);
-    let restarts_by_pod = by_pod(ask(&q.pod_restarts).await?.1);
-    let start_by_pod = by_pod(ask(&q.pod_start_time).await?.1);
-    let pods = ready_by_pod
-        .iter()
-        .map(|(name, &ready)| {
-            let started = start_by_pod
-                .get(name)
-                .map_or(Time::ZERO, |&s| clock.core_time(s));
-            PodView {
-                name: name.clone(),
-                phase: PodPhase::Running,
-                ready: ready >= 1.0,
-                revision: 0,
-                node: String::new(),
-                cpu_cores: cpu_by_pod.get(name).copied().unwrap_or(0.0),
-                cpu_sampled_at: cpu_by_pod.contains_key(name).then_some(now),
-                cpu_request: request_by_pod.get(name).copied().unwrap_or(0.0),
-                memory_mib: mem_by_pod.get(name).copied().unwrap_or(0.0) / MIB,
-                memory_limit_mib: limit_by_pod.get(name).copied().unwrap_or(0.0) / MIB,
-                restarts: restarts_by_pod.get(name).copied().unwrap_or(0.0) as u32,
-                created: started,
-                started,
-                last_transition: started,
-            }
-        })
-        .collect();
     Ok(ServiceView {
         name: svc.name.clone(),
         metrics,
-        desired_replicas: desired,
-        revision: 0,
+        desired_replicas: replicas.desired,
+        revision: replicas.revision,
         max_connections: svc.max_connections,
-        pods,
+        pods: replicas.pods,
         concurrency: Vec::new(),
         dependencies: Vec::new(),
         backup: None,
@@ -246,10 +295,11 @@ pub async fn observe(
     cfg: &AdapterConfig,
     at: f64,
     clock: &Clock,
-) -> Result<Observation, PromError> {
+    state: Option<&ClusterState>,
+) -> Result<Observation, ObserveError> {
     let mut services = Vec::with_capacity(cfg.services.len());
     for svc in &cfg.services {
-        services.push(service_view(prom, cfg, svc, at, clock).await?);
+        services.push(service_view(prom, cfg, svc, at, clock, state).await?);
     }
     Ok(Observation {
         now: clock.core_time(at),

@@ -26,9 +26,21 @@ fn services() -> Vec<ServiceConfig> {
 
 fn cluster(stop: bool) -> common::Server {
     let leased = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The reflectors' view: Deployment `api` at revision 2 of 3 replicas
+    // (2 ready), its two ReplicaSets, and two pods of the new one.
+    let namespace = common::Namespace {
+        deployment: "api",
+        revision: 2,
+        replicas: 3,
+        ready: 2,
+        pods: vec![("api-2-a", true), ("api-2-b", false)],
+    };
     common::serve(Box::new(move |r| {
         let p = r.path.split('?').next().unwrap_or("");
         let lease = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/selfheal-k8s";
+        if let Some(answer) = common::reflected(r, &namespace) {
+            return answer;
+        }
         match (r.method.as_str(), p) {
             ("GET", l) if l == lease && leased.load(std::sync::atomic::Ordering::SeqCst) => (
                 200,
@@ -268,9 +280,73 @@ fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// Starts the reflectors against `server` and waits for their first lists
+/// and for a watch on each resource.
+async fn watched(server: &common::Server) -> selfheal_k8s::watch::ClusterState {
+    let config = kube::Config::new(server.addr.parse().unwrap());
+    let state =
+        selfheal_k8s::watch::ClusterState::watch(kube::Client::try_from(config).unwrap(), "shop");
+    tokio::time::timeout(std::time::Duration::from_secs(10), state.ready())
+        .await
+        .expect("the first lists within 10 s")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ["pods", "deployments", "replicasets"].iter().any(|w| {
+        !server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.path.contains(&format!("/{w}?")) && s.path.contains("watch=true"))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no watch on every resource"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    state
+}
+
+#[tokio::test]
+async fn pod_and_replica_state_come_from_watches_not_polled_lists() {
+    let server = cluster(false);
+    let state = watched(&server).await;
+    let clock = selfheal_k8s::clock::Clock {
+        origin: 0.0,
+        time_scale: 1.0,
+    };
+    let r = state.replicas("api", &clock).unwrap();
+    assert_eq!((r.desired, r.ready, r.revision), (3, 2, 1));
+    let pods: Vec<_> = r
+        .pods
+        .iter()
+        .map(|p| (p.name.as_str(), p.ready, p.revision))
+        .collect();
+    assert_eq!(pods, vec![("api-2-a", true, 1), ("api-2-b", false, 1)]);
+    assert!(
+        state
+            .replicas("web", &clock)
+            .unwrap_err()
+            .contains("no Deployment `web`")
+    );
+    // One list per resource, then watches: the reads are not a polling loop.
+    let seen = server.seen.lock().unwrap().clone();
+    for w in ["pods", "deployments", "replicasets"] {
+        let lists = seen
+            .iter()
+            .filter(|s| {
+                s.path.contains(&format!("/namespaces/shop/{w}?")) && !s.path.contains("watch=true")
+            })
+            .count();
+        assert_eq!(lists, 1, "{w}: {seen:?}");
+    }
+}
+
 #[tokio::test]
 async fn rbac_grants_what_the_requests_use_and_nothing_more() {
     let server = cluster(false);
+    let _state = watched(&server).await;
     let ex = executor(&server, true).await;
     ex.hpa_owned().await.unwrap();
     // Create the Lease, then renew it.

@@ -151,6 +151,7 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
                 &cfg.services[0],
                 unix(),
                 &clock,
+                None,
             )
             .await
             .expect("every query answers");
@@ -174,6 +175,69 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
     );
     assert_eq!(view.pods.len(), 2);
     let (a, b) = (&view.pods[0], &view.pods[1]);
+    // With the API's watches, replicas and pods come from the reflected
+    // objects (here 5 desired, 1 ready, revision 3, on node-1) and usage
+    // still from Prometheus, matched by pod name.
+    let api = common::serve(Box::new(|r| {
+        common::reflected(
+            r,
+            &common::Namespace {
+                deployment: "api",
+                revision: 3,
+                replicas: 5,
+                ready: 1,
+                pods: vec![("api-7d9-a", false), ("api-7d9-b", true)],
+            },
+        )
+        .unwrap_or((404, "{}".into()))
+    }));
+    let state = selfheal_k8s::watch::ClusterState::watch(
+        kube::Client::try_from(kube::Config::new(api.addr.parse().unwrap())).unwrap(),
+        "shop",
+    );
+    tokio::time::timeout(Duration::from_secs(10), state.ready())
+        .await
+        .expect("the first lists")
+        .unwrap();
+    let watched = selfheal_k8s::observe::service_view(
+        &prom,
+        &cfg,
+        &cfg.services[0],
+        unix(),
+        &clock,
+        Some(&state),
+    )
+    .await
+    .expect("every query answers");
+    let w = &watched.metrics;
+    assert_eq!(
+        (w.ready_replicas, w.desired_replicas, watched.revision),
+        (1, 5, 2)
+    );
+    let got: Vec<_> = watched
+        .pods
+        .iter()
+        .map(|p| (p.name.as_str(), p.ready, p.revision, p.node.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("api-7d9-a", false, 2, "node-1"),
+            ("api-7d9-b", true, 2, "node-1")
+        ]
+    );
+    assert!(near(watched.pods[0].cpu_cores, 0.5) && near(watched.pods[1].cpu_cores, 0.3));
+    // The reflected pods have no resources in their spec: requests and
+    // limits fall back to kube-state-metrics.
+    let first = &watched.pods[0];
+    assert_eq!(
+        (
+            first.memory_mib as u32,
+            first.memory_limit_mib as u32,
+            first.cpu_request
+        ),
+        (256, 512, 1.0)
+    );
     assert!(a.ready && !b.ready);
     assert!(near(a.cpu_cores, 0.5) && near(b.cpu_cores, 0.3));
     assert_eq!(

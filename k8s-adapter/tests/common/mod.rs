@@ -93,3 +93,67 @@ pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// A namespace as the reflectors list it: one Deployment at `revision`
+/// (a ReplicaSet per revision, `<deployment>-<revision>`) and pods of the
+/// current ReplicaSet, each ready or not, on `node-1`.
+pub struct Namespace {
+    pub deployment: &'static str,
+    pub revision: u32,
+    pub replicas: u32,
+    pub ready: u32,
+    pub pods: Vec<(&'static str, bool)>,
+}
+
+impl Namespace {
+    fn list(&self, resource: &str) -> serde_json::Value {
+        use serde_json::json;
+        let d = self.deployment;
+        let owner = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": name}]);
+        let rev = |r: u32| json!({"deployment.kubernetes.io/revision": r.to_string()});
+        let items = match resource {
+            "deployments" => json!([{
+                "metadata": {"name": d, "namespace": "shop", "annotations": rev(self.revision)},
+                "spec": {"replicas": self.replicas, "selector": {"matchLabels": {"app": d}}, "template": {}},
+                "status": {"readyReplicas": self.ready}
+            }]),
+            "replicasets" => serde_json::Value::Array(
+                (1..=self.revision)
+                    .map(|r| json!({
+                        "metadata": {"name": format!("{d}-{r}"), "namespace": "shop", "annotations": rev(r), "ownerReferences": owner("Deployment", d)},
+                        "spec": {"selector": {}}
+                    }))
+                    .collect(),
+            ),
+            _ => serde_json::Value::Array(
+                self.pods
+                    .iter()
+                    .map(|(name, ready)| json!({
+                        "metadata": {"name": name, "namespace": "shop", "ownerReferences": owner("ReplicaSet", &format!("{d}-{}", self.revision))},
+                        "spec": {"nodeName": "node-1", "containers": []},
+                        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if *ready { "True" } else { "False" }}]}
+                    }))
+                    .collect(),
+            ),
+        };
+        json!({"metadata": {"resourceVersion": "10"}, "items": items})
+    }
+}
+
+/// The answer to a reflector's list or watch of pods, Deployments or
+/// ReplicaSets in namespace `shop`; `None` for any other request. Nothing
+/// changes, so a watch ends quietly (after a pause) and is renewed.
+pub fn reflected(r: &Seen, ns: &Namespace) -> Option<(u16, String)> {
+    let (path, query) = r.path.split_once('?')?;
+    let resource = ["pods", "deployments", "replicasets"]
+        .into_iter()
+        .find(|w| path.ends_with(&format!("/namespaces/shop/{w}")))?;
+    if r.method != "GET" {
+        return None;
+    }
+    if query.split('&').any(|kv| kv == "watch=true") {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        return Some((200, String::new()));
+    }
+    Some((200, ns.list(resource).to_string()))
+}
