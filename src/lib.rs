@@ -16,6 +16,7 @@ pub mod eval;
 pub mod metrics;
 pub mod rng;
 pub mod scenario;
+pub mod serve;
 pub mod sim;
 pub mod sweep;
 pub mod time;

@@ -82,9 +82,13 @@ fn start_prometheus(target: &str) -> Option<(Prom, String)> {
         eprintln!("skipped: no `{bin}` binary (install the `prometheus` package)");
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("selfheal-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let host = target.trim_start_matches("http://");
+    let dir = std::env::temp_dir().join(format!(
+        "selfheal-prom-{}-{}",
+        std::process::id(),
+        host.replace([':', '.'], "_")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
@@ -324,4 +328,85 @@ async fn unreachable_or_malformed_prometheus_means_no_action() {
         panic!("decided on missing series")
     };
     assert!(why.contains("no series"), "{why}");
+}
+
+/// Waits until Prometheus has scraped its target `n` times.
+async fn scraped(prom: &selfheal_k8s::prom::Prometheus, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let scrapes = prom.query("count_over_time(up[30s])", unix()).await;
+        if matches!(&scrapes, Ok(s) if s.first().is_some_and(|x| x.value >= n)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped: {scrapes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself() {
+    // `selfheal serve` in-process at 10x: 150 requests per simulated second
+    // on 3 static pods, scraped by a real Prometheus every wall second.
+    let speed = 10.0;
+    let mut leak = selfheal::scenario::load_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/chaos/memory-leak.toml"
+    )))
+    .unwrap();
+    leak.spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let served = selfheal::serve::Served::start(
+        &leak,
+        &selfheal::serve::ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed,
+            namespace: "shop".into(),
+        },
+    )
+    .unwrap();
+    let Some((_prom, url)) = start_prometheus(&format!("http://{}", served.addr)) else {
+        return;
+    };
+    let cfg = config(&url);
+    let prom = selfheal_k8s::prom::Prometheus::new(&url, Duration::from_secs(2));
+    let clock = selfheal_k8s::clock::Clock {
+        origin: served.wall_origin,
+        time_scale: speed,
+    };
+    scraped(&prom, 6.0).await;
+    let live =
+        selfheal_k8s::observe::service_view(&prom, &cfg, &cfg.services[0], unix(), &clock, None)
+            .await
+            .expect("every query answers");
+    let truth = served.observation().expect("the simulation has run");
+    let sim = &truth.services[0];
+    let (m, s) = (&live.metrics, &sim.metrics);
+    let near = |x: f64, want: f64, tol: f64| (x - want).abs() <= tol * want.abs().max(1e-9);
+    // The adapter's 4 s wall window is 40 simulated seconds, the
+    // simulator's own 30: at constant load they agree within noise.
+    assert!(near(m.request_rate, 150.0, 0.1), "rate {}", m.request_rate);
+    for (what, live, sim, tol) in [
+        ("request rate", m.request_rate, s.request_rate, 0.1),
+        ("cpu", m.cpu_usage, s.cpu_usage, 0.15),
+        ("memory", m.memory_usage, s.memory_usage, 0.05),
+        ("p50", m.latency_p50, s.latency_p50, 0.2),
+    ] {
+        assert!(near(live, sim, tol), "{what}: live {live} sim {sim}");
+    }
+    assert_eq!(m.error_rate, 0.0);
+    assert_eq!(
+        (m.ready_replicas, m.desired_replicas, live.pods.len()),
+        (3, 3, 3)
+    );
+    let names = |v: &selfheal::control::ServiceView| {
+        v.pods.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&live), names(sim));
+    // Start times go through unix seconds and back to simulated time.
+    for (l, t) in live.pods.iter().zip(&sim.pods) {
+        assert!(l.ready && (l.started.as_secs_f64() - t.started.as_secs_f64()).abs() < 1.0);
+    }
 }

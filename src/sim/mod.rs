@@ -8,6 +8,7 @@ mod backoff;
 pub mod chaos;
 pub mod controllers;
 mod engine;
+pub mod exposition;
 mod faults;
 pub mod load;
 mod model;

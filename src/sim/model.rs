@@ -292,18 +292,32 @@ impl Pod {
     pub fn advance(&mut self, now: Time, cpu_limit: f64) {
         let dt = (now - self.cpu.last).as_secs_f64();
         if dt > 0.0 {
-            let r = self.cpu_rate(cpu_limit);
-            let k = self.cpu.jobs.len() as f64;
-            self.cpu.v += r * dt;
-            let requests = k * r;
-            let stress = if self.phase == Phase::Running {
-                self.stress_cores.min(cpu_limit - requests)
-            } else {
-                0.0
-            };
-            self.cpu_core_seconds += (requests + stress.max(0.0)) * dt;
+            self.cpu.v += self.cpu_rate(cpu_limit) * dt;
+            self.cpu_core_seconds += self.cores_in_use(cpu_limit) * dt;
         }
         self.cpu.last = now;
+    }
+
+    /// Cores busy now: requests in their CPU phase plus a stressor.
+    fn cores_in_use(&self, cpu_limit: f64) -> f64 {
+        let requests = self.cpu.jobs.len() as f64 * self.cpu_rate(cpu_limit);
+        let stress = if self.phase == Phase::Running {
+            self.stress_cores.min(cpu_limit - requests)
+        } else {
+            0.0
+        };
+        requests + stress.max(0.0)
+    }
+
+    /// Core-seconds used up to `now` (cAdvisor's counter), without
+    /// advancing the pod.
+    pub fn cpu_seconds_at(&self, now: Time, cpu_limit: f64) -> f64 {
+        let dt = (now - self.cpu.last).as_secs_f64();
+        if dt > 0.0 && self.is_scheduled() {
+            self.cpu_core_seconds + self.cores_in_use(cpu_limit) * dt
+        } else {
+            self.cpu_core_seconds
+        }
     }
 }
 

@@ -115,6 +115,22 @@ enum Cmd {
         #[arg(long, default_value = "reports/suite")]
         out: PathBuf,
     },
+    /// Run a scenario against the wall clock (SPEED times faster) and serve
+    /// its metrics at http://ADDR/metrics in the Prometheus text format,
+    /// with the names the live adapter's default queries read; counters are
+    /// divided by SPEED so PromQL rates read simulated rates.
+    Serve {
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Override the scenario's controller (short form: hpa:70+heal ...).
+        #[arg(long)]
+        controller: Option<String>,
+    },
     /// Learn the orchestrator's first-strategy selector from recorded
     /// outcomes: every run of a suite of chaos experiments under the rules
     /// and with each strategy taken first; a linfa random forest on the
@@ -304,6 +320,13 @@ fn real_main() -> anyhow::Result<()> {
         }
         Cmd::Demo { suite, out } => sweep(&suite, Some(out), None)?,
         Cmd::Suite { data, seeds, out } => suite(&data, seeds, &out)?,
+        Cmd::Serve {
+            scenario,
+            speed,
+            addr,
+            namespace,
+            controller,
+        } => serve(&scenario, speed, addr, namespace, controller.as_deref())?,
         Cmd::LearnSelector {
             suite,
             train_seeds,
@@ -727,6 +750,45 @@ fn progress_line(started: std::time::Instant) -> impl Fn(usize, usize) + Sync {
         eprint!("\r  {done}/{total} runs, {rate:.2} runs/s, about {eta:.0} s left   ");
         if done == total {
             eprintln!();
+        }
+    }
+}
+
+fn serve(
+    path: &std::path::Path,
+    speed: f64,
+    addr: String,
+    namespace: String,
+    controller: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut loaded = selfheal::scenario::load_file(path)?;
+    if let Some(c) = controller {
+        loaded.spec.use_controller(
+            selfheal::scenario::ControllerSpec::parse_short(c).map_err(anyhow::Error::msg)?,
+        );
+    }
+    let served = selfheal::serve::Served::start(
+        &loaded,
+        &selfheal::serve::ServeOptions {
+            addr,
+            speed,
+            namespace,
+        },
+    )?;
+    println!(
+        "serving {} ({} s simulated at {speed}x) at http://{}/metrics; Ctrl-C stops",
+        loaded.spec.name, loaded.spec.duration_s, served.addr
+    );
+    let mut reported = false;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (t, finished) = served.progress();
+        if finished && !reported {
+            println!(
+                "the scenario ended at {:.0} s; still serving its last state",
+                t.as_secs_f64()
+            );
+            reported = true;
         }
     }
 }
