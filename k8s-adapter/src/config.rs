@@ -41,7 +41,10 @@ pub struct AdapterConfig {
     #[serde(default = "d_slo")]
     pub slo_latency_ms: f64,
     /// Seconds of control-core time per wall-clock second (for a served
-    /// simulation running faster than real time).
+    /// simulation running faster than real time). Every duration here
+    /// (`interval_s`, `rate_window_s`, `backfill_s`) is in core seconds;
+    /// the adapter divides it by this for its wall-clock waits and PromQL
+    /// windows.
     #[serde(default = "d_one")]
     pub time_scale: f64,
     /// Seed of the controller's own random stream.
@@ -155,6 +158,23 @@ impl Default for Queries {
     }
 }
 
+/// A PromQL duration: whole seconds where exact, else milliseconds.
+fn prom_duration(s: f64) -> String {
+    let ms = (s * 1000.0).round().max(1.0) as u64;
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl AdapterConfig {
+    /// Wall-clock seconds of `core_s` core seconds.
+    pub fn wall(&self, core_s: f64) -> f64 {
+        core_s / self.time_scale
+    }
+}
+
 impl Queries {
     /// `template` with the placeholders filled in for one service.
     pub fn fill(template: &str, namespace: &str, svc: &ServiceConfig, window_s: f64) -> String {
@@ -162,7 +182,7 @@ impl Queries {
             .replace("{namespace}", namespace)
             .replace("{service}", &svc.name)
             .replace("{deployment}", svc.deployment())
-            .replace("{window}", &format!("{}s", window_s.round() as u64))
+            .replace("{window}", &prom_duration(window_s))
     }
 }
 
@@ -250,6 +270,28 @@ impl AdapterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_core_seconds_and_windows_wall_seconds() {
+        assert_eq!(prom_duration(30.0), "30s");
+        assert_eq!(prom_duration(0.4), "400ms");
+        assert_eq!(prom_duration(2.5), "2500ms");
+        let cfg = AdapterConfig::parse(
+            "prometheus = \"http://p:9090\"\nnamespace = \"n\"\ntime_scale = 10\n[[service]]\nname = \"api\"\n",
+            "a.toml",
+        )
+        .unwrap();
+        // The default 30 s window of a cluster served at 10x is 3 s of wall
+        // time.
+        let q = Queries::fill(
+            &cfg.queries.request_rate,
+            &cfg.namespace,
+            &cfg.services[0],
+            cfg.wall(cfg.rate_window_s),
+        );
+        assert!(q.ends_with("[3s]))"), "{q}");
+        assert_eq!(cfg.wall(cfg.backfill_s), 30.0);
+    }
 
     #[test]
     fn errors_name_the_line_and_field() {

@@ -56,7 +56,7 @@ impl Adapter {
     /// The adapter for `cfg`, started at unix time `start` (core time zero
     /// is `backfill_s` earlier, where the history begins).
     pub fn new(cfg: AdapterConfig, start: f64) -> Result<Self, selfheal::sim::BuildError> {
-        let origin = start - cfg.backfill_s;
+        let origin = start - cfg.wall(cfg.backfill_s);
         let controller = selfheal::sim::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
@@ -91,7 +91,7 @@ impl Adapter {
     /// service. Core time zero is `backfill_s` before the adapter's start,
     /// so the history has times of its own.
     pub async fn backfill(&mut self, at: f64) -> Result<Vec<(String, usize)>, prom::PromError> {
-        let from = at - self.cfg.backfill_s;
+        let from = at - self.cfg.wall(self.cfg.backfill_s);
         let mut out = Vec::new();
         for svc in &self.cfg.services {
             let scrapes: Vec<_> =

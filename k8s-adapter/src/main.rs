@@ -198,7 +198,7 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
         log(&format!("left to their HPA (no scaling): {owned:?}"));
     }
     let mut writes = safety::RateLimit::new(max_writes, write_window_s);
-    let interval = cfg.interval_s / cfg.time_scale;
+    let interval = cfg.wall(cfg.interval_s);
     let mut adapter = Adapter::new(cfg, Clock::wall_now())?.with_cluster_state(state);
     log(&format!(
         "controller {} every {interval:.1} s, {}",

@@ -87,7 +87,7 @@ pub async fn service_view(
     state: Option<&ClusterState>,
 ) -> Result<ServiceView, ObserveError> {
     let q = &cfg.queries;
-    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.rate_window_s);
+    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
     let ask = |t: &str| {
         let query = fill(t);
         async move { prom.query(&query, at).await.map(|s| (query, s)) }
@@ -233,10 +233,13 @@ pub async fn history(
     clock: &Clock,
 ) -> Result<Vec<Scrape>, PromError> {
     let q = &cfg.queries;
-    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.rate_window_s);
+    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
     let range = |t: &str| {
         let query = fill(t);
-        async move { prom.query_range(&query, from, to, cfg.interval_s).await }
+        async move {
+            prom.query_range(&query, from, to, cfg.wall(cfg.interval_s))
+                .await
+        }
     };
     let cpu = at_times(&range(&q.cpu_usage).await?);
     let mem = at_times(&range(&q.memory_usage).await?);

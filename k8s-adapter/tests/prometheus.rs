@@ -370,7 +370,12 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
     let Some((_prom, url)) = start_prometheus(&format!("http://{}", served.addr)) else {
         return;
     };
-    let cfg = config(&url);
+    // The adapter at the served speed: its 40 s window is 4 s of wall time.
+    let cfg = AdapterConfig {
+        time_scale: speed,
+        rate_window_s: 40.0,
+        ..config(&url)
+    };
     let prom = selfheal_k8s::prom::Prometheus::new(&url, Duration::from_secs(2));
     let clock = selfheal_k8s::clock::Clock {
         origin: served.wall_origin,
@@ -385,8 +390,8 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
     let sim = &truth.services[0];
     let (m, s) = (&live.metrics, &sim.metrics);
     let near = |x: f64, want: f64, tol: f64| (x - want).abs() <= tol * want.abs().max(1e-9);
-    // The adapter's 4 s wall window is 40 simulated seconds, the
-    // simulator's own 30: at constant load they agree within noise.
+    // The adapter's window is 40 simulated seconds, the simulator's own
+    // 30: at constant load they agree within noise.
     assert!(near(m.request_rate, 150.0, 0.1), "rate {}", m.request_rate);
     for (what, live, sim, tol) in [
         ("request rate", m.request_rate, s.request_rate, 0.1),
