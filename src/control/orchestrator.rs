@@ -11,7 +11,9 @@
 //! `OrchestratorConfig::supported`, or one with no target: isolate without
 //! a route, fail over without a backup, roll back on the first revision)
 //! escalates at once to the next one in its chain, so the orchestrator never
-//! claims an action it did not take.
+//! claims an action it did not take. A learned selector (`selector.rs`),
+//! when one is set, may replace the rules' first strategy for an incident;
+//! escalation always follows the chain.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -167,7 +169,7 @@ pub struct OrchestratorConfig {
     /// the selector say (escalation is unchanged): how the outcomes a
     /// selector learns from are recorded.
     pub first_strategy: Option<Strategy>,
-    /// When a learned selector (`Orchestrator::with_selector`) may
+    /// When a learned selector (`Orchestrator::set_selector`) may
     /// override the rules.
     pub selector: SelectorConfig,
 }
