@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use selfheal::control::{PodPhase, PodView};
@@ -177,17 +178,13 @@ pub fn replica_state(
     pods: &[Arc<Pod>],
     clock: &Clock,
 ) -> ReplicaState {
-    let owned_by = |refs: &Option<Vec<_>>, kind: &str, name: &str| {
-        refs.as_ref().is_some_and(
-            |r: &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>| {
-                r.iter().any(|o| o.kind == kind && o.name == name)
-            },
-        )
+    let owned_by = |refs: &[OwnerReference], kind: &str, name: &str| {
+        refs.iter().any(|o| o.kind == kind && o.name == name)
     };
     let dep_name = dep.name_any();
     let sets: Vec<(String, u32)> = replica_sets
         .iter()
-        .filter(|rs| owned_by(&rs.metadata.owner_references, "Deployment", &dep_name))
+        .filter(|rs| owned_by(rs.owner_references(), "Deployment", &dep_name))
         .map(|rs| (rs.name_any(), revision_index(rs.annotations())))
         .collect();
     let mut views: Vec<PodView> = pods
@@ -195,7 +192,7 @@ pub fn replica_state(
         .filter_map(|p| {
             let revision = sets
                 .iter()
-                .find(|(rs, _)| owned_by(&p.metadata.owner_references, "ReplicaSet", rs))?
+                .find(|(rs, _)| owned_by(p.owner_references(), "ReplicaSet", rs))?
                 .1;
             Some(pod_view(p, revision, clock))
         })

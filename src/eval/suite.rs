@@ -409,7 +409,7 @@ pub fn run_matrix(
                 loaded.spec.use_controller(spec.clone());
                 runs.push(RunSpec {
                     index: runs.len(),
-                    id: format!("{}||{label}|{seed}", s.name),
+                    id: RunSpec::id_for(&s.name, "", label, seed),
                     scenario: s.name.clone(),
                     params: String::new(),
                     controller: label.clone(),

@@ -94,6 +94,13 @@ pub struct RunSpec {
     pub loaded: LoadedScenario,
 }
 
+impl RunSpec {
+    /// The id of a run: what resume and merge match on.
+    pub fn id_for(scenario: &str, params: &str, controller: &str, seed: u64) -> String {
+        format!("{scenario}|{params}|{controller}|{seed}")
+    }
+}
+
 pub struct Plan {
     pub name: String,
     pub description: String,
@@ -301,7 +308,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                     let name = l.spec.name.clone();
                     runs.push(RunSpec {
                         index: runs.len(),
-                        id: format!("{name}|{params}|{controller}|{seed}"),
+                        id: RunSpec::id_for(&name, &params, &controller, seed),
                         scenario: name,
                         params: params.clone(),
                         controller,

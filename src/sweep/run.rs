@@ -321,11 +321,10 @@ pub fn series_csv(out: &RunOutput, entry: &str) -> String {
     let mut markers: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for (t, _, c) in &out.commands {
         let label = match c {
-            c if c.is_healing() => format!("heal {} {}", c.kind(), c.service()),
             Command::Scale {
                 service, replicas, ..
-            } => format!("scale {service} {replicas}"),
-            _ => continue,
+            } if !c.is_healing() => format!("scale {service} {replicas}"),
+            c => format!("heal {} {}", c.kind(), c.service()),
         };
         markers.entry(t.whole_secs()).or_default().push(label);
     }

@@ -86,10 +86,13 @@ pub fn run_trials(
             let controller = loaded.spec.controller.label();
             let arm = RunSpec {
                 index,
-                id: format!("{}|{}|{controller}|{}", run.scenario, run.params, run.seed),
+                id: RunSpec::id_for(&run.scenario, &run.params, &controller, run.seed),
+                scenario: run.scenario.clone(),
+                params: run.params.clone(),
                 controller,
+                seed: run.seed,
+                keep_series: false,
                 loaded,
-                ..run.clone()
             };
             let record = RunRecord::of(&arm, &out);
             progress(
