@@ -139,3 +139,83 @@ mod tests {
         assert_eq!(Time::from_secs_f64(59.999).whole_secs(), 59);
     }
 }
+
+/// Unix seconds as an RFC 3339 UTC timestamp with microseconds, the form
+/// of the Kubernetes API's times (`2026-12-01T17:00:00.250000Z`). A pure
+/// conversion: the caller supplies the instant.
+pub fn rfc3339(unix_s: f64) -> String {
+    let micros = (unix_s.max(0.0) * 1e6).round() as i64;
+    let (secs, frac) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's
+    // `civil_from_days`, http://howardhinnant.github.io/date_algorithms.html).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    #[test]
+    fn known_instants() {
+        assert_eq!(super::rfc3339(0.0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            super::rfc3339(1_796_144_400.25),
+            "2026-12-01T17:00:00.250000Z"
+        );
+        assert_eq!(super::rfc3339(951_782_400.0), "2000-02-29T00:00:00.000000Z");
+    }
+}
+
+/// The unix seconds of an RFC 3339 UTC timestamp (`Z` or `+00:00`, with or
+/// without fractional seconds); `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Howard Hinnant's `days_from_civil`, the inverse of `rfc3339`'s.
+    let y = y - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+#[cfg(test)]
+mod parse_rfc3339_tests {
+    #[test]
+    fn round_trips() {
+        for t in [0.0, 951_782_400.0, 1_796_144_400.25] {
+            assert_eq!(super::parse_rfc3339(&super::rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            super::parse_rfc3339("2026-12-01T17:00:00Z"),
+            Some(1_796_144_400.0)
+        );
+        assert_eq!(super::parse_rfc3339("2026-13-01T17:00:00Z"), None);
+    }
+}

@@ -1,6 +1,7 @@
 //! `selfheal serve`: a scenario against the wall clock, scraped over HTTP
-//! like a cluster's exporters (the live adapter's side is tested with a
-//! real Prometheus in `k8s-adapter/tests/prometheus.rs`).
+//! like a cluster's exporters and read and written through the Kubernetes
+//! API like a cluster, by raw requests and by `kubectl` (the live adapter's
+//! side is tested with a real Prometheus in `k8s-adapter/tests/`).
 
 mod common;
 
@@ -12,7 +13,11 @@ use selfheal::serve::{ServeOptions, Served};
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -114,4 +119,283 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
         },
     );
     assert!(bad.err().unwrap().to_string().contains("cannot listen"));
+}
+
+/// One request with a JSON answer: (status code, body).
+fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        code,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// One service whose second revision (at 20 s) fails a quarter of its
+/// requests, a caller with a fallback, and nothing that scales: every
+/// change comes through the API.
+const TWO_REVISIONS: &str = r#"
+name = "served-api"
+duration_s = 7200
+seed = 1
+[slo]
+latency_ms = 200
+[[load]]
+service = "web"
+curve = { kind = "constant", rate = 40 }
+[[service]]
+name = "web"
+replicas = 1
+revision = { service_time_ms = 2 }
+  [[service.call]]
+  to = "api"
+  fallback = true
+[[service]]
+name = "api"
+replicas = 2
+startup = { dist = "fixed", value_s = 2 }
+revision = { service_time_ms = 5 }
+[[fault]]
+kind = "bad_deploy"
+service = "api"
+at_s = 20
+error_rate = 0.25
+"#;
+
+fn serve_two_revisions(speed: f64) -> Served {
+    Served::start(
+        &common::scenario_text(TWO_REVISIONS),
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed,
+            namespace: "shop".into(),
+        },
+    )
+    .unwrap()
+}
+
+/// Polls `what` until it holds (panics after 20 s with the last value).
+fn eventually<T: std::fmt::Debug>(mut what: impl FnMut() -> T, holds: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = what();
+        if holds(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never held: {v:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn api_writes_act_on_the_served_simulation() {
+    let served = serve_two_revisions(10.0);
+    let a = served.addr;
+    let ns = "/apis/apps/v1/namespaces/shop";
+    let (code, deps) = call(a, "GET", &format!("{ns}/deployments"), "", "");
+    assert_eq!(code, 200);
+    let rv = deps["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(deps["items"][0]["metadata"]["name"], "api");
+    // The scale subresource, as `kubectl scale` writes it.
+    let (code, scale) = call(
+        a,
+        "PATCH",
+        &format!("{ns}/deployments/api/scale"),
+        "application/merge-patch+json",
+        r#"{"spec":{"replicas":4}}"#,
+    );
+    assert_eq!(
+        (code, &scale["kind"], &scale["spec"]["replicas"]),
+        (200, &"Scale".into(), &4.into())
+    );
+    let desired = |s: &Served| {
+        s.observation()
+            .map(|o| (o.services[1].desired_replicas, o.services[1].pods.len()))
+    };
+    eventually(|| desired(&served), |d| *d == Some((4, 4)));
+    // A watch from the list's version replays the change.
+    let mut w = std::net::TcpStream::connect(a).unwrap();
+    write!(
+        w,
+        "GET {ns}/deployments?watch=true&resourceVersion={rv}&timeoutSeconds=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut stream = String::new();
+    w.read_to_string(&mut stream).unwrap();
+    assert!(stream.contains("Transfer-Encoding: chunked"), "{stream}");
+    assert!(
+        stream.contains(r#""type":"MODIFIED""#) && stream.contains(r#""replicas":4"#),
+        "{stream}"
+    );
+    // Deleting a pod: the ReplicaSet replaces it under a new name.
+    let first = served.observation().unwrap().services[1].pods[0]
+        .name
+        .clone();
+    let (code, _) = call(
+        a,
+        "DELETE",
+        &format!("/api/v1/namespaces/shop/pods/{first}?gracePeriodSeconds=0"),
+        "",
+        "",
+    );
+    assert_eq!(code, 200);
+    eventually(
+        || {
+            served.observation().unwrap().services[1]
+                .pods
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        },
+        |names| names.len() == 4 && !names.contains(&first),
+    );
+    // The connection limit through the service's ConfigMap.
+    let (code, cm) = call(
+        a,
+        "PATCH",
+        "/api/v1/namespaces/shop/configmaps/api-selfheal",
+        "application/merge-patch+json",
+        r#"{"data":{"max_connections":"7"}}"#,
+    );
+    assert_eq!((code, &cm["data"]["max_connections"]), (200, &"7".into()));
+    assert_eq!(served.observation().unwrap().services[1].max_connections, 7);
+    // A selector that matches no pod isolates the service: the caller's
+    // fallback answers and `api` sees no more requests.
+    let (code, _) = call(
+        a,
+        "PATCH",
+        "/api/v1/namespaces/shop/services/api",
+        "application/merge-patch+json",
+        r#"{"spec":{"selector":{"selfheal.io/isolated":"true"}}}"#,
+    );
+    assert_eq!(code, 200);
+    let served_requests = |s: &Served| {
+        let (_, m) = get(s.addr, "/metrics");
+        sum(
+            &samples(&m),
+            "http_requests_total{namespace=\"shop\",service=\"api\"",
+        )
+    };
+    let before = served_requests(&served);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(served_requests(&served) - before < 1.0);
+    // Writes the simulation cannot carry out are refused with the field.
+    let (code, e) = call(
+        a,
+        "PATCH",
+        &format!("{ns}/deployments/api"),
+        "application/json-patch+json",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1"}]"#,
+    );
+    assert_eq!(code, 422);
+    assert!(e["message"].as_str().unwrap().contains("nginx:1"), "{e}");
+    let (code, _) = call(
+        a,
+        "DELETE",
+        "/api/v1/namespaces/shop/pods/no-such-pod",
+        "",
+        "",
+    );
+    assert_eq!(code, 404);
+    // Leases: created once, then updated only from the current version.
+    let lease = r#"{"metadata":{"name":"l"},"spec":{"holderIdentity":"a"}}"#;
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/shop/leases";
+    assert_eq!(call(a, "POST", leases, "application/json", lease).0, 201);
+    assert_eq!(call(a, "POST", leases, "application/json", lease).0, 409);
+    let stale = r#"{"metadata":{"name":"l","resourceVersion":"1"},"spec":{"holderIdentity":"b"}}"#;
+    assert_eq!(
+        call(a, "PUT", &format!("{leases}/l"), "application/json", stale).0,
+        409
+    );
+}
+
+/// `kubectl` from `PATH` (or `KUBECTL_BIN`); `None` skips the test unless
+/// `SELFHEAL_REQUIRE_KUBECTL` is set.
+fn kubectl() -> Option<String> {
+    let bin = std::env::var("KUBECTL_BIN").unwrap_or_else(|_| "kubectl".into());
+    let runs = std::process::Command::new(&bin)
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        assert!(
+            std::env::var("SELFHEAL_REQUIRE_KUBECTL").is_err(),
+            "SELFHEAL_REQUIRE_KUBECTL is set but `{bin}` does not run"
+        );
+        eprintln!("skipped: no `{bin}` (install kubectl, Debian's `kubernetes-client`)");
+        return None;
+    }
+    Some(bin)
+}
+
+#[test]
+fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
+    let Some(bin) = kubectl() else {
+        return;
+    };
+    let served = serve_two_revisions(20.0);
+    let dir = std::env::temp_dir().join(format!("selfheal-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("kubeconfig");
+    std::fs::write(&config, served.kubeconfig()).unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&bin)
+            .env("KUBECONFIG", &config)
+            .arg(format!("--cache-dir={}", dir.join("cache").display()))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "kubectl {args:?}: {err}");
+        text
+    };
+    let api = |s: &Served| s.observation().map(|o| o.services[1].clone());
+    // The bad revision rolls out at 20 simulated seconds.
+    eventually(|| api(&served).map(|a| a.revision), |r| *r == Some(1));
+    let listed = run(&["get", "deployments,pods"]);
+    assert!(listed.contains("deployment.apps/api"), "{listed}");
+    assert!(
+        listed.contains("pod/web-r0-0") && listed.contains("Running"),
+        "{listed}"
+    );
+    let out = run(&["scale", "deployment", "api", "--replicas=3"]);
+    assert!(out.contains("scaled"), "{out}");
+    eventually(
+        || api(&served).map(|a| a.desired_replicas),
+        |d| *d == Some(3),
+    );
+    let out = run(&["rollout", "undo", "deployment", "api"]);
+    assert!(out.contains("rolled back"), "{out}");
+    // A copy of the first revision rolls out, every pod replaced.
+    let rolled = eventually(
+        || api(&served).unwrap(),
+        |a| {
+            a.revision == 2
+                && a.pods.len() == 3
+                && a.pods.iter().all(|p| p.revision == 2 && p.ready)
+        },
+    );
+    assert_eq!(rolled.desired_replicas, 3);
+    let history = run(&["rollout", "history", "deployment", "api"]);
+    assert!(history.contains('3'), "{history}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

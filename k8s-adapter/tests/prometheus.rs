@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use selfheal_k8s::config::AdapterConfig;
@@ -62,58 +61,6 @@ fn exposition(t: f64, start: f64) -> String {
     s
 }
 
-struct Prom(Child, std::path::PathBuf);
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
-fn start_prometheus(target: &str) -> Option<(Prom, String)> {
-    let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
-    if Command::new(&bin).arg("--version").output().is_err() {
-        assert!(
-            std::env::var("SELFHEAL_REQUIRE_PROMETHEUS").is_err(),
-            "SELFHEAL_REQUIRE_PROMETHEUS is set but `{bin}` does not run"
-        );
-        eprintln!("skipped: no `{bin}` binary (install the `prometheus` package)");
-        return None;
-    }
-    let host = target.trim_start_matches("http://");
-    let dir = std::env::temp_dir().join(format!(
-        "selfheal-prom-{}-{}",
-        std::process::id(),
-        host.replace([':', '.'], "_")
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [\"{host}\"]\n"
-        ),
-    )
-    .unwrap();
-    let port = common::closed_port();
-    let child = Command::new(&bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    Some((Prom(child, dir), format!("http://127.0.0.1:{port}")))
-}
-
 fn config(prometheus: &str) -> AdapterConfig {
     AdapterConfig::parse(
         &format!(
@@ -134,7 +81,7 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
             (404, String::new())
         }
     }));
-    let Some((_prom, url)) = start_prometheus(&metrics.addr) else {
+    let Some((_prom, url)) = common::start_prometheus(&metrics.addr, "1s") else {
         return;
     };
     let cfg = config(&url);
@@ -351,7 +298,8 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
         },
     )
     .unwrap();
-    let Some((_prom, url)) = start_prometheus(&format!("http://{}", served.addr)) else {
+    let Some((_prom, url)) = common::start_prometheus(&format!("http://{}", served.addr), "1s")
+    else {
         return;
     };
     // The adapter at the served speed: its 40 s window is 4 s of wall time.

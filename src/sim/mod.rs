@@ -4,6 +4,7 @@
 //! determine every byte of the output. See `ARCHITECTURE.md` for the model
 //! and its invariants.
 
+pub mod api_objects;
 mod backoff;
 pub mod chaos;
 pub mod controllers;

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -156,4 +157,60 @@ pub fn reflected(r: &Seen, ns: &Namespace) -> Option<(u16, String)> {
         return Some((200, String::new()));
     }
     Some((200, ns.list(resource).to_string()))
+}
+
+/// A Prometheus server (the Debian package `prometheus`, or
+/// `PROMETHEUS_BIN`) scraping `target` every `scrape_interval` (`1s`,
+/// `250ms`); `None` skips the test unless `SELFHEAL_REQUIRE_PROMETHEUS` is
+/// set. Dropping it stops the server and removes its data.
+pub struct Prom(Child, std::path::PathBuf);
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+pub fn start_prometheus(target: &str, scrape_interval: &str) -> Option<(Prom, String)> {
+    let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+    if Command::new(&bin).arg("--version").output().is_err() {
+        assert!(
+            std::env::var("SELFHEAL_REQUIRE_PROMETHEUS").is_err(),
+            "SELFHEAL_REQUIRE_PROMETHEUS is set but `{bin}` does not run"
+        );
+        eprintln!("skipped: no `{bin}` binary (install the `prometheus` package)");
+        return None;
+    }
+    let host = target.trim_start_matches("http://");
+    let dir = std::env::temp_dir().join(format!(
+        "selfheal-prom-{}-{}",
+        std::process::id(),
+        host.replace([':', '.'], "_")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [\"{host}\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = closed_port();
+    let child = Command::new(&bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    Some((Prom(child, dir), format!("http://127.0.0.1:{port}")))
 }

@@ -116,9 +116,12 @@ enum Cmd {
         out: PathBuf,
     },
     /// Run a scenario against the wall clock (SPEED times faster) and serve
-    /// its metrics at http://ADDR/metrics in the Prometheus text format,
-    /// with the names the live adapter's default queries read; counters are
-    /// divided by SPEED so PromQL rates read simulated rates.
+    /// it as a cluster: its metrics at http://ADDR/metrics in the Prometheus
+    /// text format, with the names the live adapter's default queries read
+    /// (counters divided by SPEED so PromQL rates read simulated rates), and
+    /// its Deployments, ReplicaSets, Pods, Services and ConfigMaps through a
+    /// subset of the Kubernetes API at http://ADDR for kubectl and the live
+    /// adapter, every write acting on the simulation.
     Serve {
         scenario: PathBuf,
         #[arg(long, default_value_t = 1.0)]
@@ -127,9 +130,13 @@ enum Cmd {
         addr: String,
         #[arg(long, default_value = "default")]
         namespace: String,
-        /// Override the scenario's controller (short form: hpa:70+heal ...).
+        /// Override the scenario's controller (short form: hpa:70+heal ...);
+        /// `static` leaves the replicas to whoever writes through the API.
         #[arg(long)]
         controller: Option<String>,
+        /// Write a kubeconfig for the served API here (for KUBECONFIG=...).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
     },
     /// Learn the orchestrator's first-strategy selector from recorded
     /// outcomes: every run of a suite of chaos experiments under the rules
@@ -326,7 +333,15 @@ fn real_main() -> anyhow::Result<()> {
             addr,
             namespace,
             controller,
-        } => serve(&scenario, speed, addr, namespace, controller.as_deref())?,
+            kubeconfig,
+        } => serve(
+            &scenario,
+            speed,
+            addr,
+            namespace,
+            controller.as_deref(),
+            kubeconfig.as_deref(),
+        )?,
         Cmd::LearnSelector {
             suite,
             train_seeds,
@@ -760,6 +775,7 @@ fn serve(
     addr: String,
     namespace: String,
     controller: Option<&str>,
+    kubeconfig: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let mut loaded = selfheal::scenario::load_file(path)?;
     if let Some(c) = controller {
@@ -776,9 +792,18 @@ fn serve(
         },
     )?;
     println!(
-        "serving {} ({} s simulated at {speed}x) at http://{}/metrics; Ctrl-C stops",
-        loaded.spec.name, loaded.spec.duration_s, served.addr
+        "serving {} ({} s simulated at {speed}x): metrics at http://{}/metrics, the Kubernetes API at http://{}; Ctrl-C stops",
+        loaded.spec.name, loaded.spec.duration_s, served.addr, served.addr
     );
+    if let Some(file) = kubeconfig {
+        std::fs::write(file, served.kubeconfig())
+            .with_context(|| format!("writing {}", file.display()))?;
+        println!(
+            "kubeconfig: {} (KUBECONFIG={} kubectl get deployments,pods)",
+            file.display(),
+            file.display()
+        );
+    }
     let mut reported = false;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));

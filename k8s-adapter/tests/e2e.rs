@@ -1,0 +1,213 @@
+//! The whole loop on one machine: `selfheal serve` at a speed-up, a real
+//! Prometheus scraping it, and the `selfheal-k8s` binary with `--apply`
+//! reading Prometheus and acting through the served Kubernetes API. The
+//! served simulation must show the effect of what the adapter sent. Skips
+//! without Prometheus unless `SELFHEAL_REQUIRE_PROMETHEUS=1` (CI sets it).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use selfheal::scenario::{ControllerSpec, LoadedScenario};
+use selfheal::serve::{ServeOptions, Served};
+
+/// Served simulated seconds per wall second; the adapter runs with the
+/// same `time_scale` and Prometheus scrapes every 5 simulated seconds.
+const SPEED: f64 = 20.0;
+
+struct Loop {
+    served: Served,
+    _prom: common::Prom,
+    adapter: Child,
+    log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Loop {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls the served simulation until `holds`, for at most `wall_s`.
+    fn until(&mut self, wall_s: u64, what: &str, holds: impl Fn(&Served, &str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(wall_s);
+        while !holds(&self.served, &self.log()) {
+            if let Ok(Some(status)) = self.adapter.try_wait() {
+                panic!(
+                    "the adapter exited ({status}) before {what}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen in {wall_s} s; the adapter said:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = self.adapter.kill();
+        let _ = self.adapter.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Serves `scenario` under no controller of its own (every change comes
+/// from the adapter), starts Prometheus on it, and once `warmup_s`
+/// simulated seconds have been scraped, the adapter, which reads them back
+/// as its history (the predictor needs 300 s of it to judge).
+fn start(
+    mut scenario: LoadedScenario,
+    service: &str,
+    controller: &str,
+    warmup_s: f64,
+) -> Option<Loop> {
+    scenario
+        .spec
+        .use_controller(ControllerSpec::parse_short("static").unwrap());
+    let served = Served::start(
+        &scenario,
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed: SPEED,
+            namespace: "shop".into(),
+        },
+    )
+    .unwrap();
+    let scrape = format!("{}ms", (5000.0 / SPEED) as u64);
+    let (prom, url) = common::start_prometheus(&format!("http://{}", served.addr), &scrape)?;
+    let dir = std::env::temp_dir().join(format!(
+        "selfheal-e2e-{}-{}",
+        std::process::id(),
+        served.addr.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kubeconfig"), served.kubeconfig()).unwrap();
+    std::fs::write(
+        dir.join("adapter.toml"),
+        format!(
+            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 5\nrate_window_s = 30\ntime_scale = {SPEED}\nbackfill_s = {warmup_s}\n[controller]\n{controller}\n[[service]]\nname = \"{service}\"\n"
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served.progress().0.as_secs_f64() < warmup_s {
+        assert!(
+            Instant::now() < deadline,
+            "the served simulation does not advance"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = dir.join("adapter.log");
+    let adapter = Command::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
+        .args(["run", "--apply", "--unapproved", "--config"])
+        .arg(dir.join("adapter.toml"))
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        // The shipped models (the predictor's) are found from the root.
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the adapter starts");
+    Some(Loop {
+        served,
+        _prom: prom,
+        adapter,
+        log,
+        dir,
+    })
+}
+
+fn service<'a>(
+    o: &'a selfheal::control::Observation,
+    name: &str,
+) -> &'a selfheal::control::ServiceView {
+    o.services.iter().find(|s| s.name == name).unwrap()
+}
+
+#[test]
+fn under_a_flash_crowd_the_adapter_scales_the_served_deployment_up() {
+    let crowd = selfheal::scenario::parse(
+        r#"
+name = "e2e-flash-crowd"
+duration_s = 3600
+seed = 3
+[slo]
+latency_ms = 250
+[[load]]
+service = "web"
+curve = { kind = "flash_crowd", base = 100, peak = 500, start_s = 150, rise_s = 20, decay_s = 1200 }
+[[service]]
+name = "web"
+replicas = 3
+startup = { dist = "fixed", value_s = 5 }
+revision = { service_time_ms = 8 }
+"#,
+        "e2e-flash-crowd.toml",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let Some(mut l) = start(
+        crowd,
+        "web",
+        "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12",
+        100.0,
+    ) else {
+        return;
+    };
+    // The HPA rule in the core asks for more pods; the adapter patches the
+    // scale subresource; the served Deployment grows and its pods start.
+    l.until(120, "a scale-up with its pods ready", |s, _| {
+        s.observation().is_some_and(|o| {
+            let web = service(&o, "web");
+            web.desired_replicas > 3 && web.pods.iter().filter(|p| p.ready).count() > 3
+        })
+    });
+    let log = l.log();
+    assert!(log.contains("APPLYING commands"), "{log}");
+    assert!(log.contains("sent: Scale"), "{log}");
+}
+
+#[test]
+fn under_a_memory_leak_the_adapter_replaces_the_leaking_pods() {
+    let leak = selfheal::scenario::load_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/chaos/memory-leak.toml"
+    )))
+    .unwrap();
+    let Some(mut l) = start(
+        leak,
+        "api",
+        "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true",
+        150.0,
+    ) else {
+        return;
+    };
+    // The leak starts at 300 simulated seconds on two of the three pods
+    // (out of memory at about 535 s); the orchestrator replaces them (a pod
+    // delete through the API), and the served simulation shows each named
+    // pod gone and a ReplicaSet's new pod ready in its place.
+    let replaced = |log: &str| -> Vec<String> {
+        log.split("sent: ReplacePod { service: \"api\", pod: \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next().map(String::from))
+            .collect()
+    };
+    l.until(150, "a leaking pod replaced", |s, log| {
+        let gone = replaced(log);
+        !gone.is_empty()
+            && s.observation().is_some_and(|o| {
+                let api = service(&o, "api");
+                let ready = api.pods.iter().filter(|p| p.ready).count() as u32;
+                api.pods.iter().all(|p| !gone.contains(&p.name)) && ready >= api.desired_replicas
+            })
+    });
+    let log = l.log();
+    assert!(log.contains("healing: "), "{log}");
+}

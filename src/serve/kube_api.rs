@@ -1,0 +1,863 @@
+//! The subset of the Kubernetes API that `selfheal serve` answers: the
+//! discovery documents, list / get / watch of every resource (JSON, or the
+//! server-side `Table` that `kubectl get` asks for), and the writes the
+//! simulation can carry out. A write to one of the simulation's objects is
+//! translated into `ApiWrite`s, carried out on the simulation thread, and
+//! answered with the object as the simulation then renders it; Leases and
+//! client-made ConfigMaps live in the store alone.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::http::{Request, Response};
+use super::patch::{json_patch, merge_patch};
+use super::store::{ApiStatus, Resource, Store};
+use crate::sim::api_objects::{ApiWrite, revision_of_image};
+use crate::time::parse_rfc3339;
+
+/// What the simulation thread does with a batch of writes.
+pub trait Writer {
+    /// Carries `writes` out in order (stopping at the first that fails)
+    /// and re-renders the objects before returning.
+    fn write(&self, writes: Vec<ApiWrite>) -> Result<(), ApiStatus>;
+}
+
+/// A watch to stream: the changes of `resource` after `from` (all current
+/// objects first when `from` is `None`) that pass the selectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchPlan {
+    pub resource: Resource,
+    pub from: Option<u64>,
+    filter: Filter,
+    /// Watching another namespace: nothing ever passes.
+    elsewhere: bool,
+    /// Wall seconds before the server ends the watch.
+    pub timeout_s: f64,
+}
+
+impl WatchPlan {
+    pub fn passes(&self, obj: &Value) -> bool {
+        !self.elsewhere && self.filter.pass(obj)
+    }
+}
+
+pub enum Answer {
+    Full(Response),
+    Watch(WatchPlan),
+}
+
+fn ok(v: Value) -> Answer {
+    Answer::Full(Response::json(200, &v))
+}
+
+fn fail(s: ApiStatus) -> Answer {
+    Answer::Full(Response::json(s.code, &s.to_json()))
+}
+
+/// An equality-based label or field selector (`a=b,c!=d,e`): what kubectl
+/// and the Deployment controller's own lists use.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selector(Vec<(String, Option<String>, bool)>);
+
+impl Selector {
+    pub fn parse(s: &str) -> Result<Selector, ApiStatus> {
+        let mut out = Vec::new();
+        for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let bad = || {
+                ApiStatus::new(
+                    400,
+                    "BadRequest",
+                    format!("unable to parse requirement `{term}`: only =, == and != are served"),
+                )
+            };
+            if term.contains(" in ") || term.contains(" notin ") || term.starts_with('!') {
+                return Err(bad());
+            }
+            let (k, v, eq) = if let Some((k, v)) = term.split_once("!=") {
+                (k, Some(v), false)
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (k, Some(v), true)
+            } else {
+                (term, None, true)
+            };
+            if k.trim().is_empty() {
+                return Err(bad());
+            }
+            out.push((k.trim().to_string(), v.map(|v| v.trim().to_string()), eq));
+        }
+        Ok(Selector(out))
+    }
+
+    fn matches(&self, lookup: impl Fn(&str) -> Option<String>) -> bool {
+        self.0.iter().all(|(k, v, eq)| match (lookup(k), v) {
+            (found, None) => found.is_some(),
+            (found, Some(v)) => (found.as_deref() == Some(v.as_str())) == *eq,
+        })
+    }
+}
+
+/// Whether `obj` passes the label and field selectors.
+fn selected(obj: &Value, labels: &Selector, fields: &Selector) -> bool {
+    labels.matches(|k| {
+        obj.pointer("/metadata/labels")
+            .and_then(|l| l.get(k))
+            .and_then(Value::as_str)
+            .map(String::from)
+    }) && fields.matches(|k| {
+        let path = format!("/{}", k.replace('.', "/"));
+        obj.pointer(&path).and_then(Value::as_str).map(String::from)
+    })
+}
+
+/// The selectors a watch and a list share.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Filter {
+    labels: Selector,
+    fields: Selector,
+}
+
+impl Filter {
+    fn of(req: &Request) -> Result<Filter, ApiStatus> {
+        Ok(Filter {
+            labels: Selector::parse(req.param("labelSelector").unwrap_or(""))?,
+            fields: Selector::parse(req.param("fieldSelector").unwrap_or(""))?,
+        })
+    }
+
+    fn pass(&self, obj: &Value) -> bool {
+        selected(obj, &self.labels, &self.fields)
+    }
+}
+
+/// The target of an API path.
+#[derive(Debug, PartialEq)]
+enum Target<'a> {
+    /// `namespace: None` lists across namespaces.
+    Collection {
+        r: Resource,
+        namespace: Option<&'a str>,
+    },
+    Object {
+        r: Resource,
+        namespace: &'a str,
+        name: &'a str,
+        sub: Option<&'a str>,
+    },
+}
+
+fn parse_target(path: &str) -> Option<Target<'_>> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let find = |plural: &str| Resource::find(group, version, plural);
+    match rest {
+        [plural] => Some(Target::Collection {
+            r: find(plural)?,
+            namespace: None,
+        }),
+        ["namespaces", ns, plural] => Some(Target::Collection {
+            r: find(plural)?,
+            namespace: Some(ns),
+        }),
+        ["namespaces", ns, plural, name] => Some(Target::Object {
+            r: find(plural)?,
+            namespace: ns,
+            name,
+            sub: None,
+        }),
+        ["namespaces", ns, plural, name, sub] => Some(Target::Object {
+            r: find(plural)?,
+            namespace: ns,
+            name,
+            sub: Some(sub),
+        }),
+        _ => None,
+    }
+}
+
+fn discovery(path: &str, server: &str) -> Option<Value> {
+    let groups: Vec<(&str, &str)> = {
+        let mut g: Vec<(&str, &str)> = Resource::ALL
+            .iter()
+            .map(|r| (r.info().group, r.info().version))
+            .filter(|(g, _)| !g.is_empty())
+            .collect();
+        g.dedup();
+        g
+    };
+    let group = |name: &str, version: &str| {
+        let gv = json!({"groupVersion": format!("{name}/{version}"), "version": version});
+        json!({"name": name, "versions": [gv], "preferredVersion": gv})
+    };
+    let resources = |g: &str, v: &str| {
+        let mut list: Vec<Value> = Vec::new();
+        for r in Resource::ALL {
+            let i = r.info();
+            if (i.group, i.version) != (g, v) {
+                continue;
+            }
+            list.push(
+                json!({"name": i.plural, "singularName": i.kind.to_lowercase(), "namespaced": true,
+                             "kind": i.kind, "verbs": i.verbs, "shortNames": i.short_names}),
+            );
+            if r == Resource::Deployments {
+                list.push(
+                    json!({"name": "deployments/scale", "singularName": "", "namespaced": true,
+                                 "group": "autoscaling", "version": "v1", "kind": "Scale",
+                                 "verbs": ["get", "patch", "update"]}),
+                );
+            }
+        }
+        let gv = if g.is_empty() {
+            v.to_string()
+        } else {
+            format!("{g}/{v}")
+        };
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})
+    };
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    Some(match parts.as_slice() {
+        ["version"] => json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-selfheal-serve",
+                              "gitCommit": "", "gitTreeState": "clean", "buildDate": "",
+                              "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
+        ["api"] => json!({"kind": "APIVersions", "versions": ["v1"],
+                          "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server}]}),
+        ["apis"] => json!({"kind": "APIGroupList", "apiVersion": "v1",
+                           "groups": groups.iter().map(|(g, v)| group(g, v)).collect::<Vec<_>>()}),
+        ["api", "v1"] => resources("", "v1"),
+        ["apis", g] => {
+            let (g, v) = groups.iter().find(|(name, _)| name == g)?;
+            let mut doc = group(g, v);
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            doc
+        }
+        ["apis", g, v] if groups.contains(&(*g, *v)) => resources(g, v),
+        _ => return None,
+    })
+}
+
+fn wants_table(req: &Request) -> bool {
+    req.header("accept").is_some_and(|a| a.contains("as=Table"))
+}
+
+/// `k8s.io/apimachinery/pkg/util/duration.HumanDuration`, as kubectl's
+/// AGE column shows it.
+fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    let (m, h, d) = (s / 60, s / 3600, s / 86_400);
+    match () {
+        _ if s < 120 => format!("{s}s"),
+        _ if m < 10 && !s.is_multiple_of(60) => format!("{m}m{}s", s % 60),
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 && !m.is_multiple_of(60) => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 192 && !h.is_multiple_of(24) => format!("{d}d{}h", h % 24),
+        _ => format!("{d}d"),
+    }
+}
+
+fn columns(r: Resource) -> &'static [&'static str] {
+    match r {
+        Resource::Deployments => &["Name", "Ready", "Up-to-date", "Available", "Age"],
+        Resource::ReplicaSets => &["Name", "Desired", "Current", "Ready", "Age"],
+        Resource::Pods => &["Name", "Ready", "Status", "Restarts", "Age"],
+        Resource::Services => &["Name", "Type", "Selector", "Age"],
+        Resource::ConfigMaps => &["Name", "Data", "Age"],
+        Resource::Leases => &["Name", "Holder", "Age"],
+        Resource::HorizontalPodAutoscalers => &["Name", "Age"],
+    }
+}
+
+fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
+    let num = |p: &str| o.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let text = |p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let age = o
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339)
+        .map_or("<unknown>".to_string(), |t| human_duration(now - t));
+    let mut c: Vec<Value> = vec![json!(text("/metadata/name"))];
+    match r {
+        Resource::Deployments => c.extend([
+            json!(format!(
+                "{}/{}",
+                num("/status/readyReplicas"),
+                num("/spec/replicas")
+            )),
+            json!(num("/status/updatedReplicas")),
+            json!(num("/status/availableReplicas")),
+        ]),
+        Resource::ReplicaSets => c.extend([
+            json!(num("/spec/replicas")),
+            json!(num("/status/replicas")),
+            json!(num("/status/readyReplicas")),
+        ]),
+        Resource::Pods => {
+            let ready = o
+                .pointer("/status/containerStatuses/0/ready")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let waiting = text("/status/containerStatuses/0/state/waiting/reason");
+            let status = if o.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating".to_string()
+            } else if !waiting.is_empty() {
+                waiting
+            } else {
+                text("/status/phase")
+            };
+            c.extend([
+                json!(format!("{}/1", u8::from(ready))),
+                json!(status),
+                json!(num("/status/containerStatuses/0/restartCount")),
+            ])
+        }
+        Resource::Services => {
+            let sel = o
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            c.extend([json!(text("/spec/type")), json!(sel)])
+        }
+        Resource::ConfigMaps => c.push(json!(
+            o.get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |d| d.len())
+        )),
+        Resource::Leases => c.push(json!(text("/spec/holderIdentity"))),
+        Resource::HorizontalPodAutoscalers => {}
+    }
+    c.push(json!(age));
+    c
+}
+
+/// The server-side table `kubectl get` prints.
+fn table(r: Resource, items: &[Value], rv: u64, now: f64) -> Value {
+    let defs: Vec<Value> = columns(r)
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({"name": name, "type": "string",
+                   "format": if i == 0 { "name" } else { "" }, "description": "", "priority": 0})
+        })
+        .collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            json!({"cells": cells(r, o, now), "object": {
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}})
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+           "metadata": {"resourceVersion": rv.to_string()}, "columnDefinitions": defs, "rows": rows})
+}
+
+fn body_json(req: &Request) -> Result<Value, ApiStatus> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ApiStatus::new(400, "BadRequest", format!("the body is not JSON: {e}")))
+}
+
+fn patched(req: &Request, current: &Value) -> Result<Value, ApiStatus> {
+    let patch = body_json(req)?;
+    let mut out = current.clone();
+    match req.header("content-type").unwrap_or("") {
+        t if t.starts_with("application/json-patch+json") => {
+            json_patch(&mut out, &patch).map_err(|e| {
+                ApiStatus::new(
+                    422,
+                    "Invalid",
+                    format!("the JSON patch does not apply: {e}"),
+                )
+            })?
+        }
+        t if t.starts_with("application/merge-patch+json")
+            || t.starts_with("application/strategic-merge-patch+json") =>
+        {
+            merge_patch(&mut out, &patch)
+        }
+        t => {
+            return Err(ApiStatus::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the patch type `{t}` is not served (JSON patch, merge patch and strategic merge patch are)"
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `v` without its `null` members: Go clients write unset fields of a
+/// struct (`creationTimestamp: null`) that the server never sent.
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), without_nulls(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+fn invalid(msg: String) -> ApiStatus {
+    ApiStatus::new(422, "Invalid", msg)
+}
+
+/// What a client's new version of one of the simulation's objects asks
+/// the simulation to do.
+fn writes_for(
+    r: Resource,
+    name: &str,
+    before: &Value,
+    after: &Value,
+    store: &Store,
+) -> Result<Vec<ApiWrite>, ApiStatus> {
+    let spec_keys_differ = |allowed: &[&str]| {
+        let empty = serde_json::Map::new();
+        let b = before
+            .get("spec")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let a = after
+            .get("spec")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        b.keys()
+            .chain(a.keys())
+            .find(|k| !allowed.contains(&k.as_str()) && b.get(*k) != a.get(*k))
+            .cloned()
+    };
+    let mut out = Vec::new();
+    match r {
+        Resource::Deployments => {
+            if let Some(k) = spec_keys_differ(&["replicas", "template"]) {
+                return Err(invalid(format!(
+                    "spec.{k}: the simulation's Deployments change only spec.replicas and spec.template"
+                )));
+            }
+            if before.pointer("/spec/replicas") != after.pointer("/spec/replicas") {
+                let replicas = after
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        invalid("spec.replicas: a non-negative integer is required".into())
+                    })?;
+                out.push(ApiWrite::Scale {
+                    deployment: name.to_string(),
+                    replicas: replicas as u32,
+                });
+            }
+            let template = after.pointer("/spec/template");
+            if before.pointer("/spec/template") != template {
+                let image = template
+                    .and_then(|t| t.pointer("/spec/containers/0/image"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let known = revision_of_image(name, image).and_then(|k| {
+                    let rs = store.get(Resource::ReplicaSets, &format!("{name}-r{k}"))?;
+                    let mut t = rs.pointer("/spec/template")?.clone();
+                    t["metadata"]["labels"]
+                        .as_object_mut()?
+                        .remove("pod-template-hash");
+                    (template.map(without_nulls) == Some(without_nulls(&t))).then_some(k)
+                });
+                let Some(revision) = known else {
+                    return Err(invalid(format!(
+                        "spec.template: the simulation runs only its revisions' templates (images selfheal.local/{name}:r<k>, unchanged otherwise); `{image}` is not one"
+                    )));
+                };
+                out.push(ApiWrite::RollTo {
+                    deployment: name.to_string(),
+                    revision,
+                });
+            }
+        }
+        Resource::Services => {
+            if let Some(k) = spec_keys_differ(&["selector"]) {
+                return Err(invalid(format!(
+                    "spec.{k}: the simulation's Services change only spec.selector"
+                )));
+            }
+            if before.pointer("/spec/selector") != after.pointer("/spec/selector") {
+                let selector: BTreeMap<String, String> = after
+                    .pointer("/spec/selector")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .unwrap_or(Ok(BTreeMap::new()))
+                    .map_err(|e| invalid(format!("spec.selector: {e}")))?;
+                out.push(ApiWrite::Select {
+                    service: name.to_string(),
+                    selector,
+                });
+            }
+        }
+        Resource::ConfigMaps => {
+            let service = name.strip_suffix("-selfheal").unwrap_or(name).to_string();
+            let data = |v: &Value, k: &str| v.pointer(&format!("/data/{k}")).cloned();
+            let keys: Vec<String> = [before, after]
+                .iter()
+                .filter_map(|v| v.get("data").and_then(Value::as_object))
+                .flat_map(|m| m.keys().cloned())
+                .collect();
+            let (mut max_connections, mut timeout_ms) = (None, None);
+            for k in keys {
+                let (b, a) = (data(before, &k), data(after, &k));
+                if b == a {
+                    continue;
+                }
+                let value = a.as_ref().and_then(Value::as_str).ok_or_else(|| {
+                    invalid(format!(
+                        "data.{k}: the simulation's settings cannot be removed"
+                    ))
+                })?;
+                match k.as_str() {
+                    "max_connections" => {
+                        max_connections = Some(value.parse::<u32>().map_err(|_| {
+                            invalid(format!(
+                                "data.max_connections: `{value}` is not a whole number"
+                            ))
+                        })?)
+                    }
+                    "timeout_ms" => {
+                        timeout_ms =
+                            Some(value.parse::<f64>().ok().filter(|t| *t > 0.0).ok_or_else(
+                                || {
+                                    invalid(format!(
+                                        "data.timeout_ms: `{value}` is not a positive number"
+                                    ))
+                                },
+                            )?)
+                    }
+                    other => {
+                        return Err(invalid(format!(
+                            "data.{other}: the simulation reads only max_connections and timeout_ms"
+                        )));
+                    }
+                }
+            }
+            if max_connections.is_some() || timeout_ms.is_some() {
+                out.push(ApiWrite::Configure {
+                    service,
+                    max_connections,
+                    timeout_ms,
+                });
+            }
+        }
+        other => {
+            return Err(ApiStatus::new(
+                405,
+                "MethodNotAllowed",
+                format!(
+                    "{} of the simulation are changed only through their owners",
+                    other.info().plural
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn scale_of(dep: &Value) -> Value {
+    let name = dep["metadata"]["name"].as_str().unwrap_or("");
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+           "metadata": {"name": name, "namespace": dep["metadata"]["namespace"],
+                        "uid": dep["metadata"]["uid"], "resourceVersion": dep["metadata"]["resourceVersion"],
+                        "creationTimestamp": dep["metadata"]["creationTimestamp"]},
+           "spec": {"replicas": dep["spec"]["replicas"]},
+           "status": {"replicas": dep["status"]["replicas"], "selector": format!("app={name}")}})
+}
+
+/// The whole API: `store` is locked only while it is read or written, never
+/// while the simulation carries a write out.
+pub fn answer(
+    req: &Request,
+    store: &std::sync::Mutex<Store>,
+    writer: &dyn Writer,
+    server: &str,
+    now: f64,
+) -> Answer {
+    let path = req.path.trim_end_matches('/');
+    if req.method == "GET" {
+        if let Some(doc) = discovery(path, server) {
+            return ok(doc);
+        }
+        if matches!(path, "/healthz" | "/livez" | "/readyz") {
+            return Answer::Full(Response::text(200, "text/plain", "ok".into()));
+        }
+    }
+    let Some(target) = parse_target(path) else {
+        return fail(ApiStatus::new(
+            404,
+            "NotFound",
+            format!(
+                "the server could not find the requested resource ({} {path})",
+                req.method
+            ),
+        ));
+    };
+    let lock = || store.lock().expect("served store");
+    let served_ns = lock().namespace().to_string();
+    match (req.method.as_str(), target) {
+        ("GET", Target::Collection { r, namespace }) => {
+            let filter = match Filter::of(req) {
+                Ok(f) => f,
+                Err(e) => return fail(e),
+            };
+            let ours = namespace.is_none_or(|ns| ns == served_ns);
+            if matches!(req.param("watch"), Some("true" | "1")) {
+                let from = req
+                    .param("resourceVersion")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v > 0);
+                let timeout_s = req
+                    .param("timeoutSeconds")
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .unwrap_or(1800.0);
+                return Answer::Watch(WatchPlan {
+                    resource: r,
+                    from,
+                    filter,
+                    elsewhere: !ours,
+                    timeout_s,
+                });
+            }
+            let s = lock();
+            let items: Vec<Value> = if ours {
+                s.list(r).filter(|o| filter.pass(o)).cloned().collect()
+            } else {
+                Vec::new()
+            };
+            let rv = s.resource_version();
+            drop(s);
+            if wants_table(req) {
+                return ok(table(r, &items, rv, now));
+            }
+            ok(
+                json!({"kind": format!("{}List", r.info().kind), "apiVersion": r.api_version(),
+                      "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+            )
+        }
+        ("POST", Target::Collection { r, namespace }) => {
+            if namespace != Some(served_ns.as_str()) {
+                return fail(ApiStatus::new(
+                    404,
+                    "NotFound",
+                    format!("namespaces \"{}\" not found", namespace.unwrap_or("")),
+                ));
+            }
+            if !r.info().verbs.contains(&"create") {
+                return fail(ApiStatus::new(
+                    405,
+                    "MethodNotAllowed",
+                    format!("{} are created by the simulation", r.info().plural),
+                ));
+            }
+            match body_json(req).and_then(|b| lock().create(r, b, now)) {
+                Ok(o) => Answer::Full(Response::json(201, &o)),
+                Err(e) => fail(e),
+            }
+        }
+        (
+            method,
+            Target::Object {
+                r,
+                namespace,
+                name,
+                sub,
+            },
+        ) => {
+            if namespace != served_ns {
+                return fail(ApiStatus::not_found(r, name));
+            }
+            let current = match lock().get(r, name).cloned() {
+                Some(o) => o,
+                None => return fail(ApiStatus::not_found(r, name)),
+            };
+            let simulated = lock().is_simulated(r, name);
+            let scale = match sub {
+                None => false,
+                Some("scale") if r == Resource::Deployments => true,
+                Some(other) => {
+                    return fail(ApiStatus::new(
+                        404,
+                        "NotFound",
+                        format!("no subresource `{other}` is served"),
+                    ));
+                }
+            };
+            let reread = |r: Resource| match lock().get(r, name).cloned() {
+                Some(o) if scale => ok(scale_of(&o)),
+                Some(o) => ok(o),
+                None => fail(ApiStatus::not_found(r, name)),
+            };
+            match method {
+                "GET" if scale => ok(scale_of(&current)),
+                "GET" if wants_table(req) => {
+                    ok(table(r, &[current], lock().resource_version(), now))
+                }
+                "GET" => ok(current),
+                "PATCH" | "PUT" => {
+                    let base = if scale {
+                        scale_of(&current)
+                    } else {
+                        current.clone()
+                    };
+                    let after = match method {
+                        "PATCH" => patched(req, &base),
+                        _ => body_json(req),
+                    };
+                    let after = match after {
+                        Ok(a) => a,
+                        Err(e) => return fail(e),
+                    };
+                    if !simulated {
+                        let mut s = lock();
+                        let after = if method == "PATCH" {
+                            // A patch never conflicts on the version it was made from.
+                            let mut a = after;
+                            a["metadata"]["resourceVersion"] =
+                                current["metadata"]["resourceVersion"].clone();
+                            a
+                        } else {
+                            after
+                        };
+                        return match s.update(r, name, after) {
+                            Ok(o) => ok(o),
+                            Err(e) => fail(e),
+                        };
+                    }
+                    let writes = if scale {
+                        match after.pointer("/spec/replicas").and_then(Value::as_u64) {
+                            Some(n) => Ok(vec![ApiWrite::Scale {
+                                deployment: name.to_string(),
+                                replicas: n as u32,
+                            }]),
+                            None => Err(invalid(
+                                "spec.replicas: a non-negative integer is required".into(),
+                            )),
+                        }
+                    } else {
+                        writes_for(r, name, &current, &after, &lock())
+                    };
+                    match writes.and_then(|w| writer.write(w)) {
+                        Ok(()) => reread(r),
+                        Err(e) => fail(e),
+                    }
+                }
+                "DELETE" if r == Resource::Pods => {
+                    let grace_zero = req.param("gracePeriodSeconds") == Some("0");
+                    match writer.write(vec![ApiWrite::DeletePod {
+                        pod: name.to_string(),
+                        grace_zero,
+                    }]) {
+                        // The pod as it is now: terminating, or already gone.
+                        Ok(()) => Answer::Full(Response::json(
+                            200,
+                            lock().get(r, name).unwrap_or(&current),
+                        )),
+                        Err(e) => fail(e),
+                    }
+                }
+                "DELETE" if !simulated => match lock().delete(r, name) {
+                    Ok(o) => ok(o),
+                    Err(e) => fail(e),
+                },
+                _ => fail(ApiStatus::new(
+                    405,
+                    "MethodNotAllowed",
+                    format!("{method} of {} \"{name}\" is not served", r.info().plural),
+                )),
+            }
+        }
+        (method, Target::Collection { r, .. }) => fail(ApiStatus::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "{method} of the {} collection is not served",
+                r.info().plural
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_match_as_the_api_server_does() {
+        let o = json!({"metadata": {"name": "api-r0-1", "labels": {"app": "api", "pod-template-hash": "r0"}}});
+        let m = |l: &str, f: &str| {
+            selected(
+                &o,
+                &Selector::parse(l).unwrap(),
+                &Selector::parse(f).unwrap(),
+            )
+        };
+        assert!(m("app=api", ""));
+        assert!(m("app==api,pod-template-hash", ""));
+        assert!(!m("app!=api", ""));
+        assert!(m("tier!=web", "metadata.name=api-r0-1"));
+        assert!(!m("", "metadata.name=other"));
+        assert!(Selector::parse("app in (a,b)").is_err());
+    }
+
+    #[test]
+    fn paths_name_their_resource() {
+        assert_eq!(
+            parse_target("/apis/apps/v1/namespaces/shop/deployments/api/scale"),
+            Some(Target::Object {
+                r: Resource::Deployments,
+                namespace: "shop",
+                name: "api",
+                sub: Some("scale")
+            })
+        );
+        assert_eq!(
+            parse_target("/api/v1/pods"),
+            Some(Target::Collection {
+                r: Resource::Pods,
+                namespace: None
+            })
+        );
+        assert_eq!(
+            parse_target("/apis/apps/v2/namespaces/shop/deployments"),
+            None
+        );
+    }
+
+    #[test]
+    fn ages_read_as_kubectl_prints_them() {
+        for (s, want) in [
+            (5.0, "5s"),
+            (119.0, "119s"),
+            (150.0, "2m30s"),
+            (600.0, "10m"),
+            (7200.0, "120m"),
+            (4.0 * 3600.0 + 60.0, "4h1m"),
+            (30.0 * 3600.0, "30h"),
+            (50.0 * 3600.0, "2d2h"),
+        ] {
+            assert_eq!(human_duration(s), want, "{s}");
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! `selfheal serve`: a scenario run against the wall clock (`speed` times
+//! faster) and exposed the way a live cluster is seen: its exporters at
+//! `/metrics` in the Prometheus text format, and its objects through a
+//! subset of the Kubernetes API (`kube_api`) on the same port, so a real
+//! Prometheus, `kubectl` and the live adapter can watch and change a
+//! simulated cluster. This is an adapter at the edge, like the live one: it
+//! owns threads, a socket and the wall clock; the simulation inside stays a
+//! pure function of scenario, seed and the writes it is handed (the wall
+//! clock decides how far it has run when a scrape or a write arrives).
+
+pub mod http;
+pub mod kube_api;
+pub mod patch;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use self::http::{Chunked, Response};
+use self::kube_api::{Answer, WatchPlan, Writer};
+use self::store::{ApiStatus, Store};
+use crate::scenario::LoadedScenario;
+use crate::sim::Simulation;
+use crate::sim::api_objects::{ApiWrite, WriteError};
+use crate::sim::exposition::Exposition;
+use crate::time::Time;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Build(#[from] crate::sim::BuildError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("speed must be positive, got {0}")]
+    Speed(f64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServeOptions {
+    /// `host:port`; port 0 picks a free one.
+    pub addr: String,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// The `namespace` label of every series.
+    pub namespace: String,
+}
+
+/// What a scrape reads: the latest exposition and how far the run is.
+#[derive(Default)]
+struct Shared {
+    text: String,
+    sim_time: Time,
+    finished: bool,
+    /// What the scenario's own controller was last shown.
+    observation: Option<crate::control::Observation>,
+}
+
+/// Writes on their way to the simulation thread, each with its answer.
+type Job = (Vec<ApiWrite>, mpsc::SyncSender<Result<(), ApiStatus>>);
+
+/// Hands writes to the simulation thread and waits for them to be done.
+struct SimWriter(Mutex<mpsc::Sender<Job>>);
+
+impl Writer for SimWriter {
+    fn write(&self, writes: Vec<ApiWrite>) -> Result<(), ApiStatus> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let gone = || ApiStatus::new(503, "ServiceUnavailable", "the simulation has stopped");
+        self.0
+            .lock()
+            .expect("served writer")
+            .send((writes, tx))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
+    }
+}
+
+/// A running served scenario; dropping it stops its threads.
+pub struct Served {
+    pub addr: SocketAddr,
+    /// Unix time of simulated time zero.
+    pub wall_origin: f64,
+    pub speed: f64,
+    pub namespace: String,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn write_error(e: WriteError) -> ApiStatus {
+    match e {
+        WriteError::Unknown { .. } => ApiStatus::new(404, "NotFound", e.to_string()),
+        WriteError::Unsupported(m) => ApiStatus::new(422, "Invalid", m),
+    }
+}
+
+/// The simulation thread's state besides the simulation: how its objects
+/// are shown, and the Services' selectors as last written.
+struct Runner {
+    sim: Simulation,
+    ex: Exposition,
+    selectors: BTreeMap<String, BTreeMap<String, String>>,
+    shared: Arc<Mutex<Shared>>,
+    store: Arc<Mutex<Store>>,
+}
+
+impl Runner {
+    /// Publishes the simulation as it is now: scrape text, observation, and
+    /// the API's objects.
+    fn publish(&mut self, finished: bool) {
+        let text = self.sim.exposition(&self.ex);
+        let observation = self.sim.observe();
+        let objects = self.sim.api_objects(&self.ex, &self.selectors);
+        self.store.lock().expect("served store").sync(objects);
+        let mut s = self.shared.lock().expect("served state");
+        s.text = text;
+        s.observation = Some(observation);
+        s.sim_time = self.sim.now();
+        s.finished = finished;
+    }
+
+    fn apply(&mut self, writes: Vec<ApiWrite>) -> Result<(), ApiStatus> {
+        for w in writes {
+            self.sim.apply_api_write(&w).map_err(write_error)?;
+            if let ApiWrite::Select { service, selector } = w {
+                self.selectors.insert(service, selector);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Served {
+    /// Builds the scenario (under its own controller) and starts serving.
+    pub fn start(loaded: &LoadedScenario, opts: &ServeOptions) -> Result<Served, ServeError> {
+        if !(opts.speed.is_finite() && opts.speed > 0.0) {
+            return Err(ServeError::Speed(opts.speed));
+        }
+        let listener = TcpListener::bind(&opts.addr).map_err(|source| ServeError::Listen {
+            addr: opts.addr.clone(),
+            source,
+        })?;
+        let listen_err = |source| ServeError::Listen {
+            addr: opts.addr.clone(),
+            source,
+        };
+        let addr = listener.local_addr().map_err(listen_err)?;
+        listener.set_nonblocking(true).map_err(listen_err)?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let store = Arc::new(Mutex::new(Store::new(&opts.namespace)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (namespace, speed) = (opts.namespace.clone(), opts.speed);
+        let end = Time::from_secs_f64(loaded.spec.duration_s);
+        let (jobs_tx, jobs) = mpsc::channel::<Job>();
+        // The simulation lives on its own thread (controllers need not be
+        // `Send`); a scenario that does not build fails this call.
+        let (built, build) = mpsc::sync_channel(1);
+        let runner = {
+            let (shared, store, stop) = (shared.clone(), store.clone(), stop.clone());
+            let loaded = loaded.clone();
+            std::thread::spawn(move || {
+                let sim = match Simulation::new(&loaded).and_then(|mut sim| {
+                    sim.attach(crate::sim::controllers::build_for(&loaded.spec)?);
+                    Ok(sim)
+                }) {
+                    Ok(sim) => sim,
+                    Err(e) => {
+                        let _ = built.send(Err(e));
+                        return;
+                    }
+                };
+                // Simulated time zero is now.
+                let started = Instant::now();
+                let ex = Exposition {
+                    namespace,
+                    wall_origin: wall_now(),
+                    speed,
+                };
+                let origin = ex.wall_origin;
+                let mut r = Runner {
+                    sim,
+                    ex,
+                    selectors: BTreeMap::new(),
+                    shared,
+                    store,
+                };
+                r.publish(false);
+                let _ = built.send(Ok(origin));
+                while !stop.load(Ordering::Relaxed) {
+                    // A write waits at most until the next step; it takes
+                    // effect at the simulated time the wall clock has reached.
+                    let job = jobs.recv_timeout(Duration::from_millis(50)).ok();
+                    let target = Time::from_secs_f64(started.elapsed().as_secs_f64() * speed);
+                    r.sim.run_until(target.min(end));
+                    let answer = job.map(|(writes, reply)| (r.apply(writes), reply));
+                    r.publish(target >= end);
+                    if let Some((result, reply)) = answer {
+                        let _ = reply.send(result);
+                    }
+                }
+            })
+        };
+        let wall_origin = match build.recv().expect("the simulation thread answers") {
+            Ok(origin) => origin,
+            Err(e) => {
+                let _ = runner.join();
+                return Err(e.into());
+            }
+        };
+        let server = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            let writer = Arc::new(SimWriter(Mutex::new(jobs_tx)));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let c = Connection {
+                                shared: shared.clone(),
+                                store: store.clone(),
+                                writer: writer.clone(),
+                                stop: stop.clone(),
+                                server: addr.to_string(),
+                            };
+                            std::thread::spawn(move || c.serve(stream));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        Ok(Served {
+            addr,
+            wall_origin,
+            speed: opts.speed,
+            namespace: opts.namespace.clone(),
+            shared,
+            stop,
+            threads: vec![runner, server],
+        })
+    }
+
+    /// The simulation's own view now (its latest scrapes and pods): what a
+    /// live observation of the served metrics should match.
+    pub fn observation(&self) -> Option<crate::control::Observation> {
+        self.shared
+            .lock()
+            .expect("served state")
+            .observation
+            .clone()
+    }
+
+    /// Simulated time reached, and whether the scenario has ended.
+    pub fn progress(&self) -> (Time, bool) {
+        let s = self.shared.lock().expect("served state");
+        (s.sim_time, s.finished)
+    }
+
+    /// A kubeconfig for `kubectl` and kube-rs: plain HTTP on loopback, no
+    /// credentials, the served namespace as the default.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: selfheal-serve\n  cluster:\n    server: http://{}\ncontexts:\n- name: selfheal-serve\n  context:\n    cluster: selfheal-serve\n    namespace: {}\n    user: selfheal-serve\ncurrent-context: selfheal-serve\nusers:\n- name: selfheal-serve\n  user: {{}}\n",
+            self.addr, self.namespace
+        )
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One client connection: requests answered in turn (keep-alive) until the
+/// client closes it, asks to, or starts a watch.
+struct Connection {
+    shared: Arc<Mutex<Shared>>,
+    store: Arc<Mutex<Store>>,
+    writer: Arc<SimWriter>,
+    stop: Arc<AtomicBool>,
+    /// `host:port`, for the discovery document.
+    server: String,
+}
+
+/// How long an idle keep-alive connection stays open.
+const IDLE: Duration = Duration::from_secs(90);
+
+impl Connection {
+    fn serve(self, stream: TcpStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(IDLE));
+        let Ok(read_half) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(read_half);
+        let mut stream = stream;
+        while !self.stop.load(Ordering::Relaxed) {
+            let req = match http::read_request(&mut reader) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    let status = ApiStatus::new(400, "BadRequest", e.to_string());
+                    let _ = http::write_response(
+                        &mut stream,
+                        &Response::json(400, &status.to_json()),
+                        true,
+                    );
+                    return;
+                }
+            };
+            let close = req
+                .header("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+            let answer = if req.method == "GET" && req.path == "/metrics" {
+                let text = self.shared.lock().expect("served state").text.clone();
+                Answer::Full(Response::text(200, "text/plain; version=0.0.4", text))
+            } else {
+                kube_api::answer(&req, &self.store, &*self.writer, &self.server, wall_now())
+            };
+            match answer {
+                Answer::Full(r) => {
+                    if http::write_response(&mut stream, &r, close).is_err() || close {
+                        return;
+                    }
+                }
+                Answer::Watch(plan) => {
+                    let _ = self.watch(&mut stream, &plan);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Streams a watch: the current objects first when it starts from no
+    /// version, then every change, until its timeout or the server stops.
+    fn watch(&self, stream: &mut TcpStream, plan: &WatchPlan) -> std::io::Result<()> {
+        let mut out = Chunked::start(stream)?;
+        let deadline = Instant::now() + Duration::from_secs_f64(plan.timeout_s.clamp(1.0, 3600.0));
+        let line = |kind: &str, object: &Value| {
+            let mut l = serde_json::to_vec(&json!({"type": kind, "object": object}))
+                .expect("JSON serialises");
+            l.push(b'\n');
+            l
+        };
+        let mut last = match plan.from {
+            Some(v) => v,
+            None => {
+                let s = self.store.lock().expect("served store");
+                let buf: Vec<u8> = s
+                    .list(plan.resource)
+                    .filter(|o| plan.passes(o))
+                    .flat_map(|o| line("ADDED", o))
+                    .collect();
+                let rv = s.resource_version();
+                drop(s);
+                out.send(&buf)?;
+                rv
+            }
+        };
+        loop {
+            let mut buf = Vec::new();
+            {
+                let s = self.store.lock().expect("served store");
+                match s.changes_after(last, plan.resource) {
+                    Ok(changes) => {
+                        for c in changes.iter().filter(|c| plan.passes(&c.object)) {
+                            buf.extend(line(c.kind.as_str(), &c.object));
+                        }
+                        last = s.resource_version();
+                    }
+                    Err(oldest) => {
+                        let gone = ApiStatus::new(
+                            410,
+                            "Expired",
+                            format!("too old resource version: {last} ({oldest})"),
+                        );
+                        drop(s);
+                        out.send(&line("ERROR", &gone.to_json()))?;
+                        return out.finish();
+                    }
+                }
+            }
+            out.send(&buf)?;
+            if self.stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                return out.finish();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

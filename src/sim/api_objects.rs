@@ -1,0 +1,466 @@
+//! A running simulation as the Kubernetes API shows a cluster: one
+//! Deployment per service, a ReplicaSet per revision, its Pods, a Service
+//! and a `<service>-selfheal` ConfigMap, in the JSON of apps/v1 and core/v1;
+//! and the writes the API accepts, each with its real effect in the
+//! simulation. The objects carry no resourceVersion: `serve` numbers the
+//! changes between two renderings.
+//!
+//! Names follow the Deployment controller's: revision `k` (from 0, as the
+//! simulator counts them) is ReplicaSet `<service>-r<k>` with
+//! `pod-template-hash: r<k>` and `deployment.kubernetes.io/revision: k+1`;
+//! its image, `selfheal.local/<service>:r<k>`, is how a written pod template
+//! names the revision to run.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::engine::Simulation;
+use super::exposition::Exposition;
+use super::model::{Phase, Service};
+use crate::control::Command;
+use crate::scenario::IntOrPercent;
+use crate::time::{Span, Time, rfc3339};
+
+/// The resources the simulation owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimResource {
+    Deployment,
+    ReplicaSet,
+    Pod,
+    Service,
+    ConfigMap,
+}
+
+/// One rendered object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiObject {
+    pub resource: SimResource,
+    pub name: String,
+    pub body: Value,
+}
+
+/// Where a Service's selector sends its traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Its own pods.
+    Own,
+    /// No pods: callers fail fast or use their fallback (isolation).
+    Nowhere,
+    /// The pods of its standby (fail-over).
+    Standby,
+}
+
+/// A write through the API, as the simulation can carry it out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiWrite {
+    Scale {
+        deployment: String,
+        replicas: u32,
+    },
+    /// `grace_zero`: deleted at once, its requests failed (a forced
+    /// delete); otherwise it drains for the termination grace period.
+    DeletePod {
+        pod: String,
+        grace_zero: bool,
+    },
+    /// The Deployment's template now names revision `revision`: a rolling
+    /// update to a copy of it (`kubectl rollout undo` is one).
+    RollTo {
+        deployment: String,
+        revision: u32,
+    },
+    /// A Service's selector: its own pods, none (isolation) or its
+    /// standby's (fail-over).
+    Select {
+        service: String,
+        selector: BTreeMap<String, String>,
+    },
+    Configure {
+        service: String,
+        max_connections: Option<u32>,
+        timeout_ms: Option<f64>,
+    },
+}
+
+/// Why the simulation cannot carry a write out (the API answers 422).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error("no {what} `{name}` in the simulation")]
+    Unknown { what: &'static str, name: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The image that names revision `k` of `service`.
+pub fn image(service: &str, k: u32) -> String {
+    format!("selfheal.local/{service}:r{k}")
+}
+
+/// The revision an image names, if it is one of `service`'s.
+pub fn revision_of_image(service: &str, image: &str) -> Option<u32> {
+    image
+        .strip_prefix(&format!("selfheal.local/{service}:r"))?
+        .parse()
+        .ok()
+}
+
+/// Quantities in their canonical form (whole cores without `m`, the
+/// largest binary unit that is whole), as Go clients write them back.
+fn quantity_cpu(cores: f64) -> String {
+    match (cores.max(0.0) * 1000.0).round() as u64 {
+        m if m.is_multiple_of(1000) => (m / 1000).to_string(),
+        m => format!("{m}m"),
+    }
+}
+
+fn quantity_mib(mib: f64) -> String {
+    let mut n = mib.max(0.0).round() as u64;
+    for unit in ["Mi", "Gi", "Ti"] {
+        if !n.is_multiple_of(1024) || n == 0 || unit == "Ti" {
+            return format!("{n}{unit}");
+        }
+        n /= 1024;
+    }
+    unreachable!("the loop returns at Ti")
+}
+
+fn int_or_percent(v: &IntOrPercent) -> Value {
+    match v {
+        IntOrPercent::Int(n) => json!(n),
+        IntOrPercent::Percent(p) => json!(p),
+    }
+}
+
+fn uid(kind: &str, name: &str) -> String {
+    format!("selfheal-{kind}-{name}")
+}
+
+/// A Service's pods' labels (without the template hash).
+pub fn app_labels(service: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("app".to_string(), service.to_string())])
+}
+
+impl Simulation {
+    fn template(&self, s: &Service, k: u32) -> Value {
+        json!({
+            "metadata": {"labels": {"app": s.name}},
+            "spec": {"containers": [{
+                "name": "app",
+                "image": image(&s.name, k),
+                "resources": {
+                    "requests": {"cpu": quantity_cpu(s.cpu_request), "memory": quantity_mib(s.memory_request)},
+                    "limits": {"cpu": quantity_cpu(s.cpu_limit), "memory": quantity_mib(s.memory_limit)},
+                },
+            }]},
+        })
+    }
+
+    /// Every object of the simulation now. `selectors` are the Services'
+    /// selectors as last written (a Service without one selects its pods).
+    pub fn api_objects(
+        &self,
+        ex: &Exposition,
+        selectors: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Vec<ApiObject> {
+        let ns = &ex.namespace;
+        let at = |t: Time| rfc3339(ex.wall_origin + t.as_secs_f64() / ex.speed);
+        let origin = at(Time::ZERO);
+        let mut out = Vec::new();
+        let meta = |kind: &str, name: &str| json!({"name": name, "namespace": ns, "uid": uid(kind, name), "creationTimestamp": origin});
+        for s in &self.services {
+            let alive: Vec<&super::model::Pod> = s
+                .pods
+                .iter()
+                .map(|&p| &self.pods[p as usize])
+                .filter(|p| p.is_alive())
+                .collect();
+            let counting = |k: Option<u32>, ready: bool| {
+                alive
+                    .iter()
+                    .filter(|p| p.phase != Phase::Terminating)
+                    .filter(|p| k.is_none_or(|k| p.revision == k))
+                    .filter(|p| !ready || p.ready)
+                    .count()
+            };
+            let mut dep = meta("deployment", &s.name);
+            dep["labels"] = json!(app_labels(&s.name));
+            dep["annotations"] =
+                json!({"deployment.kubernetes.io/revision": (s.current + 1).to_string()});
+            out.push(ApiObject {
+                resource: SimResource::Deployment,
+                name: s.name.clone(),
+                body: json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": dep,
+                    "spec": {
+                        "replicas": s.desired,
+                        "selector": {"matchLabels": app_labels(&s.name)},
+                        "template": self.template(s, s.current),
+                        "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+                            "maxSurge": int_or_percent(&s.max_surge),
+                            "maxUnavailable": int_or_percent(&s.max_unavailable),
+                        }},
+                    },
+                    "status": {
+                        "replicas": counting(None, false),
+                        "updatedReplicas": counting(Some(s.current), false),
+                        "readyReplicas": counting(None, true),
+                        "availableReplicas": counting(None, true),
+                    },
+                }),
+            });
+            for k in 0..s.revisions.len() as u32 {
+                let name = format!("{}-r{k}", s.name);
+                let mut m = meta("replicaset", &name);
+                let hash = format!("r{k}");
+                m["labels"] = json!({"app": s.name, "pod-template-hash": hash});
+                m["annotations"] =
+                    json!({"deployment.kubernetes.io/revision": (k + 1).to_string()});
+                m["ownerReferences"] = json!([{
+                    "apiVersion": "apps/v1", "kind": "Deployment", "name": s.name,
+                    "uid": uid("deployment", &s.name), "controller": true, "blockOwnerDeletion": true,
+                }]);
+                let mut template = self.template(s, k);
+                template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+                let desired = if k == s.current {
+                    s.desired as usize
+                } else {
+                    counting(Some(k), false)
+                };
+                out.push(ApiObject {
+                    resource: SimResource::ReplicaSet,
+                    name,
+                    body: json!({
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "metadata": m,
+                        "spec": {
+                            "replicas": desired,
+                            "selector": {"matchLabels": {"app": s.name, "pod-template-hash": hash}},
+                            "template": template,
+                        },
+                        "status": {
+                            "replicas": counting(Some(k), false),
+                            "readyReplicas": counting(Some(k), true),
+                            "availableReplicas": counting(Some(k), true),
+                        },
+                    }),
+                });
+            }
+            for &p in &s.pods {
+                let pod = &self.pods[p as usize];
+                if !pod.is_alive() {
+                    continue;
+                }
+                let name = self.pod_name(p);
+                let rs = format!("{}-r{}", s.name, pod.revision);
+                let mut m = meta("pod", &name);
+                m["creationTimestamp"] = json!(at(pod.created));
+                m["labels"] =
+                    json!({"app": s.name, "pod-template-hash": format!("r{}", pod.revision)});
+                m["ownerReferences"] = json!([{
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
+                    "uid": uid("replicaset", &rs), "controller": true, "blockOwnerDeletion": true,
+                }]);
+                if pod.phase == Phase::Terminating {
+                    m["deletionTimestamp"] = json!(at(pod.last_transition));
+                }
+                let mut spec = self.template(s, pod.revision)["spec"].clone();
+                let mut status = Map::new();
+                let scheduled = pod.is_scheduled();
+                if scheduled {
+                    spec["nodeName"] = json!(self.nodes[pod.node as usize].name);
+                    status.insert("startTime".into(), json!(at(pod.started)));
+                }
+                status.insert(
+                    "phase".into(),
+                    json!(if scheduled { "Running" } else { "Pending" }),
+                );
+                status.insert(
+                    "conditions".into(),
+                    json!([
+                        {"type": "PodScheduled", "status": if scheduled { "True" } else { "False" }},
+                        {"type": "Ready", "status": if pod.ready { "True" } else { "False" },
+                         "lastTransitionTime": at(pod.last_transition)},
+                    ]),
+                );
+                if scheduled {
+                    let state = match pod.phase {
+                        Phase::BackOff => json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+                        _ => json!({"running": {"startedAt": at(pod.container_started)}}),
+                    };
+                    status.insert(
+                        "containerStatuses".into(),
+                        json!([{
+                            "name": "app", "image": image(&s.name, pod.revision), "imageID": "",
+                            "ready": pod.ready, "restartCount": pod.restarts,
+                            "started": pod.phase == Phase::Running, "state": state,
+                        }]),
+                    );
+                }
+                out.push(ApiObject {
+                    resource: SimResource::Pod,
+                    name,
+                    body: json!({"apiVersion": "v1", "kind": "Pod", "metadata": m, "spec": spec, "status": status}),
+                });
+            }
+            let selector = selectors
+                .get(&s.name)
+                .cloned()
+                .unwrap_or_else(|| app_labels(&s.name));
+            out.push(ApiObject {
+                resource: SimResource::Service,
+                name: s.name.clone(),
+                body: json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": meta("service", &s.name),
+                    "spec": {"type": "ClusterIP", "selector": selector,
+                             "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+                }),
+            });
+            let cm = format!("{}-selfheal", s.name);
+            let mut data = BTreeMap::from([("max_connections", s.max_connections.to_string())]);
+            if let Some(t) = self.inbound_timeout(s) {
+                data.insert("timeout_ms", format!("{}", t.as_secs_f64() * 1000.0));
+            }
+            out.push(ApiObject {
+                resource: SimResource::ConfigMap,
+                name: cm.clone(),
+                body: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("configmap", &cm), "data": data}),
+            });
+        }
+        out
+    }
+
+    /// The timeout of the first call edge into `s` from another service.
+    fn inbound_timeout(&self, s: &Service) -> Option<Span> {
+        let i = self.services.iter().position(|x| x.name == s.name)? as u32;
+        self.edges
+            .iter()
+            .find(|e| e.to == i && e.from.is_some())
+            .map(|e| e.timeout)
+    }
+
+    fn service_index(&self, name: &str, what: &'static str) -> Result<u32, WriteError> {
+        self.services
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as u32)
+            .ok_or_else(|| WriteError::Unknown {
+                what,
+                name: name.to_string(),
+            })
+    }
+
+    /// Carries out one write now.
+    pub fn apply_api_write(&mut self, w: &ApiWrite) -> Result<(), WriteError> {
+        match w {
+            ApiWrite::Scale {
+                deployment,
+                replicas,
+            } => {
+                let svc = self.service_index(deployment, "Deployment")?;
+                self.set_desired(svc, *replicas);
+            }
+            ApiWrite::DeletePod { pod, grace_zero } => {
+                let found = (0..self.pods.len() as u32)
+                    .find(|&p| self.pods[p as usize].is_alive() && self.pod_name(p) == *pod)
+                    .ok_or_else(|| WriteError::Unknown {
+                        what: "Pod",
+                        name: pod.clone(),
+                    })?;
+                let svc = self.pods[found as usize].service;
+                if *grace_zero {
+                    self.delete_pod_now(found, false);
+                } else {
+                    self.terminate_pod(found);
+                }
+                self.reconcile(svc);
+            }
+            ApiWrite::RollTo {
+                deployment,
+                revision,
+            } => {
+                let svc = self.service_index(deployment, "Deployment")?;
+                let s = &self.services[svc as usize];
+                let Some(rev) = s.revisions.get(*revision as usize).cloned() else {
+                    return Err(WriteError::Unsupported(format!(
+                        "Deployment `{deployment}` has revisions r0..r{} (image {}); the simulation cannot run another image",
+                        s.revisions.len() - 1,
+                        image(deployment, s.current)
+                    )));
+                };
+                if *revision != s.current {
+                    self.deploy(svc, rev);
+                }
+            }
+            ApiWrite::Select { service, selector } => {
+                let to = self.route_of(service, selector)?;
+                let svc = self.service_index(service, "Service")?;
+                let s = &mut self.services[svc as usize];
+                match to {
+                    Route::Own => s.isolated_until = self.now,
+                    Route::Nowhere => s.isolated_until = Time::MAX,
+                    Route::Standby => {
+                        if s.failover_to.is_none() {
+                            return Err(WriteError::Unsupported(format!(
+                                "Service `{service}` has no standby to select"
+                            )));
+                        }
+                        self.apply(&Command::Failover {
+                            service: service.clone(),
+                            reason: "a Service selector written through the API".into(),
+                        });
+                    }
+                }
+            }
+            ApiWrite::Configure {
+                service,
+                max_connections,
+                timeout_ms,
+            } => {
+                self.service_index(service, "Service")?;
+                self.apply(&Command::Reconfigure {
+                    service: service.clone(),
+                    max_connections: *max_connections,
+                    timeout_ms: *timeout_ms,
+                    reason: "a ConfigMap written through the API".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Which route `selector` gives `service`: its own pods' labels, its
+    /// standby's, or none of the simulation's.
+    pub fn route_of(
+        &self,
+        service: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Route, WriteError> {
+        let svc = self.service_index(service, "Service")?;
+        let matches = |name: &str| {
+            let labels = app_labels(name);
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let s = &self.services[svc as usize];
+        if matches(&s.name) {
+            return Ok(Route::Own);
+        }
+        if let Some(b) = s.failover_to
+            && matches(&self.services[b as usize].name)
+        {
+            return Ok(Route::Standby);
+        }
+        match self.services.iter().find(|x| matches(&x.name)) {
+            Some(other) => Err(WriteError::Unsupported(format!(
+                "Service `{service}` can select its own pods, its standby's or none, not `{}`'s",
+                other.name
+            ))),
+            None => Ok(Route::Nowhere),
+        }
+    }
+}
