@@ -11,6 +11,7 @@
 //! - [`eval`]: offline evaluations of the control core's models.
 //! - [`sweep`]: suites of runs in parallel, with polars reports and charts.
 
+pub mod chaos_mesh;
 pub mod control;
 pub mod eval;
 pub mod metrics;

@@ -65,7 +65,9 @@ impl Executor {
         })
     }
 
-    async fn read_json(&self, r: &ApiRequest) -> Result<Value, ApiError> {
+    /// Sends a read and parses its JSON answer (reads are sent in dry-run
+    /// too).
+    pub async fn read(&self, r: &ApiRequest) -> Result<Value, ApiError> {
         let text = self.send(r).await?;
         serde_json::from_str(&text).map_err(|e| ApiError::NotJson {
             path: r.path.clone(),
@@ -85,7 +87,7 @@ impl Executor {
             content_type: None,
             body: None,
         };
-        match self.read_json(&r).await {
+        match self.read(&r).await {
             Ok(v) => v.pointer("/data/stop").and_then(Value::as_str) == Some("true"),
             Err(ApiError::Request {
                 code: Some(404), ..
@@ -102,7 +104,7 @@ impl Executor {
         }
         let mut answers = Vec::new();
         for r in actuate::reads_for(cmd, &self.namespace, &self.services)? {
-            answers.push(self.read_json(&r).await?);
+            answers.push(self.read(&r).await?);
         }
         let writes = actuate::writes_for(cmd, &self.namespace, &self.services, &answers)?;
         if !self.apply {
@@ -125,7 +127,7 @@ impl Executor {
             content_type: None,
             body: None,
         };
-        Ok(crate::safety::hpa_targets(&self.read_json(&r).await?))
+        Ok(crate::safety::hpa_targets(&self.read(&r).await?))
     }
 
     /// Holds the Lease `name` for `me`: whether this instance may act now.
@@ -144,7 +146,7 @@ impl Executor {
             content_type: None,
             body: None,
         };
-        let current = match self.read_json(&read).await {
+        let current = match self.read(&read).await {
             Ok(v) => Some(v),
             Err(ApiError::Request {
                 code: Some(404), ..

@@ -17,6 +17,7 @@ pub mod lease;
 pub mod observe;
 pub mod prom;
 pub mod record;
+pub mod replay;
 pub mod safety;
 pub mod watch;
 

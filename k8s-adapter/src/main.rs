@@ -23,42 +23,70 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// How `run` and `replay` act.
+#[derive(clap::Args)]
+struct RunOpts {
+    /// The adapter's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Send the commands. Without it every command is only logged.
+    #[arg(long)]
+    apply: bool,
+    /// Stop after this many ticks (default: run until SIGTERM / Ctrl-C).
+    #[arg(long)]
+    ticks: Option<u64>,
+    /// The ConfigMap whose `data.stop: "true"` stops all writes.
+    #[arg(long, default_value = "selfheal-kill-switch")]
+    kill_switch: String,
+    /// The `selfheal approve` record of this configuration's
+    /// [controller]; --apply refuses to start without a passing one.
+    #[arg(long)]
+    approval: Option<PathBuf>,
+    /// Apply a policy that has no passing approval record.
+    #[arg(long)]
+    unapproved: bool,
+    /// Scale Deployments that an HPA already scales.
+    #[arg(long)]
+    take_over_hpa: bool,
+    /// At most this many commands sent per --write-window-s.
+    #[arg(long, default_value_t = 6)]
+    max_writes: usize,
+    #[arg(long, default_value_t = 600.0)]
+    write_window_s: f64,
+    /// With --apply, act only while holding this Lease (one active
+    /// instance at a time).
+    #[arg(long, default_value = "selfheal-k8s")]
+    lease: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Observe from Prometheus, decide, and act through the Kubernetes API
     /// (dry-run unless --apply).
     Run {
-        /// The adapter's configuration file.
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Apply a scenario's fault schedule to the cluster while the control
+    /// core heals (as `run` does), measure the scenario's steady-state
+    /// hypothesis live from Prometheus, and write the verdict with the
+    /// columns of a simulated run (verdict.toml, probes.csv, commands.csv).
+    /// Pod kills go through the Kubernetes API; memory leaks, CPU stress
+    /// and service latency through Chaos Mesh resources (Chaos Mesh, or
+    /// `selfheal serve --without-faults`, must be there to act on them);
+    /// other faults are reported as not replayed. Faults are written only
+    /// with --apply.
+    Replay {
+        /// The scenario whose `[[fault]]` schedule and `[experiment]` to use.
+        scenario: PathBuf,
+        #[command(flatten)]
+        opts: RunOpts,
+        /// End after this many replay seconds (default: the scenario's
+        /// duration).
         #[arg(long)]
-        config: PathBuf,
-        /// Send the commands. Without it every command is only logged.
-        #[arg(long)]
-        apply: bool,
-        /// Stop after this many ticks (default: run until SIGTERM / Ctrl-C).
-        #[arg(long)]
-        ticks: Option<u64>,
-        /// The ConfigMap whose `data.stop: "true"` stops all writes.
-        #[arg(long, default_value = "selfheal-kill-switch")]
-        kill_switch: String,
-        /// The `selfheal approve` record of this configuration's
-        /// [controller]; --apply refuses to start without a passing one.
-        #[arg(long)]
-        approval: Option<PathBuf>,
-        /// Apply a policy that has no passing approval record.
-        #[arg(long)]
-        unapproved: bool,
-        /// Scale Deployments that an HPA already scales.
-        #[arg(long)]
-        take_over_hpa: bool,
-        /// At most this many commands sent per --write-window-s.
-        #[arg(long, default_value_t = 6)]
-        max_writes: usize,
-        #[arg(long, default_value_t = 600.0)]
-        write_window_s: f64,
-        /// With --apply, act only while holding this Lease (one active
-        /// instance at a time).
-        #[arg(long, default_value = "selfheal-k8s")]
-        lease: String,
+        until_s: Option<f64>,
+        #[arg(long, default_value = "replay")]
+        out: PathBuf,
     },
     /// Read the last --duration-s of every service's metrics back from
     /// Prometheus and write them to --out: `<service>-load.csv` (a trace a
@@ -89,7 +117,16 @@ async fn main() -> Result<()> {
             duration_s,
             out,
         } => record(&config, duration_s, &out).await,
-        run => run_loop(run).await,
+        Cmd::Run { opts } => run_loop(opts, None).await,
+        Cmd::Replay {
+            scenario,
+            opts,
+            until_s,
+            out,
+        } => {
+            let loaded = selfheal::scenario::load_file(&scenario)?;
+            run_loop(opts, Some((loaded.spec, until_s, out))).await
+        }
     }
 }
 
@@ -131,8 +168,11 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
     Ok(())
 }
 
-async fn run_loop(cmd: Cmd) -> Result<()> {
-    let Cmd::Run {
+/// A replay's scenario, its end (replay seconds) and its output folder.
+type ReplayArgs = (selfheal::scenario::Scenario, Option<f64>, PathBuf);
+
+async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> {
+    let RunOpts {
         config,
         apply,
         ticks,
@@ -143,10 +183,7 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
         max_writes,
         write_window_s,
         lease,
-    } = cmd
-    else {
-        unreachable!("main dispatches record")
-    };
+    } = opts;
     let cfg = AdapterConfig::load(&config)?;
     if apply {
         match (&approval, unapproved) {
@@ -217,6 +254,13 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
             "no history ({e}); the models fill their windows live"
         )),
     }
+    let mut replay = match replay_args {
+        Some((scenario, until_s, out)) => Some(
+            selfheal_k8s::replay::Live::start(&scenario, until_s, out, &adapter, &executor, log)
+                .await?,
+        ),
+        None => None,
+    };
     let mut jitter = Stream::new(adapter.cfg.seed, Subsystem::Control);
     let mut failures = 0u32;
     let mut isolations: Vec<(f64, actuate::ApiRequest)> = Vec::new();
@@ -230,6 +274,9 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
     let mut n = 0u64;
     loop {
         let now = Clock::wall_now();
+        if let Some(r) = replay.as_mut() {
+            r.inject_due(now, &adapter, &executor).await;
+        }
         let leader = match apply {
             true => executor.hold_lease(&lease, &me, now, lease_s).await,
             false => Ok(()),
@@ -264,6 +311,9 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
                     log(&format!("healing: {e:?}"));
                 }
                 for c in &commands {
+                    if let Some(r) = replay.as_mut() {
+                        r.decided(now, &adapter, c);
+                    }
                     let deployment_of = |s: &str| {
                         adapter
                             .cfg
@@ -305,6 +355,12 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
                 interval
             }
         };
+        if let Some(r) = replay.as_mut() {
+            r.probe_if_due(Clock::wall_now(), &adapter).await;
+            if r.done(Clock::wall_now(), &adapter) {
+                return Ok(r.finish(Clock::wall_now(), &adapter).await?);
+            }
+        }
         n += 1;
         if ticks.is_some_and(|t| n >= t) {
             return Ok(());
@@ -313,6 +369,9 @@ async fn run_loop(cmd: Cmd) -> Result<()> {
             _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
             _ = shutdown() => {
                 log("shutting down");
+                if let Some(r) = replay.as_mut() {
+                    return Ok(r.finish(Clock::wall_now(), &adapter).await?);
+                }
                 return Ok(());
             }
         }

@@ -17,6 +17,9 @@ use selfheal::serve::{ServeOptions, Served};
 /// same `time_scale` and Prometheus scrapes every 5 simulated seconds.
 const SPEED: f64 = 20.0;
 
+/// The adapter's controller where it heals.
+const HEALING: &str = "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true";
+
 struct Loop {
     served: Served,
     _prom: common::Prom,
@@ -67,6 +70,7 @@ fn start(
     service: &str,
     controller: &str,
     warmup_s: f64,
+    command: &[&str],
 ) -> Option<Loop> {
     scenario
         .spec
@@ -106,7 +110,8 @@ fn start(
     }
     let log = dir.join("adapter.log");
     let adapter = Command::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
-        .args(["run", "--apply", "--unapproved", "--config"])
+        .args(command)
+        .args(["--apply", "--unapproved", "--config"])
         .arg(dir.join("adapter.toml"))
         .env("KUBECONFIG", dir.join("kubeconfig"))
         // The shipped models (the predictor's) are found from the root.
@@ -158,6 +163,7 @@ revision = { service_time_ms = 8 }
         "web",
         "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12",
         100.0,
+        &["run"],
     ) else {
         return;
     };
@@ -181,12 +187,7 @@ fn under_a_memory_leak_the_adapter_replaces_the_leaking_pods() {
         "/../scenarios/chaos/memory-leak.toml"
     )))
     .unwrap();
-    let Some(mut l) = start(
-        leak,
-        "api",
-        "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true",
-        150.0,
-    ) else {
+    let Some(mut l) = start(leak, "api", HEALING, 150.0, &["run"]) else {
         return;
     };
     // The leak starts at 300 simulated seconds on two of the three pods
@@ -210,4 +211,97 @@ fn under_a_memory_leak_the_adapter_replaces_the_leaking_pods() {
     });
     let log = l.log();
     assert!(log.contains("healing: "), "{log}");
+}
+
+/// The healing commands of a `commands.csv`: (time, kind), in order.
+fn healing(csv: &str) -> Vec<(f64, String)> {
+    csv.lines()
+        .skip(1)
+        .filter(|l| {
+            l.contains(selfheal::control::HEALING_REASON)
+                || l.split(',').nth(2).is_none_or(|k| k != "scale")
+        })
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[2].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_replayed_memory_leak_heals_as_its_pure_simulation_does() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/chaos/memory-leak.toml"
+    );
+    let leak = selfheal::scenario::load_file(std::path::Path::new(path)).unwrap();
+    // The pure simulation under the adapter's own controller.
+    let controller: selfheal::scenario::ControllerSpec = toml::from_str(HEALING).unwrap();
+    let mut pure = leak.clone();
+    pure.spec.use_controller(controller);
+    let until = 700.0;
+    // The shipped predictor is found from the repository's root (the
+    // other tests here name their files absolutely).
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
+    let sim = selfheal::sim::run(&pure).unwrap();
+    let sim_verdict = sim.verdict.clone().expect("the scenario has an experiment");
+    let sim_healing: Vec<(f64, String)> = healing(&sim.commands_csv())
+        .into_iter()
+        .filter(|(t, _)| *t < until)
+        .collect();
+    // The served copy has no faults of its own: the replay injects them
+    // through the API (a StressChaos for the leak).
+    let mut served = leak.clone();
+    served.spec.faults.clear();
+    served.spec.experiment = None;
+    let out = std::env::temp_dir().join(format!("selfheal-replay-{}", std::process::id()));
+    let until_arg = until.to_string();
+    let Some(mut l) = start(
+        served,
+        "api",
+        HEALING,
+        150.0,
+        &[
+            "replay",
+            path,
+            "--until-s",
+            &until_arg,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = l.adapter.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not end:\n{}",
+            l.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = l.log();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("replay: memory_leak at "), "{log}");
+    let read = |f: &str| {
+        std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{log}"))
+    };
+    let live_healing = healing(&read("commands.csv"));
+    let live: selfheal::sim::chaos::Verdict = toml::from_str(&read("verdict.toml")).unwrap();
+    eprintln!(
+        "pure: healing {sim_healing:?}, MTTR {:?}; replay: healing {live_healing:?} (fault at {} s), MTTR {:?}",
+        sim_verdict.mttr_s, live.fault_start_s, live.mttr_s
+    );
+    let kinds = |h: &[(f64, String)]| h.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(kinds(&live_healing), kinds(&sim_healing), "{log}");
+    let (a, b) = (live.mttr_s.expect("recovered"), sim_verdict.mttr_s.unwrap());
+    assert!(
+        (a - b).abs() <= (2.0 * 5.0f64).max(0.2 * b),
+        "MTTR {a} vs {b}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

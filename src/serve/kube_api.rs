@@ -269,7 +269,9 @@ fn columns(r: Resource) -> &'static [&'static str] {
         Resource::Services => &["Name", "Type", "Selector", "Age"],
         Resource::ConfigMaps => &["Name", "Data", "Age"],
         Resource::Leases => &["Name", "Holder", "Age"],
-        Resource::HorizontalPodAutoscalers => &["Name", "Age"],
+        Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {
+            &["Name", "Age"]
+        }
     }
 }
 
@@ -340,7 +342,7 @@ fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
                 .map_or(0, |d| d.len())
         )),
         Resource::Leases => c.push(json!(text("/spec/holderIdentity"))),
-        Resource::HorizontalPodAutoscalers => {}
+        Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {}
     }
     c.push(json!(age));
     c
@@ -671,7 +673,21 @@ pub fn answer(
                     format!("{} are created by the simulation", r.info().plural),
                 ));
             }
-            match body_json(req).and_then(|b| lock().create(r, b, now)) {
+            let body = match body_json(req) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            if matches!(r, Resource::StressChaos | Resource::NetworkChaos) {
+                // The fault starts before the object exists, as Chaos Mesh's
+                // controller injects it right after the create.
+                let injected = crate::chaos_mesh::fault(r.info().plural, &body)
+                    .map_err(invalid)
+                    .and_then(|f| writer.write(vec![ApiWrite::Inject(f)]));
+                if let Err(e) = injected {
+                    return fail(e);
+                }
+            }
+            match lock().create(r, body, now) {
                 Ok(o) => Answer::Full(Response::json(201, &o)),
                 Err(e) => fail(e),
             }

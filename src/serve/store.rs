@@ -21,6 +21,9 @@ pub enum Resource {
     ReplicaSets,
     Leases,
     HorizontalPodAutoscalers,
+    /// Chaos Mesh's: creating one starts its fault in the simulation.
+    StressChaos,
+    NetworkChaos,
 }
 
 /// A resource's place in discovery.
@@ -34,12 +37,14 @@ pub struct Info {
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
+/// A chaos resource is created and read; its fault runs its course.
+const CHAOS: &[&str] = &["create", "get", "list", "watch"];
 const ALL_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
 impl Resource {
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Pods,
         Resource::Services,
         Resource::ConfigMaps,
@@ -47,6 +52,8 @@ impl Resource {
         Resource::ReplicaSets,
         Resource::Leases,
         Resource::HorizontalPodAutoscalers,
+        Resource::StressChaos,
+        Resource::NetworkChaos,
     ];
 
     pub fn info(self) -> Info {
@@ -93,6 +100,22 @@ impl Resource {
                     "horizontalpodautoscalers",
                     &["hpa"],
                     READ,
+                ),
+                Resource::StressChaos => (
+                    "chaos-mesh.org",
+                    "v1alpha1",
+                    "StressChaos",
+                    "stresschaos",
+                    &[],
+                    CHAOS,
+                ),
+                Resource::NetworkChaos => (
+                    "chaos-mesh.org",
+                    "v1alpha1",
+                    "NetworkChaos",
+                    "networkchaos",
+                    &[],
+                    CHAOS,
                 ),
             };
         Info {

@@ -81,6 +81,8 @@ pub enum ApiWrite {
         max_connections: Option<u32>,
         timeout_ms: Option<f64>,
     },
+    /// A chaos resource's fault, started now.
+    Inject(crate::scenario::FaultSpec),
 }
 
 /// Why the simulation cannot carry a write out (the API answers 422).
@@ -430,6 +432,9 @@ impl Simulation {
                     reason: "a ConfigMap written through the API".into(),
                 });
             }
+            ApiWrite::Inject(spec) => self
+                .inject_fault(spec.clone())
+                .map_err(WriteError::Unsupported)?,
         }
         Ok(())
     }

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::engine::{Exit, Simulation};
 use super::recorder::{PodEventKind, RunOutput};
@@ -20,7 +20,7 @@ use crate::scenario::{ExperimentSpec, FaultKind};
 use crate::time::Time;
 
 /// One check of the steady-state hypothesis.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
     pub t_s: f64,
     pub error_rate: f64,
@@ -28,6 +28,29 @@ pub struct Probe {
     pub p99_ms: f64,
     pub ready_ok: bool,
     pub passed: bool,
+}
+
+impl Probe {
+    /// A probe's measurements against the hypothesis `h`.
+    pub fn judge(
+        h: &crate::scenario::HypothesisSpec,
+        t_s: f64,
+        error_rate: f64,
+        p99_ms: f64,
+        ready_ok: bool,
+    ) -> Probe {
+        let passed = ready_ok
+            && h.max_error_rate.is_none_or(|m| error_rate <= m)
+            // No successful request in the window: no latency to fail on.
+            && h.max_p99_ms.is_none_or(|m| p99_ms.is_nan() || p99_ms <= m);
+        Probe {
+            t_s,
+            error_rate,
+            p99_ms,
+            ready_ok,
+            passed,
+        }
+    }
 }
 
 pub(crate) struct ChaosState {
@@ -106,17 +129,8 @@ impl Simulation {
                 .find(|s| s.name == m.service)
                 .is_some_and(|s| s.endpoints.len() as u32 >= m.replicas)
         });
-        let passed = ready_ok
-            && h.max_error_rate.is_none_or(|m| error_rate <= m)
-            // No successful request in the window: no latency to fail on.
-            && h.max_p99_ms.is_none_or(|m| p99_ms.is_nan() || p99_ms <= m);
-        c.probes.push(Probe {
-            t_s: t as f64,
-            error_rate,
-            p99_ms,
-            ready_ok,
-            passed,
-        });
+        c.probes
+            .push(Probe::judge(h, t as f64, error_rate, p99_ms, ready_ok));
         self.check_abort(c, t as f64, error_rate);
     }
 
@@ -145,7 +159,7 @@ impl Simulation {
 }
 
 /// What an experiment measured.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub experiment: String,
     pub fault: String,
@@ -248,32 +262,13 @@ impl Verdict {
             // The fault never started (the run ended first).
             None => (String::new(), f64::INFINITY, None),
         };
-        let phase = |p: &Probe| {
-            if p.t_s < start {
-                0
-            } else if end.is_none_or(|e| p.t_s < e) {
-                1
-            } else {
-                2
-            }
-        };
-        let count = |ph: u8, failed: bool| {
-            c.probes
-                .iter()
-                .filter(|p| phase(p) == ph && (!failed || !p.passed))
-                .count() as u32
-        };
-        let after_start: Vec<&Probe> = c.probes.iter().filter(|p| p.t_s >= start).collect();
-        let first_fail = after_start.iter().position(|p| !p.passed);
-        let n = c.spec.hypothesis.passes_to_recover as usize;
-        let mttr_s = match first_fail {
-            None if fault.is_some() => Some(0.0),
-            None => None,
-            Some(k) => after_start[k..]
-                .windows(n)
-                .find(|w| w.iter().all(|p| p.passed))
-                .map(|w| w[0].t_s - start),
-        };
+        let s = ProbeSummary::of(
+            &c.probes,
+            start,
+            end,
+            c.spec.hypothesis.passes_to_recover,
+            fault.is_some(),
+        );
         // A fault that never started has nothing after it.
         let start_t = fault.map_or(Time::MAX, |f| f.start);
         let after = |t: Time| (t >= start_t).then(|| t.saturating_sub(start_t).as_secs_f64());
@@ -306,29 +301,85 @@ impl Verdict {
         } else {
             0.0
         };
-        let held_before = count(0, true) == 0;
         let aborted_s = c.aborted_at.map(|t| t - start);
         Verdict {
             experiment: name,
             fault: kind,
             fault_start_s: start,
             fault_end_s: end,
-            held_before,
+            held_before: s.held_before,
+            probes_before: s.probes_before,
+            probes_during: s.probes_during,
+            failed_during: s.failed_during,
+            probes_after: s.probes_after,
+            failed_after: s.failed_after,
+            impact_s: s.impact_s,
+            detection_s,
+            healing_s: healing.first().copied(),
+            healing_actions: healing.len() as u32,
+            mttr_s: s.mttr_s,
+            failed_requests: failed,
+            slo_budget_burnt,
+            aborted_s,
+            passed: s.held_before && s.mttr_s.is_some() && aborted_s.is_none(),
+            probes: c.probes,
+        }
+    }
+}
+
+/// What the probes of an experiment say, however they were taken (in the
+/// simulation, or live from Prometheus by a replay).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeSummary {
+    pub held_before: bool,
+    pub probes_before: u32,
+    pub probes_during: u32,
+    pub failed_during: u32,
+    pub probes_after: u32,
+    pub failed_after: u32,
+    pub impact_s: Option<f64>,
+    /// From the fault's start to the first of `passes` consecutive passing
+    /// probes after the first failing one; 0 when none failed; `None` when
+    /// it never recovered (or the fault never `started`).
+    pub mttr_s: Option<f64>,
+}
+
+impl ProbeSummary {
+    pub fn of(probes: &[Probe], start: f64, end: Option<f64>, passes: u32, started: bool) -> Self {
+        let phase = |p: &Probe| {
+            if p.t_s < start {
+                0
+            } else if end.is_none_or(|e| p.t_s < e) {
+                1
+            } else {
+                2
+            }
+        };
+        let count = |ph: u8, failed: bool| {
+            probes
+                .iter()
+                .filter(|p| phase(p) == ph && (!failed || !p.passed))
+                .count() as u32
+        };
+        let after_start: Vec<&Probe> = probes.iter().filter(|p| p.t_s >= start).collect();
+        let first_fail = after_start.iter().position(|p| !p.passed);
+        let mttr_s = match first_fail {
+            None if started => Some(0.0),
+            None => None,
+            Some(k) => after_start[k..]
+                .windows(passes.max(1) as usize)
+                .find(|w| w.iter().all(|p| p.passed))
+                .map(|w| w[0].t_s - start),
+        };
+        ProbeSummary {
+            held_before: count(0, true) == 0,
             probes_before: count(0, false),
             probes_during: count(1, false),
             failed_during: count(1, true),
             probes_after: count(2, false),
             failed_after: count(2, true),
             impact_s: first_fail.map(|k| after_start[k].t_s - start),
-            detection_s,
-            healing_s: healing.first().copied(),
-            healing_actions: healing.len() as u32,
             mttr_s,
-            failed_requests: failed,
-            slo_budget_burnt,
-            aborted_s,
-            passed: held_before && mttr_s.is_some() && aborted_s.is_none(),
-            probes: c.probes,
         }
     }
 }

@@ -307,3 +307,39 @@ impl Simulation {
 fn s_name(sim: &Simulation, svc: u32) -> String {
     sim.services[svc as usize].name.clone()
 }
+
+impl Simulation {
+    /// Starts `spec` now, as if the scenario had scheduled it (a fault
+    /// injected from outside: a chaos resource written through the served
+    /// API). Its `at_s` is ignored; the service it names must exist.
+    pub(crate) fn inject_fault(&mut self, mut spec: FaultSpec) -> Result<(), String> {
+        let service = match spec.service.as_deref() {
+            Some(name) => Some(
+                self.services
+                    .iter()
+                    .position(|s| s.name == name)
+                    .ok_or_else(|| format!("no service `{name}` in the simulation"))?
+                    as u32,
+            ),
+            None => None,
+        };
+        if service.is_none() {
+            return Err(format!(
+                "an injected {} needs a service",
+                spec.kind.as_str()
+            ));
+        }
+        spec.at_s = self.now.as_secs_f64();
+        self.faults.push(ActiveFault {
+            spec,
+            service,
+            edge_ends: None,
+            node: None,
+            targets: Vec::new(),
+            record: None,
+            ended: false,
+        });
+        self.start_fault(self.faults.len() as u32 - 1);
+        Ok(())
+    }
+}

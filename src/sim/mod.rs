@@ -23,6 +23,7 @@ pub use backoff::CrashLoopBackOff;
 pub use engine::Exit;
 pub use engine::{BuildError, Simulation};
 pub use faults::FaultRecord;
+pub use output::commands_csv;
 pub use queue::EventQueue;
 pub use recorder::{
     PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary,

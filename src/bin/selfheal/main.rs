@@ -137,6 +137,10 @@ enum Cmd {
         /// Write a kubeconfig for the served API here (for KUBECONFIG=...).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// Serve the scenario without its faults and experiment, for
+        /// `selfheal-k8s replay` to inject them through the API.
+        #[arg(long)]
+        without_faults: bool,
     },
     /// Learn the orchestrator's first-strategy selector from recorded
     /// outcomes: every run of a suite of chaos experiments under the rules
@@ -334,6 +338,7 @@ fn real_main() -> anyhow::Result<()> {
             namespace,
             controller,
             kubeconfig,
+            without_faults,
         } => serve(
             &scenario,
             speed,
@@ -341,6 +346,7 @@ fn real_main() -> anyhow::Result<()> {
             namespace,
             controller.as_deref(),
             kubeconfig.as_deref(),
+            without_faults,
         )?,
         Cmd::LearnSelector {
             suite,
@@ -776,8 +782,13 @@ fn serve(
     namespace: String,
     controller: Option<&str>,
     kubeconfig: Option<&std::path::Path>,
+    without_faults: bool,
 ) -> anyhow::Result<()> {
     let mut loaded = selfheal::scenario::load_file(path)?;
+    if without_faults {
+        loaded.spec.faults.clear();
+        loaded.spec.experiment = None;
+    }
     if let Some(c) = controller {
         loaded.spec.use_controller(
             selfheal::scenario::ControllerSpec::parse_short(c).map_err(anyhow::Error::msg)?,
