@@ -301,10 +301,35 @@ impl Verdict {
         } else {
             0.0
         };
-        let aborted_s = c.aborted_at.map(|t| t - start);
+        Verdict::assemble(
+            name,
+            kind,
+            (start, end),
+            s,
+            Reactions {
+                detection_s,
+                healing_s: healing,
+                failed_requests: failed,
+                slo_budget_burnt,
+                aborted_s: c.aborted_at.map(|t| t - start),
+            },
+            c.probes,
+        )
+    }
+
+    /// A verdict from its parts, however they were measured (the
+    /// simulation's `measure`, or a live replay).
+    pub fn assemble(
+        experiment: String,
+        fault: String,
+        (start, end): (f64, Option<f64>),
+        s: ProbeSummary,
+        r: Reactions,
+        probes: Vec<Probe>,
+    ) -> Verdict {
         Verdict {
-            experiment: name,
-            fault: kind,
+            experiment,
+            fault,
             fault_start_s: start,
             fault_end_s: end,
             held_before: s.held_before,
@@ -314,17 +339,28 @@ impl Verdict {
             probes_after: s.probes_after,
             failed_after: s.failed_after,
             impact_s: s.impact_s,
-            detection_s,
-            healing_s: healing.first().copied(),
-            healing_actions: healing.len() as u32,
+            detection_s: r.detection_s,
+            healing_s: r.healing_s.first().copied(),
+            healing_actions: r.healing_s.len() as u32,
             mttr_s: s.mttr_s,
-            failed_requests: failed,
-            slo_budget_burnt,
-            aborted_s,
-            passed: s.held_before && s.mttr_s.is_some() && aborted_s.is_none(),
-            probes: c.probes,
+            failed_requests: r.failed_requests,
+            slo_budget_burnt: r.slo_budget_burnt,
+            aborted_s: r.aborted_s,
+            passed: s.held_before && s.mttr_s.is_some() && r.aborted_s.is_none(),
+            probes,
         }
     }
+}
+
+/// What reacted to a fault and what it cost, seconds from its start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reactions {
+    pub detection_s: Option<f64>,
+    /// Every healing command's time.
+    pub healing_s: Vec<f64>,
+    pub failed_requests: u64,
+    pub slo_budget_burnt: f64,
+    pub aborted_s: Option<f64>,
 }
 
 /// What the probes of an experiment say, however they were taken (in the

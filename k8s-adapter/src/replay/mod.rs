@@ -22,7 +22,7 @@ use serde_json::Value;
 use selfheal::chaos_mesh::{self, Unsupported};
 use selfheal::control::Command;
 use selfheal::scenario::{ExperimentSpec, FaultKind, FaultSpec, Scenario};
-use selfheal::sim::chaos::{Probe, ProbeSummary, Verdict};
+use selfheal::sim::chaos::{Probe, ProbeSummary, Reactions, Verdict};
 use selfheal::time::Time;
 
 use crate::actuate::ApiRequest;
@@ -237,30 +237,22 @@ impl Replay {
             .filter(|(_, _, c)| c.is_healing())
             .filter_map(|(t, _, _)| after(*t))
             .collect();
-        Some(Verdict {
-            experiment: self.name.clone(),
-            fault: fault.fault.kind.as_str().to_string(),
-            fault_start_s: start_s,
-            fault_end_s: end,
-            held_before: s.held_before,
-            probes_before: s.probes_before,
-            probes_during: s.probes_during,
-            failed_during: s.failed_during,
-            probes_after: s.probes_after,
-            failed_after: s.failed_after,
-            impact_s: s.impact_s,
-            // Live, the first reaction seen is the core's first command
-            // (kubelet restarts and mesh ejections are not watched).
-            detection_s: self.commands.iter().find_map(|(t, _, _)| after(*t)),
-            healing_s: healing.first().copied(),
-            healing_actions: healing.len() as u32,
-            mttr_s: s.mttr_s,
-            failed_requests,
-            slo_budget_burnt: budget_burnt,
-            aborted_s: None,
-            passed: s.held_before && s.mttr_s.is_some(),
-            probes: self.probes.clone(),
-        })
+        Some(Verdict::assemble(
+            self.name.clone(),
+            fault.fault.kind.as_str().to_string(),
+            (start_s, end),
+            s,
+            Reactions {
+                // Live, the first reaction seen is the core's first command
+                // (kubelet restarts and mesh ejections are not watched).
+                detection_s: self.commands.iter().find_map(|(t, _, _)| after(*t)),
+                healing_s: healing,
+                failed_requests,
+                slo_budget_burnt: budget_burnt,
+                aborted_s: None,
+            },
+            self.probes.clone(),
+        ))
     }
 }
 
