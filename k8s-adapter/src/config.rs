@@ -322,6 +322,15 @@ mod tests {
         )))
         .unwrap();
         assert!(c.controller.healing && c.services[0].backup_selector.is_some());
+        let served = AdapterConfig::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/served.example.toml"
+        )))
+        .unwrap();
+        assert_eq!(
+            (served.namespace.as_str(), served.backfill_s),
+            ("shop", 150.0)
+        );
     }
 
     #[test]

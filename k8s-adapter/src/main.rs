@@ -57,6 +57,10 @@ struct RunOpts {
     /// instance at a time).
     #[arg(long, default_value = "selfheal-k8s")]
     lease: String,
+    /// Core seconds per wall second, over the configuration's `time_scale`:
+    /// the speed-up of a `selfheal serve --speed S` the adapter acts on.
+    #[arg(long)]
+    time_scale: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -183,8 +187,16 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         max_writes,
         write_window_s,
         lease,
+        time_scale,
     } = opts;
-    let cfg = AdapterConfig::load(&config)?;
+    let mut cfg = AdapterConfig::load(&config)?;
+    if let Some(s) = time_scale {
+        anyhow::ensure!(
+            s.is_finite() && s > 0.0,
+            "--time-scale must be positive, got {s}"
+        );
+        cfg.time_scale = s;
+    }
     if apply {
         match (&approval, unapproved) {
             (Some(file), _) => {

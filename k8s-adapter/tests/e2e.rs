@@ -96,7 +96,7 @@ fn start(
     std::fs::write(
         dir.join("adapter.toml"),
         format!(
-            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 5\nrate_window_s = 30\ntime_scale = {SPEED}\nbackfill_s = {warmup_s}\n[controller]\n{controller}\n[[service]]\nname = \"{service}\"\n"
+            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = {warmup_s}\n[controller]\n{controller}\n[[service]]\nname = \"{service}\"\n"
         ),
     )
     .unwrap();
@@ -111,7 +111,13 @@ fn start(
     let log = dir.join("adapter.log");
     let adapter = Command::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
         .args(command)
-        .args(["--apply", "--unapproved", "--config"])
+        .args([
+            "--apply",
+            "--unapproved",
+            "--time-scale",
+            &SPEED.to_string(),
+            "--config",
+        ])
         .arg(dir.join("adapter.toml"))
         .env("KUBECONFIG", dir.join("kubeconfig"))
         // The shipped models (the predictor's) are found from the root.
@@ -293,8 +299,9 @@ fn a_replayed_memory_leak_heals_as_its_pure_simulation_does() {
     let live_healing = healing(&read("commands.csv"));
     let live: selfheal::sim::chaos::Verdict = toml::from_str(&read("verdict.toml")).unwrap();
     eprintln!(
-        "pure: healing {sim_healing:?}, MTTR {:?}; replay: healing {live_healing:?} (fault at {} s), MTTR {:?}",
-        sim_verdict.mttr_s, live.fault_start_s, live.mttr_s
+        "pure: healing {sim_healing:?}\n{}replay: healing {live_healing:?}\n{}",
+        sim_verdict.text(),
+        live.text()
     );
     let kinds = |h: &[(f64, String)]| h.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>();
     assert_eq!(kinds(&live_healing), kinds(&sim_healing), "{log}");
