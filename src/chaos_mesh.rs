@@ -204,21 +204,10 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
         None => None,
     };
     let mut f = FaultSpec {
-        kind: FaultKind::PodKill,
-        at_s: 0.0,
         duration_s,
-        service: Some(service),
-        edge: None,
-        node: None,
         pods,
         percent,
-        added_ms: None,
-        cores: None,
-        mode: None,
-        error_rate: None,
-        leak_mib_per_s: None,
-        service_time_factor: None,
-        crash_after_s: None,
+        ..FaultSpec::on(FaultKind::PodKill, &service)
     };
     match plural {
         "stresschaos" => {
@@ -268,21 +257,8 @@ mod tests {
 
     fn spec(kind: FaultKind) -> FaultSpec {
         FaultSpec {
-            kind,
             at_s: 300.0,
-            duration_s: None,
-            service: Some("api".into()),
-            edge: None,
-            node: None,
-            pods: None,
-            percent: None,
-            added_ms: None,
-            cores: None,
-            mode: None,
-            error_rate: None,
-            leak_mib_per_s: None,
-            service_time_factor: None,
-            crash_after_s: None,
+            ..FaultSpec::on(kind, "api")
         }
     }
 

@@ -430,6 +430,7 @@ pub enum DependencyMode {
 
 /// One scheduled fault. Which fields apply depends on `kind`; validation
 /// rejects fields that do not apply, so a misplaced field is never ignored.
+/// `FaultSpec::on(kind, service)` is one with no other field set.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
@@ -459,6 +460,29 @@ pub struct FaultSpec {
     pub service_time_factor: Option<f64>,
     /// bad_deploy: the new revision crashes this long after each start.
     pub crash_after_s: Option<f64>,
+}
+
+impl FaultSpec {
+    /// A `kind` fault on `service` at time 0, every other field unset.
+    pub fn on(kind: FaultKind, service: &str) -> FaultSpec {
+        FaultSpec {
+            kind,
+            at_s: 0.0,
+            duration_s: None,
+            service: Some(service.to_string()),
+            edge: None,
+            node: None,
+            pods: None,
+            percent: None,
+            added_ms: None,
+            cores: None,
+            mode: None,
+            error_rate: None,
+            leak_mib_per_s: None,
+            service_time_factor: None,
+            crash_after_s: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
