@@ -173,6 +173,18 @@ impl AdapterConfig {
     pub fn wall(&self, core_s: f64) -> f64 {
         core_s / self.time_scale
     }
+
+    /// The configured service `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The Deployment of service `name` (its own name when unconfigured).
+    pub fn deployment_of(&self, name: &str) -> String {
+        self.service(name)
+            .map_or(name, ServiceConfig::deployment)
+            .to_string()
+    }
 }
 
 impl Queries {

@@ -326,15 +326,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                     if let Some(r) = replay.as_mut() {
                         r.decided(now, &adapter, c);
                     }
-                    let deployment_of = |s: &str| {
-                        adapter
-                            .cfg
-                            .services
-                            .iter()
-                            .find(|x| x.name == s)
-                            .map_or(s.to_string(), |x| x.deployment().to_string())
-                    };
-                    if safety::fights_hpa(c, deployment_of, &owned) {
+                    if safety::fights_hpa(c, |s| adapter.cfg.deployment_of(s), &owned) {
                         log(&format!("left to the HPA: {}", describe(c)));
                         continue;
                     }

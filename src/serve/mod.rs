@@ -70,17 +70,13 @@ struct Shared {
 type Job = (Vec<ApiWrite>, mpsc::SyncSender<Result<(), ApiStatus>>);
 
 /// Hands writes to the simulation thread and waits for them to be done.
-struct SimWriter(Mutex<mpsc::Sender<Job>>);
+struct SimWriter(mpsc::Sender<Job>);
 
 impl Writer for SimWriter {
     fn write(&self, writes: Vec<ApiWrite>) -> Result<(), ApiStatus> {
         let (tx, rx) = mpsc::sync_channel(1);
         let gone = || ApiStatus::new(503, "ServiceUnavailable", "the simulation has stopped");
-        self.0
-            .lock()
-            .expect("served writer")
-            .send((writes, tx))
-            .map_err(|_| gone())?;
+        self.0.send((writes, tx)).map_err(|_| gone())?;
         rx.recv().map_err(|_| gone())?
     }
 }
@@ -225,7 +221,7 @@ impl Served {
         };
         let server = {
             let (shared, stop) = (shared.clone(), stop.clone());
-            let writer = Arc::new(SimWriter(Mutex::new(jobs_tx)));
+            let writer = Arc::new(SimWriter(jobs_tx));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {

@@ -170,7 +170,7 @@ impl Simulation {
         let origin = at(Time::ZERO);
         let mut out = Vec::new();
         let meta = |kind: &str, name: &str| json!({"name": name, "namespace": ns, "uid": uid(kind, name), "creationTimestamp": origin});
-        for s in &self.services {
+        for (i, s) in self.services.iter().enumerate() {
             let alive: Vec<&super::model::Pod> = s
                 .pods
                 .iter()
@@ -325,7 +325,7 @@ impl Simulation {
             });
             let cm = format!("{}-selfheal", s.name);
             let mut data = BTreeMap::from([("max_connections", s.max_connections.to_string())]);
-            if let Some(t) = self.inbound_timeout(s) {
+            if let Some(t) = self.inbound_timeout(i as u32) {
                 data.insert("timeout_ms", format!("{}", t.as_secs_f64() * 1000.0));
             }
             out.push(ApiObject {
@@ -337,12 +337,11 @@ impl Simulation {
         out
     }
 
-    /// The timeout of the first call edge into `s` from another service.
-    fn inbound_timeout(&self, s: &Service) -> Option<Span> {
-        let i = self.services.iter().position(|x| x.name == s.name)? as u32;
+    /// The timeout of the first call edge into service `svc` from another.
+    fn inbound_timeout(&self, svc: u32) -> Option<Span> {
         self.edges
             .iter()
-            .find(|e| e.to == i && e.from.is_some())
+            .find(|e| e.to == svc && e.from.is_some())
             .map(|e| e.timeout)
     }
 
@@ -400,18 +399,11 @@ impl Simulation {
                 }
             }
             ApiWrite::Select { service, selector } => {
-                let to = self.route_of(service, selector)?;
                 let svc = self.service_index(service, "Service")?;
-                let s = &mut self.services[svc as usize];
-                match to {
-                    Route::Own => s.isolated_until = self.now,
-                    Route::Nowhere => s.isolated_until = Time::MAX,
+                match self.route(svc, selector)? {
+                    Route::Own => self.services[svc as usize].isolated_until = self.now,
+                    Route::Nowhere => self.services[svc as usize].isolated_until = Time::MAX,
                     Route::Standby => {
-                        if s.failover_to.is_none() {
-                            return Err(WriteError::Unsupported(format!(
-                                "Service `{service}` has no standby to select"
-                            )));
-                        }
                         self.apply(&Command::Failover {
                             service: service.clone(),
                             reason: "a Service selector written through the API".into(),
@@ -432,21 +424,23 @@ impl Simulation {
                     reason: "a ConfigMap written through the API".into(),
                 });
             }
-            ApiWrite::Inject(spec) => self
-                .inject_fault(spec.clone())
-                .map_err(WriteError::Unsupported)?,
+            ApiWrite::Inject(spec) => {
+                let name = spec.service.as_deref().ok_or_else(|| {
+                    WriteError::Unsupported(format!(
+                        "an injected {} needs a service",
+                        spec.kind.as_str()
+                    ))
+                })?;
+                let svc = self.service_index(name, "service")?;
+                self.inject_fault(spec.clone(), svc);
+            }
         }
         Ok(())
     }
 
-    /// Which route `selector` gives `service`: its own pods' labels, its
-    /// standby's, or none of the simulation's.
-    pub fn route_of(
-        &self,
-        service: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Route, WriteError> {
-        let svc = self.service_index(service, "Service")?;
+    /// Which route `selector` gives service `svc`: its own pods' labels,
+    /// its standby's, or none of the simulation's.
+    fn route(&self, svc: u32, selector: &BTreeMap<String, String>) -> Result<Route, WriteError> {
         let matches = |name: &str| {
             let labels = app_labels(name);
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -462,8 +456,8 @@ impl Simulation {
         }
         match self.services.iter().find(|x| matches(&x.name)) {
             Some(other) => Err(WriteError::Unsupported(format!(
-                "Service `{service}` can select its own pods, its standby's or none, not `{}`'s",
-                other.name
+                "Service `{}` can select its own pods, its standby's or none, not `{}`'s",
+                s.name, other.name
             ))),
             None => Ok(Route::Nowhere),
         }

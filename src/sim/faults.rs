@@ -311,28 +311,12 @@ fn s_name(sim: &Simulation, svc: u32) -> String {
 impl Simulation {
     /// Starts `spec` now, as if the scenario had scheduled it (a fault
     /// injected from outside: a chaos resource written through the served
-    /// API). Its `at_s` is ignored; the service it names must exist.
-    pub(crate) fn inject_fault(&mut self, mut spec: FaultSpec) -> Result<(), String> {
-        let service = match spec.service.as_deref() {
-            Some(name) => Some(
-                self.services
-                    .iter()
-                    .position(|s| s.name == name)
-                    .ok_or_else(|| format!("no service `{name}` in the simulation"))?
-                    as u32,
-            ),
-            None => None,
-        };
-        if service.is_none() {
-            return Err(format!(
-                "an injected {} needs a service",
-                spec.kind.as_str()
-            ));
-        }
+    /// API) on service `svc`. Its `at_s` is ignored.
+    pub(crate) fn inject_fault(&mut self, mut spec: FaultSpec, svc: u32) {
         spec.at_s = self.now.as_secs_f64();
         self.faults.push(ActiveFault {
             spec,
-            service,
+            service: Some(svc),
             edge_ends: None,
             node: None,
             targets: Vec::new(),
@@ -340,6 +324,5 @@ impl Simulation {
             ended: false,
         });
         self.start_fault(self.faults.len() as u32 - 1);
-        Ok(())
     }
 }

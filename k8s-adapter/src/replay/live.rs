@@ -52,9 +52,7 @@ fn configured(
     name: &str,
     role: &'static str,
 ) -> Result<ServiceConfig, ReplayError> {
-    cfg.services
-        .iter()
-        .find(|s| s.name == name)
+    cfg.service(name)
         .cloned()
         .ok_or_else(|| ReplayError::NotConfigured(name.to_string(), role))
 }
@@ -97,11 +95,7 @@ impl Live {
             let Some(svc) = f.service.as_deref() else {
                 continue;
             };
-            let deployment = cfg
-                .services
-                .iter()
-                .find(|s| s.name == svc)
-                .map_or(svc.to_string(), |s| s.deployment().to_string());
+            let deployment = cfg.deployment_of(svc);
             let read = ApiRequest {
                 method: "GET",
                 path: format!(
