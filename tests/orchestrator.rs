@@ -498,3 +498,173 @@ fn a_forced_first_strategy_wins_over_rules_and_selector_and_still_escalates() {
     assert_eq!(started[0].first_choice, Strategy::Isolate);
     assert_eq!(started[0].chosen_by, ChosenBy::Escalation);
 }
+
+/// `view` with each pod's CPU sample taken at `now`, long after it became
+/// ready, so the pod-level checks judge it.
+fn sampled(name: &str, cpu: &[f64], now: Time) -> ServiceView {
+    let mut v = view(name, cpu.len() as u32, 0, 0.0);
+    for (p, &c) in v.pods.iter_mut().zip(cpu) {
+        p.cpu_cores = c;
+        p.cpu_sampled_at = Some(now);
+    }
+    v
+}
+
+fn replaced(cmds: &[Command]) -> Vec<&str> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::ReplacePod { pod, .. } => Some(pod.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stalled_pods_are_restarted_at_first_sight_and_alone() {
+    // No warning from the predictor: the stall is its own evidence.
+    let calm = prediction(Health::Healthy, None, false);
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = sampled("api", &[0.3, 0.31, 0.0, 0.29, 0.3], at(100));
+    o.handle_prediction(at(100), &v, &calm, &[]);
+    let (cmds, events) = drain(&mut o);
+    assert_eq!(replaced(&cmds), ["api-2"]);
+    let HealingEvent::Started(a) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(a.reason.contains("api-2 stalled"), "{}", a.reason);
+
+    // Two stalled pods of five go together: the disruption budget (one pod
+    // of five) counts pods that serve, and stalled pods serve nothing.
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let v = sampled("api", &[0.3, 0.0, 0.0, 0.29, 0.3], at(100));
+    o.handle_prediction(at(100), &v, &calm, &[]);
+    assert_eq!(sorted(replaced(&drain(&mut o).0)), ["api-1", "api-2"]);
+
+    // Never below the minimum of healthy replicas, stalled or not.
+    let mut o = Orchestrator::new(OrchestratorConfig {
+        min_healthy_replicas: 4,
+        ..Default::default()
+    });
+    o.handle_prediction(at(100), &v, &calm, &[]);
+    assert_eq!(replaced(&drain(&mut o).0).len(), 1);
+}
+
+#[test]
+fn idle_services_new_pods_and_even_load_are_not_stalls() {
+    let calm = prediction(Health::Healthy, None, false);
+    let cases = [
+        // A service without work.
+        vec![0.01, 0.0, 0.02, 0.0],
+        // Most pods idle: a blocked dependency, not a stall.
+        vec![0.3, 0.0, 0.0, 0.3],
+        // Ordinary spread.
+        vec![0.3, 0.22, 0.41, 0.35, 0.28],
+    ];
+    for cpu in cases {
+        let mut o = Orchestrator::new(OrchestratorConfig::default());
+        for s in [100, 105, 110] {
+            o.handle_prediction(at(s), &sampled("api", &cpu, at(s)), &calm, &[]);
+        }
+        assert!(drain(&mut o).0.is_empty(), "{cpu:?}");
+    }
+    // A pod that became ready 5 s before its sample is not judged on it.
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let mut v = sampled("api", &[0.3, 0.3, 0.02, 0.3], at(100));
+    v.pods[2].last_transition = at(95);
+    o.handle_prediction(at(100), &v, &calm, &[]);
+    assert!(drain(&mut o).0.is_empty());
+}
+
+#[test]
+fn hot_pods_need_two_scrapes_and_are_restarted_in_batches() {
+    let calm = prediction(Health::Healthy, None, false);
+    let mut o = Orchestrator::new(OrchestratorConfig::default());
+    let hot = [1.0, 1.0, 1.0, 1.0, 0.25, 0.24, 0.26, 0.25];
+    o.handle_prediction(at(100), &sampled("api", &hot, at(100)), &calm, &[]);
+    assert!(drain(&mut o).0.is_empty(), "one scrape is not enough");
+    let v = sampled("api", &hot, at(105));
+    o.handle_prediction(at(105), &v, &calm, &[]);
+    let (cmds, events) = drain(&mut o);
+    // The budget: a quarter of 8 ready pods, hot ones only.
+    let first = sorted(replaced(&cmds));
+    assert_eq!(first.len(), 2);
+    assert!(
+        first
+            .iter()
+            .all(|p| ["api-0", "api-1", "api-2", "api-3"].contains(p))
+    );
+    assert_eq!(events.len(), 1);
+
+    // The replaced pods are gone and their replacements start: nothing more.
+    let mut v = v.clone();
+    v.pods.retain(|p| !first.contains(&p.name.as_str()));
+    for i in 0..2 {
+        let mut p = v.pods.last().unwrap().clone();
+        p.name = format!("api-new-{i}");
+        p.ready = false;
+        p.phase = PodPhase::Starting;
+        p.created = at(106);
+        v.pods.push(p);
+    }
+    o.handle_prediction(at(110), &v, &calm, &[]);
+    assert!(
+        drain(&mut o).0.is_empty(),
+        "the last batch is still starting"
+    );
+    // Once they serve, the next batch, within the same action.
+    for p in v.pods.iter_mut().filter(|p| p.name.starts_with("api-new")) {
+        p.ready = true;
+        p.phase = PodPhase::Running;
+    }
+    o.handle_prediction(at(125), &v, &calm, &[]);
+    let (cmds, events) = drain(&mut o);
+    let mut all = [first, sorted(replaced(&cmds))].concat();
+    all.sort();
+    assert_eq!(all, ["api-0", "api-1", "api-2", "api-3"]);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(o.active("api").map(|a| a.strategy), Some(Strategy::Restart));
+}
+
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort();
+    v
+}
+
+#[test]
+fn in_the_simulator_healing_restarts_the_hung_pod_before_the_kubelet_does() {
+    let load = |controller: &str| {
+        let mut s =
+            selfheal::scenario::load_file(std::path::Path::new("scenarios/chaos/hang.toml"))
+                .unwrap();
+        s.spec
+            .use_controller(selfheal::scenario::ControllerSpec::parse_short(controller).unwrap());
+        selfheal::sim::run(&s).unwrap()
+    };
+    let plain = load("hpa:70");
+    let healed = load("hpa:70+heal");
+    // The pod the liveness probe restarts without healing is the hung one.
+    let hung = plain
+        .pod_events
+        .iter()
+        .find(|e| matches!(e.kind, selfheal::sim::PodEventKind::Exited(_)) && e.t > at(300))
+        .map(|e| e.pod.clone())
+        .expect("the kubelet restarts the hung pod");
+    let restarts: Vec<_> = healed
+        .commands
+        .iter()
+        .filter_map(|(t, _, c)| match c {
+            Command::ReplacePod { pod, .. } => Some((t.as_secs_f64(), pod.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let (t, pod) = restarts[0];
+    assert_eq!(pod, hung);
+    assert!(t > 300.0 && t <= 312.0, "restart at {t} s");
+    assert!(
+        2 * healed.summary.failed < plain.summary.failed,
+        "{} failed with healing, {} without",
+        healed.summary.failed,
+        plain.summary.failed
+    );
+}

@@ -61,7 +61,7 @@ impl Adapter {
         let controller = selfheal::sim::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
-            cfg.interval_s,
+            (cfg.interval_s, cfg.rate_window_s),
             cfg.slo_latency_ms,
         )?;
         Ok(Adapter {

@@ -2,7 +2,10 @@
 //! top: the controller the simulator runs for `[controller] healing = true`
 //! and the live adapter will run the same way.
 //!
-//! It ticks at the predictor's scrape interval. Every new scrape of a
+//! It ticks every second (or at the scrape interval, if shorter) and
+//! looks for new scrapes, so it acts within a second of one: scrapes come
+//! at their own phase, and ticking only at the scrape interval would add
+//! up to a whole interval to every detection. Every new scrape of a
 //! service goes through that service's `ServiceWatch`; a prediction goes to
 //! the orchestrator; the inner scaler (static, HPA, KPA or the autonomous
 //! scaler) still runs at its own period, and a replica count it asks for is
@@ -60,7 +63,7 @@ impl Controller for HealingController {
     }
 
     fn period(&self) -> Span {
-        Span::from_secs_f64(self.predictor.scrape_interval_s)
+        Span::from_secs_f64(self.predictor.scrape_interval_s.min(1.0))
     }
 
     fn handle_observation(&mut self, now: Time, obs: &Observation) {

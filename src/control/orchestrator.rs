@@ -161,6 +161,17 @@ pub struct OrchestratorConfig {
     pub reconfigure_connections_factor: f64,
     /// ... and sets its callers' timeout to this, if given.
     pub reconfigure_timeout_ms: Option<f64>,
+    /// A ready pod is stalled when its CPU over the last sample is below
+    /// this fraction of its peers' median ...
+    pub stall_cpu_fraction: f64,
+    /// ... and hot at this multiple of their lower quartile or more ...
+    pub hot_cpu_factor: f64,
+    /// ... where that median (or quartile) is at least this many cores:
+    /// the service has work to give. 0 turns both checks off.
+    pub pod_min_cores: f64,
+    /// A pod is judged only on a sample taken this long after it became
+    /// ready (a sample that began before it served reads low).
+    pub pod_settle_s: f64,
     /// Strategies the driver can carry out.
     pub supported: Vec<Strategy>,
     /// Beta prior of a strategy's success (successes, failures).
@@ -195,6 +206,10 @@ impl Default for OrchestratorConfig {
             isolate_hold_s: 120.0,
             reconfigure_connections_factor: 1.5,
             reconfigure_timeout_ms: None,
+            stall_cpu_fraction: 0.1,
+            hot_cpu_factor: 2.0,
+            pod_min_cores: 0.05,
+            pod_settle_s: 10.0,
             supported: Strategy::ALL.to_vec(),
             prior_success: (2.0, 1.0),
             first_strategy: None,
@@ -329,6 +344,21 @@ impl OutcomeBook {
     }
 }
 
+fn replaced_pod(c: &Command) -> Option<String> {
+    match c {
+        Command::ReplacePod { pod, .. } => Some(pod.clone()),
+        _ => None,
+    }
+}
+
+/// Pods that work unlike their peers (`Orchestrator::odd_pods`).
+struct OddPods<'v> {
+    pods: Vec<&'v str>,
+    /// Stalled (they serve nothing), else hot (they serve slowly).
+    stalled: bool,
+    why: String,
+}
+
 /// Why a strategy produced no command.
 enum Refusal {
     /// A guardrail held it back.
@@ -383,6 +413,10 @@ struct Target {
     base_connections: u32,
     warnings: u32,
     active: Option<HealingAction>,
+    /// The pods the active action replaced.
+    replaced: Vec<String>,
+    /// The pods found hot at the last scrape.
+    hot: Vec<String>,
     cooldown_until: Time,
     floor: Option<(u32, Time)>,
 }
@@ -419,13 +453,14 @@ impl Orchestrator {
     }
 
     /// The first strategy for an incident: forced, learned or the rules'.
-    fn first_choice(&self, rules: Strategy, s: &Situation) -> (Strategy, ChosenBy) {
+    fn first_choice(&self, rules: Strategy, s: &Situation, ask: bool) -> (Strategy, ChosenBy) {
         if let Some(f) = self.cfg.first_strategy {
             return (f, ChosenBy::Forced);
         }
         let learned = self
             .selector
             .as_ref()
+            .filter(|_| ask)
             .filter(|f| f.rows >= self.cfg.selector.min_rows)
             .and_then(|f| f.choose(s))
             .filter(|c| c.vote >= self.cfg.selector.min_vote && c.strategy != rules);
@@ -490,6 +525,14 @@ impl Orchestrator {
         ti
     }
 
+    /// A rollout younger than `recent_deploy_s` that this orchestrator did
+    /// not make itself.
+    fn recent_deploy(&self, now: Time, ti: usize) -> bool {
+        self.targets[ti].revision.is_some_and(|(r, at, ours)| {
+            r > 0 && !ours && now.saturating_sub(at).as_secs_f64() <= self.cfg.recent_deploy_s
+        })
+    }
+
     /// The replica floor a scale action set on `service`, while it holds:
     /// the scaler respects it, so the two never fight.
     pub fn floor(&self, service: &str, now: Time) -> Option<u32> {
@@ -517,9 +560,18 @@ impl Orchestrator {
         if !self.cfg.enabled {
             return;
         }
+        let (odd, confirmed) = self.confirmed_odd_pods(ti, view);
         if let Some(action) = self.targets[ti].active.clone() {
-            self.verify(now, ti, view, p, peers, action);
+            self.verify(now, ti, (view, peers), p, (odd, confirmed), action);
             return;
+        }
+        // A pod-level finding names its own remedy; the learned selector
+        // was trained on the predictor's incidents and is not asked.
+        if now >= self.targets[ti].cooldown_until
+            && let Some(odd) = odd.filter(|_| confirmed)
+        {
+            let why = odd.why;
+            return self.start_incident(now, ti, (view, peers), p, (Strategy::Restart, false), why);
         }
         let m = &view.metrics;
         let evidence = !self.cfg.require_evidence
@@ -534,11 +586,169 @@ impl Orchestrator {
         if self.targets[ti].warnings < self.cfg.confirm || now < self.targets[ti].cooldown_until {
             return;
         }
-        let recent_deploy = self.targets[ti].revision.is_some_and(|(r, at, ours)| {
-            r > 0 && !ours && now.saturating_sub(at).as_secs_f64() <= self.cfg.recent_deploy_s
-        });
+        let recent_deploy = self.recent_deploy(now, ti);
         let degraded = view.dependencies.iter().any(|d| self.degraded(d));
         let rules = rule_strategy(p, view.metrics.error_rate, recent_deploy, degraded);
+        let why = format!(
+            "{} predicted ({:.0} % not healthy){}",
+            p.status.as_str(),
+            100.0 * p.not_healthy,
+            p.failure_type
+                .map_or(String::new(), |f| format!(", pattern {}", f.as_str()))
+        );
+        self.start_incident(now, ti, (view, peers), p, (rules, true), why);
+    }
+
+    /// The pods of the current revision that work unlike their peers, and
+    /// why, judged on CPU over their last sample (pods of one revision
+    /// behind one load balancer get the same share of the same work):
+    /// - *stalled*: Running and still ready, but next to no CPU while their
+    ///   peers are busy. A hung process looks like this from its first
+    ///   sample on, long before the kubelet's probes (3 failures, 10 s
+    ///   apart) take it out of the endpoints or restart it. Most pods idle
+    ///   is a service without work (or a blocked dependency), not a stall.
+    /// - *hot*: several times the CPU of the service's lower quartile: the
+    ///   pod burns CPU on something other than its share of the work (a
+    ///   runaway thread, a stressor, a leak's garbage collector).
+    ///
+    /// A restart replaces either kind.
+    fn odd_pods<'v>(&self, view: &'v ServiceView) -> Option<OddPods<'v>> {
+        let settle = Span::from_secs_f64(self.cfg.pod_settle_s);
+        let judged: Vec<_> = view
+            .pods
+            .iter()
+            .filter(|p| p.ready && p.phase == PodPhase::Running && p.revision == view.revision)
+            .filter(|p| {
+                p.cpu_sampled_at
+                    .is_some_and(|at| at >= p.last_transition + settle)
+            })
+            .collect();
+        if judged.len() < 3 || self.cfg.pod_min_cores <= 0.0 {
+            return None;
+        }
+        let mut cpu: Vec<f64> = judged.iter().map(|p| p.cpu_cores).collect();
+        let busy = super::anomaly::median(&mut cpu);
+        let names = |keep: &dyn Fn(f64) -> bool| -> Vec<&'v str> {
+            judged
+                .iter()
+                .filter(|p| keep(p.cpu_cores))
+                .map(|p| p.name.as_str())
+                .collect()
+        };
+        let stalled = names(&|c| c < self.cfg.stall_cpu_fraction * busy);
+        if busy >= self.cfg.pod_min_cores && !stalled.is_empty() && 2 * stalled.len() < judged.len()
+        {
+            let why = format!(
+                "pod {} stalled (under {:.0} % of its peers' median CPU of {:.3} cores)",
+                stalled.join(", "),
+                100.0 * self.cfg.stall_cpu_fraction,
+                busy
+            );
+            return Some(OddPods {
+                pods: stalled,
+                stalled: true,
+                why,
+            });
+        }
+        let quartile = cpu.len() / 4;
+        let low = *cpu.select_nth_unstable_by(quartile, f64::total_cmp).1;
+        let hot = names(&|c| c >= self.cfg.hot_cpu_factor * low);
+        if low >= self.cfg.pod_min_cores && !hot.is_empty() {
+            let why = format!(
+                "pod {} hot (at least {:.1}x the lower quartile of its peers' CPU, {:.3} cores)",
+                hot.join(", "),
+                self.cfg.hot_cpu_factor,
+                low
+            );
+            return Some(OddPods {
+                pods: hot,
+                stalled: false,
+                why,
+            });
+        }
+        None
+    }
+
+    /// `odd_pods`, and whether they are reason enough to act: stalled pods
+    /// are at once, hot pods only when the same pods were hot at the scrape
+    /// before too (a sample that began before a hang reads low on the hung
+    /// pods and makes their peers look hot once).
+    fn confirmed_odd_pods<'v>(
+        &mut self,
+        ti: usize,
+        view: &'v ServiceView,
+    ) -> (Option<OddPods<'v>>, bool) {
+        let odd = self.odd_pods(view);
+        let seen = &mut self.targets[ti].hot;
+        let confirmed = match &odd {
+            Some(o) if !o.stalled => {
+                let again = *seen == o.pods;
+                *seen = o.pods.iter().map(|p| p.to_string()).collect();
+                again
+            }
+            other => {
+                seen.clear();
+                other.is_some()
+            }
+        };
+        (odd, confirmed)
+    }
+
+    /// A restart of odd pods goes in batches within the disruption budget,
+    /// the next once the last one's replacements are ready; it is one
+    /// action (the rate limit counts it once) and is verified after its
+    /// last batch. True while the restart still has odd pods to replace.
+    fn next_batch(
+        &mut self,
+        now: Time,
+        ti: usize,
+        (view, peers): (&ServiceView, &[ServiceView]),
+        odd: &[&str],
+        why: &str,
+    ) -> bool {
+        let t = &self.targets[ti];
+        if odd.iter().all(|n| t.replaced.iter().any(|r| r == n)) {
+            return false;
+        }
+        let started = t.active.as_ref().map_or(now, |a| a.started);
+        let settling = view.pods.iter().any(|p| {
+            t.replaced.contains(&p.name)
+                || (p.created >= started && !(p.ready && p.phase == PodPhase::Running))
+        });
+        if settling || self.cfg.dry_run {
+            return true;
+        }
+        let reason = format!("{why}; the restart's next batch");
+        let Ok(commands) = self.commands_for(ti, (view, peers), Strategy::Restart, &reason) else {
+            return false;
+        };
+        let estimate = self.book.recovery_estimate(
+            self.targets[ti].active.as_ref().and_then(|a| a.failure),
+            Strategy::Restart,
+        );
+        let t = &mut self.targets[ti];
+        t.replaced.extend(commands.iter().filter_map(replaced_pod));
+        if let Some(a) = &mut t.active {
+            a.estimated_recovery = now.saturating_sub(a.started) + estimate;
+        }
+        self.commands.extend(commands);
+        true
+    }
+
+    /// Starts a new incident on a target with the rules' strategy (or the
+    /// forced one, or the learned one where `ask_selector`), `why` saying
+    /// what was seen.
+    fn start_incident(
+        &mut self,
+        now: Time,
+        ti: usize,
+        (view, peers): (&ServiceView, &[ServiceView]),
+        p: &Prediction,
+        (rules, ask_selector): (Strategy, bool),
+        why: String,
+    ) {
+        let recent_deploy = self.recent_deploy(now, ti);
+        let degraded = view.dependencies.iter().any(|d| self.degraded(d));
         let situation = Situation::of(
             p,
             view,
@@ -547,7 +757,7 @@ impl Orchestrator {
             degraded,
             isolation_target(view, peers).is_some(),
         );
-        let (strategy, by) = self.first_choice(rules, &situation);
+        let (strategy, by) = self.first_choice(rules, &situation, ask_selector);
         let chooser = match by {
             ChosenBy::Learned { vote, rules } => format!(
                 "; learned selector: {} over the rules' {} ({:.0} % of the vote)",
@@ -558,13 +768,7 @@ impl Orchestrator {
             ChosenBy::Forced => format!("; {} forced", strategy.as_str()),
             ChosenBy::Rules | ChosenBy::Escalation => String::new(),
         };
-        let reason = format!(
-            "{} predicted ({:.0} % not healthy){}{chooser}",
-            p.status.as_str(),
-            100.0 * p.not_healthy,
-            p.failure_type
-                .map_or(String::new(), |f| format!(", pattern {}", f.as_str()))
-        );
+        let reason = format!("{why}{chooser}");
         self.start(
             now,
             ti,
@@ -585,13 +789,24 @@ impl Orchestrator {
         &mut self,
         now: Time,
         ti: usize,
-        view: &ServiceView,
+        (view, peers): (&ServiceView, &[ServiceView]),
         p: &Prediction,
-        peers: &[ServiceView],
+        (odd, confirmed): (Option<OddPods>, bool),
         action: HealingAction,
     ) {
+        // A restart goes on through its batches on any sample's odd pods;
+        // switching to one takes confirmed ones.
+        if let Some(o) = &odd
+            && action.strategy == Strategy::Restart
+            && self.next_batch(now, ti, (view, peers), &o.pods, &o.why)
+        {
+            return;
+        }
+        // Odd pods while a strategy that escalates to a restart is active:
+        // it did not touch them, so the restart comes now, not at `due`.
+        let restart_now = confirmed && action.strategy.escalation() == Some(Strategy::Restart);
         let due = action.started + action.estimated_recovery;
-        let recovered = !p.warning && view.metrics.error_rate < 0.01;
+        let recovered = !restart_now && !p.warning && view.metrics.error_rate < 0.01;
         if recovered {
             let t = &mut self.targets[ti];
             t.active = None;
@@ -611,7 +826,7 @@ impl Orchestrator {
             });
             return;
         }
-        if now < due {
+        if now < due && !restart_now {
             return;
         }
         self.book.outcomes.push(Outcome {
@@ -758,6 +973,7 @@ impl Orchestrator {
                     Some((*replicas, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
             }
         }
+        self.targets[ti].replaced = commands.iter().filter_map(replaced_pod).collect();
         self.commands.extend(commands);
         self.targets[ti].active = Some(action.clone());
         self.events.push_back(HealingEvent::Started(action));
@@ -783,16 +999,27 @@ impl Orchestrator {
             .count() as u32;
         match strategy {
             Strategy::Restart => {
-                let budget = ((ready as f64 * self.cfg.max_unavailable_fraction).floor() as u32)
-                    .max(1)
-                    .min(ready.saturating_sub(self.cfg.min_healthy_replicas));
+                // The odd pods alone if there are any; otherwise the
+                // pods closest to their memory limit (the leak's victims),
+                // then the most restarted. Each is deleted gracefully and
+                // replaced, as `kubectl delete pod` does, so its in-flight
+                // requests finish.
+                let odd = self.odd_pods(view);
+                let (odd, stalled) = odd.map_or((Vec::new(), false), |o| (o.pods, o.stalled));
+                let n = odd.len() as u32;
+                // Ready pods go down to the minimum of healthy replicas and
+                // no further. The disruption budget (serving pods taken out
+                // at once) does not hold back stalled pods: they serve
+                // nothing.
+                let budget = match (n, stalled) {
+                    (_, true) => n,
+                    _ => ((ready as f64 * self.cfg.max_unavailable_fraction).floor() as u32).max(1),
+                };
+                let budget = budget.min(ready.saturating_sub(self.cfg.min_healthy_replicas));
                 if budget == 0 {
                     return Err(Refusal::Guardrail("minimum healthy replicas"));
                 }
-                // The pods closest to their memory limit first (the leak's
-                // victims), then the most restarted. Each is deleted
-                // gracefully and replaced, as `kubectl delete pod` does, so
-                // its in-flight requests finish.
+                let budget = if n > 0 { budget.min(n) } else { budget };
                 let mut pods: Vec<_> = view
                     .pods
                     .iter()
@@ -801,7 +1028,10 @@ impl Orchestrator {
                 pods.sort_by(|a, b| {
                     let fa = a.memory_mib / a.memory_limit_mib.max(1.0);
                     let fb = b.memory_mib / b.memory_limit_mib.max(1.0);
-                    fb.total_cmp(&fa)
+                    let sa = odd.contains(&a.name.as_str());
+                    let sb = odd.contains(&b.name.as_str());
+                    sb.cmp(&sa)
+                        .then(fb.total_cmp(&fa))
                         .then(b.restarts.cmp(&a.restarts))
                         .then(a.name.cmp(&b.name))
                 });
@@ -819,8 +1049,10 @@ impl Orchestrator {
                 let to = ((view.desired_replicas.max(1) as f64 * self.cfg.scale_factor).ceil()
                     as u32)
                     .min(self.cfg.max_replicas);
+                // At the most replicas already (the scaler may have got
+                // there first): nothing to scale, so the next strategy.
                 if to <= view.desired_replicas {
-                    return Err(Refusal::Guardrail("maximum replicas"));
+                    return Err(Refusal::NoTarget);
                 }
                 Ok(vec![Command::Scale {
                     service: view.name.clone(),

@@ -59,21 +59,23 @@ fn selector(path: &str) -> Result<Arc<StrategyForest>, BuildError> {
 /// The scenario's controller: its scaler, with the predictor and the
 /// healing orchestrator on top when `healing` is set.
 pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
+    // A simulated pod's CPU sample covers the last scrape interval.
     build_controller(
         &s.controller,
         s.seed,
-        s.metrics.scrape_interval_s,
+        (s.metrics.scrape_interval_s, s.metrics.scrape_interval_s),
         s.slo.latency_ms,
     )
 }
 
 /// The controller a spec names, for a cluster scraped every
-/// `scrape_interval_s` with the SLO latency `slo_latency_ms` (what the live
-/// adapter calls with its own configuration).
+/// `scrape_interval_s` whose per-pod CPU is a rate over `cpu_window_s`,
+/// with the SLO latency `slo_latency_ms` (what the live adapter calls with
+/// its own configuration).
 pub fn build_controller(
     spec: &ControllerSpec,
     seed: u64,
-    scrape_interval_s: f64,
+    (scrape_interval_s, cpu_window_s): (f64, f64),
     slo_latency_ms: f64,
 ) -> Result<Box<dyn Controller>, BuildError> {
     let mut scaler = build(spec, seed);
@@ -98,6 +100,8 @@ pub fn build_controller(
         max_replicas: spec.max_replicas,
         symptom_p99_ms: slo_latency_ms,
         first_strategy: spec.healing_first,
+        // A pod's CPU sample must begin after it became ready, with slack.
+        pod_settle_s: 2.0 * cpu_window_s,
         ..OrchestratorConfig::default()
     };
     let mut healing = HealingController::new(scaler, bundle.model(), predictor, orchestrator);
