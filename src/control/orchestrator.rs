@@ -715,7 +715,7 @@ impl Orchestrator {
             t.replaced.contains(&p.name)
                 || (p.created >= started && !(p.ready && p.phase == PodPhase::Running))
         });
-        if settling || self.cfg.dry_run {
+        if settling {
             return true;
         }
         let reason = format!("{why}; the restart's next batch");
@@ -1011,9 +1011,10 @@ impl Orchestrator {
                 // no further. The disruption budget (serving pods taken out
                 // at once) does not hold back stalled pods: they serve
                 // nothing.
-                let budget = match (n, stalled) {
-                    (_, true) => n,
-                    _ => ((ready as f64 * self.cfg.max_unavailable_fraction).floor() as u32).max(1),
+                let budget = if stalled {
+                    n
+                } else {
+                    ((ready as f64 * self.cfg.max_unavailable_fraction).floor() as u32).max(1)
                 };
                 let budget = budget.min(ready.saturating_sub(self.cfg.min_healthy_replicas));
                 if budget == 0 {
