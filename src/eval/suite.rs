@@ -41,11 +41,54 @@ pub const TRACE_FILES: [&str; 4] = [
 
 const DURATION: f64 = 7200.0;
 
-fn template(name: &str, mean_rate: f64) -> String {
-    // Start sized for the mean load at 70 % CPU: frontend 5 ms and backend
-    // 8 ms of CPU per request against 0.5-core requests.
-    let fe = ((mean_rate * 0.005 / 0.35).ceil() as u32).max(1);
-    let be = ((mean_rate * 0.008 / 0.35).ceil() as u32).max(1);
+/// The pods' Kubernetes QoS class: what a CPU utilisation target means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    /// Request = limit = 1 core: a utilisation target is a fraction of what
+    /// a pod can use, as for latency-sensitive services in production.
+    Guaranteed,
+    /// A 0.5-core request under a 1-core limit: a pod can burst to twice
+    /// its request, so every HPA target (50-80 % of the request) leaves it
+    /// under 40 % of its limit and only sharp transients violate the SLO.
+    Burstable,
+}
+
+impl std::str::FromStr for Qos {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "guaranteed" => Ok(Qos::Guaranteed),
+            "burstable" => Ok(Qos::Burstable),
+            other => Err(format!(
+                "unknown QoS class `{other}` (guaranteed, burstable)"
+            )),
+        }
+    }
+}
+
+impl Qos {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Qos::Guaranteed => "Guaranteed QoS pods (CPU request = limit = 1 core)",
+            Qos::Burstable => "Burstable QoS pods (0.5-core CPU request, 1-core limit)",
+        }
+    }
+
+    /// (request, limit) in cores.
+    fn cpu(self) -> (f64, f64) {
+        match self {
+            Qos::Guaranteed => (1.0, 1.0),
+            Qos::Burstable => (0.5, 1.0),
+        }
+    }
+}
+
+fn template(name: &str, mean_rate: f64, qos: Qos) -> String {
+    // Start sized for the mean load at 70 % of the CPU request: frontend
+    // 5 ms and backend 8 ms of CPU per request.
+    let (request, limit) = qos.cpu();
+    let fe = ((mean_rate * 0.005 / (0.7 * request)).ceil() as u32).max(1);
+    let be = ((mean_rate * 0.008 / (0.7 * request)).ceil() as u32).max(1);
     format!(
         r#"
 name = "{name}"
@@ -64,6 +107,8 @@ curve = {{ kind = "constant", rate = 0 }}
 [[service]]
 name = "frontend"
 replicas = {fe}
+cpu_request = {request:.1}
+cpu_limit = {limit:.1}
 max_connections = 64
 queue_capacity = 200
 revision = {{ service_time_ms = 5 }}
@@ -74,6 +119,8 @@ revision = {{ service_time_ms = 5 }}
 [[service]]
 name = "backend"
 replicas = {be}
+cpu_request = {request:.1}
+cpu_limit = {limit:.1}
 max_connections = 64
 queue_capacity = 200
 revision = {{ service_time_ms = 8 }}
@@ -93,8 +140,9 @@ fn trace(file: &str, peak: f64, speedup: f64, offset_s: f64) -> CurveSpec {
     }
 }
 
-/// The standard suite: 22 scenarios, 11 to train and 11 held out.
-pub fn standard(traces: &Traces) -> Result<Vec<SuiteScenario>, String> {
+/// The standard suite: 22 scenarios, 11 to train and 11 held out, with
+/// pods of the given QoS class.
+pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String> {
     use CurveSpec::*;
     let diurnal = |mean: f64, amplitude: f64, peak_s: f64| Diurnal {
         mean,
@@ -374,7 +422,7 @@ pub fn standard(traces: &Traces) -> Result<Vec<SuiteScenario>, String> {
         .into_iter()
         .map(|(name, family, split, curve, mean)| {
             let mut spec: Scenario =
-                toml::from_str(&template(name, mean)).map_err(|e| format!("{name}: {e}"))?;
+                toml::from_str(&template(name, mean, qos)).map_err(|e| format!("{name}: {e}"))?;
             spec.loads[0].curve = curve;
             let loaded =
                 scenario::from_spec(spec, traces.clone()).map_err(|e| format!("{name}: {e}"))?;
@@ -503,7 +551,7 @@ mod tests {
             .iter()
             .map(|f| (f.to_string(), t.clone()))
             .collect();
-        let s = standard(&traces).unwrap();
+        let s = standard(&traces, Qos::Guaranteed).unwrap();
         assert!(s.len() >= 20);
         for family in ["diurnal", "ramp", "flash crowd", "step", "bursts", "trace"] {
             for split in [Split::Train, Split::Test] {
@@ -514,6 +562,19 @@ mod tests {
             }
         }
         assert!(s.iter().filter(|x| x.family == "trace").count() >= 2);
+
+        // The QoS class sets requests, limits and the starting size (for the
+        // mean load at 70 % of the request).
+        let b = standard(&traces, Qos::Burstable).unwrap();
+        let fleet = |s: &SuiteScenario| {
+            let sv = &s.scenario.spec.services[1];
+            (sv.cpu_request, sv.cpu_limit, sv.replicas)
+        };
+        let (g0, b0) = (&s[0], &b[0]);
+        assert_eq!(g0.name, b0.name);
+        let ((gr, gl, gn), (br, bl, bn)) = (fleet(g0), fleet(b0));
+        assert_eq!((gr, gl, br, bl), (1.0, 1.0, 0.5, 1.0));
+        assert!(bn >= 2 * gn - 1 && bn <= 2 * gn, "{bn} vs {gn}");
     }
 
     #[test]
