@@ -374,3 +374,37 @@ fn healing_takes_no_action_on_a_fault_free_hour() {
         .collect();
     assert!(healing.is_empty(), "{healing:?}");
 }
+
+#[test]
+fn in_the_simulator_healing_restarts_the_hung_pod_before_the_kubelet_does() {
+    let load = |controller: &str| selfheal::sim::run(&chaos("hang.toml", controller)).unwrap();
+    let plain = load("hpa:70");
+    let healed = load("hpa:70+heal");
+    // The pod the liveness probe restarts without healing is the hung one.
+    let hung = plain
+        .pod_events
+        .iter()
+        .find(|e| {
+            matches!(e.kind, selfheal::sim::PodEventKind::Exited(_)) && e.t > Time::from_secs(300)
+        })
+        .map(|e| e.pod.clone())
+        .expect("the kubelet restarts the hung pod");
+    let restarts: Vec<_> = healed
+        .commands
+        .iter()
+        .filter_map(|(t, _, c)| match c {
+            Command::ReplacePod { pod, .. } => Some((t.as_secs_f64(), pod.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let (t, pod) = restarts[0];
+    assert_eq!(pod, hung);
+    assert!(t > 300.0 && t <= 312.0, "restart at {t} s");
+    assert!(
+        2 * healed.summary.failed < plain.summary.failed,
+        "{} failed with healing, {} without",
+        healed.summary.failed,
+        plain.summary.failed
+    );
+}

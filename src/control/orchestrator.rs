@@ -703,29 +703,27 @@ impl Orchestrator {
         now: Time,
         ti: usize,
         (view, peers): (&ServiceView, &[ServiceView]),
-        odd: &[&str],
-        why: &str,
+        action: &HealingAction,
+        odd: &OddPods,
     ) -> bool {
         let t = &self.targets[ti];
-        if odd.iter().all(|n| t.replaced.iter().any(|r| r == n)) {
+        if odd.pods.iter().all(|n| t.replaced.iter().any(|r| r == n)) {
             return false;
         }
-        let started = t.active.as_ref().map_or(now, |a| a.started);
         let settling = view.pods.iter().any(|p| {
             t.replaced.contains(&p.name)
-                || (p.created >= started && !(p.ready && p.phase == PodPhase::Running))
+                || (p.created >= action.started && !(p.ready && p.phase == PodPhase::Running))
         });
         if settling {
             return true;
         }
-        let reason = format!("{why}; the restart's next batch");
+        let reason = format!("{}; the restart's next batch", odd.why);
         let Ok(commands) = self.commands_for(ti, (view, peers), Strategy::Restart, &reason) else {
             return false;
         };
-        let estimate = self.book.recovery_estimate(
-            self.targets[ti].active.as_ref().and_then(|a| a.failure),
-            Strategy::Restart,
-        );
+        let estimate = self
+            .book
+            .recovery_estimate(action.failure, Strategy::Restart);
         let t = &mut self.targets[ti];
         t.replaced.extend(commands.iter().filter_map(replaced_pod));
         if let Some(a) = &mut t.active {
@@ -798,7 +796,7 @@ impl Orchestrator {
         // switching to one takes confirmed ones.
         if let Some(o) = &odd
             && action.strategy == Strategy::Restart
-            && self.next_batch(now, ti, (view, peers), &o.pods, &o.why)
+            && self.next_batch(now, ti, (view, peers), &action, o)
         {
             return;
         }
