@@ -1,5 +1,5 @@
 //! The NAB scorer against Numenta's published results, read in place from
-//! `../shared/data/nab` (or `$SELFHEAL_NAB_DIR`).
+//! the repository's `datasets/nab` (or `$SELFHEAL_NAB_DIR`).
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use selfheal::eval::nab::{self, PROFILES};
 fn nab_dir() -> PathBuf {
     let dir = std::env::var_os("SELFHEAL_NAB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/nab"));
     assert!(
         dir.join("combined_windows.json").exists(),
         "NAB data not found at {}: set SELFHEAL_NAB_DIR to the directory with combined_windows.json",

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use selfheal::serve::{ServeOptions, Served};
+use selfheal::serve::{ServeClock, ServeOptions, Served};
+use selfheal::time::Time;
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -24,19 +25,32 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
-/// `name{labels}` -> value, for every sample line; panics on a line that
-/// is not the text format.
-fn samples(body: &str) -> BTreeMap<String, f64> {
+/// `name{labels}` -> (value, timestamp), for every sample line; panics on
+/// a line that is not the text format.
+fn stamped_samples(body: &str) -> BTreeMap<String, (f64, Option<i64>)> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
-            assert!(k.ends_with('}') && k.contains('{'), "bad series {k}");
+            let (k, rest) = l.split_once("} ").unwrap_or_else(|| panic!("bad line {l}"));
+            assert!(k.contains('{'), "bad series {k}");
+            let mut fields = rest.split(' ');
+            let v = fields.next().unwrap().parse::<f64>();
+            let ts = fields
+                .next()
+                .map(|t| t.parse::<i64>().expect("a timestamp"));
+            assert!(fields.next().is_none(), "bad line {l}");
             (
-                k.to_string(),
-                v.parse::<f64>().unwrap_or_else(|_| panic!("bad value {l}")),
+                format!("{k}}}"),
+                (v.unwrap_or_else(|_| panic!("bad value {l}")), ts),
             )
         })
+        .collect()
+}
+
+fn samples(body: &str) -> BTreeMap<String, f64> {
+    stamped_samples(body)
+        .into_iter()
+        .map(|(k, (v, _))| (k, v))
         .collect()
 }
 
@@ -47,35 +61,50 @@ fn sum(s: &BTreeMap<String, f64>, prefix: &str) -> f64 {
         .sum()
 }
 
-#[test]
-fn a_served_scenario_reads_like_a_cluster_s_exporters() {
-    let speed = 40.0;
+fn start_static_leak(speed: f64, clock: ServeClock) -> Served {
     // Static replicas, so that the count is known at any instant.
     let mut leak = common::bundled("chaos/memory-leak.toml");
     leak.spec
         .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
-    let served = Served::start(
+    Served::start(
         &leak,
         &ServeOptions {
             addr: "127.0.0.1:0".into(),
             speed,
             namespace: "shop".into(),
+            clock,
         },
     )
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let t0 = Instant::now();
+    .unwrap()
+}
+
+#[test]
+fn a_served_scenario_reads_like_a_cluster_s_exporters() {
+    // A driven clock: the two scrapes read simulated seconds 60 and 75
+    // exactly, however busy the machine is.
+    let speed = 40.0;
+    let served = start_static_leak(speed, ServeClock::Driven);
+    served.advance_to(Time::from_secs(60)).unwrap();
     let (status, first) = get(served.addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        served.advance_to(Time::from_secs(75)).unwrap(),
+        Time::from_secs(75)
+    );
     let (_, second) = get(served.addr, "/metrics");
-    let wall = t0.elapsed().as_secs_f64();
+    // Every sample is stamped with its simulated instant in unix ms.
+    let stamp = |t: f64| ((served.wall_origin + t / speed) * 1000.0).round() as i64;
+    for (body, t) in [(&first, 60.0), (&second, 75.0)] {
+        for (k, (_, ts)) in stamped_samples(body) {
+            assert_eq!(ts, Some(stamp(t)), "{k}");
+        }
+    }
+    let wall = 15.0 / speed;
     let (a, b) = (samples(&first), samples(&second));
     // 150 requests per simulated second; counters are divided by the
-    // speed-up, so their rate per wall second reads 150 (the served state
-    // moves in 50 ms steps).
+    // speed-up, so their rate per wall second reads 150.
     let rate = (sum(&b, "http_requests_total{") - sum(&a, "http_requests_total{")) / wall;
-    assert!((rate / 150.0 - 1.0).abs() < 0.15, "rate {rate}");
+    assert!((rate / 150.0 - 1.0).abs() < 0.1, "rate {rate}");
     assert_eq!(
         b["kube_deployment_spec_replicas{namespace=\"shop\",deployment=\"api\"}"],
         3.0
@@ -98,7 +127,7 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
     let cpu = (sum(&b, "container_cpu_usage_seconds_total{")
         - sum(&a, "container_cpu_usage_seconds_total{"))
         / wall;
-    assert!((cpu / 1.2 - 1.0).abs() < 0.2, "cpu {cpu}");
+    assert!((cpu / 1.2 - 1.0).abs() < 0.15, "cpu {cpu}");
     // The histogram is cumulative and ends with +Inf = _count.
     let inf =
         b["http_request_duration_seconds_bucket{namespace=\"shop\",service=\"api\",le=\"+Inf\"}"];
@@ -106,8 +135,7 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
         inf,
         b["http_request_duration_seconds_count{namespace=\"shop\",service=\"api\"}"]
     );
-    let (sim_t, finished) = served.progress();
-    assert!(!finished && sim_t.as_secs_f64() > 60.0, "{sim_t:?}");
+    assert_eq!(served.progress(), (Time::from_secs(75), false));
     assert_eq!(get(served.addr, "/").0, "HTTP/1.1 404 Not Found");
     // A speed of zero or a taken port is refused with the reason.
     let bad = Served::start(
@@ -116,9 +144,26 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
             addr: served.addr.to_string(),
             speed: 1.0,
             namespace: "shop".into(),
+            clock: ServeClock::Wall,
         },
     );
     assert!(bad.err().unwrap().to_string().contains("cannot listen"));
+}
+
+#[test]
+fn a_wall_clock_served_scenario_moves_on_its_own_and_stamps_nothing() {
+    let served = start_static_leak(40.0, ServeClock::Wall);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served.progress().0 < Time::from_secs(10) {
+        assert!(Instant::now() < deadline, "the simulation does not advance");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, body) = get(served.addr, "/metrics");
+    assert!(stamped_samples(&body).values().all(|(_, ts)| ts.is_none()));
+    assert!(matches!(
+        served.advance_to(Time::from_secs(20)),
+        Err(selfheal::serve::ServeError::NotDriven)
+    ));
 }
 
 /// One request with a JSON answer: (status code, body).
@@ -184,14 +229,16 @@ fn serve_two_revisions(speed: f64) -> Served {
             addr: "127.0.0.1:0".into(),
             speed,
             namespace: "shop".into(),
+            clock: ServeClock::Wall,
         },
     )
     .unwrap()
 }
 
-/// Polls `what` until it holds (panics after 20 s with the last value).
+/// Polls `what` until it holds (panics after 60 s with the last value: a
+/// generous bound, the served simulation runs slower on a busy machine).
 fn eventually<T: std::fmt::Debug>(mut what: impl FnMut() -> T, holds: impl Fn(&T) -> bool) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v = what();
         if holds(&v) {

@@ -16,6 +16,11 @@ impl Clock {
         Time::from_secs_f64((unix - self.origin).max(0.0) * self.time_scale)
     }
 
+    /// The unix instant of core time `t` (the inverse of `core_time`).
+    pub fn unix(&self, t: Time) -> f64 {
+        self.origin + t.as_secs_f64() / self.time_scale
+    }
+
     /// Unix seconds now (the one place the adapter reads the clock).
     pub fn wall_now() -> f64 {
         std::time::SystemTime::now()

@@ -2,7 +2,7 @@
 //! every error names the file and the line.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -26,8 +26,13 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterConfig {
-    /// The Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    /// The Prometheus server, e.g. `http://prometheus.monitoring:9090` or
+    /// `https://prometheus.example.com`.
     pub prometheus: String,
+    /// How to reach a secured Prometheus: a CA, a bearer token or basic
+    /// auth.
+    #[serde(default)]
+    pub prometheus_http: PrometheusHttp,
     /// The only namespace the adapter reads and acts in.
     pub namespace: String,
     /// Seconds between control ticks (and the scrape interval the
@@ -90,6 +95,47 @@ impl ServiceConfig {
         self.config_map
             .clone()
             .unwrap_or_else(|| format!("{}-selfheal", self.name))
+    }
+}
+
+/// A secured Prometheus, with the names of Prometheus's own client
+/// configuration (`tls_config.ca_file`, `bearer_token_file`, `basic_auth`).
+/// Secrets are read from files, never written in the configuration;
+/// relative paths are relative to the configuration file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusHttp {
+    /// PEM certificates of the CA(s) that sign the server's certificate,
+    /// trusted besides the bundled web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// A file holding a bearer token, read again for every request, since
+    /// projected service-account tokens rotate.
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuth>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    /// A file holding the password (a trailing newline is ignored).
+    pub password_file: PathBuf,
+}
+
+impl PrometheusHttp {
+    /// The same with relative paths made relative to `dir`.
+    fn relative_to(mut self, dir: &Path) -> Self {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        self.ca_file.as_mut().map(fix);
+        self.bearer_token_file.as_mut().map(fix);
+        if let Some(b) = self.basic_auth.as_mut() {
+            fix(&mut b.password_file);
+        }
+        self
     }
 }
 
@@ -225,7 +271,7 @@ impl AdapterConfig {
             line,
             message,
         };
-        let cfg: AdapterConfig = toml::from_str(text).map_err(|e| {
+        let mut cfg: AdapterConfig = toml::from_str(text).map_err(|e| {
             invalid(
                 e.span().map_or(1, |s| line_of(s.start)),
                 e.message().to_string(),
@@ -257,15 +303,33 @@ impl AdapterConfig {
         if cfg.services.is_empty() {
             return Err(invalid(1, "needs at least one [[service]]".into()));
         }
-        if !cfg.prometheus.starts_with("http://") {
+        if !(cfg.prometheus.starts_with("http://") || cfg.prometheus.starts_with("https://")) {
             return Err(invalid(
                 find("prometheus"),
                 format!(
-                    "field `prometheus`: `{}` is not an http:// address",
+                    "field `prometheus`: `{}` is not an http:// or https:// address",
                     cfg.prometheus
                 ),
             ));
         }
+        let http = &cfg.prometheus_http;
+        if http.bearer_token_file.is_some() && http.basic_auth.is_some() {
+            return Err(invalid(
+                find("basic_auth"),
+                "field `prometheus_http`: set `bearer_token_file` or `basic_auth`, not both".into(),
+            ));
+        }
+        if http.ca_file.is_some() && !cfg.prometheus.starts_with("https://") {
+            return Err(invalid(
+                find("ca_file"),
+                format!(
+                    "field `prometheus_http.ca_file`: `{}` is not an https:// address",
+                    cfg.prometheus
+                ),
+            ));
+        }
+        let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+        cfg.prometheus_http = cfg.prometheus_http.relative_to(dir);
         Ok(cfg)
     }
 

@@ -31,6 +31,14 @@ use crate::clock::Clock;
 use crate::config::AdapterConfig;
 use crate::prom::Prometheus;
 
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("{0}")]
+    Build(#[from] selfheal::sim::BuildError),
+    #[error("{0}")]
+    Prometheus(#[from] prom::PromError),
+}
+
 /// What one tick did.
 #[derive(Debug, PartialEq)]
 pub enum Tick {
@@ -56,7 +64,7 @@ pub struct Adapter {
 impl Adapter {
     /// The adapter for `cfg`, started at unix time `start` (core time zero
     /// is `backfill_s` earlier, where the history begins).
-    pub fn new(cfg: AdapterConfig, start: f64) -> Result<Self, selfheal::sim::BuildError> {
+    pub fn new(cfg: AdapterConfig, start: f64) -> Result<Self, AdapterError> {
         let origin = start - cfg.wall(cfg.backfill_s);
         let controller = selfheal::sim::controllers::build_controller(
             &cfg.controller,
@@ -65,7 +73,11 @@ impl Adapter {
             cfg.slo_latency_ms,
         )?;
         Ok(Adapter {
-            prom: Prometheus::new(&cfg.prometheus, Duration::from_secs(5)),
+            prom: Prometheus::connect(
+                &cfg.prometheus,
+                &cfg.prometheus_http,
+                Duration::from_secs(5),
+            )?,
             clock: Clock {
                 origin,
                 time_scale: cfg.time_scale,

@@ -136,7 +136,11 @@ async fn main() -> Result<()> {
 
 async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path) -> Result<()> {
     let cfg = AdapterConfig::load(config)?;
-    let prom = selfheal_k8s::prom::Prometheus::new(&cfg.prometheus, Duration::from_secs(30));
+    let prom = selfheal_k8s::prom::Prometheus::connect(
+        &cfg.prometheus,
+        &cfg.prometheus_http,
+        Duration::from_secs(30),
+    )?;
     let now = Clock::wall_now();
     let clock = Clock {
         origin: now - duration_s,

@@ -4,9 +4,12 @@
 //! documents is an error naming the query, never a default value.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::config::PrometheusHttp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromError {
@@ -24,6 +27,10 @@ pub enum PromError {
     Malformed { query: String, why: String },
     #[error("`{query}` returned no series (check the query and the exporters)")]
     Empty { query: String },
+    #[error("Prometheus client: {file}: {why}")]
+    Credentials { file: String, why: String },
+    #[error("Prometheus client: {0}")]
+    Client(String),
 }
 
 /// One series of an instant vector.
@@ -40,22 +47,108 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// The credentials sent with every request.
+#[derive(Clone, Debug)]
+enum Auth {
+    None,
+    /// The token file, read for every request (tokens rotate).
+    Bearer(PathBuf),
+    Basic {
+        username: String,
+        password: PathBuf,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct Prometheus {
     base: String,
     http: reqwest::Client,
+    auth: Auth,
+}
+
+/// An error with its causes (`error sending request: ...: invalid peer
+/// certificate: UnknownIssuer`): reqwest's own message alone hides why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// A secret file's content without its trailing newline.
+fn read_secret(file: &Path) -> Result<String, PromError> {
+    let text = std::fs::read_to_string(file).map_err(|e| PromError::Credentials {
+        file: file.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_string();
+    if secret.is_empty() {
+        return Err(PromError::Credentials {
+            file: file.display().to_string(),
+            why: "the file is empty".into(),
+        });
+    }
+    Ok(secret)
 }
 
 impl Prometheus {
-    /// `base` is the server's address, e.g. `http://127.0.0.1:9090`.
+    /// `base` is the server's address, e.g. `http://127.0.0.1:9090`: no
+    /// credentials, the bundled web PKI roots for https.
     pub fn new(base: &str, timeout: Duration) -> Self {
-        Prometheus {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .expect("a plain HTTP client builds"),
+        Self::connect(base, &PrometheusHttp::default(), timeout)
+            .expect("a client without files to read builds")
+    }
+
+    /// A client for a secured server: its CA file is read now (an error
+    /// names it), token and password files at every request.
+    pub fn connect(
+        base: &str,
+        http: &PrometheusHttp,
+        timeout: Duration,
+    ) -> Result<Self, PromError> {
+        let mut builder = reqwest::Client::builder().use_rustls_tls().timeout(timeout);
+        if let Some(file) = &http.ca_file {
+            let named = |why: String| PromError::Credentials {
+                file: file.display().to_string(),
+                why,
+            };
+            let pem = std::fs::read(file).map_err(|e| named(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| named(format!("not PEM certificates ({e})")))?;
+            if certs.is_empty() {
+                return Err(named("holds no PEM certificate".into()));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
         }
+        let auth = match (&http.bearer_token_file, &http.basic_auth) {
+            (Some(token), _) => {
+                read_secret(token)?;
+                Auth::Bearer(token.clone())
+            }
+            (None, Some(b)) => {
+                read_secret(&b.password_file)?;
+                Auth::Basic {
+                    username: b.username.clone(),
+                    password: b.password_file.clone(),
+                }
+            }
+            (None, None) => Auth::None,
+        };
+        Ok(Prometheus {
+            base: base.trim_end_matches('/').to_string(),
+            http: builder
+                .build()
+                .map_err(|e| PromError::Client(e.to_string()))?,
+            auth,
+        })
     }
 
     async fn get(
@@ -65,20 +158,22 @@ impl Prometheus {
         query: &str,
     ) -> Result<Value, PromError> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .query(params)
-            .send()
-            .await
-            .map_err(|e| PromError::Unreachable {
-                url: url.clone(),
-                why: e.to_string(),
-            })?;
+        let request = self.http.get(&url).query(params);
+        let request = match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(file) => request.bearer_auth(read_secret(file)?),
+            Auth::Basic { username, password } => {
+                request.basic_auth(username, Some(read_secret(password)?))
+            }
+        };
+        let resp = request.send().await.map_err(|e| PromError::Unreachable {
+            url: url.clone(),
+            why: with_causes(&e),
+        })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| PromError::Unreachable {
             url: url.clone(),
-            why: e.to_string(),
+            why: with_causes(&e),
         })?;
         // Prometheus answers 400/422 with a JSON error body: report it.
         let parsed: Result<Value, _> = serde_json::from_str(&body);

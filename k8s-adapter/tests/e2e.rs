@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use selfheal::scenario::{ControllerSpec, LoadedScenario};
-use selfheal::serve::{ServeOptions, Served};
+use selfheal::serve::{ServeClock, ServeOptions, Served};
 
 /// Served simulated seconds per wall second; the adapter runs with the
 /// same `time_scale` and Prometheus scrapes every 5 simulated seconds.
@@ -84,6 +84,7 @@ fn start(
             addr: "127.0.0.1:0".into(),
             speed: SPEED,
             namespace: "shop".into(),
+            clock: ServeClock::Wall,
         },
     )
     .unwrap();

@@ -74,13 +74,7 @@ fn config(prometheus: &str) -> AdapterConfig {
 #[tokio::test]
 async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
     let start = unix();
-    let metrics = common::serve(Box::new(move |r| {
-        if r.path == "/metrics" {
-            (200, exposition(unix() - start, start))
-        } else {
-            (404, String::new())
-        }
-    }));
+    let metrics = fixed_rate_target(start);
     let Some((_prom, url)) = common::start_prometheus(&metrics.addr, "1s") else {
         return;
     };
@@ -279,8 +273,11 @@ async fn scraped(prom: &selfheal_k8s::prom::Prometheus, n: f64) {
 
 #[tokio::test]
 async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself() {
-    // `selfheal serve` in-process at 10x: 150 requests per simulated second
-    // on 3 static pods, scraped by a real Prometheus every wall second.
+    // `selfheal serve` in-process at 10x on a driven clock: 150 requests
+    // per simulated second on 3 static pods, advanced 5 simulated seconds
+    // at a time, each instant scraped by a real Prometheus with its
+    // simulated instant as the samples' timestamp. What Prometheus stores
+    // is then a function of the scenario alone, however busy the machine.
     let speed = 10.0;
     let mut leak = selfheal::scenario::load_file(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -295,6 +292,7 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
             addr: "127.0.0.1:0".into(),
             speed,
             namespace: "shop".into(),
+            clock: selfheal::serve::ServeClock::Driven,
         },
     )
     .unwrap();
@@ -313,11 +311,30 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
         origin: served.wall_origin,
         time_scale: speed,
     };
-    scraped(&prom, 6.0).await;
-    let live =
-        selfheal_k8s::observe::service_view(&prom, &cfg, &cfg.services[0], unix(), &clock, None)
-            .await
-            .expect("every query answers");
+    // 60 simulated seconds (before the leak at 300 s), every 5 s instant
+    // scraped; the last one twice, so that the first is stored.
+    let mut t = selfheal::time::Time::ZERO;
+    for step in 1..=12 {
+        t = served
+            .advance_to(selfheal::time::Time::from_secs(5 * step))
+            .unwrap();
+        let scrapes = if step == 12 { 2 } else { 1 };
+        assert!(
+            served.wait_scraped(t, scrapes, Duration::from_secs(60)),
+            "Prometheus never scraped {t:?}"
+        );
+    }
+    // Both sides at the same simulated instant.
+    let live = selfheal_k8s::observe::service_view(
+        &prom,
+        &cfg,
+        &cfg.services[0],
+        clock.unix(t),
+        &clock,
+        None,
+    )
+    .await
+    .expect("every query answers");
     let truth = served.observation().expect("the simulation has run");
     let sim = &truth.services[0];
     let (m, s) = (&live.metrics, &sim.metrics);
@@ -346,4 +363,185 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
     for (l, t) in live.pods.iter().zip(&sim.pods) {
         assert!(l.ready && (l.started.as_secs_f64() - t.started.as_secs_f64()).abs() < 1.0);
     }
+}
+
+/// Each sample line of `text` with the timestamp `unix_ms`: Prometheus
+/// then stores the values at the instant they were computed for, however
+/// late it scrapes.
+fn stamped(text: String, unix_ms: i64) -> String {
+    text.lines().map(|l| format!("{l} {unix_ms}\n")).collect()
+}
+
+/// The fixture's metrics, stamped with the instant they describe.
+fn fixed_rate_target(start: f64) -> common::Server {
+    common::serve(Box::new(move |r| {
+        if r.path == "/metrics" {
+            let now = unix();
+            (
+                200,
+                stamped(exposition(now - start, start), (now * 1000.0) as i64),
+            )
+        } else {
+            (404, String::new())
+        }
+    }))
+}
+
+/// A Prometheus serving its API over TLS with basic auth (its
+/// `--web.config.file`), read by the adapter with the CA and password
+/// files its configuration names; refused without either.
+#[tokio::test]
+async fn the_adapter_reads_a_prometheus_with_tls_and_basic_auth() {
+    use selfheal_k8s::config::{BasicAuth, PrometheusHttp};
+    use selfheal_k8s::prom::{PromError, Prometheus};
+
+    let start = unix();
+    let metrics = fixed_rate_target(start);
+    let dir = std::env::temp_dir().join(format!("selfheal-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(dir.join("ca.pem"), server.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), server.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("password"), "correct horse\n").unwrap();
+    std::fs::write(dir.join("wrong-password"), "battery staple\n").unwrap();
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  selfheal: '{}'\n",
+        dir.join("ca.pem").display(),
+        dir.join("key.pem").display(),
+        bcrypt::hash("correct horse", 4).unwrap()
+    );
+    let Some((_prom, url)) = common::start_prometheus_with(&metrics.addr, "1s", Some(&web)) else {
+        return;
+    };
+    assert!(url.starts_with("https://"), "{url}");
+    // The configuration names the files relative to itself.
+    std::fs::write(
+        dir.join("adapter.toml"),
+        format!(
+            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 1\nrate_window_s = 4\n[prometheus_http]\nca_file = \"ca.pem\"\nbasic_auth = {{ username = \"selfheal\", password_file = \"password\" }}\n[controller]\nkind = \"hpa\"\ntarget_cpu_percent = 70\n[[service]]\nname = \"api\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = AdapterConfig::load(&dir.join("adapter.toml")).unwrap();
+    assert_eq!(cfg.prometheus_http.ca_file, Some(dir.join("ca.pem")));
+    let prom = Prometheus::connect(
+        &cfg.prometheus,
+        &cfg.prometheus_http,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    scraped(&prom, 7.0).await;
+    let mut adapter = Adapter::new(cfg.clone(), unix()).unwrap();
+    match adapter.tick(unix()).await {
+        Tick::Decided(_) => {}
+        Tick::Skipped(why) => panic!("no observation over TLS: {why}"),
+    }
+    let clock = selfheal_k8s::clock::Clock {
+        origin: start,
+        time_scale: 1.0,
+    };
+    let view =
+        selfheal_k8s::observe::service_view(&prom, &cfg, &cfg.services[0], unix(), &clock, None)
+            .await
+            .expect("every query answers");
+    assert!((view.metrics.request_rate / 100.0 - 1.0).abs() < 0.05);
+
+    // Without the password, with a wrong one, and without the CA.
+    let with = |basic_auth: Option<BasicAuth>, ca: bool| {
+        Prometheus::connect(
+            &url,
+            &PrometheusHttp {
+                ca_file: ca.then(|| dir.join("ca.pem")),
+                basic_auth,
+                ..PrometheusHttp::default()
+            },
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    };
+    let wrong = BasicAuth {
+        username: "selfheal".into(),
+        password_file: dir.join("wrong-password"),
+    };
+    for client in [with(None, true), with(Some(wrong), true)] {
+        match client.query("up", unix()).await {
+            Err(PromError::Status { status: 401, .. }) => {}
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    match with(cfg.prometheus_http.basic_auth.clone(), false)
+        .query("up", unix())
+        .await
+    {
+        Err(PromError::Unreachable { why, .. }) => assert!(why.contains("certificate"), "{why}"),
+        other => panic!("an unknown CA was trusted: {other:?}"),
+    }
+    // A missing CA file is named at start.
+    let missing = Prometheus::connect(
+        &url,
+        &PrometheusHttp {
+            ca_file: Some(dir.join("nope.pem")),
+            ..PrometheusHttp::default()
+        },
+        Duration::from_secs(2),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(missing.contains("nope.pem"), "{missing}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bearer token from a file, read again for every request: a rotated
+/// token is sent from the next query on.
+#[tokio::test]
+async fn a_bearer_token_file_is_sent_and_reread() {
+    use selfheal_k8s::config::PrometheusHttp;
+    use selfheal_k8s::prom::{PromError, Prometheus};
+
+    let dir = std::env::temp_dir().join(format!("selfheal-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "first\n").unwrap();
+    let api = common::serve(Box::new(|r| {
+        if r.authorization.as_deref() == Some("Bearer second") {
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}"#.into(),
+            )
+        } else {
+            (401, "Unauthorized".into())
+        }
+    }));
+    let prom = Prometheus::connect(
+        &api.addr,
+        &PrometheusHttp {
+            bearer_token_file: Some(token.clone()),
+            ..PrometheusHttp::default()
+        },
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(matches!(
+        prom.query("up", unix()).await,
+        Err(PromError::Status { status: 401, .. })
+    ));
+    std::fs::write(&token, "second\n").unwrap();
+    assert_eq!(prom.query("up", unix()).await.unwrap()[0].value, 1.0);
+    let seen: Vec<_> = api
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.authorization.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        vec![Some("Bearer first".into()), Some("Bearer second".into())]
+    );
+    // A token file that is gone is an error naming it, not an anonymous
+    // request.
+    std::fs::remove_file(&token).unwrap();
+    let err = prom.query("up", unix()).await.unwrap_err().to_string();
+    assert!(err.contains("token"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -508,33 +508,6 @@ pub fn means(results: &[RunRecord]) -> BTreeMap<(String, String), Mean> {
     m
 }
 
-/// HPA's violation seconds at a given cost, by linear interpolation between
-/// its (cost, violation) points. Outside their range the nearest point is
-/// used and `inside` is false.
-pub fn curve_at(points: &[(f64, f64)], cost: f64) -> (f64, bool) {
-    let mut p: Vec<(f64, f64)> = points.to_vec();
-    p.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (first, last) = (p[0], p[p.len() - 1]);
-    if cost <= first.0 {
-        return (first.1, cost == first.0);
-    }
-    if cost >= last.0 {
-        return (last.1, cost == last.0);
-    }
-    for w in p.windows(2) {
-        let ((c0, v0), (c1, v1)) = (w[0], w[1]);
-        if cost >= c0 && cost <= c1 {
-            let f = if c1 > c0 {
-                (cost - c0) / (c1 - c0)
-            } else {
-                0.0
-            };
-            return (v0 + f * (v1 - v0), true);
-        }
-    }
-    (last.1, false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,14 +548,5 @@ mod tests {
         let ((gr, gl, gn), (br, bl, bn)) = (fleet(g0), fleet(b0));
         assert_eq!((gr, gl, br, bl), (1.0, 1.0, 0.5, 1.0));
         assert!(bn >= 2 * gn - 1 && bn <= 2 * gn, "{bn} vs {gn}");
-    }
-
-    #[test]
-    fn curve_interpolates_and_clamps() {
-        let pts = [(100.0, 50.0), (200.0, 10.0), (150.0, 20.0)];
-        assert_eq!(curve_at(&pts, 125.0), (35.0, true));
-        assert_eq!(curve_at(&pts, 175.0), (15.0, true));
-        assert_eq!(curve_at(&pts, 50.0), (50.0, false));
-        assert_eq!(curve_at(&pts, 500.0), (10.0, false));
     }
 }

@@ -44,6 +44,10 @@ pub enum ServeError {
     },
     #[error("speed must be positive, got {0}")]
     Speed(f64),
+    #[error("the served simulation follows the wall clock; only a driven one is advanced")]
+    NotDriven,
+    #[error("the served simulation has stopped")]
+    Stopped,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +58,24 @@ pub struct ServeOptions {
     pub speed: f64,
     /// The `namespace` label of every series.
     pub namespace: String,
+    /// What moves simulated time.
+    pub clock: ServeClock,
+}
+
+/// What moves the served simulation's time: the simulation is handed a
+/// clock, as NeXosim hands its simulations one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServeClock {
+    /// The wall clock, `speed` times faster (`selfheal serve`).
+    #[default]
+    Wall,
+    /// The caller: simulated time moves only through [`Served::advance_to`],
+    /// never ahead of the wall clock's `speed` times, and every sample
+    /// carries its simulated instant as its timestamp
+    /// ([`Exposition::stamp_samples`]). Whatever the machine's load, a
+    /// scraper then stores the same values at the same instants: what a
+    /// test compares against.
+    Driven,
 }
 
 /// What a scrape reads: the latest exposition and how far the run is.
@@ -64,6 +86,9 @@ struct Shared {
     finished: bool,
     /// What the scenario's own controller was last shown.
     observation: Option<crate::control::Observation>,
+    /// The simulated instant of the latest exposition a scrape was
+    /// answered with, and how many scrapes were answered with it.
+    scraped: (Time, u32),
 }
 
 /// Writes on their way to the simulation thread, each with its answer.
@@ -88,7 +113,11 @@ pub struct Served {
     pub wall_origin: f64,
     pub speed: f64,
     pub namespace: String,
+    pub clock: ServeClock,
     shared: Arc<Mutex<Shared>>,
+    /// Where a driven clock's caller sets the simulated time to reach.
+    driven_target: Arc<Mutex<Time>>,
+    writer: Arc<SimWriter>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -161,7 +190,8 @@ impl Served {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let store = Arc::new(Mutex::new(Store::new(&opts.namespace)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (namespace, speed) = (opts.namespace.clone(), opts.speed);
+        let (namespace, speed, clock) = (opts.namespace.clone(), opts.speed, opts.clock);
+        let driven_target = Arc::new(Mutex::new(Time::ZERO));
         let end = Time::from_secs_f64(loaded.spec.duration_s);
         let (jobs_tx, jobs) = mpsc::channel::<Job>();
         // The simulation lives on its own thread (controllers need not be
@@ -169,6 +199,7 @@ impl Served {
         let (built, build) = mpsc::sync_channel(1);
         let runner = {
             let (shared, store, stop) = (shared.clone(), store.clone(), stop.clone());
+            let driven_target = driven_target.clone();
             let loaded = loaded.clone();
             std::thread::spawn(move || {
                 let sim = match Simulation::new(&loaded).and_then(|mut sim| {
@@ -187,6 +218,7 @@ impl Served {
                     namespace,
                     wall_origin: wall_now(),
                     speed,
+                    stamp_samples: clock == ServeClock::Driven,
                 };
                 let origin = ex.wall_origin;
                 let mut r = Runner {
@@ -202,7 +234,12 @@ impl Served {
                     // A write waits at most until the next step; it takes
                     // effect at the simulated time the wall clock has reached.
                     let job = jobs.recv_timeout(Duration::from_millis(50)).ok();
-                    let target = Time::from_secs_f64(started.elapsed().as_secs_f64() * speed);
+                    let target = match clock {
+                        ServeClock::Wall => {
+                            Time::from_secs_f64(started.elapsed().as_secs_f64() * speed)
+                        }
+                        ServeClock::Driven => *driven_target.lock().expect("driven clock"),
+                    };
                     r.sim.run_until(target.min(end));
                     let answer = job.map(|(writes, reply)| (r.apply(writes), reply));
                     r.publish(target >= end);
@@ -219,9 +256,9 @@ impl Served {
                 return Err(e.into());
             }
         };
+        let writer = Arc::new(SimWriter(jobs_tx));
         let server = {
-            let (shared, stop) = (shared.clone(), stop.clone());
-            let writer = Arc::new(SimWriter(jobs_tx));
+            let (shared, stop, writer) = (shared.clone(), stop.clone(), writer.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
@@ -245,7 +282,10 @@ impl Served {
             wall_origin,
             speed: opts.speed,
             namespace: opts.namespace.clone(),
+            clock,
             shared,
+            driven_target,
+            writer,
             stop,
             threads: vec![runner, server],
         })
@@ -265,6 +305,47 @@ impl Served {
     pub fn progress(&self) -> (Time, bool) {
         let s = self.shared.lock().expect("served state");
         (s.sim_time, s.finished)
+    }
+
+    /// Under [`ServeClock::Driven`]: runs the simulation to `t` (at most its
+    /// end) and publishes it, first waiting until the wall clock has
+    /// reached `t`'s instant, so that no sample is stamped in the future.
+    /// Returns the simulated time reached.
+    pub fn advance_to(&self, t: Time) -> Result<Time, ServeError> {
+        if self.clock != ServeClock::Driven {
+            return Err(ServeError::NotDriven);
+        }
+        let due = self.wall_origin + t.as_secs_f64() / self.speed;
+        let ahead = due - wall_now();
+        if ahead > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(ahead));
+        }
+        *self.driven_target.lock().expect("driven clock") = t;
+        // An empty write is answered once the simulation has run to the
+        // target and published.
+        self.writer
+            .write(Vec::new())
+            .map_err(|_| ServeError::Stopped)?;
+        Ok(self.progress().0)
+    }
+
+    /// Waits until `n` scrapes of `/metrics` were answered with the
+    /// exposition of simulated time `t` (or a later one), or `timeout`
+    /// passes; says whether they were. A scraper such as Prometheus stores
+    /// one scrape before it starts the next, so after two scrapes of the
+    /// same instant the first is queryable.
+    pub fn wait_scraped(&self, t: Time, n: u32, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (at, count) = self.shared.lock().expect("served state").scraped;
+            if at > t || (at == t && count >= n) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A kubeconfig for `kubectl` and kube-rs: plain HTTP on loopback, no
@@ -327,7 +408,14 @@ impl Connection {
                 .header("connection")
                 .is_some_and(|c| c.eq_ignore_ascii_case("close"));
             let answer = if req.method == "GET" && req.path == "/metrics" {
-                let text = self.shared.lock().expect("served state").text.clone();
+                let text = {
+                    let mut s = self.shared.lock().expect("served state");
+                    s.scraped = match s.scraped {
+                        (at, n) if at == s.sim_time => (at, n + 1),
+                        _ => (s.sim_time, 1),
+                    };
+                    s.text.clone()
+                };
                 Answer::Full(Response::text(200, "text/plain; version=0.0.4", text))
             } else {
                 kube_api::answer(&req, &self.store, &*self.writer, &self.server, wall_now())

@@ -24,6 +24,12 @@ pub struct Exposition {
     pub wall_origin: f64,
     /// Simulated seconds per wall-clock second.
     pub speed: f64,
+    /// Give every sample its simulated instant (as unix milliseconds) as an
+    /// explicit timestamp, so a scraper stores it where it belongs however
+    /// late it scrapes. Prometheus marks no series with explicit
+    /// timestamps stale (a deleted pod's series then lingers for the
+    /// lookback window), so only a driven clock uses it.
+    pub stamp_samples: bool,
 }
 
 impl Exposition {
@@ -32,9 +38,11 @@ impl Exposition {
     }
 }
 
-/// `# HELP` / `# TYPE` and then the family's sample lines.
+/// `# HELP` / `# TYPE` and then the family's sample lines, each with the
+/// timestamp `stamp` (unix milliseconds) where there is one.
 fn family(
     out: &mut String,
+    stamp: Option<i64>,
     name: &str,
     kind: &str,
     help: &str,
@@ -42,7 +50,11 @@ fn family(
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for l in lines {
-        let _ = writeln!(out, "{l}");
+        match stamp {
+            Some(ms) => writeln!(out, "{l} {ms}"),
+            None => writeln!(out, "{l}"),
+        }
+        .expect("writing to a String");
     }
 }
 
@@ -62,6 +74,9 @@ impl Simulation {
         let ns = &ex.namespace;
         let per_wall = |v: f64| v / ex.speed;
         let now = self.now;
+        let stamp = ex
+            .stamp_samples
+            .then(|| (ex.unix(now) * 1000.0).round() as i64);
         let mut out = String::new();
         let pods: Vec<(&Service, u32)> = self
             .services
@@ -135,7 +150,7 @@ impl Simulation {
                     "{name}{{namespace=\"{ns}\",pod=\"{pod}\"{extra}}} {v}"
                 ))
             });
-            family(&mut out, name, kind, help, lines);
+            family(&mut out, stamp, name, kind, help, lines);
         }
         let deployment = |name: &str, value: &dyn Fn(&Service) -> usize| {
             self.services
@@ -151,6 +166,7 @@ impl Simulation {
         };
         family(
             &mut out,
+            stamp,
             "kube_deployment_spec_replicas",
             "gauge",
             "Desired replicas (kube-state-metrics).",
@@ -158,6 +174,7 @@ impl Simulation {
         );
         family(
             &mut out,
+            stamp,
             "kube_deployment_status_replicas_ready",
             "gauge",
             "Ready replicas (kube-state-metrics).",
@@ -171,6 +188,7 @@ impl Simulation {
         let http = |s: &str| format!("namespace=\"{ns}\",service=\"{s}\"");
         family(
             &mut out,
+            stamp,
             "http_requests_total",
             "counter",
             "Requests served, by status code.",
@@ -188,6 +206,7 @@ impl Simulation {
         let bounds = self.buckets.bounds();
         family(
             &mut out,
+            stamp,
             "http_request_duration_seconds",
             "histogram",
             "Request latency.",
@@ -219,6 +238,7 @@ impl Simulation {
         );
         family(
             &mut out,
+            stamp,
             "http_requests_in_flight",
             "gauge",
             "Requests holding a connection or queued.",

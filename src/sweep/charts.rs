@@ -441,3 +441,175 @@ fn draw_histogram<DB: DrawingBackend>(
 pub fn histogram(dir: &Path, name: &str, h: &Histogram) -> Result<(), String> {
     png_and_svg!(dir, name, (900, 550), draw_histogram, h)
 }
+
+/// Ratios arm / baseline per category (a fault), one bar per measure with
+/// its 95 % interval as a whisker, and a line at 1 (no difference).
+pub struct Ratios {
+    pub title: String,
+    pub categories: Vec<String>,
+    /// (measure, per category (mean, lo, hi); `None`: no ratio there).
+    pub measures: Vec<(String, Vec<Option<(f64, f64, f64)>>)>,
+}
+
+fn draw_ratios<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Ratios) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let n = r.categories.len().max(1);
+    let finite = |x: f64| x.is_finite().then_some(x);
+    let xmax = r
+        .measures
+        .iter()
+        .flat_map(|(_, v)| {
+            v.iter()
+                .flatten()
+                .filter_map(|&(m, _, hi)| finite(hi.max(m)))
+        })
+        .fold(1.2, f64::max)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&r.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(150)
+        .build_cartesian_2d(0.0..xmax, -0.5..(n as f64 - 0.5))
+        .map_err(err)?;
+    let label = |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() < 1e-6 && i >= 0.0 {
+            r.categories.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .x_desc("arm / baseline (below 1: better than the baseline)")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    let k = r.measures.len().max(1) as f64;
+    let band = 0.8 / k;
+    for (mi, (name, values)) in r.measures.iter().enumerate() {
+        let c = colour(mi);
+        let centre = |i: usize| i as f64 - 0.4 + band * (mi as f64 + 0.5);
+        let bars: Vec<Rectangle<(f64, f64)>> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let (m, _, _) = (*v)?;
+                let y = centre(i);
+                Some(Rectangle::new(
+                    [(0.0, y - band * 0.4), (m.min(xmax), y + band * 0.4)],
+                    c.mix(0.8).filled(),
+                ))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+        let whiskers = values.iter().enumerate().filter_map(|(i, v)| {
+            let (_, lo, hi) = (*v)?;
+            let y = centre(i);
+            Some(PathElement::new(
+                vec![(lo.min(xmax), y), (hi.min(xmax), y)],
+                BLACK.stroke_width(2),
+            ))
+        });
+        chart.draw_series(whiskers).map_err(err)?;
+    }
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(1.0, -0.5), (1.0, n as f64 - 0.5)],
+            BLACK.mix(0.6).stroke_width(1),
+        )))
+        .map_err(err)?;
+    legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(err)
+}
+
+pub fn ratios(dir: &Path, name: &str, r: &Ratios) -> Result<(), String> {
+    let height = 140 + 60 * r.categories.len().max(1) as u32;
+    png_and_svg!(dir, name, (900, height), draw_ratios, r)
+}
+
+/// HPA's cost/violation curve (its targets' means joined by a line) and
+/// other controllers' means as markers.
+pub struct CurveChart {
+    pub title: String,
+    /// (target %, replica-seconds, violation seconds), by target.
+    pub hpa: Vec<(f64, f64, f64)>,
+    /// (controller, replica-seconds, violation seconds).
+    pub others: Vec<(String, f64, f64)>,
+}
+
+fn draw_curve<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    c: &CurveChart,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let xs = c
+        .hpa
+        .iter()
+        .map(|p| p.1)
+        .chain(c.others.iter().map(|p| p.1));
+    let ys = c
+        .hpa
+        .iter()
+        .map(|p| p.2)
+        .chain(c.others.iter().map(|p| p.2));
+    let (xmin, xmax) = xs.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
+    let ymax = ys.fold(1.0, f64::max) * 1.15;
+    let pad = ((xmax - xmin) * 0.1).max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&c.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((xmin - pad).max(0.0)..(xmax + pad), 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("replica-seconds (mean per scenario)")
+        .y_desc("SLO violation seconds (mean per scenario)")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    let grey = RGBColor(90, 90, 90);
+    chart
+        .draw_series(LineSeries::new(
+            c.hpa.iter().map(|p| (p.1, p.2)),
+            grey.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("HPA's curve (CPU targets)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey.stroke_width(2)));
+    chart
+        .draw_series(c.hpa.iter().map(|&(t, x, y)| {
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 4, grey.filled())
+                + Text::new(format!("{t} %"), (6, -16), ("sans-serif", 12))
+        }))
+        .map_err(err)?;
+    for (i, (name, x, y)) in c.others.iter().enumerate() {
+        let col = colour(i);
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(
+                (*x, *y),
+                10,
+                col.filled(),
+            )))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| TriangleMarker::new((x + 6, y), 6, col.filled()));
+    }
+    legend(&mut chart, 13, SeriesLabelPosition::UpperRight)?;
+    root.present().map_err(err)
+}
+
+pub fn curve(dir: &Path, name: &str, c: &CurveChart) -> Result<(), String> {
+    png_and_svg!(dir, name, (900, 550), draw_curve, c)
+}

@@ -4,6 +4,7 @@
 pub mod approve;
 pub mod charts;
 pub mod compare;
+pub mod headline;
 pub mod plan;
 pub mod report;
 pub mod run;

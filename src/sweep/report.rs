@@ -10,6 +10,7 @@ use polars::prelude::*;
 
 use super::charts::{self, Marker, Pareto, Timeline};
 use super::compare;
+use super::headline;
 use super::run::RunRecord;
 use super::stats::{Estimate, bootstrap_mean};
 
@@ -364,6 +365,12 @@ pub fn write(
         d = html_escape(description),
         runs = records.len()
     );
+    h.push_str(&headline_html(
+        records,
+        &comparison,
+        &false_healings,
+        &charts_dir,
+    )?);
     h.push_str("<h2>Per controller</h2>\n<table><tr><th>controller</th><th>runs</th><th>SLO violation s</th><th>failed requests</th><th>replica-seconds</th><th>scaling actions</th></tr>\n");
     for a in &by_controller {
         let _ = writeln!(
@@ -459,6 +466,164 @@ pub fn write(
     }
     h.push_str("</body></html>\n");
     std::fs::write(dir.join("index.html"), h).map_err(io)
+}
+
+fn ratio_text(e: &Option<Estimate>) -> String {
+    e.as_ref().map_or(String::new(), |e| {
+        if e.mean.is_finite() {
+            format!("{:.2}x <small>[{:.2}, {:.2}]</small>", e.mean, e.lo, e.hi)
+        } else {
+            "failures where the baseline had none".into()
+        }
+    })
+}
+
+fn counts_text(c: &[usize; 4], what: &str) -> String {
+    format!(
+        "{what} lower on {}, higher on {} and not clearly different on {}{}",
+        c[0],
+        c[1],
+        c[2],
+        if c[3] > 0 {
+            format!(" (no runs to compare on {})", c[3])
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The top of the page: what the figures say, from the runs (healing
+/// against its baseline; controllers against HPA's curve), with the two
+/// headline charts. Empty for a sweep with neither.
+fn headline_html(
+    records: &[RunRecord],
+    comparison: &[compare::ArmRow],
+    false_healings: &[(String, u64, f64, f64)],
+    charts_dir: &Path,
+) -> Result<String, String> {
+    let healing = headline::healing(comparison);
+    let curve = headline::against_hpa_curve(records);
+    if healing.is_empty() && curve.is_none() {
+        return Ok(String::new());
+    }
+    let mut h = String::from("<h2>What this shows</h2>\n");
+    for s in &healing {
+        let seeds = comparison
+            .iter()
+            .filter(|r| r.arm == s.arm)
+            .map(|r| r.runs)
+            .max()
+            .unwrap_or(0);
+        let _ = write!(
+            h,
+            "<p><b>Self-healing.</b> On {} fault experiments, <code>{}</code> against <code>{}</code>, paired over {seeds} seeds each: {}; {}. Time to recovery (MTTR) runs from the fault's start until the steady-state hypothesis holds again; failed requests are those that failed from the fault's start. Lower or higher means the whole 95&nbsp;% interval of the ratio (arm / baseline) lies below or above 1.",
+            s.faults,
+            html_escape(&s.arm),
+            html_escape(&s.baseline),
+            counts_text(&s.mttr, "MTTR"),
+            counts_text(&s.failed, "failed requests"),
+        );
+        for (c, _, hours, rate) in false_healings.iter().filter(|f| f.0 == s.arm) {
+            let _ = write!(
+                h,
+                " False healings (healing commands on fault-free runs) of <code>{}</code>: {rate:.3} per hour over {hours:.1} simulated hours.",
+                html_escape(c)
+            );
+        }
+        h.push_str("</p>\n");
+    }
+    if !healing.is_empty() {
+        h.push_str("<table><tr><th>fault</th><th>arm</th><th>MTTR s, baseline</th><th>MTTR s, arm</th><th>MTTR ratio</th><th>failed requests, baseline</th><th>failed requests, arm</th><th>failed ratio</th></tr>\n");
+        let mut categories = Vec::new();
+        let (mut mttr, mut failed) = (Vec::new(), Vec::new());
+        let bounds = |e: &Option<Estimate>| {
+            e.as_ref()
+                .filter(|e| e.mean.is_finite())
+                .map(|e| (e.mean, e.lo, e.hi))
+        };
+        for group in comparison.chunk_by(|a, b| a.scenario == b.scenario) {
+            let base = &group[0];
+            for r in group.iter().skip(1).filter(|r| !r.fault.is_empty()) {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                    html_escape(&r.fault),
+                    html_escape(&r.arm),
+                    base.mttr.mean,
+                    r.mttr.mean,
+                    ratio_text(&r.mttr_ratio),
+                    base.failed.mean,
+                    r.failed.mean,
+                    ratio_text(&r.failed_ratio),
+                );
+                categories.push(if healing.len() > 1 {
+                    format!("{} ({})", r.fault, r.arm)
+                } else {
+                    r.fault.clone()
+                });
+                mttr.push(bounds(&r.mttr_ratio));
+                failed.push(bounds(&r.failed_ratio));
+            }
+        }
+        h.push_str("</table>\n");
+        charts::ratios(
+            charts_dir,
+            "healing",
+            &charts::Ratios {
+                title: "Self-healing against its baseline, per fault".into(),
+                categories,
+                measures: vec![("MTTR".into(), mttr), ("failed requests".into(), failed)],
+            },
+        )?;
+        h.push_str("<img src=\"charts/healing.png\" alt=\"healing ratios per fault\"> <a href=\"charts/healing.svg\">SVG</a>\n");
+    }
+    if let Some(c) = curve {
+        let targets: Vec<String> = c.targets.iter().map(|t| t.to_string()).collect();
+        let _ = write!(
+            h,
+            "<p><b>Scaling against HPA's curve.</b> HPA at {} % CPU traces, on each scenario, what a CPU-target scaler buys with replicas: a curve of replica-seconds against SLO-violation seconds. Every other controller is read off that curve at its own cost (linear interpolation; outside HPA's range, the nearest point). Below the curve means fewer violation seconds than HPA at the same cost.</p>\n<table><tr><th>controller</th><th>scenarios</th><th>below HPA's curve</th><th>SLO violation s</th><th>HPA's curve at that cost</th><th>ratio</th><th>failed requests</th><th>HPA's curve at that cost</th><th>replica-seconds</th></tr>\n",
+            targets.join(", ")
+        );
+        for s in &c.summaries {
+            let ratio = if s.curve_violation > 0.0 {
+                format!("{:.2}x", s.violation / s.curve_violation)
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{ratio}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td></tr>",
+                html_escape(&s.controller),
+                s.variants,
+                s.below,
+                s.violation,
+                s.curve_violation,
+                s.failed,
+                s.curve_failed,
+                s.cost
+            );
+        }
+        h.push_str("</table>\n<p><small>Sums over the scenarios with a curve (means over seeds in each).</small></p>\n");
+        charts::curve(
+            charts_dir,
+            "hpa_curve",
+            &charts::CurveChart {
+                title: "Controllers against HPA's curve".into(),
+                hpa: c
+                    .hpa_means
+                    .iter()
+                    .map(|(t, p)| (*t, p.cost, p.violation))
+                    .collect(),
+                others: c
+                    .other_means
+                    .iter()
+                    .map(|(n, p)| (n.clone(), p.cost, p.violation))
+                    .collect(),
+            },
+        )?;
+        h.push_str("<img src=\"charts/hpa_curve.png\" alt=\"controllers against HPA's curve\"> <a href=\"charts/hpa_curve.svg\">SVG</a>\n");
+    }
+    Ok(h)
 }
 
 fn comparison_frame(rows: &[compare::ArmRow]) -> Result<DataFrame, String> {

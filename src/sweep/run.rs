@@ -22,7 +22,7 @@ use crate::time::Time;
 pub const JOURNAL: &str = "runs.log.csv";
 
 /// One run's figures: a row of the report.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunRecord {
     pub index: usize,
     pub id: String,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use selfheal::control::Command;
 use selfheal::scenario::Scenario;
@@ -133,7 +132,7 @@ impl Live {
             replay: Replay::new(scenario, steps, until_s),
             origin: adapter.clock.core_time(now).as_secs_f64(),
             out,
-            prom: Prometheus::new(&cfg.prometheus, Duration::from_secs(5)),
+            prom: adapter.prom.clone(),
             probe_cfg: AdapterConfig {
                 rate_window_s: window_s,
                 ..cfg.clone()

@@ -13,6 +13,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub content_type: Option<String>,
+    pub authorization: Option<String>,
     pub body: String,
 }
 
@@ -35,7 +36,7 @@ fn handle(mut stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
             return;
         };
         let (method, path) = (method.to_string(), path.to_string());
-        let (mut length, mut content_type) = (0usize, None);
+        let (mut length, mut content_type, mut authorization) = (0usize, None, None);
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -49,6 +50,7 @@ fn handle(mut stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
                 match k.to_ascii_lowercase().as_str() {
                     "content-length" => length = v.trim().parse().unwrap_or(0),
                     "content-type" => content_type = Some(v.trim().to_string()),
+                    "authorization" => authorization = Some(v.trim().to_string()),
                     _ => {}
                 }
             }
@@ -61,6 +63,7 @@ fn handle(mut stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
             method,
             path,
             content_type,
+            authorization,
             body: String::from_utf8_lossy(&body).into_owned(),
         };
         let (status, answer) = handler(&req);
@@ -174,6 +177,17 @@ impl Drop for Prom {
 }
 
 pub fn start_prometheus(target: &str, scrape_interval: &str) -> Option<(Prom, String)> {
+    start_prometheus_with(target, scrape_interval, None)
+}
+
+/// The same, serving its API as `web_config` (Prometheus's
+/// `--web.config.file`: TLS, basic auth) says; the address is then
+/// `https://`.
+pub fn start_prometheus_with(
+    target: &str,
+    scrape_interval: &str,
+    web_config: Option<&str>,
+) -> Option<(Prom, String)> {
     let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
     if Command::new(&bin).arg("--version").output().is_err() {
         assert!(
@@ -198,7 +212,8 @@ pub fn start_prometheus(target: &str, scrape_interval: &str) -> Option<(Prom, St
     )
     .unwrap();
     let port = closed_port();
-    let child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    command
         .arg(format!(
             "--config.file={}",
             dir.join("prometheus.yml").display()
@@ -207,10 +222,22 @@ pub fn start_prometheus(target: &str, scrape_interval: &str) -> Option<(Prom, St
             "--storage.tsdb.path={}",
             dir.join("data").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let scheme = match web_config {
+        Some(yaml) => {
+            std::fs::write(dir.join("web.yml"), yaml).unwrap();
+            command.arg(format!(
+                "--web.config.file={}",
+                dir.join("web.yml").display()
+            ));
+            "https"
+        }
+        None => "http",
+    };
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus starts");
-    Some((Prom(child, dir), format!("http://127.0.0.1:{port}")))
+    Some((Prom(child, dir), format!("{scheme}://127.0.0.1:{port}")))
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod predictor;
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +109,7 @@ enum Cmd {
     /// an interrupted suite resumes; delete OUT to start afresh.
     Suite {
         /// Directory with the real traces the suite replays.
-        #[arg(long, default_value = "../shared/data/traces")]
+        #[arg(long, default_value = "datasets/traces")]
         data: PathBuf,
         #[arg(long, default_value_t = 5)]
         seeds: u64,
@@ -268,7 +269,7 @@ enum EvalCmd {
     Nab {
         /// Directory with combined_windows.json, the data folders and
         /// golden/ (Numenta's published results).
-        #[arg(default_value = "../shared/data/nab")]
+        #[arg(default_value = "datasets/nab")]
         dir: PathBuf,
         #[arg(long, default_value = "reports/nab")]
         out: PathBuf,
@@ -279,7 +280,7 @@ enum EvalCmd {
     Forecast {
         /// Directory with the `t_seconds,value` traces (nasa_http_1995_per_min.csv,
         /// wikipedia_en_hourly_2010_2015.csv, azure_fn2019_*.csv).
-        #[arg(long, default_value = "../shared/data/traces")]
+        #[arg(long, default_value = "datasets/traces")]
         data: PathBuf,
         #[arg(long, default_value = "reports/forecast")]
         out: PathBuf,
@@ -763,28 +764,6 @@ fn eval_forecast(
     Ok(())
 }
 
-/// A progress line on stderr: runs done, rate, estimated time left;
-/// redrawn at most five times a second.
-fn progress_line(started: std::time::Instant) -> impl Fn(usize, usize) + Sync {
-    let last = std::sync::Mutex::new(None::<std::time::Instant>);
-    move |done, total| {
-        {
-            let mut last = last.lock().expect("progress lock");
-            if done < total && last.is_some_and(|t| t.elapsed().as_secs_f64() < 0.2) {
-                return;
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        let rate = done as f64 / secs;
-        let eta = (total - done) as f64 / rate.max(1e-9);
-        eprint!("\r  {done}/{total} runs, {rate:.2} runs/s, about {eta:.0} s left   ");
-        if done == total {
-            eprintln!();
-        }
-    }
-}
-
 fn serve(
     path: &std::path::Path,
     speed: f64,
@@ -810,6 +789,7 @@ fn serve(
             addr,
             speed,
             namespace,
+            clock: selfheal::serve::ServeClock::Wall,
         },
     )?;
     println!(
@@ -864,7 +844,7 @@ fn learn_selector(
     );
     let started = std::time::Instant::now();
     let trials =
-        sel::run_trials(&plan.runs, &progress_line(started)).map_err(anyhow::Error::msg)?;
+        sel::run_trials(&plan.runs, &progress::runs("runs")).map_err(anyhow::Error::msg)?;
     let rows = sel::rows(&trials);
     let (train, test): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.seed <= train_seeds);
     let cfg = sel::ForestConfig::default();
@@ -1020,7 +1000,7 @@ fn suite(
             &tune_controllers,
             &tune_seeds,
             &out.join("journal-tuning"),
-            &progress_line(std::time::Instant::now()),
+            &progress::runs("runs"),
         )
         .map_err(anyhow::Error::msg)?,
     );
@@ -1036,7 +1016,7 @@ fn suite(
                     })
                     .collect();
                 let m = &tuning[&(s.name.clone(), label.to_string())];
-                m.slo_violation_s - suite::curve_at(&pts, m.replica_seconds).0
+                m.slo_violation_s - selfheal::sweep::headline::curve_at(&pts, m.replica_seconds).0
             })
             .sum()
     };
@@ -1086,7 +1066,7 @@ fn suite(
         &controllers,
         &score_seeds,
         &out.join("journal-scoring"),
-        &progress_line(std::time::Instant::now()),
+        &progress::runs("runs"),
     )
     .map_err(anyhow::Error::msg)?;
     let m = suite::means(&results);
@@ -1142,7 +1122,7 @@ fn suite(
         .iter()
         .find(|t| t.0 == "selfheal")
         .expect("selfheal row");
-    let (hv, inside) = suite::curve_at(&hpa_pts, sh.3);
+    let (hv, inside) = selfheal::sweep::headline::curve_at(&hpa_pts, sh.3);
     md.push_str(&format!(
         "\nAggregate: selfheal {:.0} violation s at {:.0} replica-seconds; HPA's curve at that cost: {:.0} s{}.\n\n",
         sh.1, sh.3, hv, if inside { "" } else { " (outside HPA's cost range: nearest HPA point)" }
@@ -1156,7 +1136,7 @@ fn suite(
             .map(|(h, _)| (get(h).replica_seconds, get(h).slo_violation_s))
             .collect();
         let x = get("selfheal");
-        let (cv, inside) = suite::curve_at(&pts, x.replica_seconds);
+        let (cv, inside) = selfheal::sweep::headline::curve_at(&pts, x.replica_seconds);
         let verdict = if x.slo_violation_s < cv - 1e-9 {
             wins += 1;
             "wins"
@@ -1257,7 +1237,7 @@ fn sweep(suite: &std::path::Path, out: Option<PathBuf>, shard: Option<&str>) -> 
         dir.display()
     );
     let started = std::time::Instant::now();
-    let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress_line(started))
+    let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress::runs("runs"))
         .map_err(anyhow::Error::msg)?;
     if shard.is_none() {
         selfheal::sweep::report::write(&dir, &plan.name, &plan.description, &records)
@@ -1526,7 +1506,7 @@ fn run_under(
     dir: &std::path::Path,
 ) -> anyhow::Result<Vec<selfheal::sweep::run::RunRecord>> {
     let p = selfheal::sweep::tune::with_controller(plan, label, spec);
-    selfheal::sweep::run::execute(&p, dir, None, &progress_line(std::time::Instant::now()))
+    selfheal::sweep::run::execute(&p, dir, None, &progress::runs("runs"))
         .map_err(anyhow::Error::msg)
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use selfheal::train::store::{self, FORMAT, TrainingMeta};
-use selfheal::train::trainer::{self, EpochStats, Progress, TrainConfig};
+use selfheal::train::trainer::{self, TrainConfig};
 use selfheal::train::{dataset, traces};
 
 /// Reads a `TracesConfig` TOML file, or the defaults.
@@ -27,7 +27,7 @@ pub fn generate_traces(
 ) -> anyhow::Result<traces::Dataset> {
     let started = std::time::Instant::now();
     let done = AtomicUsize::new(0);
-    let line = super::progress_line(started);
+    let line = super::progress::runs("runs");
     eprintln!(
         "simulating {} runs ({} s each, seed {}) on {} threads",
         cfg.runs,
@@ -68,49 +68,6 @@ pub fn print_label_table(ds: &traces::Dataset) {
     }
 }
 
-/// An epoch progress bar on stderr and a line per finished epoch.
-pub struct Bar {
-    pub epochs: usize,
-    last: Option<std::time::Instant>,
-}
-
-impl Bar {
-    pub fn new(epochs: usize) -> Self {
-        Bar { epochs, last: None }
-    }
-}
-
-impl Progress for Bar {
-    fn batch(&mut self, epoch: usize, done: usize, total: usize, loss: f64, accuracy: f64) {
-        if done < total && self.last.is_some_and(|t| t.elapsed().as_secs_f64() < 0.2) {
-            return;
-        }
-        self.last = Some(std::time::Instant::now());
-        let width = 30;
-        let filled = done * width / total.max(1);
-        eprint!(
-            "\r  epoch {epoch}/{} [{}{}] {done}/{total} loss {loss:.4} acc {:.1}%   ",
-            self.epochs,
-            "#".repeat(filled),
-            ".".repeat(width - filled),
-            100.0 * accuracy
-        );
-    }
-    fn epoch(&mut self, s: &EpochStats, best: bool) {
-        eprintln!();
-        println!(
-            "epoch {:>2}: train loss {:.4} acc {:.1}% | validation loss {:.4} acc {:.1}% | {:.0} s{}",
-            s.epoch,
-            s.train_loss,
-            100.0 * s.train_accuracy,
-            s.val_loss,
-            100.0 * s.val_accuracy,
-            s.seconds,
-            if best { " (best)" } else { "" }
-        );
-    }
-}
-
 /// The training data: a generated trace set, or `selfheal-k8s record`
 /// recordings labelled the same way.
 pub fn training_data(
@@ -140,7 +97,7 @@ pub fn train(
         ds.controller
     );
     let device = burn::prelude::Device::flex();
-    let mut bar = Bar::new(cfg.max_epochs);
+    let mut bar = super::progress::Epochs::new(cfg.max_epochs);
     let t = trainer::train(&ds, cfg, &device, &mut bar);
     let meta = TrainingMeta {
         format: FORMAT.into(),
@@ -390,7 +347,7 @@ fn leave_one_out(
             family.as_str(),
             subset.runs.len()
         );
-        let mut bar = Bar::new(cfg.max_epochs);
+        let mut bar = super::progress::Epochs::new(cfg.max_epochs);
         let t = trainer::train(&subset, &cfg, &device, &mut bar);
         let left_threshold = v::calibrate_trained(&subset, &t, cfg.net.window, a.stride);
         let model = selfheal::control::predictor::Model {
