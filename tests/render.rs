@@ -1,6 +1,6 @@
-//! The report page renders in a real browser: headless Chromium loads the
-//! demo sweep's `index.html` from disk (no server), takes a screenshot, and
-//! every image the page links exists.
+//! The report page renders in a real browser: headless Chromium loads a
+//! sweep's `index.html` from disk (no server), takes a screenshot, and
+//! every image the page links exists, the headline's charts among them.
 //!
 //! Needs Debian's `chromium` package (`apt-get install chromium`). Without
 //! it the test says so and passes, unless `SELFHEAL_REQUIRE_CHROMIUM=1`
@@ -24,11 +24,17 @@ fn the_demo_report_renders_in_headless_chromium() {
     }
     let dir = std::env::temp_dir().join(format!("selfheal-render-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let p = plan::load(&common::repo().join("tests/suites/small.toml")).unwrap();
+    let p = plan::load(&common::repo().join("tests/suites/headline.toml")).unwrap();
     let records = run::execute(&p, &dir, None, &|_, _| {}).unwrap();
     report::write(&dir, &p.name, &p.description, &records).unwrap();
     let index = dir.join("index.html");
-    for img in report::linked_images(&std::fs::read_to_string(&index).unwrap()) {
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(html.contains("What this shows"), "no headline");
+    let images = report::linked_images(&html);
+    for chart in ["charts/healing.png", "charts/hpa_curve.png"] {
+        assert!(images.iter().any(|i| i == chart), "{chart} not linked");
+    }
+    for img in images {
         assert!(dir.join(&img).exists(), "missing {img}");
     }
     let shot = dir.join("screenshot.png");

@@ -3,7 +3,7 @@
 //! while ours, take it over only once its holder has let it expire.
 //! Planning is pure, as for commands; `api::Executor::hold_lease` sends.
 
-use k8s_openapi::chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::actuate::ApiRequest;
@@ -17,16 +17,17 @@ pub enum LeaseStep {
     HeldBy { holder: String, until: f64 },
 }
 
+/// A `MicroTime` as the API writes it: RFC 3339 in UTC with six
+/// fractional digits.
 fn micro_time(unix: f64) -> String {
-    DateTime::<Utc>::from_timestamp_micros((unix * 1e6) as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+    let t = Timestamp::from_microsecond((unix * 1e6) as i64).unwrap_or(Timestamp::UNIX_EPOCH);
+    format!("{t:.6}")
 }
 
 fn parse_time(s: &str) -> Option<f64> {
-    DateTime::parse_from_rfc3339(s)
+    s.parse::<Timestamp>()
         .ok()
-        .map(|t| t.timestamp_micros() as f64 / 1e6)
+        .map(|t| t.as_microsecond() as f64 / 1e6)
 }
 
 pub fn path(ns: &str, name: &str) -> String {
@@ -113,6 +114,16 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micro_times_are_rfc3339_utc_with_six_fractional_digits() {
+        assert_eq!(micro_time(1_700_000_000.5), "2023-11-14T22:13:20.500000Z");
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.25+01:00"),
+            Some(1_700_000_000.25)
+        );
+        assert_eq!(parse_time("yesterday"), None);
+    }
 
     fn lease(holder: &str, renewed: f64) -> Value {
         json!({"metadata": {"resourceVersion": "7"},

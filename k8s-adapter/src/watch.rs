@@ -103,7 +103,7 @@ fn revision_index(annotations: &std::collections::BTreeMap<String, String>) -> u
 }
 
 fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
-    t.0.timestamp_millis() as f64 / 1000.0
+    t.0.as_millisecond() as f64 / 1000.0
 }
 
 /// CPU cores of a quantity (`500m`, `2`, `1.5`).
@@ -199,12 +199,7 @@ pub fn replica_state(
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     ReplicaState {
-        desired: dep
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(1)
-            .max(0) as u32,
+        desired: dep.spec.replicas.unwrap_or(1).max(0) as u32,
         ready: dep
             .status
             .as_ref()

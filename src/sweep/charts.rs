@@ -520,6 +520,15 @@ fn draw_ratios<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Ratios) -> 
             ))
         });
         chart.draw_series(whiskers).map_err(err)?;
+        let values_at_ends = values.iter().enumerate().filter_map(|(i, v)| {
+            let (m, _, hi) = (*v)?;
+            Some(Text::new(
+                format!("{m:.2}x"),
+                (hi.max(m).min(xmax) + xmax * 0.01, centre(i) + band * 0.15),
+                ("sans-serif", 11),
+            ))
+        });
+        chart.draw_series(values_at_ends).map_err(err)?;
     }
     chart
         .draw_series(std::iter::once(PathElement::new(
