@@ -442,13 +442,16 @@ pub fn histogram(dir: &Path, name: &str, h: &Histogram) -> Result<(), String> {
     png_and_svg!(dir, name, (900, 550), draw_histogram, h)
 }
 
+/// A ratio's mean and its 95 % interval `(mean, lo, hi)`.
+pub type Interval = (f64, f64, f64);
+
 /// Ratios arm / baseline per category (a fault), one bar per measure with
 /// its 95 % interval as a whisker, and a line at 1 (no difference).
 pub struct Ratios {
     pub title: String,
     pub categories: Vec<String>,
-    /// (measure, per category (mean, lo, hi); `None`: no ratio there).
-    pub measures: Vec<(String, Vec<Option<(f64, f64, f64)>>)>,
+    /// (measure, per category its ratio; `None`: no ratio there).
+    pub measures: Vec<(String, Vec<Option<Interval>>)>,
 }
 
 fn draw_ratios<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Ratios) -> Result<(), String> {
