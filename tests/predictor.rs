@@ -125,6 +125,25 @@ fn a_missing_truncated_or_incompatible_model_is_named() {
     let e = store::load(&d).unwrap_err();
     assert!(matches!(e, ModelError::Incompatible { .. }), "{e}");
     assert!(e.to_string().contains("model.bpk"), "{e}");
+
+    // Hyper-parameters no network can be built from are named with their
+    // field (a dropout of 1 or below 0 formerly panicked inside burn).
+    let cfg = std::fs::read_to_string(shipped().join("config.json")).unwrap();
+    for (from, to, field) in [
+        ("\"dropout\": 0.2", "\"dropout\": 1.0", "dropout"),
+        ("\"dropout\": 0.2", "\"dropout\": -0.5", "dropout"),
+        ("\"window\": 60", "\"window\": 0", "window"),
+        ("\"window\": 60", "\"window\": 100000000", "window"),
+        ("\"features\": 8", "\"features\": 9", "features"),
+    ] {
+        assert!(cfg.contains(from), "{from}");
+        std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
+        let e = store::load(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("config.json") && e.contains(&format!("field `{field}`")),
+            "{to}: {e}"
+        );
+    }
 }
 
 fn small_config() -> traces::TracesConfig {

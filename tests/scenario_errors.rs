@@ -192,3 +192,44 @@ fn every_bundled_scenario_is_valid() {
     }
     assert!(n >= 7, "{n} scenarios");
 }
+
+#[test]
+fn a_trace_that_is_a_fifo_or_a_device_is_refused_without_reading_it() {
+    // Formerly `check` blocked for ever on a FIFO and read /dev/zero until
+    // out of memory.
+    let dir = std::env::temp_dir().join(format!("selfheal-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("trace.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    for file in [fifo.display().to_string(), "/dev/zero".to_string()] {
+        let t = GOOD.replace(
+            r#"{ kind = "constant", rate = 10 }"#,
+            &format!(r#"{{ kind = "trace", file = "{file}", peak = 10 }}"#),
+        );
+        assert_error(
+            &t,
+            "kind = \"trace\"",
+            "load[0].curve.file",
+            "not a regular file",
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_runaway_node_count_is_refused() {
+    // Formerly an abort allocating 48 GiB of node names.
+    let t = format!(
+        "{GOOD}\n[[cluster.node]]\nname = \"n\"\ncpu = 4\nmemory_mib = 8192\ncount = 2147483648\n"
+    );
+    assert_error(
+        &t,
+        "count = 2147483648",
+        "cluster.node[0].count",
+        "must be 1 to 10000",
+    );
+}

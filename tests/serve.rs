@@ -446,3 +446,76 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     assert!(history.contains('3'), "{history}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The reply's status code to raw bytes sent on a new connection.
+fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+#[test]
+fn hostile_requests_get_an_error_status_and_the_server_carries_on() {
+    let served = serve_two_revisions(10.0);
+    let a = served.addr;
+    // A body announced at 100 GB: refused before anything is allocated
+    // (formerly aborted the whole server).
+    assert_eq!(
+        raw_status(
+            a,
+            b"PATCH /api/v1/namespaces/shop/configmaps/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n"
+        ),
+        413
+    );
+    // A header line without end, and a Content-Length that is no number.
+    let mut long = b"GET /metrics HTTP/1.1\r\nX-Junk: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    long.extend(b"\r\n\r\n");
+    assert_eq!(raw_status(a, &long), 400);
+    assert_eq!(
+        raw_status(
+            a,
+            b"POST /api/v1/namespaces/shop/configmaps HTTP/1.1\r\nContent-Length: -1\r\n\r\n"
+        ),
+        400
+    );
+    // A watch timeout that is not a whole number of seconds (formerly a
+    // panic in the connection's thread).
+    for t in ["nan", "-1", "1e400", "inf"] {
+        let (code, _) = call(
+            a,
+            "GET",
+            &format!("/apis/apps/v1/namespaces/shop/deployments?watch=true&timeoutSeconds={t}"),
+            "",
+            "",
+        );
+        assert_eq!(code, 400, "timeoutSeconds={t}");
+    }
+    // Replicas beyond int32 (formerly wrapped to 1) or beyond what a
+    // simulation holds are invalid, through the scale subresource and the
+    // Deployment alike; the count stays.
+    for path in [
+        "/apis/apps/v1/namespaces/shop/deployments/api/scale",
+        "/apis/apps/v1/namespaces/shop/deployments/api",
+    ] {
+        let (code, status) = call(
+            a,
+            "PATCH",
+            path,
+            "application/merge-patch+json",
+            r#"{"spec":{"replicas":4294967297}}"#,
+        );
+        assert_eq!(code, 422, "{path}: {status}");
+    }
+    assert_eq!(
+        served.observation().unwrap().services[1].desired_replicas,
+        2
+    );
+    // And the server still answers.
+    assert_eq!(get(a, "/metrics").0, "HTTP/1.1 200 OK");
+}

@@ -806,15 +806,19 @@ impl ControllerSpec {
         if let Some(a) = arg {
             match spec.kind {
                 ControllerKind::Hpa => {
-                    spec.target_cpu_percent = Some(
-                        a.parse()
-                            .map_err(|_| format!("`{a}` is not a CPU percent"))?,
-                    )
+                    spec.target_cpu_percent =
+                        Some(a.parse().ok().filter(|&t: &u32| t >= 1).ok_or_else(|| {
+                            format!("`{a}` is not a CPU percent (a whole number, at least 1)")
+                        })?)
                 }
                 ControllerKind::Kpa => {
                     spec.target_concurrency = Some(
                         a.parse()
-                            .map_err(|_| format!("`{a}` is not a concurrency"))?,
+                            .ok()
+                            .filter(|&c: &f64| c.is_finite() && c > 0.0)
+                            .ok_or_else(|| {
+                                format!("`{a}` is not a concurrency (a positive number)")
+                            })?,
                     )
                 }
                 _ => return Err(format!("`{kind}` takes no argument")),
@@ -975,4 +979,31 @@ fn d_grace() -> f64 {
 }
 fn d_max_replicas() -> u32 {
     50
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_controller_targets_out_of_range_are_refused() {
+        for bad in [
+            "kpa:nan", "kpa:-1", "kpa:0", "kpa:inf", "hpa:0", "hpa:-5", "hpa:7.5",
+        ] {
+            let err = ControllerSpec::parse_short(bad).expect_err(bad);
+            assert!(err.contains("is not a"), "{bad}: {err}");
+        }
+        assert_eq!(
+            ControllerSpec::parse_short("kpa:2.5+heal")
+                .unwrap()
+                .target_concurrency,
+            Some(2.5)
+        );
+        assert_eq!(
+            ControllerSpec::parse_short("hpa:150")
+                .unwrap()
+                .target_cpu_percent,
+            Some(150)
+        );
+    }
 }

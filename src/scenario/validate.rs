@@ -68,8 +68,11 @@ pub(super) fn check(s: &Scenario) -> Check {
         let p = nodes.index(i);
         positive(p.key("cpu"), n.cpu)?;
         positive(p.key("memory_mib"), n.memory_mib)?;
-        if n.count == 0 {
-            return fail(p.key("count"), "must be at least 1");
+        if n.count == 0 || n.count > MAX_NODES {
+            return fail(
+                p.key("count"),
+                format!("must be 1 to {MAX_NODES}, found {}", n.count),
+            );
         }
         for name in expand_node_names(&n.name, n.count) {
             if !node_names.insert(name.clone()) {
@@ -413,6 +416,39 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
         );
     }
     Ok(())
+}
+
+/// The most nodes one `[[cluster.node]]` entry expands to, and the largest
+/// trace file read: far beyond a real scenario, far below what exhausts
+/// memory.
+pub const MAX_NODES: u32 = 10_000;
+pub const MAX_TRACE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A trace file's text: a regular file (a FIFO would block for ever, a
+/// device never end) of at most `MAX_TRACE_BYTES`.
+fn read_trace_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_TRACE_BYTES {
+        return Err(format!(
+            "{} bytes, over the {MAX_TRACE_BYTES}-byte limit",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read as _;
+            // A file that grows while read stops at the limit.
+            f.take(MAX_TRACE_BYTES + 1).read_to_string(&mut text)
+        })
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_TRACE_BYTES {
+        return Err(format!("over the {MAX_TRACE_BYTES}-byte limit"));
+    }
+    Ok(text)
 }
 
 pub fn expand_node_names(name: &str, count: u32) -> Vec<String> {
@@ -838,9 +874,9 @@ pub(super) fn read_traces(
                     return Ok(());
                 }
                 let path = base.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|e| Problem {
+                let text = read_trace_file(&path).map_err(|message| Problem {
                     path: p.key("file"),
-                    message: format!("cannot read trace `{}`: {e}", path.display()),
+                    message: format!("cannot read trace `{}`: {message}", path.display()),
                 })?;
                 let trace = Trace::parse_csv(&text).map_err(|e| Problem {
                     path: p.key("file"),

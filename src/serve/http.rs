@@ -57,18 +57,55 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The largest request body read (the API server's own default limit is
+/// 3 MB), the longest request or header line, and the most header lines.
+pub const MAX_BODY: u64 = 3 * 1024 * 1024;
+pub const MAX_LINE: u64 = 16 * 1024;
+pub const MAX_HEADERS: usize = 100;
+
+/// Why a request was not read: the connection failed, or the request is
+/// answered with an error status and the connection closed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("the request body of {0} bytes is over the {MAX_BODY}-byte limit")]
+    TooLarge(u64),
+}
+
+impl RequestError {
+    /// The HTTP status to answer with (`None`: the connection is gone).
+    pub fn status(&self) -> Option<(u16, &'static str)> {
+        match self {
+            RequestError::Io(_) => None,
+            RequestError::Malformed(_) => Some((400, "BadRequest")),
+            RequestError::TooLarge(_) => Some((413, "RequestEntityTooLarge")),
+        }
+    }
+}
+
+/// One line of at most `MAX_LINE` bytes; 0 at the end of the stream.
+fn read_line(reader: &mut BufReader<TcpStream>, line: &mut String) -> Result<usize, RequestError> {
+    let n = reader.by_ref().take(MAX_LINE).read_line(line)?;
+    if n as u64 == MAX_LINE && !line.ends_with('\n') {
+        return Err(RequestError::Malformed(format!(
+            "a request line over {MAX_LINE} bytes"
+        )));
+    }
+    Ok(n)
+}
+
 /// Reads one request; `None` when the peer closed the connection first.
-pub fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>, RequestError> {
     let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    if read_line(reader, &mut line)? == 0 {
         return Ok(None);
     }
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bad request line",
-        ));
+        return Err(RequestError::Malformed("bad request line".into()));
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut req = Request {
@@ -86,12 +123,17 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Requ
     };
     loop {
         let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 {
+        if read_line(reader, &mut h)? == 0 {
             return Ok(None);
         }
         let h = h.trim_end();
         if h.is_empty() {
             break;
+        }
+        if req.headers.len() == MAX_HEADERS {
+            return Err(RequestError::Malformed(format!(
+                "more than {MAX_HEADERS} header lines"
+            )));
         }
         if let Some((k, v)) = h.split_once(':') {
             req.headers
@@ -102,16 +144,20 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Requ
         .header("transfer-encoding")
         .is_some_and(|t| t.contains("chunked"))
     {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "chunked request bodies are not supported",
+        return Err(RequestError::Malformed(
+            "chunked request bodies are not supported".into(),
         ));
     }
-    let length: usize = req
-        .header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    req.body = vec![0; length];
+    let length: u64 = match req.header("content-length") {
+        None => 0,
+        Some(l) => l
+            .parse()
+            .map_err(|_| RequestError::Malformed(format!("bad Content-Length `{l}`")))?,
+    };
+    if length > MAX_BODY {
+        return Err(RequestError::TooLarge(length));
+    }
+    req.body = vec![0; length as usize];
     reader.read_exact(&mut req.body)?;
     Ok(Some(req))
 }
@@ -150,6 +196,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         410 => "Gone",
+        413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
         _ => "Error",

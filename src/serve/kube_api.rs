@@ -424,6 +424,25 @@ fn invalid(msg: String) -> ApiStatus {
     ApiStatus::new(422, "Invalid", msg)
 }
 
+/// The most replicas a served Deployment is scaled to: far beyond any
+/// scenario, and far below what would exhaust the simulation's memory.
+pub const MAX_REPLICAS: u64 = 10_000;
+
+/// `spec.replicas` of a Deployment or Scale as written: a whole number from
+/// 0 to `MAX_REPLICAS` (the API's own type is int32; nothing wraps).
+fn replicas_of(after: &Value) -> Result<u32, ApiStatus> {
+    after
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .filter(|&n| n <= MAX_REPLICAS)
+        .map(|n| n as u32)
+        .ok_or_else(|| {
+            invalid(format!(
+                "spec.replicas: a whole number from 0 to {MAX_REPLICAS} is required"
+            ))
+        })
+}
+
 /// What a client's new version of one of the simulation's objects asks
 /// the simulation to do.
 fn writes_for(
@@ -457,15 +476,9 @@ fn writes_for(
                 )));
             }
             if before.pointer("/spec/replicas") != after.pointer("/spec/replicas") {
-                let replicas = after
-                    .pointer("/spec/replicas")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| {
-                        invalid("spec.replicas: a non-negative integer is required".into())
-                    })?;
                 out.push(ApiWrite::Scale {
                     deployment: name.to_string(),
-                    replicas: replicas as u32,
+                    replicas: replicas_of(after)?,
                 });
             }
             let template = after.pointer("/spec/template");
@@ -630,10 +643,21 @@ pub fn answer(
                     .param("resourceVersion")
                     .and_then(|v| v.parse::<u64>().ok())
                     .filter(|v| *v > 0);
-                let timeout_s = req
-                    .param("timeoutSeconds")
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .unwrap_or(1800.0);
+                // Whole seconds, as the API server reads them; anything
+                // else (`nan`, `-1`, `1e400`) is refused, not clamped.
+                let timeout_s = match req.param("timeoutSeconds") {
+                    None => 1800.0,
+                    Some(t) => match t.parse::<u32>() {
+                        Ok(t) => f64::from(t),
+                        Err(_) => {
+                            return fail(ApiStatus::new(
+                                400,
+                                "BadRequest",
+                                format!("timeoutSeconds: `{t}` is not a whole number of seconds"),
+                            ));
+                        }
+                    },
+                };
                 return Answer::Watch(WatchPlan {
                     resource: r,
                     from,
@@ -762,15 +786,12 @@ pub fn answer(
                         };
                     }
                     let writes = if scale {
-                        match after.pointer("/spec/replicas").and_then(Value::as_u64) {
-                            Some(n) => Ok(vec![ApiWrite::Scale {
+                        replicas_of(&after).map(|replicas| {
+                            vec![ApiWrite::Scale {
                                 deployment: name.to_string(),
-                                replicas: n as u32,
-                            }]),
-                            None => Err(invalid(
-                                "spec.replicas: a non-negative integer is required".into(),
-                            )),
-                        }
+                                replicas,
+                            }]
+                        })
                     } else {
                         writes_for(r, name, &current, &after, &lock())
                     };

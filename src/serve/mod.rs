@@ -395,12 +395,14 @@ impl Connection {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
-                    let status = ApiStatus::new(400, "BadRequest", e.to_string());
-                    let _ = http::write_response(
-                        &mut stream,
-                        &Response::json(400, &status.to_json()),
-                        true,
-                    );
+                    if let Some((code, reason)) = e.status() {
+                        let status = ApiStatus::new(code, reason, e.to_string());
+                        let _ = http::write_response(
+                            &mut stream,
+                            &Response::json(code, &status.to_json()),
+                            true,
+                        );
+                    }
                     return;
                 }
             };

@@ -31,6 +31,12 @@ pub enum PlanError {
     },
 }
 
+/// The most seeds a suite names, and the most runs it expands to: each run
+/// holds its own copy of its scenario, so a runaway count would exhaust
+/// memory before the first run starts.
+pub const MAX_SEEDS: usize = 10_000;
+pub const MAX_RUNS: usize = 200_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SuiteFile {
@@ -193,7 +199,22 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         .map_err(|e| invalid(e.span().map(|s| s.start), e.message().to_string()))?;
     let find = |needle: &str| text.find(needle);
     let seeds: Vec<u64> = match suite.seeds {
+        Seeds::Count(n) if n > MAX_SEEDS as u64 => {
+            return Err(invalid(
+                find("seeds"),
+                format!("field `seeds`: {n} seeds is more than the {MAX_SEEDS} a suite runs"),
+            ));
+        }
         Seeds::Count(n) => (1..=n).collect(),
+        Seeds::List(l) if l.len() > MAX_SEEDS => {
+            return Err(invalid(
+                find("seeds"),
+                format!(
+                    "field `seeds`: {} seeds is more than the {MAX_SEEDS} a suite runs",
+                    l.len()
+                ),
+            ));
+        }
         Seeds::List(l) => l,
     };
     if seeds.is_empty() {
@@ -299,6 +320,14 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 .map(|(k, v)| format!("{k}={}", value_label(v)))
                 .collect::<Vec<_>>()
                 .join(";");
+            if runs.len() + controllers.len() * seeds.len() > MAX_RUNS {
+                return Err(invalid(
+                    None,
+                    format!(
+                        "the suite expands to more than {MAX_RUNS} runs: split it into several suites"
+                    ),
+                ));
+            }
             for (controller, c) in &controllers {
                 for (ki, &seed) in seeds.iter().enumerate() {
                     let mut l = loaded.clone();
@@ -355,5 +384,46 @@ mod tests {
         // unknown field for the scenario parser, which names it).
         set_path(&mut d, "mesh.retries.enabled", toml::Value::Boolean(true)).unwrap();
         assert_eq!(d["mesh"]["retries"]["enabled"].as_bool(), Some(true));
+    }
+
+    /// A suite with `seeds` over the quickstart scenario, loaded from a
+    /// file beside the repository's scenarios.
+    fn load_with_seeds(seeds: &str, controllers: usize) -> Result<Plan, PlanError> {
+        let dir = std::env::temp_dir().join(format!(
+            "selfheal-plan-{}-{}",
+            std::process::id(),
+            seeds.len() + controllers
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
+        let names: Vec<String> = (0..controllers)
+            .map(|i| format!("\"hpa:{}\"", 50 + i))
+            .collect();
+        let file = dir.join("suite.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"x\"\nseeds = {seeds}\ncontrollers = [{}]\n[[scenario]]\nfile = {:?}\n",
+                names.join(", "),
+                scenario.display().to_string()
+            ),
+        )
+        .unwrap();
+        let plan = load(&file);
+        let _ = std::fs::remove_dir_all(&dir);
+        plan
+    }
+
+    #[test]
+    fn a_runaway_seed_count_is_an_error_naming_the_field() {
+        // Formerly a "capacity overflow" panic.
+        let err = load_with_seeds("9223372036854775807", 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("suite.toml:2: field `seeds`"), "{err}");
+        let err = load_with_seeds("10000", 30).err().unwrap().to_string();
+        assert!(err.contains("more than 200000 runs"), "{err}");
+        assert_eq!(load_with_seeds("3", 2).unwrap().runs.len(), 6);
     }
 }

@@ -115,7 +115,56 @@ pub struct PredictorNet {
     out: Linear,
 }
 
+/// The longest input window and the widest layer a configuration may ask
+/// for: far beyond the shipped model, and small enough to build.
+pub const MAX_WINDOW: usize = 4096;
+pub const MAX_WIDTH: usize = 4096;
+
 impl PredictorNetConfig {
+    /// Whether a network can be built from these hyper-parameters (a
+    /// config file can say anything; burn panics on a dropout outside
+    /// [0, 1)). The error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "field `dropout`: must be at least 0 and below 1, found {}",
+                self.dropout
+            ));
+        }
+        let features = crate::train::traces::FEATURES.len();
+        if !(1..=features).contains(&self.features) {
+            return Err(format!(
+                "field `features`: must be 1 to {features}, found {}",
+                self.features
+            ));
+        }
+        if !(1..=MAX_WINDOW).contains(&self.window) {
+            return Err(format!(
+                "field `window`: must be 1 to {MAX_WINDOW} scrapes, found {}",
+                self.window
+            ));
+        }
+        for (name, width) in [
+            ("hidden1", self.hidden1),
+            ("hidden2", self.hidden2),
+            ("hidden3", self.hidden3),
+            ("dense", self.dense),
+        ] {
+            if !(1..=MAX_WIDTH).contains(&width) {
+                return Err(format!(
+                    "field `{name}`: must be 1 to {MAX_WIDTH}, found {width}"
+                ));
+            }
+        }
+        if self.classes != 4 {
+            return Err(format!(
+                "field `classes`: the predictor has 4 health classes, found {}",
+                self.classes
+            ));
+        }
+        Ok(())
+    }
+
     pub fn init(&self, device: &Device) -> PredictorNet {
         PredictorNet {
             lstm1: GateLstm::new(self.features, self.hidden1, device),

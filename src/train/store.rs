@@ -193,6 +193,12 @@ pub fn load_net(
         path: config.clone(),
         message: e.to_string(),
     })?;
+    cfg.net
+        .check()
+        .map_err(|message| ModelError::Incompatible {
+            path: config.clone(),
+            message,
+        })?;
     let normaliser: Normaliser = read_json(&norm)?;
     if normaliser.features() != cfg.net.features
         || normaliser.log1p.len() != normaliser.features()
@@ -219,6 +225,12 @@ pub fn load_net(
             path: record.clone(),
             message: format!("the record does not fit the network in config.json: {e}"),
         })?;
+    if let Some(layer) = net.to_fused().first_non_finite() {
+        return Err(ModelError::Corrupt {
+            path: record,
+            message: format!("{layer} holds a weight that is not a finite number"),
+        });
+    }
     Ok((cfg, normaliser, net, meta))
 }
 

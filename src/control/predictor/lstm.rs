@@ -210,6 +210,22 @@ impl Dense {
 }
 
 impl FusedNet {
+    /// The first layer with a NaN or infinite weight or bias (`lstm 2`,
+    /// `dense 1`), if any: such a network answers NaN for every window.
+    pub fn first_non_finite(&self) -> Option<String> {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        self.lstms
+            .iter()
+            .position(|l| !(finite(&l.w_x) && finite(&l.w_h) && finite(&l.b)))
+            .map(|i| format!("lstm {}", i + 1))
+            .or_else(|| {
+                self.dense
+                    .iter()
+                    .position(|d| !(finite(&d.w) && finite(&d.b)))
+                    .map(|i| format!("dense {}", i + 1))
+            })
+    }
+
     pub fn input_features(&self) -> usize {
         self.lstms.first().map_or(0, |l| l.input)
     }
@@ -263,6 +279,30 @@ pub fn softmax(x: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_or_infinite_weight_is_found_by_layer() {
+        let mut net = FusedNet {
+            lstms: vec![LstmLayer {
+                input: 1,
+                hidden: 1,
+                w_x: vec![0.5; 4],
+                w_h: vec![0.5; 4],
+                b: vec![0.0; 4],
+            }],
+            dense: vec![Dense {
+                input: 1,
+                output: 4,
+                w: vec![1.0; 4],
+                b: vec![0.0; 4],
+            }],
+        };
+        assert_eq!(net.first_non_finite(), None);
+        net.dense[0].b[2] = f32::INFINITY;
+        assert_eq!(net.first_non_finite().as_deref(), Some("dense 1"));
+        net.lstms[0].w_h[1] = f32::NAN;
+        assert_eq!(net.first_non_finite().as_deref(), Some("lstm 1"));
+    }
 
     #[test]
     fn fast_exp_sigmoid_and_tanh_are_accurate() {
