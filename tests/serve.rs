@@ -16,7 +16,7 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -73,6 +73,7 @@ fn start_static_leak(speed: f64, clock: ServeClock) -> Served {
             speed,
             namespace: "shop".into(),
             clock,
+            token: None,
         },
     )
     .unwrap()
@@ -145,6 +146,7 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
             speed: 1.0,
             namespace: "shop".into(),
             clock: ServeClock::Wall,
+            token: None,
         },
     );
     assert!(bad.err().unwrap().to_string().contains("cannot listen"));
@@ -177,7 +179,7 @@ fn call(
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -230,6 +232,7 @@ fn serve_two_revisions(speed: f64) -> Served {
             speed,
             namespace: "shop".into(),
             clock: ServeClock::Wall,
+            token: None,
         },
     )
     .unwrap()
@@ -282,7 +285,7 @@ fn api_writes_act_on_the_served_simulation() {
     let mut w = std::net::TcpStream::connect(a).unwrap();
     write!(
         w,
-        "GET {ns}/deployments?watch=true&resourceVersion={rv}&timeoutSeconds=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET {ns}/deployments?watch=true&resourceVersion={rv}&timeoutSeconds=1 HTTP/1.1\r\nHost: {a}\r\n\r\n"
     )
     .unwrap();
     let mut stream = String::new();
@@ -468,7 +471,7 @@ fn hostile_requests_get_an_error_status_and_the_server_carries_on() {
     assert_eq!(
         raw_status(
             a,
-            b"PATCH /api/v1/namespaces/shop/configmaps/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n"
+            b"PATCH /api/v1/namespaces/shop/configmaps/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000000\r\n\r\n"
         ),
         413
     );
@@ -518,4 +521,115 @@ fn hostile_requests_get_an_error_status_and_the_server_carries_on() {
     );
     // And the server still answers.
     assert_eq!(get(a, "/metrics").0, "HTTP/1.1 200 OK");
+}
+
+/// Raw request text, answered on a new connection: (status, body).
+fn raw_answer(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+#[test]
+fn cross_origin_and_unauthenticated_writes_are_refused() {
+    let open = serve_two_revisions(10.0);
+    let cm = r#"{"metadata":{"name":"planted"},"data":{"a":"b"}}"#;
+    let post = |addr, headers: &str| {
+        raw_answer(
+            addr,
+            &format!(
+                "POST /api/v1/namespaces/shop/configmaps HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{cm}",
+                cm.len()
+            ),
+        )
+        .0
+    };
+    // What a web page's form can send without asking: text/plain from
+    // another origin. Refused, and so is JSON from another origin or under
+    // a name that is not this server's (DNS rebinding).
+    let host = format!("Host: {}\r\n", open.addr);
+    assert_eq!(
+        post(
+            open.addr,
+            &format!("{host}Origin: http://evil.example\r\nContent-Type: text/plain\r\n")
+        ),
+        403
+    );
+    assert_eq!(
+        post(open.addr, &format!("{host}Content-Type: text/plain\r\n")),
+        415
+    );
+    assert_eq!(
+        post(
+            open.addr,
+            &format!("{host}Origin: http://evil.example\r\nContent-Type: application/json\r\n")
+        ),
+        403
+    );
+    assert_eq!(
+        post(
+            open.addr,
+            "Host: evil.example:9464\r\nContent-Type: application/json\r\n"
+        ),
+        403
+    );
+    let (code, _) = call(
+        open.addr,
+        "GET",
+        "/api/v1/namespaces/shop/configmaps/planted",
+        "",
+        "",
+    );
+    assert_eq!(code, 404, "a refused write left an object");
+    // As kubectl writes it, it is created.
+    assert_eq!(
+        post(
+            open.addr,
+            &format!("{host}Content-Type: application/json\r\n")
+        ),
+        201
+    );
+
+    // With a token, nothing but a scrape is answered without it.
+    let mut loaded = common::scenario_text(TWO_REVISIONS);
+    loaded.spec.name = "served-with-token".into();
+    let guarded = Served::start(
+        &loaded,
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed: 10.0,
+            namespace: "shop".into(),
+            clock: ServeClock::Wall,
+            token: Some("s3cret".into()),
+        },
+    )
+    .unwrap();
+    let host = format!("Host: {}\r\n", guarded.addr);
+    assert_eq!(
+        post(
+            guarded.addr,
+            &format!("{host}Content-Type: application/json\r\n")
+        ),
+        401
+    );
+    assert_eq!(
+        post(
+            guarded.addr,
+            &format!("{host}Authorization: Bearer wrong\r\nContent-Type: application/json\r\n")
+        ),
+        401
+    );
+    assert_eq!(
+        post(
+            guarded.addr,
+            &format!("{host}Authorization: Bearer s3cret\r\nContent-Type: application/json\r\n")
+        ),
+        201
+    );
+    assert_eq!(get(guarded.addr, "/metrics").0, "HTTP/1.1 200 OK");
+    assert!(guarded.kubeconfig().contains("token: s3cret"));
 }

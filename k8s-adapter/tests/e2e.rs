@@ -85,6 +85,7 @@ fn start(
             speed: SPEED,
             namespace: "shop".into(),
             clock: ServeClock::Wall,
+            token: None,
         },
     )
     .unwrap();

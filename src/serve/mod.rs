@@ -8,6 +8,7 @@
 //! pure function of scenario, seed and the writes it is handed (the wall
 //! clock decides how far it has run when a scrape or a write arrives).
 
+pub mod guard;
 pub mod http;
 pub mod kube_api;
 pub mod patch;
@@ -60,6 +61,9 @@ pub struct ServeOptions {
     pub namespace: String,
     /// What moves simulated time.
     pub clock: ServeClock,
+    /// A bearer token every request but a `/metrics` scrape must carry
+    /// (`guard`); `None` serves loopback names only.
+    pub token: Option<String>,
 }
 
 /// What moves the served simulation's time: the simulation is handed a
@@ -114,6 +118,7 @@ pub struct Served {
     pub speed: f64,
     pub namespace: String,
     pub clock: ServeClock,
+    token: Option<String>,
     shared: Arc<Mutex<Shared>>,
     /// Where a driven clock's caller sets the simulated time to reach.
     driven_target: Arc<Mutex<Time>>,
@@ -257,6 +262,7 @@ impl Served {
             }
         };
         let writer = Arc::new(SimWriter(jobs_tx));
+        let token: Option<Arc<str>> = opts.token.as_deref().map(Arc::from);
         let server = {
             let (shared, stop, writer) = (shared.clone(), stop.clone(), writer.clone());
             std::thread::spawn(move || {
@@ -269,6 +275,7 @@ impl Served {
                                 writer: writer.clone(),
                                 stop: stop.clone(),
                                 server: addr.to_string(),
+                                token: token.clone(),
                             };
                             std::thread::spawn(move || c.serve(stream));
                         }
@@ -283,6 +290,7 @@ impl Served {
             speed: opts.speed,
             namespace: opts.namespace.clone(),
             clock,
+            token: opts.token.clone(),
             shared,
             driven_target,
             writer,
@@ -348,11 +356,15 @@ impl Served {
         }
     }
 
-    /// A kubeconfig for `kubectl` and kube-rs: plain HTTP on loopback, no
-    /// credentials, the served namespace as the default.
+    /// A kubeconfig for `kubectl` and kube-rs: plain HTTP, the token if the
+    /// server has one, the served namespace as the default.
     pub fn kubeconfig(&self) -> String {
+        let user = match &self.token {
+            Some(t) => format!("\n    token: {t}"),
+            None => " {}".into(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: selfheal-serve\n  cluster:\n    server: http://{}\ncontexts:\n- name: selfheal-serve\n  context:\n    cluster: selfheal-serve\n    namespace: {}\n    user: selfheal-serve\ncurrent-context: selfheal-serve\nusers:\n- name: selfheal-serve\n  user: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: selfheal-serve\n  cluster:\n    server: http://{}\ncontexts:\n- name: selfheal-serve\n  context:\n    cluster: selfheal-serve\n    namespace: {}\n    user: selfheal-serve\ncurrent-context: selfheal-serve\nusers:\n- name: selfheal-serve\n  user:{user}\n",
             self.addr, self.namespace
         )
     }
@@ -376,6 +388,7 @@ struct Connection {
     stop: Arc<AtomicBool>,
     /// `host:port`, for the discovery document.
     server: String,
+    token: Option<Arc<str>>,
 }
 
 /// How long an idle keep-alive connection stays open.
@@ -409,7 +422,9 @@ impl Connection {
             let close = req
                 .header("connection")
                 .is_some_and(|c| c.eq_ignore_ascii_case("close"));
-            let answer = if req.method == "GET" && req.path == "/metrics" {
+            let answer = if let Some(refused) = guard::refuse(&req, self.token.as_deref()) {
+                Answer::Full(Response::json(refused.code, &refused.to_json()))
+            } else if req.method == "GET" && req.path == "/metrics" {
                 let text = {
                     let mut s = self.shared.lock().expect("served state");
                     s.scraped = match s.scraped {

@@ -128,26 +128,7 @@ enum Cmd {
     /// its Deployments, ReplicaSets, Pods, Services and ConfigMaps through a
     /// subset of the Kubernetes API at http://ADDR for kubectl and the live
     /// adapter, every write acting on the simulation.
-    Serve {
-        scenario: PathBuf,
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        #[arg(long, default_value = "127.0.0.1:9464")]
-        addr: String,
-        #[arg(long, default_value = "default")]
-        namespace: String,
-        /// Override the scenario's controller (short form: hpa:70+heal ...);
-        /// `static` leaves the replicas to whoever writes through the API.
-        #[arg(long)]
-        controller: Option<String>,
-        /// Write a kubeconfig for the served API here (for KUBECONFIG=...).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// Serve the scenario without its faults and experiment, for
-        /// `selfheal-k8s replay` to inject them through the API.
-        #[arg(long)]
-        without_faults: bool,
-    },
+    Serve(ServeArgs),
     /// Learn the orchestrator's first-strategy selector from recorded
     /// outcomes: every run of a suite of chaos experiments under the rules
     /// and with each strategy taken first; a linfa random forest on the
@@ -261,6 +242,33 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    scenario: PathBuf,
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Where to listen. Beyond loopback, set --token-file too.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    addr: String,
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Override the scenario's controller (short form: hpa:70+heal ...);
+    /// `static` leaves the replicas to whoever writes through the API.
+    #[arg(long)]
+    controller: Option<String>,
+    /// Write a kubeconfig for the served API here (for KUBECONFIG=...).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Serve the scenario without its faults and experiment, for
+    /// `selfheal-k8s replay` to inject them through the API.
+    #[arg(long)]
+    without_faults: bool,
+    /// A file holding a bearer token that every request but a /metrics
+    /// scrape must carry (the kubeconfig written carries it too).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum EvalCmd {
     /// Scores the online anomaly detector on NAB-format data exactly as NAB
@@ -342,23 +350,7 @@ fn real_main() -> anyhow::Result<()> {
             out,
             qos,
         } => suite(&data, seeds, &out, qos)?,
-        Cmd::Serve {
-            scenario,
-            speed,
-            addr,
-            namespace,
-            controller,
-            kubeconfig,
-            without_faults,
-        } => serve(
-            &scenario,
-            speed,
-            addr,
-            namespace,
-            controller.as_deref(),
-            kubeconfig.as_deref(),
-            without_faults,
-        )?,
+        Cmd::Serve(args) => serve(args)?,
         Cmd::LearnSelector {
             suite,
             train_seeds,
@@ -764,23 +756,35 @@ fn eval_forecast(
     Ok(())
 }
 
-fn serve(
-    path: &std::path::Path,
-    speed: f64,
-    addr: String,
-    namespace: String,
-    controller: Option<&str>,
-    kubeconfig: Option<&std::path::Path>,
-    without_faults: bool,
-) -> anyhow::Result<()> {
-    let mut loaded = selfheal::scenario::load_file(path)?;
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        scenario: path,
+        speed,
+        addr,
+        namespace,
+        controller,
+        kubeconfig,
+        without_faults,
+        token_file,
+    } = args;
+    let token = match &token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token file {}", f.display()))?;
+            let t = t.trim().to_string();
+            anyhow::ensure!(!t.is_empty(), "the token file {} is empty", f.display());
+            Some(t)
+        }
+        None => None,
+    };
+    let mut loaded = selfheal::scenario::load_file(&path)?;
     if without_faults {
         loaded.spec.faults.clear();
         loaded.spec.experiment = None;
     }
     if let Some(c) = controller {
         loaded.spec.use_controller(
-            selfheal::scenario::ControllerSpec::parse_short(c).map_err(anyhow::Error::msg)?,
+            selfheal::scenario::ControllerSpec::parse_short(&c).map_err(anyhow::Error::msg)?,
         );
     }
     let served = selfheal::serve::Served::start(
@@ -790,14 +794,26 @@ fn serve(
             speed,
             namespace,
             clock: selfheal::serve::ServeClock::Wall,
+            token,
         },
     )?;
+    if !served.addr.ip().is_loopback() {
+        eprintln!(
+            "warning: serving on {} beyond loopback{}",
+            served.addr,
+            if token_file.is_some() {
+                ": every API request needs the token"
+            } else {
+                " WITHOUT a token: anyone who reaches it can change the simulation (set --token-file)"
+            }
+        );
+    }
     println!(
         "serving {} ({} s simulated at {speed}x): metrics at http://{}/metrics, the Kubernetes API at http://{}; Ctrl-C stops",
         loaded.spec.name, loaded.spec.duration_s, served.addr, served.addr
     );
     if let Some(file) = kubeconfig {
-        std::fs::write(file, served.kubeconfig())
+        std::fs::write(&file, served.kubeconfig())
             .with_context(|| format!("writing {}", file.display()))?;
         println!(
             "kubeconfig: {} (KUBECONFIG={} kubectl get deployments,pods)",
