@@ -233,3 +233,14 @@ fn a_runaway_node_count_is_refused() {
         "must be 1 to 10000",
     );
 }
+
+#[test]
+fn a_scrape_interval_too_short_to_finish_is_refused() {
+    let t = format!("{GOOD}\n[metrics]\nscrape_interval_s = 1e-9\n");
+    assert_error(
+        &t,
+        "scrape_interval_s = 1e-9",
+        "metrics.scrape_interval_s",
+        "must be at least 0.1 s",
+    );
+}

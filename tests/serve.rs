@@ -450,7 +450,7 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The reply's status code to raw bytes sent on a new connection.
+/// The status code answered to raw request bytes on a new connection.
 fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(request).unwrap();
@@ -523,30 +523,19 @@ fn hostile_requests_get_an_error_status_and_the_server_carries_on() {
     assert_eq!(get(a, "/metrics").0, "HTTP/1.1 200 OK");
 }
 
-/// Raw request text, answered on a new connection: (status, body).
-fn raw_answer(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
-}
-
 #[test]
 fn cross_origin_and_unauthenticated_writes_are_refused() {
     let open = serve_two_revisions(10.0);
     let cm = r#"{"metadata":{"name":"planted"},"data":{"a":"b"}}"#;
     let post = |addr, headers: &str| {
-        raw_answer(
+        raw_status(
             addr,
-            &format!(
+            format!(
                 "POST /api/v1/namespaces/shop/configmaps HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{cm}",
                 cm.len()
-            ),
+            )
+            .as_bytes(),
         )
-        .0
     };
     // What a web page's form can send without asking: text/plain from
     // another origin. Refused, and so is JSON from another origin or under

@@ -222,7 +222,17 @@ pub(super) fn check(s: &Scenario) -> Check {
     positive(slo.key("window_s"), s.slo.window_s)?;
 
     let m = root.key("metrics");
-    positive(m.key("scrape_interval_s"), s.metrics.scrape_interval_s)?;
+    if !(s.metrics.scrape_interval_s >= MIN_SCRAPE_INTERVAL_S
+        && s.metrics.scrape_interval_s.is_finite())
+    {
+        return fail(
+            m.key("scrape_interval_s"),
+            format!(
+                "must be at least {MIN_SCRAPE_INTERVAL_S} s, found {}",
+                s.metrics.scrape_interval_s
+            ),
+        );
+    }
     positive(m.key("rate_window_s"), s.metrics.rate_window_s)?;
     if s.metrics.rate_window_s < s.metrics.scrape_interval_s {
         return fail(
@@ -422,6 +432,9 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
 /// trace file read: far beyond a real scenario, far below what exhausts
 /// memory.
 pub const MAX_NODES: u32 = 10_000;
+/// The shortest scrape interval: a run of an hour then scrapes 36,000
+/// times (1e-9 s asked for 3.6e12 scrapes and never ended).
+pub const MIN_SCRAPE_INTERVAL_S: f64 = 0.1;
 pub const MAX_TRACE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A trace file's text: a regular file (a FIFO would block for ever, a
