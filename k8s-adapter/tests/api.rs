@@ -247,8 +247,18 @@ async fn the_kill_switch_stops_every_write() {
 
 /// (apiGroup, resource, verb) triples a Role grants, read off the YAML
 /// with a line parser (the manifest keeps one list per line).
-fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
+/// One Role rule: groups, resources, verbs and, where set, the only
+/// object names it grants.
+#[derive(Debug, Default)]
+struct Rule {
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    names: Vec<String>,
+}
+
+/// The Role's rules, read off the manifest's flow lists.
+fn rules(yaml: &str) -> Vec<Rule> {
     let list = |l: &str| -> Vec<String> {
         l.split_once('[')
             .and_then(|(_, r)| r.split_once(']'))
@@ -260,19 +270,34 @@ fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
             })
             .unwrap_or_default()
     };
-    let (mut groups, mut resources) = (Vec::new(), Vec::new());
+    let mut out: Vec<Rule> = Vec::new();
     for line in yaml.lines() {
-        let t = line.trim().trim_start_matches("- ");
-        if t.starts_with("apiGroups:") {
-            groups = list(t);
-        } else if t.starts_with("resources:") {
-            resources = list(t);
-        } else if t.starts_with("verbs:") {
-            for g in &groups {
-                for r in &resources {
-                    for v in list(t) {
-                        out.insert((g.clone(), r.clone(), v));
-                    }
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("- apiGroups:") {
+            out.push(Rule {
+                groups: list(rest),
+                ..Rule::default()
+            });
+        } else if let Some(rule) = out.last_mut() {
+            if t.starts_with("resources:") {
+                rule.resources = list(t);
+            } else if t.starts_with("verbs:") {
+                rule.verbs = list(t);
+            } else if t.starts_with("resourceNames:") {
+                rule.names = list(t);
+            }
+        }
+    }
+    out
+}
+
+fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in rules(yaml) {
+        for g in &rule.groups {
+            for r in &rule.resources {
+                for v in &rule.verbs {
+                    out.insert((g.clone(), r.clone(), v.clone()));
                 }
             }
         }
@@ -359,7 +384,7 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
     for c in commands() {
         ex.execute(&c).await.unwrap();
     }
-    let used: BTreeSet<(String, String, String)> = server
+    let requests: Vec<(String, String, String, Option<String>)> = server
         .seen
         .lock()
         .unwrap()
@@ -380,11 +405,45 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
                 body: None,
             }
             .rbac();
-            (g, r, v.to_string())
+            // The object a request names: the path segment after its
+            // resource (`.../configmaps/<name>`), none for a collection.
+            let segments: Vec<&str> = s.path.split('?').next().unwrap().split('/').collect();
+            let plural = r.split('/').next().unwrap();
+            let name = segments
+                .iter()
+                .position(|p| *p == plural)
+                .and_then(|i| segments.get(i + 1))
+                .map(|n| n.to_string());
+            (g, r, v.to_string(), name)
         })
         .collect();
     let yaml =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    // Where a rule names its objects, every request it grants names one of
+    // them, and each of them is used.
+    for rule in rules(&yaml).iter().filter(|r| !r.names.is_empty()) {
+        let covered: Vec<&Option<String>> = requests
+            .iter()
+            .filter(|(g, r, v, _)| {
+                rule.groups.contains(g) && rule.resources.contains(r) && rule.verbs.contains(v)
+            })
+            .map(|(_, _, _, name)| name)
+            .collect();
+        for name in &covered {
+            assert!(
+                name.as_ref().is_some_and(|n| rule.names.contains(n)),
+                "{rule:?} does not grant a request on {name:?}"
+            );
+        }
+        for n in &rule.names {
+            assert!(
+                covered.iter().any(|c| c.as_deref() == Some(n.as_str())),
+                "{rule:?} names `{n}`, which no request uses"
+            );
+        }
+    }
+    let used: BTreeSet<(String, String, String)> =
+        requests.into_iter().map(|(g, r, v, _)| (g, r, v)).collect();
     let grants = granted(&yaml);
     let missing: Vec<_> = used.difference(&grants).collect();
     assert!(missing.is_empty(), "the Role lacks {missing:?}");
