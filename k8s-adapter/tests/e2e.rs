@@ -23,12 +23,20 @@ const API: &str = "[[service]]\nname = \"api\"\n";
 
 const HEALING: &str = "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true";
 
+/// The loops run one at a time: each is a served simulation, a Prometheus
+/// and an adapter process against the wall clock, and three at once on two
+/// cores measured the machine's load as much as the adapter (a replay once
+/// detected the leak 80 simulated seconds late that way).
+static ONE_LOOP_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Loop {
     served: Served,
     _prom: common::Prom,
     adapter: Child,
     log: PathBuf,
     dir: PathBuf,
+    /// Held until the loop is dropped (declared last: dropped last).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Loop {
@@ -75,6 +83,9 @@ fn start(
     warmup_s: f64,
     command: &[&str],
 ) -> Option<Loop> {
+    let turn = ONE_LOOP_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     scenario
         .spec
         .use_controller(ControllerSpec::parse_short("static").unwrap());
@@ -137,6 +148,7 @@ fn start(
         adapter,
         log,
         dir,
+        _turn: turn,
     })
 }
 
