@@ -806,23 +806,22 @@ impl ControllerSpec {
         if let Some(a) = arg {
             match spec.kind {
                 ControllerKind::Hpa => {
-                    spec.target_cpu_percent =
-                        Some(a.parse().ok().filter(|&t: &u32| t >= 1).ok_or_else(|| {
-                            format!("`{a}` is not a CPU percent (a whole number, at least 1)")
-                        })?)
+                    spec.target_cpu_percent = Some(
+                        a.parse()
+                            .map_err(|_| format!("`{a}` is not a CPU percent"))?,
+                    )
                 }
                 ControllerKind::Kpa => {
                     spec.target_concurrency = Some(
                         a.parse()
-                            .ok()
-                            .filter(|&c: &f64| c.is_finite() && c > 0.0)
-                            .ok_or_else(|| {
-                                format!("`{a}` is not a concurrency (a positive number)")
-                            })?,
+                            .map_err(|_| format!("`{a}` is not a concurrency"))?,
                     )
                 }
                 _ => return Err(format!("`{kind}` takes no argument")),
             }
+            // The same checks as a scenario's [controller] table.
+            super::check_controller(&spec)
+                .map_err(|e| format!("`{a}` is not a usable target: {e}"))?;
         }
         Ok(spec)
     }

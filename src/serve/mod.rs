@@ -19,7 +19,7 @@ use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -118,8 +118,10 @@ pub struct Served {
     pub speed: f64,
     pub namespace: String,
     pub clock: ServeClock,
-    token: Option<String>,
+    token: Option<Arc<str>>,
     shared: Arc<Mutex<Shared>>,
+    /// Signalled (with `shared`) whenever a scrape is answered.
+    scraped: Arc<Condvar>,
     /// Where a driven clock's caller sets the simulated time to reach.
     driven_target: Arc<Mutex<Time>>,
     writer: Arc<SimWriter>,
@@ -193,6 +195,7 @@ impl Served {
         let addr = listener.local_addr().map_err(listen_err)?;
         listener.set_nonblocking(true).map_err(listen_err)?;
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let scraped = Arc::new(Condvar::new());
         let store = Arc::new(Mutex::new(Store::new(&opts.namespace)));
         let stop = Arc::new(AtomicBool::new(false));
         let (namespace, speed, clock) = (opts.namespace.clone(), opts.speed, opts.clock);
@@ -265,12 +268,14 @@ impl Served {
         let token: Option<Arc<str>> = opts.token.as_deref().map(Arc::from);
         let server = {
             let (shared, stop, writer) = (shared.clone(), stop.clone(), writer.clone());
+            let (scraped, token) = (scraped.clone(), token.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             let c = Connection {
                                 shared: shared.clone(),
+                                scraped: scraped.clone(),
                                 store: store.clone(),
                                 writer: writer.clone(),
                                 stop: stop.clone(),
@@ -290,8 +295,9 @@ impl Served {
             speed: opts.speed,
             namespace: opts.namespace.clone(),
             clock,
-            token: opts.token.clone(),
+            token,
             shared,
+            scraped,
             driven_target,
             writer,
             stop,
@@ -343,17 +349,13 @@ impl Served {
     /// one scrape before it starts the next, so after two scrapes of the
     /// same instant the first is queryable.
     pub fn wait_scraped(&self, t: Time, n: u32, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (at, count) = self.shared.lock().expect("served state").scraped;
-            if at > t || (at == t && count >= n) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let reached = |s: &Shared| s.scraped.0 > t || (s.scraped.0 == t && s.scraped.1 >= n);
+        let state = self.shared.lock().expect("served state");
+        let (state, _) = self
+            .scraped
+            .wait_timeout_while(state, timeout, |s| !reached(s))
+            .expect("served state");
+        reached(&state)
     }
 
     /// A kubeconfig for `kubectl` and kube-rs: plain HTTP, the token if the
@@ -383,6 +385,7 @@ impl Drop for Served {
 /// client closes it, asks to, or starts a watch.
 struct Connection {
     shared: Arc<Mutex<Shared>>,
+    scraped: Arc<Condvar>,
     store: Arc<Mutex<Store>>,
     writer: Arc<SimWriter>,
     stop: Arc<AtomicBool>,
@@ -431,6 +434,7 @@ impl Connection {
                         (at, n) if at == s.sim_time => (at, n + 1),
                         _ => (s.sim_time, 1),
                     };
+                    self.scraped.notify_all();
                     s.text.clone()
                 };
                 Answer::Full(Response::text(200, "text/plain; version=0.0.4", text))

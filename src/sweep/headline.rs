@@ -82,7 +82,7 @@ impl AgainstCurve {
 }
 
 /// One controller over every variant that has a curve.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CurveSummary {
     pub controller: String,
     pub variants: usize,
@@ -98,8 +98,6 @@ pub struct CurveSummary {
 /// Controllers' figures against HPA's curve.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HpaCurve {
-    /// The HPA targets that trace the curve, ascending.
-    pub targets: Vec<f64>,
     pub rows: Vec<AgainstCurve>,
     pub summaries: Vec<CurveSummary>,
     /// Means over the variants with a curve, for the chart: HPA's points
@@ -182,13 +180,7 @@ pub fn against_hpa_curve(records: &[RunRecord]) -> Option<HpaCurve> {
             .entry(&r.controller)
             .or_insert_with(|| CurveSummary {
                 controller: r.controller.clone(),
-                variants: 0,
-                below: 0,
-                cost: 0.0,
-                violation: 0.0,
-                curve_violation: 0.0,
-                failed: 0.0,
-                curve_failed: 0.0,
+                ..CurveSummary::default()
             });
         s.variants += 1;
         s.below += r.below() as usize;
@@ -211,11 +203,18 @@ pub fn against_hpa_curve(records: &[RunRecord]) -> Option<HpaCurve> {
         }
     }
     out.hpa_means.sort_by(|a, b| a.0.total_cmp(&b.0));
-    out.targets = out.hpa_means.iter().map(|(t, _)| *t).collect();
     Some(out)
 }
 
-/// A ratio's verdict against 1 from its 95 % interval.
+impl HpaCurve {
+    /// The HPA targets that trace the curve, ascending.
+    pub fn targets(&self) -> Vec<f64> {
+        self.hpa_means.iter().map(|(t, _)| *t).collect()
+    }
+}
+
+/// A ratio's verdict against 1 from its 95 % interval; its discriminant
+/// indexes `HealingSummary`'s counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Lower,
@@ -246,18 +245,9 @@ pub struct HealingSummary {
     pub arm: String,
     pub baseline: String,
     pub faults: usize,
-    /// (lower, higher, no clear difference, undefined) counts.
+    /// Counts by `Verdict`: lower, higher, no clear difference, undefined.
     pub mttr: [usize; 4],
     pub failed: [usize; 4],
-}
-
-fn slot(v: Verdict) -> usize {
-    match v {
-        Verdict::Lower => 0,
-        Verdict::Higher => 1,
-        Verdict::NoClearDifference => 2,
-        Verdict::Undefined => 3,
-    }
 }
 
 /// Per arm (other than a baseline), how its MTTR and failed requests
@@ -289,8 +279,8 @@ pub fn healing(rows: &[ArmRow]) -> Vec<HealingSummary> {
             };
             let s = &mut out[i];
             s.faults += 1;
-            s.mttr[slot(verdict(m))] += 1;
-            s.failed[slot(verdict(f))] += 1;
+            s.mttr[verdict(m) as usize] += 1;
+            s.failed[verdict(f) as usize] += 1;
         }
     }
     out
@@ -345,7 +335,7 @@ mod tests {
             record("c", "selfheal", 1, 100.0, 0.0),
         ];
         let c = against_hpa_curve(&rs).unwrap();
-        assert_eq!(c.targets, vec![50.0, 80.0]);
+        assert_eq!(c.targets(), vec![50.0, 80.0]);
         assert_eq!(c.rows.len(), 2);
         let s = &c.summaries[0];
         assert_eq!(

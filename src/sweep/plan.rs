@@ -198,23 +198,18 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
     let suite: SuiteFile = toml::from_str(&text)
         .map_err(|e| invalid(e.span().map(|s| s.start), e.message().to_string()))?;
     let find = |needle: &str| text.find(needle);
+    let count = match &suite.seeds {
+        Seeds::Count(n) => *n,
+        Seeds::List(l) => l.len() as u64,
+    };
+    if count > MAX_SEEDS as u64 {
+        return Err(invalid(
+            find("seeds"),
+            format!("field `seeds`: {count} seeds is more than the {MAX_SEEDS} a suite runs"),
+        ));
+    }
     let seeds: Vec<u64> = match suite.seeds {
-        Seeds::Count(n) if n > MAX_SEEDS as u64 => {
-            return Err(invalid(
-                find("seeds"),
-                format!("field `seeds`: {n} seeds is more than the {MAX_SEEDS} a suite runs"),
-            ));
-        }
         Seeds::Count(n) => (1..=n).collect(),
-        Seeds::List(l) if l.len() > MAX_SEEDS => {
-            return Err(invalid(
-                find("seeds"),
-                format!(
-                    "field `seeds`: {} seeds is more than the {MAX_SEEDS} a suite runs",
-                    l.len()
-                ),
-            ));
-        }
         Seeds::List(l) => l,
     };
     if seeds.is_empty() {

@@ -415,11 +415,6 @@ pub fn write(
     h.push_str("</table>\n");
     if !comparison.is_empty() {
         h.push_str("<h2>Chaos experiments</h2>\n<p>Per fault scenario, each arm against the first (the baseline), paired by seed. MTTR runs from the fault's start to the first of N consecutive passing probes of the steady-state hypothesis; an unrecovered run counts with the time to the end of the run. Ratios are arm / baseline means with paired 95&nbsp;% bootstrap intervals. Tables: <a href=\"comparison.csv\">comparison.csv</a>, <a href=\"comparison.md\">comparison.md</a>.</p>\n<table><tr><th>scenario</th><th>arm</th><th>runs</th><th>recovered</th><th>detection s</th><th>MTTR s</th><th>MTTR ratio</th><th>failed requests</th><th>failed ratio</th><th>healing actions</th></tr>\n");
-        let ratio = |e: &Option<Estimate>| {
-            e.as_ref().map_or("baseline".to_string(), |e| {
-                format!("{:.2}x <small>[{:.2}, {:.2}]</small>", e.mean, e.lo, e.hi)
-            })
-        };
         for r in &comparison {
             let _ = writeln!(
                 h,
@@ -430,9 +425,9 @@ pub fn write(
                 r.recovered,
                 est_cell(&r.detection),
                 est_cell(&r.mttr),
-                ratio(&r.mttr_ratio),
+                ratio_html(&r.mttr_ratio),
                 est_cell(&r.failed),
-                ratio(&r.failed_ratio),
+                ratio_html(&r.failed_ratio),
                 est_cell(&r.healing_actions)
             );
         }
@@ -468,8 +463,9 @@ pub fn write(
     std::fs::write(dir.join("index.html"), h).map_err(io)
 }
 
-fn ratio_text(e: &Option<Estimate>) -> String {
-    e.as_ref().map_or(String::new(), |e| {
+/// An arm's ratio to its baseline as a table cell (`None`: the baseline).
+fn ratio_html(e: &Option<Estimate>) -> String {
+    e.as_ref().map_or("baseline".to_string(), |e| {
         if e.mean.is_finite() {
             format!("{:.2}x <small>[{:.2}, {:.2}]</small>", e.mean, e.lo, e.hi)
         } else {
@@ -551,10 +547,10 @@ fn headline_html(
                     html_escape(&r.arm),
                     base.mttr.mean,
                     r.mttr.mean,
-                    ratio_text(&r.mttr_ratio),
+                    ratio_html(&r.mttr_ratio),
                     base.failed.mean,
                     r.failed.mean,
-                    ratio_text(&r.failed_ratio),
+                    ratio_html(&r.failed_ratio),
                 );
                 categories.push(if healing.len() > 1 {
                     format!("{} ({})", r.fault, r.arm)
@@ -578,7 +574,7 @@ fn headline_html(
         h.push_str("<img src=\"charts/healing.png\" alt=\"healing ratios per fault\"> <a href=\"charts/healing.svg\">SVG</a>\n");
     }
     if let Some(c) = curve {
-        let targets: Vec<String> = c.targets.iter().map(|t| t.to_string()).collect();
+        let targets: Vec<String> = c.targets().iter().map(|t| t.to_string()).collect();
         let _ = write!(
             h,
             "<p><b>Scaling against HPA's curve.</b> HPA at {} % CPU traces, on each scenario, what a CPU-target scaler buys with replicas: a curve of replica-seconds against SLO-violation seconds. Every other controller is read off that curve at its own cost (linear interpolation; outside HPA's range, the nearest point). Below the curve means fewer violation seconds than HPA at the same cost.</p>\n<table><tr><th>controller</th><th>scenarios</th><th>below HPA's curve</th><th>SLO violation s</th><th>HPA's curve at that cost</th><th>ratio</th><th>failed requests</th><th>HPA's curve at that cost</th><th>replica-seconds</th></tr>\n",
