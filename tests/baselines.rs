@@ -1,7 +1,7 @@
 //! The HPA and KPA rules, pinned with hand-computed cases.
 
 use selfheal::control::hpa::{self, HpaConfig, HpaState};
-use selfheal::control::kpa::{KpaConfig, KpaState};
+use selfheal::control::kpa::{DeciderSpec, KpaConfig, KpaState};
 use selfheal::control::{PodPhase, PodView};
 use selfheal::time::Time;
 
@@ -56,12 +56,13 @@ fn utilisation_is_truncated_and_compared_with_the_tolerance_in_floating_point() 
         .collect();
     let r = hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap();
     assert_eq!((r.replicas, r.utilization), (4, 54));
-    // 55 % exactly: ratio 1.1, but |1 - 1.1| is 0.10000000000000009 in
-    // float64, outside the tolerance, in upstream Go just the same: 5.
+    // 55 % exactly: ratio 1.1. `|1 - 1.1|` would be 0.10000000000000009 in
+    // float64, but upstream's `isWithin` compares 1.1 <= 1.0 + 0.1, which
+    // holds: keep 4.
     pods.iter_mut().for_each(|p| p.cpu_cores = 0.275);
     assert_eq!(
         hpa::recommend(&cfg(50), &pods, 4, t(NOW)).unwrap().replicas,
-        5
+        4
     );
     // 54.5 % (1090m): ratio 1.08 -> keep.
     pods.iter_mut().for_each(|p| p.cpu_cores = 0.2725);
@@ -174,7 +175,10 @@ fn cpu_initialisation_period_readiness_rule() {
 fn no_usable_samples_means_no_recommendation() {
     let mut p = pod(0.5, t(NOW));
     p.cpu_sampled_at = None;
-    assert!(hpa::recommend(&cfg(50), &[p], 1, t(NOW)).is_none());
+    assert_eq!(
+        hpa::recommend(&cfg(50), &[p], 1, t(NOW)),
+        Err(hpa::NoRecommendation::NoUsableMetrics)
+    );
 }
 
 #[test]
@@ -183,13 +187,13 @@ fn behavior_rate_limits_scale_up() {
     let b = c.behavior.clone().unwrap();
     let mut st = HpaState::default();
     // 2 -> 20 wanted: max(2 + 4 pods, 2 * 200 %) = 6.
-    let d = st.normalize_with_behavior(&c, &b, 2, 20, t(100));
-    assert_eq!(d, 6);
+    let (d, limit) = st.normalize_with_behavior(&c, &b, 2, 20, t(100));
+    assert_eq!((d, limit), (6, hpa::Limit::ScaleUpLimit));
     st.record_scale(Some(&b), 2, 6, t(100));
     // 5 s later the +4 is within the 15 s period: base 6 - 4 = 2 -> 6.
-    assert_eq!(st.normalize_with_behavior(&c, &b, 6, 20, t(105)), 6);
+    assert_eq!(st.normalize_with_behavior(&c, &b, 6, 20, t(105)).0, 6);
     // 15 s later it has left the period: base 6 -> max(10, 12) = 12.
-    assert_eq!(st.normalize_with_behavior(&c, &b, 6, 20, t(115)), 12);
+    assert_eq!(st.normalize_with_behavior(&c, &b, 6, 20, t(115)).0, 12);
 }
 
 #[test]
@@ -198,10 +202,10 @@ fn behavior_stabilises_scale_down_over_five_minutes() {
     let b = c.behavior.clone().unwrap();
     let mut st = HpaState::default();
     // The window is seeded with the current count, so a drop waits 300 s.
-    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1000)), 10);
-    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1150)), 10);
+    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1000)).0, 10);
+    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1150)).0, 10);
     // After 300 s only low recommendations remain in the window.
-    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1301)), 2);
+    assert_eq!(st.normalize_with_behavior(&c, &b, 10, 2, t(1301)).0, 2);
 }
 
 #[test]
@@ -222,15 +226,26 @@ fn legacy_path_caps_at_double_or_four() {
 #[test]
 fn kpa_stable_mode_targets_seventy_per_pod() {
     let c = KpaConfig::default();
+    // containerConcurrency 0 (unlimited) targets 70 % of 100; 50 caps the
+    // total at 50; an annotation of 40 under 50 targets 70 % of 40.
+    assert_eq!(c.resolve_target(0), (70.0, 100.0));
+    assert_eq!(c.resolve_target(50), (35.0, 50.0));
+    let annotated = KpaConfig {
+        target: Some(40.0),
+        ..KpaConfig::default()
+    };
+    assert_eq!(annotated.resolve_target(50).0, 28.0);
+    assert_eq!(annotated.resolve_target(20).0, 14.0);
+    let spec = c.decider_spec(0);
     let mut st = KpaState::default();
     // 60 s at 210 in flight over 3 ready pods: ceil(210 / 70) = 3.
-    assert_eq!(c.target_for(0), 70.0);
-    assert_eq!(c.target_for(50), 35.0);
-    let d = st.scale(&c, 70.0, &[210.0; 60], 3, t(100)).unwrap();
+    let d = st.scale(&c, &spec, &[210.0; 60], 3, t(100)).unwrap();
     assert_eq!((d.desired, d.panicking), (3, false));
     // 280 -> 4.
     assert_eq!(
-        st.scale(&c, 70.0, &[280.0; 60], 3, t(102)).unwrap().desired,
+        st.scale(&c, &spec, &[280.0; 60], 3, t(102))
+            .unwrap()
+            .desired,
         4
     );
 }
@@ -241,7 +256,9 @@ fn kpa_scale_down_is_limited_to_half() {
     let mut st = KpaState::default();
     // 70 in flight would need 1 pod; 10 ready pods may only halve: 5.
     assert_eq!(
-        st.scale(&c, 70.0, &[70.0; 60], 10, t(100)).unwrap().desired,
+        st.scale(&c, &c.decider_spec(0), &[70.0; 60], 10, t(100))
+            .unwrap()
+            .desired,
         5
     );
 }
@@ -249,21 +266,55 @@ fn kpa_scale_down_is_limited_to_half() {
 #[test]
 fn kpa_panics_on_a_burst_and_holds_for_a_stable_window() {
     let c = KpaConfig::default();
+    let spec = c.decider_spec(0);
     let mut st = KpaState::default();
     // Last 6 s at 560 in flight: dppc = 8 >= 2 x 2 ready pods: panic.
     let mut window = vec![140.0; 54];
     window.extend([560.0; 6]);
-    let d = st.scale(&c, 70.0, &window, 2, t(100)).unwrap();
+    let d = st.scale(&c, &spec, &window, 2, t(100)).unwrap();
     // stable = (54 * 140 + 6 * 560) / 60 = 182 -> dspc 3; desired max(3, 8) = 8.
     assert_eq!((d.desired, d.panicking), (8, true));
     // The burst is over, but panic mode never scales down ...
-    let d = st.scale(&c, 70.0, &[140.0; 60], 8, t(130)).unwrap();
+    let d = st.scale(&c, &spec, &[140.0; 60], 8, t(130)).unwrap();
     assert_eq!((d.desired, d.panicking), (8, true));
-    // ... until a stable window (60 s) passed without crossing.
-    let d = st.scale(&c, 70.0, &[140.0; 60], 8, t(160)).unwrap();
+    // ... for a whole stable window: at exactly 60 s it still holds ...
+    let d = st.scale(&c, &spec, &[140.0; 60], 8, t(160)).unwrap();
+    assert_eq!((d.desired, d.panicking), (8, true));
+    // ... and leaves panic on the next tick after it.
+    let d = st.scale(&c, &spec, &[140.0; 60], 8, t(162)).unwrap();
     assert_eq!(
         (d.desired, d.panicking),
         (4, false),
         "ceil(140/70)=2, but at most halve 8 -> 4"
     );
+}
+
+#[test]
+fn kpa_checks_the_panic_threshold_before_the_rate_clamp() {
+    // Knative's "small scale-up rate" case: 2 ready pods, rate 1.1 allows
+    // ceil(2.2) = 3, but the panic window wants ceil(3.1) = 4 = 2 x 2
+    // ready: that is a panic even though the clamp leaves 3.
+    let spec = DeciderSpec {
+        max_scale_up_rate: 1.1,
+        ..KpaConfig::default().decider_spec(0)
+    };
+    let spec = DeciderSpec {
+        target_value: 1.0,
+        ..spec
+    };
+    let d = KpaState::default().decide(&spec, 3.0, 3.1, 2, t(10));
+    assert_eq!((d.desired, d.panicking), (3, true));
+}
+
+#[test]
+fn kpa_created_over_several_pods_holds_them_until_it_has_history() {
+    let c = KpaConfig::default();
+    let spec = c.decider_spec(0);
+    // Created over 4 ready pods with almost no load: upstream starts in
+    // panic mode and keeps 4 for a stable window instead of dropping to 2.
+    let mut st = KpaState::new(4, t(0));
+    let d = st.scale(&c, &spec, &[1.0; 4], 4, t(2)).unwrap();
+    assert_eq!((d.desired, d.panicking), (4, true));
+    let d = st.scale(&c, &spec, &[1.0; 62], 4, t(62)).unwrap();
+    assert_eq!((d.desired, d.panicking), (2, false));
 }

@@ -121,7 +121,7 @@ impl Default for HpaConfig {
     }
 }
 
-/// The outcome of `calcPlainMetricReplicas`.
+/// The outcome of `GetResourceReplicas`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recommendation {
     pub replicas: u32,
@@ -129,33 +129,49 @@ pub struct Recommendation {
     pub utilization: i64,
 }
 
-/// `groupPods` + `calcPlainMetricReplicas` for CPU. `None` when no pod has a
-/// usable sample (HPA then does not scale).
-pub fn recommend(
-    cfg: &HpaConfig,
-    pods: &[PodView],
-    current: u32,
-    now: Time,
-) -> Option<Recommendation> {
-    let millis = |x: f64| (x * 1000.0).round() as i64;
-    // (usage, request) of pods whose metric counts; unready and missing
-    // pods by request only.
-    let mut metrics: Vec<(i64, i64)> = Vec::new();
-    let mut unready: Vec<i64> = Vec::new();
-    let mut missing: Vec<i64> = Vec::new();
-    let mut ready_count = 0u32;
+/// Why HPA computes no recommendation this sync (upstream sets
+/// `ScalingActive=False` and leaves the scale alone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoRecommendation {
+    /// "did not receive metrics for targeted pods (pods might be unready)".
+    NoUsableMetrics,
+    /// "missing request for cpu in container ... of Pod ...": utilisation
+    /// is undefined for a pod without a CPU request.
+    MissingRequest { pod: String },
+}
+
+/// `groupPods`: how each pod's sample counts. Requests in millicores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodGroups {
+    /// `(usage, request)` of the pods whose sample counts.
+    pub metrics: Vec<(i64, i64)>,
+    /// Requests of the Pending pods and of those whose sample is ignored.
+    pub unready: Vec<i64>,
+    /// Requests of the pods without a sample.
+    pub missing: Vec<i64>,
+}
+
+fn millis(cores: f64) -> i64 {
+    (cores * 1000.0).round() as i64
+}
+
+/// `groupPods` for CPU: deleted pods are ignored, Pending pods are unready,
+/// pods without a sample are missing, and the CPU readiness rule decides
+/// whether a sample may be trusted.
+pub fn group_pods(cfg: &HpaConfig, pods: &[PodView], now: Time) -> PodGroups {
+    let mut g = PodGroups::default();
     for p in pods {
         let request = millis(p.cpu_request);
         match p.phase {
             PodPhase::Terminating => continue,
             PodPhase::Pending => {
-                unready.push(request);
+                g.unready.push(request);
                 continue;
             }
             PodPhase::Starting | PodPhase::Running => {}
         }
         let Some(sampled_at) = p.cpu_sampled_at else {
-            missing.push(request);
+            g.missing.push(request);
             continue;
         };
         let is_unready = if p.started + cfg.cpu_initialization_period > now {
@@ -167,73 +183,103 @@ pub fn recommend(
             !p.ready && p.started + cfg.initial_readiness_delay > p.last_transition
         };
         if is_unready {
-            unready.push(request);
-            continue;
+            g.unready.push(request);
+        } else {
+            g.metrics.push((millis(p.cpu_cores), request));
         }
-        ready_count += 1;
-        metrics.push((millis(p.cpu_cores), request));
     }
+    g
+}
+
+/// `Tolerances.isWithin`: the ratio is compared with the band's edges, not
+/// `|1 - ratio|` with the tolerance, so a ratio of exactly 1.1 is within a
+/// 10 % tolerance (the absolute form differs in the last bit of a float).
+pub fn within_tolerance(tolerance: f64, ratio: f64) -> bool {
+    1.0 - tolerance <= ratio && ratio <= 1.0 + tolerance
+}
+
+/// `GetResourceReplicas` for CPU utilisation.
+pub fn recommend(
+    cfg: &HpaConfig,
+    pods: &[PodView],
+    current: u32,
+    now: Time,
+) -> Result<Recommendation, NoRecommendation> {
+    let PodGroups {
+        mut metrics,
+        unready,
+        missing,
+    } = group_pods(cfg, pods, now);
     if metrics.is_empty() {
-        return None;
+        return Err(NoRecommendation::NoUsableMetrics);
     }
+    // `calculateRequests` then reads every listed pod's request, ignored
+    // ones too.
+    if let Some(p) = pods.iter().find(|p| millis(p.cpu_request) <= 0) {
+        return Err(NoRecommendation::MissingRequest {
+            pod: p.name.clone(),
+        });
+    }
+    let ready_count = metrics.len() as f64;
     let target = cfg.target_utilization as i64;
+    // `GetResourceUtilizationRatio`: integer percent of summed requests.
     let ratio_of = |m: &[(i64, i64)]| {
         let (usage, requests) = m
             .iter()
             .fold((0i64, 0i64), |(u, r), &(a, b)| (u + a, r + b));
-        let util = if requests > 0 {
-            usage * 100 / requests
-        } else {
-            0
-        };
+        let util = usage * 100 / requests;
         (util as f64 / target as f64, util)
     };
     let (ratio, util) = ratio_of(&metrics);
+    let keep = Recommendation {
+        replicas: current,
+        utilization: util,
+    };
     let scale_up_with_unready = !unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && missing.is_empty() {
-        if (1.0 - ratio).abs() <= cfg.tolerance {
-            return Some(Recommendation {
-                replicas: current,
-                utilization: util,
-            });
+        if within_tolerance(cfg.tolerance, ratio) {
+            return Ok(keep);
         }
-        return Some(Recommendation {
-            replicas: (ratio * ready_count as f64).ceil() as u32,
+        return Ok(Recommendation {
+            replicas: (ratio * ready_count).ceil() as u32,
             utilization: util,
         });
     }
-    if !missing.is_empty() {
-        if ratio < 1.0 {
-            let fallback = target.max(100);
-            metrics.extend(missing.iter().map(|&r| (r * fallback / 100, r)));
-        } else if ratio > 1.0 {
-            metrics.extend(missing.iter().map(|&r| (0, r)));
-        }
+    if ratio < 1.0 {
+        // On a scale-down a missing pod counts as using its whole request
+        // (or the target, when that is above 100 %).
+        let fallback = target.max(100);
+        metrics.extend(missing.iter().map(|&r| (r * fallback / 100, r)));
+    } else if ratio > 1.0 {
+        metrics.extend(missing.iter().map(|&r| (0, r)));
     }
     if scale_up_with_unready {
         metrics.extend(unready.iter().map(|&r| (0, r)));
     }
     let (new_ratio, _) = ratio_of(&metrics);
-    if (1.0 - new_ratio).abs() <= cfg.tolerance
-        || (ratio < 1.0 && new_ratio > 1.0)
-        || (ratio > 1.0 && new_ratio < 1.0)
-    {
-        return Some(Recommendation {
-            replicas: current,
-            utilization: util,
-        });
+    let flipped = (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0);
+    if within_tolerance(cfg.tolerance, new_ratio) || flipped {
+        return Ok(keep);
     }
     let replicas = (new_ratio * metrics.len() as f64).ceil() as u32;
     if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
-        return Some(Recommendation {
-            replicas: current,
-            utilization: util,
-        });
+        return Ok(keep);
     }
-    Some(Recommendation {
+    Ok(Recommendation {
         replicas,
         utilization: util,
     })
+}
+
+/// Which bound `convertDesiredReplicasWithBehaviorRate` applied: upstream's
+/// `ScalingLimited` condition reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    DesiredWithinRange,
+    ScaleUpLimit,
+    TooManyReplicas,
+    ScaleDownLimit,
+    TooFewReplicas,
 }
 
 /// Per-target state: recommendations for stabilisation and scale events for
@@ -245,7 +291,30 @@ pub struct HpaState {
     scale_down_events: Vec<(Time, u32)>,
 }
 
+fn cutoff(now: Time, window: Span) -> Time {
+    Time::from_nanos(now.as_nanos().saturating_sub(window.as_nanos()))
+}
+
 impl HpaState {
+    /// A state with history, as upstream's tests seed the controller:
+    /// `(time, recommendation)` and `(time, replicas added / removed)`.
+    pub fn with_history(
+        recommendations: Vec<(Time, u32)>,
+        scale_up_events: Vec<(Time, u32)>,
+        scale_down_events: Vec<(Time, u32)>,
+    ) -> Self {
+        HpaState {
+            recommendations,
+            scale_up_events,
+            scale_down_events,
+        }
+    }
+
+    /// The stored recommendations, oldest slot first.
+    pub fn recommendations(&self) -> impl Iterator<Item = u32> + '_ {
+        self.recommendations.iter().map(|&(_, r)| r)
+    }
+
     /// `normalizeDesiredReplicasWithBehaviors`.
     pub fn normalize_with_behavior(
         &mut self,
@@ -254,19 +323,22 @@ impl HpaState {
         current: u32,
         desired: u32,
         now: Time,
-    ) -> u32 {
+    ) -> (u32, Limit) {
+        // maybeInitScaleDownStabilizationWindow
         if self.recommendations.is_empty() && b.scale_down.stabilization > Span::ZERO {
             self.recommendations.push((now, current));
         }
-        // stabilizeRecommendationWithBehaviors
-        let up_cutoff = Time::from_nanos(
-            now.as_nanos()
-                .saturating_sub(b.scale_up.stabilization.as_nanos()),
-        );
-        let down_cutoff = Time::from_nanos(
-            now.as_nanos()
-                .saturating_sub(b.scale_down.stabilization.as_nanos()),
-        );
+        let stabilized = self.stabilize(b, current, desired, now);
+        self.limit_rate(cfg, b, current, stabilized, now)
+    }
+
+    /// `stabilizeRecommendationWithBehaviors`: at least the lowest
+    /// recommendation of the scale-up window, at most the highest of the
+    /// scale-down window, starting from the current count; the new
+    /// recommendation takes the slot of one older than both windows.
+    pub fn stabilize(&mut self, b: &Behavior, current: u32, desired: u32, now: Time) -> u32 {
+        let up_cutoff = cutoff(now, b.scale_up.stabilization);
+        let down_cutoff = cutoff(now, b.scale_down.stabilization);
         let (mut up, mut down) = (desired, desired);
         let mut old_slot = None;
         for (i, &(t, r)) in self.recommendations.iter().enumerate() {
@@ -280,79 +352,117 @@ impl HpaState {
                 old_slot = Some(i);
             }
         }
-        let stabilized = current.max(up).min(down);
         match old_slot {
             Some(i) => self.recommendations[i] = (now, desired),
             None => self.recommendations.push((now, desired)),
         }
-        // convertDesiredReplicasWithBehaviorRate
-        if stabilized > current {
-            let limit = self.scale_up_limit(&b.scale_up, current, now).max(current);
-            let allowed = cfg.max_replicas.min(limit);
-            stabilized.min(allowed)
-        } else if stabilized < current {
-            let limit = self
-                .scale_down_limit(&b.scale_down, current, now)
-                .min(current);
-            let allowed = cfg.min_replicas.max(limit);
-            stabilized.max(allowed)
-        } else {
-            stabilized
-        }
+        current.max(up).min(down)
     }
 
-    fn changed_within(events: &[(Time, u32)], period: Span, now: Time) -> u32 {
-        let cutoff = Time::from_nanos(now.as_nanos().saturating_sub(period.as_nanos()));
+    /// `convertDesiredReplicasWithBehaviorRate`.
+    pub fn limit_rate(
+        &self,
+        cfg: &HpaConfig,
+        b: &Behavior,
+        current: u32,
+        desired: u32,
+        now: Time,
+    ) -> (u32, Limit) {
+        let current_i = i64::from(current);
+        if desired > current {
+            // No further scale-up until the period's events age out.
+            let limit = self
+                .scale_up_limit(&b.scale_up, current, now)
+                .max(current_i);
+            let (allowed, why) = if i64::from(cfg.max_replicas) > limit {
+                (limit, Limit::ScaleUpLimit)
+            } else {
+                (i64::from(cfg.max_replicas), Limit::TooManyReplicas)
+            };
+            if i64::from(desired) > allowed {
+                return (allowed as u32, why);
+            }
+        } else if desired < current {
+            let limit = self
+                .scale_down_limit(&b.scale_down, current, now)
+                .min(current_i);
+            let (allowed, why) = if i64::from(cfg.min_replicas) < limit {
+                (limit, Limit::ScaleDownLimit)
+            } else {
+                (i64::from(cfg.min_replicas), Limit::TooFewReplicas)
+            };
+            if i64::from(desired) < allowed {
+                return (allowed as u32, why);
+            }
+        }
+        (desired, Limit::DesiredWithinRange)
+    }
+
+    fn changed_within(events: &[(Time, u32)], period: Span, now: Time) -> i64 {
+        let cutoff = cutoff(now, period);
         events
             .iter()
             .filter(|(t, _)| *t > cutoff)
-            .map(|(_, n)| n)
+            .map(|&(_, n)| i64::from(n))
             .sum()
     }
 
-    /// `calculateScaleUpLimitWithScalingRules`, with the period's starting
-    /// point `current - pods added within the period` (baselines.md).
-    fn scale_up_limit(&self, rules: &ScalingRules, current: u32, now: Time) -> u32 {
-        let pick: fn(u32, u32) -> u32 = match rules.select {
-            SelectPolicy::Disabled => return current,
-            SelectPolicy::Max => u32::max,
-            SelectPolicy::Min => u32::min,
-        };
-        let mut result: Option<u32> = None;
-        for p in &rules.policies {
-            let base =
-                current.saturating_sub(Self::changed_within(&self.scale_up_events, p.period, now));
-            let proposed = match p.kind {
-                PolicyKind::Pods => base + p.value,
-                PolicyKind::Percent => (base as f64 * (1.0 + p.value as f64 / 100.0)).ceil() as u32,
-            };
-            result = Some(result.map_or(proposed, |r| pick(r, proposed)));
-        }
-        result.unwrap_or(current)
+    /// The count at the start of a policy's period: the current count less
+    /// the pods added and plus the pods removed within it, in both
+    /// directions (current upstream; the older rule counted one direction).
+    fn period_start(&self, current: u32, period: Span, now: Time) -> i64 {
+        i64::from(current) - Self::changed_within(&self.scale_up_events, period, now)
+            + Self::changed_within(&self.scale_down_events, period, now)
     }
 
-    /// `calculateScaleDownLimitWithBehaviors`, with the period's starting
-    /// point `current + pods removed within the period` (baselines.md).
-    fn scale_down_limit(&self, rules: &ScalingRules, current: u32, now: Time) -> u32 {
+    /// `calculateScaleUpLimitWithScalingRules`.
+    fn scale_up_limit(&self, rules: &ScalingRules, current: u32, now: Time) -> i64 {
+        let pick: fn(i64, i64) -> i64 = match rules.select {
+            SelectPolicy::Disabled => return i64::from(current),
+            SelectPolicy::Max => i64::max,
+            SelectPolicy::Min => i64::min,
+        };
+        rules
+            .policies
+            .iter()
+            .map(|p| {
+                let base = self.period_start(current, p.period, now);
+                match p.kind {
+                    PolicyKind::Pods => base + i64::from(p.value),
+                    // Rounded up so that a small percentage still adds a pod.
+                    PolicyKind::Percent => {
+                        (base as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64
+                    }
+                }
+            })
+            .reduce(pick)
+            .unwrap_or(i64::from(current))
+    }
+
+    /// `calculateScaleDownLimitWithBehaviors`.
+    fn scale_down_limit(&self, rules: &ScalingRules, current: u32, now: Time) -> i64 {
         // Upstream inverts the selection for scale-down: Max policy = the
         // largest change = the smallest limit.
-        let pick: fn(u32, u32) -> u32 = match rules.select {
-            SelectPolicy::Disabled => return current,
-            SelectPolicy::Max => u32::min,
-            SelectPolicy::Min => u32::max,
+        let pick: fn(i64, i64) -> i64 = match rules.select {
+            SelectPolicy::Disabled => return i64::from(current),
+            SelectPolicy::Max => i64::min,
+            SelectPolicy::Min => i64::max,
         };
-        let mut result: Option<u32> = None;
-        for p in &rules.policies {
-            let base = current + Self::changed_within(&self.scale_down_events, p.period, now);
-            let proposed = match p.kind {
-                PolicyKind::Pods => base.saturating_sub(p.value),
-                PolicyKind::Percent => {
-                    (base as f64 * (1.0 - p.value as f64 / 100.0)).max(0.0) as u32
+        rules
+            .policies
+            .iter()
+            .map(|p| {
+                let base = self.period_start(current, p.period, now);
+                match p.kind {
+                    PolicyKind::Pods => base - i64::from(p.value),
+                    // Go's int32(float64) truncates toward zero.
+                    PolicyKind::Percent => {
+                        (base as f64 * (1.0 - f64::from(p.value) / 100.0)).trunc() as i64
+                    }
                 }
-            };
-            result = Some(result.map_or(proposed, |r| pick(r, proposed)));
-        }
-        result.unwrap_or(current)
+            })
+            .reduce(pick)
+            .unwrap_or(i64::from(current))
     }
 
     /// The legacy `normalizeDesiredReplicas`: the maximum recommendation of
@@ -364,26 +474,30 @@ impl HpaState {
         desired: u32,
         now: Time,
     ) -> u32 {
-        let cutoff = Time::from_nanos(
-            now.as_nanos()
-                .saturating_sub(cfg.downscale_stabilization.as_nanos()),
-        );
+        let stabilized = self.stabilize_legacy(cfg, desired, now);
+        let scale_up_limit = current.saturating_mul(2).max(4);
+        let allowed = cfg.max_replicas.min(scale_up_limit);
+        stabilized.max(cfg.min_replicas).min(allowed)
+    }
+
+    /// The legacy `stabilizeRecommendation`: a recommendation older than the
+    /// window only gives up its slot; the rest raise the maximum.
+    pub fn stabilize_legacy(&mut self, cfg: &HpaConfig, desired: u32, now: Time) -> u32 {
+        let cutoff = cutoff(now, cfg.downscale_stabilization);
         let mut max = desired;
         let mut old_slot = None;
         for (i, &(t, r)) in self.recommendations.iter().enumerate() {
-            if t > cutoff {
-                max = max.max(r);
-            } else {
+            if t < cutoff {
                 old_slot = Some(i);
+            } else {
+                max = max.max(r);
             }
         }
         match old_slot {
             Some(i) => self.recommendations[i] = (now, desired),
             None => self.recommendations.push((now, desired)),
         }
-        let scale_up_limit = (2 * current).max(4);
-        let allowed = cfg.max_replicas.min(scale_up_limit);
-        max.max(cfg.min_replicas).min(allowed)
+        max
     }
 
     /// `storeScaleEvent`, discarding events older than the longest period.
@@ -396,7 +510,7 @@ impl HpaState {
                 .unwrap_or(Span::ZERO)
         };
         let keep = |events: &mut Vec<(Time, u32)>, period: Span| {
-            let cutoff = Time::from_nanos(now.as_nanos().saturating_sub(period.as_nanos()));
+            let cutoff = cutoff(now, period);
             events.retain(|(t, _)| *t > cutoff);
         };
         let Some(b) = b else { return };
@@ -437,22 +551,33 @@ impl Hpa {
         now: Time,
     ) -> Option<Command> {
         let current = svc.desired_replicas;
-        let (desired, why) = if current > cfg.max_replicas {
+        let (desired, why) = if current == 0 && cfg.min_replicas != 0 {
+            // "scaling is disabled since the replica count of the target is zero"
+            return None;
+        } else if current > cfg.max_replicas {
             (cfg.max_replicas, "above maxReplicas".to_string())
         } else if current < cfg.min_replicas {
             (cfg.min_replicas, "below minReplicas".to_string())
-        } else if current == 0 {
-            return None;
         } else {
-            let rec = recommend(cfg, &svc.pods, current, now)?;
-            let desired = match &cfg.behavior {
+            let rec = recommend(cfg, &svc.pods, current, now).ok()?;
+            let (desired, limit) = match &cfg.behavior {
                 Some(b) => state.normalize_with_behavior(cfg, b, current, rec.replicas, now),
-                None => state.normalize_legacy(cfg, current, rec.replicas, now),
+                None => (
+                    state.normalize_legacy(cfg, current, rec.replicas, now),
+                    Limit::DesiredWithinRange,
+                ),
+            };
+            let limited = match limit {
+                Limit::DesiredWithinRange => "",
+                Limit::ScaleUpLimit => " (scale-up rate limit)",
+                Limit::TooManyReplicas => " (maxReplicas)",
+                Limit::ScaleDownLimit => " (scale-down rate limit)",
+                Limit::TooFewReplicas => " (minReplicas)",
             };
             (
                 desired,
                 format!(
-                    "cpu {}% of request vs target {}% recommends {}",
+                    "cpu {}% of request vs target {}% recommends {}{limited}",
                     rec.utilization, cfg.target_utilization, rec.replicas
                 ),
             )

@@ -2,9 +2,13 @@
 //! windows.
 //!
 //! Upstream: knative/serving `pkg/autoscaler/scaling/autoscaler.go`
-//! (`Scale`) and the defaults of `config/core/configmaps/autoscaler.yaml`,
-//! as `baselines.md` states them. Scale to zero is off: the simulated
-//! cluster has no activator to buffer requests, so `min_scale` is at least 1.
+//! (`newAutoscaler`, `Scale`), `pkg/autoscaler/resources/target.go`
+//! (`ResolveMetricTarget`) and the defaults of
+//! `config/core/configmaps/autoscaler.yaml`; `tests/upstream_kpa.rs` runs
+//! upstream's `autoscaler_test.go` cases. Scale to zero is off: the
+//! simulated cluster has no activator to buffer requests, so `min_scale`
+//! is at least 1; the excess burst capacity is computed but nothing acts
+//! on it.
 
 use std::collections::VecDeque;
 
@@ -13,17 +17,21 @@ use crate::time::{Span, Time};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct KpaConfig {
-    /// Target in-flight requests per pod. `None` derives it as Knative does:
-    /// container-concurrency-target-percentage (70 %) of the service's
-    /// `containerConcurrency` when it has one, else of
-    /// container-concurrency-target-default (100).
+    /// `autoscaling.knative.dev/target`: the in-flight requests per pod to
+    /// aim for before the utilisation factor, capped at the service's
+    /// `containerConcurrency`. `None` takes `containerConcurrency` itself,
+    /// or container-concurrency-target-default (100) when it is unlimited.
     pub target: Option<f64>,
-    pub target_percentage: f64,
+    /// container-concurrency-target-percentage (70 %), as a fraction.
+    pub target_utilization: f64,
     pub default_concurrency: f64,
+    /// target-burst-capacity (211): spare in-flight capacity to keep
+    /// before the activator leaves the request path.
+    pub target_burst_capacity: f64,
     pub stable_window: Span,
     /// Panic window as a percent of the stable window.
     pub panic_window_percent: f64,
-    /// panic-threshold-percentage 200 %.
+    /// panic-threshold-percentage 200 %, as a ratio.
     pub panic_threshold: f64,
     pub max_scale_up_rate: f64,
     pub max_scale_down_rate: f64,
@@ -36,8 +44,9 @@ impl Default for KpaConfig {
     fn default() -> Self {
         KpaConfig {
             target: None,
-            target_percentage: 0.7,
+            target_utilization: 0.7,
             default_concurrency: 100.0,
+            target_burst_capacity: 211.0,
             stable_window: Span::from_secs(60),
             panic_window_percent: 10.0,
             panic_threshold: 2.0,
@@ -50,26 +59,63 @@ impl Default for KpaConfig {
     }
 }
 
+/// `autoscaling.TargetMin`: the smallest target Knative accepts.
+const TARGET_MIN: f64 = 0.01;
+
 impl KpaConfig {
-    /// The per-pod target for a service with this `containerConcurrency`
-    /// (0 = unlimited).
-    pub fn target_for(&self, container_concurrency: u32) -> f64 {
-        self.target.unwrap_or_else(|| {
-            let base = if container_concurrency > 0 {
-                container_concurrency as f64
+    /// `ResolveMetricTarget` for concurrency: `(target, total)` for a
+    /// service with this `containerConcurrency` (0 = unlimited). `total` is
+    /// what one pod may hold; `target` is the utilisation factor's share.
+    pub fn resolve_target(&self, container_concurrency: u32) -> (f64, f64) {
+        let cc = f64::from(container_concurrency);
+        let mut total = if container_concurrency > 0 {
+            cc
+        } else {
+            self.default_concurrency
+        };
+        if let Some(annotation) = self.target {
+            total = if container_concurrency > 0 {
+                annotation.min(cc)
             } else {
-                self.default_concurrency
+                annotation
             };
-            base * self.target_percentage
-        })
+        }
+        ((total * self.target_utilization).max(TARGET_MIN), total)
     }
+
+    /// The decider's inputs for a service with this `containerConcurrency`.
+    pub fn decider_spec(&self, container_concurrency: u32) -> DeciderSpec {
+        let (target_value, total_value) = self.resolve_target(container_concurrency);
+        DeciderSpec {
+            target_value,
+            total_value,
+            target_burst_capacity: self.target_burst_capacity,
+            panic_threshold: self.panic_threshold,
+            max_scale_up_rate: self.max_scale_up_rate,
+            max_scale_down_rate: self.max_scale_down_rate,
+            stable_window: self.stable_window,
+        }
+    }
+}
+
+/// Knative's `DeciderSpec`, the subset the decision reads (the revision is
+/// always reachable here: the simulated cluster routes to one service).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeciderSpec {
+    pub target_value: f64,
+    pub total_value: f64,
+    pub target_burst_capacity: f64,
+    pub panic_threshold: f64,
+    pub max_scale_up_rate: f64,
+    pub max_scale_down_rate: f64,
+    pub stable_window: Span,
 }
 
 /// Per-revision decider state.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KpaState {
-    panic_since: Option<Time>,
-    last_over_threshold: Option<Time>,
+    /// The last tick over the panic threshold, while panicking.
+    panic_time: Option<Time>,
     max_panic_pods: u32,
 }
 
@@ -78,17 +124,51 @@ pub struct KpaState {
 pub struct KpaDecision {
     pub stable: f64,
     pub panic: f64,
+    /// Before `min_scale` / `max_scale`, which the PodAutoscaler applies.
     pub desired: u32,
     pub panicking: bool,
+    /// Ready pods' capacity less the target burst capacity and the panic
+    /// window's concurrency, floored; negative puts the activator in the
+    /// request path. -1 when the burst capacity is unlimited.
+    pub excess_burst_capacity: f64,
 }
 
 impl KpaState {
+    /// `newAutoscaler`: a decider created over more than one ready pod
+    /// starts in panic mode holding them, because it has no history yet and
+    /// would otherwise scale down on its first tick.
+    pub fn new(ready_pods: u32, now: Time) -> Self {
+        KpaState {
+            panic_time: (ready_pods > 1).then_some(now),
+            max_panic_pods: ready_pods,
+        }
+    }
+
+    /// A state in panic mode since `panic_time`, holding `max_panic_pods`
+    /// (upstream's tests set these fields directly).
+    pub fn panicking(panic_time: Time, max_panic_pods: u32) -> Self {
+        KpaState {
+            panic_time: Some(panic_time),
+            max_panic_pods,
+        }
+    }
+
+    /// When panic mode was last extended; `None` in stable mode.
+    pub fn panic_time(&self) -> Option<Time> {
+        self.panic_time
+    }
+
+    /// The count panic mode holds on to.
+    pub fn max_panic_pods(&self) -> u32 {
+        self.max_panic_pods
+    }
+
     /// `Scale`: `concurrency` holds per-second averages of the summed
-    /// in-flight requests, oldest first.
+    /// in-flight requests, oldest first. `None` without data.
     pub fn scale(
         &mut self,
         cfg: &KpaConfig,
-        target: f64,
+        spec: &DeciderSpec,
         concurrency: &[f64],
         ready_pods: u32,
         now: Time,
@@ -96,47 +176,79 @@ impl KpaState {
         if concurrency.is_empty() {
             return None;
         }
-        let stable_n = (cfg.stable_window.as_secs_f64().round() as usize).max(1);
-        let panic_n = ((cfg.stable_window.as_secs_f64() * cfg.panic_window_percent / 100.0).round()
-            as usize)
-            .max(1);
+        let stable_n = (spec.stable_window.as_secs_f64().round() as usize).max(1);
+        let panic_n =
+            ((spec.stable_window.as_secs_f64() * cfg.panic_window_percent / 100.0).round()
+                as usize)
+                .max(1);
         let mean_last = |n: usize| {
             let tail = &concurrency[concurrency.len().saturating_sub(n)..];
             tail.iter().sum::<f64>() / tail.len() as f64
         };
-        let (stable, panic) = (mean_last(stable_n), mean_last(panic_n));
-        let ready = ready_pods.max(1) as f64;
-        let max_up = (cfg.max_scale_up_rate * ready).ceil();
-        let max_down = (ready / cfg.max_scale_down_rate).floor();
-        let dspc = (stable / target).ceil().clamp(max_down, max_up);
-        let dppc = (panic / target).ceil().clamp(max_down, max_up);
-        let over = dppc / ready >= cfg.panic_threshold;
-        if over {
-            self.last_over_threshold = Some(now);
-            if self.panic_since.is_none() {
-                self.panic_since = Some(now);
-            }
-        } else if let Some(last) = self.last_over_threshold {
-            // Leave panic after one stable window without crossing.
-            if self.panic_since.is_some() && now >= last + cfg.stable_window {
-                self.panic_since = None;
+        Some(self.decide(
+            spec,
+            mean_last(stable_n),
+            mean_last(panic_n),
+            ready_pods,
+            now,
+        ))
+    }
+
+    /// The decision of `Scale` on the observed stable and panic values.
+    pub fn decide(
+        &mut self,
+        spec: &DeciderSpec,
+        stable: f64,
+        panic: f64,
+        ready_pods: u32,
+        now: Time,
+    ) -> KpaDecision {
+        let ready = f64::from(ready_pods.max(1));
+        let max_up = (spec.max_scale_up_rate * ready).ceil();
+        let max_down = (ready / spec.max_scale_down_rate).floor();
+        let dspc = (stable / spec.target_value).ceil();
+        let dppc = (panic / spec.target_value).ceil();
+        let stable_pods = dspc.max(max_down).min(max_up) as u32;
+        let panic_pods = dppc.max(max_down).min(max_up) as u32;
+        // The threshold reads the panic window's wish before the rate
+        // clamp, so a slow scale-up rate does not hide a burst.
+        let over = dppc / ready >= spec.panic_threshold;
+        match self.panic_time {
+            _ if over => self.panic_time = Some(now),
+            // Leave panic strictly after a stable window without crossing.
+            Some(t) if t + spec.stable_window < now => {
+                self.panic_time = None;
                 self.max_panic_pods = 0;
             }
+            _ => {}
         }
-        let mut desired = dspc as u32;
-        if self.panic_since.is_some() {
-            // Never scale down while panicking.
-            self.max_panic_pods = self.max_panic_pods.max(dspc as u32).max(dppc as u32);
+        let mut desired = stable_pods;
+        if self.panic_time.is_some() {
+            // Provision for the larger of the two, and never scale down
+            // while panicking.
+            desired = desired.max(panic_pods);
+            self.max_panic_pods = self.max_panic_pods.max(desired);
             desired = self.max_panic_pods;
         }
-        let desired = desired.clamp(cfg.min_scale.max(1), cfg.max_scale);
-        Some(KpaDecision {
+        let excess_burst_capacity = if spec.target_burst_capacity == 0.0 {
+            0.0
+        } else if spec.target_burst_capacity > 0.0 {
+            (f64::from(ready_pods) * spec.total_value - spec.target_burst_capacity - panic).floor()
+        } else {
+            -1.0
+        };
+        KpaDecision {
             stable,
             panic,
             desired,
-            panicking: self.panic_since.is_some(),
-        })
+            panicking: self.panic_time.is_some(),
+            excess_burst_capacity,
+        }
     }
+}
+
+fn ready_pods(svc: &ServiceView) -> u32 {
+    svc.pods.iter().filter(|p| p.ready).count() as u32
 }
 
 /// One KPA per service.
@@ -161,23 +273,25 @@ impl Kpa {
         svc: &ServiceView,
         now: Time,
     ) -> Option<Command> {
-        let ready = svc.pods.iter().filter(|p| p.ready).count() as u32;
-        let target = cfg.target_for(svc.max_connections);
-        let d = state.scale(cfg, target, &svc.concurrency, ready, now)?;
-        if d.desired == svc.desired_replicas {
+        let ready = ready_pods(svc);
+        let spec = cfg.decider_spec(svc.max_connections);
+        let d = state.scale(cfg, &spec, &svc.concurrency, ready, now)?;
+        // The PodAutoscaler's bounds; scale to zero stays off (see above).
+        let desired = d.desired.clamp(cfg.min_scale.max(1), cfg.max_scale);
+        if desired == svc.desired_replicas {
             return None;
         }
         Some(Command::Scale {
             service: svc.name.clone(),
-            replicas: d.desired,
+            replicas: desired,
             reason: format!(
                 "concurrency stable {:.1} panic {:.1} vs target {} per pod{}: {} -> {}",
                 d.stable,
                 d.panic,
-                target,
+                spec.target_value,
                 if d.panicking { " (panic mode)" } else { "" },
                 svc.desired_replicas,
-                d.desired
+                desired
             ),
         })
     }
@@ -192,9 +306,10 @@ impl Controller for Kpa {
     }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for svc in &obs.services {
+            let ready = ready_pods(svc);
             let state = self
                 .states
-                .get_or_insert_with(&svc.name, |_| KpaState::default());
+                .get_or_insert_with(&svc.name, |_| KpaState::new(ready, now));
             if let Some(cmd) = Self::decide(&self.cfg, state, svc, now) {
                 self.pending.push_back(cmd);
             }

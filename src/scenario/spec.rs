@@ -676,9 +676,10 @@ pub struct ControllerSpec {
     pub max_replicas: u32,
     /// hpa: target CPU utilisation, percent of requests (default 80).
     pub target_cpu_percent: Option<u32>,
-    /// kpa: target in-flight requests per pod (default: 70 % of the
-    /// service's `max_connections`, as Knative derives it from
-    /// `containerConcurrency`).
+    /// kpa: `autoscaling.knative.dev/target`, in-flight requests per pod
+    /// before Knative's 70 % utilisation factor, capped at the service's
+    /// `max_connections` (its `containerConcurrency`). Default: that
+    /// `containerConcurrency`, as Knative derives it.
     pub target_concurrency: Option<f64>,
     /// selfheal: CPU utilisation to size for (default 0.7).
     pub cpu_target: Option<f64>,
