@@ -318,3 +318,22 @@ fn kpa_created_over_several_pods_holds_them_until_it_has_history() {
     let d = st.scale(&c, &spec, &[1.0; 62], 4, t(62)).unwrap();
     assert_eq!((d.desired, d.panicking), (2, false));
 }
+
+#[test]
+fn knative_container_concurrency_is_the_pods_capacity_in_requests() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
+    let mut s = selfheal::scenario::load_file(&p).unwrap().spec;
+    // frontend computes 4 ms and waits on catalog (6 ms) and, half the
+    // time, cart (5 ms): R = 12.5 ms, so one core holds 12.5 / 4 = 3.1
+    // requests; the leaves only compute and hold one per core.
+    let cc = |s: &selfheal::scenario::Scenario| {
+        selfheal::sim::controllers::knative_container_concurrency(s)
+    };
+    let got = cc(&s);
+    assert_eq!((got["frontend"], got["catalog"], got["cart"]), (3, 1, 1));
+    // Two cores hold twice as many; the hard limit caps it.
+    s.services[0].cpu_limit = 2.0;
+    assert_eq!(cc(&s)["frontend"], 6);
+    s.services[0].max_connections = 4;
+    assert_eq!(cc(&s)["frontend"], 4);
+}

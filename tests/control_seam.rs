@@ -113,7 +113,7 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
         let log: Log = Rc::new(RefCell::new(Vec::new()));
         let mut sim = Simulation::new(&sc).unwrap();
         sim.attach(Box::new(Recording {
-            inner: controllers::build(&spec, sc.spec.seed),
+            inner: controllers::build(&spec, sc.spec.seed, &Default::default()),
             log: log.clone(),
             out: vec![],
         }));
@@ -123,7 +123,7 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
         assert!(!from_sim.is_empty(), "{short} never acted");
         assert_eq!(from_sim.len(), out.commands.len());
         // A plain loop: the same observations, a fresh controller.
-        let mut fresh = controllers::build(&spec, sc.spec.seed);
+        let mut fresh = controllers::build(&spec, sc.spec.seed, &Default::default());
         let mut from_driver = Vec::new();
         for (now, obs, _) in log.iter() {
             fresh.handle_observation(*now, obs);

@@ -71,6 +71,9 @@ impl Adapter {
             cfg.seed,
             (cfg.interval_s, cfg.rate_window_s),
             cfg.slo_latency_ms,
+            // Knative reads each service's containerConcurrency from the
+            // cluster: here its max_connections.
+            &Default::default(),
         )?;
         Ok(Adapter {
             prom: Prometheus::connect(

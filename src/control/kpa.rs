@@ -10,7 +10,7 @@
 //! is at least 1; the excess burst capacity is computed but nothing acts
 //! on it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::{Command, Controller, Observation, PerService, ServiceView};
 use crate::time::{Span, Time};
@@ -22,6 +22,9 @@ pub struct KpaConfig {
     /// `containerConcurrency`. `None` takes `containerConcurrency` itself,
     /// or container-concurrency-target-default (100) when it is unlimited.
     pub target: Option<f64>,
+    /// Each service's `containerConcurrency` (0 = unlimited); a service
+    /// not listed uses its observed `max_connections`.
+    pub container_concurrency: BTreeMap<String, u32>,
     /// container-concurrency-target-percentage (70 %), as a fraction.
     pub target_utilization: f64,
     pub default_concurrency: f64,
@@ -44,6 +47,7 @@ impl Default for KpaConfig {
     fn default() -> Self {
         KpaConfig {
             target: None,
+            container_concurrency: BTreeMap::new(),
             target_utilization: 0.7,
             default_concurrency: 100.0,
             target_burst_capacity: 211.0,
@@ -274,7 +278,12 @@ impl Kpa {
         now: Time,
     ) -> Option<Command> {
         let ready = ready_pods(svc);
-        let spec = cfg.decider_spec(svc.max_connections);
+        let cc = cfg
+            .container_concurrency
+            .get(&svc.name)
+            .copied()
+            .unwrap_or(svc.max_connections);
+        let spec = cfg.decider_spec(cc);
         let d = state.scale(cfg, &spec, &svc.concurrency, ready, now)?;
         // The PodAutoscaler's bounds; scale to zero stays off (see above).
         let desired = d.desired.clamp(cfg.min_scale.max(1), cfg.max_scale);
@@ -285,7 +294,7 @@ impl Kpa {
             service: svc.name.clone(),
             replicas: desired,
             reason: format!(
-                "concurrency stable {:.1} panic {:.1} vs target {} per pod{}: {} -> {}",
+                "concurrency stable {:.1} panic {:.1} vs target {:.2} per pod{}: {} -> {}",
                 d.stable,
                 d.panic,
                 spec.target_value,

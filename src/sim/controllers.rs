@@ -65,7 +65,71 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
         s.seed,
         (s.metrics.scrape_interval_s, s.metrics.scrape_interval_s),
         s.slo.latency_ms,
+        &knative_container_concurrency(s),
     )
+}
+
+/// The `containerConcurrency` a Knative user would give each service after
+/// load-testing one pod: the requests it holds while its CPU limit is busy
+/// and nothing queues, `cpu_limit x R / S`, where `S` is the CPU time of a
+/// request and `R` its unloaded response time (`S` plus, for each call, its
+/// probability times two network hops and the callee's own `R`). A pod that
+/// only computes holds one request per core; one that waits on its
+/// dependencies holds more. At least 1, at most `max_connections` (the
+/// pod's hard limit, which is what `containerConcurrency` enforces).
+pub fn knative_container_concurrency(s: &Scenario) -> BTreeMap<String, u32> {
+    let index: BTreeMap<&str, usize> = s
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| (svc.name.as_str(), i))
+        .collect();
+    // Unloaded response times in ms, computed callees first with an
+    // explicit stack: call graphs can be deep, and a cycle (rejected by
+    // validation) would count a callee's CPU time only.
+    let mut response: Vec<Option<f64>> = vec![None; s.services.len()];
+    for root in 0..s.services.len() {
+        let mut stack = vec![(root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if response[i].is_some() {
+                continue;
+            }
+            let svc = &s.services[i];
+            let callees = svc.calls.iter().filter_map(|c| index.get(c.to.as_str()));
+            if !expanded {
+                stack.push((i, true));
+                stack.extend(
+                    callees
+                        .filter(|&&j| response[j].is_none())
+                        .map(|&j| (j, false)),
+                );
+                continue;
+            }
+            let wait: f64 = svc
+                .calls
+                .iter()
+                .filter_map(|c| {
+                    let j = *index.get(c.to.as_str())?;
+                    let callee = response[j].unwrap_or(s.services[j].revision.service_time_ms);
+                    Some(c.probability * (2.0 * c.network_latency_ms + callee))
+                })
+                .sum();
+            response[i] = Some(svc.revision.service_time_ms + wait);
+        }
+    }
+    s.services
+        .iter()
+        .zip(response)
+        .map(|(svc, r)| {
+            let cpu = svc.revision.service_time_ms;
+            let held = svc.cpu_limit * r.unwrap_or(cpu) / cpu;
+            let cc = if held.is_finite() { held.round() } else { 1.0 };
+            (
+                svc.name.clone(),
+                (cc as u32).clamp(1, svc.max_connections.max(1)),
+            )
+        })
+        .collect()
 }
 
 /// The controller a spec names, for a cluster scraped every
@@ -77,8 +141,9 @@ pub fn build_controller(
     seed: u64,
     (scrape_interval_s, cpu_window_s): (f64, f64),
     slo_latency_ms: f64,
+    container_concurrency: &BTreeMap<String, u32>,
 ) -> Result<Box<dyn Controller>, BuildError> {
-    let mut scaler = build(spec, seed);
+    let mut scaler = build(spec, seed, container_concurrency);
     if spec.rollout_analysis {
         scaler = Box::new(RolloutAnalysis::new(scaler, AnalysisConfig::default()));
     }
@@ -111,8 +176,14 @@ pub fn build_controller(
     Ok(Box::new(healing))
 }
 
-/// The scaler a controller spec names.
-pub fn build(spec: &ControllerSpec, seed: u64) -> Box<dyn Controller> {
+/// The scaler a controller spec names. KPA reads each service's
+/// `containerConcurrency` from `container_concurrency`, else from the
+/// observed `max_connections`.
+pub fn build(
+    spec: &ControllerSpec,
+    seed: u64,
+    container_concurrency: &BTreeMap<String, u32>,
+) -> Box<dyn Controller> {
     match spec.kind {
         ControllerKind::Static => Box::new(StaticController),
         ControllerKind::Hpa => Box::new(Hpa::new(HpaConfig {
@@ -123,6 +194,7 @@ pub fn build(spec: &ControllerSpec, seed: u64) -> Box<dyn Controller> {
         })),
         ControllerKind::Kpa => Box::new(Kpa::new(KpaConfig {
             target: spec.target_concurrency,
+            container_concurrency: container_concurrency.clone(),
             min_scale: spec.min_replicas,
             max_scale: spec.max_replicas,
             ..KpaConfig::default()
