@@ -408,3 +408,16 @@ fn in_the_simulator_healing_restarts_the_hung_pod_before_the_kubelet_does() {
         plain.summary.failed
     );
 }
+
+#[test]
+fn a_leak_faster_than_the_clock_ends_in_an_oom_kill_not_a_hang() {
+    // Formerly a run that never finished: the leak crossed the memory
+    // limit between two nanoseconds and its check was rescheduled at the
+    // same instant forever.
+    for rate in [1e10, 3.5e11, 1e300] {
+        let mut l = chaos("memory-leak.toml", "static");
+        l.spec.faults[0].leak_mib_per_s = Some(rate);
+        let out = selfheal::sim::run(&l).expect("runs");
+        assert_eq!(out.summary.oom_kills, 2, "leak {rate} MiB/s");
+    }
+}

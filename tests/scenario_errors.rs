@@ -244,3 +244,56 @@ fn a_scrape_interval_too_short_to_finish_is_refused() {
         "must be at least 0.1 s",
     );
 }
+
+#[test]
+fn a_load_rate_beyond_the_request_budget_is_refused() {
+    // Formerly a run that exhausted memory (1e308) or ran for hours (2^32).
+    for rate in ["1e308", "4294967296"] {
+        let t = GOOD.replace("rate = 10 }", &format!("rate = {rate} }}"));
+        assert_error(&t, "curve = {", "load[0].curve", "per load");
+    }
+    // A product of two modest curves is bounded by its peak too.
+    let t = GOOD.replace(
+        "curve = { kind = \"constant\", rate = 10 }",
+        "curve = { kind = \"product\", parts = [{ kind = \"constant\", rate = 50000 }, { kind = \"constant\", rate = 50000 }] }",
+    );
+    assert_error(&t, "curve = {", "load[0].curve", "per load");
+    // Within the peak but over the run's budget: 1e6/s for two hours.
+    let t = GOOD
+        .replace("rate = 10 }", "rate = 1000000 }")
+        .replace("duration_s = 60", "duration_s = 7200");
+    assert_error(&t, "curve = {", "load[0].curve", "per run");
+}
+
+#[test]
+fn a_deep_call_chain_is_checked_without_recursion() {
+    // Formerly a stack overflow in the cycle check (60,000 services).
+    let n = 60_000;
+    let mut t = String::from(
+        "name = \"chain\"\nduration_s = 1\nseed = 1\n[slo]\nlatency_ms = 100\n\
+         [[load]]\nservice = \"s0\"\ncurve = { kind = \"constant\", rate = 1 }\n",
+    );
+    for i in 0..n {
+        t.push_str(&format!(
+            "[[service]]\nname = \"s{i}\"\nrevision = {{ service_time_ms = 1 }}\n"
+        ));
+        if i + 1 < n {
+            t.push_str(&format!("  [[service.call]]\n  to = \"s{}\"\n", i + 1));
+        }
+    }
+    let sc = scenario::parse(&t, "chain.toml", Path::new(".")).expect("a chain is valid");
+    let cc = selfheal::sim::controllers::knative_container_concurrency(&sc.spec);
+    assert_eq!(cc.len(), n);
+    // Closing the chain into a loop is found, however long it is.
+    let t = t.replacen(
+        "name = \"s59999\"\nrevision = { service_time_ms = 1 }\n",
+        "name = \"s59999\"\nrevision = { service_time_ms = 1 }\n  [[service.call]]\n  to = \"s0\"\n",
+        1,
+    );
+    let e = error_for(&t).to_string();
+    assert!(
+        e.contains("the call graph has a cycle: s0 -> s1 -> "),
+        "{}",
+        &e[..200.min(e.len())]
+    );
+}

@@ -141,11 +141,13 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, 
     };
     validate::check(&spec).map_err(invalid)?;
     let traces = validate::read_traces(&spec, base_dir).map_err(invalid)?;
-    Ok(LoadedScenario {
+    let loaded = LoadedScenario {
         spec,
         traces,
         source: file.to_string(),
-    })
+    };
+    validate::check_request_budget(&loaded).map_err(invalid)?;
+    Ok(loaded)
 }
 
 /// Checks a controller table on its own (a policy file), as a scenario's
@@ -161,12 +163,15 @@ pub fn from_spec(
     spec: Scenario,
     traces: BTreeMap<String, Arc<Trace>>,
 ) -> Result<LoadedScenario, String> {
-    validate::check(&spec).map_err(|p| format!("field `{}`: {}", p.path, p.message))?;
-    Ok(LoadedScenario {
+    let describe = |p: Problem| format!("field `{}`: {}", p.path, p.message);
+    validate::check(&spec).map_err(describe)?;
+    let loaded = LoadedScenario {
         spec,
         traces,
         source: "<in memory>".into(),
-    })
+    };
+    validate::check_request_budget(&loaded).map_err(describe)?;
+    Ok(loaded)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -432,6 +432,43 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
 /// trace file read: far beyond a real scenario, far below what exhausts
 /// memory.
 pub const MAX_NODES: u32 = 10_000;
+
+/// The highest arrival rate one `[[load]]` may reach, requests per second:
+/// the simulator serves about 4 M requests per second of wall time.
+pub const MAX_LOAD_RATE: f64 = 1.0e6;
+
+/// The most requests one run may be asked for (all loads at their peak for
+/// the whole run), about 20 minutes of simulation on one core.
+pub const MAX_REQUESTS: f64 = 5.0e9;
+
+/// The request budget: each load's peak rate and all loads' peaks over the
+/// run stay within what the simulator can run in bounded time and memory.
+pub(super) fn check_request_budget(sc: &super::LoadedScenario) -> Check {
+    let root = FieldPath::default();
+    let mut total = 0.0;
+    for (i, peak) in crate::sim::load_peaks(sc).into_iter().enumerate() {
+        let path = root.key("load").index(i).key("curve");
+        // A trace that did not load was reported by `read_traces` already.
+        let Ok(peak) = peak else { continue };
+        if peak.is_nan() || peak > MAX_LOAD_RATE {
+            return fail(
+                path,
+                format!("peaks at {peak:e} requests/s; at most {MAX_LOAD_RATE:e} per load"),
+            );
+        }
+        total += peak * sc.spec.duration_s;
+        if total > MAX_REQUESTS {
+            return fail(
+                path,
+                format!(
+                    "the loads up to this one ask for up to {total:.3e} requests over {} s; at most {MAX_REQUESTS:e} per run",
+                    sc.spec.duration_s
+                ),
+            );
+        }
+    }
+    Ok(())
+}
 /// The shortest scrape interval: a run of an hour then scrapes 36,000
 /// times (1e-9 s asked for 3.6e12 scrapes and never ended).
 pub const MIN_SCRAPE_INTERVAL_S: f64 = 0.1;
@@ -534,37 +571,41 @@ fn check_acyclic(s: &Scenario) -> Check {
         .enumerate()
         .map(|(i, sv)| (sv.name.as_str(), i))
         .collect();
+    // Colours: 0 unseen, 1 on the path, 2 done. The path is an explicit
+    // stack of (service, next call to follow), so a deep chain of services
+    // cannot overflow the thread's stack.
     let mut colour = vec![0u8; s.services.len()];
-    fn visit(
-        s: &Scenario,
-        idx: &BTreeMap<&str, usize>,
-        colour: &mut [u8],
-        i: usize,
-        stack: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        colour[i] = 1;
-        stack.push(i);
-        for c in &s.services[i].calls {
+    let find_cycle = |root: usize, colour: &mut [u8]| -> Option<Vec<usize>> {
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        colour[root] = 1;
+        while let Some((i, next)) = path.last_mut() {
+            let i = *i;
+            let Some(c) = s.services[i].calls.get(*next) else {
+                colour[i] = 2;
+                path.pop();
+                continue;
+            };
+            *next += 1;
             let j = idx[c.to.as_str()];
-            if colour[j] == 1 {
-                let from = stack.iter().position(|&k| k == j).unwrap_or(0);
-                let mut cyc = stack[from..].to_vec();
-                cyc.push(j);
-                return Some(cyc);
-            }
-            if colour[j] == 0
-                && let Some(c) = visit(s, idx, colour, j, stack)
-            {
-                return Some(c);
+            match colour[j] {
+                1 => {
+                    let from = path.iter().position(|&(k, _)| k == j).unwrap_or(0);
+                    let mut cyc: Vec<usize> = path[from..].iter().map(|&(k, _)| k).collect();
+                    cyc.push(j);
+                    return Some(cyc);
+                }
+                0 => {
+                    colour[j] = 1;
+                    path.push((j, 0));
+                }
+                _ => {}
             }
         }
-        stack.pop();
-        colour[i] = 2;
         None
-    }
+    };
     for i in 0..s.services.len() {
         if colour[i] == 0
-            && let Some(cycle) = visit(s, &idx, &mut colour, i, &mut Vec::new())
+            && let Some(cycle) = find_cycle(i, &mut colour)
         {
             let names: Vec<&str> = cycle.iter().map(|&k| s.services[k].name.as_str()).collect();
             let first = cycle[0];

@@ -672,7 +672,10 @@ impl Simulation {
             - rev.memory_base
             - rev.memory_per_request * p.holding.len() as f64
             - p.leaked(self.now);
-        let at = self.now + Span::from_secs_f64(headroom.max(0.0) / p.leak_rate);
+        // At least 1 ns on: a leak faster than the clock's resolution would
+        // otherwise reschedule its check at the same instant forever.
+        let wait = Span::from_secs_f64(headroom.max(0.0) / p.leak_rate);
+        let at = self.now + wait.max(Span::from_nanos(1));
         let epoch = p.epoch;
         self.queue.push(at, Event::OutOfMemory { pod, epoch });
     }
@@ -1238,6 +1241,22 @@ impl Simulation {
             }
         }
     }
+}
+
+/// The highest rate each `[[load]]` reaches over the run, as the run
+/// would compile its curve (same random streams), for the request budget
+/// that `scenario::parse` enforces.
+pub fn load_peaks(sc: &LoadedScenario) -> Vec<Result<f64, String>> {
+    let s = &sc.spec;
+    let horizon = s.duration_s + 1.0;
+    s.loads
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut rng = Stream::new_indexed(s.seed, Subsystem::Curves, i as u64);
+            compile_curve(&l.curve, sc, horizon, &mut rng).map(|c| c.bound(0.0, s.duration_s))
+        })
+        .collect()
 }
 
 fn compile_curve(

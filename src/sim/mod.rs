@@ -21,7 +21,7 @@ mod traffic;
 
 pub use backoff::CrashLoopBackOff;
 pub use engine::Exit;
-pub use engine::{BuildError, Simulation};
+pub use engine::{BuildError, Simulation, load_peaks};
 pub use faults::FaultRecord;
 pub use output::commands_csv;
 pub use queue::EventQueue;
