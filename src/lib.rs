@@ -13,6 +13,7 @@
 
 pub mod chaos_mesh;
 pub mod control;
+pub mod digest;
 pub mod eval;
 pub mod metrics;
 pub mod rng;

@@ -190,6 +190,54 @@ fn a_cut_off_journal_line_is_dropped_and_rerun() {
 }
 
 #[test]
+fn a_changed_scenario_is_run_again_not_read_from_the_journal() {
+    // Formerly the journal was keyed by scenario name, so a sweep rerun
+    // into the same directory after the scenario was edited reused the old
+    // results.
+    let dir = tmp("edited");
+    let work = tmp("edited-src");
+    std::fs::create_dir_all(&work).unwrap();
+    let scenario = std::fs::read_to_string(common::repo().join("scenarios/quickstart.toml"))
+        .unwrap()
+        .replace("duration_s = 600", "duration_s = 120");
+    std::fs::write(work.join("s.toml"), &scenario).unwrap();
+    let suite = work.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "name = \"edited\"\nseeds = 2\ncontrollers = [\"static\"]\n[[scenario]]\nfile = \"s.toml\"\n",
+    )
+    .unwrap();
+    let first = run::execute(&plan::load(&suite).unwrap(), &dir, None, &|_, _| {}).unwrap();
+    // The same suite again: everything comes from the journal.
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let count = |_: usize, _: usize| {
+        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    let same = run::execute(&plan::load(&suite).unwrap(), &dir, None, &count).unwrap();
+    assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let lines = |rs: &[run::RunRecord]| rs.iter().map(|r| r.to_line()).collect::<Vec<_>>();
+    assert_eq!(lines(&same), lines(&first));
+    // Twice the load under the same name: both runs again, new figures.
+    std::fs::write(
+        work.join("s.toml"),
+        scenario.replace("rate = 300", "rate = 600"),
+    )
+    .unwrap();
+    let edited = run::execute(&plan::load(&suite).unwrap(), &dir, None, &count).unwrap();
+    assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 2);
+    for (old, new) in first.iter().zip(&edited) {
+        assert_eq!((&old.scenario, old.seed), (&new.scenario, new.seed));
+        assert_ne!(old.id, new.id);
+        assert!(
+            new.requests > old.requests * 3 / 2,
+            "{} vs {}",
+            new.requests,
+            old.requests
+        );
+    }
+}
+
+#[test]
 fn suite_errors_name_the_file_and_line() {
     let dir = tmp("bad");
     std::fs::create_dir_all(&dir).unwrap();

@@ -457,7 +457,7 @@ pub fn run_matrix(
                 loaded.spec.use_controller(spec.clone());
                 runs.push(RunSpec {
                     index: runs.len(),
-                    id: RunSpec::id_for(&s.name, "", label, seed),
+                    id: RunSpec::id_for(&s.name, "", label, &loaded),
                     scenario: s.name.clone(),
                     params: String::new(),
                     controller: label.clone(),

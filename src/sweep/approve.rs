@@ -58,12 +58,8 @@ pub struct Approval {
 /// the policy; not a cryptographic signature).
 pub fn policy_hash(spec: &ControllerSpec) -> (String, String) {
     let canonical = super::tune::controller_toml(spec);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in canonical.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (format!("fnv1a64:{h:016x}"), canonical)
+    let h = crate::digest::Fnv1a64::hex_of(canonical.as_bytes());
+    (format!("fnv1a64:{h}"), canonical)
 }
 
 /// Pairs the two sets of runs and judges every fault type.

@@ -88,8 +88,10 @@ struct ScenarioEntry {
 pub struct RunSpec {
     /// Position in the matrix: the order of every output.
     pub index: usize,
-    /// `scenario|params|controller|seed`: stable across sweeps of the same
-    /// suite, the key that resume and merge match on.
+    /// `scenario|params|controller|seed|digest`: the key that resume and
+    /// merge match on. The digest covers the whole scenario as it runs and
+    /// the traces it reads, so a run whose scenario file, suite entry or
+    /// controller changed is a new run, never an old result.
     pub id: String,
     pub scenario: String,
     /// `path=value` pairs joined by `;` (empty without variation).
@@ -102,8 +104,29 @@ pub struct RunSpec {
 
 impl RunSpec {
     /// The id of a run: what resume and merge match on.
-    pub fn id_for(scenario: &str, params: &str, controller: &str, seed: u64) -> String {
-        format!("{scenario}|{params}|{controller}|{seed}")
+    pub fn id_for(
+        scenario: &str,
+        params: &str,
+        controller: &str,
+        loaded: &LoadedScenario,
+    ) -> String {
+        let s = &loaded.spec;
+        let mut h = crate::digest::Fnv1a64::default();
+        // serde_json writes non-finite numbers as null, so this cannot fail
+        // on a validated scenario; an empty digest input would still differ
+        // from any real one.
+        h.write(&serde_json::to_vec(s).unwrap_or_default());
+        for (name, trace) in &loaded.traces {
+            h.write(name.as_bytes());
+            for (t, v) in trace.t.iter().zip(&trace.value) {
+                h.write(&t.to_le_bytes()).write(&v.to_le_bytes());
+            }
+        }
+        format!(
+            "{scenario}|{params}|{controller}|{}|{:016x}",
+            s.seed,
+            h.finish()
+        )
     }
 }
 
@@ -332,7 +355,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                     let name = l.spec.name.clone();
                     runs.push(RunSpec {
                         index: runs.len(),
-                        id: RunSpec::id_for(&name, &params, &controller, seed),
+                        id: RunSpec::id_for(&name, &params, &controller, &l),
                         scenario: name,
                         params: params.clone(),
                         controller,

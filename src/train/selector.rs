@@ -86,7 +86,7 @@ pub fn run_trials(
             let controller = loaded.spec.controller.label();
             let arm = RunSpec {
                 index,
-                id: RunSpec::id_for(&run.scenario, &run.params, &controller, run.seed),
+                id: RunSpec::id_for(&run.scenario, &run.params, &controller, &loaded),
                 scenario: run.scenario.clone(),
                 params: run.params.clone(),
                 controller,
