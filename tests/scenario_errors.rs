@@ -98,16 +98,26 @@ fn missing_trace_file() {
 }
 
 #[test]
-fn unknown_field_is_a_syntax_error_with_its_line() {
+fn unknown_field_names_its_line_and_field() {
     let t = GOOD.replace("probability = 0.5", "probabilty = 0.5");
+    assert_error(
+        &t,
+        "probabilty",
+        "service[0].call[0].probabilty",
+        "unknown field `probabilty`",
+    );
+}
+
+#[test]
+fn broken_toml_is_a_syntax_error_with_line_and_column() {
+    let t = GOOD.replace("probability = 0.5", "probability = = 0.5");
     let e = error_for(&t);
     assert!(matches!(e, ScenarioError::Syntax { .. }), "{e}");
     let msg = e.to_string();
     assert!(
-        msg.starts_with(&format!("bad.toml:{}:", line_of(&t, "probabilty"))),
+        msg.starts_with(&format!("bad.toml:{}:", line_of(&t, "probability = ="))),
         "{msg}"
     );
-    assert!(msg.contains("probabilty"), "{msg}");
 }
 
 #[test]
@@ -296,4 +306,30 @@ fn a_deep_call_chain_is_checked_without_recursion() {
         "{}",
         &e[..200.min(e.len())]
     );
+}
+
+#[test]
+fn type_errors_name_the_field() {
+    // Formerly `bad.toml:19:12: invalid value: integer -3, expected u32`.
+    let t = GOOD.replace("name = \"b\"\n", "name = \"b\"\nreplicas = -3\n");
+    assert_error(&t, "replicas = -3", "service[1].replicas", "expected u32");
+    let t = GOOD.replace(
+        "service_time_ms = 5 }\n\n  [[",
+        "service_time_ms = \"x\" }\n\n  [[",
+    );
+    assert_error(
+        &t,
+        "service_time_ms = \"x\"",
+        "service[0].revision.service_time_ms",
+        "expected f64",
+    );
+    let t = GOOD.replace("kind = \"constant\"", "kind = \"constan\"");
+    assert_error(
+        &t,
+        "kind = \"constan\"",
+        "load[0].curve.kind",
+        "unknown variant",
+    );
+    let t = GOOD.replace("latency_ms = 100", "latency_msec = 100");
+    assert_error(&t, "latency_msec", "slo.latency_msec", "unknown field");
 }

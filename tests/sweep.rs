@@ -262,4 +262,38 @@ fn suite_errors_name_the_file_and_line() {
         e.contains("bad.toml:6") && e.contains("out of range"),
         "{e}"
     );
+    // A varied value the scenario refuses points at the suite's line, once
+    // (formerly a line of an in-memory copy of the scenario, printed twice).
+    std::fs::write(&bad, format!("name = \"b\"\nseeds = 2\ncontrollers = [\"static\"]\n[[scenario]]\nfile = \"{}\"\nvary = {{ \"slo.latency_ms\" = [100, -5] }}\n", scenario.display())).unwrap();
+    let out = bin()
+        .arg("sweep")
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        e.trim(),
+        format!(
+            "error: {}:6: field `scenario[0].vary.slo.latency_ms`: the value -5: must be a positive number, found -5",
+            bad.display()
+        )
+    );
+    // A type error in the scenario itself names its file, line and field.
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&scenario)
+            .unwrap()
+            .replace("replicas = 3", "replicas = -1"),
+    )
+    .unwrap();
+    std::fs::write(&bad, "name = \"b\"\nseeds = 2\ncontrollers = [\"static\"]\n[[scenario]]\nfile = \"broken.toml\"\n").unwrap();
+    let e = plan::load(&bad).err().unwrap().to_string();
+    assert!(
+        e.contains("broken.toml:34: field `service[1].replicas`: invalid value: integer `-1`"),
+        "{e}"
+    );
 }

@@ -272,10 +272,16 @@ impl AdapterConfig {
             message,
         };
         let mut cfg: AdapterConfig = toml::from_str(text).map_err(|e| {
-            invalid(
-                e.span().map_or(1, |s| line_of(s.start)),
-                e.message().to_string(),
-            )
+            let at = e.span().map(|s| s.start);
+            let message = e.message().trim();
+            let message = match at
+                .and_then(|o| selfheal::scenario::field_at(text, o))
+                .filter(|f| !f.0.is_empty())
+            {
+                Some(field) => format!("field `{field}`: {message}"),
+                None => message.to_string(),
+            };
+            invalid(at.map_or(1, line_of), message)
         })?;
         let find = |needle: &str| text.find(needle).map_or(1, line_of);
         for (name, v) in [
@@ -386,6 +392,17 @@ mod tests {
         .to_string();
         assert!(
             e.starts_with("a.toml:3:") && e.contains("interval_s"),
+            "{e}"
+        );
+        // A type error inside a table names the table's field.
+        let e = AdapterConfig::parse(
+            "prometheus = \"http://p:9090\"\nnamespace = \"default\"\n[[service]]\nname = \"api\"\nmax_connections = \"ten\"\n",
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("a.toml:5: field `service[0].max_connections`: invalid type"),
             "{e}"
         );
     }

@@ -121,15 +121,7 @@ pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioError> {
 /// Parses and validates scenario text; `file` names it in errors and
 /// `base_dir` anchors relative trace paths.
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, ScenarioError> {
-    let spec: Scenario = toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-        ScenarioError::Syntax {
-            file: file.to_string(),
-            line,
-            column,
-            message: e.message().trim().to_string(),
-        }
-    })?;
+    let spec: Scenario = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
     let invalid = |p: Problem| {
         let line = locate_line(text, &p.path).unwrap_or(1);
         ScenarioError::Invalid {
@@ -172,6 +164,98 @@ pub fn from_spec(
     };
     validate::check_request_budget(&loaded).map_err(describe)?;
     Ok(loaded)
+}
+
+/// A TOML error as a scenario error: a type or value error in a document
+/// that parses names the field it sits in; anything else is a syntax error
+/// at its line and column.
+pub fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> ScenarioError {
+    let message = e.message().trim().to_string();
+    let offset = e.span().map(|s| s.start);
+    let (line, column) = offset.map(|o| line_col(text, o)).unwrap_or((1, 1));
+    match offset.and_then(|o| field_at(text, o)) {
+        Some(field) if !field.0.is_empty() => ScenarioError::Invalid {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            message,
+        },
+        _ => ScenarioError::Syntax {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        },
+    }
+}
+
+/// The path of the deepest key or value whose text holds byte `offset`,
+/// if the text is well-formed TOML.
+pub fn field_at(text: &str, offset: usize) -> Option<FieldPath> {
+    use toml_edit::{Item, Table, Value};
+    fn holds(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+        span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
+    }
+    fn in_value(v: &Value, offset: usize, path: &mut Vec<Seg>) {
+        match v {
+            Value::InlineTable(t) => {
+                for (k, v) in t.iter() {
+                    let key_span = t.key(k).and_then(|k| k.span());
+                    if holds(key_span, offset) || holds(v.span(), offset) {
+                        path.push(Seg::Key(k.to_string()));
+                        in_value(v, offset, path);
+                        return;
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    if holds(v.span(), offset) {
+                        path.push(Seg::Index(i));
+                        in_value(v, offset, path);
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    /// Whether `offset` lies in this table's body, pushing the path to it.
+    fn in_table(t: &Table, offset: usize, path: &mut Vec<Seg>) -> bool {
+        for (k, item) in t.iter() {
+            let key_span = t.key(k).and_then(|k| k.span());
+            let depth = path.len();
+            path.push(Seg::Key(k.to_string()));
+            let found = match item {
+                Item::Value(v) => {
+                    let here = holds(key_span.clone(), offset) || holds(v.span(), offset);
+                    if here {
+                        in_value(v, offset, path);
+                    }
+                    here
+                }
+                Item::Table(sub) => holds(key_span.clone(), offset) || in_table(sub, offset, path),
+                Item::ArrayOfTables(a) => a.iter().enumerate().any(|(i, sub)| {
+                    path.push(Seg::Index(i));
+                    let here = holds(sub.span(), offset) || in_table(sub, offset, path);
+                    if !here {
+                        path.pop();
+                    }
+                    here
+                }),
+                Item::None => false,
+            };
+            if found {
+                return true;
+            }
+            path.truncate(depth);
+        }
+        false
+    }
+    let doc = toml_edit::Document::parse(text.to_string()).ok()?;
+    let mut path = Vec::new();
+    in_table(doc.as_table(), offset, &mut path);
+    Some(FieldPath(path))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

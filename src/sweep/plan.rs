@@ -280,12 +280,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let doc: toml::Value = toml::from_str(&scenario_text).map_err(|e| PlanError::Scenario {
             suite: file.clone(),
             index: si,
-            source: scenario::ScenarioError::Syntax {
-                file: scenario_path.display().to_string(),
-                line: 1,
-                column: 1,
-                message: e.message().to_string(),
-            },
+            source: scenario::toml_error(&scenario_text, &scenario_path.display().to_string(), &e),
         })?;
         // The cartesian product of the variations, in file order.
         let mut variants: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
@@ -328,10 +323,46 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 &label,
                 scenario_path.parent().unwrap_or(Path::new(".")),
             )
-            .map_err(|source| PlanError::Scenario {
-                suite: file.clone(),
-                index: si,
-                source,
+            .map_err(|e| {
+                let field = match &e {
+                    scenario::ScenarioError::Invalid { field, message, .. } => {
+                        Some((field, message))
+                    }
+                    _ => None,
+                };
+                let varied = field.and_then(|(field, message)| {
+                    variant
+                        .iter()
+                        .find(|(k, _)| {
+                            field == k
+                                || field.starts_with(&format!("{k}."))
+                                || field.starts_with(&format!("{k}["))
+                        })
+                        .map(|(k, v)| (k, v, message))
+                });
+                match varied {
+                    // The value came from the suite: point at its entry.
+                    Some((k, v, message)) => invalid(
+                        find(k),
+                        format!(
+                            "field `scenario[{si}].vary.{k}`: the value {}: {message}",
+                            value_label(v)
+                        ),
+                    ),
+                    // A field the variation left alone: the scenario file's
+                    // own error, at its own line, when it has one.
+                    None => PlanError::Scenario {
+                        suite: file.clone(),
+                        index: si,
+                        source: scenario::parse(
+                            &scenario_text,
+                            &scenario_path.display().to_string(),
+                            scenario_path.parent().unwrap_or(Path::new(".")),
+                        )
+                        .err()
+                        .unwrap_or(e),
+                    },
+                }
             })?;
             let params = variant
                 .iter()

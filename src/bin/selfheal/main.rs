@@ -302,10 +302,24 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: typed errors often show their
+/// source in their own message already.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn real_main() -> anyhow::Result<()> {
@@ -1456,7 +1470,7 @@ fn approve(
     let text = std::fs::read_to_string(policy)
         .with_context(|| format!("reading policy {}", policy.display()))?;
     let p: PolicyFile = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", policy.display(), e.message()))?;
+        .map_err(|e| selfheal::scenario::toml_error(&text, &policy.display().to_string(), &e))?;
     selfheal::scenario::check_controller(&p.controller)
         .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
     let base_spec =
