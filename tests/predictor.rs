@@ -144,6 +144,38 @@ fn a_missing_truncated_or_incompatible_model_is_named() {
             "{to}: {e}"
         );
     }
+    copy_model(&d);
+
+    // Statistics and thresholds that would silently stop the predictor
+    // (an alarm threshold of 1e39 never fires; a zero spread divides by
+    // zero) are refused with their file and field.
+    let training = std::fs::read_to_string(shipped().join("training.json")).unwrap();
+    let threshold = "\"alarm_threshold\": 0.66974604";
+    assert!(training.contains(threshold));
+    for bad in ["1e39", "0", "-0.5"] {
+        std::fs::write(
+            d.join("training.json"),
+            training.replace(threshold, &format!("\"alarm_threshold\": {bad}")),
+        )
+        .unwrap();
+        let e = store::load(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("training.json") && e.contains("field `alarm_threshold`"),
+            "{bad}: {e}"
+        );
+    }
+    copy_model(&d);
+    let norm = std::fs::read_to_string(shipped().join("normaliser.json")).unwrap();
+    std::fs::write(
+        d.join("normaliser.json"),
+        norm.replacen("0.3832746", "0.0", 1),
+    )
+    .unwrap();
+    let e = store::load(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("normaliser.json") && e.contains("field `std[0]`"),
+        "{e}"
+    );
 }
 
 fn small_config() -> traces::TracesConfig {

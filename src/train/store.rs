@@ -189,6 +189,28 @@ pub fn load_net(
             message: format!("format {:?}, this build reads {FORMAT:?}", meta.format),
         });
     }
+    if !(meta.alarm_threshold > 0.0 && meta.alarm_threshold <= 1.0) {
+        return Err(ModelError::Incompatible {
+            path: training,
+            message: format!(
+                "field `alarm_threshold`: a probability in (0, 1], found {}",
+                meta.alarm_threshold
+            ),
+        });
+    }
+    if let Some((k, t)) = meta
+        .median_time_to_breach_s
+        .iter()
+        .enumerate()
+        .find_map(|(k, t)| t.filter(|t| !(t.is_finite() && *t >= 0.0)).map(|t| (k, t)))
+    {
+        return Err(ModelError::Incompatible {
+            path: training,
+            message: format!(
+                "field `median_time_to_breach_s[{k}]`: seconds, zero or more, found {t}"
+            ),
+        });
+    }
     let cfg = TrainConfig::load(&config).map_err(|e| ModelError::Corrupt {
         path: config.clone(),
         message: e.to_string(),
@@ -203,6 +225,7 @@ pub fn load_net(
     if normaliser.features() != cfg.net.features
         || normaliser.log1p.len() != normaliser.features()
         || normaliser.std.len() != normaliser.features()
+        || normaliser.mean.len() != normaliser.features()
     {
         return Err(ModelError::Incompatible {
             path: norm,
@@ -212,6 +235,23 @@ pub fn load_net(
                 cfg.net.features
             ),
         });
+    }
+    let bad_stat = |name: &str, want: &str, v: &[f32], ok: fn(f32) -> bool| {
+        v.iter()
+            .position(|&x| !ok(x))
+            .map(|k| ModelError::Incompatible {
+                path: norm.clone(),
+                message: format!("field `{name}[{k}]`: must be {want}, found {}", v[k]),
+            })
+    };
+    if let Some(e) =
+        bad_stat("mean", "a finite number", &normaliser.mean, f32::is_finite).or_else(|| {
+            bad_stat("std", "a positive finite number", &normaliser.std, |x| {
+                x.is_finite() && x > 0.0
+            })
+        })
+    {
+        return Err(e);
     }
     let rec = ModuleRecord::load(&record).map_err(|e| ModelError::Corrupt {
         path: record.clone(),
