@@ -165,6 +165,12 @@ fn a_missing_truncated_or_incompatible_model_is_named() {
         );
     }
     copy_model(&d);
+    // Random bytes are unreadable, not "File not found" (as burn's own
+    // loader reported them).
+    std::fs::write(d.join("config.json"), [0xff, 0xfe, 0x00, 0x9c, 0x41]).unwrap();
+    let e = store::load(&d).unwrap_err().to_string();
+    assert!(e.contains("config.json") && !e.contains("not found"), "{e}");
+    copy_model(&d);
     let norm = std::fs::read_to_string(shipped().join("normaliser.json")).unwrap();
     std::fs::write(
         d.join("normaliser.json"),

@@ -211,10 +211,9 @@ pub fn load_net(
             ),
         });
     }
-    let cfg = TrainConfig::load(&config).map_err(|e| ModelError::Corrupt {
-        path: config.clone(),
-        message: e.to_string(),
-    })?;
+    // serde_json directly: burn's `Config::load` reports any unreadable
+    // file, random bytes included, as "File not found".
+    let cfg: TrainConfig = read_json(&config)?;
     cfg.net
         .check()
         .map_err(|message| ModelError::Incompatible {
