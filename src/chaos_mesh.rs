@@ -168,6 +168,10 @@ pub fn resource(
 
 /// The fault a Chaos Mesh resource asks for, on the service its
 /// `app` label selects.
+/// The most CPU stress workers a resource may ask for (each stands for a
+/// core kept busy).
+pub const MAX_STRESS_WORKERS: u64 = 1024;
+
 pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
     let spec = obj.get("spec").ok_or("spec: Required value")?;
     let service = spec
@@ -175,21 +179,41 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
         .and_then(Value::as_str)
         .ok_or("spec.selector.labelSelectors.app: the served simulation selects pods by their `app` label")?
         .to_string();
-    let value = || {
-        spec.get("value")
-            .and_then(Value::as_str)
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    // The bounds Chaos Mesh's admission webhook enforces: a fixed count is
+    // a whole number of at least 1, a percent lies in (0, 100].
+    let value = || spec.get("value").and_then(Value::as_str).unwrap_or("");
     let (pods, percent) = match spec.get("mode").and_then(Value::as_str).unwrap_or("all") {
         "all" => (None, None),
         "one" => (Some(1), None),
         "fixed" => (
-            Some(value().ok_or("spec.value: a count is required for mode fixed")? as u32),
+            Some(
+                value()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        format!(
+                            "spec.value: mode fixed needs a whole number of pods, at least 1, found `{}`",
+                            value()
+                        )
+                    })?,
+            ),
             None,
         ),
         "fixed-percent" => (
             None,
-            Some(value().ok_or("spec.value: a percent is required for mode fixed-percent")?),
+            Some(
+                value()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| *p > 0.0 && *p <= 100.0)
+                    .ok_or_else(|| {
+                        format!(
+                            "spec.value: mode fixed-percent needs a percent in (0, 100], found `{}`",
+                            value()
+                        )
+                    })?,
+            ),
         ),
         other => {
             return Err(format!(
@@ -199,7 +223,9 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
     };
     let duration_s = match spec.get("duration").and_then(Value::as_str) {
         Some(d) => Some(
-            parse_duration(d).ok_or_else(|| format!("spec.duration: `{d}` is not a duration"))?,
+            parse_duration(d)
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| format!("spec.duration: `{d}` is not a duration"))?,
         ),
         None => None,
     };
@@ -216,20 +242,39 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                     .get("size")
                     .and_then(Value::as_str)
                     .and_then(parse_mib)
+                    .filter(|s| s.is_finite() && *s > 0.0)
                     .ok_or("spec.stressors.memory.size: a size such as 256MiB is required")?;
                 let time = m
                     .get("time")
                     .and_then(Value::as_str)
                     .and_then(parse_duration)
-                    .filter(|t| *t > 0.0)
+                    .filter(|t| t.is_finite() && *t > 0.0)
                     .ok_or("spec.stressors.memory.time: the served simulation grows memory linearly and needs the time to reach the size")?;
                 f.kind = FaultKind::MemoryLeak;
                 f.leak_mib_per_s = Some(size / time);
             } else if let Some(c) = spec.pointer("/stressors/cpu") {
-                let workers = c.get("workers").and_then(Value::as_f64).unwrap_or(1.0);
-                let load = c.get("load").and_then(Value::as_f64).unwrap_or(100.0);
+                let workers = match c.get("workers") {
+                    None => 1,
+                    Some(w) => w
+                        .as_u64()
+                        .filter(|w| (1..=MAX_STRESS_WORKERS).contains(w))
+                        .ok_or_else(|| {
+                            format!(
+                                "spec.stressors.cpu.workers: 1 to {MAX_STRESS_WORKERS}, found {w}"
+                            )
+                        })?,
+                };
+                let load = match c.get("load") {
+                    None => 100.0,
+                    Some(l) => l
+                        .as_f64()
+                        .filter(|l| *l > 0.0 && *l <= 100.0)
+                        .ok_or_else(|| {
+                            format!("spec.stressors.cpu.load: a percent in (0, 100], found {l}")
+                        })?,
+                };
                 f.kind = FaultKind::CpuStress;
-                f.cores = Some(workers * load / 100.0);
+                f.cores = Some(workers as f64 * load / 100.0);
             } else {
                 return Err("spec.stressors: a memory or cpu stressor is required".into());
             }
@@ -242,7 +287,8 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                 .pointer("/delay/latency")
                 .and_then(Value::as_str)
                 .and_then(parse_duration)
-                .ok_or("spec.delay.latency: a duration such as 100ms is required")?;
+                .filter(|l| l.is_finite() && *l >= 0.0 && *l <= 3600.0)
+                .ok_or("spec.delay.latency: a duration such as 100ms, at most 1h, is required")?;
             f.kind = FaultKind::Latency;
             f.added_ms = Some(latency * 1000.0);
         }
@@ -309,6 +355,60 @@ mod tests {
             json!({"workers": 1, "size": "5400MiB", "time": "3600s"})
         );
         assert!(resource(&spec(FaultKind::Hang), "shop", &sel, "x").is_err());
+    }
+
+    #[test]
+    fn out_of_range_resources_are_refused_with_their_field() {
+        // Formerly accepted: negative or infinite cores, a fixed count of
+        // -3 (which became 0 pods), a percent of 1e9.
+        let base = |mode: &str, value: &str, stressor: Value| {
+            json!({"spec": {"mode": mode, "value": value,
+                "selector": {"labelSelectors": {"app": "api"}},
+                "stressors": stressor}})
+        };
+        let cpu = |w: Value, l: Value| json!({"cpu": {"workers": w, "load": l}});
+        for (obj, field) in [
+            (base("fixed", "-3", cpu(json!(1), json!(50))), "spec.value"),
+            (base("fixed", "0", cpu(json!(1), json!(50))), "spec.value"),
+            (base("fixed", "1.5", cpu(json!(1), json!(50))), "spec.value"),
+            (
+                base("fixed-percent", "1e9", cpu(json!(1), json!(50))),
+                "spec.value",
+            ),
+            (
+                base("fixed-percent", "0", cpu(json!(1), json!(50))),
+                "spec.value",
+            ),
+            (
+                base("all", "", cpu(json!(-3), json!(50))),
+                "spec.stressors.cpu.workers",
+            ),
+            (
+                base("all", "", cpu(json!(1e12), json!(50))),
+                "spec.stressors.cpu.workers",
+            ),
+            (
+                base("all", "", cpu(json!(1), json!(-10))),
+                "spec.stressors.cpu.load",
+            ),
+            (
+                base("all", "", cpu(json!(1), json!(1e308))),
+                "spec.stressors.cpu.load",
+            ),
+            (
+                base(
+                    "all",
+                    "",
+                    json!({"memory": {"size": "-5MiB", "time": "60s"}}),
+                ),
+                "spec.stressors.memory.size",
+            ),
+        ] {
+            let e = fault("stresschaos", &obj).unwrap_err();
+            assert!(e.starts_with(field), "{obj}: {e}");
+        }
+        let ok = fault("stresschaos", &base("fixed", "2", cpu(json!(2), json!(50)))).unwrap();
+        assert_eq!((ok.pods, ok.cores), (Some(2), Some(1.0)));
     }
 
     #[test]
