@@ -223,7 +223,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         .context("no Kubernetes credentials (KUBECONFIG or in-cluster)")?;
     // Pods, Deployments and ReplicaSets through watches (one list, then
     // the change stream): the pod and replica state of every observation.
-    let state = selfheal_k8s::watch::ClusterState::watch(client.clone(), &cfg.namespace);
+    let state = selfheal_k8s::watch::ClusterState::watch(client.clone(), &cfg.namespace, log);
     match tokio::time::timeout(Duration::from_secs(30), state.ready()).await {
         Ok(Ok(())) => log(&format!(
             "watching pods, deployments and replica sets in {}",
@@ -239,13 +239,39 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         apply,
         kill_switch,
     };
+    // Started while the API is unreachable, keep trying (with back-off and
+    // jitter, saying so) instead of exiting: a controller that starts with
+    // its cluster's control plane must outlast it.
+    let mut jitter = Stream::new(cfg.seed, Subsystem::Control);
     let owned = if take_over_hpa {
         Default::default()
     } else {
-        executor
-            .hpa_owned()
-            .await
-            .context("listing HorizontalPodAutoscalers")?
+        let mut attempt = 0u32;
+        loop {
+            match executor.hpa_owned().await {
+                Ok(owned) => {
+                    if attempt > 0 {
+                        log("Kubernetes API: back");
+                    }
+                    break owned;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let wait = (2f64.powi(attempt.min(6) as i32)).min(60.0)
+                        * (0.5 + 0.5 * jitter.uniform());
+                    log(&format!(
+                        "Kubernetes API: cannot list HorizontalPodAutoscalers ({e}); retrying in {wait:.1} s"
+                    ));
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+                        _ = shutdown() => {
+                            log("shutting down");
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
     };
     if !owned.is_empty() {
         log(&format!("left to their HPA (no scaling): {owned:?}"));
@@ -277,7 +303,6 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         ),
         None => None,
     };
-    let mut jitter = Stream::new(adapter.cfg.seed, Subsystem::Control);
     let mut failures = 0u32;
     let mut isolations: Vec<(f64, actuate::ApiRequest)> = Vec::new();
     let me = format!(

@@ -31,29 +31,49 @@ pub struct ClusterState {
 
 /// Runs a reflector for `api` on the tokio runtime; the store fills as the
 /// first list arrives and follows every watch event after. A failed list or
-/// watch is retried with the watcher's jittered exponential back-off.
-fn reflect<K>(api: Api<K>) -> reflector::Store<K>
+/// watch is retried with the watcher's jittered exponential back-off; `log`
+/// hears when the watch of `kind` goes down and when a re-list brings it
+/// back, once per change.
+fn reflect<K>(kind: &'static str, api: Api<K>, log: fn(&str)) -> reflector::Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+    let mut stream = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
-        .touched_objects();
+        .boxed();
     tokio::spawn(async move {
-        stream.for_each(|_| async {}).await;
+        let mut down = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Err(e) if !down => {
+                    down = true;
+                    log(&format!("watch {kind}: down ({e}); retrying with back-off"));
+                }
+                Ok(watcher::Event::InitDone) if down => {
+                    down = false;
+                    log(&format!("watch {kind}: back (listed again)"));
+                }
+                _ => {}
+            }
+        }
     });
     reader
 }
 
 impl ClusterState {
-    /// Starts the three watches on `namespace`.
-    pub fn watch(client: Client, namespace: &str) -> ClusterState {
+    /// Starts the three watches on `namespace`; `log` hears each one go
+    /// down and come back.
+    pub fn watch(client: Client, namespace: &str, log: fn(&str)) -> ClusterState {
         ClusterState {
-            pods: reflect(Api::namespaced(client.clone(), namespace)),
-            deployments: reflect(Api::namespaced(client.clone(), namespace)),
-            replica_sets: reflect(Api::namespaced(client, namespace)),
+            pods: reflect("pods", Api::namespaced(client.clone(), namespace), log),
+            deployments: reflect(
+                "deployments",
+                Api::namespaced(client.clone(), namespace),
+                log,
+            ),
+            replica_sets: reflect("replicasets", Api::namespaced(client, namespace), log),
         }
     }
 

@@ -309,8 +309,11 @@ fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
 /// and for a watch on each resource.
 async fn watched(server: &common::Server) -> selfheal_k8s::watch::ClusterState {
     let config = kube::Config::new(server.addr.parse().unwrap());
-    let state =
-        selfheal_k8s::watch::ClusterState::watch(kube::Client::try_from(config).unwrap(), "shop");
+    let state = selfheal_k8s::watch::ClusterState::watch(
+        kube::Client::try_from(config).unwrap(),
+        "shop",
+        |_| {},
+    );
     tokio::time::timeout(std::time::Duration::from_secs(10), state.ready())
         .await
         .expect("the first lists within 10 s")

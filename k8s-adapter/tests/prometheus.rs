@@ -123,6 +123,7 @@ async fn the_queries_return_the_seven_metrics_from_a_real_prometheus() {
     let state = selfheal_k8s::watch::ClusterState::watch(
         kube::Client::try_from(kube::Config::new(api.addr.parse().unwrap())).unwrap(),
         "shop",
+        |_| {},
     );
     tokio::time::timeout(Duration::from_secs(10), state.ready())
         .await
