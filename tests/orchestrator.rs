@@ -292,6 +292,19 @@ fn strategies_the_driver_cannot_do_escalate_instead_of_pretending() {
         matches!(events.last(), Some(HealingEvent::GaveUp { .. })),
         "{events:?}"
     );
+    // Nothing started, so nothing escalated: the chain is reported as
+    // inapplicable strategies, once, not again on every later tick.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, HealingEvent::Escalated { .. })),
+        "{events:?}"
+    );
+    for t in [15, 20, 25, 30, 35, 40] {
+        o.handle_prediction(at(t), &v, &p, &[]);
+    }
+    let (cmds, again) = drain(&mut o);
+    assert!(cmds.is_empty() && again.is_empty(), "{again:?}");
 }
 
 fn leak_scenario(controller: &str) -> selfheal::scenario::LoadedScenario {
@@ -462,9 +475,14 @@ fn a_forced_first_strategy_wins_over_rules_and_selector_and_still_escalates() {
         matches!(
             events.as_slice(),
             [
-                HealingEvent::Escalated {
-                    from: Strategy::Isolate,
-                    to: Strategy::Failover,
+                HealingEvent::Inapplicable {
+                    strategy: Strategy::Isolate,
+                    next: Some(Strategy::Failover),
+                    ..
+                },
+                HealingEvent::Inapplicable {
+                    strategy: Strategy::Failover,
+                    next: None,
                     ..
                 },
                 HealingEvent::GaveUp { .. }

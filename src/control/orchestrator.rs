@@ -290,6 +290,14 @@ pub enum HealingEvent {
         from: Strategy,
         to: Strategy,
     },
+    /// The strategy has nothing to act on here (no route to take away, no
+    /// standby, no earlier revision): it never started, so the chain moves
+    /// on to `next` without calling that an escalation.
+    Inapplicable {
+        target: String,
+        strategy: Strategy,
+        next: Option<Strategy>,
+    },
     /// A guardrail held the action back.
     Suppressed {
         target: String,
@@ -419,6 +427,10 @@ struct Target {
     hot: Vec<String>,
     cooldown_until: Time,
     floor: Option<(u32, Time)>,
+    /// The events of the last incident that started nothing (inapplicable
+    /// strategies, then giving up): the same futile chain on the next tick
+    /// is not reported again.
+    futile: Vec<HealingEvent>,
 }
 
 /// The orchestrator's state machine.
@@ -580,6 +592,7 @@ impl Orchestrator {
             || m.latency_p99 >= self.cfg.symptom_p99_ms;
         if !p.warning || !evidence {
             self.targets[ti].warnings = 0;
+            self.targets[ti].futile.clear();
             return;
         }
         self.targets[ti].warnings += 1;
@@ -767,6 +780,7 @@ impl Orchestrator {
             ChosenBy::Rules | ChosenBy::Escalation => String::new(),
         };
         let reason = format!("{why}{chooser}");
+        let mark = self.events.len();
         self.start(
             now,
             ti,
@@ -781,6 +795,22 @@ impl Orchestrator {
                 situation,
             },
         );
+        let added: Vec<HealingEvent> = self.events.range(mark..).cloned().collect();
+        let futile = added.iter().all(|e| {
+            matches!(
+                e,
+                HealingEvent::Inapplicable { .. } | HealingEvent::GaveUp { .. }
+            )
+        });
+        let t = &mut self.targets[ti];
+        if !futile {
+            t.futile.clear();
+        } else if added == t.futile {
+            // The same chain that started nothing last time: already said.
+            self.events.truncate(mark);
+        } else {
+            t.futile = added;
+        }
     }
 
     fn verify(
@@ -902,13 +932,13 @@ impl Orchestrator {
             }
             Err(Refusal::NoTarget) => {
                 // Not supported here, or nothing to act on: the next strategy.
+                self.events.push_back(HealingEvent::Inapplicable {
+                    target: view.name.clone(),
+                    strategy,
+                    next: strategy.escalation(),
+                });
                 return match strategy.escalation() {
                     Some(next) => {
-                        self.events.push_back(HealingEvent::Escalated {
-                            target: view.name.clone(),
-                            from: strategy,
-                            to: next,
-                        });
                         let d = Decision {
                             strategy: next,
                             attempt: attempt + 1,
