@@ -447,7 +447,91 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     assert_eq!(rolled.desired_replicas, 3);
     let history = run(&["rollout", "history", "deployment", "api"]);
     assert!(history.contains('3'), "{history}");
+    // Labels and annotations are kept (formerly answered 200 and dropped),
+    // and set-based selectors select by them.
+    let out = run(&["label", "pod", "web-r0-0", "team=checkout"]);
+    assert!(out.contains("labeled"), "{out}");
+    let out = run(&["annotate", "deployment", "api", "owner=sre"]);
+    assert!(out.contains("annotated"), "{out}");
+    let picked = run(&[
+        "get",
+        "pods",
+        "-l",
+        "team in (checkout,search)",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(picked.trim(), "pod/web-r0-0");
+    let note = run(&[
+        "get",
+        "deployment",
+        "api",
+        "-o",
+        "jsonpath={.metadata.annotations.owner}",
+    ]);
+    assert_eq!(note, "sre");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn labels_and_annotations_on_simulated_objects_are_kept() {
+    let served = serve_two_revisions(10.0);
+    let a = served.addr;
+    let pod = "/api/v1/namespaces/shop/pods/web-r0-0";
+    let (code, _) = call(
+        a,
+        "PATCH",
+        pod,
+        "application/strategic-merge-patch+json",
+        r#"{"metadata":{"labels":{"team":"checkout"},"annotations":{"note":"x"}}}"#,
+    );
+    assert_eq!(code, 200);
+    // Still there after the simulation moved on and rendered the pod again.
+    let t0 = served.progress().0;
+    eventually(
+        || served.progress().0,
+        |t| t.as_secs_f64() > t0.as_secs_f64() + 5.0,
+    );
+    let (_, p) = call(a, "GET", pod, "", "");
+    assert_eq!(p["metadata"]["labels"]["team"], "checkout");
+    assert_eq!(p["metadata"]["labels"]["app"], "web");
+    assert_eq!(p["metadata"]["annotations"]["note"], "x");
+    let (_, list) = call(
+        a,
+        "GET",
+        "/api/v1/namespaces/shop/pods?labelSelector=team%20in%20(checkout),app%20notin%20(api)",
+        "",
+        "",
+    );
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-r0-0"]);
+    // A patch that also changes what the simulation owns is refused whole.
+    let (code, _) = call(
+        a,
+        "PATCH",
+        pod,
+        "application/merge-patch+json",
+        r#"{"metadata":{"labels":{"team":"search"}},"spec":{"nodeName":"elsewhere"}}"#,
+    );
+    assert_eq!(code, 405);
+    let (_, p) = call(a, "GET", pod, "", "");
+    assert_eq!(p["metadata"]["labels"]["team"], "checkout");
+    // Removing the label removes it; the simulation's own labels stay.
+    let (code, p) = call(
+        a,
+        "PATCH",
+        pod,
+        "application/merge-patch+json",
+        r#"{"metadata":{"labels":{"team":null,"app":null}}}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(p["metadata"]["labels"].get("team").is_none(), "{p}");
+    assert_eq!(p["metadata"]["labels"]["app"], "web");
 }
 
 /// The status code answered to raw request bytes on a new connection.

@@ -55,44 +55,128 @@ fn fail(s: ApiStatus) -> Answer {
     Answer::Full(Response::json(s.code, &s.to_json()))
 }
 
-/// An equality-based label or field selector (`a=b,c!=d,e`): what kubectl
-/// and the Deployment controller's own lists use.
+/// One requirement of a selector, as `k8s.io/apimachinery`'s
+/// `labels.Parse` reads them.
+#[derive(Clone, Debug, PartialEq)]
+enum Requirement {
+    /// `k=v`, `k==v`
+    Equals(String, String),
+    /// `k!=v`: also true when the key is absent.
+    NotEquals(String, String),
+    /// `k in (a,b)`
+    In(String, Vec<String>),
+    /// `k notin (a,b)`: also true when the key is absent.
+    NotIn(String, Vec<String>),
+    /// `k`
+    Exists(String),
+    /// `!k`
+    DoesNotExist(String),
+}
+
+/// A label selector (equality- and set-based: `a=b,c!=d,e,!f,g in (x,y),h
+/// notin (z)`) or a field selector (equality only, as the API server
+/// serves them).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Selector(Vec<(String, Option<String>, bool)>);
+pub struct Selector(Vec<Requirement>);
+
+/// Splits on the commas outside parentheses.
+fn terms(s: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut from) = (Vec::new(), 0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[from..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
 
 impl Selector {
+    /// A label selector.
     pub fn parse(s: &str) -> Result<Selector, ApiStatus> {
+        Self::parse_with(s, true)
+    }
+
+    /// A field selector: `=`, `==` and `!=` only.
+    pub fn parse_fields(s: &str) -> Result<Selector, ApiStatus> {
+        Self::parse_with(s, false)
+    }
+
+    fn parse_with(s: &str, set_based: bool) -> Result<Selector, ApiStatus> {
         let mut out = Vec::new();
-        for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let bad = || {
+        for term in terms(s) {
+            let bad = |why: &str| {
                 ApiStatus::new(
                     400,
                     "BadRequest",
-                    format!("unable to parse requirement `{term}`: only =, == and != are served"),
+                    format!("unable to parse requirement `{term}`: {why}"),
                 )
             };
-            if term.contains(" in ") || term.contains(" notin ") || term.starts_with('!') {
-                return Err(bad());
-            }
-            let (k, v, eq) = if let Some((k, v)) = term.split_once("!=") {
-                (k, Some(v), false)
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                (k, Some(v), true)
-            } else {
-                (term, None, true)
+            let key = |k: &str| {
+                let k = k.trim();
+                if k.is_empty() || k.contains(char::is_whitespace) {
+                    Err(bad("a key is required"))
+                } else {
+                    Ok(k.to_string())
+                }
             };
-            if k.trim().is_empty() {
-                return Err(bad());
-            }
-            out.push((k.trim().to_string(), v.map(|v| v.trim().to_string()), eq));
+            let set = |rest: &str| -> Result<Vec<String>, ApiStatus> {
+                let inner = rest
+                    .trim()
+                    .strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| bad("a set is written (a,b)"))?;
+                Ok(inner
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect())
+            };
+            let set_op = [" notin ", " in "]
+                .into_iter()
+                .find_map(|op| term.split_once(op).map(|(k, r)| (op, k, r)));
+            let r = if let Some((op, k, rest)) = set_op.filter(|_| set_based) {
+                match op {
+                    " in " => Requirement::In(key(k)?, set(rest)?),
+                    _ => Requirement::NotIn(key(k)?, set(rest)?),
+                }
+            } else if let Some((k, v)) = term.split_once("!=") {
+                Requirement::NotEquals(key(k)?, v.trim().to_string())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                Requirement::Equals(key(k)?, v.trim().to_string())
+            } else if !set_based {
+                return Err(bad("field selectors take =, == and != only"));
+            } else if let Some(k) = term.strip_prefix('!') {
+                Requirement::DoesNotExist(key(k)?)
+            } else if term.contains(['(', ')', '<', '>']) {
+                return Err(bad(
+                    "the operators served are =, ==, !=, in, notin, ! and existence",
+                ));
+            } else {
+                Requirement::Exists(key(term)?)
+            };
+            out.push(r);
         }
         Ok(Selector(out))
     }
 
     fn matches(&self, lookup: impl Fn(&str) -> Option<String>) -> bool {
-        self.0.iter().all(|(k, v, eq)| match (lookup(k), v) {
-            (found, None) => found.is_some(),
-            (found, Some(v)) => (found.as_deref() == Some(v.as_str())) == *eq,
+        self.0.iter().all(|r| match r {
+            Requirement::Equals(k, v) => lookup(k).as_deref() == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => lookup(k).as_deref() != Some(v.as_str()),
+            Requirement::In(k, vs) => lookup(k).is_some_and(|x| vs.contains(&x)),
+            Requirement::NotIn(k, vs) => lookup(k).is_none_or(|x| !vs.contains(&x)),
+            Requirement::Exists(k) => lookup(k).is_some(),
+            Requirement::DoesNotExist(k) => lookup(k).is_none(),
         })
     }
 }
@@ -121,7 +205,7 @@ impl Filter {
     fn of(req: &Request) -> Result<Filter, ApiStatus> {
         Ok(Filter {
             labels: Selector::parse(req.param("labelSelector").unwrap_or(""))?,
-            fields: Selector::parse(req.param("fieldSelector").unwrap_or(""))?,
+            fields: Selector::parse_fields(req.param("fieldSelector").unwrap_or(""))?,
         })
     }
 
@@ -785,6 +869,34 @@ pub fn answer(
                             Err(e) => fail(e),
                         };
                     }
+                    // Labels and annotations of a simulated object are the
+                    // client's to change; the rest goes to the simulation.
+                    let meta = |v: &Value| {
+                        (
+                            v.pointer("/metadata/labels").cloned(),
+                            v.pointer("/metadata/annotations").cloned(),
+                        )
+                    };
+                    let metadata_only = !scale && {
+                        let (mut a, mut b) = (after.clone(), current.clone());
+                        for v in [&mut a, &mut b] {
+                            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                                for k in
+                                    ["labels", "annotations", "resourceVersion", "managedFields"]
+                                {
+                                    m.remove(k);
+                                }
+                            }
+                        }
+                        a == b
+                    };
+                    let relabel = !scale && meta(&after) != meta(&current);
+                    if metadata_only {
+                        if relabel {
+                            lock().set_user_metadata(r, name, &after);
+                        }
+                        return reread(r);
+                    }
                     let writes = if scale {
                         replicas_of(&after).map(|replicas| {
                             vec![ApiWrite::Scale {
@@ -796,7 +908,14 @@ pub fn answer(
                         writes_for(r, name, &current, &after, &lock())
                     };
                     match writes.and_then(|w| writer.write(w)) {
-                        Ok(()) => reread(r),
+                        Ok(()) => {
+                            // All or nothing: the labels only once the
+                            // simulation took the rest.
+                            if relabel {
+                                lock().set_user_metadata(r, name, &after);
+                            }
+                            reread(r)
+                        }
                         Err(e) => fail(e),
                     }
                 }
@@ -855,7 +974,20 @@ mod tests {
         assert!(!m("app!=api", ""));
         assert!(m("tier!=web", "metadata.name=api-r0-1"));
         assert!(!m("", "metadata.name=other"));
-        assert!(Selector::parse("app in (a,b)").is_err());
+        // Set-based requirements, as labels.Parse reads them.
+        assert!(m("app in (orders,api)", ""));
+        assert!(m("app in (api)", ""));
+        assert!(!m("app in (orders)", ""));
+        assert!(m("app notin (orders),tier notin (web)", ""));
+        assert!(!m("app notin (api, web)", ""));
+        assert!(m("!tier,app", ""));
+        assert!(!m("!app", ""));
+        assert!(m("app in (api),pod-template-hash=r0", ""));
+        // Field selectors stay equality-based; broken sets are refused.
+        assert!(Selector::parse_fields("metadata.name in (a)").is_err());
+        assert!(Selector::parse("app in a,b").is_err());
+        assert!(Selector::parse("app > 3").is_err());
+        assert!(Selector::parse("=x").is_err());
     }
 
     #[test]

@@ -221,6 +221,9 @@ pub struct Store {
     objects: BTreeMap<Key, Value>,
     /// The simulation's objects as last rendered (no resourceVersion).
     rendered: BTreeMap<Key, Value>,
+    /// Labels and annotations clients set on simulated objects
+    /// (`kubectl label`, `kubectl annotate`): laid over each rendering.
+    user_metadata: BTreeMap<Key, (Option<Value>, Option<Value>)>,
     log: VecDeque<Change>,
     /// The newest resourceVersion dropped from the log.
     dropped: u64,
@@ -248,6 +251,7 @@ impl Store {
             rv: 0,
             objects: BTreeMap::new(),
             rendered: BTreeMap::new(),
+            user_metadata: BTreeMap::new(),
             log: VecDeque::new(),
             dropped: 0,
         }
@@ -294,6 +298,7 @@ impl Store {
             };
             self.rv += 1;
             let mut served = o.body.clone();
+            self.overlay(&key, &mut served);
             served["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             served["metadata"]["generation"] = json!(generation);
             if key.0 == Resource::Deployments {
@@ -322,6 +327,53 @@ impl Store {
                 self.record(key.0, ChangeKind::Deleted, last);
             }
         }
+    }
+
+    /// The labels and annotations a client set, over the rendered ones:
+    /// the simulation's own labels stay (it selects pods by them).
+    fn overlay(&self, key: &Key, obj: &mut Value) {
+        let Some((labels, annotations)) = self.user_metadata.get(key) else {
+            return;
+        };
+        for (field, user) in [("labels", labels), ("annotations", annotations)] {
+            let Some(user) = user.as_ref().and_then(Value::as_object) else {
+                continue;
+            };
+            let rendered = self
+                .rendered
+                .get(key)
+                .and_then(|r| r.pointer(&format!("/metadata/{field}")))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let mut merged = user.clone();
+            merged.extend(rendered);
+            obj["metadata"][field] = Value::Object(merged);
+        }
+    }
+
+    /// A client's labels and annotations on a simulated object (the whole
+    /// maps, as a patch leaves them); a new version when they change.
+    pub fn set_user_metadata(&mut self, r: Resource, name: &str, after: &Value) -> Value {
+        let key = (r, name.to_string());
+        let meta = (
+            after.pointer("/metadata/labels").cloned(),
+            after.pointer("/metadata/annotations").cloned(),
+        );
+        self.user_metadata.insert(key.clone(), meta);
+        let Some(current) = self.objects.get(&key).cloned() else {
+            return Value::Null;
+        };
+        let mut served = current.clone();
+        self.overlay(&key, &mut served);
+        if served == current {
+            return current;
+        }
+        self.rv += 1;
+        served["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects.insert(key, served.clone());
+        self.record(r, ChangeKind::Modified, served.clone());
+        served
     }
 
     pub fn get(&self, r: Resource, name: &str) -> Option<&Value> {
