@@ -36,6 +36,27 @@ fn ago(s: u64) -> Time {
     Time::from_secs(NOW_S - s)
 }
 
+/// A running, ready pod started long ago, sampled at Go's zero time; the
+/// cases override what they test.
+fn base_pod(name: String) -> PodView {
+    PodView {
+        name,
+        phase: PodPhase::Running,
+        ready: true,
+        revision: 0,
+        node: "n".into(),
+        cpu_cores: 0.0,
+        cpu_sampled_at: Some(Time::ZERO),
+        cpu_request: 1.0,
+        memory_mib: 100.0,
+        memory_limit_mib: 512.0,
+        restarts: 0,
+        created: Time::ZERO,
+        started: Time::ZERO,
+        last_transition: Time::ZERO,
+    }
+}
+
 /// `replica_calculator_test.go`'s controller settings.
 fn calc_cfg(target: u32) -> HpaConfig {
     HpaConfig {
@@ -108,7 +129,6 @@ impl CalcCase {
                 };
                 let level = self.levels.get(i);
                 PodView {
-                    name: format!("test-pod-{i}"),
                     phase: match phase {
                         _ if deleted => PodPhase::Terminating,
                         Phase::Failed => PodPhase::Terminating,
@@ -116,17 +136,12 @@ impl CalcCase {
                         Phase::Running => PodPhase::Running,
                     },
                     ready: self.ready.get(i).copied().unwrap_or(true),
-                    revision: 0,
-                    node: "n".into(),
                     cpu_cores: level.map_or(0.0, |&l| 2.0 * l as f64 / 1000.0),
                     cpu_sampled_at: level.map(|_| Time::ZERO),
                     cpu_request: self.requests.get(i).map_or(0.0, |&r| 2.0 * r),
-                    memory_mib: 100.0,
-                    memory_limit_mib: 512.0,
-                    restarts: 0,
                     created: started,
                     started,
-                    last_transition: Time::ZERO,
+                    ..base_pod(format!("test-pod-{i}"))
                 }
             })
             .collect()
@@ -455,20 +470,9 @@ fn computed_tolerance_alg_implementation() {
         .iter()
         .enumerate()
         .map(|(i, off)| PodView {
-            name: format!("test-pod-{i}"),
-            phase: PodPhase::Running,
-            ready: true,
-            revision: 0,
-            node: "n".into(),
             cpu_cores: 2.0 * (total_used / 10) as f64 / 1000.0,
-            cpu_sampled_at: Some(Time::ZERO),
             cpu_request: 2.0 * (per_pod_requested + off) as f64 / 1000.0,
-            memory_mib: 100.0,
-            memory_limit_mib: 512.0,
-            restarts: 0,
-            created: Time::ZERO,
-            started: Time::ZERO,
-            last_transition: Time::ZERO,
+            ..base_pod(format!("test-pod-{i}"))
         })
         .collect();
     let target = (1.0 / (requested_to_used * (1.0 - 0.1))).abs() + 0.01;
@@ -591,24 +595,18 @@ fn group_pods_cases() {
     );
     for case in GROUP_CASES {
         let pod = PodView {
-            name: "bentham".into(),
             phase: if case.pending {
                 PodPhase::Pending
             } else {
                 PodPhase::Running
             },
             ready: case.ready,
-            revision: 0,
-            node: "n".into(),
             cpu_cores: 0.001,
             cpu_sampled_at: case.sampled_ago.map(ago),
-            cpu_request: 1.0,
-            memory_mib: 100.0,
-            memory_limit_mib: 512.0,
-            restarts: 0,
             created: ago(case.started_ago),
             started: ago(case.started_ago),
             last_transition: ago(case.transition_ago),
+            ..base_pod("bentham".into())
         };
         let cfg = HpaConfig {
             metric_window: Span::from_secs(case.window_s),

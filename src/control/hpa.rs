@@ -372,7 +372,7 @@ impl HpaState {
         if desired > current {
             // No further scale-up until the period's events age out.
             let limit = self
-                .scale_up_limit(&b.scale_up, current, now)
+                .rate_limit(&b.scale_up, current, now, true)
                 .max(current_i);
             let (allowed, why) = if i64::from(cfg.max_replicas) > limit {
                 (limit, Limit::ScaleUpLimit)
@@ -384,7 +384,7 @@ impl HpaState {
             }
         } else if desired < current {
             let limit = self
-                .scale_down_limit(&b.scale_down, current, now)
+                .rate_limit(&b.scale_down, current, now, false)
                 .min(current_i);
             let (allowed, why) = if i64::from(cfg.min_replicas) < limit {
                 (limit, Limit::ScaleDownLimit)
@@ -415,49 +415,30 @@ impl HpaState {
             + Self::changed_within(&self.scale_down_events, period, now)
     }
 
-    /// `calculateScaleUpLimitWithScalingRules`.
-    fn scale_up_limit(&self, rules: &ScalingRules, current: u32, now: Time) -> i64 {
-        let pick: fn(i64, i64) -> i64 = match rules.select {
-            SelectPolicy::Disabled => return i64::from(current),
-            SelectPolicy::Max => i64::max,
-            SelectPolicy::Min => i64::min,
+    /// `calculateScaleUpLimitWithScalingRules` (`up`) and
+    /// `calculateScaleDownLimitWithBehaviors`: each policy's bound from the
+    /// period's start, combined as `selectPolicy` says. For scale-down
+    /// upstream inverts the selection (Max = the largest change = the
+    /// smallest limit) and truncates the percentage toward zero, as Go's
+    /// `int32(float64)` does; scale-up rounds it up so that a small
+    /// percentage still adds a pod.
+    fn rate_limit(&self, rules: &ScalingRules, current: u32, now: Time, up: bool) -> i64 {
+        let pick: fn(i64, i64) -> i64 = match (rules.select, up) {
+            (SelectPolicy::Disabled, _) => return i64::from(current),
+            (SelectPolicy::Max, true) | (SelectPolicy::Min, false) => i64::max,
+            (SelectPolicy::Min, true) | (SelectPolicy::Max, false) => i64::min,
         };
+        let sign = if up { 1 } else { -1 };
         rules
             .policies
             .iter()
             .map(|p| {
                 let base = self.period_start(current, p.period, now);
                 match p.kind {
-                    PolicyKind::Pods => base + i64::from(p.value),
-                    // Rounded up so that a small percentage still adds a pod.
+                    PolicyKind::Pods => base + sign * i64::from(p.value),
                     PolicyKind::Percent => {
-                        (base as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64
-                    }
-                }
-            })
-            .reduce(pick)
-            .unwrap_or(i64::from(current))
-    }
-
-    /// `calculateScaleDownLimitWithBehaviors`.
-    fn scale_down_limit(&self, rules: &ScalingRules, current: u32, now: Time) -> i64 {
-        // Upstream inverts the selection for scale-down: Max policy = the
-        // largest change = the smallest limit.
-        let pick: fn(i64, i64) -> i64 = match rules.select {
-            SelectPolicy::Disabled => return i64::from(current),
-            SelectPolicy::Max => i64::min,
-            SelectPolicy::Min => i64::max,
-        };
-        rules
-            .policies
-            .iter()
-            .map(|p| {
-                let base = self.period_start(current, p.period, now);
-                match p.kind {
-                    PolicyKind::Pods => base - i64::from(p.value),
-                    // Go's int32(float64) truncates toward zero.
-                    PolicyKind::Percent => {
-                        (base as f64 * (1.0 - f64::from(p.value) / 100.0)).trunc() as i64
+                        let v = base as f64 * (1.0 + sign as f64 * f64::from(p.value) / 100.0);
+                        (if up { v.ceil() } else { v.trunc() }) as i64
                     }
                 }
             })
