@@ -534,6 +534,42 @@ fn labels_and_annotations_on_simulated_objects_are_kept() {
     assert_eq!(p["metadata"]["labels"]["app"], "web");
 }
 
+/// The status code answered to raw request bytes after which the client
+/// closes its side: a request cut short.
+fn status_of_cut_request(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn requests_cut_short_are_answered_400_not_dropped() {
+    let served = start_static_leak(1.0, ServeClock::Wall);
+    let a = served.addr;
+    // Headers without their blank line, a body shorter than announced,
+    // and bytes that are not UTF-8: formerly closed without an answer.
+    for req in [
+        &b"GET /metrics HTTP/1.1\r\nHost: x\r\n"[..],
+        b"POST /api/v1/namespaces/shop/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"a\"",
+        b"GET /metrics HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
+    ] {
+        assert_eq!(
+            status_of_cut_request(a, req),
+            400,
+            "{}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    let (status, _) = get(a, "/metrics");
+    assert!(status.contains("200"), "{status}");
+}
+
 /// The status code answered to raw request bytes on a new connection.
 fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
     let mut s = std::net::TcpStream::connect(addr).unwrap();

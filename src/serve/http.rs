@@ -88,7 +88,16 @@ impl RequestError {
 
 /// One line of at most `MAX_LINE` bytes; 0 at the end of the stream.
 fn read_line(reader: &mut BufReader<TcpStream>, line: &mut String) -> Result<usize, RequestError> {
-    let n = reader.by_ref().take(MAX_LINE).read_line(line)?;
+    let n = reader
+        .by_ref()
+        .take(MAX_LINE)
+        .read_line(line)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => {
+                RequestError::Malformed("a request line that is not UTF-8".into())
+            }
+            _ => RequestError::Io(e),
+        })?;
     if n as u64 == MAX_LINE && !line.ends_with('\n') {
         return Err(RequestError::Malformed(format!(
             "a request line over {MAX_LINE} bytes"
@@ -124,7 +133,10 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>
     loop {
         let mut h = String::new();
         if read_line(reader, &mut h)? == 0 {
-            return Ok(None);
+            // The client said it was done before its headers were.
+            return Err(RequestError::Malformed(
+                "the request ended before the blank line that ends its headers".into(),
+            ));
         }
         let h = h.trim_end();
         if h.is_empty() {
@@ -158,7 +170,14 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>
         return Err(RequestError::TooLarge(length));
     }
     req.body = vec![0; length as usize];
-    reader.read_exact(&mut req.body)?;
+    reader
+        .read_exact(&mut req.body)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => RequestError::Malformed(format!(
+                "the body ended before its Content-Length of {length} bytes"
+            )),
+            _ => RequestError::Io(e),
+        })?;
     Ok(Some(req))
 }
 
