@@ -76,8 +76,7 @@ fn mutate(text: &str, rng: &mut Stream) -> String {
             // Replace the value after an `=` (or inside an inline table).
             let line = &lines[i];
             let eqs: Vec<usize> = line.match_indices('=').map(|(k, _)| k).collect();
-            if let Some(&at) = eqs.get(rng.index(eqs.len().max(1)).min(eqs.len().saturating_sub(1)))
-            {
+            if let Some(&at) = eqs.get(rng.index(eqs.len().max(1))) {
                 let rest = &line[at + 1..];
                 let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
                 let nasty = NASTY[rng.index(NASTY.len())];

@@ -109,6 +109,13 @@ fn log(line: &str) {
     eprintln!("{:.3} {line}", Clock::wall_now());
 }
 
+/// Seconds to wait after `failures` failures in a row: `base` doubled per
+/// failure (at most 6 times), capped at a minute, with jitter of up to half
+/// so that several instances do not retry in step.
+fn backoff(base: f64, failures: u32, jitter: &mut Stream) -> f64 {
+    (base * 2f64.powi(failures.min(6) as i32)).min(60.0) * (0.5 + 0.5 * jitter.uniform())
+}
+
 fn describe(c: &Command) -> String {
     format!("{c:?}")
 }
@@ -257,8 +264,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                 }
                 Err(e) => {
                     attempt += 1;
-                    let wait = (2f64.powi(attempt.min(6) as i32)).min(60.0)
-                        * (0.5 + 0.5 * jitter.uniform());
+                    let wait = backoff(1.0, attempt, &mut jitter);
                     log(&format!(
                         "Kubernetes API: cannot list HorizontalPodAutoscalers ({e}); retrying in {wait:.1} s"
                     ));
@@ -341,8 +347,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
             Tick::Skipped(why) => {
                 // No observation, no decision: back off with jitter.
                 failures += 1;
-                let backoff = (interval * 2f64.powi(failures.min(6) as i32)).min(60.0);
-                let wait = backoff * (0.5 + 0.5 * jitter.uniform());
+                let wait = backoff(interval, failures, &mut jitter);
                 log(&format!("no action: {why}; retrying in {wait:.1} s"));
                 wait
             }

@@ -354,26 +354,25 @@ impl Store {
 
     /// A client's labels and annotations on a simulated object (the whole
     /// maps, as a patch leaves them); a new version when they change.
-    pub fn set_user_metadata(&mut self, r: Resource, name: &str, after: &Value) -> Value {
+    pub fn set_user_metadata(&mut self, r: Resource, name: &str, after: &Value) {
         let key = (r, name.to_string());
         let meta = (
             after.pointer("/metadata/labels").cloned(),
             after.pointer("/metadata/annotations").cloned(),
         );
         self.user_metadata.insert(key.clone(), meta);
-        let Some(current) = self.objects.get(&key).cloned() else {
-            return Value::Null;
+        let Some(current) = self.objects.get(&key) else {
+            return;
         };
         let mut served = current.clone();
         self.overlay(&key, &mut served);
-        if served == current {
-            return current;
+        if &served == current {
+            return;
         }
         self.rv += 1;
         served["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects.insert(key, served.clone());
-        self.record(r, ChangeKind::Modified, served.clone());
-        served
+        self.record(r, ChangeKind::Modified, served);
     }
 
     pub fn get(&self, r: Resource, name: &str) -> Option<&Value> {
