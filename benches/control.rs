@@ -4,6 +4,9 @@
 //!   with a trained forest (push a sample, forecast, size), no retraining.
 //! - `forest_training_1000x74`: fitting the 100-tree forest on 1,000
 //!   samples of 74 features.
+//! - `anomaly_update_60s` / `anomaly_update_5s`: one sample of one metric
+//!   through the anomaly detector with a full day of baseline (60 s
+//!   scrapes: 1,440 values; 5 s scrapes: capped at the same 1,440).
 //!
 //! Run with `cargo bench --bench control`.
 
@@ -11,6 +14,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use selfheal::control::ServiceView;
+use selfheal::control::anomaly::{AnomalyDetector, DetectorConfig};
 use selfheal::control::scaler::{AutonomousScaler, ForecastConfig, Forecaster, ScalerConfig};
 use selfheal::metrics::ServiceMetrics;
 use selfheal::time::Time;
@@ -81,6 +85,25 @@ fn bench(c: &mut Criterion) {
     }
     g.sample_size(10);
     g.bench_function("forest_training_1000x74", |b| b.iter(|| f.train()));
+    g.finish();
+
+    let mut g = c.benchmark_group("anomaly");
+    for interval in [60u64, 5] {
+        let mut d = AnomalyDetector::new(DetectorConfig::default());
+        let value = |i: u64| 50.0 + 10.0 * ((i * 7919) % 97) as f64 / 97.0;
+        // Two days of history, so every window is full.
+        let warm = 2 * 86_400 / interval;
+        for i in 0..warm {
+            d.update(Time::from_secs(i * interval), value(i));
+        }
+        let mut i = warm;
+        g.bench_function(format!("anomaly_update_{interval}s"), |b| {
+            b.iter(|| {
+                i += 1;
+                black_box(d.update(Time::from_secs(i * interval), value(i)))
+            })
+        });
+    }
     g.finish();
 }
 

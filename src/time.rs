@@ -205,6 +205,21 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
 }
 
+/// The unix seconds of a UTC timestamp as monitoring exports write it:
+/// RFC 3339, or a space for the `T` (`2014-01-16 00:05:00`, NAB), or Go's
+/// `time.Time` string (`2022-08-23 11:59:28.41 +0000 UTC m=+0.39`).
+pub fn parse_utc(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let s = s.split_once(" +0000").map_or(s, |(head, _)| head);
+    if let Some((date, time)) = s.split_once(' ') {
+        return parse_rfc3339(&format!(
+            "{date}T{}Z",
+            time.strip_suffix('Z').unwrap_or(time)
+        ));
+    }
+    parse_rfc3339(s)
+}
+
 #[cfg(test)]
 mod parse_rfc3339_tests {
     #[test]
@@ -217,5 +232,13 @@ mod parse_rfc3339_tests {
             Some(1_796_144_400.0)
         );
         assert_eq!(super::parse_rfc3339("2026-13-01T17:00:00Z"), None);
+        for (text, want) in [
+            ("2026-12-01 17:00:00", 1_796_144_400.0),
+            ("2026-12-01T17:00:00Z", 1_796_144_400.0),
+            ("2026-12-01 17:00:00.25 +0000 UTC m=+0.39", 1_796_144_400.25),
+        ] {
+            assert_eq!(super::parse_utc(text), Some(want), "{text}");
+        }
+        assert_eq!(super::parse_utc("yesterday"), None);
     }
 }

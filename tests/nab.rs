@@ -74,3 +74,55 @@ fn the_sweep_agrees_with_scoring_each_threshold_directly() {
         );
     }
 }
+
+/// The detector's NAB result with its shipped defaults, pinned: a change to
+/// the detector that moves it must update these figures (and the README).
+#[test]
+fn the_detector_scores_as_recorded_on_the_aws_files() {
+    let dir = nab_dir();
+    let cfg = selfheal::control::anomaly::DetectorConfig::default();
+    let scores = nab::evaluate(&dir, &cfg).unwrap();
+    let get = |detector: &str, profile: &str| {
+        scores
+            .iter()
+            .find(|s| s.detector == detector && s.profile == profile)
+            .unwrap()
+            .normalised
+    };
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    assert_eq!(round(get("selfheal", "standard")), 66.5);
+    assert_eq!(round(get("selfheal", "reward_low_FP_rate")), 63.8);
+    assert_eq!(round(get("selfheal", "reward_low_FN_rate")), 69.9);
+    assert_eq!(
+        round(get("selfheal (leave one file out)", "standard")),
+        63.0
+    );
+    // Numenta's own leave-one-file-out estimate, the same rule on its rows.
+    assert_eq!(round(get("numenta (leave one file out)", "standard")), 70.2);
+    // The pattern detector's threshold is the standard sweep's, rounded
+    // down to two decimals (the documented rule).
+    let swept = scores
+        .iter()
+        .find(|s| s.detector == "selfheal" && s.profile == "standard")
+        .unwrap()
+        .threshold;
+    let pattern = selfheal::control::predictor::patterns::PatternConfig::default();
+    assert_eq!(pattern.anomaly_threshold, (swept * 100.0).floor() / 100.0);
+}
+
+/// The same detector and threshold on a real cluster's recorded day
+/// (60 s scrapes), pinned: faults caught within 5 minutes and false alarm
+/// episodes in the fault-free hours.
+#[test]
+fn the_detector_on_the_recorded_incident_day() {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/incidents/nezha-ob-2022-08-23");
+    let cfg = selfheal::control::anomaly::DetectorConfig::default();
+    let threshold =
+        selfheal::control::predictor::patterns::PatternConfig::default().anomaly_threshold;
+    let r = selfheal::eval::incidents::evaluate(&dir, &cfg, threshold).unwrap();
+    assert_eq!(r.faults.len(), 32);
+    assert_eq!((r.caught(), r.after_warmup()), (17, 31));
+    assert_eq!(r.false_alarm_episodes, 5);
+    assert!((r.fault_free_service_hours - 70.0).abs() < 0.1);
+}

@@ -13,6 +13,7 @@ use selfheal::control::predictor::patterns::{FailureType, Remediation};
 use selfheal::control::predictor::{Health, ServiceWatch};
 use selfheal::rng::{Stream, Subsystem};
 use selfheal::scenario::FaultKind;
+use selfheal::time::Time;
 use selfheal::train::model::{PredictorNet, PredictorNetConfig};
 use selfheal::train::store::{self, ModelError};
 use selfheal::train::trainer::{self, TrainConfig};
@@ -261,7 +262,7 @@ fn a_memory_leak_is_named_with_a_restart_and_a_measured_time_to_failure() {
     let mut watch = ServiceWatch::new(model.window, &pcfg);
     let mut found = None;
     for r in rows.iter().filter(|r| r.service == target) {
-        watch.handle_row(r.features);
+        watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
         if let Some(p) = watch.predict(&model, &pcfg)
             && r.t_s > at
             && p.failure_type == Some(FailureType::MemoryLeak)

@@ -1,129 +1,314 @@
 //! An online, per-metric anomaly score in [0, 1].
 //!
-//! Two stages, after Ahmad et al., "Unsupervised real-time anomaly detection
-//! for streaming data" (Neurocomputing 2017), the method behind NAB's HTM
-//! detector, with the HTM prediction replaced by a robust rolling baseline:
+//! Two signals, the larger wins:
 //!
-//! 1. a *surprise* per value: how far it lies from the median of the last
-//!    `baseline` values, in units of their median absolute deviation;
-//! 2. the *anomaly likelihood*: the tail probability of the recent mean
-//!    surprise (`short` values) under a normal distribution fitted to the
-//!    last `history` surprises, reported on NAB's log scale so that only
-//!    very unlikely stretches approach 1.
+//! 1. *Spatial novelty*: the value leaves the range seen over the last
+//!    `range_s` by more than `spatial_tolerance` of that range. This is the
+//!    rule NAB's Numenta detector adds to HTM (`numenta_detector.py`,
+//!    `SPATIAL_TOLERANCE = 0.05`); here the range is a trailing week rather
+//!    than all history, so a detector that runs for months can forget.
+//! 2. The *anomaly likelihood* of Ahmad et al., "Unsupervised real-time
+//!    anomaly detection for streaming data" (Neurocomputing 2017), with HTM's
+//!    prediction error replaced by a robust surprise: the distance of the
+//!    value from the median of the last `baseline_s`, in units of their
+//!    median absolute deviation, on a log scale that reaches 1 at
+//!    `surprise_at_one` deviations. The surprise is averaged over
+//!    `averaging_s`; the likelihood is the normal tail of that average under
+//!    the mean and spread of the averages of the last `history_s`; a run of
+//!    "red" likelihoods (tail below 1e-5) is reported once, then as yellow
+//!    (Numenta's `_filterLikelihoods`), so a lasting anomaly is one alarm.
 //!
-//! The state is plain data and the update is deterministic: the same values
-//! give the same scores in the simulator, in the live adapter and in
-//! `selfheal eval nab`.
+//! Every window is in seconds and the windows are time buckets, not sample
+//! counts: the same configuration means the same on 5 s, 60 s or 5 min
+//! scrapes, and the warm-up is `warmup_s` whatever the interval. The state
+//! is allocated once in [`AnomalyDetector::new`]; an update allocates
+//! nothing and is deterministic, so the same values at the same times give
+//! the same scores in the simulator, the live adapter and `selfheal eval`.
+//!
+//! The defaults were fixed as the README's "The anomaly detector" says: constants
+//! taken from Numenta's detector (spatial tolerance, averaging over ten
+//! 5-minute samples, the red and yellow zones) and one day / one week /
+//! thirty days for the windows; the NAB threshold is swept on the AWS files
+//! with a leave-one-file-out estimate beside it.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-/// Fixed before scoring NAB (see the predictor issue's note); every field
-/// is in samples.
+use crate::time::Time;
+
+/// Every field is in seconds except the two ratios.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// Values the baseline median and MAD are taken over.
-    pub baseline: usize,
-    /// Surprises the likelihood's normal distribution is fitted to.
-    pub history: usize,
-    /// Surprises averaged for the short-term mean.
-    pub short: usize,
-    /// Scores are 0 until this many values have been seen.
-    pub warmup: usize,
-    /// Surprise is capped so that one wild value cannot dominate the fit.
-    pub max_surprise: f64,
+    /// The values the baseline median and MAD are taken over (at most
+    /// [`MAX_BASELINE`] of the latest of them).
+    pub baseline_s: f64,
+    /// The trailing range a spatially novel value must leave.
+    pub range_s: f64,
+    /// How far outside the range, as a share of its width, is novel.
+    pub spatial_tolerance: f64,
+    /// Deviations (robust z) at which the log-scaled surprise reaches 1.
+    pub surprise_at_one: f64,
+    /// The surprise is averaged over this long before the likelihood.
+    pub averaging_s: f64,
+    /// The averages the likelihood's normal distribution is fitted to.
+    pub history_s: f64,
+    /// Scores are 0 until this long after the first value.
+    pub warmup_s: f64,
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            baseline: 64,
-            history: 1000,
-            short: 6,
-            warmup: 100,
-            max_surprise: 20.0,
+            baseline_s: 86_400.0,
+            range_s: 7.0 * 86_400.0,
+            spatial_tolerance: 0.05,
+            surprise_at_one: 100.0,
+            averaging_s: 3_000.0,
+            history_s: 30.0 * 86_400.0,
+            warmup_s: 600.0,
         }
     }
+}
+
+impl DetectorConfig {
+    /// The first field that is not a usable window or ratio.
+    pub fn check(&self) -> Result<(), String> {
+        let fields = [
+            ("baseline_s", self.baseline_s),
+            ("range_s", self.range_s),
+            ("surprise_at_one", self.surprise_at_one),
+            ("averaging_s", self.averaging_s),
+            ("history_s", self.history_s),
+        ];
+        for (name, v) in fields {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("anomaly.{name} must be a positive number, not {v}"));
+            }
+        }
+        for (name, v) in [
+            ("spatial_tolerance", self.spatial_tolerance),
+            ("warmup_s", self.warmup_s),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("anomaly.{name} must be 0 or more, not {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most values the baseline keeps (a day of 60 s scrapes): the median
+/// costs linear time in it.
+pub const MAX_BASELINE: usize = 1_440;
+/// The most surprises averaged.
+const MAX_AVERAGING: usize = 256;
+/// Time buckets of the trailing range and of the likelihood's history.
+const RANGE_BUCKETS: usize = 168;
+const HISTORY_BUCKETS: usize = 720;
+/// Values the baseline needs before a surprise means anything.
+const MIN_BASELINE: usize = 8;
+/// Numenta's red zone (tail probability) and the yellow score a repeat
+/// red is reported at.
+const RED_TAIL: f64 = 1e-5;
+const YELLOW_TAIL: f64 = 1e-3;
+/// A floor on the spread of the averages, as Numenta's 0.03: a flat
+/// signal's first wobble is not a certainty.
+const MIN_SPREAD: f64 = 0.03;
+
+#[derive(Clone, Copy, Debug)]
+struct RangeBucket {
+    id: i64,
+    lo: f64,
+    hi: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MomentBucket {
+    id: i64,
+    n: f64,
+    sum: f64,
+    sum_sq: f64,
 }
 
 #[derive(Clone, Debug)]
 pub struct AnomalyDetector {
     cfg: DetectorConfig,
-    values: VecDeque<f64>,
-    surprises: VecDeque<f64>,
-    sum: f64,
-    sum_sq: f64,
-    seen: usize,
+    first: Option<f64>,
+    baseline: VecDeque<(f64, f64)>,
     scratch: Vec<f64>,
+    surprises: VecDeque<(f64, f64)>,
+    range: Vec<RangeBucket>,
+    moments: Vec<MomentBucket>,
+    red: bool,
 }
 
 impl AnomalyDetector {
     pub fn new(cfg: DetectorConfig) -> Self {
         AnomalyDetector {
-            values: VecDeque::with_capacity(cfg.baseline + 1),
-            surprises: VecDeque::with_capacity(cfg.history + 1),
             cfg,
-            sum: 0.0,
-            sum_sq: 0.0,
-            seen: 0,
-            scratch: Vec::new(),
+            first: None,
+            baseline: VecDeque::with_capacity(MAX_BASELINE),
+            scratch: Vec::with_capacity(MAX_BASELINE),
+            surprises: VecDeque::with_capacity(MAX_AVERAGING),
+            range: vec![
+                RangeBucket {
+                    id: i64::MIN,
+                    lo: 0.0,
+                    hi: 0.0,
+                };
+                RANGE_BUCKETS
+            ],
+            moments: vec![
+                MomentBucket {
+                    id: i64::MIN,
+                    n: 0.0,
+                    sum: 0.0,
+                    sum_sq: 0.0,
+                };
+                HISTORY_BUCKETS
+            ],
+            red: false,
         }
     }
 
-    /// Feeds the next value and returns its anomaly score. Non-finite values
-    /// (a scrape without traffic) score 0 and leave the state untouched.
-    pub fn update(&mut self, x: f64) -> f64 {
+    /// Feeds the value scraped at `now` and returns its anomaly score.
+    /// Non-finite values (a scrape without traffic) score 0 and leave the
+    /// state untouched.
+    pub fn update(&mut self, now: Time, x: f64) -> f64 {
         if !x.is_finite() {
             return 0.0;
         }
-        self.seen += 1;
-        let surprise = self.surprise(x);
-        self.values.push_back(x);
-        if self.values.len() > self.cfg.baseline {
-            self.values.pop_front();
-        }
-        let Some(s) = surprise else { return 0.0 };
-        self.surprises.push_back(s);
-        self.sum += s;
-        self.sum_sq += s * s;
-        if self.surprises.len() > self.cfg.history {
-            let old = self.surprises.pop_front().expect("non-empty");
-            self.sum -= old;
-            self.sum_sq -= old * old;
-        }
-        if self.seen < self.cfg.warmup || self.surprises.len() < self.cfg.short {
+        let t = now.as_secs_f64();
+        let warm = t - *self.first.get_or_insert(t) >= self.cfg.warmup_s;
+        let novel = warm && self.spatially_novel(t, x);
+        self.widen_range(t, x);
+        let surprise = self.surprise(t, x);
+        let average = self.average(t, surprise);
+        let (mean, spread) = self.moments(t, average);
+        if !warm {
             return 0.0;
         }
-        let n = self.surprises.len() as f64;
-        let mean = self.sum / n;
-        let var = (self.sum_sq / n - mean * mean).max(0.0);
-        // A floor on the spread keeps a flat signal's first wobble from
-        // scoring as a certainty.
-        let sd = var.sqrt().max(0.5);
-        let k = self.cfg.short.min(self.surprises.len());
-        let recent = self.surprises.iter().rev().take(k).sum::<f64>() / k as f64;
-        let tail = normal_tail((recent - mean) / sd);
-        log_likelihood(1.0 - tail)
+        let mut tail = normal_tail((average - mean) / spread.max(MIN_SPREAD));
+        let red = tail <= RED_TAIL;
+        if red && self.red {
+            tail = YELLOW_TAIL;
+        }
+        self.red = red;
+        if novel {
+            1.0
+        } else {
+            log_likelihood(1.0 - tail)
+        }
     }
 
-    fn surprise(&mut self, x: f64) -> Option<f64> {
-        if self.values.len() < 8 {
-            return None;
+    fn bucket(t: f64, window_s: f64, buckets: usize) -> i64 {
+        (t / (window_s / buckets as f64)).floor() as i64
+    }
+
+    fn spatially_novel(&self, t: f64, x: f64) -> bool {
+        let now = Self::bucket(t, self.cfg.range_s, RANGE_BUCKETS);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for b in &self.range {
+            if b.id > now - RANGE_BUCKETS as i64 {
+                lo = lo.min(b.lo);
+                hi = hi.max(b.hi);
+            }
         }
-        self.scratch.clear();
-        self.scratch.extend(self.values.iter().copied());
-        let centre = median(&mut self.scratch);
-        for v in &mut self.scratch {
-            *v = (*v - centre).abs();
+        if hi <= lo {
+            return false;
         }
-        let mad: f64 = median(&mut self.scratch);
-        // 1.4826 MAD estimates the standard deviation of normal data; the
-        // floor relative to the level stops a constant signal from dividing
-        // by zero.
-        let scale = (1.4826 * mad).max(1e-3 * centre.abs()).max(1e-9);
-        Some(((x - centre).abs() / scale).min(self.cfg.max_surprise))
+        let tolerance = (hi - lo) * self.cfg.spatial_tolerance;
+        x > hi + tolerance || x < lo - tolerance
+    }
+
+    fn widen_range(&mut self, t: f64, x: f64) {
+        let id = Self::bucket(t, self.cfg.range_s, RANGE_BUCKETS);
+        let b = &mut self.range[id.rem_euclid(RANGE_BUCKETS as i64) as usize];
+        if b.id == id {
+            b.lo = b.lo.min(x);
+            b.hi = b.hi.max(x);
+        } else {
+            *b = RangeBucket { id, lo: x, hi: x };
+        }
+    }
+
+    /// The log-scaled robust distance of `x` from the baseline, then `x`
+    /// joins the baseline.
+    fn surprise(&mut self, t: f64, x: f64) -> f64 {
+        while self
+            .baseline
+            .front()
+            .is_some_and(|&(s, _)| s <= t - self.cfg.baseline_s)
+        {
+            self.baseline.pop_front();
+        }
+        let surprise = if self.baseline.len() >= MIN_BASELINE {
+            self.scratch.clear();
+            self.scratch.extend(self.baseline.iter().map(|&(_, v)| v));
+            let centre = median(&mut self.scratch);
+            for v in &mut self.scratch {
+                *v = (*v - centre).abs();
+            }
+            let mad = median(&mut self.scratch);
+            // 1.4826 MAD estimates the standard deviation of normal data;
+            // the floor relative to the level stops a constant signal from
+            // dividing by zero.
+            let scale = (1.4826 * mad).max(1e-3 * centre.abs()).max(1e-9);
+            let z = (x - centre).abs() / scale;
+            ((1.0 + z).ln() / (1.0 + self.cfg.surprise_at_one).ln()).min(1.0)
+        } else {
+            0.0
+        };
+        if self.baseline.len() == MAX_BASELINE {
+            self.baseline.pop_front();
+        }
+        self.baseline.push_back((t, x));
+        surprise
+    }
+
+    fn average(&mut self, t: f64, surprise: f64) -> f64 {
+        while self
+            .surprises
+            .front()
+            .is_some_and(|&(s, _)| s <= t - self.cfg.averaging_s)
+        {
+            self.surprises.pop_front();
+        }
+        if self.surprises.len() == MAX_AVERAGING {
+            self.surprises.pop_front();
+        }
+        self.surprises.push_back((t, surprise));
+        self.surprises.iter().map(|&(_, s)| s).sum::<f64>() / self.surprises.len() as f64
+    }
+
+    /// Adds `average` to the history and returns the history's mean and
+    /// standard deviation.
+    fn moments(&mut self, t: f64, average: f64) -> (f64, f64) {
+        let id = Self::bucket(t, self.cfg.history_s, HISTORY_BUCKETS);
+        let b = &mut self.moments[id.rem_euclid(HISTORY_BUCKETS as i64) as usize];
+        if b.id != id {
+            *b = MomentBucket {
+                id,
+                n: 0.0,
+                sum: 0.0,
+                sum_sq: 0.0,
+            };
+        }
+        b.n += 1.0;
+        b.sum += average;
+        b.sum_sq += average * average;
+        let (mut n, mut sum, mut sum_sq) = (0.0, 0.0, 0.0);
+        for b in &self.moments {
+            if b.id > id - HISTORY_BUCKETS as i64 {
+                n += b.n;
+                sum += b.sum;
+                sum_sq += b.sum_sq;
+            }
+        }
+        let mean = sum / n;
+        (mean, (sum_sq / n - mean * mean).max(0.0).sqrt())
     }
 }
 
@@ -161,26 +346,109 @@ pub fn log_likelihood(likelihood: f64) -> f64 {
 }
 
 /// Scores a whole series with a fresh detector.
-pub fn score_series(cfg: &DetectorConfig, values: &[f64]) -> Vec<f64> {
+pub fn score_series(cfg: &DetectorConfig, times: &[Time], values: &[f64]) -> Vec<f64> {
     let mut d = AnomalyDetector::new(cfg.clone());
-    values.iter().map(|&x| d.update(x)).collect()
+    times
+        .iter()
+        .zip(values)
+        .map(|(&t, &x)| d.update(t, x))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn every(interval_s: f64, n: usize) -> Vec<Time> {
+        (0..n)
+            .map(|i| Time::from_secs_f64(interval_s * i as f64))
+            .collect()
+    }
+
+    fn noise(n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| 10.0 + ((i * 7919) % 13) as f64 * 0.1)
+            .collect()
+    }
+
     #[test]
     fn a_level_shift_scores_high_and_noise_scores_low() {
-        let mut values: Vec<f64> = (0..600)
-            .map(|i| 10.0 + ((i * 7919) % 13) as f64 * 0.1)
-            .collect();
+        let mut values = noise(600);
         values.extend((0..20).map(|i| 30.0 + (i % 3) as f64));
-        let s = score_series(&DetectorConfig::default(), &values);
+        let s = score_series(&DetectorConfig::default(), &every(60.0, 620), &values);
         let quiet = s[100..600].iter().copied().fold(0.0, f64::max);
         let shift = s[600..620].iter().copied().fold(0.0, f64::max);
         assert!(quiet < 0.5, "noise scored {quiet}");
         assert!(shift > 0.9, "shift scored {shift}");
+    }
+
+    #[test]
+    fn warm_up_is_the_same_time_at_any_scrape_interval() {
+        let cfg = DetectorConfig::default();
+        for interval in [5.0, 60.0, 300.0] {
+            let n = (2.0 * cfg.warmup_s / interval) as usize + 2;
+            // A wild value at every scrape: only the warm-up keeps it at 0.
+            let values: Vec<f64> = (0..n).map(|i| (i % 2) as f64 * 1e6 * i as f64).collect();
+            let times = every(interval, n);
+            let s = score_series(&cfg, &times, &values);
+            let first = times[s
+                .iter()
+                .position(|&v| v > 0.0)
+                .expect("scores after warm-up")];
+            assert_eq!(
+                first,
+                Time::from_secs_f64((cfg.warmup_s / interval).ceil() * interval),
+                "{interval} s scrapes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lasting_anomaly_is_one_alarm() {
+        // A spike inside the range seen so far (no spatial novelty): the
+        // likelihood turns red once and repeats as yellow.
+        let mut values = noise(2_000);
+        values[100] = 100.0;
+        values.extend((0..30).map(|i| 40.0 + (i % 2) as f64));
+        let s = score_series(&DetectorConfig::default(), &every(60.0, 2_030), &values);
+        let alarms = s[1_000..].iter().filter(|&&v| v >= 0.5).count();
+        assert_eq!(alarms, 1, "{:?}", &s[2_000..]);
+    }
+
+    #[test]
+    fn the_range_is_forgotten_after_a_week() {
+        let cfg = DetectorConfig::default();
+        let hour = 3_600.0;
+        let n = 24 * 10;
+        let mut values = noise(n);
+        values[30] = 100.0;
+        // Back near the old peak eight days later: novel again.
+        values[30 + 8 * 24] = 90.0;
+        let s = score_series(&cfg, &every(hour, n), &values);
+        assert_eq!(s[30 + 8 * 24], 1.0);
+        // Within the week the same value is not spatially novel.
+        let mut early = noise(n);
+        early[30] = 100.0;
+        early[30 + 3 * 24] = 90.0;
+        let s = score_series(&cfg, &every(hour, n), &early);
+        assert!(s[30 + 3 * 24] < 1.0);
+    }
+
+    #[test]
+    fn updates_do_not_allocate() {
+        let mut d = AnomalyDetector::new(DetectorConfig::default());
+        let caps = |d: &AnomalyDetector| {
+            (
+                d.baseline.capacity(),
+                d.scratch.capacity(),
+                d.surprises.capacity(),
+            )
+        };
+        let before = caps(&d);
+        for (i, x) in noise(5_000).into_iter().enumerate() {
+            d.update(Time::from_secs(i as u64), x);
+        }
+        assert_eq!(caps(&d), before);
     }
 
     #[test]

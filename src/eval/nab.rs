@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::control::anomaly::{DetectorConfig, score_series};
+use crate::time::{Time, parse_utc};
+
 #[derive(Debug, Error)]
 pub enum NabError {
     #[error("{path}: {source}")]
@@ -75,6 +78,9 @@ pub struct LabelledFile {
     /// Relative name as the windows file spells it (`realAWSCloudwatch/x.csv`).
     pub name: String,
     pub timestamps: Vec<String>,
+    /// The timestamps as times (unix seconds), for detectors defined in
+    /// seconds.
+    pub times: Vec<Time>,
     pub values: Vec<f64>,
     pub windows: Vec<(usize, usize)>,
 }
@@ -294,9 +300,23 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<LabelledFile>, NabError> {
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let times = timestamps
+                .iter()
+                .enumerate()
+                .map(|(i, stamp)| {
+                    parse_utc(stamp)
+                        .map(Time::from_secs_f64)
+                        .ok_or_else(|| NabError::Csv {
+                            path: path.clone(),
+                            line: i + 2,
+                            message: format!("timestamp {stamp:?} is not `YYYY-MM-DD HH:MM:SS`"),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(LabelledFile {
                 name,
                 timestamps,
+                times,
                 values,
                 windows: rows,
             })
@@ -467,17 +487,54 @@ pub fn numenta_published_threshold(dir: &Path, p: &Profile) -> Result<f64, NabEr
     })
 }
 
+/// The score of `files` when each one's threshold is swept on all the
+/// others (leave one file out): an estimate of the score on files the
+/// threshold was not chosen on. Returns the result and the thresholds
+/// chosen, one per file.
+pub fn leave_one_file_out(
+    detector: &str,
+    files: &[(&LabelledFile, &[f64])],
+    p: &Profile,
+) -> (CorpusScore, Vec<f64>) {
+    let mut raw = 0.0;
+    let mut thresholds = Vec::with_capacity(files.len());
+    for (i, (f, s)) in files.iter().enumerate() {
+        let rest: Vec<_> = files
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, pair)| *pair)
+            .collect();
+        let t = best_threshold(detector, &rest, p).threshold;
+        raw += score_file(s, &f.windows, p, t).score;
+        thresholds.push(t);
+    }
+    let windows = files
+        .iter()
+        .map(|(f, s)| scored_windows(s.len(), &f.windows))
+        .sum();
+    let mut sorted = thresholds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let score = CorpusScore {
+        detector: detector.to_owned(),
+        profile: p.name,
+        threshold: sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+        raw,
+        normalised: normalised(raw, windows, p),
+    };
+    (score, thresholds)
+}
+
 /// Scores the online detector with `cfg` on the corpus in `dir`, next to
 /// Numenta HTM's published per-row scores, both with the threshold swept on
-/// these files, and HTM at its published full-corpus threshold.
-pub fn evaluate(
-    dir: &Path,
-    cfg: &crate::control::anomaly::DetectorConfig,
-) -> Result<Vec<CorpusScore>, NabError> {
+/// these files (and, for both, the leave-one-file-out estimate, whose
+/// threshold column is the median of the per-file thresholds), and HTM at
+/// its published full-corpus threshold.
+pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Vec<CorpusScore>, NabError> {
     let corpus = load_corpus(dir)?;
     let ours: Vec<Vec<f64>> = corpus
         .iter()
-        .map(|f| crate::control::anomaly::score_series(cfg, &f.values))
+        .map(|f| score_series(cfg, &f.times, &f.values))
         .collect();
     let htm: Vec<Vec<f64>> = corpus
         .iter()
@@ -491,7 +548,9 @@ pub fn evaluate(
     let mut out = Vec::new();
     for p in &PROFILES {
         out.push(best_threshold("selfheal", &ours, p));
+        out.push(leave_one_file_out("selfheal (leave one file out)", &ours, p).0);
         out.push(best_threshold("numenta (re-swept)", &htm, p));
+        out.push(leave_one_file_out("numenta (leave one file out)", &htm, p).0);
         let t = numenta_published_threshold(dir, p)?;
         let raw: f64 = htm
             .iter()

@@ -29,6 +29,7 @@ use crate::control::predictor::normalise::Normaliser;
 use crate::control::predictor::patterns::{FailureType, trend};
 use crate::control::predictor::{Model, PredictorConfig, ServiceWatch};
 use crate::scenario::FaultKind;
+use crate::time::Time;
 
 pub const DETECTORS: [&str; 5] = ["lstm", "persistence", "thresholds", "patterns", "forest"];
 
@@ -167,7 +168,7 @@ pub fn score_dataset(
             let mut out = Vec::new();
             for i in a..b {
                 let r = &ds.rows[i];
-                watch.handle_row(r.features);
+                watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
                 let k = i - a;
                 if k + 1 < model.window || !(k + 1 - model.window).is_multiple_of(stride.max(1)) {
                     continue;

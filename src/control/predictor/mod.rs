@@ -20,6 +20,7 @@ use self::normalise::Normaliser;
 use self::patterns::{Detection, FailureType, PatternConfig, Remediation};
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
 use crate::metrics::ServiceMetrics;
+use crate::time::Time;
 
 /// The health states, worst last: the predictor's four classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
@@ -147,12 +148,12 @@ impl ServiceWatch {
     }
 
     pub fn handle_scrape(&mut self, m: &ServiceMetrics) {
-        self.handle_row(scrape_row(m));
+        self.handle_row(m.timestamp, scrape_row(m));
     }
 
-    pub fn handle_row(&mut self, row: [f32; 8]) {
-        self.anomaly_errors = self.errors.update(row[patterns::ERRORS] as f64);
-        self.anomaly_latency = self.latency.update(row[patterns::P99] as f64);
+    pub fn handle_row(&mut self, now: Time, row: [f32; 8]) {
+        self.anomaly_errors = self.errors.update(now, row[patterns::ERRORS] as f64);
+        self.anomaly_latency = self.latency.update(now, row[patterns::P99] as f64);
         self.rows.push_back(row);
         if self.rows.len() > self.window {
             self.rows.pop_front();
