@@ -1,5 +1,7 @@
 //! The HPA and KPA rules, pinned with hand-computed cases.
 
+mod common;
+
 use selfheal::control::hpa::{self, HpaConfig, HpaState};
 use selfheal::control::kpa::{DeciderSpec, KpaConfig, KpaState};
 use selfheal::control::{PodPhase, PodView};
@@ -13,20 +15,10 @@ fn t(s: u64) -> Time {
 /// 0.5-core request.
 fn pod(cores: f64, now: Time) -> PodView {
     PodView {
-        name: "p".into(),
-        phase: PodPhase::Running,
-        ready: true,
-        revision: 0,
-        node: "n".into(),
         cpu_cores: cores,
         cpu_sampled_at: Some(now),
         cpu_request: 0.5,
-        memory_mib: 100.0,
-        memory_limit_mib: 512.0,
-        restarts: 0,
-        created: Time::ZERO,
-        started: Time::ZERO,
-        last_transition: Time::ZERO,
+        ..common::ready_pod("p")
     }
 }
 

@@ -1,6 +1,8 @@
 //! The healing orchestrator's decisions, guardrails and escalation, on
 //! hand-made predictions (the predictor itself is tested in predictor.rs).
 
+mod common;
+
 use selfheal::control::orchestrator::{HealingEvent, Orchestrator, OrchestratorConfig, Strategy};
 use selfheal::control::predictor::patterns::{FailureType, Remediation};
 use selfheal::control::predictor::{Health, Prediction};
@@ -29,20 +31,11 @@ fn view(name: &str, pods: u32, revision: u32, error_rate: f64) -> ServiceView {
         max_connections: 100,
         pods: (0..pods)
             .map(|i| PodView {
-                name: format!("{name}-{i}"),
-                phase: PodPhase::Running,
-                ready: true,
                 revision,
                 node: "node-0".into(),
                 cpu_cores: 0.5,
-                cpu_sampled_at: Some(Time::ZERO),
-                cpu_request: 1.0,
                 memory_mib: 100.0 + 50.0 * i as f64,
-                memory_limit_mib: 512.0,
-                restarts: 0,
-                created: Time::ZERO,
-                started: Time::ZERO,
-                last_transition: Time::ZERO,
+                ..common::ready_pod(format!("{name}-{i}"))
             })
             .collect(),
         concurrency: vec![],

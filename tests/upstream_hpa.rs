@@ -19,6 +19,8 @@
 //! layout of the event log (the counts it feeds are covered by
 //! `TestScalingWithRules`).
 
+mod common;
+
 use selfheal::control::hpa::{
     self, Behavior, HpaConfig, HpaState, Limit, NoRecommendation, Policy, PolicyKind, ScalingRules,
     SelectPolicy,
@@ -34,27 +36,6 @@ fn now() -> Time {
 
 fn ago(s: u64) -> Time {
     Time::from_secs(NOW_S - s)
-}
-
-/// A running, ready pod started long ago, sampled at Go's zero time; the
-/// cases override what they test.
-fn base_pod(name: String) -> PodView {
-    PodView {
-        name,
-        phase: PodPhase::Running,
-        ready: true,
-        revision: 0,
-        node: "n".into(),
-        cpu_cores: 0.0,
-        cpu_sampled_at: Some(Time::ZERO),
-        cpu_request: 1.0,
-        memory_mib: 100.0,
-        memory_limit_mib: 512.0,
-        restarts: 0,
-        created: Time::ZERO,
-        started: Time::ZERO,
-        last_transition: Time::ZERO,
-    }
 }
 
 /// `replica_calculator_test.go`'s controller settings.
@@ -141,7 +122,7 @@ impl CalcCase {
                     cpu_request: self.requests.get(i).map_or(0.0, |&r| 2.0 * r),
                     created: started,
                     started,
-                    ..base_pod(format!("test-pod-{i}"))
+                    ..common::ready_pod(format!("test-pod-{i}"))
                 }
             })
             .collect()
@@ -472,7 +453,7 @@ fn computed_tolerance_alg_implementation() {
         .map(|(i, off)| PodView {
             cpu_cores: 2.0 * (total_used / 10) as f64 / 1000.0,
             cpu_request: 2.0 * (per_pod_requested + off) as f64 / 1000.0,
-            ..base_pod(format!("test-pod-{i}"))
+            ..common::ready_pod(format!("test-pod-{i}"))
         })
         .collect();
     let target = (1.0 / (requested_to_used * (1.0 - 0.1))).abs() + 0.01;
@@ -606,7 +587,7 @@ fn group_pods_cases() {
             created: ago(case.started_ago),
             started: ago(case.started_ago),
             last_transition: ago(case.transition_ago),
-            ..base_pod("bentham".into())
+            ..common::ready_pod("bentham")
         };
         let cfg = HpaConfig {
             metric_window: Span::from_secs(case.window_s),

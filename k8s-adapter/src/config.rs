@@ -377,34 +377,30 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_field() {
-        let e = AdapterConfig::parse(
-            "prometheus = \"http://p:9090\"\nnamespace = \"default\"\nintervl_s = 5\n[[service]]\nname = \"api\"\n",
-            "a.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.starts_with("a.toml:3:") && e.contains("intervl_s"), "{e}");
-        let e = AdapterConfig::parse(
-            "prometheus = \"http://p:9090\"\nnamespace = \"default\"\ninterval_s = -1\n[[service]]\nname = \"api\"\n",
-            "a.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.starts_with("a.toml:3:") && e.contains("interval_s"),
-            "{e}"
-        );
-        // A type error inside a table names the table's field.
-        let e = AdapterConfig::parse(
-            "prometheus = \"http://p:9090\"\nnamespace = \"default\"\n[[service]]\nname = \"api\"\nmax_connections = \"ten\"\n",
-            "a.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.starts_with("a.toml:5: field `service[0].max_connections`: invalid type"),
-            "{e}"
-        );
+        let head = "prometheus = \"http://p:9090\"\nnamespace = \"default\"\n";
+        for (body, prefix, field) in [
+            (
+                "intervl_s = 5\n[[service]]\nname = \"api\"\n",
+                "a.toml:3:",
+                "intervl_s",
+            ),
+            (
+                "interval_s = -1\n[[service]]\nname = \"api\"\n",
+                "a.toml:3:",
+                "interval_s",
+            ),
+            // A type error inside a table names the table's field.
+            (
+                "[[service]]\nname = \"api\"\nmax_connections = \"ten\"\n",
+                "a.toml:5: field `service[0].max_connections`: invalid type",
+                "max_connections",
+            ),
+        ] {
+            let e = AdapterConfig::parse(&format!("{head}{body}"), "a.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(prefix) && e.contains(field), "{e}");
+        }
     }
 
     #[test]

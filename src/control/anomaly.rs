@@ -237,13 +237,7 @@ impl AnomalyDetector {
     /// The log-scaled robust distance of `x` from the baseline, then `x`
     /// joins the baseline.
     fn surprise(&mut self, t: f64, x: f64) -> f64 {
-        while self
-            .baseline
-            .front()
-            .is_some_and(|&(s, _)| s <= t - self.cfg.baseline_s)
-        {
-            self.baseline.pop_front();
-        }
+        drop_until(&mut self.baseline, t - self.cfg.baseline_s);
         let surprise = if self.baseline.len() >= MIN_BASELINE {
             self.scratch.clear();
             self.scratch.extend(self.baseline.iter().map(|&(_, v)| v));
@@ -269,13 +263,7 @@ impl AnomalyDetector {
     }
 
     fn average(&mut self, t: f64, surprise: f64) -> f64 {
-        while self
-            .surprises
-            .front()
-            .is_some_and(|&(s, _)| s <= t - self.cfg.averaging_s)
-        {
-            self.surprises.pop_front();
-        }
+        drop_until(&mut self.surprises, t - self.cfg.averaging_s);
         if self.surprises.len() == MAX_AVERAGING {
             self.surprises.pop_front();
         }
@@ -309,6 +297,13 @@ impl AnomalyDetector {
         }
         let mean = sum / n;
         (mean, (sum_sq / n - mean * mean).max(0.0).sqrt())
+    }
+}
+
+/// Drops the `(time, value)` entries at or before `cutoff`, oldest first.
+fn drop_until(q: &mut VecDeque<(f64, f64)>, cutoff: f64) {
+    while q.front().is_some_and(|&(t, _)| t <= cutoff) {
+        q.pop_front();
     }
 }
 

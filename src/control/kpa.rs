@@ -251,10 +251,6 @@ impl KpaState {
     }
 }
 
-fn ready_pods(svc: &ServiceView) -> u32 {
-    svc.pods.iter().filter(|p| p.ready).count() as u32
-}
-
 /// One KPA per service.
 pub struct Kpa {
     cfg: KpaConfig,
@@ -277,7 +273,7 @@ impl Kpa {
         svc: &ServiceView,
         now: Time,
     ) -> Option<Command> {
-        let ready = ready_pods(svc);
+        let ready = svc.ready_pods();
         let cc = cfg
             .container_concurrency
             .get(&svc.name)
@@ -315,7 +311,7 @@ impl Controller for Kpa {
     }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for svc in &obs.services {
-            let ready = ready_pods(svc);
+            let ready = svc.ready_pods();
             let state = self
                 .states
                 .get_or_insert_with(&svc.name, |_| KpaState::new(ready, now));

@@ -89,6 +89,13 @@ pub struct ServiceView {
     pub backup: Option<String>,
 }
 
+impl ServiceView {
+    /// The pods that pass their readiness probe.
+    pub fn ready_pods(&self) -> u32 {
+        self.pods.iter().filter(|p| p.ready).count() as u32
+    }
+}
+
 /// What a controller is shown at one tick.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {

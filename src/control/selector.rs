@@ -66,7 +66,7 @@ impl Situation {
         can_isolate: bool,
     ) -> Situation {
         let m = &view.metrics;
-        let ready = view.pods.iter().filter(|p| p.ready).count() as f64;
+        let ready = f64::from(view.ready_pods());
         let p99 = if m.latency_p99.is_finite() {
             m.latency_p99 / slo_ms.max(1e-9)
         } else {

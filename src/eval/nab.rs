@@ -207,6 +207,14 @@ pub fn scored_windows(n_rows: usize, windows: &[(usize, usize)]) -> usize {
     windows.iter().filter(|w| w.1 >= probation).count()
 }
 
+/// The scored windows of all `files`: what a corpus score is normalised by.
+pub fn corpus_windows(files: &[(&LabelledFile, &[f64])]) -> usize {
+    files
+        .iter()
+        .map(|(f, s)| scored_windows(s.len(), &f.windows))
+        .sum()
+}
+
 /// Raw corpus score of each candidate threshold, highest first: every
 /// distinct detector score is tried, as NAB's sweep does.
 pub fn sweep_thresholds(files: &[(&LabelledFile, &[f64])], p: &Profile) -> Vec<(f64, f64)> {
@@ -232,11 +240,7 @@ pub fn sweep_thresholds(files: &[(&LabelledFile, &[f64])], p: &Profile) -> Vec<(
     }
     events.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut best: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); files.len()];
-    let mut null = 0.0;
-    for (f, s) in files {
-        null -= p.fn_ * scored_windows(s.len(), &f.windows) as f64;
-    }
-    let mut window_sum = null;
+    let mut window_sum = -p.fn_ * corpus_windows(files) as f64;
     let mut fp_sum = 0.0;
     let mut out = Vec::with_capacity(thresholds.len());
     let mut e = 0;
@@ -412,10 +416,7 @@ pub fn best_threshold(
     files: &[(&LabelledFile, &[f64])],
     p: &Profile,
 ) -> CorpusScore {
-    let windows: usize = files
-        .iter()
-        .map(|(f, s)| scored_windows(s.len(), &f.windows))
-        .sum();
+    let windows = corpus_windows(files);
     let (threshold, raw) = sweep_thresholds(files, p)
         .into_iter()
         // Ties go to the higher threshold (fewer detections), as NAB's
@@ -509,10 +510,7 @@ pub fn leave_one_file_out(
         raw += score_file(s, &f.windows, p, t).score;
         thresholds.push(t);
     }
-    let windows = files
-        .iter()
-        .map(|(f, s)| scored_windows(s.len(), &f.windows))
-        .sum();
+    let windows = corpus_windows(files);
     let mut sorted = thresholds.clone();
     sorted.sort_by(f64::total_cmp);
     let score = CorpusScore {
@@ -541,10 +539,7 @@ pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Vec<CorpusScore>, Na
         .map(|f| numenta_rows(dir, f))
         .collect::<Result<_, _>>()?;
     let (ours, htm) = (pair(&corpus, &ours), pair(&corpus, &htm));
-    let windows: usize = corpus
-        .iter()
-        .map(|f| scored_windows(f.values.len(), &f.windows))
-        .sum();
+    let windows = corpus_windows(&htm);
     let mut out = Vec::new();
     for p in &PROFILES {
         out.push(best_threshold("selfheal", &ours, p));

@@ -1,6 +1,8 @@
 //! The scenario file format (TOML). Every field has a documented default;
 //! unknown fields are errors, so a typo never silently falls back to one.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -647,6 +649,15 @@ impl Default for KubernetesSpec {
 }
 
 impl Scenario {
+    /// Each service's position in `services`, by name.
+    pub fn service_index(&self) -> BTreeMap<&str, usize> {
+        self.services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect()
+    }
+
     /// Runs the scenario under another controller, keeping the scenario's
     /// replica bounds (a CLI or suite names a kind and its settings, not the
     /// service's limits).

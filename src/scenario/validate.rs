@@ -565,12 +565,7 @@ pub fn parse_percent_value(s: &str) -> Option<f64> {
 
 fn check_acyclic(s: &Scenario) -> Check {
     // Depth-first search with colours; a back edge is a cycle.
-    let idx: BTreeMap<&str, usize> = s
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, sv)| (sv.name.as_str(), i))
-        .collect();
+    let idx = s.service_index();
     // Colours: 0 unseen, 1 on the path, 2 done. The path is an explicit
     // stack of (service, next call to follow), so a deep chain of services
     // cannot overflow the thread's stack.

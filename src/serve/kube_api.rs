@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::http::{Request, Response};
 use super::patch::{json_patch, merge_patch};
-use super::store::{ApiStatus, Resource, Store};
+use super::store::{ApiStatus, Resource, Store, user_metadata_of};
 use crate::sim::api_objects::{ApiWrite, revision_of_image};
 use crate::time::parse_rfc3339;
 
@@ -871,12 +871,6 @@ pub fn answer(
                     }
                     // Labels and annotations of a simulated object are the
                     // client's to change; the rest goes to the simulation.
-                    let meta = |v: &Value| {
-                        (
-                            v.pointer("/metadata/labels").cloned(),
-                            v.pointer("/metadata/annotations").cloned(),
-                        )
-                    };
                     let metadata_only = !scale && {
                         let (mut a, mut b) = (after.clone(), current.clone());
                         for v in [&mut a, &mut b] {
@@ -890,7 +884,7 @@ pub fn answer(
                         }
                         a == b
                     };
-                    let relabel = !scale && meta(&after) != meta(&current);
+                    let relabel = !scale && user_metadata_of(&after) != user_metadata_of(&current);
                     if metadata_only {
                         if relabel {
                             lock().set_user_metadata(r, name, &after);

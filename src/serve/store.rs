@@ -211,6 +211,15 @@ pub struct Change {
 
 type Key = (Resource, String);
 
+/// An object's labels and annotations, the part of a simulated object a
+/// client may change.
+pub fn user_metadata_of(obj: &Value) -> (Option<Value>, Option<Value>) {
+    (
+        obj.pointer("/metadata/labels").cloned(),
+        obj.pointer("/metadata/annotations").cloned(),
+    )
+}
+
 /// How many changes a watch can resume from; older resourceVersions get
 /// 410 Gone and the client lists again, as against a real API server.
 const LOG_LEN: usize = 100_000;
@@ -356,11 +365,8 @@ impl Store {
     /// maps, as a patch leaves them); a new version when they change.
     pub fn set_user_metadata(&mut self, r: Resource, name: &str, after: &Value) {
         let key = (r, name.to_string());
-        let meta = (
-            after.pointer("/metadata/labels").cloned(),
-            after.pointer("/metadata/annotations").cloned(),
-        );
-        self.user_metadata.insert(key.clone(), meta);
+        self.user_metadata
+            .insert(key.clone(), user_metadata_of(after));
         let Some(current) = self.objects.get(&key) else {
             return;
         };

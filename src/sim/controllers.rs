@@ -78,12 +78,7 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
 /// dependencies holds more. At least 1, at most `max_connections` (the
 /// pod's hard limit, which is what `containerConcurrency` enforces).
 pub fn knative_container_concurrency(s: &Scenario) -> BTreeMap<String, u32> {
-    let index: BTreeMap<&str, usize> = s
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, svc)| (svc.name.as_str(), i))
-        .collect();
+    let index = s.service_index();
     // Unloaded response times in ms, computed callees first with an
     // explicit stack: call graphs can be deep, and a cycle (rejected by
     // validation) would count a callee's CPU time only.
