@@ -278,3 +278,62 @@ fn a_memory_leak_is_named_with_a_restart_and_a_measured_time_to_failure() {
         assert!(ttf.is_finite() && ttf >= 0.0, "{ttf}");
     }
 }
+
+/// The network's window is defined in seconds: a minute-by-minute
+/// recording gives the same prediction as 5 s scrapes that hold each
+/// minute's values, and nothing is predicted before the window's span.
+#[test]
+fn scrapes_at_60_s_are_resampled_onto_the_models_time_base() {
+    let bundle = store::load(&shipped()).unwrap();
+    let model = bundle.model();
+    let pcfg = bundle.predictor_config();
+    let minute = |k: u64| -> [f32; 8] {
+        let k = k as f32;
+        [
+            0.4 + 0.05 * k,
+            0.3 + 0.01 * k,
+            100.0 + 7.0 * k,
+            0.002 * k,
+            20.0 + 3.0 * k,
+            60.0 + 25.0 * k,
+            5.0,
+            2.0,
+        ]
+    };
+    let mut coarse = ServiceWatch::new(model.window, &pcfg);
+    let mut fine = ServiceWatch::new(model.window, &pcfg);
+    let mut compared = 0;
+    for k in 0..12u64 {
+        coarse.handle_row(Time::from_secs(60 * k), minute(k));
+        for j in 0..12 {
+            fine.handle_row(Time::from_secs(60 * k + 5 * j), minute(k));
+        }
+        let c = coarse.predict(&model, &pcfg);
+        // The fine watch, asked at the coarse scrape's instant.
+        let mut at_scrape = ServiceWatch::new(model.window, &pcfg);
+        for t in 0..=(12 * k) {
+            at_scrape.handle_row(Time::from_secs(5 * t), minute(t / 12));
+        }
+        let f = at_scrape.predict(&model, &pcfg);
+        if 60 * k < 295 {
+            assert!(
+                c.is_none(),
+                "no prediction before the window's 295 s, got one at {} s",
+                60 * k
+            );
+            continue;
+        }
+        let (c, f) = (c.unwrap(), f.unwrap());
+        assert!(
+            (c.not_healthy - f.not_healthy).abs() < 1e-6,
+            "{} s: {} vs {}",
+            60 * k,
+            c.not_healthy,
+            f.not_healthy
+        );
+        assert_eq!(c.status, f.status);
+        compared += 1;
+    }
+    assert_eq!(compared, 7);
+    assert!(fine.predict(&model, &pcfg).is_some());
+}

@@ -77,7 +77,7 @@ fn recordings_are_labelled_like_simulated_traces_and_train_the_same_model() {
         truth.push((tag, record(&dir, tag, name)));
     }
     let cfg = TracesConfig::default();
-    let ds = recorded::load_dir(&dir, &cfg).unwrap();
+    let ds = recorded::load_dir(&dir, &cfg, None).unwrap();
     assert_eq!(ds.runs.len(), 3);
     assert_eq!(ds.config.scrape_interval_s, 5.0);
     assert_eq!(ds.controller, "recorded");
@@ -128,14 +128,16 @@ fn recordings_are_labelled_like_simulated_traces_and_train_the_same_model() {
 
     // A recording with a broken SLI file is refused with its name and line.
     std::fs::write(dir.join("hang-sli.csv"), "t_s,sli\n0,2\n").unwrap();
-    let e = recorded::load_dir(&dir, &cfg).unwrap_err().to_string();
+    let e = recorded::load_dir(&dir, &cfg, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("hang-sli.csv") && e.contains("line 2"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
     let empty =
         std::env::temp_dir().join(format!("selfheal-recorded-empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     assert!(
-        recorded::load_dir(&empty, &cfg)
+        recorded::load_dir(&empty, &cfg, None)
             .unwrap_err()
             .to_string()
             .contains("no recordings")

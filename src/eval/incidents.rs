@@ -9,8 +9,8 @@
 //! threshold within [`CATCH_WINDOW_S`] after the injection. False alarms
 //! are counted as episodes (a run of consecutive scrapes at or above the
 //! threshold) per service-hour over the *fault-free* scrapes: those in
-//! clock hours the fault list does not name and at least [`SETTLE_S`] after
-//! the latest injection.
+//! clock hours the fault list does not name and at least 15 minutes after
+//! the latest injection ([`FaultList::fault_free`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
+use crate::metrics::ServiceMetrics;
 use crate::time::{Time, parse_utc};
 
 /// The metrics scored, by the recording's column names.
@@ -30,8 +31,6 @@ pub const METRICS: [&str; 5] = [
 ];
 /// A fault counts as caught within this long after its injection.
 pub const CATCH_WINDOW_S: f64 = 300.0;
-/// Scrapes this soon after an injection are not fault-free.
-pub const SETTLE_S: f64 = 900.0;
 /// A gap between scrapes counts as observed time up to this long.
 const MAX_GAP_S: f64 = 300.0;
 
@@ -64,6 +63,132 @@ pub struct Fault {
     pub at: Time,
     pub service: String,
     pub kind: String,
+    /// When the injection stopped, where the list says.
+    pub end: Option<Time>,
+}
+
+/// Faults with the time they make unfit for counting false alarms.
+#[derive(Clone, Debug, Default)]
+pub struct FaultList {
+    /// In time order.
+    pub faults: Vec<Fault>,
+    /// UTC clock hours set aside for injections (Nezha's grouping): none of
+    /// their scrapes is fault-free.
+    pub busy_hours: Vec<u32>,
+}
+
+/// Scrapes this long after a fault's end are fault-free again.
+pub const AFTER_END_S: f64 = 600.0;
+
+impl FaultList {
+    /// Reads a Nezha `<day>-fault_list.json`, or a CSV with the header
+    /// `t_s,service,kind` and an optional fourth column `end_s` (seconds in
+    /// the recording's time base, as its `t_s`).
+    pub fn read(path: &Path) -> Result<FaultList, IncidentError> {
+        if path.extension().is_some_and(|e| e == "json") {
+            let (faults, busy_hours) = read_faults(path)?;
+            return Ok(FaultList { faults, busy_hours });
+        }
+        let text = read(path)?;
+        let bad = |line: usize, message: String| IncidentError::Parse {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let mut lines = text.lines().enumerate();
+        let header = lines.next().map_or("", |(_, h)| h.trim());
+        let with_end = match header {
+            "t_s,service,kind" => false,
+            "t_s,service,kind,end_s" => true,
+            _ => {
+                return Err(bad(
+                    1,
+                    "expected the header `t_s,service,kind` or `t_s,service,kind,end_s`".into(),
+                ));
+            }
+        };
+        let mut faults = Vec::new();
+        for (i, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if f.len() != 3 + with_end as usize {
+                return Err(bad(
+                    i + 1,
+                    format!("{} fields, expected {}", f.len(), 3 + with_end as usize),
+                ));
+            }
+            let secs = |k: usize, name: &str| {
+                f[k].parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| {
+                        bad(
+                            i + 1,
+                            format!("field `{name}`: `{}` is not a time in seconds", f[k]),
+                        )
+                    })
+            };
+            let at = secs(0, "t_s")?;
+            let end = match with_end && !f[3].is_empty() {
+                true => Some(secs(3, "end_s")?),
+                false => None,
+            };
+            if end.is_some_and(|e| e < at) {
+                return Err(bad(i + 1, "field `end_s`: before `t_s`".into()));
+            }
+            faults.push(Fault {
+                at: Time::from_secs_f64(at),
+                service: f[1].to_owned(),
+                kind: f[2].to_owned(),
+                end: end.map(Time::from_secs_f64),
+            });
+        }
+        faults.sort_by_key(|f| f.at);
+        Ok(FaultList {
+            faults,
+            busy_hours: Vec::new(),
+        })
+    }
+
+    /// Outside every fault's window (its start to [`AFTER_END_S`] after
+    /// its end; a fault without an end lasts [`CATCH_WINDOW_S`]) and
+    /// outside the busy hours.
+    pub fn fault_free(&self, t: Time) -> bool {
+        let secs = t.as_secs_f64();
+        let hour = (secs.rem_euclid(86_400.0) / 3_600.0) as u32;
+        !self.busy_hours.contains(&hour)
+            && self.faults.iter().all(|f| {
+                let end = f
+                    .end
+                    .map_or(f.at.as_secs_f64() + CATCH_WINDOW_S, Time::as_secs_f64);
+                secs < f.at.as_secs_f64() || secs >= end + AFTER_END_S
+            })
+    }
+
+    /// False-alarm episodes (runs of consecutive fault-free scrapes that
+    /// alarm) of one service, and the fault-free seconds observed (gaps
+    /// between scrapes count up to five minutes).
+    pub fn false_alarms(
+        &self,
+        times: &[Time],
+        alarms: impl IntoIterator<Item = bool>,
+    ) -> (usize, f64) {
+        let (mut seconds, mut episodes, mut alarming) = (0.0, 0, false);
+        for (i, alarm) in alarms.into_iter().enumerate() {
+            let t = times[i];
+            if !self.fault_free(t) {
+                alarming = false;
+                continue;
+            }
+            if let Some(&next) = times.get(i + 1) {
+                seconds += (next.as_secs_f64() - t.as_secs_f64()).min(MAX_GAP_S);
+            }
+            if alarm && !alarming {
+                episodes += 1;
+            }
+            alarming = alarm;
+        }
+        (episodes, seconds)
+    }
 }
 
 /// One fault's outcome.
@@ -219,6 +344,7 @@ pub fn read_faults(path: &Path) -> Result<(Vec<Fault>, Vec<u32>), IncidentError>
                 at: Time::from_secs_f64(at),
                 service: service_of(&e.inject_pod).to_owned(),
                 kind: e.inject_type,
+                end: None,
             });
         }
     }
@@ -277,7 +403,8 @@ pub fn evaluate(
             line: 0,
             message: "no <day>-fault_list.json".into(),
         })?;
-    let (faults, hours) = read_faults(&fault_list)?;
+    let list = FaultList::read(&fault_list)?;
+    let faults = &list.faults;
     let mut series = Vec::new();
     for p in &paths {
         let s = read_service(p)?;
@@ -310,33 +437,11 @@ pub fn evaluate(
             }
         })
         .collect();
-    let fault_free = |t: Time| {
-        let secs = t.as_secs_f64();
-        let hour = ((secs.rem_euclid(86_400.0)) / 3_600.0) as u32;
-        let settled = faults
-            .iter()
-            .rev()
-            .find(|f| f.at <= t)
-            .is_none_or(|f| secs - f.at.as_secs_f64() >= SETTLE_S);
-        !hours.contains(&hour) && settled
-    };
     let (mut seconds, mut episodes) = (0.0, 0);
     for (s, scores) in &series {
-        let mut alarming = false;
-        for (i, &t) in s.times.iter().enumerate() {
-            if !fault_free(t) {
-                alarming = false;
-                continue;
-            }
-            if let Some(&next) = s.times.get(i + 1) {
-                seconds += (next.as_secs_f64() - t.as_secs_f64()).min(MAX_GAP_S);
-            }
-            let alarm = scores[i].0 >= threshold;
-            if alarm && !alarming {
-                episodes += 1;
-            }
-            alarming = alarm;
-        }
+        let (e, secs) = list.false_alarms(&s.times, scores.iter().map(|v| v.0 >= threshold));
+        episodes += e;
+        seconds += secs;
     }
     Ok(IncidentReport {
         threshold,
@@ -344,6 +449,149 @@ pub fn evaluate(
         fault_free_service_hours: seconds / 3_600.0,
         false_alarm_episodes: episodes,
     })
+}
+
+/// The recording's per-pod metrics in the project's recording format (see
+/// `train::recorded`), one service per pod:
+/// - `cpu_usage`, `memory_usage`: `CpuUsageRate(%)` and
+///   `MemoryUsageRate(%)` over 100 (a share of the pod's *limit*);
+/// - `request_rate`: `PodWorkload(Ops)`;
+/// - `latency_p99_ms`: `PodServerLatencyP99(s)` in ms;
+/// - `error_rate`: 1 - `PodSuccessRate(%)` / 100, unmeasured when the
+///   column never leaves 0 (not filled in this export); the frontend's
+///   comes from `front_service.csv` (with its p50), matched to the nearest
+///   scrape within 30 s;
+/// - in-flight requests unmeasured; one ready and desired replica.
+pub fn import(dir: &Path) -> Result<Vec<(String, Vec<ServiceMetrics>)>, IncidentError> {
+    const CPU: usize = 0;
+    const MEMORY: usize = 1;
+    const P99: usize = 2;
+    const SUCCESS: usize = 3;
+    const WORKLOAD: usize = 4;
+    let metric_dir = dir.join("metric");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&metric_dir)
+        .map_err(|source| IncidentError::Io {
+            path: metric_dir.clone(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with("_metric.csv")))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(IncidentError::Parse {
+            path: metric_dir,
+            line: 0,
+            message: "no <pod>_metric.csv files".into(),
+        });
+    }
+    let front = front_service(&metric_dir.join("front_service.csv"))?;
+    let mut out = Vec::new();
+    for p in &paths {
+        let s = read_service(p)?;
+        let success_filled = s.values.iter().any(|v| v[SUCCESS] > 0.0);
+        let scrapes = s
+            .times
+            .iter()
+            .zip(&s.values)
+            .map(|(&t, v)| {
+                let mut m = ServiceMetrics {
+                    timestamp: t,
+                    cpu_usage: v[CPU] / 100.0,
+                    memory_usage: v[MEMORY] / 100.0,
+                    request_rate: v[WORKLOAD],
+                    error_rate: if success_filled {
+                        1.0 - v[SUCCESS] / 100.0
+                    } else {
+                        f64::NAN
+                    },
+                    latency_p50: f64::NAN,
+                    latency_p99: v[P99] * 1000.0,
+                    active_connections: 0,
+                    ready_replicas: 1,
+                    desired_replicas: 1,
+                };
+                if s.service == "frontend"
+                    && let Some(&(_, success, p50)) = nearest(&front, t.as_secs_f64())
+                {
+                    m.error_rate = 1.0 - success / 100.0;
+                    m.latency_p50 = p50 * 1000.0;
+                }
+                m
+            })
+            .collect();
+        out.push((s.service, scrapes));
+    }
+    Ok(out)
+}
+
+/// `front_service.csv`: (unix s, success %, p50 s) per row; empty when the
+/// file is absent.
+fn front_service(path: &Path) -> Result<Vec<(f64, f64, f64)>, IncidentError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = read(path)?;
+    let bad = |line: usize, message: String| IncidentError::Parse {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| bad(1, format!("no `{name}` column")))
+    };
+    let (time, success, p50) = (
+        column("Time")?,
+        column("SuccessRate(%)")?,
+        column("LatencyP50(s)")?,
+    );
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let cell = |c: usize| cells.get(c).copied().unwrap_or("");
+        let at = parse_utc(cell(time)).ok_or_else(|| {
+            bad(
+                i + 2,
+                format!("Time {:?} is not a UTC timestamp", cell(time)),
+            )
+        })?;
+        let num = |c: usize, name: &str| {
+            let text = cell(c);
+            if text.is_empty() {
+                return Ok(f64::NAN);
+            }
+            text.parse::<f64>()
+                .map_err(|e| bad(i + 2, format!("{name} {text:?}: {e}")))
+        };
+        rows.push((
+            at,
+            num(success, "SuccessRate(%)")?,
+            num(p50, "LatencyP50(s)")?,
+        ));
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(rows)
+}
+
+/// The row nearest to `t` within 30 s.
+fn nearest(rows: &[(f64, f64, f64)], t: f64) -> Option<&(f64, f64, f64)> {
+    let i = rows.partition_point(|r| r.0 < t);
+    [i.checked_sub(1), Some(i)]
+        .into_iter()
+        .flatten()
+        .filter_map(|k| rows.get(k))
+        .filter(|r| (r.0 - t).abs() <= 30.0)
+        .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
 }
 
 /// The report as Markdown: the headline figures, then one row per fault.

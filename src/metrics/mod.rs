@@ -81,7 +81,9 @@ pub fn parse_metrics_csv(text: &str) -> Result<Vec<(String, ServiceMetrics)>, St
             ));
         }
         let num = |k: usize| -> Result<f64, String> {
-            if f[k].is_empty() && names[k].starts_with("latency") {
+            // An empty cell is a metric the source did not measure (a
+            // latency without traffic, a success rate nobody exported).
+            if f[k].is_empty() && k > 0 {
                 return Ok(f64::NAN);
             }
             f[k].parse::<f64>().map_err(|_| {
@@ -94,6 +96,10 @@ pub fn parse_metrics_csv(text: &str) -> Result<Vec<(String, ServiceMetrics)>, St
             })
         };
         let count = |k: usize| -> Result<u32, String> {
+            // Not measured: the count the predictor would see without it.
+            if f[k].is_empty() {
+                return Ok(0);
+            }
             f[k].parse::<u32>().map_err(|_| {
                 format!(
                     "line {}: field `{}`: `{}` is not a count",

@@ -5,10 +5,13 @@
 //! SLO latency at each scrape). Each recording is one run of the dataset;
 //! its labels come from the same health rules as simulated traces
 //! (`HealthConfig::classify` on the SLI, worst state over the horizon).
+//! A recording from elsewhere may lack the SLI file; its states then come
+//! from the error rate and the p99 against the SLO latency
+//! ([`ServiceRecording::states`]). Scrapes may come at any interval.
 
 use std::path::{Path, PathBuf};
 
-use super::traces::{Dataset, Health, LoadFamily, Row, RunPlan, TracesConfig};
+use super::traces::{Dataset, Health, HealthConfig, LoadFamily, Row, RunPlan, TracesConfig};
 use crate::metrics::{ServiceMetrics, parse_metrics_csv};
 
 pub const SLI_HEADER: &str = "t_s,sli";
@@ -57,11 +60,77 @@ pub fn parse_sli_csv(text: &str) -> Result<Vec<(f64, f64)>, String> {
         .collect()
 }
 
+/// One service's recording: its scrapes (any interval; empty cells are
+/// unmeasured metrics) and, when the source has one, its SLI per scrape.
+#[derive(Clone, Debug)]
+pub struct ServiceRecording {
+    pub service: String,
+    pub path: PathBuf,
+    pub scrapes: Vec<ServiceMetrics>,
+    pub sli: Option<Vec<f64>>,
+}
+
+/// Without an SLO latency, a service's objective is this multiple of its
+/// median p99 over the recording: "about three times slower than usual".
+pub const DEFAULT_SLO_LATENCY_FACTOR: f64 = 3.0;
+
+impl ServiceRecording {
+    /// The latency objective: `given`, or [`DEFAULT_SLO_LATENCY_FACTOR`]
+    /// times the recording's median p99 (NaN without any latency).
+    pub fn slo_latency_ms(&self, given: Option<f64>) -> f64 {
+        if let Some(ms) = given {
+            return ms;
+        }
+        let mut p99: Vec<f64> = self
+            .scrapes
+            .iter()
+            .map(|m| m.latency_p99)
+            .filter(|x| x.is_finite())
+            .collect();
+        if p99.is_empty() {
+            return f64::NAN;
+        }
+        p99.sort_by(f64::total_cmp);
+        DEFAULT_SLO_LATENCY_FACTOR * p99[p99.len() / 2]
+    }
+
+    /// Each scrape's health: from the SLI where the recording has one;
+    /// otherwise from the error rate as if it were the SLI, and at least
+    /// degraded while the p99 exceeds the SLO latency (more than 1 % of
+    /// requests are then slower than the objective). Unmeasured metrics
+    /// count as healthy.
+    pub fn states(&self, slo_latency_ms: f64, health: &HealthConfig) -> Vec<Health> {
+        match &self.sli {
+            Some(sli) => sli.iter().map(|&s| health.classify(s)).collect(),
+            None => self
+                .scrapes
+                .iter()
+                .map(|m| {
+                    let errors = if m.error_rate.is_finite() {
+                        health.classify(1.0 - m.error_rate)
+                    } else {
+                        Health::Healthy
+                    };
+                    if m.latency_p99 > slo_latency_ms {
+                        errors.max(Health::Degraded)
+                    } else {
+                        errors
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One recording's rows: features per scrape, the label of each scrape the
 /// worst state over the scrapes in `(t, t + horizon]` (none when the
 /// recording ends before `t + horizon`).
-pub fn label(run: u32, scrapes: &[ServiceMetrics], sli: &[f64], cfg: &TracesConfig) -> Vec<Row> {
-    let states: Vec<Health> = sli.iter().map(|&s| cfg.health.classify(s)).collect();
+pub fn label(
+    run: u32,
+    scrapes: &[ServiceMetrics],
+    states: &[Health],
+    cfg: &TracesConfig,
+) -> Vec<Row> {
     let times: Vec<f64> = scrapes.iter().map(|m| m.timestamp.as_secs_f64()).collect();
     let end = times.last().copied().unwrap_or(0.0);
     scrapes
@@ -95,9 +164,37 @@ pub fn label(run: u32, scrapes: &[ServiceMetrics], sli: &[f64], cfg: &TracesConf
         .collect()
 }
 
-/// Every recording in `dir` as one dataset, with `cfg`'s window, horizon
-/// and health rules and the recordings' own scrape interval.
-pub fn load_dir(dir: &Path, cfg: &TracesConfig) -> Result<Dataset, RecordedError> {
+/// Catches the usual unit mistakes: shares written as percentages, and
+/// negative values.
+fn check_units(m: &ServiceMetrics) -> Result<(), String> {
+    let shares = [
+        ("memory_usage", m.memory_usage, 2.0),
+        ("error_rate", m.error_rate, 1.0),
+    ];
+    for (name, v, max) in shares {
+        if v > max {
+            return Err(format!(
+                "field `{name}`: {v} is not a share (a memory share of the limit, an error share of requests; percentages must be divided by 100)"
+            ));
+        }
+    }
+    let all = [
+        ("cpu_usage", m.cpu_usage),
+        ("memory_usage", m.memory_usage),
+        ("request_rate", m.request_rate),
+        ("error_rate", m.error_rate),
+        ("latency_p50_ms", m.latency_p50),
+        ("latency_p99_ms", m.latency_p99),
+    ];
+    match all.iter().find(|(_, v)| *v < 0.0 || v.is_infinite()) {
+        Some((name, v)) => Err(format!("field `{name}`: {v} is out of range")),
+        None => Ok(()),
+    }
+}
+
+/// Every `<service>-metrics.csv` in `dir` with its `<service>-sli.csv` when
+/// there is one, by service name.
+pub fn read_dir(dir: &Path) -> Result<Vec<ServiceRecording>, RecordedError> {
     let mut metrics_files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| file_err(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -108,13 +205,10 @@ pub fn load_dir(dir: &Path, cfg: &TracesConfig) -> Result<Dataset, RecordedError
         })
         .collect();
     metrics_files.sort();
-    let mut runs = Vec::new();
-    let mut rows = Vec::new();
-    let mut intervals = Vec::new();
-    let mut duration: f64 = 0.0;
+    let mut out = Vec::new();
     for path in metrics_files {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let service = name.trim_end_matches("-metrics.csv");
+        let service = name.trim_end_matches("-metrics.csv").to_owned();
         let sli_path = path.with_file_name(format!("{service}-sli.csv"));
         let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
         let scrapes: Vec<ServiceMetrics> = parse_metrics_csv(&text)
@@ -122,32 +216,72 @@ pub fn load_dir(dir: &Path, cfg: &TracesConfig) -> Result<Dataset, RecordedError
             .into_iter()
             .map(|(_, m)| m)
             .collect();
-        let sli_text = std::fs::read_to_string(&sli_path).map_err(|e| {
-            file_err(
-                &sli_path,
-                format!("{e} (every recording needs its SLI beside its metrics)"),
-            )
-        })?;
-        let sli = parse_sli_csv(&sli_text).map_err(|e| file_err(&sli_path, e))?;
-        if sli.len() != scrapes.len()
-            || sli
-                .iter()
-                .zip(&scrapes)
-                .any(|((t, _), m)| (t - m.timestamp.as_secs_f64()).abs() > 1e-3)
+        if let Some(i) = scrapes
+            .windows(2)
+            .position(|w| w[1].timestamp <= w[0].timestamp)
         {
             return Err(file_err(
-                &sli_path,
-                format!(
-                    "its {} times do not match the {} scrapes of {}",
-                    sli.len(),
-                    scrapes.len(),
-                    path.display()
-                ),
+                &path,
+                format!("line {}: scrape times must increase", i + 3),
             ));
         }
-        if scrapes.windows(2).any(|w| w[1].timestamp <= w[0].timestamp) {
-            return Err(file_err(&path, "scrape times must increase"));
+        for (i, m) in scrapes.iter().enumerate() {
+            check_units(m).map_err(|e| file_err(&path, format!("line {}: {e}", i + 2)))?;
         }
+        let sli = match std::fs::read_to_string(&sli_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(file_err(&sli_path, e)),
+            Ok(sli_text) => {
+                let sli = parse_sli_csv(&sli_text).map_err(|e| file_err(&sli_path, e))?;
+                if sli.len() != scrapes.len()
+                    || sli
+                        .iter()
+                        .zip(&scrapes)
+                        .any(|((t, _), m)| (t - m.timestamp.as_secs_f64()).abs() > 1e-3)
+                {
+                    return Err(file_err(
+                        &sli_path,
+                        format!(
+                            "its {} times do not match the {} scrapes of {}",
+                            sli.len(),
+                            scrapes.len(),
+                            path.display()
+                        ),
+                    ));
+                }
+                Some(sli.into_iter().map(|(_, v)| v).collect())
+            }
+        };
+        out.push(ServiceRecording {
+            service,
+            path,
+            scrapes,
+            sli,
+        });
+    }
+    if out.is_empty() {
+        return Err(RecordedError::Empty {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// Every recording in `dir` as one dataset, with `cfg`'s window, horizon
+/// and health rules and the recordings' own scrape interval. Recordings
+/// without an SLI are labelled by [`ServiceRecording::states`] with
+/// `slo_latency_ms` or each service's default objective.
+pub fn load_dir(
+    dir: &Path,
+    cfg: &TracesConfig,
+    slo_latency_ms: Option<f64>,
+) -> Result<Dataset, RecordedError> {
+    let mut runs = Vec::new();
+    let mut rows = Vec::new();
+    let mut intervals = Vec::new();
+    let mut duration: f64 = 0.0;
+    for rec in read_dir(dir)? {
+        let scrapes = &rec.scrapes;
         intervals.extend(
             scrapes
                 .windows(2)
@@ -159,20 +293,15 @@ pub fn load_dir(dir: &Path, cfg: &TracesConfig) -> Result<Dataset, RecordedError
         let id = runs.len() as u32;
         let mean_rate =
             scrapes.iter().map(|m| m.request_rate).sum::<f64>() / scrapes.len().max(1) as f64;
-        let sli: Vec<f64> = sli.into_iter().map(|(_, v)| v).collect();
-        rows.extend(label(id, &scrapes, &sli, cfg));
+        let states = rec.states(rec.slo_latency_ms(slo_latency_ms), &cfg.health);
+        rows.extend(label(id, scrapes, &states, cfg));
         runs.push(RunPlan {
             id,
             seed: 0,
             load: LoadFamily::Trace,
             rate: mean_rate,
             fault: None,
-            scenario: format!("recorded: {}", path.display()),
-        });
-    }
-    if runs.is_empty() {
-        return Err(RecordedError::Empty {
-            dir: dir.to_owned(),
+            scenario: format!("recorded: {}", rec.path.display()),
         });
     }
     intervals.sort_by(f64::total_cmp);
@@ -226,7 +355,8 @@ mod tests {
         let scrapes: Vec<_> = (0..6).map(|i| scrape(5.0 * i as f64)).collect();
         // Healthy, healthy, degraded at 10 s, critical at 15 s, healthy.
         let sli = [1.0, 0.995, 0.97, 0.5, 1.0, 1.0];
-        let rows = label(0, &scrapes, &sli, &cfg);
+        let states: Vec<Health> = sli.iter().map(|&s| cfg.health.classify(s)).collect();
+        let rows = label(0, &scrapes, &states, &cfg);
         let got: Vec<_> = rows.iter().map(|r| (r.label, r.time_to_breach_s)).collect();
         assert_eq!(
             got,

@@ -129,7 +129,9 @@ impl Forest {
     }
 }
 
-fn threshold_score(row: &[f32; 8], slo_latency_ms: f64) -> f64 {
+/// Static thresholds as one score, alarming at 1: errors at 1 %, p99 at
+/// the SLO latency, CPU or memory at 90 %.
+pub fn threshold_score(row: &[f32; 8], slo_latency_ms: f64) -> f64 {
     let r = |k: usize| row[k] as f64;
     (r(3) / 0.01)
         .max(r(5) / slo_latency_ms)
@@ -170,7 +172,11 @@ pub fn score_dataset(
                 let r = &ds.rows[i];
                 watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
                 let k = i - a;
-                if k + 1 < model.window || !(k + 1 - model.window).is_multiple_of(stride.max(1)) {
+                // The window fills in seconds; `predict` says when.
+                if !(k + 1)
+                    .saturating_sub(model.window)
+                    .is_multiple_of(stride.max(1))
+                {
                     continue;
                 }
                 let Some(label) = r.label else { continue };

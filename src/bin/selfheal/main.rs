@@ -230,6 +230,33 @@ enum Cmd {
         #[arg(long)]
         recorded: Option<PathBuf>,
     },
+    /// Backtest the failure predictor on a recording of any cluster
+    /// (`<service>-metrics.csv`, optional `<service>-sli.csv`, any scrape
+    /// interval; README, "Bring your own metrics"): per scrape and service
+    /// the prediction, anomaly scores and static thresholds to OUT (CSV);
+    /// with `--faults`, each detector's faults newly warned within 5
+    /// minutes, false alarm episodes per service-hour and ROC-AUC.
+    Predict {
+        #[arg(long, default_value = "models/predictor")]
+        model: PathBuf,
+        #[arg(long)]
+        recorded: PathBuf,
+        #[arg(long, default_value = "reports/predict/backtest.csv")]
+        out: PathBuf,
+        /// A Nezha `<day>-fault_list.json`, or a CSV `t_s,service,kind[,end_s]`.
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// Every service's SLO latency; by default three times each
+        /// service's median p99 over the recording.
+        #[arg(long)]
+        slo_latency_ms: Option<f64>,
+    },
+    /// Convert another layout into the recording format `selfheal predict`
+    /// and `train --from-recorded` read.
+    Import {
+        #[command(subcommand)]
+        what: ImportCmd,
+    },
     /// Offline evaluations.
     Eval {
         #[command(subcommand)]
@@ -267,6 +294,18 @@ struct ServeArgs {
     /// scrape must carry (the kubeconfig written carries it too).
     #[arg(long)]
     token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Nezha's per-pod CSVs (`metric/<pod>_metric.csv`, see
+    /// `datasets/incidents/README.md`), one service per pod.
+    Nezha {
+        #[arg(default_value = "datasets/incidents/nezha-ob-2022-08-23")]
+        dir: PathBuf,
+        #[arg(long, default_value = "data/recorded/nezha-ob-2022-08-23")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -488,6 +527,16 @@ fn real_main() -> anyhow::Result<()> {
                     horizons,
                 },
         } => eval_forecast(&data, &out, &horizons)?,
+        Cmd::Predict {
+            model,
+            recorded,
+            out,
+            faults,
+            slo_latency_ms,
+        } => predictor::backtest(&model, &recorded, &out, faults.as_deref(), slo_latency_ms)?,
+        Cmd::Import {
+            what: ImportCmd::Nezha { dir, out },
+        } => predictor::import_nezha(&dir, &out)?,
         Cmd::Eval {
             what: EvalCmd::Nab { dir, out },
         } => eval_nab(&dir, &out)?,

@@ -76,7 +76,7 @@ pub fn training_data(
 ) -> anyhow::Result<(traces::Dataset, PathBuf)> {
     Ok(match recorded {
         Some(dir) => (
-            selfheal::train::recorded::load_dir(dir, &traces::TracesConfig::default())?,
+            selfheal::train::recorded::load_dir(dir, &traces::TracesConfig::default(), None)?,
             dir.to_path_buf(),
         ),
         None => (dataset::load(data)?, data.to_path_buf()),
@@ -197,14 +197,8 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         ),
     ];
     if let Some(dir) = a.recorded {
-        let ds = selfheal::train::recorded::load_dir(dir, &base)?;
-        anyhow::ensure!(
-            (ds.config.scrape_interval_s - base.scrape_interval_s).abs() < 1e-6,
-            "{}: recorded every {} s; the model was trained on {} s scrapes",
-            dir.display(),
-            ds.config.scrape_interval_s,
-            base.scrape_interval_s
-        );
+        // Any scrape interval: the predictor resamples onto its time base.
+        let ds = selfheal::train::recorded::load_dir(dir, &base, None)?;
         sets.push(("recorded", "Held out: recordings of a live cluster", ds));
     }
     let started = std::time::Instant::now();
@@ -418,5 +412,78 @@ pub fn calibrate(model: &Path, data: &Path, false_alarms: f64) -> anyhow::Result
     );
     bundle.meta.alarm_threshold = th as f32;
     store::save_meta(model, &bundle.meta)?;
+    Ok(())
+}
+
+/// `selfheal predict`: the backtest of a recording.
+pub fn backtest(
+    model_dir: &Path,
+    recorded: &Path,
+    out: &Path,
+    faults: Option<&Path>,
+    slo_latency_ms: Option<f64>,
+) -> anyhow::Result<()> {
+    use selfheal::eval::backtest;
+    let bundle = store::load(model_dir)?;
+    let recordings = selfheal::train::recorded::read_dir(recorded)?;
+    let cfg = backtest::BacktestConfig {
+        predictor: bundle.predictor_config(),
+        health: bundle.meta.dataset_config.health.clone(),
+        slo_latency_ms,
+        horizon_s: bundle.meta.dataset_config.horizon_s,
+    };
+    let started = std::time::Instant::now();
+    let results = backtest::run(&bundle.model(), &cfg, &recordings);
+    let scrapes: usize = results.iter().map(|b| b.scrapes.len()).sum();
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, backtest::csv(&results))
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{} services, {scrapes} scrapes in {:.1} s; model {} (time base {} s, window {} s); wrote {}",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        model_dir.display(),
+        cfg.predictor.scrape_interval_s,
+        (bundle.config.net.window.max(1) - 1) as f64 * cfg.predictor.scrape_interval_s,
+        out.display()
+    );
+    for b in &results {
+        println!("  {}: SLO latency {:.1} ms", b.service, b.slo_latency_ms);
+    }
+    if let Some(path) = faults {
+        let list = selfheal::eval::incidents::FaultList::read(path)?;
+        let scores = backtest::score(&results, &list, &cfg.predictor);
+        let md = format!(
+            "# Backtest of {} on {}\n\nFaults: {} ({}).\n\n{}",
+            model_dir.display(),
+            recorded.display(),
+            path.display(),
+            list.faults.len(),
+            backtest::render(&scores, &list)
+        );
+        let md_path = out.with_extension("md");
+        std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+        print!("{md}");
+        println!("wrote {}", md_path.display());
+    }
+    Ok(())
+}
+
+/// `selfheal import nezha`.
+pub fn import_nezha(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let services = selfheal::eval::incidents::import(dir)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (service, scrapes) in &services {
+        let path = out.join(format!("{service}-metrics.csv"));
+        let csv = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (service.as_str(), m)));
+        std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "wrote {} services' recordings to {}",
+        services.len(),
+        out.display()
+    );
     Ok(())
 }

@@ -121,14 +121,25 @@ pub struct Model {
 }
 
 /// One service's recent scrapes and anomaly state.
+///
+/// The network's window is defined in seconds: `window` steps of the
+/// training traces' scrape interval (`PredictorConfig::scrape_interval_s`).
+/// Scrapes at any other interval are resampled onto that time base by
+/// holding each scrape's value until the next, so a 60 s recording fills a
+/// 5 s model's 300 s window with 5 to 6 scrapes and nothing is refused. A
+/// gap in the scrapes longer than the window starts it afresh.
 #[derive(Clone, Debug)]
 pub struct ServiceWatch {
     rows: VecDeque<[f32; 8]>,
+    times: VecDeque<Time>,
     errors: AnomalyDetector,
     latency: AnomalyDetector,
     anomaly_errors: f64,
     anomaly_latency: f64,
     window: usize,
+    /// The network's time base and the seconds its window spans.
+    step_s: f64,
+    span_s: f64,
     scratch: Scratch,
     buf: Vec<f32>,
 }
@@ -137,11 +148,14 @@ impl ServiceWatch {
     pub fn new(window: usize, cfg: &PredictorConfig) -> Self {
         ServiceWatch {
             rows: VecDeque::with_capacity(window + 1),
+            times: VecDeque::with_capacity(window + 1),
             errors: AnomalyDetector::new(cfg.anomaly.clone()),
             latency: AnomalyDetector::new(cfg.anomaly.clone()),
             anomaly_errors: 0.0,
             anomaly_latency: 0.0,
             window,
+            step_s: cfg.scrape_interval_s,
+            span_s: (window.max(1) - 1) as f64 * cfg.scrape_interval_s,
             scratch: Scratch::default(),
             buf: Vec::new(),
         }
@@ -154,10 +168,42 @@ impl ServiceWatch {
     pub fn handle_row(&mut self, now: Time, row: [f32; 8]) {
         self.anomaly_errors = self.errors.update(now, row[patterns::ERRORS] as f64);
         self.anomaly_latency = self.latency.update(now, row[patterns::P99] as f64);
-        self.rows.push_back(row);
-        if self.rows.len() > self.window {
-            self.rows.pop_front();
+        // A gap longer than the window leaves nothing to hold across it:
+        // the window fills again from this scrape.
+        if self.times.back().is_some_and(|last| {
+            now.as_secs_f64() - last.as_secs_f64() > self.span_s.max(self.step_s)
+        }) {
+            self.rows.clear();
+            self.times.clear();
         }
+        self.rows.push_back(row);
+        self.times.push_back(now);
+        // Keep `window` scrapes for the pattern rules, and as many more as
+        // the network's window in seconds needs when scrapes come faster
+        // than its time base.
+        let span = self.span_s;
+        while self.rows.len() > self.window
+            && self.times[1].as_secs_f64() <= now.as_secs_f64() - span
+        {
+            self.rows.pop_front();
+            self.times.pop_front();
+        }
+    }
+
+    /// The latest anomaly scores of the error rate and the p99 latency.
+    pub fn anomaly_scores(&self) -> (f64, f64) {
+        (self.anomaly_errors, self.anomaly_latency)
+    }
+
+    /// Mean seconds between the scrapes of the pattern rules' trend window.
+    fn trend_spacing_s(&self, trend_window: usize) -> f64 {
+        let n = trend_window.min(self.times.len());
+        if n < 2 {
+            return self.step_s;
+        }
+        let first = self.times[self.times.len() - n].as_secs_f64();
+        let last = self.times[self.times.len() - 1].as_secs_f64();
+        (last - first) / (n - 1) as f64
     }
 
     /// The pattern detector alone (the baseline the LSTM is compared with).
@@ -173,16 +219,30 @@ impl ServiceWatch {
         )
     }
 
-    /// `None` until a full window has been seen (the seed answers "healthy
-    /// with probability 1" there, which no measurement supports).
+    /// `None` until the scrapes span the network's window in seconds (the
+    /// seed answers "healthy with probability 1" there, which no
+    /// measurement supports).
     pub fn predict(&mut self, model: &Model, cfg: &PredictorConfig) -> Option<Prediction> {
-        if self.rows.len() < model.window {
+        let (Some(&first), Some(&now)) = (self.times.front(), self.times.back()) else {
+            return None;
+        };
+        // A millisecond of slack absorbs the jitter of real scrape times.
+        const SLACK_S: f64 = 1e-3;
+        let now_s = now.as_secs_f64();
+        if now_s - first.as_secs_f64() + SLACK_S < self.span_s {
             return None;
         }
         let f = model.normaliser.features();
         self.buf.clear();
-        for r in &self.rows {
-            self.buf.extend_from_slice(&r[..f]);
+        // Hold-last resampling: step k of the window reads the latest scrape
+        // at or before its instant; the cursor only moves forward.
+        let mut cursor = 0;
+        for k in 0..model.window {
+            let at = now_s - (model.window - 1 - k) as f64 * self.step_s + SLACK_S;
+            while cursor + 1 < self.times.len() && self.times[cursor + 1].as_secs_f64() <= at {
+                cursor += 1;
+            }
+            self.buf.extend_from_slice(&self.rows[cursor][..f]);
         }
         model.normaliser.apply_window(&mut self.buf);
         let p = model.net.predict(&self.buf, &mut self.scratch);
@@ -195,7 +255,8 @@ impl ServiceWatch {
         let warning = not_healthy >= cfg.alarm_threshold;
         let detection = self.pattern(cfg);
         let time_to_failure_s = if warning || status != Health::Healthy {
-            Some(time_to_failure(detection.as_ref(), status, cfg))
+            let spacing_s = self.trend_spacing_s(cfg.patterns.trend_window);
+            Some(time_to_failure(detection.as_ref(), status, cfg, spacing_s))
         } else {
             None
         };
@@ -212,16 +273,22 @@ impl ServiceWatch {
     }
 }
 
-/// The driving metric's trend extrapolated to its limit when it is heading
-/// there (0 when already past it); otherwise the median time to breach
-/// measured on the training runs for the predicted class.
-pub fn time_to_failure(d: Option<&Detection>, status: Health, cfg: &PredictorConfig) -> f64 {
+/// The driving metric's trend (per scrape, `spacing_s` apart) extrapolated
+/// to its limit when it is heading there (0 when already past it);
+/// otherwise the median time to breach measured on the training runs for
+/// the predicted class.
+pub fn time_to_failure(
+    d: Option<&Detection>,
+    status: Health,
+    cfg: &PredictorConfig,
+    spacing_s: f64,
+) -> f64 {
     if let Some(d) = d {
         if d.value >= d.limit {
             return 0.0;
         }
         if d.slope > 0.0 {
-            return (d.limit - d.value) / d.slope * cfg.scrape_interval_s;
+            return (d.limit - d.value) / d.slope * spacing_s;
         }
     }
     cfg.median_time_to_breach_s[status as usize]

@@ -1,0 +1,398 @@
+//! `selfheal predict`: the failure predictor replayed over a recording of
+//! any cluster, scrape by scrape, with the baselines it must beat beside
+//! it, and scored against a fault list when there is one.
+//!
+//! Per scrape and service the backtest keeps what the predictor says (P(not
+//! healthy), class, failure type, time to failure, recommended action), the
+//! anomaly score of each metric ([`crate::control::anomaly`]), the static
+//! thresholds' score and the scrape's health state. Five detectors are
+//! scored the same way:
+//!
+//! | detector | alarms when |
+//! |---|---|
+//! | `lstm` | P(not healthy) reaches the model's alarm threshold |
+//! | `thresholds` | errors at 1 %, p99 at the SLO latency, CPU or memory at 90 % |
+//! | `anomaly` | any metric's anomaly score reaches the pattern threshold |
+//! | `pattern` | one of the seed's failure patterns matches |
+//! | `persistence` | the service is not healthy now |
+//!
+//! A fault is *newly warned* when the detector alarms on the faulty service
+//! within [`CATCH_WINDOW_S`] of the injection and did not alarm in the
+//! [`CATCH_WINDOW_S`] before it. False alarms are episodes over the
+//! fault-free scrapes ([`FaultList::false_alarms`]).
+
+use crate::control::anomaly::AnomalyDetector;
+use crate::control::predictor::patterns::FailureType;
+use crate::control::predictor::{
+    Health, Model, Prediction, PredictorConfig, ServiceWatch, scrape_row,
+};
+use crate::eval::incidents::{CATCH_WINDOW_S, FaultList};
+use crate::metrics::ms;
+use crate::time::Time;
+use crate::train::recorded::ServiceRecording;
+use crate::train::traces::HealthConfig;
+use crate::train::validate::{roc_pr_auc, threshold_score};
+
+pub const DETECTORS: [&str; 5] = ["lstm", "thresholds", "anomaly", "pattern", "persistence"];
+
+/// The metrics an anomaly score is kept for, as scrape-row indices.
+const ANOMALY_METRICS: [(usize, &str); 5] = [
+    (0, "cpu"),
+    (1, "memory"),
+    (2, "rate"),
+    (3, "errors"),
+    (5, "p99"),
+];
+
+/// One scrape of one service.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    pub at: Time,
+    /// `None` until the network's window has filled (in seconds).
+    pub prediction: Option<Prediction>,
+    pub pattern: Option<FailureType>,
+    /// The highest anomaly score over the metrics and its metric.
+    pub anomaly: (f64, &'static str),
+    pub thresholds: f64,
+    pub state: Health,
+    /// The worst state within the horizon ahead (`None` near the end).
+    pub label: Option<Health>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceBacktest {
+    pub service: String,
+    pub slo_latency_ms: f64,
+    pub scrapes: Vec<Scrape>,
+}
+
+impl ServiceBacktest {
+    fn times(&self) -> Vec<Time> {
+        self.scrapes.iter().map(|s| s.at).collect()
+    }
+}
+
+/// The settings a backtest runs with.
+#[derive(Clone, Debug)]
+pub struct BacktestConfig {
+    pub predictor: PredictorConfig,
+    pub health: HealthConfig,
+    /// The SLO latency of every service; each service's default otherwise
+    /// ([`ServiceRecording::slo_latency_ms`]).
+    pub slo_latency_ms: Option<f64>,
+    /// The labels' look-ahead.
+    pub horizon_s: f64,
+}
+
+impl Scrape {
+    /// The detector's score (higher is more alarming); `None` for the
+    /// network before its window has filled.
+    pub fn score(&self, detector: usize) -> Option<f64> {
+        Some(match detector {
+            0 => self.prediction.as_ref()?.not_healthy as f64,
+            1 => self.thresholds,
+            2 => self.anomaly.0,
+            3 => self.pattern.is_some() as u8 as f64,
+            _ => self.state as usize as f64 / 3.0,
+        })
+    }
+
+    pub fn alarm(&self, detector: usize, cfg: &PredictorConfig) -> bool {
+        match detector {
+            0 => self.prediction.as_ref().is_some_and(|p| p.warning),
+            1 => self.thresholds >= 1.0,
+            2 => self.anomaly.0 >= cfg.patterns.anomaly_threshold,
+            3 => self.pattern.is_some(),
+            _ => self.state != Health::Healthy,
+        }
+    }
+}
+
+/// Replays each service's scrapes through the predictor and the baselines.
+pub fn run(
+    model: &Model,
+    cfg: &BacktestConfig,
+    recordings: &[ServiceRecording],
+) -> Vec<ServiceBacktest> {
+    use rayon::prelude::*;
+    recordings
+        .par_iter()
+        .map(|rec| {
+            let slo = rec.slo_latency_ms(cfg.slo_latency_ms);
+            let pcfg = PredictorConfig {
+                slo_latency_ms: slo,
+                ..cfg.predictor.clone()
+            };
+            let states = rec.states(slo, &cfg.health);
+            let times: Vec<f64> = rec
+                .scrapes
+                .iter()
+                .map(|m| m.timestamp.as_secs_f64())
+                .collect();
+            let end = times.last().copied().unwrap_or(0.0);
+            let mut watch = ServiceWatch::new(model.window, &pcfg);
+            let mut anomaly: Vec<AnomalyDetector> = ANOMALY_METRICS
+                .iter()
+                .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
+                .collect();
+            let scrapes = rec
+                .scrapes
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let row = scrape_row(m);
+                    watch.handle_row(m.timestamp, row);
+                    let prediction = watch.predict(model, &pcfg);
+                    let pattern = match &prediction {
+                        Some(p) => p.failure_type,
+                        None => watch.pattern(&pcfg).map(|d| d.failure),
+                    };
+                    let raw = [
+                        m.cpu_usage,
+                        m.memory_usage,
+                        m.request_rate,
+                        m.error_rate,
+                        0.0,
+                        m.latency_p99,
+                    ];
+                    let mut best = (0.0, ANOMALY_METRICS[0].1);
+                    for (d, &(k, name)) in anomaly.iter_mut().zip(&ANOMALY_METRICS) {
+                        let score = d.update(m.timestamp, raw[k]);
+                        if score > best.0 {
+                            best = (score, name);
+                        }
+                    }
+                    let t = times[i];
+                    let label = (t + cfg.horizon_s <= end + 1e-9).then(|| {
+                        (i + 1..times.len())
+                            .take_while(|&k| times[k] <= t + cfg.horizon_s)
+                            .map(|k| states[k])
+                            .max()
+                            .unwrap_or(Health::Healthy)
+                    });
+                    Scrape {
+                        at: m.timestamp,
+                        prediction,
+                        pattern,
+                        anomaly: best,
+                        thresholds: threshold_score(&row, slo),
+                        state: states[i],
+                        label,
+                    }
+                })
+                .collect();
+            ServiceBacktest {
+                service: rec.service.clone(),
+                slo_latency_ms: slo,
+                scrapes,
+            }
+        })
+        .collect()
+}
+
+pub const CSV_HEADER: &str = "t_s,service,p_not_healthy,class,warning,failure_type,time_to_failure_s,recommended_action,anomaly,anomaly_metric,thresholds,state,label";
+
+/// One line per scrape and service; cells the predictor has no value for
+/// yet are empty.
+pub fn csv(backtests: &[ServiceBacktest]) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("{CSV_HEADER}\n");
+    for b in backtests {
+        for s in &b.scrapes {
+            let (p, class, warning, ttf, action) = match &s.prediction {
+                Some(p) => (
+                    format!("{:.4}", p.not_healthy),
+                    p.status.as_str(),
+                    if p.warning { "1" } else { "0" },
+                    p.time_to_failure_s
+                        .map_or(String::new(), |t| format!("{t:.0}")),
+                    p.recommended_action.as_str(),
+                ),
+                None => (String::new(), "", "", String::new(), ""),
+            };
+            let _ = writeln!(
+                out,
+                "{},{},{p},{class},{warning},{},{ttf},{action},{:.4},{},{:.4},{},{}",
+                s.at.as_secs_f64(),
+                b.service,
+                s.pattern.map_or("", FailureType::as_str),
+                s.anomaly.0,
+                s.anomaly.1,
+                ms(s.thresholds),
+                s.state.as_str(),
+                s.label.map_or("", Health::as_str),
+            );
+        }
+    }
+    out
+}
+
+/// One detector's record against a fault list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorScore {
+    pub detector: &'static str,
+    /// Faults newly warned on the faulty service within the catch window,
+    /// and the seconds to the warning of each.
+    pub warned: Vec<Option<f64>>,
+    pub false_alarm_episodes: usize,
+    pub fault_free_hours: f64,
+    /// ROC-AUC of the score for "not healthy within the horizon" over the
+    /// scrapes where every detector has a score; `None` without both
+    /// classes.
+    pub roc_auc: Option<f64>,
+}
+
+impl DetectorScore {
+    pub fn newly_warned(&self) -> usize {
+        self.warned.iter().flatten().count()
+    }
+    pub fn false_alarms_per_service_hour(&self) -> f64 {
+        self.false_alarm_episodes as f64 / self.fault_free_hours.max(1e-9)
+    }
+}
+
+/// Seconds from `at` to the first alarm within the catch window, when the
+/// detector was not already alarming in the window before `at`.
+pub fn newly_warned(times: &[Time], alarms: &[bool], at: Time) -> Option<f64> {
+    let at = at.as_secs_f64();
+    let mut first = None;
+    for (t, &a) in times.iter().map(|t| t.as_secs_f64()).zip(alarms) {
+        let after = t - at;
+        if (-CATCH_WINDOW_S..0.0).contains(&after) && a {
+            return None;
+        }
+        if (0.0..=CATCH_WINDOW_S).contains(&after) && a && first.is_none() {
+            first = Some(after);
+        }
+    }
+    first
+}
+
+/// Every detector's record on `faults`.
+pub fn score(
+    backtests: &[ServiceBacktest],
+    faults: &FaultList,
+    cfg: &PredictorConfig,
+) -> Vec<DetectorScore> {
+    let mut labels = Vec::new();
+    let mut scores = vec![Vec::new(); DETECTORS.len()];
+    for b in backtests {
+        for s in &b.scrapes {
+            let (Some(label), Some(all)) = (
+                s.label,
+                (0..DETECTORS.len())
+                    .map(|d| s.score(d))
+                    .collect::<Option<Vec<f64>>>(),
+            ) else {
+                continue;
+            };
+            labels.push(label != Health::Healthy);
+            for (d, v) in all.into_iter().enumerate() {
+                scores[d].push(v);
+            }
+        }
+    }
+    let both = labels.iter().any(|&l| l) && labels.iter().any(|&l| !l);
+    DETECTORS
+        .iter()
+        .enumerate()
+        .map(|(d, &name)| {
+            let alarms: Vec<(Vec<Time>, Vec<bool>)> = backtests
+                .iter()
+                .map(|b| {
+                    (
+                        b.times(),
+                        b.scrapes.iter().map(|s| s.alarm(d, cfg)).collect(),
+                    )
+                })
+                .collect();
+            let warned = faults
+                .faults
+                .iter()
+                .map(|f| {
+                    let b = backtests.iter().position(|b| b.service == f.service)?;
+                    newly_warned(&alarms[b].0, &alarms[b].1, f.at)
+                })
+                .collect();
+            let (mut episodes, mut seconds) = (0, 0.0);
+            for (times, a) in &alarms {
+                let (e, s) = faults.false_alarms(times, a.iter().copied());
+                episodes += e;
+                seconds += s;
+            }
+            DetectorScore {
+                detector: name,
+                warned,
+                false_alarm_episodes: episodes,
+                fault_free_hours: seconds / 3_600.0,
+                roc_auc: both.then(|| roc_pr_auc(&scores[d], &labels).0),
+            }
+        })
+        .collect()
+}
+
+/// The scores as a Markdown table, then each fault's lead per detector.
+pub fn render(scores: &[DetectorScore], faults: &FaultList) -> String {
+    let mut md = format!(
+        "| detector | faults newly warned within {:.0} s | false alarm episodes per service-hour (fault-free) | ROC-AUC not healthy |\n|---|---|---|---|\n",
+        CATCH_WINDOW_S
+    );
+    for s in scores {
+        md.push_str(&format!(
+            "| {} | {} of {} | {:.3} ({} in {:.1} h) | {} |\n",
+            s.detector,
+            s.newly_warned(),
+            s.warned.len(),
+            s.false_alarms_per_service_hour(),
+            s.false_alarm_episodes,
+            s.fault_free_hours,
+            s.roc_auc.map_or("-".into(), |a| format!("{a:.3}")),
+        ));
+    }
+    md.push_str("\n| injected (s) | service | fault |");
+    for s in scores {
+        md.push_str(&format!(" {} (s) |", s.detector));
+    }
+    md.push_str(&format!("\n|---|---|---|{}\n", "---|".repeat(scores.len())));
+    for (i, f) in faults.faults.iter().enumerate() {
+        md.push_str(&format!(
+            "| {:.0} | {} | {} |",
+            f.at.as_secs_f64(),
+            f.service,
+            f.kind
+        ));
+        for s in scores {
+            md.push_str(&match s.warned[i] {
+                Some(lead) => format!(" {lead:.0} |"),
+                None => " - |".into(),
+            });
+        }
+        md.push('\n');
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> Time {
+        Time::from_secs(s)
+    }
+
+    #[test]
+    fn a_warning_already_up_before_the_fault_is_not_new() {
+        let times: Vec<Time> = (0..20).map(|i| at(60 * i)).collect();
+        let mut alarms = vec![false; 20];
+        alarms[12] = true;
+        // Fault at 600 s: the alarm at 720 s is 120 s after.
+        assert_eq!(newly_warned(&times, &alarms, at(600)), Some(120.0));
+        alarms[8] = true;
+        // An alarm at 480 s was already up in the 300 s before.
+        assert_eq!(newly_warned(&times, &alarms, at(600)), None);
+        // Beyond the catch window nothing counts.
+        let mut late = vec![false; 20];
+        late[16] = true;
+        assert_eq!(newly_warned(&times, &late, at(600)), None);
+    }
+}

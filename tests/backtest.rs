@@ -1,0 +1,179 @@
+//! `selfheal predict` on the real incident day: the importer, the backtest's
+//! pinned figures per detector, and bad recordings.
+
+use std::path::{Path, PathBuf};
+
+use selfheal::eval::backtest::{self, BacktestConfig};
+use selfheal::eval::incidents::{self, FaultList};
+use selfheal::train::{recorded, store};
+
+fn day() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/incidents/nezha-ob-2022-08-23")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("selfheal-backtest-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_recording(dir: &Path, services: &[(String, Vec<selfheal::metrics::ServiceMetrics>)]) {
+    for (service, scrapes) in services {
+        let csv = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (service.as_str(), m)));
+        std::fs::write(dir.join(format!("{service}-metrics.csv")), csv).unwrap();
+    }
+}
+
+#[test]
+fn the_incident_day_through_the_backtest() {
+    let services = incidents::import(&day()).unwrap();
+    assert_eq!(services.len(), 10);
+    for (service, scrapes) in &services {
+        assert_eq!(scrapes.len(), 721, "{service}");
+        // Only the frontend's success rate was exported (front_service.csv).
+        let measured = scrapes.iter().filter(|m| m.error_rate.is_finite()).count();
+        if service == "frontend" {
+            assert!(
+                measured > 700 && scrapes.iter().any(|m| m.error_rate > 0.1),
+                "{service}"
+            );
+        } else {
+            assert_eq!(measured, 0, "{service}");
+        }
+    }
+    let dir = tmp("day");
+    write_recording(&dir, &services);
+    let recordings = recorded::read_dir(&dir).unwrap();
+    assert_eq!(recordings.len(), 10);
+    assert!(recordings.iter().all(|r| r.sli.is_none()));
+
+    let bundle =
+        store::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/predictor")).unwrap();
+    let cfg = BacktestConfig {
+        predictor: bundle.predictor_config(),
+        health: bundle.meta.dataset_config.health.clone(),
+        slo_latency_ms: None,
+        horizon_s: bundle.meta.dataset_config.horizon_s,
+    };
+    let results = backtest::run(&bundle.model(), &cfg, &recordings);
+    // 60 s scrapes against a 5 s model: predictions from the sixth scrape.
+    for b in &results {
+        let first = b
+            .scrapes
+            .iter()
+            .position(|s| s.prediction.is_some())
+            .unwrap();
+        assert_eq!(first, 5, "{}", b.service);
+    }
+    let csv = backtest::csv(&results);
+    assert_eq!(csv.lines().count(), 1 + 7210);
+    assert!(csv.starts_with(backtest::CSV_HEADER));
+
+    let faults = FaultList::read(&day().join("2022-08-23-fault_list.json")).unwrap();
+    let scores = backtest::score(&results, &faults, &cfg.predictor);
+    let table: Vec<(&str, usize, usize)> = scores
+        .iter()
+        .map(|s| (s.detector, s.newly_warned(), s.false_alarm_episodes))
+        .collect();
+    // Pinned: the shipped LSTM does not transfer to this cluster (issue
+    // figures: 1.45 false alarm episodes per service-hour); the anomaly
+    // score and the pattern rules do far better per false alarm.
+    assert_eq!(
+        table,
+        vec![
+            ("lstm", 5, 102),
+            ("thresholds", 12, 93),
+            ("anomaly", 12, 5),
+            ("pattern", 9, 0),
+            ("persistence", 14, 93),
+        ]
+    );
+    assert!(
+        scores
+            .iter()
+            .all(|s| (s.fault_free_hours - 70.0).abs() < 0.1)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_recordings_are_named_and_gaps_restart_the_window() {
+    let services = incidents::import(&day()).unwrap();
+    let (name, scrapes) = services.iter().find(|(s, _)| s == "cartservice").unwrap();
+
+    // A missing column: the header is refused with the file named.
+    let dir = tmp("columns");
+    let mut text = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (name.as_str(), m)));
+    text = text.replacen(",active_connections", "", 1);
+    std::fs::write(dir.join("cartservice-metrics.csv"), &text).unwrap();
+    let e = recorded::read_dir(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("cartservice-metrics.csv") && e.contains("line 1"),
+        "{e}"
+    );
+
+    // Memory in percent rather than a share of the limit.
+    let mut percent = scrapes.clone();
+    percent[3].memory_usage *= 100.0;
+    write_recording(&dir, &[(name.clone(), percent)]);
+    let e = recorded::read_dir(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("line 5") && e.contains("memory_usage") && e.contains("divided by 100"),
+        "{e}"
+    );
+
+    // An hour without scrapes: no panic, the window fills again after it.
+    let gap: Vec<_> = scrapes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(100..160).contains(i))
+        .map(|(_, m)| m.clone())
+        .collect();
+    write_recording(&dir, &[(name.clone(), gap)]);
+    let recordings = recorded::read_dir(&dir).unwrap();
+    let bundle =
+        store::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/predictor")).unwrap();
+    let cfg = BacktestConfig {
+        predictor: bundle.predictor_config(),
+        health: bundle.meta.dataset_config.health.clone(),
+        slo_latency_ms: None,
+        horizon_s: bundle.meta.dataset_config.horizon_s,
+    };
+    let b = &backtest::run(&bundle.model(), &cfg, &recordings)[0];
+    let predicted: Vec<bool> = b.scrapes.iter().map(|s| s.prediction.is_some()).collect();
+    assert!(predicted[99], "before the gap");
+    assert!(
+        !predicted[100..105].iter().any(|&p| p),
+        "the window refills after the gap"
+    );
+    assert!(predicted[105], "five minutes after the gap");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fault_lists_in_csv_name_the_line() {
+    let dir = tmp("faults");
+    let path = dir.join("faults.csv");
+    std::fs::write(
+        &path,
+        "t_s,service,kind,end_s\n100,cart,latency,400\n900,cart,kill,\n",
+    )
+    .unwrap();
+    let list = FaultList::read(&path).unwrap();
+    assert_eq!(list.faults.len(), 2);
+    let t = selfheal::time::Time::from_secs;
+    // Fault window: start to ten minutes after its end (or after 300 s).
+    assert!(list.fault_free(t(99)) && !list.fault_free(t(999)) && list.fault_free(t(1_800)));
+    assert!(!list.fault_free(t(200)) && list.fault_free(t(1_801)));
+    std::fs::write(&path, "t_s,service,kind\n100,cart\n").unwrap();
+    let e = FaultList::read(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("faults.csv:2") && e.contains("2 fields, expected 3"),
+        "{e}"
+    );
+    std::fs::write(&path, "t_s,service,kind\nsoon,cart,kill\n").unwrap();
+    let e = FaultList::read(&path).unwrap_err().to_string();
+    assert!(e.contains(":2") && e.contains("`t_s`"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
