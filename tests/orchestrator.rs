@@ -95,6 +95,40 @@ fn a_critical_memory_leak_gets_a_restart_at_priority_one() {
 }
 
 #[test]
+fn a_breach_that_is_close_and_showing_is_acted_on_at_once() {
+    let started = |status: Health, ttf: Option<f64>, error_rate: f64, failure| {
+        let mut o = Orchestrator::new(OrchestratorConfig::default());
+        let v = view("api", 4, 0, error_rate);
+        let p = Prediction {
+            time_to_failure_s: ttf,
+            ..prediction(status, failure, true)
+        };
+        o.handle_prediction(at(0), &v, &p, &[]);
+        drain(&mut o)
+            .1
+            .iter()
+            .any(|e| matches!(e, HealingEvent::Started(_)))
+    };
+    let leak = Some(FailureType::MemoryLeak);
+    let critical = Health::Critical;
+    // Breached (0 s) or 20 s away, errors visible, a remedy named: now.
+    assert!(started(critical, Some(0.0), 0.02, leak));
+    assert!(started(critical, Some(20.0), 0.02, leak));
+    assert!(started(
+        Health::Unhealthy,
+        Some(0.0),
+        0.02,
+        Some(FailureType::ResourceExhaustion)
+    ));
+    // Further away, or nothing visible yet, or only the fallback remedy
+    // (degraded without a pattern: reconfigure): the usual three warnings.
+    assert!(!started(critical, Some(60.0), 0.02, leak));
+    assert!(!started(critical, None, 0.02, leak));
+    assert!(!started(critical, Some(0.0), 0.0, leak));
+    assert!(!started(Health::Degraded, Some(0.0), 0.02, None));
+}
+
+#[test]
 fn a_flapping_signal_never_triggers_an_action() {
     let mut o = Orchestrator::new(OrchestratorConfig::default());
     let v = view("api", 4, 0, 0.0);

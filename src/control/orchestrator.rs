@@ -128,6 +128,11 @@ pub struct OrchestratorConfig {
     /// Consecutive warnings on a service before acting (a flapping signal
     /// does not trigger).
     pub confirm: u32,
+    /// Urgency from the predictor's time to failure: a warning whose
+    /// breach is at most this many seconds away (0: already breached), with
+    /// a symptom visible and a remedy the evidence names, is acted on at
+    /// once, without waiting for `confirm` warnings.
+    pub act_now_s: f64,
     /// A warning counts only with evidence beside the network's
     /// probability: a detected failure pattern, or a symptom that is
     /// already visible (error rate or p99 at these levels). The LSTM alone
@@ -191,6 +196,7 @@ impl Default for OrchestratorConfig {
             dry_run: false,
             enabled: true,
             confirm: 3,
+            act_now_s: 30.0,
             require_evidence: true,
             symptom_error_rate: 0.01,
             symptom_p99_ms: 500.0,
@@ -586,22 +592,29 @@ impl Orchestrator {
             return self.start_incident(now, ti, (view, peers), p, (Strategy::Restart, false), why);
         }
         let m = &view.metrics;
-        let evidence = !self.cfg.require_evidence
-            || p.failure_type.is_some()
-            || m.error_rate >= self.cfg.symptom_error_rate
-            || m.latency_p99 >= self.cfg.symptom_p99_ms;
+        let symptom =
+            m.error_rate >= self.cfg.symptom_error_rate || m.latency_p99 >= self.cfg.symptom_p99_ms;
+        let evidence = !self.cfg.require_evidence || p.failure_type.is_some() || symptom;
         if !p.warning || !evidence {
             self.targets[ti].warnings = 0;
             self.targets[ti].futile.clear();
             return;
         }
         self.targets[ti].warnings += 1;
-        if self.targets[ti].warnings < self.cfg.confirm || now < self.targets[ti].cooldown_until {
-            return;
-        }
         let recent_deploy = self.recent_deploy(now, ti);
         let degraded = view.dependencies.iter().any(|d| self.degraded(d));
         let rules = rule_strategy(p, view.metrics.error_rate, recent_deploy, degraded);
+        // Urgency from the time to failure: a breach that is close and
+        // already showing is acted on at once, when the evidence names a
+        // remedy; the fallback (reconfigure) waits for confirmation like
+        // any warning, as the pattern often shows a scrape or two later.
+        let urgent = p.time_to_failure_s.is_some_and(|t| t <= self.cfg.act_now_s)
+            && symptom
+            && rules != Strategy::Reconfigure;
+        let needed = if urgent { 1 } else { self.cfg.confirm };
+        if self.targets[ti].warnings < needed || now < self.targets[ti].cooldown_until {
+            return;
+        }
         let why = format!(
             "{} predicted ({:.0} % not healthy){}",
             p.status.as_str(),
