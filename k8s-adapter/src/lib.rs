@@ -69,7 +69,7 @@ impl Adapter {
         let controller = selfheal::sim::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
-            (cfg.interval_s, cfg.rate_window_s),
+            cfg.rate_window_s,
             cfg.slo_latency_ms,
             // Knative reads each service's containerConcurrency from the
             // cluster: here its max_connections.

@@ -240,6 +240,12 @@ pub struct DetectorScore {
     /// scrapes where every detector has a score; `None` without both
     /// classes.
     pub roc_auc: Option<f64>,
+    /// For a detector with a continuous score: the threshold that meets
+    /// the false-alarm budget on this recording (chosen in-sample) and the
+    /// faults newly warned there.
+    pub at_budget: Option<(f64, usize)>,
+    /// Whether the detector has a score to set a threshold on.
+    pub continuous: bool,
 }
 
 impl DetectorScore {
@@ -268,11 +274,85 @@ pub fn newly_warned(times: &[Time], alarms: &[bool], at: Time) -> Option<f64> {
     first
 }
 
-/// Every detector's record on `faults`.
+/// Faults newly warned (seconds to the warning of each), false-alarm
+/// episodes and fault-free seconds of one alarm rule.
+fn record(
+    backtests: &[ServiceBacktest],
+    faults: &FaultList,
+    alarm: impl Fn(&Scrape) -> bool,
+) -> (Vec<Option<f64>>, usize, f64) {
+    let alarms: Vec<(Vec<Time>, Vec<bool>)> = backtests
+        .iter()
+        .map(|b| (b.times(), b.scrapes.iter().map(&alarm).collect()))
+        .collect();
+    let warned = faults
+        .faults
+        .iter()
+        .map(|f| {
+            let b = backtests.iter().position(|b| b.service == f.service)?;
+            newly_warned(&alarms[b].0, &alarms[b].1, f.at)
+        })
+        .collect();
+    let (mut episodes, mut seconds) = (0, 0.0);
+    for (times, a) in &alarms {
+        let (e, s) = faults.false_alarms(times, a.iter().copied());
+        episodes += e;
+        seconds += s;
+    }
+    (warned, episodes, seconds)
+}
+
+/// Candidate thresholds tried for a false-alarm budget.
+const BUDGET_STEPS: usize = 256;
+
+/// The detector's threshold (of [`BUDGET_STEPS`] score quantiles) that
+/// newly warns of the most faults while its false alarms stay within
+/// `budget` episodes per service-hour (the lowest such), and that count;
+/// `None` when every candidate is over the budget.
+fn at_budget(
+    backtests: &[ServiceBacktest],
+    faults: &FaultList,
+    detector: usize,
+    budget: f64,
+) -> Option<(f64, usize)> {
+    let mut scores: Vec<f64> = backtests
+        .iter()
+        .flat_map(|b| b.scrapes.iter().filter_map(|s| s.score(detector)))
+        .filter(|v| v.is_finite())
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    scores.dedup();
+    let n = scores.len();
+    if n == 0 {
+        return None;
+    }
+    let candidates = (0..BUDGET_STEPS).map(|i| scores[(i * n / BUDGET_STEPS).min(n - 1)]);
+    // Lower thresholds alarm more, but an alarm already up before a fault
+    // is no new warning: the best threshold within the budget is searched,
+    // not the lowest.
+    let mut best: Option<(f64, usize)> = None;
+    for threshold in candidates {
+        let (warned, episodes, seconds) = record(backtests, faults, |s| {
+            s.score(detector).is_some_and(|v| v >= threshold)
+        });
+        let caught = warned.iter().flatten().count();
+        if episodes as f64 / (seconds / 3_600.0).max(1e-9) <= budget
+            && best.is_none_or(|(_, b)| caught > b)
+        {
+            best = Some((threshold, caught));
+        }
+    }
+    best
+}
+
+/// Every detector's record on `faults`, at its own alarm rule and at the
+/// threshold that meets `budget` false-alarm episodes per service-hour on
+/// this recording.
 pub fn score(
     backtests: &[ServiceBacktest],
     faults: &FaultList,
     cfg: &PredictorConfig,
+    budget: f64,
 ) -> Vec<DetectorScore> {
     let mut labels = Vec::new();
     let mut scores = vec![Vec::new(); DETECTORS.len()];
@@ -297,49 +377,34 @@ pub fn score(
         .iter()
         .enumerate()
         .map(|(d, &name)| {
-            let alarms: Vec<(Vec<Time>, Vec<bool>)> = backtests
-                .iter()
-                .map(|b| {
-                    (
-                        b.times(),
-                        b.scrapes.iter().map(|s| s.alarm(d, cfg)).collect(),
-                    )
-                })
-                .collect();
-            let warned = faults
-                .faults
-                .iter()
-                .map(|f| {
-                    let b = backtests.iter().position(|b| b.service == f.service)?;
-                    newly_warned(&alarms[b].0, &alarms[b].1, f.at)
-                })
-                .collect();
-            let (mut episodes, mut seconds) = (0, 0.0);
-            for (times, a) in &alarms {
-                let (e, s) = faults.false_alarms(times, a.iter().copied());
-                episodes += e;
-                seconds += s;
-            }
+            let (warned, episodes, seconds) = record(backtests, faults, |s| s.alarm(d, cfg));
             DetectorScore {
                 detector: name,
                 warned,
                 false_alarm_episodes: episodes,
                 fault_free_hours: seconds / 3_600.0,
                 roc_auc: both.then(|| roc_pr_auc(&scores[d], &labels).0),
+                at_budget: CONTINUOUS[d]
+                    .then(|| at_budget(backtests, faults, d, budget))
+                    .flatten(),
+                continuous: CONTINUOUS[d],
             }
         })
         .collect()
 }
 
+/// Detectors with a score to set a threshold on (the others alarm or not).
+const CONTINUOUS: [bool; 5] = [true, true, true, false, false];
+
 /// The scores as a Markdown table, then each fault's lead per detector.
-pub fn render(scores: &[DetectorScore], faults: &FaultList) -> String {
+pub fn render(scores: &[DetectorScore], faults: &FaultList, budget: f64) -> String {
     let mut md = format!(
-        "| detector | faults newly warned within {:.0} s | false alarm episodes per service-hour (fault-free) | ROC-AUC not healthy |\n|---|---|---|---|\n",
+        "| detector | faults newly warned within {:.0} s | false alarm episodes per service-hour (fault-free) | ROC-AUC not healthy | newly warned at {budget} false alarm episodes per service-hour (threshold set on this recording) |\n|---|---|---|---|---|\n",
         CATCH_WINDOW_S
     );
     for s in scores {
         md.push_str(&format!(
-            "| {} | {} of {} | {:.3} ({} in {:.1} h) | {} |\n",
+            "| {} | {} of {} | {:.3} ({} in {:.1} h) | {} | {} |\n",
             s.detector,
             s.newly_warned(),
             s.warned.len(),
@@ -347,6 +412,11 @@ pub fn render(scores: &[DetectorScore], faults: &FaultList) -> String {
             s.false_alarm_episodes,
             s.fault_free_hours,
             s.roc_auc.map_or("-".into(), |a| format!("{a:.3}")),
+            match s.at_budget {
+                Some((t, n)) => format!("{n} (at {t:.4})"),
+                None if s.continuous => "over budget".into(),
+                None => "-".into(),
+            }
         ));
     }
     md.push_str("\n| injected (s) | service | fault |");

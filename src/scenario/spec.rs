@@ -407,6 +407,33 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind, in declaration order (`ALL[k.index()] == k`).
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::PodKill,
+        FaultKind::NodeLoss,
+        FaultKind::Latency,
+        FaultKind::CpuStress,
+        FaultKind::DependencyFailure,
+        FaultKind::MemoryLeak,
+        FaultKind::Hang,
+        FaultKind::BadDeploy,
+    ];
+
+    /// The kind's place in [`FaultKind::ALL`]: a new kind does not compile
+    /// until it has one (the tests check that `ALL` lists each kind there).
+    pub const fn index(self) -> usize {
+        match self {
+            FaultKind::PodKill => 0,
+            FaultKind::NodeLoss => 1,
+            FaultKind::Latency => 2,
+            FaultKind::CpuStress => 3,
+            FaultKind::DependencyFailure => 4,
+            FaultKind::MemoryLeak => 5,
+            FaultKind::Hang => 6,
+            FaultKind::BadDeploy => 7,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::PodKill => "pod_kill",
@@ -706,8 +733,8 @@ pub struct ControllerSpec {
     /// selfheal: size for the interval's upper bound (default true).
     pub plan_on_upper: Option<bool>,
     /// Run the failure predictor and the healing orchestrator on top of
-    /// this scaler (`hpa:70+heal` on the command line). Needs 5 s scrapes,
-    /// the interval the shipped model was trained on.
+    /// this scaler (`hpa:70+heal` on the command line), at any scrape
+    /// interval (the predictor resamples onto its model's time base).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub healing: bool,
     /// healing: record what would be done, command nothing.
@@ -995,6 +1022,13 @@ fn d_max_replicas() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_fault_kind_is_listed_once_in_its_place() {
+        for (i, k) in FaultKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i, "{}", k.as_str());
+        }
+    }
 
     #[test]
     fn short_controller_targets_out_of_range_are_refused() {

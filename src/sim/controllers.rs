@@ -63,7 +63,7 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
     build_controller(
         &s.controller,
         s.seed,
-        (s.metrics.scrape_interval_s, s.metrics.scrape_interval_s),
+        s.metrics.scrape_interval_s,
         s.slo.latency_ms,
         &knative_container_concurrency(s),
     )
@@ -127,14 +127,14 @@ pub fn knative_container_concurrency(s: &Scenario) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// The controller a spec names, for a cluster scraped every
-/// `scrape_interval_s` whose per-pod CPU is a rate over `cpu_window_s`,
-/// with the SLO latency `slo_latency_ms` (what the live adapter calls with
-/// its own configuration).
+/// The controller a spec names, for a cluster whose per-pod CPU is a rate
+/// over `cpu_window_s`, with the SLO latency `slo_latency_ms` (what the
+/// live adapter calls with its own configuration). Any scrape interval
+/// will do: the predictor resamples onto its model's time base.
 pub fn build_controller(
     spec: &ControllerSpec,
     seed: u64,
-    (scrape_interval_s, cpu_window_s): (f64, f64),
+    cpu_window_s: f64,
     slo_latency_ms: f64,
     container_concurrency: &BTreeMap<String, u32>,
 ) -> Result<Box<dyn Controller>, BuildError> {
@@ -148,12 +148,6 @@ pub fn build_controller(
     let dir = spec.healing_model.as_deref().unwrap_or(DEFAULT_MODEL);
     let bundle = model(dir)?;
     let mut predictor = bundle.predictor_config();
-    if (scrape_interval_s - predictor.scrape_interval_s).abs() > 1e-9 {
-        return Err(BuildError::Controller(format!(
-            "the predictor in {dir} was trained on {} s scrapes; set [metrics] scrape_interval_s = {} (the scenario has {} s)",
-            predictor.scrape_interval_s, predictor.scrape_interval_s, scrape_interval_s
-        )));
-    }
     predictor.slo_latency_ms = slo_latency_ms;
     let orchestrator = OrchestratorConfig {
         dry_run: spec.healing_dry_run,

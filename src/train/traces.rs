@@ -112,18 +112,13 @@ pub struct TracesConfig {
     /// and scaling change what follows a fault, so it is recorded per row.
     pub controller: String,
     pub health: HealthConfig,
+    /// Vary each run's services (replicas 2 to 10, service times, memory
+    /// baselines from 5 % to 90 % of the limit) so that a model cannot
+    /// learn one world's levels.
+    pub domain_randomisation: bool,
 }
 
-pub const ALL_FAULTS: [FaultKind; 8] = [
-    FaultKind::PodKill,
-    FaultKind::NodeLoss,
-    FaultKind::Latency,
-    FaultKind::CpuStress,
-    FaultKind::DependencyFailure,
-    FaultKind::MemoryLeak,
-    FaultKind::Hang,
-    FaultKind::BadDeploy,
-];
+pub const ALL_FAULTS: [FaultKind; 8] = FaultKind::ALL;
 
 impl Default for TracesConfig {
     fn default() -> Self {
@@ -143,9 +138,13 @@ impl Default for TracesConfig {
             ],
             controller: "static".into(),
             health: HealthConfig::default(),
+            domain_randomisation: false,
         }
     }
 }
+
+/// The SLO latency of every generated trace's scenario.
+pub const TRACES_SLO_LATENCY_MS: f64 = 250.0;
 
 /// Per-scrape features: the seed's seven, then ready replicas.
 pub const FEATURES: [&str; 8] = [
@@ -230,6 +229,44 @@ fn uniform(rng: &mut Stream, lo: f64, hi: f64) -> f64 {
 
 /// Draws the plan of run `id`: independent of every other run's draws, so
 /// that adding runs does not change earlier ones.
+/// The two services' shape in one run: the fixed world, or a randomised
+/// one drawn from its own stream (so the loads and faults stay those of
+/// the fixed world with the same seed).
+struct World {
+    replicas: [u32; 2],
+    service_time_ms: [String; 2],
+    memory_base_mib: [String; 2],
+}
+
+impl World {
+    fn of(cfg: &TracesConfig, id: u32) -> World {
+        if !cfg.domain_randomisation {
+            return World {
+                replicas: [3, 3],
+                service_time_ms: ["3".into(), "8".into()],
+                memory_base_mib: ["160".into(), "160".into()],
+            };
+        }
+        let mut rng = Stream::new_indexed(cfg.seed, Subsystem::Traces, (1 << 32) | id as u64);
+        let mut draw = |lo: f64, hi: f64| uniform(&mut rng, lo, hi);
+        let replicas = [draw(2.0, 10.99) as u32, draw(2.0, 10.99) as u32];
+        let service_time_ms = [
+            format!("{:.1}", draw(1.5, 6.0)),
+            format!("{:.1}", draw(3.0, 16.0)),
+        ];
+        // 5 % to 90 % of the 512 MiB limit.
+        let memory_base_mib = [
+            format!("{:.0}", draw(26.0, 460.0)),
+            format!("{:.0}", draw(26.0, 460.0)),
+        ];
+        World {
+            replicas,
+            service_time_ms,
+            memory_base_mib,
+        }
+    }
+}
+
 pub fn plan_run(cfg: &TracesConfig, id: u32) -> RunPlan {
     let mut rng = Stream::new_indexed(cfg.seed, Subsystem::Traces, id as u64);
     let seed = rng.next_u64() >> 1;
@@ -321,13 +358,14 @@ pub fn plan_run(cfg: &TracesConfig, id: u32) -> RunPlan {
     } else {
         None
     };
+    let world = World::of(cfg, id);
     let scenario = format!(
         r#"name = "traces-{id}"
 duration_s = {d}
 seed = {seed}
 
 [slo]
-latency_ms = 250
+latency_ms = {slo_latency_ms}
 objective = {objective}
 
 [metrics]
@@ -347,22 +385,29 @@ curve = {curve}
 
 [[service]]
 name = "frontend"
-replicas = 3
+replicas = {fr}
 max_connections = 100
 memory_limit_mib = 512
-revision = {{ service_time_ms = 3, memory_base_mib = 160 }}
+revision = {{ service_time_ms = {fs}, memory_base_mib = {fm} }}
   [[service.call]]
   to = "backend"
   timeout_ms = 1000
 
 [[service]]
 name = "backend"
-replicas = 3
+replicas = {br}
 max_connections = 64
 memory_limit_mib = 512
-revision = {{ service_time_ms = 8, memory_base_mib = 160 }}
+revision = {{ service_time_ms = {bs}, memory_base_mib = {bm} }}
 {fault_toml}"#,
         objective = cfg.health.healthy,
+        slo_latency_ms = TRACES_SLO_LATENCY_MS,
+        fr = world.replicas[0],
+        br = world.replicas[1],
+        fs = world.service_time_ms[0],
+        bs = world.service_time_ms[1],
+        fm = world.memory_base_mib[0],
+        bm = world.memory_base_mib[1],
         scrape = cfg.scrape_interval_s,
         controller = cfg.controller,
     );

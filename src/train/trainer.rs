@@ -12,9 +12,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::model::{PredictorNet, PredictorNetConfig};
-use super::traces::{Dataset, FEATURES};
+use super::traces::{Dataset, FEATURES, TRACES_SLO_LATENCY_MS};
 use crate::control::predictor::lstm::{FusedNet, Scratch};
-use crate::control::predictor::normalise::Normaliser;
+use crate::control::predictor::normalise::{Inputs, Normaliser};
 use crate::rng::{Stream, Subsystem};
 
 #[derive(Config, Debug, PartialEq)]
@@ -116,21 +116,69 @@ impl Samples {
     }
 }
 
-pub fn samples(ds: &Dataset, runs: &[u32], stride: usize, norm: &Normaliser) -> Samples {
-    let f = norm.features();
-    let ends: Vec<usize> = ds
-        .sample_ends(stride)
+/// The scrape intervals (in multiples of the traces' own) that relative
+/// inputs are trained across, one per window in turn: 5, 15, 30 and 60 s
+/// for 5 s traces.
+pub const INTERVAL_MULTIPLES: [usize; 4] = [1, 3, 6, 12];
+
+/// The window as a scraper every `k` rows would have left it: each row
+/// holds the latest scrape at or before it, the window's last row being a
+/// scrape (a prediction is made at a scrape). Rows before the window's
+/// first such scrape take the first row.
+pub fn hold_every(window: &mut [f32], f: usize, k: usize) {
+    let n = window.len() / f;
+    if k <= 1 || n == 0 {
+        return;
+    }
+    for j in 0..n {
+        let back = (n - 1 - j).div_ceil(k) * k;
+        let src = (n - 1).saturating_sub(back);
+        if src != j {
+            window.copy_within(src * f..(src + 1) * f, j * f);
+        }
+    }
+}
+
+/// Raw windows rewritten by `inputs` (relative inputs across the scrape
+/// intervals of [`INTERVAL_MULTIPLES`]).
+fn input_windows<'a>(
+    ds: &'a Dataset,
+    ends: &'a [usize],
+    f: usize,
+    inputs: Inputs,
+) -> impl Iterator<Item = Vec<f32>> + 'a {
+    let mut medians = Vec::new();
+    ends.iter().enumerate().map(move |(i, &e)| {
+        let mut w = ds.window(e, f);
+        if inputs == Inputs::Relative {
+            // Oldest row first: holding copies from earlier rows only, so
+            // in-place order from the start is safe.
+            hold_every(&mut w, f, INTERVAL_MULTIPLES[i % INTERVAL_MULTIPLES.len()]);
+        }
+        inputs.apply(&mut w, f, TRACES_SLO_LATENCY_MS, &mut medians);
+        w
+    })
+}
+
+fn sample_ends(ds: &Dataset, runs: &[u32], stride: usize) -> Vec<usize> {
+    ds.sample_ends(stride)
         .into_iter()
         .filter(|&i| runs.binary_search(&ds.rows[i].run).is_ok())
-        .collect();
+        .collect()
+}
+
+pub fn samples(ds: &Dataset, runs: &[u32], stride: usize, norm: &Normaliser) -> Samples {
+    let f = norm.features();
+    let ends = sample_ends(ds, runs, stride);
     let per_sample = ds.config.window * f;
     let mut x = Vec::with_capacity(ends.len() * per_sample);
-    let mut y = Vec::with_capacity(ends.len());
-    for &e in &ends {
-        let mut w = ds.window(e, f);
+    let y = ends
+        .iter()
+        .map(|&e| ds.rows[e].label.expect("sample ends are labelled") as usize)
+        .collect();
+    for mut w in input_windows(ds, &ends, f, norm.inputs) {
         norm.apply_window(&mut w);
         x.extend_from_slice(&w);
-        y.push(ds.rows[e].label.expect("sample ends are labelled") as usize);
     }
     Samples {
         x,
@@ -170,21 +218,47 @@ pub trait Progress {
     fn epoch(&mut self, stats: &EpochStats, best: bool);
 }
 
+/// [`train_with`] on raw scrapes, the seed's inputs.
 pub fn train(
     ds: &Dataset,
     cfg: &TrainConfig,
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Trained {
+    train_with(ds, cfg, Inputs::Raw, device, progress)
+}
+
+/// Trains on `inputs` (kept in the normaliser, saved beside the model).
+pub fn train_with(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    inputs: Inputs,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Trained {
     let f = cfg.net.features;
     let (train_runs, val_runs) = split_runs(ds, cfg.validation_fraction, cfg.seed);
-    let normaliser = Normaliser::fit(
-        log_features(f),
-        ds.rows
-            .iter()
-            .filter(|r| train_runs.binary_search(&r.run).is_ok())
-            .map(|r| &r.features[..f]),
-    );
+    let normaliser = match inputs {
+        Inputs::Raw => Normaliser::fit(
+            Inputs::Raw,
+            log_features(f),
+            ds.rows
+                .iter()
+                .filter(|r| train_runs.binary_search(&r.run).is_ok())
+                .map(|r| &r.features[..f]),
+        ),
+        // Relative inputs depend on the window: fitted on the training
+        // windows as the network will see them.
+        inputs => {
+            let ends = sample_ends(ds, &train_runs, cfg.stride);
+            let windows: Vec<Vec<f32>> = input_windows(ds, &ends, f, inputs).collect();
+            Normaliser::fit(
+                inputs,
+                vec![false; f],
+                windows.iter().flat_map(|w| w.chunks(f)),
+            )
+        }
+    };
     let train_set = samples(ds, &train_runs, cfg.stride, &normaliser);
     let val_set = samples(ds, &val_runs, cfg.stride, &normaliser);
     // Inverse-frequency class weights, capped so a class seen a handful of
@@ -279,5 +353,30 @@ pub fn train(
         train_samples: train_set.len(),
         train_runs,
         val_runs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holding_every_third_row_is_what_a_15_s_scraper_leaves() {
+        // Seven one-feature rows 0..7; scrapes at rows 6, 3 and 0.
+        let mut w: Vec<f32> = (0..7).map(|i| i as f32).collect();
+        hold_every(&mut w, 1, 3);
+        assert_eq!(w, vec![0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 6.0]);
+        // Rows before the first scrape in the window take the first row.
+        let mut w: Vec<f32> = (0..6).flat_map(|i| [i as f32, 10.0 * i as f32]).collect();
+        hold_every(&mut w, 2, 4);
+        assert_eq!(
+            w,
+            vec![
+                0.0, 0.0, 1.0, 10.0, 1.0, 10.0, 1.0, 10.0, 1.0, 10.0, 5.0, 50.0
+            ]
+        );
+        let mut same: Vec<f32> = (0..5).map(|i| i as f32).collect();
+        hold_every(&mut same, 1, 1);
+        assert_eq!(same, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
     }
 }

@@ -189,6 +189,13 @@ enum Cmd {
         /// Input features: 7 = the seed's metrics, 8 = plus ready replicas.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
         features: u8,
+        /// What the network reads: `raw` scrapes, or `relative` inputs that
+        /// transfer across clusters and scrape intervals (shares, growth,
+        /// ratios to the window's own median and to the SLO latency;
+        /// trained across 1, 3, 6 and 12 times the traces' interval; needs
+        /// all 8 features).
+        #[arg(long, default_value = "raw", value_parser = ["raw", "relative"])]
+        inputs: String,
     },
     /// Re-derive a trained predictor's alarm threshold on its validation
     /// runs for a false-alarm budget (training does this for 6 per hour).
@@ -246,6 +253,11 @@ enum Cmd {
         /// A Nezha `<day>-fault_list.json`, or a CSV `t_s,service,kind[,end_s]`.
         #[arg(long)]
         faults: Option<PathBuf>,
+        /// The false-alarm budget (episodes per service-hour) at which the
+        /// detectors with a score are also compared, each at the threshold
+        /// that meets it on this recording.
+        #[arg(long, default_value_t = 0.1)]
+        budget: f64,
         /// Every service's SLO latency; by default three times each
         /// service's median p99 over the recording.
         #[arg(long)]
@@ -499,7 +511,15 @@ fn real_main() -> anyhow::Result<()> {
             stride,
             samples_per_epoch,
             features,
+            inputs,
         } => {
+            use selfheal::control::predictor::normalise::Inputs;
+            let inputs = if inputs == "relative" {
+                anyhow::ensure!(features == 8, "--inputs relative needs all 8 features");
+                Inputs::Relative
+            } else {
+                Inputs::Raw
+            };
             let cfg = selfheal::train::trainer::TrainConfig::new(
                 selfheal::train::model::PredictorNetConfig::new().with_features(features as usize),
             )
@@ -514,7 +534,7 @@ fn real_main() -> anyhow::Result<()> {
                 .join(" ");
             predictor::train(
                 predictor::training_data(&data, from_recorded.as_deref())?,
-                &cfg,
+                (&cfg, inputs),
                 &out,
                 command,
             )?;
@@ -532,8 +552,15 @@ fn real_main() -> anyhow::Result<()> {
             recorded,
             out,
             faults,
+            budget,
             slo_latency_ms,
-        } => predictor::backtest(&model, &recorded, &out, faults.as_deref(), slo_latency_ms)?,
+        } => predictor::backtest(
+            &model,
+            &recorded,
+            &out,
+            (faults.as_deref(), budget),
+            slo_latency_ms,
+        )?,
         Cmd::Import {
             what: ImportCmd::Nezha { dir, out },
         } => predictor::import_nezha(&dir, &out)?,

@@ -85,7 +85,10 @@ pub fn training_data(
 
 pub fn train(
     (ds, data): (traces::Dataset, PathBuf),
-    cfg: &TrainConfig,
+    (cfg, inputs): (
+        &TrainConfig,
+        selfheal::control::predictor::normalise::Inputs,
+    ),
     out: &Path,
     command: String,
 ) -> anyhow::Result<()> {
@@ -98,7 +101,7 @@ pub fn train(
     );
     let device = burn::prelude::Device::flex();
     let mut bar = super::progress::Epochs::new(cfg.max_epochs);
-    let t = trainer::train(&ds, cfg, &device, &mut bar);
+    let t = trainer::train_with(&ds, cfg, inputs, &device, &mut bar);
     let meta = TrainingMeta {
         format: FORMAT.into(),
         dataset: data.display().to_string(),
@@ -342,7 +345,7 @@ fn leave_one_out(
             subset.runs.len()
         );
         let mut bar = super::progress::Epochs::new(cfg.max_epochs);
-        let t = trainer::train(&subset, &cfg, &device, &mut bar);
+        let t = trainer::train_with(&subset, &cfg, bundle.normaliser.inputs, &device, &mut bar);
         let left_threshold = v::calibrate_trained(&subset, &t, cfg.net.window, a.stride);
         let model = selfheal::control::predictor::Model {
             net: t.fused,
@@ -420,7 +423,7 @@ pub fn backtest(
     model_dir: &Path,
     recorded: &Path,
     out: &Path,
-    faults: Option<&Path>,
+    (faults, budget): (Option<&Path>, f64),
     slo_latency_ms: Option<f64>,
 ) -> anyhow::Result<()> {
     use selfheal::eval::backtest;
@@ -454,14 +457,14 @@ pub fn backtest(
     }
     if let Some(path) = faults {
         let list = selfheal::eval::incidents::FaultList::read(path)?;
-        let scores = backtest::score(&results, &list, &cfg.predictor);
+        let scores = backtest::score(&results, &list, &cfg.predictor, budget);
         let md = format!(
             "# Backtest of {} on {}\n\nFaults: {} ({}).\n\n{}",
             model_dir.display(),
             recorded.display(),
             path.display(),
             list.faults.len(),
-            backtest::render(&scores, &list)
+            backtest::render(&scores, &list, budget)
         );
         let md_path = out.with_extension("md");
         std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;

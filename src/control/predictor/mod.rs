@@ -142,6 +142,7 @@ pub struct ServiceWatch {
     span_s: f64,
     scratch: Scratch,
     buf: Vec<f32>,
+    medians: Vec<f32>,
 }
 
 impl ServiceWatch {
@@ -158,6 +159,7 @@ impl ServiceWatch {
             span_s: (window.max(1) - 1) as f64 * cfg.scrape_interval_s,
             scratch: Scratch::default(),
             buf: Vec::new(),
+            medians: Vec::new(),
         }
     }
 
@@ -244,6 +246,10 @@ impl ServiceWatch {
             }
             self.buf.extend_from_slice(&self.rows[cursor][..f]);
         }
+        model
+            .normaliser
+            .inputs
+            .apply(&mut self.buf, f, cfg.slo_latency_ms, &mut self.medians);
         model.normaliser.apply_window(&mut self.buf);
         let p = model.net.predict(&self.buf, &mut self.scratch);
         let probabilities = [p[0], p[1], p[2], p[3]];
