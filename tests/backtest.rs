@@ -53,12 +53,7 @@ fn the_incident_day_through_the_backtest() {
     assert!(recordings.iter().all(|r| r.sli.is_none()));
 
     let bundle = store::load(&repo().join("models/predictor")).unwrap();
-    let cfg = BacktestConfig {
-        predictor: bundle.predictor_config(),
-        health: bundle.meta.dataset_config.health.clone(),
-        slo_latency_ms: None,
-        horizon_s: bundle.meta.dataset_config.horizon_s,
-    };
+    let cfg = BacktestConfig::of(&bundle, None);
     let results = backtest::run(&bundle.model(), &cfg, &recordings);
     // 60 s scrapes against a 5 s model: predictions from the sixth scrape.
     for b in &results {
@@ -114,10 +109,7 @@ fn the_incident_day_through_the_backtest() {
     // never this day): the most faults at the budget, but its own
     // threshold, calibrated on synthetic runs, alarms far too often here.
     let relative = store::load(&repo().join("models/predictor-relative")).unwrap();
-    let rcfg = BacktestConfig {
-        predictor: relative.predictor_config(),
-        ..cfg.clone()
-    };
+    let rcfg = BacktestConfig::of(&relative, None);
     let runs = backtest::run(&relative.model(), &rcfg, &recordings);
     let r = backtest::score(&runs, &faults, &rcfg.predictor, 0.1);
     assert_eq!(table(&r)[0], ("lstm", 5, 481, Some(13)));
@@ -160,12 +152,7 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
     write_recording(&dir, &[(name.clone(), gap)]);
     let recordings = recorded::read_dir(&dir).unwrap();
     let bundle = store::load(&repo().join("models/predictor")).unwrap();
-    let cfg = BacktestConfig {
-        predictor: bundle.predictor_config(),
-        health: bundle.meta.dataset_config.health.clone(),
-        slo_latency_ms: None,
-        horizon_s: bundle.meta.dataset_config.horizon_s,
-    };
+    let cfg = BacktestConfig::of(&bundle, None);
     let b = &backtest::run(&bundle.model(), &cfg, &recordings)[0];
     let predicted: Vec<bool> = b.scrapes.iter().map(|s| s.prediction.is_some()).collect();
     assert!(predicted[99], "before the gap");

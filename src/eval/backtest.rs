@@ -30,6 +30,7 @@ use crate::eval::incidents::{CATCH_WINDOW_S, FaultList};
 use crate::metrics::ms;
 use crate::time::Time;
 use crate::train::recorded::ServiceRecording;
+use crate::train::store::ModelBundle;
 use crate::train::traces::HealthConfig;
 use crate::train::validate::{roc_pr_auc, threshold_score};
 
@@ -82,6 +83,19 @@ pub struct BacktestConfig {
     pub slo_latency_ms: Option<f64>,
     /// The labels' look-ahead.
     pub horizon_s: f64,
+}
+
+impl BacktestConfig {
+    /// A trained model's settings: its predictor configuration, and the
+    /// health rules and look-ahead of its training traces.
+    pub fn of(bundle: &ModelBundle, slo_latency_ms: Option<f64>) -> Self {
+        BacktestConfig {
+            predictor: bundle.predictor_config(),
+            health: bundle.meta.dataset_config.health.clone(),
+            slo_latency_ms,
+            horizon_s: bundle.meta.dataset_config.horizon_s,
+        }
+    }
 }
 
 impl Scrape {

@@ -242,6 +242,25 @@ pub fn service_of(pod: &str) -> &str {
     service.unwrap_or(pod)
 }
 
+/// The positions of `names` in a CSV header line (cells trimmed); an error
+/// names the file and the first missing column.
+fn columns(path: &Path, header: Option<&str>, names: &[&str]) -> Result<Vec<usize>, IncidentError> {
+    let header: Vec<&str> = header.unwrap_or("").split(',').map(str::trim).collect();
+    names
+        .iter()
+        .map(|name| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| IncidentError::Parse {
+                    path: path.to_owned(),
+                    line: 1,
+                    message: format!("no `{name}` column"),
+                })
+        })
+        .collect()
+}
+
 /// Reads one `<pod>_metric.csv`.
 pub fn read_service(path: &Path) -> Result<ServiceSeries, IncidentError> {
     let text = read(path)?;
@@ -251,22 +270,9 @@ pub fn read_service(path: &Path) -> Result<ServiceSeries, IncidentError> {
         message,
     };
     let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| bad(1, "empty file".into()))?
-        .split(',')
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| bad(1, format!("no `{name}` column")))
-    };
-    let time = column("Time")?;
-    let columns = METRICS
-        .iter()
-        .map(|m| column(m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<&str> = std::iter::once("Time").chain(METRICS).collect();
+    let found = columns(path, lines.next(), &names)?;
+    let (time, metric_columns) = (found[0], &found[1..]);
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
         if line.trim().is_empty() {
@@ -281,7 +287,7 @@ pub fn read_service(path: &Path) -> Result<ServiceSeries, IncidentError> {
             )
         })?;
         let mut values = [f64::NAN; METRICS.len()];
-        for (k, &c) in columns.iter().enumerate() {
+        for (k, &c) in metric_columns.iter().enumerate() {
             let text = cell(c);
             if !text.is_empty() {
                 values[k] = text
@@ -538,23 +544,12 @@ fn front_service(path: &Path) -> Result<Vec<(f64, f64, f64)>, IncidentError> {
         message,
     };
     let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or_else(|| bad(1, format!("no `{name}` column")))
-    };
-    let (time, success, p50) = (
-        column("Time")?,
-        column("SuccessRate(%)")?,
-        column("LatencyP50(s)")?,
-    );
+    let found = columns(
+        path,
+        lines.next(),
+        &["Time", "SuccessRate(%)", "LatencyP50(s)"],
+    )?;
+    let (time, success, p50) = (found[0], found[1], found[2]);
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();

@@ -429,12 +429,7 @@ pub fn backtest(
     use selfheal::eval::backtest;
     let bundle = store::load(model_dir)?;
     let recordings = selfheal::train::recorded::read_dir(recorded)?;
-    let cfg = backtest::BacktestConfig {
-        predictor: bundle.predictor_config(),
-        health: bundle.meta.dataset_config.health.clone(),
-        slo_latency_ms,
-        horizon_s: bundle.meta.dataset_config.horizon_s,
-    };
+    let cfg = backtest::BacktestConfig::of(&bundle, slo_latency_ms);
     let started = std::time::Instant::now();
     let results = backtest::run(&bundle.model(), &cfg, &recordings);
     let scrapes: usize = results.iter().map(|b| b.scrapes.len()).sum();
