@@ -27,22 +27,26 @@ use crate::control::predictor::{
     Health, Model, Prediction, PredictorConfig, ServiceWatch, scrape_row,
 };
 use crate::eval::incidents::{CATCH_WINDOW_S, FaultList};
+use crate::metrics::ServiceMetrics;
 use crate::metrics::ms;
 use crate::time::Time;
-use crate::train::recorded::ServiceRecording;
+use crate::train::recorded::{ServiceRecording, worst_ahead};
 use crate::train::store::ModelBundle;
 use crate::train::traces::HealthConfig;
 use crate::train::validate::{roc_pr_auc, threshold_score};
 
 pub const DETECTORS: [&str; 5] = ["lstm", "thresholds", "anomaly", "pattern", "persistence"];
 
-/// The metrics an anomaly score is kept for, as scrape-row indices.
-const ANOMALY_METRICS: [(usize, &str); 5] = [
-    (0, "cpu"),
-    (1, "memory"),
-    (2, "rate"),
-    (3, "errors"),
-    (5, "p99"),
+/// The metrics an anomaly score is kept for (raw: unmeasured stays NaN).
+/// A metric's name and how to read it from a scrape.
+type Metric = (&'static str, fn(&ServiceMetrics) -> f64);
+
+const ANOMALY_METRICS: [Metric; 5] = [
+    ("cpu", |m| m.cpu_usage),
+    ("memory", |m| m.memory_usage),
+    ("rate", |m| m.request_rate),
+    ("errors", |m| m.error_rate),
+    ("p99", |m| m.latency_p99),
 ];
 
 /// One scrape of one service.
@@ -65,12 +69,6 @@ pub struct ServiceBacktest {
     pub service: String,
     pub slo_latency_ms: f64,
     pub scrapes: Vec<Scrape>,
-}
-
-impl ServiceBacktest {
-    fn times(&self) -> Vec<Time> {
-        self.scrapes.iter().map(|s| s.at).collect()
-    }
 }
 
 /// The settings a backtest runs with.
@@ -143,7 +141,7 @@ pub fn run(
                 .iter()
                 .map(|m| m.timestamp.as_secs_f64())
                 .collect();
-            let end = times.last().copied().unwrap_or(0.0);
+            let labels = worst_ahead(&times, &states, cfg.horizon_s);
             let mut watch = ServiceWatch::new(model.window, &pcfg);
             let mut anomaly: Vec<AnomalyDetector> = ANOMALY_METRICS
                 .iter()
@@ -161,29 +159,13 @@ pub fn run(
                         Some(p) => p.failure_type,
                         None => watch.pattern(&pcfg).map(|d| d.failure),
                     };
-                    let raw = [
-                        m.cpu_usage,
-                        m.memory_usage,
-                        m.request_rate,
-                        m.error_rate,
-                        0.0,
-                        m.latency_p99,
-                    ];
-                    let mut best = (0.0, ANOMALY_METRICS[0].1);
-                    for (d, &(k, name)) in anomaly.iter_mut().zip(&ANOMALY_METRICS) {
-                        let score = d.update(m.timestamp, raw[k]);
+                    let mut best = (0.0, ANOMALY_METRICS[0].0);
+                    for (d, &(name, value)) in anomaly.iter_mut().zip(&ANOMALY_METRICS) {
+                        let score = d.update(m.timestamp, value(m));
                         if score > best.0 {
                             best = (score, name);
                         }
                     }
-                    let t = times[i];
-                    let label = (t + cfg.horizon_s <= end + 1e-9).then(|| {
-                        (i + 1..times.len())
-                            .take_while(|&k| times[k] <= t + cfg.horizon_s)
-                            .map(|k| states[k])
-                            .max()
-                            .unwrap_or(Health::Healthy)
-                    });
                     Scrape {
                         at: m.timestamp,
                         prediction,
@@ -191,7 +173,7 @@ pub fn run(
                         anomaly: best,
                         thresholds: threshold_score(&row, slo),
                         state: states[i],
-                        label,
+                        label: labels[i].0,
                     }
                 })
                 .collect();
@@ -291,20 +273,21 @@ pub fn newly_warned(times: &[Time], alarms: &[bool], at: Time) -> Option<f64> {
 /// Faults newly warned (seconds to the warning of each), false-alarm
 /// episodes and fault-free seconds of one alarm rule.
 fn record(
-    backtests: &[ServiceBacktest],
+    (backtests, times): (&[ServiceBacktest], &[Vec<Time>]),
     faults: &FaultList,
     alarm: impl Fn(&Scrape) -> bool,
 ) -> (Vec<Option<f64>>, usize, f64) {
-    let alarms: Vec<(Vec<Time>, Vec<bool>)> = backtests
+    let alarms: Vec<(&[Time], Vec<bool>)> = backtests
         .iter()
-        .map(|b| (b.times(), b.scrapes.iter().map(&alarm).collect()))
+        .zip(times)
+        .map(|(b, t)| (t.as_slice(), b.scrapes.iter().map(&alarm).collect()))
         .collect();
     let warned = faults
         .faults
         .iter()
         .map(|f| {
             let b = backtests.iter().position(|b| b.service == f.service)?;
-            newly_warned(&alarms[b].0, &alarms[b].1, f.at)
+            newly_warned(alarms[b].0, &alarms[b].1, f.at)
         })
         .collect();
     let (mut episodes, mut seconds) = (0, 0.0);
@@ -324,7 +307,7 @@ const BUDGET_STEPS: usize = 256;
 /// `budget` episodes per service-hour (the lowest such), and that count;
 /// `None` when every candidate is over the budget.
 fn at_budget(
-    backtests: &[ServiceBacktest],
+    (backtests, times): (&[ServiceBacktest], &[Vec<Time>]),
     faults: &FaultList,
     detector: usize,
     budget: f64,
@@ -346,7 +329,7 @@ fn at_budget(
     // not the lowest.
     let mut best: Option<(f64, usize)> = None;
     for threshold in candidates {
-        let (warned, episodes, seconds) = record(backtests, faults, |s| {
+        let (warned, episodes, seconds) = record((backtests, times), faults, |s| {
             s.score(detector).is_some_and(|v| v >= threshold)
         });
         let caught = warned.iter().flatten().count();
@@ -368,6 +351,10 @@ pub fn score(
     cfg: &PredictorConfig,
     budget: f64,
 ) -> Vec<DetectorScore> {
+    let times: Vec<Vec<Time>> = backtests
+        .iter()
+        .map(|b| b.scrapes.iter().map(|s| s.at).collect())
+        .collect();
     let mut labels = Vec::new();
     let mut scores = vec![Vec::new(); DETECTORS.len()];
     for b in backtests {
@@ -391,7 +378,8 @@ pub fn score(
         .iter()
         .enumerate()
         .map(|(d, &name)| {
-            let (warned, episodes, seconds) = record(backtests, faults, |s| s.alarm(d, cfg));
+            let (warned, episodes, seconds) =
+                record((backtests, &times), faults, |s| s.alarm(d, cfg));
             DetectorScore {
                 detector: name,
                 warned,
@@ -399,7 +387,7 @@ pub fn score(
                 fault_free_hours: seconds / 3_600.0,
                 roc_auc: both.then(|| roc_pr_auc(&scores[d], &labels).0),
                 at_budget: CONTINUOUS[d]
-                    .then(|| at_budget(backtests, faults, d, budget))
+                    .then(|| at_budget((backtests, &times), faults, d, budget))
                     .flatten(),
                 continuous: CONTINUOUS[d],
             }

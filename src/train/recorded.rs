@@ -122,24 +122,21 @@ impl ServiceRecording {
     }
 }
 
-/// One recording's rows: features per scrape, the label of each scrape the
-/// worst state over the scrapes in `(t, t + horizon]` (none when the
-/// recording ends before `t + horizon`).
-pub fn label(
-    run: u32,
-    scrapes: &[ServiceMetrics],
+/// Each scrape's label: the worst state over the scrapes in
+/// `(t, t + horizon]` (none when the recording ends before `t + horizon`),
+/// and the seconds to the first scrape in that span that is not healthy.
+pub fn worst_ahead(
+    times: &[f64],
     states: &[Health],
-    cfg: &TracesConfig,
-) -> Vec<Row> {
-    let times: Vec<f64> = scrapes.iter().map(|m| m.timestamp.as_secs_f64()).collect();
+    horizon_s: f64,
+) -> Vec<(Option<Health>, Option<f64>)> {
     let end = times.last().copied().unwrap_or(0.0);
-    scrapes
+    times
         .iter()
         .enumerate()
-        .map(|(i, m)| {
-            let t = times[i];
-            let future = (i + 1..scrapes.len()).take_while(|&k| times[k] <= t + cfg.horizon_s);
-            let label = (t + cfg.horizon_s <= end + 1e-9).then(|| {
+        .map(|(i, &t)| {
+            let future = (i + 1..times.len()).take_while(|&k| times[k] <= t + horizon_s);
+            let label = (t + horizon_s <= end + 1e-9).then(|| {
                 future
                     .clone()
                     .map(|k| states[k])
@@ -150,16 +147,32 @@ pub fn label(
                 .clone()
                 .find(|&k| states[k] != Health::Healthy)
                 .map(|k| times[k] - t);
-            Row {
-                run,
-                service: 0,
-                scrape: i as u32,
-                t_s: t,
-                features: crate::control::predictor::scrape_row(m),
-                label,
-                time_to_breach_s,
-                fault: None,
-            }
+            (label, time_to_breach_s)
+        })
+        .collect()
+}
+
+/// One recording's rows: features per scrape, labelled by [`worst_ahead`].
+pub fn label(
+    run: u32,
+    scrapes: &[ServiceMetrics],
+    states: &[Health],
+    cfg: &TracesConfig,
+) -> Vec<Row> {
+    let times: Vec<f64> = scrapes.iter().map(|m| m.timestamp.as_secs_f64()).collect();
+    scrapes
+        .iter()
+        .zip(worst_ahead(&times, states, cfg.horizon_s))
+        .enumerate()
+        .map(|(i, (m, (label, time_to_breach_s)))| Row {
+            run,
+            service: 0,
+            scrape: i as u32,
+            t_s: times[i],
+            features: crate::control::predictor::scrape_row(m),
+            label,
+            time_to_breach_s,
+            fault: None,
         })
         .collect()
 }
