@@ -4,6 +4,10 @@
 //!   with a trained forest (push a sample, forecast, size), no retraining.
 //! - `forest_training_1000x74`: fitting the 100-tree forest on 1,000
 //!   samples of 74 features.
+//! - `slo_plan_10_services`: sizing ten services (a frontend, three
+//!   mid-tier services, six leaves) for a latency objective from their
+//!   CPU guard (the plan a scaler sizing for the SLO makes each tick, on
+//!   top of each service's forecast).
 //! - `anomaly_update_60s` / `anomaly_update_5s`: one sample of one metric
 //!   through the anomaly detector with a full day of baseline (60 s
 //!   scrapes: 1,440 values; 5 s scrapes: capped at the same 1,440).
@@ -15,7 +19,10 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use selfheal::control::ServiceView;
 use selfheal::control::anomaly::{AnomalyDetector, DetectorConfig};
-use selfheal::control::scaler::{AutonomousScaler, ForecastConfig, Forecaster, ScalerConfig};
+use selfheal::control::scaler::sizing::{self, Stage, StageModel};
+use selfheal::control::scaler::{
+    AutonomousScaler, ForecastConfig, Forecaster, LatencySlo, ScalerConfig,
+};
 use selfheal::metrics::ServiceMetrics;
 use selfheal::time::Time;
 
@@ -83,6 +90,30 @@ fn bench(c: &mut Criterion) {
     for i in 0..1000 {
         f.push(&sample(i));
     }
+    let stages: Vec<Stage> = (0..10)
+        .map(|i| Stage {
+            name: format!("svc-{i}"),
+            model: Some(StageModel {
+                cpu_s: 0.004 + 0.001 * i as f64,
+                cores: 1.0,
+                cs2: 1.0,
+            }),
+            rate: 600.0,
+            calls: match i {
+                0 => vec![(1, 1.0), (2, 0.5), (3, 0.5)],
+                1..=3 => vec![(2 * i + 2, 1.0), (2 * i + 3, 0.3)],
+                _ => vec![],
+            },
+            offset_s: 0.002,
+            current: 4,
+            min: 1,
+            max: 100,
+        })
+        .collect();
+    let slo = LatencySlo::new(200.0, 0.99);
+    g.bench_function("slo_plan_10_services", |b| {
+        b.iter(|| black_box(sizing::plan(black_box(&stages), &slo)))
+    });
     g.sample_size(10);
     g.bench_function("forest_training_1000x74", |b| b.iter(|| f.train()));
     g.finish();

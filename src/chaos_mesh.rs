@@ -140,23 +140,35 @@ pub fn resource(
                 json!({"latency": format!("{}ms", f.added_ms.unwrap_or(0.0).round() as u64)});
             ("NetworkChaos", "networkchaos")
         }
-        other => {
-            return Err(unsupported(match other {
-                FaultKind::Latency => {
-                    "latency on one call edge needs a NetworkChaos `target`, which the served API does not model"
-                }
-                FaultKind::PodKill => "pods are deleted through the Kubernetes API instead",
-                FaultKind::NodeLoss => {
-                    "losing a node takes the cloud provider's API, which Chaos Mesh does not drive"
-                }
-                FaultKind::Hang => {
-                    "a process that stops answering while it keeps running has no Chaos Mesh action"
-                }
-                FaultKind::DependencyFailure => {
-                    "a failing dependency needs HTTPChaos on the callee's port, not mapped yet"
-                }
-                _ => "a bad revision is the application's own image, which a replay cannot invent",
-            }));
+        FaultKind::Latency => {
+            return Err(unsupported(
+                "latency on one call edge needs a NetworkChaos `target`, which the served API does not model",
+            ));
+        }
+        FaultKind::PodKill => {
+            return Err(unsupported(
+                "pods are deleted through the Kubernetes API instead",
+            ));
+        }
+        FaultKind::NodeLoss => {
+            return Err(unsupported(
+                "losing a node takes the cloud provider's API, which Chaos Mesh does not drive",
+            ));
+        }
+        FaultKind::Hang => {
+            return Err(unsupported(
+                "a process that stops answering while it keeps running has no Chaos Mesh action",
+            ));
+        }
+        FaultKind::DependencyFailure => {
+            return Err(unsupported(
+                "a failing dependency needs HTTPChaos on the callee's port, not mapped yet",
+            ));
+        }
+        FaultKind::BadDeploy => {
+            return Err(unsupported(
+                "a bad revision is the application's own image, which a replay cannot invent",
+            ));
         }
     };
     Ok((

@@ -18,6 +18,7 @@ fn pod(cores: f64, now: Time) -> PodView {
         cpu_cores: cores,
         cpu_sampled_at: Some(now),
         cpu_request: 0.5,
+        cpu_limit: 1.0,
         ..common::ready_pod("p")
     }
 }

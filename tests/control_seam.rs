@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
+use selfheal::control::scaler::LatencySlo;
 use selfheal::control::{Command, Controller, Observation};
 use selfheal::scenario::ControllerSpec;
 use selfheal::sim::{Simulation, controllers};
@@ -116,12 +117,13 @@ impl Controller for Recording {
 #[test]
 fn the_simulator_and_a_plain_driver_get_the_same_commands() {
     let sc = common::bundled("flash-crowd.toml");
-    for short in ["hpa:60", "kpa:2", "selfheal"] {
+    let slo = LatencySlo::new(sc.spec.slo.latency_ms, sc.spec.slo.objective);
+    for short in ["hpa:60", "kpa:2", "selfheal", "selfheal:slo"] {
         let spec = ControllerSpec::parse_short(short).unwrap();
         let log: Log = Rc::new(RefCell::new(Vec::new()));
         let mut sim = Simulation::new(&sc).unwrap();
         sim.attach(Box::new(Recording {
-            inner: controllers::build(&spec, sc.spec.seed, &Default::default()),
+            inner: controllers::build(&spec, sc.spec.seed, slo, &Default::default()),
             log: log.clone(),
             out: vec![],
         }));
@@ -131,7 +133,7 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
         assert!(!from_sim.is_empty(), "{short} never acted");
         assert_eq!(from_sim.len(), out.commands.len());
         // A plain loop: the same observations, a fresh controller.
-        let mut fresh = controllers::build(&spec, sc.spec.seed, &Default::default());
+        let mut fresh = controllers::build(&spec, sc.spec.seed, slo, &Default::default());
         let mut from_driver = Vec::new();
         for (now, obs, _) in log.iter() {
             fresh.handle_observation(*now, obs);

@@ -1,5 +1,7 @@
 //! The autonomous scaler's decision rules and its forecaster's schedule.
 
+mod common;
+
 use selfheal::control::scaler::{
     AutonomousScaler, ForecastConfig, ForecastSource, Forecaster, ScalerConfig, ScalingAction,
 };
@@ -233,4 +235,85 @@ fn same_inputs_same_decisions() {
             .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
+}
+
+/// Frontend (5 ms of CPU per request) calling backend (8 ms), one pod
+/// each of one core, at `rate`: what the scaler sees at scrape `t`.
+fn two_tier(t: f64, rate: f64, p99_ms: (f64, f64)) -> Observation {
+    let tier = |name: &str, cpu_s: f64, p99: f64, calls: &[&str]| {
+        let mut m = metrics(t, rate, rate * cpu_s, 1, 1);
+        m.latency_p99 = p99;
+        let mut v = view(m);
+        v.name = name.into();
+        v.pods = vec![selfheal::control::PodView {
+            cpu_cores: rate * cpu_s,
+            cpu_sampled_at: Some(Time::from_secs_f64(t)),
+            ..common::ready_pod(format!("{name}-0"))
+        }];
+        v.dependencies = calls
+            .iter()
+            .map(|c| selfheal::control::Dependency {
+                service: c.to_string(),
+                fallback: false,
+                error_rate: 0.0,
+                latency_p99: f64::NAN,
+            })
+            .collect();
+        v
+    };
+    Observation {
+        now: Time::from_secs_f64(t),
+        services: vec![
+            tier("frontend", 0.005, p99_ms.0, &["backend"]),
+            tier("backend", 0.008, p99_ms.1, &[]),
+        ],
+    }
+}
+
+#[test]
+fn sizing_for_the_slo_keeps_a_second_pod_where_cpu_sizing_keeps_one() {
+    // 70 req/s: the backend runs at 56 % of its core, under a 70 % CPU
+    // target, but one pod's queue puts the pair's p99 near 100 ms.
+    let slo = selfheal::control::scaler::LatencySlo::new(100.0, 0.99);
+    let run = |slo| {
+        let mut s = AutonomousScaler::new(
+            ScalerConfig {
+                slo,
+                ..ScalerConfig::default()
+            },
+            7,
+        );
+        let mut out = Vec::new();
+        for i in 0..4 {
+            let t = 30.0 * i as f64 + 15.0;
+            s.handle_observation(
+                Time::from_secs_f64(t + 1.0),
+                &two_tier(t, 70.0, (100.0, 87.0)),
+            );
+            while let Some(c) = s.poll_command() {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let scale_backend = |cmds: &[selfheal::control::Command]| {
+        cmds.iter()
+            .filter_map(|c| match c {
+                selfheal::control::Command::Scale {
+                    service,
+                    replicas,
+                    reason,
+                } if service == "backend" => Some((*replicas, reason.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(scale_backend(&run(None)).is_empty());
+    let sized = scale_backend(&run(Some(slo)));
+    // Asked again every tick, since the observed count stays at one.
+    assert!(!sized.is_empty());
+    for (replicas, reason) in &sized {
+        assert_eq!(*replicas, 2, "{reason}");
+        assert!(reason.contains("predicted p99"), "{reason}");
+    }
 }

@@ -42,9 +42,14 @@ pub struct AdapterConfig {
     /// The `[w]` of `rate(...[w])`.
     #[serde(default = "d_window")]
     pub rate_window_s: f64,
-    /// The SLO latency the healing orchestrator treats as a symptom.
+    /// The SLO: `slo_objective` of requests within `slo_latency_ms`. The
+    /// healing orchestrator treats a p99 above the latency as a symptom;
+    /// the selfheal scaler sizing for the SLO (`sizing = "slo"`) plans for
+    /// both.
     #[serde(default = "d_slo")]
     pub slo_latency_ms: f64,
+    #[serde(default = "d_objective")]
+    pub slo_objective: f64,
     /// Seconds of control-core time per wall-clock second (for a served
     /// simulation running faster than real time). Every duration here
     /// (`interval_s`, `rate_window_s`, `backfill_s`) is in core seconds;
@@ -253,6 +258,9 @@ fn d_window() -> f64 {
 fn d_slo() -> f64 {
     500.0
 }
+fn d_objective() -> f64 {
+    0.99
+}
 fn d_backfill() -> f64 {
     300.0
 }
@@ -296,6 +304,15 @@ impl AdapterConfig {
                     format!("field `{name}`: must be a positive number, found {v}"),
                 ));
             }
+        }
+        if !(cfg.slo_objective > 0.0 && cfg.slo_objective < 1.0) {
+            return Err(invalid(
+                find("slo_objective"),
+                format!(
+                    "field `slo_objective`: must be a share between 0 and 1 (0.99 for 99 %), found {}",
+                    cfg.slo_objective
+                ),
+            ));
         }
         if !(cfg.backfill_s.is_finite() && cfg.backfill_s >= 0.0) {
             return Err(invalid(

@@ -70,7 +70,7 @@ impl Adapter {
             &cfg.controller,
             cfg.seed,
             cfg.rate_window_s,
-            cfg.slo_latency_ms,
+            selfheal::control::scaler::LatencySlo::new(cfg.slo_latency_ms, cfg.slo_objective),
             // Knative reads each service's containerConcurrency from the
             // cluster: here its max_connections.
             &Default::default(),

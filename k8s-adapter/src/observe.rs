@@ -150,6 +150,7 @@ pub async fn service_view(
                         cpu_cores: 0.0,
                         cpu_sampled_at: None,
                         cpu_request: 0.0,
+                        cpu_limit: 0.0,
                         memory_mib: 0.0,
                         memory_limit_mib: 0.0,
                         restarts: restarts_by_pod.get(name).copied().unwrap_or(0.0) as u32,

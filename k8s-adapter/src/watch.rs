@@ -278,6 +278,10 @@ pub fn pod_view(pod: &Pod, revision: u32, clock: &Clock) -> PodView {
             .as_deref()
             .and_then(cpu_cores)
             .unwrap_or(0.0),
+        cpu_limit: quantity(true, "cpu")
+            .as_deref()
+            .and_then(cpu_cores)
+            .unwrap_or(0.0),
         memory_mib: 0.0,
         memory_limit_mib: quantity(true, "memory")
             .as_deref()

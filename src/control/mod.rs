@@ -45,6 +45,8 @@ pub struct PodView {
     /// the last scrape (a pod "without metrics" for HPA).
     pub cpu_sampled_at: Option<Time>,
     pub cpu_request: f64,
+    /// Cores it may use at most; 0 when it has no limit.
+    pub cpu_limit: f64,
     pub memory_mib: f64,
     pub memory_limit_mib: f64,
     pub restarts: u32,

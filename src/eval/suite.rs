@@ -2,10 +2,13 @@
 //!
 //! Every scenario is the same two-service graph (frontend -> backend) under
 //! a different load: diurnal, ramp, flash crowd, step, bursts, diurnal with
-//! bursts, and replays of real traces. Half the scenarios train (choose the
-//! selfheal scaler's settings), the other half are held out (score them).
-//! Every controller runs the same seeds, so requests are identical across
-//! controllers (common random numbers).
+//! bursts, and replays of real traces. The split is by whole family: the
+//! training families (diurnal, ramp, step, bursts) choose the selfheal
+//! scaler's settings; the held-out families (flash crowds, diurnal with
+//! bursts, each real trace) score them, so no score comes from a sibling
+//! of a scenario the settings were chosen on. Every controller runs the
+//! same seeds, so requests are identical across controllers (common random
+//! numbers).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +24,9 @@ pub enum Split {
     Train,
     Test,
 }
+
+/// The families the settings are chosen on; every other family is held out.
+pub const TRAINING_FAMILIES: [&str; 4] = ["diurnal", "ramp", "step", "bursts"];
 
 pub struct SuiteScenario {
     pub name: String,
@@ -140,8 +146,9 @@ fn trace(file: &str, peak: f64, speedup: f64, offset_s: f64) -> CurveSpec {
     }
 }
 
-/// The standard suite: 22 scenarios, 11 to train and 11 held out, with
-/// pods of the given QoS class.
+/// The standard suite: 22 scenarios of 9 families, 10 scenarios of the
+/// [`TRAINING_FAMILIES`] to train on and 12 held out, with pods of the
+/// given QoS class.
 pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String> {
     use CurveSpec::*;
     let diurnal = |mean: f64, amplitude: f64, peak_s: f64| Diurnal {
@@ -152,26 +159,13 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
     };
     let noise = |cv: f64| Noise { cv, step_s: 30.0 };
     let day = 86_400.0;
-    // (name, family, split, curve, mean rate for the initial sizing)
-    let specs: Vec<(&str, &'static str, Split, CurveSpec, f64)> = vec![
-        (
-            "diurnal-a",
-            "diurnal",
-            Split::Train,
-            diurnal(300.0, 0.6, 3600.0),
-            300.0,
-        ),
-        (
-            "diurnal-b",
-            "diurnal",
-            Split::Test,
-            diurnal(450.0, 0.5, 5400.0),
-            450.0,
-        ),
+    // (name, family, curve, mean rate for the initial sizing)
+    let specs: Vec<(&str, &'static str, CurveSpec, f64)> = vec![
+        ("diurnal-a", "diurnal", diurnal(300.0, 0.6, 3600.0), 300.0),
+        ("diurnal-b", "diurnal", diurnal(450.0, 0.5, 5400.0), 450.0),
         (
             "diurnal-noisy-a",
             "diurnal",
-            Split::Train,
             Product {
                 parts: vec![diurnal(250.0, 0.7, 2000.0), noise(0.1)],
             },
@@ -180,7 +174,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "diurnal-noisy-b",
             "diurnal",
-            Split::Test,
             Product {
                 parts: vec![diurnal(350.0, 0.6, 4000.0), noise(0.15)],
             },
@@ -189,7 +182,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "ramp-up-a",
             "ramp",
-            Split::Train,
             Ramp {
                 from: 100.0,
                 to: 600.0,
@@ -201,7 +193,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "ramp-up-b",
             "ramp",
-            Split::Test,
             Ramp {
                 from: 150.0,
                 to: 800.0,
@@ -213,7 +204,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "flash-a",
             "flash crowd",
-            Split::Train,
             FlashCrowd {
                 base: 200.0,
                 peak: 900.0,
@@ -226,7 +216,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "flash-b",
             "flash crowd",
-            Split::Test,
             FlashCrowd {
                 base: 150.0,
                 peak: 1200.0,
@@ -239,7 +228,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "flash-double-a",
             "flash crowd",
-            Split::Train,
             Sum {
                 parts: vec![
                     FlashCrowd {
@@ -263,7 +251,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "flash-double-b",
             "flash crowd",
-            Split::Test,
             Sum {
                 parts: vec![
                     FlashCrowd {
@@ -287,7 +274,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "step-a",
             "step",
-            Split::Train,
             Step {
                 before: 200.0,
                 after: 500.0,
@@ -298,7 +284,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "step-b",
             "step",
-            Split::Test,
             Sum {
                 parts: vec![
                     Step {
@@ -318,7 +303,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "bursts-a",
             "bursts",
-            Split::Train,
             Bursts {
                 base: 200.0,
                 multiplier: 3.0,
@@ -330,7 +314,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "bursts-b",
             "bursts",
-            Split::Test,
             Bursts {
                 base: 250.0,
                 multiplier: 2.5,
@@ -342,7 +325,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "diurnal-bursts-a",
             "diurnal+bursts",
-            Split::Train,
             Product {
                 parts: vec![
                     diurnal(250.0, 0.5, 3000.0),
@@ -359,7 +341,6 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         (
             "diurnal-bursts-b",
             "diurnal+bursts",
-            Split::Test,
             Product {
                 parts: vec![
                     diurnal(300.0, 0.4, 5000.0),
@@ -377,50 +358,49 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
         // a trace week in two hours (Wikipedia).
         (
             "nasa-day3",
-            "trace",
-            Split::Train,
+            "nasa trace",
             trace(TRACE_FILES[0], 700.0, 12.0, 2.0 * day),
             250.0,
         ),
         (
             "nasa-day10",
-            "trace",
-            Split::Test,
+            "nasa trace",
             trace(TRACE_FILES[0], 700.0, 12.0, 9.0 * day),
             250.0,
         ),
         (
             "wikipedia-week1",
-            "trace",
-            Split::Train,
+            "wikipedia trace",
             trace(TRACE_FILES[1], 600.0, 84.0, 0.0),
             400.0,
         ),
         (
             "wikipedia-week30",
-            "trace",
-            Split::Test,
+            "wikipedia trace",
             trace(TRACE_FILES[1], 600.0, 84.0, 29.0 * 7.0 * day),
             400.0,
         ),
         (
             "azure-queue",
-            "trace",
-            Split::Train,
+            "azure trace",
             trace(TRACE_FILES[3], 600.0, 12.0, 0.0),
             150.0,
         ),
         (
             "azure-http",
-            "trace",
-            Split::Test,
+            "azure trace",
             trace(TRACE_FILES[2], 600.0, 12.0, 0.0),
             450.0,
         ),
     ];
     specs
         .into_iter()
-        .map(|(name, family, split, curve, mean)| {
+        .map(|(name, family, curve, mean)| {
+            let split = if TRAINING_FAMILIES.contains(&family) {
+                Split::Train
+            } else {
+                Split::Test
+            };
             let mut spec: Scenario =
                 toml::from_str(&template(name, mean, qos)).map_err(|e| format!("{name}: {e}"))?;
             spec.loads[0].curve = curve;
@@ -476,6 +456,49 @@ pub fn run_matrix(
     crate::sweep::run::execute(&plan, dir, None, progress)
 }
 
+/// A controller against HPA's curves on some scenarios: its figures summed
+/// over them, and HPA's at the controller's replica-seconds, scenario by
+/// scenario (interpolated between HPA's targets).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgainstHpa {
+    pub violation_s: f64,
+    pub hpa_violation_s: f64,
+    pub failed: f64,
+    pub hpa_failed: f64,
+    /// Scenarios where its violation-seconds are below HPA's curve.
+    pub below: usize,
+    pub scenarios: usize,
+}
+
+pub fn against_hpa(
+    means: &BTreeMap<(String, String), Mean>,
+    scenarios: &[&SuiteScenario],
+    hpas: &[String],
+    controller: &str,
+) -> AgainstHpa {
+    use crate::sweep::headline::curve_at;
+    let mut a = AgainstHpa::default();
+    for s in scenarios {
+        let get = |c: &str| &means[&(s.name.clone(), c.to_string())];
+        let x = get(controller);
+        let curve = |f: fn(&Mean) -> f64| {
+            let pts: Vec<(f64, f64)> = hpas
+                .iter()
+                .map(|h| (get(h).replica_seconds, f(get(h))))
+                .collect();
+            curve_at(&pts, x.replica_seconds).0
+        };
+        let hv = curve(|m| m.slo_violation_s);
+        a.violation_s += x.slo_violation_s;
+        a.hpa_violation_s += hv;
+        a.failed += x.failed;
+        a.hpa_failed += curve(|m| m.failed);
+        a.below += usize::from(x.slo_violation_s < hv - 1e-9);
+        a.scenarios += 1;
+    }
+    a
+}
+
 /// Mean figures of one controller on one scenario over the seeds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Mean {
@@ -513,7 +536,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_standard_suite_has_every_family_on_both_sides() {
+    fn the_standard_suite_holds_out_whole_families() {
         // Synthetic stand-ins for the traces: the suite only needs them to
         // exist and parse.
         let t = Arc::new(Trace {
@@ -526,15 +549,29 @@ mod tests {
             .collect();
         let s = standard(&traces, Qos::Guaranteed).unwrap();
         assert!(s.len() >= 20);
-        for family in ["diurnal", "ramp", "flash crowd", "step", "bursts", "trace"] {
-            for split in [Split::Train, Split::Test] {
-                assert!(
-                    s.iter().any(|x| x.family == family && x.split == split),
-                    "{family} {split:?}"
-                );
-            }
+        let families: std::collections::BTreeSet<&str> = s.iter().map(|x| x.family).collect();
+        for family in &families {
+            let splits: std::collections::BTreeSet<Split> = s
+                .iter()
+                .filter(|x| x.family == *family)
+                .map(|x| x.split)
+                .collect();
+            assert_eq!(splits.len(), 1, "{family} is on both sides");
         }
-        assert!(s.iter().filter(|x| x.family == "trace").count() >= 2);
+        for family in TRAINING_FAMILIES {
+            assert!(families.contains(family), "{family}");
+        }
+        // Every real trace, and the flash crowds, are held out.
+        let held_out = |f: &str| s.iter().any(|x| x.family == f && x.split == Split::Test);
+        for f in [
+            "nasa trace",
+            "wikipedia trace",
+            "azure trace",
+            "flash crowd",
+        ] {
+            assert!(held_out(f), "{f}");
+        }
+        assert!(s.iter().filter(|x| x.split == Split::Train).count() >= 8);
 
         // The QoS class sets requests, limits and the starting size (for the
         // mean load at 70 % of the request).

@@ -732,6 +732,10 @@ pub struct ControllerSpec {
     pub interval_level: Option<f64>,
     /// selfheal: size for the interval's upper bound (default true).
     pub plan_on_upper: Option<bool>,
+    /// selfheal: what a replica count is chosen for (`selfheal:slo` or
+    /// `selfheal:cpu` on the command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<Sizing>,
     /// Run the failure predictor and the healing orchestrator on top of
     /// this scaler (`hpa:70+heal` on the command line), at any scrape
     /// interval (the predictor resamples onto its model's time base).
@@ -781,13 +785,37 @@ impl Default for ControllerSpec {
             rollout_analysis: false,
             interval_level: None,
             plan_on_upper: None,
+            sizing: None,
+        }
+    }
+}
+
+/// What `selfheal` sizes for when the spec does not say.
+pub const DEFAULT_SIZING: Sizing = Sizing::Cpu;
+
+/// What the selfheal scaler sizes a service for.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Sizing {
+    /// The CPU target at the forecast rate.
+    Cpu,
+    /// The fewest replicas whose predicted latency quantile meets the
+    /// scenario's SLO across the call graph, the CPU as a guard.
+    Slo,
+}
+
+impl Sizing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sizing::Cpu => "cpu",
+            Sizing::Slo => "slo",
         }
     }
 }
 
 impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
-    /// `kpa:50`, `selfheal`, each optionally with `+argo` (rollout analysis
+    /// `kpa:50`, `selfheal`, `selfheal:slo`, `selfheal:cpu`, each optionally with `+argo` (rollout analysis
     /// with automatic rollback) and then `+heal` (the healing
     /// orchestrator), `+heal@<strategy>` (the orchestrator, taking that
     /// strategy first) or `+learned` (the orchestrator with the learned
@@ -830,7 +858,7 @@ impl ControllerSpec {
             "selfheal" => ControllerKind::Selfheal,
             other => {
                 return Err(format!(
-                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal; add +heal for the orchestrator or +argo for rollout analysis)"
+                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal[:slo|cpu]; add +heal for the orchestrator or +argo for rollout analysis)"
                 ));
             }
         };
@@ -855,6 +883,13 @@ impl ControllerSpec {
                         a.parse()
                             .map_err(|_| format!("`{a}` is not a concurrency"))?,
                     )
+                }
+                ControllerKind::Selfheal => {
+                    spec.sizing = Some(match a {
+                        "slo" => Sizing::Slo,
+                        "cpu" => Sizing::Cpu,
+                        _ => return Err(format!("`{a}`: selfheal sizes for `slo` or `cpu`")),
+                    })
                 }
                 _ => return Err(format!("`{kind}` takes no argument")),
             }
@@ -888,7 +923,9 @@ impl ControllerSpec {
             ControllerKind::Kpa => self
                 .target_concurrency
                 .map_or("kpa".into(), |c| format!("kpa-{c}")),
-            ControllerKind::Selfheal => "selfheal".into(),
+            ControllerKind::Selfheal => self
+                .sizing
+                .map_or("selfheal".into(), |s| format!("selfheal-{}", s.as_str())),
         }
     }
 }

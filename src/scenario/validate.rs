@@ -340,7 +340,7 @@ fn check_experiment(p: &FieldPath, x: &super::ExperimentSpec, s: &Scenario) -> C
 pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
     use super::ControllerKind::*;
     let k = c.kind;
-    let fields: [(&str, bool, bool); 9] = [
+    let fields: [(&str, bool, bool); 10] = [
         (
             "target_cpu_percent",
             c.target_cpu_percent.is_some(),
@@ -366,6 +366,7 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
         ),
         ("interval_level", c.interval_level.is_some(), k == Selfheal),
         ("plan_on_upper", c.plan_on_upper.is_some(), k == Selfheal),
+        ("sizing", c.sizing.is_some(), k == Selfheal),
     ];
     for (name, present, allowed) in fields {
         if present && !allowed {

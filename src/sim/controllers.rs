@@ -10,11 +10,11 @@ use crate::control::healing::HealingController;
 use crate::control::hpa::{Hpa, HpaConfig};
 use crate::control::kpa::{Kpa, KpaConfig};
 use crate::control::orchestrator::OrchestratorConfig;
-use crate::control::scaler::{AutonomousScaler, ScalerConfig};
+use crate::control::scaler::{AutonomousScaler, LatencySlo, ScalerConfig};
 use crate::control::selector::StrategyForest;
 use crate::control::{Controller, StaticController};
 use crate::rng::{Stream, Subsystem};
-use crate::scenario::{ControllerKind, ControllerSpec, Scenario};
+use crate::scenario::{ControllerKind, ControllerSpec, DEFAULT_SIZING, Scenario, Sizing};
 use crate::time::Span;
 use crate::train::store::{self, ModelBundle};
 
@@ -64,7 +64,7 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
         &s.controller,
         s.seed,
         s.metrics.scrape_interval_s,
-        s.slo.latency_ms,
+        LatencySlo::new(s.slo.latency_ms, s.slo.objective),
         &knative_container_concurrency(s),
     )
 }
@@ -128,17 +128,18 @@ pub fn knative_container_concurrency(s: &Scenario) -> BTreeMap<String, u32> {
 }
 
 /// The controller a spec names, for a cluster whose per-pod CPU is a rate
-/// over `cpu_window_s`, with the SLO latency `slo_latency_ms` (what the
-/// live adapter calls with its own configuration). Any scrape interval
+/// over `cpu_window_s`, with the latency objective `slo` (what the live
+/// adapter calls with its own configuration). Any scrape interval
 /// will do: the predictor resamples onto its model's time base.
 pub fn build_controller(
     spec: &ControllerSpec,
     seed: u64,
     cpu_window_s: f64,
-    slo_latency_ms: f64,
+    slo: LatencySlo,
     container_concurrency: &BTreeMap<String, u32>,
 ) -> Result<Box<dyn Controller>, BuildError> {
-    let mut scaler = build(spec, seed, container_concurrency);
+    let slo_latency_ms = slo.latency_ms;
+    let mut scaler = build(spec, seed, slo, container_concurrency);
     if spec.rollout_analysis {
         scaler = Box::new(RolloutAnalysis::new(scaler, AnalysisConfig::default()));
     }
@@ -167,10 +168,11 @@ pub fn build_controller(
 
 /// The scaler a controller spec names. KPA reads each service's
 /// `containerConcurrency` from `container_concurrency`, else from the
-/// observed `max_connections`.
+/// observed `max_connections`; selfheal sizing for the SLO reads `slo`.
 pub fn build(
     spec: &ControllerSpec,
     seed: u64,
+    slo: LatencySlo,
     container_concurrency: &BTreeMap<String, u32>,
 ) -> Box<dyn Controller> {
     match spec.kind {
@@ -189,14 +191,18 @@ pub fn build(
             ..KpaConfig::default()
         })),
         ControllerKind::Selfheal => Box::new(AutonomousScaler::new(
-            scaler_config(spec),
+            scaler_config(spec, slo),
             Stream::new(seed, Subsystem::Control).next_u64(),
         )),
     }
 }
 
-pub fn scaler_config(spec: &ControllerSpec) -> ScalerConfig {
-    let d = ScalerConfig::default();
+pub fn scaler_config(spec: &ControllerSpec, slo: LatencySlo) -> ScalerConfig {
+    let sizing = spec.sizing.unwrap_or(DEFAULT_SIZING);
+    let d = match sizing {
+        Sizing::Slo => ScalerConfig::for_slo(slo),
+        Sizing::Cpu => ScalerConfig::default(),
+    };
     let secs = |v: Option<f64>, default: Span| v.map_or(default, Span::from_secs_f64);
     let mut forecast = d.forecast.clone();
     if let Some(l) = spec.interval_level {

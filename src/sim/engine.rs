@@ -1139,6 +1139,7 @@ impl Simulation {
             cpu_cores: p.cpu_sample,
             cpu_sampled_at: p.cpu_sampled_at,
             cpu_request: s.cpu_request,
+            cpu_limit: s.cpu_limit,
             memory_mib: p.memory(s.revision(p.revision), self.now),
             memory_limit_mib: s.memory_limit,
             restarts: p.restarts,

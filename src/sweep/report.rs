@@ -36,41 +36,45 @@ fn write_frame(dir: &Path, name: &str, df: &mut DataFrame) -> Result<(), String>
 }
 
 fn runs_frame(rs: &[RunRecord]) -> Result<DataFrame, String> {
-    let s = |f: fn(&RunRecord) -> &str| rs.iter().map(f).map(String::from).collect::<Vec<_>>();
-    let u = |f: fn(&RunRecord) -> u64| rs.iter().map(f).collect::<Vec<u64>>();
-    let x = |f: fn(&RunRecord) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
-    DataFrame::new_infer_height(vec![
-        Column::new(
-            "index".into(),
-            rs.iter().map(|r| r.index as u64).collect::<Vec<_>>(),
-        ),
-        Column::new("id".into(), s(|r| &r.id)),
-        Column::new("scenario".into(), s(|r| &r.scenario)),
-        Column::new("params".into(), s(|r| &r.params)),
-        Column::new("controller".into(), s(|r| &r.controller)),
-        Column::new("seed".into(), u(|r| r.seed)),
-        Column::new("faults".into(), s(|r| &r.faults)),
-        Column::new("requests".into(), u(|r| r.requests)),
-        Column::new("served".into(), u(|r| r.served)),
-        Column::new("failed".into(), u(|r| r.failed)),
-        Column::new("slo_violation_s".into(), x(|r| r.slo_violation_s)),
-        Column::new("latency_p50_ms".into(), x(|r| r.latency_p50_ms)),
-        Column::new("latency_p99_ms".into(), x(|r| r.latency_p99_ms)),
-        Column::new("replica_seconds".into(), x(|r| r.replica_seconds)),
-        Column::new("scaling_actions".into(), u(|r| r.scaling_actions)),
-        Column::new("restarts".into(), u(|r| r.restarts)),
-        Column::new("oom_kills".into(), u(|r| r.oom_kills)),
-        Column::new("timeouts".into(), u(|r| r.timeouts)),
-        Column::new("events".into(), u(|r| r.events)),
-        Column::new("healing_actions".into(), u(|r| r.healing_actions)),
-        Column::new("false_healings".into(), u(|r| r.false_healings)),
-        Column::new("detection_s".into(), x(|r| r.detection_s)),
-        Column::new("mttr_s".into(), x(|r| r.mttr_s)),
-        Column::new("outcome".into(), s(|r| &r.outcome)),
-        Column::new("fault_failed".into(), u(|r| r.fault_failed)),
-        Column::new("duration_s".into(), x(|r| r.duration_s)),
-    ])
-    .map_err(pe)
+    use super::run::{Cell, CellKind};
+    let columns = RunRecord::COLUMNS
+        .iter()
+        .zip(RunRecord::KINDS)
+        .enumerate()
+        .map(|(k, (&name, kind))| {
+            let cells = rs.iter().map(|r| r.cell(k));
+            match kind {
+                CellKind::Text => Column::new(
+                    name.into(),
+                    cells
+                        .map(|c| match c {
+                            Cell::Text(t) => t.to_string(),
+                            _ => unreachable!("a text column"),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                CellKind::Int => Column::new(
+                    name.into(),
+                    cells
+                        .map(|c| match c {
+                            Cell::Int(i) => i,
+                            _ => unreachable!("an integer column"),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                CellKind::Num => Column::new(
+                    name.into(),
+                    cells
+                        .map(|c| match c {
+                            Cell::Num(x) => x,
+                            _ => unreachable!("a number column"),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        })
+        .collect();
+    DataFrame::new_infer_height(columns).map_err(pe)
 }
 
 /// One aggregate row: a group's estimates of the headline figures.

@@ -21,79 +21,166 @@ use crate::time::Time;
 
 pub const JOURNAL: &str = "runs.log.csv";
 
-/// One run's figures: a row of the report.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunRecord {
-    pub index: usize,
-    pub id: String,
-    pub scenario: String,
-    pub params: String,
-    pub controller: String,
-    pub seed: u64,
+/// A cell of a run record as the report's table takes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell<'a> {
+    Text(&'a str),
+    Int(u64),
+    Num(f64),
+}
+
+/// What a run record's column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    Text,
+    Int,
+    Num,
+}
+
+/// How a field reads and writes itself in the journal's CSV line.
+trait Field: Sized {
+    const KIND: CellKind;
+    fn write(&self) -> String;
+    fn read(s: &str) -> Result<Self, String>;
+    fn cell(&self) -> Cell<'_>;
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl Field for String {
+    const KIND: CellKind = CellKind::Text;
+    fn write(&self) -> String {
+        quote(self)
+    }
+    fn read(s: &str) -> Result<Self, String> {
+        Ok(s.to_string())
+    }
+    fn cell(&self) -> Cell<'_> {
+        Cell::Text(self)
+    }
+}
+
+/// Counts: written and read as decimal integers.
+macro_rules! count_field {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            const KIND: CellKind = CellKind::Int;
+            fn write(&self) -> String {
+                self.to_string()
+            }
+            fn read(s: &str) -> Result<Self, String> {
+                s.parse().map_err(|_| format!("`{s}` is not an integer"))
+            }
+            fn cell(&self) -> Cell<'_> {
+                Cell::Int(*self as u64)
+            }
+        }
+    )*};
+}
+
+count_field!(u64, usize);
+
+impl Field for f64 {
+    const KIND: CellKind = CellKind::Num;
+    fn write(&self) -> String {
+        self.to_string()
+    }
+    fn read(s: &str) -> Result<Self, String> {
+        s.parse().map_err(|_| format!("`{s}` is not a number"))
+    }
+    fn cell(&self) -> Cell<'_> {
+        Cell::Num(*self)
+    }
+}
+
+/// The run record, its journal columns (in field order), the journal's CSV
+/// line both ways and the cells the report reads: one list of fields, so
+/// a new figure is one line here plus where it is computed (`of`).
+macro_rules! run_record {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty, )*) => {
+        /// One run's figures: a row of the report.
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct RunRecord {
+            $( $(#[$doc])* pub $field: $ty, )*
+        }
+
+        impl RunRecord {
+            /// The journal's (and the runs table's) column names.
+            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+            /// What each column holds.
+            pub const KINDS: &'static [CellKind] = &[$(<$ty as Field>::KIND),*];
+
+            pub fn to_line(&self) -> String {
+                [$(self.$field.write()),*].join(",")
+            }
+
+            pub fn from_line(line: &str) -> Result<Self, String> {
+                let f = split_csv(line);
+                if f.len() != Self::COLUMNS.len() {
+                    return Err(format!(
+                        "expected {} fields, found {}",
+                        Self::COLUMNS.len(),
+                        f.len()
+                    ));
+                }
+                let mut cells = f.iter().zip(Self::COLUMNS);
+                Ok(RunRecord {
+                    $( $field: {
+                        let (text, name) = cells.next().expect("counted above");
+                        <$ty as Field>::read(text).map_err(|e| format!("field `{name}`: {e}"))?
+                    }, )*
+                })
+            }
+
+            /// Column `k`'s cell.
+            pub fn cell(&self, k: usize) -> Cell<'_> {
+                let cells = [$(self.$field.cell()),*];
+                cells[k]
+            }
+        }
+    };
+}
+
+run_record! {
+    index: usize,
+    id: String,
+    scenario: String,
+    params: String,
+    controller: String,
+    seed: u64,
     /// Fault kinds the scenario injects, `;`-joined (empty: none).
-    pub faults: String,
-    pub requests: u64,
-    pub served: u64,
-    pub failed: u64,
-    pub slo_violation_s: f64,
-    pub latency_p50_ms: f64,
-    pub latency_p99_ms: f64,
-    pub replica_seconds: f64,
-    pub scaling_actions: u64,
-    pub restarts: u64,
-    pub oom_kills: u64,
-    pub timeouts: u64,
-    pub events: u64,
+    faults: String,
+    requests: u64,
+    served: u64,
+    failed: u64,
+    slo_violation_s: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    replica_seconds: f64,
+    scaling_actions: u64,
+    restarts: u64,
+    oom_kills: u64,
+    timeouts: u64,
+    events: u64,
     /// Remedial commands (see `Command::is_healing`).
-    pub healing_actions: u64,
+    healing_actions: u64,
     /// Healing commands before any fault started (all of them on a
     /// fault-free run).
-    pub false_healings: u64,
+    false_healings: u64,
     /// The chaos experiment's figures (NaN or empty without one): seconds
     /// from the fault's start to the first reaction and to recovery, and
     /// `recovered`, `unrecovered` or `aborted`. An unrecovered run's MTTR
     /// is the time from the fault's start to the end of the run: a lower
     /// bound, flagged by its outcome, never dropped.
-    pub detection_s: f64,
-    pub mttr_s: f64,
-    pub outcome: String,
+    detection_s: f64,
+    mttr_s: f64,
+    outcome: String,
     /// Client requests failed from the fault's start.
-    pub fault_failed: u64,
+    fault_failed: u64,
     /// Simulated seconds.
-    pub duration_s: f64,
-}
-
-const COLUMNS: [&str; 26] = [
-    "index",
-    "id",
-    "scenario",
-    "params",
-    "controller",
-    "seed",
-    "faults",
-    "requests",
-    "served",
-    "failed",
-    "slo_violation_s",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "replica_seconds",
-    "scaling_actions",
-    "restarts",
-    "oom_kills",
-    "timeouts",
-    "events",
-    "healing_actions",
-    "false_healings",
-    "detection_s",
-    "mttr_s",
-    "outcome",
-    "fault_failed",
-    "duration_s",
-];
-
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+    duration_s: f64,
 }
 
 /// Splits one CSV line, honouring double quotes.
@@ -119,86 +206,7 @@ fn split_csv(line: &str) -> Vec<String> {
 
 impl RunRecord {
     pub fn header() -> String {
-        COLUMNS.join(",")
-    }
-
-    pub fn to_line(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.index,
-            quote(&self.id),
-            quote(&self.scenario),
-            quote(&self.params),
-            quote(&self.controller),
-            self.seed,
-            quote(&self.faults),
-            self.requests,
-            self.served,
-            self.failed,
-            self.slo_violation_s,
-            self.latency_p50_ms,
-            self.latency_p99_ms,
-            self.replica_seconds,
-            self.scaling_actions,
-            self.restarts,
-            self.oom_kills,
-            self.timeouts,
-            self.events,
-            self.healing_actions,
-            self.false_healings,
-            self.detection_s,
-            self.mttr_s,
-            quote(&self.outcome),
-            self.fault_failed,
-            self.duration_s
-        )
-    }
-
-    pub fn from_line(line: &str) -> Result<Self, String> {
-        let f = split_csv(line);
-        if f.len() != COLUMNS.len() {
-            return Err(format!(
-                "expected {} fields, found {}",
-                COLUMNS.len(),
-                f.len()
-            ));
-        }
-        let int = |i: usize| {
-            f[i].parse::<u64>()
-                .map_err(|_| format!("field `{}`: `{}` is not an integer", COLUMNS[i], f[i]))
-        };
-        let num = |i: usize| {
-            f[i].parse::<f64>()
-                .map_err(|_| format!("field `{}`: `{}` is not a number", COLUMNS[i], f[i]))
-        };
-        Ok(RunRecord {
-            index: int(0)? as usize,
-            id: f[1].clone(),
-            scenario: f[2].clone(),
-            params: f[3].clone(),
-            controller: f[4].clone(),
-            seed: int(5)?,
-            faults: f[6].clone(),
-            requests: int(7)?,
-            served: int(8)?,
-            failed: int(9)?,
-            slo_violation_s: num(10)?,
-            latency_p50_ms: num(11)?,
-            latency_p99_ms: num(12)?,
-            replica_seconds: num(13)?,
-            scaling_actions: int(14)?,
-            restarts: int(15)?,
-            oom_kills: int(16)?,
-            timeouts: int(17)?,
-            events: int(18)?,
-            healing_actions: int(19)?,
-            false_healings: int(20)?,
-            detection_s: num(21)?,
-            mttr_s: num(22)?,
-            outcome: f[23].clone(),
-            fault_failed: int(24)?,
-            duration_s: num(25)?,
-        })
+        Self::COLUMNS.join(",")
     }
 
     pub fn of(spec: &RunSpec, out: &RunOutput) -> Self {

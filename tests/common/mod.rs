@@ -31,6 +31,7 @@ pub fn ready_pod(name: impl Into<String>) -> selfheal::control::PodView {
         cpu_cores: 0.0,
         cpu_sampled_at: Some(Time::ZERO),
         cpu_request: 1.0,
+        cpu_limit: 1.0,
         memory_mib: 100.0,
         memory_limit_mib: 512.0,
         restarts: 0,
