@@ -34,7 +34,8 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
         /// Override the scenario's controller: static, hpa[:cpu%],
-        /// kpa[:concurrency] or selfheal.
+        /// kpa[:concurrency], selfheal or selfheal:slo (sizing for the
+        /// scenario's SLO), each optionally with +argo and +heal.
         #[arg(long)]
         controller: Option<String>,
     },
