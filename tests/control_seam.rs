@@ -8,7 +8,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use selfheal::control::scaler::LatencySlo;
-use selfheal::control::{Command, Controller, Observation};
+use selfheal::control::{Command, Controller, Observation, drive};
 use selfheal::scenario::ControllerSpec;
 use selfheal::sim::{Simulation, controllers};
 use selfheal::time::{Span, Time};
@@ -100,11 +100,7 @@ impl Controller for Recording {
         self.inner.period()
     }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
-        self.inner.handle_observation(now, obs);
-        let mut cmds = Vec::new();
-        while let Some(c) = self.inner.poll_command() {
-            cmds.push(c);
-        }
+        let cmds = drive(self.inner.as_mut(), now, obs).commands;
         self.log.borrow_mut().push((now, obs.clone(), cmds.clone()));
         self.out = cmds;
         self.out.reverse();
@@ -136,10 +132,7 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
         let mut fresh = controllers::build(&spec, sc.spec.seed, slo, &Default::default());
         let mut from_driver = Vec::new();
         for (now, obs, _) in log.iter() {
-            fresh.handle_observation(*now, obs);
-            while let Some(c) = fresh.poll_command() {
-                from_driver.push(c);
-            }
+            from_driver.extend(drive(fresh.as_mut(), *now, obs).commands);
         }
         assert_eq!(from_sim, from_driver, "{short}");
     }

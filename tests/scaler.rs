@@ -5,7 +5,7 @@ mod common;
 use selfheal::control::scaler::{
     AutonomousScaler, ForecastConfig, ForecastSource, Forecaster, ScalerConfig, ScalingAction,
 };
-use selfheal::control::{Controller, Observation, ServiceView};
+use selfheal::control::{Controller, Observation, ServiceView, drive};
 use selfheal::metrics::ServiceMetrics;
 use selfheal::time::{Span, Time};
 
@@ -286,13 +286,8 @@ fn sizing_for_the_slo_keeps_a_second_pod_where_cpu_sizing_keeps_one() {
         let mut out = Vec::new();
         for i in 0..4 {
             let t = 30.0 * i as f64 + 15.0;
-            s.handle_observation(
-                Time::from_secs_f64(t + 1.0),
-                &two_tier(t, 70.0, (100.0, 87.0)),
-            );
-            while let Some(c) = s.poll_command() {
-                out.push(c);
-            }
+            let obs = two_tier(t, 70.0, (100.0, 87.0));
+            out.extend(drive(&mut s, Time::from_secs_f64(t + 1.0), &obs).commands);
         }
         out
     };

@@ -35,8 +35,9 @@ pub struct AdapterConfig {
     pub prometheus_http: PrometheusHttp,
     /// The only namespace the adapter reads and acts in.
     pub namespace: String,
-    /// Seconds between control ticks (and the scrape interval the
-    /// controller is told; the predictor needs 5).
+    /// Prometheus's scrape interval: the step of the history read back at
+    /// start and the base of the retry back-off. Control ticks follow the
+    /// controller's own period, as in the simulator.
     #[serde(default = "d_interval")]
     pub interval_s: f64,
     /// The `[w]` of `rate(...[w])`.

@@ -5,7 +5,7 @@
 //!  wall clock ──▶ Clock::core_time ──▶ Time
 //!  Prometheus ──┐
 //!  API watches ─┴▶ observe::observe ──▶ Observation ──▶ Controller (selfheal's control core)
-//!                                                        │ poll_command
+//!                                                        │ control::drive (commands, events, wake-up)
 //!  Kubernetes API ◀── api::Executor ◀── actuate (Command -> exact requests; dry-run logs them)
 //! ```
 
@@ -24,7 +24,7 @@ pub mod watch;
 use std::time::Duration;
 
 use selfheal::control::orchestrator::HealingEvent;
-use selfheal::control::{Command, Controller, Observation};
+use selfheal::control::{Command, Controller, Observation, drive};
 use selfheal::time::Time;
 
 use crate::clock::Clock;
@@ -59,6 +59,9 @@ pub struct Adapter {
     state: Option<watch::ClusterState>,
     /// What the healing orchestrator did or declined in the last decision.
     pub events: Vec<(Time, HealingEvent)>,
+    /// When the core asked to be woken next (none before the first
+    /// decision).
+    wake_at: Option<Time>,
 }
 
 impl Adapter {
@@ -89,6 +92,7 @@ impl Adapter {
             controller,
             state: None,
             events: Vec::new(),
+            wake_at: None,
         })
     }
 
@@ -130,18 +134,28 @@ impl Adapter {
         }
     }
 
-    /// Hands the core one observation and drains its commands and events,
-    /// exactly as the simulator's control tick does.
+    /// Hands the core one observation and drains its commands and events:
+    /// the simulator's control tick, through the same [`drive`] step.
     pub fn decide(&mut self, obs: &Observation) -> Vec<Command> {
-        self.controller.handle_observation(obs.now, obs);
-        let mut out = Vec::new();
-        while let Some(c) = self.controller.poll_command() {
-            out.push(c);
+        let step = drive(self.controller.as_mut(), obs.now, obs);
+        self.events = step.events;
+        self.wake_at = Some(step.wake_at);
+        step.commands
+    }
+
+    /// Wall-clock seconds from unix time `now` until the core wants its
+    /// next observation: the controller's own period, as the simulator
+    /// schedules it (zero when that moment has passed; the period itself
+    /// before the first decision).
+    pub fn wait_s(&self, now: f64) -> f64 {
+        match self.wake_at {
+            Some(t) => (self.clock.unix(t) - now).max(0.0),
+            None => self.period_s(),
         }
-        self.events.clear();
-        while let Some(e) = self.controller.poll_event() {
-            self.events.push(e);
-        }
-        out
+    }
+
+    /// The controller's period in wall-clock seconds.
+    pub fn period_s(&self) -> f64 {
+        self.controller.period().as_secs_f64() / self.clock.time_scale
     }
 }

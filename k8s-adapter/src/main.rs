@@ -286,8 +286,9 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
     let interval = cfg.wall(cfg.interval_s);
     let mut adapter = Adapter::new(cfg, Clock::wall_now())?.with_cluster_state(state);
     log(&format!(
-        "controller {} every {interval:.1} s, {}",
+        "controller {} every {:.1} s (its own period), {}",
         adapter.controller_name(),
+        adapter.period_s(),
         if apply {
             "APPLYING commands"
         } else {
@@ -316,8 +317,9 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         std::env::var("HOSTNAME").unwrap_or_else(|_| "selfheal-k8s".into()),
         std::process::id()
     );
-    // The Lease lasts three ticks: a stopped holder is replaced within them.
-    let lease_s = (3.0 * interval).ceil().max(1.0) as u32;
+    // The Lease lasts three ticks (or three scrapes, for a controller that
+    // ticks faster): a stopped holder is replaced within them.
+    let lease_s = (3.0 * interval.max(adapter.period_s())).ceil().max(1.0) as u32;
     let mut n = 0u64;
     loop {
         let now = Clock::wall_now();
@@ -390,7 +392,9 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                         Err(e) => log(&format!("{}: {e}", describe(c))),
                     }
                 }
-                interval
+                // The next observation when the core asks for it, as the
+                // simulator schedules its control ticks.
+                adapter.wait_s(Clock::wall_now())
             }
         };
         if let Some(r) = replay.as_mut() {

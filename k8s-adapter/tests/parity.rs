@@ -1,14 +1,15 @@
 //! With the same observations, the adapter and the simulator ask the
-//! control core for the same decisions: the simulator drives a twin that
-//! hands every observation both to the controller the simulator builds and
-//! to the adapter's.
+//! control core for the same decisions at the same moments: the simulator
+//! drives a twin that hands every observation both to the controller the
+//! simulator builds and to the adapter's, and wakes the twin when the
+//! adapter would tick next.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
 
-use selfheal::control::{Command, Controller, Observation};
+use selfheal::control::{Command, Controller, Observation, drive};
 use selfheal::scenario::{self, ControllerSpec};
 use selfheal::sim::Simulation;
 use selfheal::time::{Span, Time};
@@ -22,22 +23,35 @@ struct Twin {
     adapter: Adapter,
     log: Log,
     pending: VecDeque<Command>,
+    /// The adapter's wait after the last observation, in (unscaled) seconds.
+    adapter_wait: Option<f64>,
 }
 
 impl Controller for Twin {
     fn name(&self) -> &str {
         self.sim.name()
     }
+    /// The adapter's own wake-up, checked against the simulator's.
     fn period(&self) -> Span {
-        self.sim.period()
+        let sim = self.sim.period();
+        match self.adapter_wait {
+            Some(w) => {
+                assert_eq!(
+                    w,
+                    sim.as_secs_f64(),
+                    "the adapter ticks off the simulator's period"
+                );
+                Span::from_secs_f64(w)
+            }
+            None => sim,
+        }
     }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
-        self.sim.handle_observation(now, obs);
-        let mut from_sim = Vec::new();
-        while let Some(c) = self.sim.poll_command() {
-            from_sim.push(c);
-        }
+        let from_sim = drive(self.sim.as_mut(), now, obs).commands;
         let from_adapter = self.adapter.decide(obs);
+        // Time scale 1: the adapter's wall-clock wait is in core seconds.
+        let at = self.adapter.clock.unix(now);
+        self.adapter_wait = Some(self.adapter.wait_s(at));
         self.pending.extend(from_sim.iter().cloned());
         self.log.borrow_mut().push((from_sim, from_adapter));
     }
@@ -46,23 +60,34 @@ impl Controller for Twin {
     }
 }
 
-fn twin_run(file: &str, controller: &str) -> Vec<(Vec<Command>, Vec<Command>)> {
+fn adapter_config(controller: &str, interval_s: f64, slo_ms: f64, seed: u64) -> AdapterConfig {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut l = scenario::load_file(&root.join(file)).expect("scenario");
     let mut spec = ControllerSpec::parse_short(controller).unwrap();
     if spec.healing {
         spec.healing_model = Some(root.join("models/predictor").display().to_string());
     }
-    l.spec.use_controller(spec);
-    let s = &l.spec;
     let mut cfg = AdapterConfig::parse(
         &format!(
-            "prometheus = \"http://127.0.0.1:9\"\nnamespace = \"default\"\ninterval_s = {}\nslo_latency_ms = {}\nseed = {}\n[[service]]\nname = \"x\"\n",
-            s.metrics.scrape_interval_s, s.slo.latency_ms, s.seed
+            "prometheus = \"http://127.0.0.1:9\"\nnamespace = \"default\"\ninterval_s = {interval_s}\nslo_latency_ms = {slo_ms}\nseed = {seed}\n[[service]]\nname = \"x\"\n"
         ),
         "parity.toml",
     )
     .unwrap();
+    cfg.controller = spec;
+    cfg
+}
+
+fn twin_run(file: &str, controller: &str) -> Vec<(Vec<Command>, Vec<Command>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut l = scenario::load_file(&root.join(file)).expect("scenario");
+    let (scrape, slo, seed) = (
+        l.spec.metrics.scrape_interval_s,
+        l.spec.slo.latency_ms,
+        l.spec.seed,
+    );
+    let mut cfg = adapter_config(controller, scrape, slo, seed);
+    l.spec.use_controller(cfg.controller.clone());
+    let s = &l.spec;
     cfg.controller = s.controller.clone();
     let log: Log = Rc::default();
     let mut sim = Simulation::new(&l).unwrap();
@@ -71,6 +96,7 @@ fn twin_run(file: &str, controller: &str) -> Vec<(Vec<Command>, Vec<Command>)> {
         adapter: Adapter::new(cfg, 0.0).unwrap(),
         log: log.clone(),
         pending: VecDeque::new(),
+        adapter_wait: None,
     }));
     sim.run();
     Rc::try_unwrap(log).unwrap().into_inner()
@@ -88,6 +114,47 @@ fn the_adapter_and_the_simulator_decide_alike() {
         assert!(commands > 0, "{file} {controller}: no decisions to compare");
         for (i, (a, b)) in log.iter().enumerate() {
             assert_eq!(a, b, "{file} {controller}: tick {i} differs");
+        }
+    }
+}
+
+/// The adapter's next tick is its controller's period after the last one,
+/// whatever its own `interval_s`, and shortens as wall time passes.
+#[test]
+fn the_adapter_wakes_when_its_controller_asks() {
+    for (controller, period_s) in [("hpa:70", 15.0), ("kpa", 2.0), ("hpa:70+heal", 1.0)] {
+        for time_scale in [1.0, 10.0] {
+            let mut cfg = adapter_config(controller, 5.0, 100.0, 1);
+            cfg.time_scale = time_scale;
+            let start = 1_000.0;
+            let mut adapter = Adapter::new(cfg, start).unwrap();
+            let wall = period_s / time_scale;
+            assert_eq!(adapter.period_s(), wall, "{controller}");
+            assert_eq!(
+                adapter.wait_s(start),
+                wall,
+                "{controller}: before the first tick"
+            );
+            let now = adapter.clock.core_time(start + 3.0);
+            adapter.decide(&Observation {
+                now,
+                services: Vec::new(),
+            });
+            let ticked = adapter.clock.unix(now);
+            assert!(
+                (adapter.wait_s(ticked) - wall).abs() < 1e-9,
+                "{controller} x{time_scale}"
+            );
+            let later = adapter.wait_s(ticked + 0.5 * wall);
+            assert!(
+                (later - 0.5 * wall).abs() < 1e-9,
+                "{controller} x{time_scale}: {later}"
+            );
+            assert_eq!(
+                adapter.wait_s(ticked + 2.0 * wall),
+                0.0,
+                "{controller}: overdue"
+            );
         }
     }
 }

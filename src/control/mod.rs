@@ -1,9 +1,9 @@
 //! The control core's seam: observations in, commands out.
 //!
-//! A controller is a sans-IO state machine. The driver (the simulator here,
-//! the live adapter later) calls [`Controller::handle_observation`] at the
-//! controller's own period with the current time as a value, then drains
-//! [`Controller::poll_command`]. Nothing in `control/` reads a clock, does IO
+//! A controller is a sans-IO state machine. Every driver (the simulator,
+//! the live adapter, the tests) takes the same [`drive`] step: it hands the
+//! controller an observation with the current time as a value, drains its
+//! commands and healing events, and learns when to wake it next. Nothing in `control/` reads a clock, does IO
 //! or owns a global random generator; randomness, where a controller needs
 //! it, comes from a seeded stream handed in at construction.
 
@@ -255,6 +255,38 @@ pub trait Controller {
     /// when (the record a selector learns from); nothing for a scaler.
     fn poll_event(&mut self) -> Option<(Time, orchestrator::HealingEvent)> {
         None
+    }
+}
+
+/// What one observation drove out of a controller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The commands, in the order the controller asked for them.
+    pub commands: Vec<Command>,
+    /// What a healing controller did or declined, with when.
+    pub events: Vec<(Time, orchestrator::HealingEvent)>,
+    /// When the controller wants its next observation (`poll_timeout` in
+    /// the quinn-proto sense): the driver must not wake it later.
+    pub wake_at: Time,
+}
+
+/// The driver's one step: hands `obs` to `controller` at `now` and drains
+/// everything it has to say. The simulator's control tick and the
+/// adapter's tick are both this call, so they cannot drift apart.
+pub fn drive<C: Controller + ?Sized>(controller: &mut C, now: Time, obs: &Observation) -> Step {
+    controller.handle_observation(now, obs);
+    let mut commands = Vec::new();
+    while let Some(c) = controller.poll_command() {
+        commands.push(c);
+    }
+    let mut events = Vec::new();
+    while let Some(e) = controller.poll_event() {
+        events.push(e);
+    }
+    Step {
+        commands,
+        events,
+        wake_at: now + controller.period(),
     }
 }
 

@@ -14,9 +14,12 @@
 //!   own last 200 absolute errors.
 
 use std::collections::VecDeque;
+use std::path::Path;
 
+use super::{FileError, read_trace};
 use crate::control::scaler::{ForecastConfig, Forecaster};
 use crate::metrics::ServiceMetrics;
+use crate::sim::load::Curve;
 use crate::time::Time;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -170,6 +173,235 @@ pub fn evaluate(
         naive: naive.score(scale),
         seasonal: (season > 0 && n >= 2 * season + warmup).then(|| seasonal.score(scale)),
     }
+}
+
+/// One series for the forecast evaluation: times, rates, season length.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub t: Vec<f64>,
+    pub y: Vec<f64>,
+    pub season: usize,
+}
+
+/// Rows `skip..skip + take` of the trace in `dir/file`.
+fn trace_series(
+    dir: &Path,
+    file: &str,
+    name: &str,
+    skip: usize,
+    take: usize,
+    season: usize,
+) -> Result<Series, FileError> {
+    let tr = read_trace(&dir.join(file))?;
+    let end = (skip + take).min(tr.t.len());
+    let skip = skip.min(end);
+    Ok(Series {
+        name: name.into(),
+        t: tr.t[skip..end].to_vec(),
+        y: tr.value[skip..end].to_vec(),
+        season,
+    })
+}
+
+/// A synthetic curve observed through Poisson counting noise every `step` s.
+fn synthetic(name: &str, curve: Curve, step: f64, n: usize, season: usize, seed: u64) -> Series {
+    let mut rng = crate::rng::Stream::new(seed, crate::rng::Subsystem::Curves);
+    let mut t = Vec::with_capacity(n);
+    let mut y = Vec::with_capacity(n);
+    for i in 0..n {
+        let ti = i as f64 * step;
+        let mean = curve.rate(ti) * step;
+        // Normal approximation of Poisson counts (means are large here).
+        let count = (mean + mean.sqrt() * rng.normal()).max(0.0).round();
+        t.push(ti);
+        y.push(count / step);
+    }
+    Series {
+        name: name.into(),
+        t,
+        y,
+        season,
+    }
+}
+
+/// The benchmark's series: four real traces from `data` (the windows the
+/// README's table reports) and four synthetic shapes under Poisson noise.
+pub fn benchmark_series(data: &Path) -> Result<Vec<Series>, FileError> {
+    let mut series = vec![
+        trace_series(
+            data,
+            "nasa_http_1995_per_min.csv",
+            "nasa-1995 (1 min)",
+            1440,
+            4320,
+            1440,
+        )?,
+        trace_series(
+            data,
+            "wikipedia_en_hourly_2010_2015.csv",
+            "wikipedia (1 h)",
+            0,
+            2500,
+            24,
+        )?,
+        trace_series(
+            data,
+            "azure_fn2019_http_021589_per_min.csv",
+            "azure-http (1 min)",
+            0,
+            1440,
+            0,
+        )?,
+        trace_series(
+            data,
+            "azure_fn2019_queue_8203ff_per_min.csv",
+            "azure-queue (1 min)",
+            0,
+            1440,
+            0,
+        )?,
+    ];
+    let day = 3600.0; // compressed "days" keep synthetic series short
+    series.push(synthetic(
+        "synthetic diurnal (30 s)",
+        Curve::Diurnal {
+            mean: 300.0,
+            amplitude: 0.6,
+            period: day,
+            peak: 0.0,
+        },
+        30.0,
+        2400,
+        120,
+        1,
+    ));
+    series.push(synthetic(
+        "synthetic flash crowds (30 s)",
+        Curve::Sum(vec![
+            Curve::Constant(150.0),
+            Curve::FlashCrowd {
+                base: 0.0,
+                peak: 700.0,
+                start: 20_000.0,
+                rise: 60.0,
+                decay: 900.0,
+            },
+            Curve::FlashCrowd {
+                base: 0.0,
+                peak: 500.0,
+                start: 50_000.0,
+                rise: 30.0,
+                decay: 600.0,
+            },
+        ]),
+        30.0,
+        2400,
+        0,
+        2,
+    ));
+    let mut burst_rng = crate::rng::Stream::new(3, crate::rng::Subsystem::Curves);
+    series.push(synthetic(
+        "synthetic bursts (30 s)",
+        Curve::bursts(200.0, 3.0, 1800.0, 300.0, 80_000.0, &mut burst_rng),
+        30.0,
+        2400,
+        0,
+        3,
+    ));
+    series.push(synthetic(
+        "synthetic ramp + steps (30 s)",
+        Curve::Sum(vec![
+            Curve::Ramp {
+                from: 50.0,
+                to: 400.0,
+                start: 0.0,
+                end: 70_000.0,
+            },
+            Curve::Step {
+                before: 0.0,
+                after: 200.0,
+                at: 30_000.0,
+            },
+            Curve::Step {
+                before: 0.0,
+                after: -150.0,
+                at: 55_000.0,
+            },
+        ]),
+        30.0,
+        2400,
+        0,
+        4,
+    ));
+    Ok(series)
+}
+
+/// Every series at every horizon, in parallel; in series-major order.
+pub fn evaluate_all(
+    series: &[Series],
+    horizons: &[usize],
+    cfg: &ForecastConfig,
+) -> Vec<SeriesScore> {
+    use rayon::prelude::*;
+    let jobs: Vec<(&Series, usize)> = series
+        .iter()
+        .flat_map(|s| horizons.iter().map(move |&h| (s, h)))
+        .collect();
+    jobs.par_iter()
+        .map(|&(s, h)| evaluate(&s.name, &s.t, &s.y, h, s.season, cfg))
+        .collect()
+}
+
+/// The scores as CSV (full precision) and as a markdown table.
+pub fn render(scores: &[SeriesScore]) -> (String, String) {
+    let mut csv = String::from(
+        "series,step_s,horizon,points,selfheal_mase,selfheal_coverage,naive_mase,naive_coverage,seasonal_mase,seasonal_coverage\n",
+    );
+    let mut md = String::from(
+        "| series | h | points | selfheal MASE | selfheal 80% cov. | naive MASE | naive cov. | seasonal MASE | seasonal cov. |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in scores {
+        let (sm, sc) =
+            s.seasonal
+                .as_ref()
+                .map_or((String::from("n/a"), String::from("n/a")), |x| {
+                    (
+                        format!("{:.3}", x.mase),
+                        format!("{:.1}%", 100.0 * x.coverage),
+                    )
+                });
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            s.series,
+            s.step_s,
+            s.horizon,
+            s.points,
+            s.forest.mase,
+            s.forest.coverage,
+            s.naive.mase,
+            s.naive.coverage,
+            s.seasonal
+                .as_ref()
+                .map_or(String::new(), |x| x.mase.to_string()),
+            s.seasonal
+                .as_ref()
+                .map_or(String::new(), |x| x.coverage.to_string())
+        ));
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.1}% | {:.3} | {:.1}% | {} | {} |\n",
+            s.series,
+            s.horizon,
+            s.points,
+            s.forest.mase,
+            100.0 * s.forest.coverage,
+            s.naive.mase,
+            100.0 * s.naive.coverage,
+            sm,
+            sc
+        ));
+    }
+    (csv, md)
 }
 
 #[cfg(test)]

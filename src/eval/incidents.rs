@@ -15,8 +15,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use thiserror::Error;
-
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
 use crate::metrics::ServiceMetrics;
 use crate::time::{Time, parse_utc};
@@ -34,20 +32,8 @@ pub const CATCH_WINDOW_S: f64 = 300.0;
 /// A gap between scrapes counts as observed time up to this long.
 const MAX_GAP_S: f64 = 300.0;
 
-#[derive(Debug, Error)]
-pub enum IncidentError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-}
+/// A recording, fault list or Nezha file that could not be read.
+pub type IncidentError = super::FileError;
 
 /// One service's scrapes: times and, per scrape, each metric (NaN where
 /// the cell is empty).

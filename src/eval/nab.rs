@@ -561,3 +561,25 @@ pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Vec<CorpusScore>, Na
     }
     Ok(out)
 }
+
+/// The scores as CSV and as a markdown table headed by the corpus and the
+/// detector's settings (`nab.csv`, `nab.md`).
+pub fn render(dir: &Path, cfg: &DetectorConfig, scores: &[CorpusScore]) -> (String, String) {
+    let mut csv = String::from("detector,profile,threshold,raw,normalised\n");
+    let mut md = format!(
+        "# NAB score on {}\n\nDetector settings (fixed before scoring): `{:?}`\n\n| detector | profile | threshold | raw | normalised |\n|---|---|---|---|---|\n",
+        dir.display(),
+        cfg
+    );
+    for s in scores {
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            s.detector, s.profile, s.threshold, s.raw, s.normalised
+        ));
+        md.push_str(&format!(
+            "| {} | {} | {:.4} | {:.3} | {:.1} |\n",
+            s.detector, s.profile, s.threshold, s.raw, s.normalised
+        ));
+    }
+    (csv, md)
+}

@@ -1153,22 +1153,15 @@ impl Simulation {
         let obs = self.observe();
         let now = self.now;
         let c = &mut self.controllers[i as usize];
-        c.handle_observation(now, &obs);
-        let mut commands = Vec::new();
-        while let Some(cmd) = c.poll_command() {
-            commands.push(cmd);
-        }
-        while let Some(e) = c.poll_event() {
-            self.healing_log.push(e);
-        }
+        let step = crate::control::drive(c.as_mut(), now, &obs);
         let name = c.name().to_string();
-        let period = c.period();
-        for cmd in commands {
+        self.healing_log.extend(step.events);
+        for cmd in step.commands {
             self.apply(&cmd);
             self.command_log.push((now, name.clone(), cmd));
         }
         self.queue
-            .push_lane(now + period, LANE_CONTROL, Event::Control { controller: i });
+            .push_lane(step.wake_at, LANE_CONTROL, Event::Control { controller: i });
     }
 
     /// The pod of service `svc` a command names.

@@ -113,6 +113,36 @@ pub fn judge(
 }
 
 impl Approval {
+    /// The verdict and every fault type's effect as a markdown table
+    /// (`approval.md`).
+    pub fn to_md(&self) -> String {
+        let mut md = format!(
+            "# Approval of `{}` against `{}`\n\n{} paired runs of `{}`; verdict: **{}** (every fault type's 95 % interval of policy - baseline within its margin).\n\n| fault | metric | mean difference [95 % CI] | margin | pass |\n|---|---|---|---|---|\n",
+            self.policy_hash,
+            self.baseline,
+            self.pairs,
+            self.suite,
+            if self.approved {
+                "approved"
+            } else {
+                "not approved"
+            }
+        );
+        for e in &self.effects {
+            md.push_str(&format!(
+                "| {} | {} | {:+.1} [{:+.1}, {:+.1}] | {} | {} |\n",
+                e.fault,
+                e.metric,
+                e.difference.mean,
+                e.difference.lo,
+                e.difference.hi,
+                e.margin,
+                if e.pass { "yes" } else { "no" }
+            ));
+        }
+        md
+    }
+
     pub fn to_toml(&self) -> String {
         let mut s = format!(
             "# selfheal approval record\npolicy_hash = \"{}\"\nbaseline = \"{}\"\nsuite = \"{}\"\npairs = {}\napproved = {}\n\n[criteria]\nmargin_violation_s = {}\nmargin_failed = {}\n",

@@ -6,6 +6,8 @@
 //! cost weight times replica-seconds. Every candidate's runs are a sweep of
 //! their own, so an interrupted tune resumes like any sweep.
 
+use std::path::Path;
+
 use super::plan::{Plan, RunSpec};
 use super::run::RunRecord;
 use crate::scenario::{ControllerKind, ControllerSpec};
@@ -93,6 +95,171 @@ pub fn controller_toml(spec: &ControllerSpec) -> String {
         controller: &'a ControllerSpec,
     }
     toml::to_string(&Wrap { controller: spec }).expect("a controller spec serialises")
+}
+
+/// Runs a suite's distinct runs under one controller as a resumable sweep
+/// in `dir`.
+pub fn run_under(
+    plan: &Plan,
+    label: &str,
+    spec: &ControllerSpec,
+    dir: &Path,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<RunRecord>, String> {
+    super::run::execute(&with_controller(plan, label, spec), dir, None, progress)
+}
+
+/// Mean SLO-violation seconds and replica-seconds of some runs.
+fn mean_violation_and_cost(records: &[RunRecord]) -> (f64, f64) {
+    let n = records.len().max(1) as f64;
+    let (v, c) = records.iter().fold((0.0, 0.0), |a, r| {
+        (a.0 + r.slo_violation_s, a.1 + r.replica_seconds)
+    });
+    (v / n, c / n)
+}
+
+/// The suites a tuning runs on, with the paths the report names.
+pub struct Suites {
+    pub train: Plan,
+    pub train_path: String,
+    pub holdout: Plan,
+    pub holdout_path: String,
+}
+
+/// One controller's figures on a suite.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    pub label: String,
+    pub objective: f64,
+    pub violation_s: f64,
+    pub replica_seconds: f64,
+}
+
+impl Scored {
+    fn of(label: &str, records: &[RunRecord], weight: f64) -> Self {
+        let (violation_s, replica_seconds) = mean_violation_and_cost(records);
+        Scored {
+            label: label.to_string(),
+            objective: objective(records, weight),
+            violation_s,
+            replica_seconds,
+        }
+    }
+}
+
+/// What a tuning chose and measured.
+pub struct Tuned {
+    /// `best-controller.toml`: the chosen settings, ready to paste.
+    pub best_toml: String,
+    /// `tune.md`: held-out and search tables.
+    pub report_md: String,
+    pub search: Vec<Scored>,
+    /// The tuned settings, the defaults, then the holdout suite's own
+    /// controllers.
+    pub held_out: Vec<Scored>,
+}
+
+/// Searches [`grid`] on the training suite (cost weight `weight`), then
+/// runs the best, the defaults and the holdout suite's own controllers on
+/// the holdout suite. Each controller's runs are a resumable sweep under
+/// `out`; `say` gets a line per controller started.
+pub fn tune(
+    suites: &Suites,
+    weight: f64,
+    out: &Path,
+    say: &dyn Fn(&str),
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Tuned, String> {
+    let candidates = grid();
+    let mut search = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        say(&format!(
+            "candidate {}/{}: {}",
+            i + 1,
+            candidates.len(),
+            c.label
+        ));
+        let dir = out.join("train").join(format!("candidate-{i}"));
+        let records = run_under(
+            &suites.train,
+            &format!("candidate-{i}"),
+            &c.spec,
+            &dir,
+            progress,
+        )?;
+        search.push(Scored::of(&c.label, &records, weight));
+    }
+    let best = (0..search.len())
+        .min_by(|&a, &b| search[a].objective.total_cmp(&search[b].objective))
+        .ok_or("no candidates")?;
+    say(&format!("best on training: {}", candidates[best].label));
+
+    // Held out: the best, the defaults, and the holdout suite's own controllers.
+    let mut contenders: Vec<(String, ControllerSpec)> = vec![
+        ("tuned".into(), candidates[best].spec.clone()),
+        (
+            "selfheal-defaults".into(),
+            ControllerSpec::parse_short("selfheal")?,
+        ),
+    ];
+    let mut own: Vec<&str> = Vec::new();
+    for r in &suites.holdout.runs {
+        if !own.contains(&r.controller.as_str()) {
+            own.push(&r.controller);
+        }
+    }
+    for c in own {
+        contenders.push((c.to_string(), ControllerSpec::parse_short(c)?));
+    }
+    let mut held_out = Vec::new();
+    for (label, spec) in &contenders {
+        say(&format!("held out: {label}"));
+        let dir = out.join("holdout").join(label.replace(':', "-"));
+        let records = run_under(&suites.holdout, label, spec, &dir, progress)?;
+        held_out.push(Scored::of(label, &records, weight));
+    }
+    let config = controller_toml(&candidates[best].spec);
+    let best_toml = format!(
+        "# Chosen by `selfheal tune` on {} (cost weight {weight}); paste into a scenario file.\n{config}",
+        suites.train_path
+    );
+    let runs = |p: &Plan| with_controller(p, "x", &candidates[best].spec).runs.len();
+    let mut md = format!(
+        "# Tuning the selfheal scaler\n\nObjective: mean over runs of SLO-violation seconds + {weight} x replica-seconds (lower is better). Training suite `{}` ({} runs per candidate), held-out suite `{}` ({} runs per controller), same seeds for every contender.\n\n## Held out\n\n| controller | objective | SLO violation s | replica-seconds |\n|---|---|---|---|\n",
+        suites.train_path,
+        runs(&suites.train),
+        suites.holdout_path,
+        runs(&suites.holdout),
+    );
+    for s in &held_out {
+        md.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.0} |\n",
+            s.label, s.objective, s.violation_s, s.replica_seconds
+        ));
+    }
+    let (tuned, default) = (held_out[0].objective, held_out[1].objective);
+    md.push_str(&format!(
+        "\nThe tuned settings {} the defaults on the held-out suite: objective {tuned:.1} against {default:.1} ({:+.1} %).\n\nChosen: `{}`\n\n```toml\n{config}```\n\n## Search (training)\n\n| candidate | objective | SLO violation s | replica-seconds |\n|---|---|---|---|\n",
+        if tuned < default { "beat" } else { "do not beat" },
+        100.0 * (tuned - default) / default.abs().max(1e-9),
+        candidates[best].label
+    ));
+    for (i, s) in search.iter().enumerate() {
+        md.push_str(&format!(
+            "| {}{} | {:.1} | {:.1} | {:.0} |\n",
+            s.label,
+            if i == best { " (best)" } else { "" },
+            s.objective,
+            s.violation_s,
+            s.replica_seconds
+        ));
+    }
+    Ok(Tuned {
+        best_toml,
+        report_md: md,
+        search,
+        held_out,
+    })
 }
 
 #[cfg(test)]

@@ -467,3 +467,107 @@ pub fn trials_csv(trials: &[Trial]) -> String {
     }
     s
 }
+
+/// What `selfheal learn-selector` made: the forest, the held-out scores,
+/// and what it writes beside them.
+pub struct Learned {
+    pub forest: StrategyForest,
+    pub held_out: Vec<Evaluation>,
+    /// `training.json`: how the forest was made.
+    pub meta: serde_json::Value,
+    /// `selector.md`: rules against learned, held out and in-sample.
+    pub report_md: String,
+    /// `trials.csv`: every arm's run.
+    pub trials_csv: String,
+}
+
+/// Runs every arm of `plan`, fits the forest on the seeds up to
+/// `train_seeds` and scores it on the later ones. `command` is how the
+/// user asked for it (recorded in the outputs).
+pub fn learn(
+    plan: &crate::sweep::plan::Plan,
+    command: &str,
+    train_seeds: u64,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Learned, String> {
+    use crate::control::selector::SelectorConfig;
+    let held_out = plan.runs.iter().filter(|r| r.seed > train_seeds).count();
+    if held_out == 0 || held_out == plan.runs.len() {
+        return Err(format!(
+            "--train-seeds {train_seeds} leaves {held_out} of {} runs held out; it must leave some on each side",
+            plan.runs.len()
+        ));
+    }
+    let started = std::time::Instant::now();
+    let trials = run_trials(&plan.runs, progress)?;
+    let (train, test): (Vec<_>, Vec<_>) = rows(&trials)
+        .into_iter()
+        .partition(|r| r.seed <= train_seeds);
+    let cfg = ForestConfig::default();
+    let forest = fit(&train, &cfg)?;
+    let selector = SelectorConfig::default();
+    let evals = evaluate(&forest, &selector, &test);
+    let train_evals = evaluate(&forest, &selector, &train);
+    let meta = serde_json::json!({
+        "format": "selfheal strategy selector 1",
+        "command": command,
+        "suite": plan.name,
+        "train_seeds": train_seeds,
+        "train_rows": train.len(),
+        "test_rows": test.len(),
+        "forest": cfg,
+        "selector": selector,
+        "mttr_margin_s": MTTR_MARGIN_S,
+        "failed_margin": FAILED_MARGIN,
+        "failed_margin_abs": FAILED_MARGIN_ABS,
+    });
+    let mut labels = String::from(
+        "| fault | rules' choice | label (best measured) | rows |\n|---|---|---|---|\n",
+    );
+    let mut counts: std::collections::BTreeMap<(String, &str, &str), usize> = Default::default();
+    for r in train.iter().chain(&test) {
+        *counts
+            .entry((r.fault.clone(), r.rules.as_str(), r.best.as_str()))
+            .or_default() += 1;
+    }
+    for ((f, r, b), n) in &counts {
+        labels.push_str(&format!("| {f} | {r} | {b} | {n} |\n"));
+    }
+    let report_md = format!(
+        "# Strategy selector: rules against learned\n\n\
+         Made by `{command}` in {:.0} s ({} runs).\n\n\
+         Every run of the suite `{}` ({}) ran under the rules and with each of the six strategies taken first; \
+         the runs agree up to the first healing decision, so each (experiment, parameters, seed) is one situation with the measured outcome of every strategy. \
+         A strategy is the label when it beats the rules' choice: it recovers where that does not, or fails {:.0} % (and at least {}) fewer requests from the fault's start, or, at a failed count within that margin, recovers more than {} s sooner; otherwise the rules' choice is. \
+         The forest ({} trees, depth {}) was fitted on seeds up to {} ({} rows); the later seeds ({} rows) are held out. \
+         The selector overrides the rules only with a vote of at least {:.0} % and at least {} training rows.\n\n\
+         ## Held out\n\n\
+         Each choice is scored by the run that actually took it first from that situation.\n\n{}\n\
+         ## Training rows (fit)\n\n{}\n\
+         ## Labels\n\n{}",
+        started.elapsed().as_secs_f64(),
+        trials.len(),
+        plan.name,
+        plan.description,
+        100.0 * FAILED_MARGIN,
+        FAILED_MARGIN_ABS,
+        MTTR_MARGIN_S,
+        cfg.trees,
+        cfg.max_depth,
+        train_seeds,
+        train.len(),
+        test.len(),
+        100.0 * selector.min_vote,
+        selector.min_rows,
+        evaluation_md(&evals),
+        evaluation_md(&train_evals),
+        labels
+    );
+    Ok(Learned {
+        forest,
+        held_out: evals,
+        meta,
+        report_md,
+        trials_csv: trials_csv(&trials),
+    })
+}

@@ -1,0 +1,57 @@
+//! `selfheal eval ...`: the offline evaluations, written as reports.
+
+use anyhow::Context;
+
+pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = selfheal::control::anomaly::DetectorConfig::default();
+    let scores = selfheal::eval::nab::evaluate(dir, &cfg)?;
+    let (csv, md) = selfheal::eval::nab::render(dir, &cfg, &scores);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("nab.csv"), csv)?;
+    std::fs::write(out.join("nab.md"), &md)?;
+    print!("{md}");
+    println!("wrote {}", out.join("nab.md").display());
+    Ok(())
+}
+
+pub fn eval_incidents(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    threshold: Option<f64>,
+) -> anyhow::Result<()> {
+    use selfheal::eval::incidents;
+    let cfg = selfheal::control::anomaly::DetectorConfig::default();
+    let threshold = threshold.unwrap_or(
+        selfheal::control::predictor::patterns::PatternConfig::default().anomaly_threshold,
+    );
+    let r = incidents::evaluate(dir, &cfg, threshold)?;
+    let md = incidents::render(dir, &cfg, &r);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("incidents.md"), &md)?;
+    print!("{md}");
+    println!("wrote {}", out.join("incidents.md").display());
+    Ok(())
+}
+
+pub fn eval_forecast(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    horizons: &[usize],
+) -> anyhow::Result<()> {
+    use selfheal::eval::forecast;
+    let series = forecast::benchmark_series(data)?;
+    println!(
+        "evaluating {} series x {} horizons on {} threads",
+        series.len(),
+        horizons.len(),
+        rayon::current_num_threads()
+    );
+    let scores = forecast::evaluate_all(&series, horizons, &Default::default());
+    let (csv, md) = forecast::render(&scores);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("forecast.csv"), csv)?;
+    std::fs::write(out.join("forecast.md"), &md)?;
+    print!("{md}");
+    println!("wrote {}", out.join("forecast.md").display());
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! The lab's commands: sweeps and their reports, the decision-quality
+//! suite, the tuner, the approval and the strategy selector. Each reads
+//! its inputs, calls the library and writes what it returns.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::progress;
+
+pub fn learn_selector(
+    suite: &std::path::Path,
+    train_seeds: u64,
+    out: &std::path::Path,
+    report: &std::path::Path,
+) -> anyhow::Result<()> {
+    use selfheal::train::selector as sel;
+    let plan = selfheal::sweep::plan::load(suite)?;
+    println!(
+        "recording outcomes: {} runs of {} x 7 arms (rules, then each strategy first) on {} threads",
+        plan.runs.len(),
+        plan.name,
+        rayon::current_num_threads()
+    );
+    let command = format!(
+        "selfheal learn-selector {} --train-seeds {train_seeds}",
+        suite.display()
+    );
+    let learned = sel::learn(&plan, &command, train_seeds, &progress::runs("runs"))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", suite.display()))?;
+    sel::save(out, &learned.forest).map_err(anyhow::Error::msg)?;
+    let meta_path = out.with_file_name("training.json");
+    std::fs::write(&meta_path, serde_json::to_string_pretty(&learned.meta)?)
+        .with_context(|| format!("writing {}", meta_path.display()))?;
+    std::fs::create_dir_all(report).with_context(|| format!("creating {}", report.display()))?;
+    std::fs::write(report.join("trials.csv"), &learned.trials_csv)?;
+    std::fs::write(report.join("selector.md"), &learned.report_md)?;
+    println!("{}", sel::evaluation_md(&learned.held_out));
+    println!(
+        "wrote {} and {}",
+        out.display(),
+        report.join("selector.md").display()
+    );
+    Ok(())
+}
+
+pub fn suite(
+    data: &std::path::Path,
+    seeds: u64,
+    out: &std::path::Path,
+    qos: selfheal::eval::suite::Qos,
+    tune: bool,
+) -> anyhow::Result<()> {
+    use selfheal::eval::suite::{self, Split};
+    use selfheal::eval::suite_report as report;
+    let traces = report::load_traces(data)?;
+    let all = suite::standard(&traces, qos).map_err(anyhow::Error::msg)?;
+    let train: Vec<_> = all.iter().filter(|s| s.split == Split::Train).collect();
+    let test: Vec<_> = all.iter().filter(|s| s.split == Split::Test).collect();
+    let hpas = report::hpa_curve();
+    let started = std::time::Instant::now();
+
+    // 1. Choose the selfheal settings on the training scenarios.
+    let tuned = if tune {
+        let candidates = report::tuning_candidates();
+        println!(
+            "tuning: {} training scenarios x {} controllers x {} seeds on {} threads",
+            train.len(),
+            hpas.len() + candidates.len(),
+            report::TUNE_SEEDS.len(),
+            rayon::current_num_threads()
+        );
+        let t = report::tune(
+            &train,
+            &hpas,
+            &candidates,
+            &out.join("journal-tuning"),
+            &progress::runs("runs"),
+        )
+        .map_err(anyhow::Error::msg)?;
+        println!(
+            "chose {} ({:.1} s below HPA's curve on training)",
+            t.chosen.0, t.below_s
+        );
+        Some(t)
+    } else {
+        None
+    };
+
+    // 2. Score everything on the held-out scenarios.
+    let controllers = report::scored_controllers(tuned.as_ref(), &hpas);
+    let score_seeds: Vec<u64> = (1..=seeds).collect();
+    println!(
+        "scoring: {} held-out scenarios x {} controllers x {} seeds",
+        test.len(),
+        controllers.len(),
+        score_seeds.len()
+    );
+    let results = suite::run_matrix(
+        &test,
+        &controllers,
+        &score_seeds,
+        &out.join("journal-scoring"),
+        &progress::runs("runs"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("runs.csv"), report::runs_csv(&results))?;
+    let md = report::Summary {
+        train: &train,
+        test: &test,
+        seeds,
+        qos,
+        tuned: tuned.as_ref(),
+        controllers: &controllers,
+        hpas: &hpas,
+    }
+    .render(&suite::means(&results));
+    std::fs::write(out.join("summary.md"), &md)?;
+    println!("{md}");
+    println!(
+        "wrote {} in {:.0} s",
+        out.join("summary.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--shard `{s}`: expected i/n, such as 0/3"))?;
+    let (i, n): (usize, usize) = (i.parse()?, n.parse()?);
+    anyhow::ensure!(n > 0 && i < n, "--shard `{s}`: need 0 <= i < n");
+    Ok((i, n))
+}
+
+/// The suite's name and description, kept beside the results so `report`
+/// and `merge` can rebuild without the suite file.
+fn write_meta(dir: &std::path::Path, name: &str, description: &str) -> anyhow::Result<()> {
+    let mut t = toml::Table::new();
+    t.insert("name".into(), name.into());
+    t.insert("description".into(), description.into());
+    std::fs::write(dir.join("sweep.toml"), toml::to_string(&t)?)?;
+    Ok(())
+}
+
+fn read_meta(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let p = dir.join("sweep.toml");
+    let t: toml::Table = toml::from_str(
+        &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+    )?;
+    let get = |k: &str| {
+        t.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok((get("name"), get("description")))
+}
+
+pub fn sweep(
+    suite: &std::path::Path,
+    out: Option<PathBuf>,
+    shard: Option<&str>,
+) -> anyhow::Result<()> {
+    let plan = selfheal::sweep::plan::load(suite)?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(&plan.name));
+    let shard = shard.map(parse_shard).transpose()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_meta(&dir, &plan.name, &plan.description)?;
+    let selected = plan
+        .runs
+        .iter()
+        .filter(|r| shard.is_none_or(|(i, n)| r.index % n == i))
+        .count();
+    println!(
+        "sweep {}: {} runs{} on {} threads -> {}",
+        plan.name,
+        selected,
+        shard
+            .map(|(i, n)| format!(" (shard {i}/{n} of {})", plan.runs.len()))
+            .unwrap_or_default(),
+        rayon::current_num_threads(),
+        dir.display()
+    );
+    let started = std::time::Instant::now();
+    let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress::runs("runs"))
+        .map_err(anyhow::Error::msg)?;
+    if shard.is_none() {
+        selfheal::sweep::report::write(&dir, &plan.name, &plan.description, &records)
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "wrote {} in {:.1} s",
+            dir.join("index.html").display(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "shard done in {:.1} s; combine the shards with `selfheal merge --out DIR PARTS...`",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub fn report(dir: &std::path::Path) -> anyhow::Result<()> {
+    let (name, description) = read_meta(dir)?;
+    let mut records = selfheal::sweep::run::read_journal(&dir.join(selfheal::sweep::run::JOURNAL))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !records.is_empty(),
+        "{}: no finished runs to report",
+        dir.display()
+    );
+    records.sort_by_key(|r| r.index);
+    selfheal::sweep::report::write(dir, &name, &description, &records)
+        .map_err(anyhow::Error::msg)?;
+    println!("wrote {}", dir.join("index.html").display());
+    Ok(())
+}
+
+pub fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<()> {
+    use selfheal::sweep::run::{JOURNAL, RunRecord, read_journal};
+    let (name, description) = read_meta(&parts[0])?;
+    std::fs::create_dir_all(out.join("series"))
+        .with_context(|| format!("creating {}", out.display()))?;
+    let mut all: std::collections::BTreeMap<usize, RunRecord> = Default::default();
+    for p in parts {
+        for r in read_journal(&p.join(JOURNAL)).map_err(anyhow::Error::msg)? {
+            let series = p.join("series").join(format!("{}.csv", r.index));
+            if series.exists() {
+                std::fs::copy(&series, out.join("series").join(format!("{}.csv", r.index)))?;
+            }
+            if let Some(prev) = all.get(&r.index) {
+                anyhow::ensure!(
+                    prev.id == r.id,
+                    "run {} differs between parts ({} vs {}): not shards of one suite",
+                    r.index,
+                    prev.id,
+                    r.id
+                );
+            }
+            all.insert(r.index, r);
+        }
+    }
+    let records: Vec<RunRecord> = all.into_values().collect();
+    let mut journal = RunRecord::header() + "\n";
+    for r in &records {
+        journal.push_str(&r.to_line());
+        journal.push('\n');
+    }
+    std::fs::write(out.join(JOURNAL), journal)?;
+    write_meta(out, &name, &description)?;
+    selfheal::sweep::report::write(out, &name, &description, &records)
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "merged {} runs from {} parts into {}",
+        records.len(),
+        parts.len(),
+        out.join("index.html").display()
+    );
+    Ok(())
+}
+
+pub fn tune(
+    train: &std::path::Path,
+    holdout: &std::path::Path,
+    weight: f64,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use selfheal::sweep::{plan, tune};
+    let suites = tune::Suites {
+        train: plan::load(train)?,
+        train_path: train.display().to_string(),
+        holdout: plan::load(holdout)?,
+        holdout_path: holdout.display().to_string(),
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let started = std::time::Instant::now();
+    let t = tune::tune(
+        &suites,
+        weight,
+        out,
+        &|line| println!("{line}"),
+        &progress::runs("runs"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    std::fs::write(out.join("best-controller.toml"), &t.best_toml)?;
+    std::fs::write(out.join("tune.md"), &t.report_md)?;
+    print!("{}", t.report_md);
+    println!(
+        "wrote {} and {} in {:.0} s",
+        out.join("tune.md").display(),
+        out.join("best-controller.toml").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn approve(
+    policy: &std::path::Path,
+    suite: &std::path::Path,
+    baseline: &str,
+    criteria: selfheal::sweep::approve::Criteria,
+    out: &std::path::Path,
+) -> anyhow::Result<bool> {
+    use selfheal::sweep::{approve, plan, tune};
+    #[derive(serde::Deserialize)]
+    struct PolicyFile {
+        controller: selfheal::scenario::ControllerSpec,
+    }
+    let text = std::fs::read_to_string(policy)
+        .with_context(|| format!("reading policy {}", policy.display()))?;
+    let p: PolicyFile = toml::from_str(&text)
+        .map_err(|e| selfheal::scenario::toml_error(&text, &policy.display().to_string(), &e))?;
+    selfheal::scenario::check_controller(&p.controller)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    let base_spec =
+        selfheal::scenario::ControllerSpec::parse_short(baseline).map_err(anyhow::Error::msg)?;
+    let chaos = plan::load(suite)?;
+    let (hash, canonical) = approve::policy_hash(&p.controller);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    println!(
+        "approving policy {hash} against {baseline} on {}",
+        suite.display()
+    );
+    let started = std::time::Instant::now();
+    let run = |label: &str, spec, dir: &str| {
+        tune::run_under(&chaos, label, spec, &out.join(dir), &progress::runs("runs"))
+            .map_err(anyhow::Error::msg)
+    };
+    let pr = run("policy", &p.controller, "policy")?;
+    let br = run(baseline, &base_spec, "baseline")?;
+    let (effects, pairs) = approve::judge(&pr, &br, criteria);
+    let approved = effects.iter().all(|e| e.pass);
+    let record = approve::Approval {
+        policy_hash: hash,
+        policy: canonical,
+        baseline: baseline.to_string(),
+        suite: suite.display().to_string(),
+        pairs,
+        criteria,
+        effects,
+        approved,
+    };
+    std::fs::write(out.join("approval.toml"), record.to_toml())?;
+    let md = record.to_md();
+    std::fs::write(out.join("approval.md"), &md)?;
+    print!("{md}");
+    println!(
+        "wrote {} in {:.0} s",
+        out.join("approval.toml").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(approved)
+}
