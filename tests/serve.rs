@@ -377,6 +377,90 @@ fn api_writes_act_on_the_served_simulation() {
     );
 }
 
+/// `kubectl get -w` asks for Tables: each watch event carries a one-row
+/// Table with the columns `get` prints, the wide ones included.
+#[test]
+fn watch_events_are_tables_when_asked_for() {
+    let served = serve_two_revisions(10.0);
+    let a = served.addr;
+    let mut w = std::net::TcpStream::connect(a).unwrap();
+    write!(
+        w,
+        "GET /api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1 HTTP/1.1\r\nHost: {a}\r\nAccept: application/json;as=Table;v=v1;g=meta.k8s.io\r\n\r\n"
+    )
+    .unwrap();
+    let mut stream = String::new();
+    w.read_to_string(&mut stream).unwrap();
+    let events: Vec<serde_json::Value> = stream
+        .lines()
+        // Chunk sizes parse as numbers: only the objects are events.
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter(serde_json::Value::is_object)
+        .collect();
+    assert!(!events.is_empty(), "{stream}");
+    for e in &events {
+        let t = &e["object"];
+        assert_eq!(t["kind"], "Table", "{e}");
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Ready",
+                "Status",
+                "Restarts",
+                "Age",
+                "IP",
+                "Node",
+                "Nominated Node",
+                "Readiness Gates"
+            ]
+        );
+        let cells = t["rows"][0]["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), names.len(), "{e}");
+    }
+    let row = &events[0]["object"]["rows"][0]["cells"];
+    assert!(row[5].as_str().unwrap().starts_with("10.244."), "{row}");
+}
+
+/// `kubectl set image` sends a strategic merge patch that names the
+/// container: the rest of the template (its resources) is kept, so the
+/// template is a known revision's and rolls out. The same body as a merge
+/// patch replaces the container list, drops the resources and is refused.
+#[test]
+fn set_image_by_strategic_merge_patch_rolls_to_that_revision() {
+    let served = serve_two_revisions(10.0);
+    let a = served.addr;
+    let api = |s: &Served| s.observation().map(|o| o.services[1].clone());
+    eventually(|| api(&served).map(|a| a.revision), |r| *r == Some(1));
+    let path = "/apis/apps/v1/namespaces/shop/deployments/api";
+    let body = r#"{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"app"}],"containers":[{"image":"selfheal.local/api:r0","name":"app"}]}}}}"#;
+    let (code, refused) = call(a, "PATCH", path, "application/merge-patch+json", body);
+    assert_eq!(code, 422, "{refused}");
+    let (code, d) = call(
+        a,
+        "PATCH",
+        path,
+        "application/strategic-merge-patch+json",
+        body,
+    );
+    assert_eq!(code, 200, "{d}");
+    assert!(
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].is_object(),
+        "{d}"
+    );
+    // A copy of the first revision rolls out, every pod replaced.
+    eventually(
+        || api(&served).unwrap(),
+        |a| a.revision == 2 && a.pods.iter().all(|p| p.revision == 2 && p.ready),
+    );
+}
+
 /// `kubectl` from `PATH` (or `KUBECTL_BIN`); `None` skips the test unless
 /// `SELFHEAL_REQUIRE_KUBECTL` is set.
 fn kubectl() -> Option<String> {
@@ -423,6 +507,11 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     eventually(|| api(&served).map(|a| a.revision), |r| *r == Some(1));
     let listed = run(&["get", "deployments,pods"]);
     assert!(listed.contains("deployment.apps/api"), "{listed}");
+    let wide = run(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.contains("NODE") && wide.contains("10.244.") && wide.contains("node-"),
+        "{wide}"
+    );
     assert!(
         listed.contains("pod/web-r0-0") && listed.contains("Running"),
         "{listed}"
@@ -447,6 +536,16 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     assert_eq!(rolled.desired_replicas, 3);
     let history = run(&["rollout", "history", "deployment", "api"]);
     assert!(history.contains('3'), "{history}");
+    // `set image` back to the bad revision's image: a strategic merge
+    // patch by container name, so the template is that revision's.
+    let out = run(&[
+        "set",
+        "image",
+        "deployment/api",
+        "app=selfheal.local/api:r1",
+    ]);
+    assert!(out.contains("image updated"), "{out}");
+    eventually(|| api(&served).map(|a| a.revision), |r| *r == Some(3));
     // Labels and annotations are kept (formerly answered 200 and dropped),
     // and set-based selectors select by them.
     let out = run(&["label", "pod", "web-r0-0", "team=checkout"]);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::http::{Request, Response};
-use super::patch::{json_patch, merge_patch};
+use super::patch::{json_patch, merge_patch, strategic_merge_patch};
 use super::store::{ApiStatus, Resource, Store, user_metadata_of};
 use crate::sim::api_objects::{ApiWrite, revision_of_image};
 use crate::time::parse_rfc3339;
@@ -34,11 +34,24 @@ pub struct WatchPlan {
     elsewhere: bool,
     /// Wall seconds before the server ends the watch.
     pub timeout_s: f64,
+    /// The client asked for Tables (`kubectl get -w`): each event carries
+    /// its object as a one-row Table with the columns `get` prints.
+    table: bool,
 }
 
 impl WatchPlan {
     pub fn passes(&self, obj: &Value) -> bool {
         !self.elsewhere && self.filter.pass(obj)
+    }
+
+    /// What an event about `obj` carries, at resource version `rv` and
+    /// unix time `now` (for the age column).
+    pub fn event_object(&self, obj: &Value, rv: u64, now: f64) -> Value {
+        if self.table {
+            table(self.resource, std::slice::from_ref(obj), rv, now)
+        } else {
+            obj.clone()
+        }
     }
 }
 
@@ -359,6 +372,57 @@ fn columns(r: Resource) -> &'static [&'static str] {
     }
 }
 
+/// The columns `kubectl get -o wide` adds (priority 1), after the age, as
+/// the API server's own printers order them.
+fn wide_columns(r: Resource) -> &'static [&'static str] {
+    match r {
+        Resource::Pods => &["IP", "Node", "Nominated Node", "Readiness Gates"],
+        Resource::Deployments | Resource::ReplicaSets => &["Containers", "Images", "Selector"],
+        _ => &[],
+    }
+}
+
+/// `key=value,...` of a label map.
+fn label_list(v: Option<&Value>) -> String {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn wide_cells(r: Resource, o: &Value) -> Vec<Value> {
+    let text = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("<none>");
+    let containers = |field: &str| {
+        o.pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| c[field].as_str().unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    match r {
+        Resource::Pods => vec![
+            json!(text("/status/podIP")),
+            json!(text("/spec/nodeName")),
+            json!("<none>"),
+            json!("<none>"),
+        ],
+        Resource::Deployments | Resource::ReplicaSets => vec![
+            json!(containers("name")),
+            json!(containers("image")),
+            json!(label_list(o.pointer("/spec/selector/matchLabels"))),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
     let num = |p: &str| o.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let text = |p: &str| {
@@ -407,19 +471,10 @@ fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
                 json!(num("/status/containerStatuses/0/restartCount")),
             ])
         }
-        Resource::Services => {
-            let sel = o
-                .pointer("/spec/selector")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
-            c.extend([json!(text("/spec/type")), json!(sel)])
-        }
+        Resource::Services => c.extend([
+            json!(text("/spec/type")),
+            json!(label_list(o.pointer("/spec/selector"))),
+        ]),
         Resource::ConfigMaps => c.push(json!(
             o.get("data")
                 .and_then(Value::as_object)
@@ -429,6 +484,7 @@ fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
         Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {}
     }
     c.push(json!(age));
+    c.extend(wide_cells(r, o));
     c
 }
 
@@ -436,10 +492,12 @@ fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
 fn table(r: Resource, items: &[Value], rv: u64, now: f64) -> Value {
     let defs: Vec<Value> = columns(r)
         .iter()
+        .map(|name| (name, 0))
+        .chain(wide_columns(r).iter().map(|name| (name, 1)))
         .enumerate()
-        .map(|(i, name)| {
+        .map(|(i, (name, priority))| {
             json!({"name": name, "type": "string",
-                   "format": if i == 0 { "name" } else { "" }, "description": "", "priority": 0})
+                   "format": if i == 0 { "name" } else { "" }, "description": "", "priority": priority})
         })
         .collect();
     let rows: Vec<Value> = items
@@ -471,10 +529,15 @@ fn patched(req: &Request, current: &Value) -> Result<Value, ApiStatus> {
                 )
             })?
         }
-        t if t.starts_with("application/merge-patch+json")
-            || t.starts_with("application/strategic-merge-patch+json") =>
-        {
-            merge_patch(&mut out, &patch)
+        t if t.starts_with("application/merge-patch+json") => merge_patch(&mut out, &patch),
+        t if t.starts_with("application/strategic-merge-patch+json") => {
+            strategic_merge_patch(&mut out, &patch).map_err(|e| {
+                ApiStatus::new(
+                    422,
+                    "Invalid",
+                    format!("the strategic merge patch does not apply: {e}"),
+                )
+            })?
         }
         t => {
             return Err(ApiStatus::new(
@@ -748,6 +811,7 @@ pub fn answer(
                     filter,
                     elsewhere: !ours,
                     timeout_s,
+                    table: wants_table(req),
                 });
             }
             let s = lock();

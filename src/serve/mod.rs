@@ -466,16 +466,19 @@ impl Connection {
             l.push(b'\n');
             l
         };
+        let event = |kind: &str, object: &Value, rv: u64| {
+            line(kind, &plan.event_object(object, rv, wall_now()))
+        };
         let mut last = match plan.from {
             Some(v) => v,
             None => {
                 let s = self.store.lock().expect("served store");
+                let rv = s.resource_version();
                 let buf: Vec<u8> = s
                     .list(plan.resource)
                     .filter(|o| plan.passes(o))
-                    .flat_map(|o| line("ADDED", o))
+                    .flat_map(|o| event("ADDED", o, rv))
                     .collect();
-                let rv = s.resource_version();
                 drop(s);
                 out.send(&buf)?;
                 rv
@@ -487,10 +490,10 @@ impl Connection {
                 let s = self.store.lock().expect("served store");
                 match s.changes_after(last, plan.resource) {
                     Ok(changes) => {
-                        for c in changes.iter().filter(|c| plan.passes(&c.object)) {
-                            buf.extend(line(c.kind.as_str(), &c.object));
-                        }
                         last = s.resource_version();
+                        for c in changes.iter().filter(|c| plan.passes(&c.object)) {
+                            buf.extend(event(c.kind.as_str(), &c.object, last));
+                        }
                     }
                     Err(oldest) => {
                         let gone = ApiStatus::new(

@@ -275,6 +275,11 @@ impl Simulation {
                 if scheduled {
                     spec["nodeName"] = json!(self.nodes[pod.node as usize].name);
                     status.insert("startTime".into(), json!(at(pod.started)));
+                    // One address per pod slot, reused as a CNI reuses
+                    // addresses, from the pod CIDR kubeadm and kind default to.
+                    let ip = format!("10.244.{}.{}", p / 250, p % 250 + 2);
+                    status.insert("podIP".into(), json!(ip));
+                    status.insert("podIPs".into(), json!([{"ip": ip}]));
                 }
                 status.insert(
                     "phase".into(),
