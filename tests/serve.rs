@@ -546,6 +546,12 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     ]);
     assert!(out.contains("image updated"), "{out}");
     eventually(|| api(&served).map(|a| a.revision), |r| *r == Some(3));
+    // kubectl's typed client writes protobuf (formerly "the body is not
+    // JSON").
+    let out = run(&["create", "configmap", "notes", "--from-literal=owner=sre"]);
+    assert!(out.contains("created"), "{out}");
+    let owner = run(&["get", "configmap", "notes", "-o", "jsonpath={.data.owner}"]);
+    assert_eq!(owner, "sre");
     // Labels and annotations are kept (formerly answered 200 and dropped),
     // and set-based selectors select by them.
     let out = run(&["label", "pod", "web-r0-0", "team=checkout"]);

@@ -18,12 +18,15 @@ use std::net::IpAddr;
 use super::http::Request;
 use super::store::ApiStatus;
 
-/// Content types a write may carry: JSON and the API's patch types.
-const WRITE_TYPES: [&str; 4] = [
+/// Content types a write may carry: JSON, the API's patch types and
+/// Kubernetes' protobuf (what kubectl's typed clients send). None of them
+/// is one a cross-origin page may send without a preflight.
+const WRITE_TYPES: [&str; 5] = [
     "application/json",
     "application/merge-patch+json",
     "application/json-patch+json",
     "application/strategic-merge-patch+json",
+    super::protobuf::CONTENT_TYPE,
 ];
 
 fn is_write(method: &str) -> bool {

@@ -512,6 +512,16 @@ fn table(r: Resource, items: &[Value], rv: u64, now: f64) -> Value {
 }
 
 fn body_json(req: &Request) -> Result<Value, ApiStatus> {
+    let content_type = req.header("content-type").unwrap_or("");
+    if content_type.starts_with(super::protobuf::CONTENT_TYPE) {
+        return super::protobuf::decode(&req.body).map_err(|e| {
+            ApiStatus::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the protobuf body: {e}"),
+            )
+        });
+    }
     serde_json::from_slice(&req.body)
         .map_err(|e| ApiStatus::new(400, "BadRequest", format!("the body is not JSON: {e}")))
 }

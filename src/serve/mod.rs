@@ -12,6 +12,7 @@ pub mod guard;
 pub mod http;
 pub mod kube_api;
 pub mod patch;
+pub mod protobuf;
 pub mod store;
 
 use std::collections::BTreeMap;
