@@ -36,8 +36,9 @@ pub struct AdapterConfig {
     /// The only namespace the adapter reads and acts in.
     pub namespace: String,
     /// Prometheus's scrape interval: the step of the history read back at
-    /// start and the base of the retry back-off. Control ticks follow the
-    /// controller's own period, as in the simulator.
+    /// start, the base of the retry back-off, and the shortest time
+    /// between control ticks. Otherwise ticks follow the controller's own
+    /// period, as in the simulator.
     #[serde(default = "d_interval")]
     pub interval_s: f64,
     /// The `[w]` of `rate(...[w])`.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use selfheal::control::orchestrator::HealingEvent;
 use selfheal::control::{Command, Controller, Observation, drive};
-use selfheal::time::Time;
+use selfheal::time::{Span, Time};
 
 use crate::clock::Clock;
 use crate::config::AdapterConfig;
@@ -139,14 +139,15 @@ impl Adapter {
     pub fn decide(&mut self, obs: &Observation) -> Vec<Command> {
         let step = drive(self.controller.as_mut(), obs.now, obs);
         self.events = step.events;
-        self.wake_at = Some(step.wake_at);
+        self.wake_at = Some(step.wake_at.max(obs.now + self.scrape_interval()));
         step.commands
     }
 
-    /// Wall-clock seconds from unix time `now` until the core wants its
-    /// next observation: the controller's own period, as the simulator
-    /// schedules it (zero when that moment has passed; the period itself
-    /// before the first decision).
+    /// Wall-clock seconds from unix time `now` until the core's next
+    /// observation: when the controller asks (its period, as the simulator
+    /// schedules it), but not before Prometheus can have scraped again
+    /// (`interval_s`): a sooner observation would repeat the last scrape
+    /// and only load Prometheus. Zero when that moment has passed.
     pub fn wait_s(&self, now: f64) -> f64 {
         match self.wake_at {
             Some(t) => (self.clock.unix(t) - now).max(0.0),
@@ -154,8 +155,14 @@ impl Adapter {
         }
     }
 
-    /// The controller's period in wall-clock seconds.
+    /// The time between ticks in wall-clock seconds: the controller's
+    /// period, or the scrape interval where that is longer.
     pub fn period_s(&self) -> f64 {
-        self.controller.period().as_secs_f64() / self.clock.time_scale
+        let core = self.controller.period().max(self.scrape_interval());
+        core.as_secs_f64() / self.clock.time_scale
+    }
+
+    fn scrape_interval(&self) -> Span {
+        Span::from_secs_f64(self.cfg.interval_s)
     }
 }

@@ -286,7 +286,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
     let interval = cfg.wall(cfg.interval_s);
     let mut adapter = Adapter::new(cfg, Clock::wall_now())?.with_cluster_state(state);
     log(&format!(
-        "controller {} every {:.1} s (its own period), {}",
+        "controller {} every {:.1} s (its period, at least the scrape interval), {}",
         adapter.controller_name(),
         adapter.period_s(),
         if apply {
@@ -317,9 +317,8 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         std::env::var("HOSTNAME").unwrap_or_else(|_| "selfheal-k8s".into()),
         std::process::id()
     );
-    // The Lease lasts three ticks (or three scrapes, for a controller that
-    // ticks faster): a stopped holder is replaced within them.
-    let lease_s = (3.0 * interval.max(adapter.period_s())).ceil().max(1.0) as u32;
+    // The Lease lasts three ticks: a stopped holder is replaced within them.
+    let lease_s = (3.0 * adapter.period_s()).ceil().max(1.0) as u32;
     let mut n = 0u64;
     loop {
         let now = Clock::wall_now();

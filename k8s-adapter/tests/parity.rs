@@ -80,12 +80,9 @@ fn adapter_config(controller: &str, interval_s: f64, slo_ms: f64, seed: u64) -> 
 fn twin_run(file: &str, controller: &str) -> Vec<(Vec<Command>, Vec<Command>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut l = scenario::load_file(&root.join(file)).expect("scenario");
-    let (scrape, slo, seed) = (
-        l.spec.metrics.scrape_interval_s,
-        l.spec.slo.latency_ms,
-        l.spec.seed,
-    );
-    let mut cfg = adapter_config(controller, scrape, slo, seed);
+    // Prometheus at 1 s: never slower than a controller here, so the
+    // adapter ticks exactly when the simulator does.
+    let mut cfg = adapter_config(controller, 1.0, l.spec.slo.latency_ms, l.spec.seed);
     l.spec.use_controller(cfg.controller.clone());
     let s = &l.spec;
     cfg.controller = s.controller.clone();
@@ -118,43 +115,39 @@ fn the_adapter_and_the_simulator_decide_alike() {
     }
 }
 
-/// The adapter's next tick is its controller's period after the last one,
-/// whatever its own `interval_s`, and shortens as wall time passes.
+/// The adapter's next tick is its controller's period after the last one
+/// (or the scrape interval, where that is longer), and shortens as wall
+/// time passes.
 #[test]
 fn the_adapter_wakes_when_its_controller_asks() {
-    for (controller, period_s) in [("hpa:70", 15.0), ("kpa", 2.0), ("hpa:70+heal", 1.0)] {
+    for (controller, interval_s, period_s) in [
+        ("hpa:70", 1.0, 15.0),
+        ("kpa", 1.0, 2.0),
+        ("hpa:70+heal", 1.0, 1.0),
+        ("hpa:70", 5.0, 15.0),
+        // Faster than Prometheus scrapes: every scrape, not more often.
+        ("kpa", 5.0, 5.0),
+        ("hpa:70+heal", 5.0, 5.0),
+    ] {
         for time_scale in [1.0, 10.0] {
-            let mut cfg = adapter_config(controller, 5.0, 100.0, 1);
+            let mut cfg = adapter_config(controller, interval_s, 100.0, 1);
             cfg.time_scale = time_scale;
             let start = 1_000.0;
             let mut adapter = Adapter::new(cfg, start).unwrap();
             let wall = period_s / time_scale;
-            assert_eq!(adapter.period_s(), wall, "{controller}");
-            assert_eq!(
-                adapter.wait_s(start),
-                wall,
-                "{controller}: before the first tick"
-            );
+            let case = format!("{controller} at {interval_s} s x{time_scale}");
+            assert_eq!(adapter.period_s(), wall, "{case}");
+            assert_eq!(adapter.wait_s(start), wall, "{case}: before the first tick");
             let now = adapter.clock.core_time(start + 3.0);
             adapter.decide(&Observation {
                 now,
                 services: Vec::new(),
             });
             let ticked = adapter.clock.unix(now);
-            assert!(
-                (adapter.wait_s(ticked) - wall).abs() < 1e-9,
-                "{controller} x{time_scale}"
-            );
+            assert!((adapter.wait_s(ticked) - wall).abs() < 1e-9, "{case}");
             let later = adapter.wait_s(ticked + 0.5 * wall);
-            assert!(
-                (later - 0.5 * wall).abs() < 1e-9,
-                "{controller} x{time_scale}: {later}"
-            );
-            assert_eq!(
-                adapter.wait_s(ticked + 2.0 * wall),
-                0.0,
-                "{controller}: overdue"
-            );
+            assert!((later - 0.5 * wall).abs() < 1e-9, "{case}: {later}");
+            assert_eq!(adapter.wait_s(ticked + 2.0 * wall), 0.0, "{case}: overdue");
         }
     }
 }
