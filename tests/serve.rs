@@ -12,15 +12,18 @@ use std::time::{Duration, Instant};
 use selfheal::serve::{ServeClock, ServeOptions, Served};
 use selfheal::time::Time;
 
-fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+/// The raw answer to a GET with `headers` (each ending in CRLF), read
+/// until the server closes the connection.
+fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let text = raw_get(addr, path, "Connection: close\r\n");
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
@@ -282,14 +285,11 @@ fn api_writes_act_on_the_served_simulation() {
     };
     eventually(|| desired(&served), |d| *d == Some((4, 4)));
     // A watch from the list's version replays the change.
-    let mut w = std::net::TcpStream::connect(a).unwrap();
-    write!(
-        w,
-        "GET {ns}/deployments?watch=true&resourceVersion={rv}&timeoutSeconds=1 HTTP/1.1\r\nHost: {a}\r\n\r\n"
-    )
-    .unwrap();
-    let mut stream = String::new();
-    w.read_to_string(&mut stream).unwrap();
+    let stream = raw_get(
+        a,
+        &format!("{ns}/deployments?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        "",
+    );
     assert!(stream.contains("Transfer-Encoding: chunked"), "{stream}");
     assert!(
         stream.contains(r#""type":"MODIFIED""#) && stream.contains(r#""replicas":4"#),
@@ -383,14 +383,11 @@ fn api_writes_act_on_the_served_simulation() {
 fn watch_events_are_tables_when_asked_for() {
     let served = serve_two_revisions(10.0);
     let a = served.addr;
-    let mut w = std::net::TcpStream::connect(a).unwrap();
-    write!(
-        w,
-        "GET /api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1 HTTP/1.1\r\nHost: {a}\r\nAccept: application/json;as=Table;v=v1;g=meta.k8s.io\r\n\r\n"
-    )
-    .unwrap();
-    let mut stream = String::new();
-    w.read_to_string(&mut stream).unwrap();
+    let stream = raw_get(
+        a,
+        "/api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1",
+        "Accept: application/json;as=Table;v=v1;g=meta.k8s.io\r\n",
+    );
     let events: Vec<serde_json::Value> = stream
         .lines()
         // Chunk sizes parse as numbers: only the objects are events.

@@ -6,6 +6,7 @@
 //! answered with the object as the simulation then renders it; Leases and
 //! client-made ConfigMaps live in the store alone.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -46,11 +47,11 @@ impl WatchPlan {
 
     /// What an event about `obj` carries, at resource version `rv` and
     /// unix time `now` (for the age column).
-    pub fn event_object(&self, obj: &Value, rv: u64, now: f64) -> Value {
+    pub fn event_object<'a>(&self, obj: &'a Value, rv: u64, now: f64) -> Cow<'a, Value> {
         if self.table {
-            table(self.resource, std::slice::from_ref(obj), rv, now)
+            Cow::Owned(table(self.resource, std::slice::from_ref(obj), rv, now))
         } else {
-            obj.clone()
+            Cow::Borrowed(obj)
         }
     }
 }

@@ -483,12 +483,14 @@ pub struct Learned {
 
 /// Runs every arm of `plan`, fits the forest on the seeds up to
 /// `train_seeds` and scores it on the later ones. `command` is how the
-/// user asked for it (recorded in the outputs).
+/// user asked for it (recorded in the outputs); `elapsed_s` is the
+/// caller's clock (seconds since it started), for the report.
 pub fn learn(
     plan: &crate::sweep::plan::Plan,
     command: &str,
     train_seeds: u64,
     progress: &(dyn Fn(usize, usize) + Sync),
+    elapsed_s: &dyn Fn() -> f64,
 ) -> Result<Learned, String> {
     use crate::control::selector::SelectorConfig;
     let held_out = plan.runs.iter().filter(|r| r.seed > train_seeds).count();
@@ -498,7 +500,6 @@ pub fn learn(
             plan.runs.len()
         ));
     }
-    let started = std::time::Instant::now();
     let trials = run_trials(&plan.runs, progress)?;
     let (train, test): (Vec<_>, Vec<_>) = rows(&trials)
         .into_iter()
@@ -545,7 +546,7 @@ pub fn learn(
          Each choice is scored by the run that actually took it first from that situation.\n\n{}\n\
          ## Training rows (fit)\n\n{}\n\
          ## Labels\n\n{}",
-        started.elapsed().as_secs_f64(),
+        elapsed_s(),
         trials.len(),
         plan.name,
         plan.description,

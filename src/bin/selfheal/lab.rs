@@ -26,8 +26,15 @@ pub fn learn_selector(
         "selfheal learn-selector {} --train-seeds {train_seeds}",
         suite.display()
     );
-    let learned = sel::learn(&plan, &command, train_seeds, &progress::runs("runs"))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", suite.display()))?;
+    let started = std::time::Instant::now();
+    let learned = sel::learn(
+        &plan,
+        &command,
+        train_seeds,
+        &progress::runs("runs"),
+        &|| started.elapsed().as_secs_f64(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", suite.display()))?;
     sel::save(out, &learned.forest).map_err(anyhow::Error::msg)?;
     let meta_path = out.with_file_name("training.json");
     std::fs::write(&meta_path, serde_json::to_string_pretty(&learned.meta)?)
