@@ -1,0 +1,765 @@
+//! The adapter against a real Kubernetes control plane: kube-apiserver
+//! with the RBAC authorizer, etcd, the controller-manager's Deployment,
+//! ReplicaSet and garbage-collector controllers, the scheduler, and KWOK
+//! running the pods on fake nodes. Opt-in, like the Prometheus tests:
+//!
+//! ```sh
+//! bash k8s-adapter/controlplane/controlplane.sh test
+//! ```
+//!
+//! builds the control plane once (cached under `target/controlplane/`),
+//! starts it, runs this file with `SELFHEAL_CONTROLPLANE_KUBECONFIG` set to
+//! its admin kubeconfig, and stops it. Without that variable every test
+//! here skips, unless `SELFHEAL_REQUIRE_CONTROLPLANE` is set.
+//!
+//! What is checked against the real thing and not our idea of it:
+//! - `deploy/rbac.yaml`, applied as is, allows every request the adapter
+//!   plans and the real authorizer denies one outside it;
+//! - a dry run sends no write (the API server's audit log);
+//! - `--apply` scales, deletes pods, rolls back, patches the Service and
+//!   the ConfigMap and holds the Lease, and the real controllers carry
+//!   each out;
+//! - an HorizontalPodAutoscaler on a Deployment keeps the adapter off it;
+//! - the watches survive an API server restart with etcd compacted in
+//!   between (`410 Gone`, then a fresh list).
+//!
+//! The tests share one API server and one restarts it, so they take turns.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use selfheal::control::Command;
+use selfheal::time::Span;
+use selfheal_k8s::actuate::{self, ApiRequest};
+use selfheal_k8s::api::{ApiError, Executor, Outcome};
+use selfheal_k8s::clock::Clock;
+use selfheal_k8s::config::ServiceConfig;
+use selfheal_k8s::safety;
+use selfheal_k8s::watch::ClusterState;
+use serde_json::Value;
+
+/// One test at a time: one of them restarts the API server.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The namespace `deploy/rbac.yaml` names.
+const NS: &str = "shop";
+const SA_USER: &str = "system:serviceaccount:shop:selfheal-k8s";
+
+fn kubeconfig() -> Option<PathBuf> {
+    match std::env::var_os("SELFHEAL_CONTROLPLANE_KUBECONFIG") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("SELFHEAL_REQUIRE_CONTROLPLANE").is_some() => {
+            panic!(
+                "SELFHEAL_REQUIRE_CONTROLPLANE is set but SELFHEAL_CONTROLPLANE_KUBECONFIG is not"
+            )
+        }
+        None => {
+            eprintln!(
+                "skipped: no control plane (bash k8s-adapter/controlplane/controlplane.sh test)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs kubectl as the admin; `stdin` is a manifest for `apply -f -`.
+fn kubectl(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut p = Process::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let Some(s) = stdin {
+        p.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kubectl_json(kc: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(kc, &a, None)).unwrap()
+}
+
+async fn client_from(path: &Path) -> kube::Client {
+    let k = kube::config::Kubeconfig::read_from(path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(k, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// A client that authenticates as the adapter's ServiceAccount, with a
+/// token from the TokenRequest API (`kubectl create token`).
+async fn adapter_client(kc: &Path, dir: &Path) -> kube::Client {
+    let token = kubectl(kc, &["create", "token", "selfheal-k8s", "-n", NS], None);
+    let admin: serde_yaml_free::Doc = serde_yaml_free::read(kc);
+    let path = dir.join("adapter.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: adapter\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: adapter, namespace: {NS}}}\ncurrent-context: c\n",
+            admin.server,
+            admin.ca,
+            token.trim()
+        ),
+    )
+    .unwrap();
+    client_from(&path).await
+}
+
+/// The two fields of the admin kubeconfig the adapter's kubeconfig
+/// shares, read without a YAML parser (the file is the script's own).
+mod serde_yaml_free {
+    pub struct Doc {
+        pub server: String,
+        pub ca: String,
+    }
+    pub fn read(path: &std::path::Path) -> Doc {
+        let text = std::fs::read_to_string(path).unwrap();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .unwrap_or_else(|| panic!("{}: no {key}", path.display()))
+                .trim()
+                .to_string()
+        };
+        Doc {
+            server: field("server:"),
+            ca: field("certificate-authority:"),
+        }
+    }
+}
+
+/// Polls `check` every 250 ms until it holds; fails after `limit_s`.
+async fn eventually<F: FnMut() -> bool>(what: &str, limit_s: u64, mut check: F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(limit_s);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {limit_s} s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const SHOP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+        - name: api
+          image: registry.example/api:v1
+          resources: {requests: {cpu: 100m, memory: 64Mi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api-standby, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api, track: standby}}
+  template:
+    metadata: {labels: {app: api, track: standby}}
+    spec:
+      containers:
+        - name: api
+          image: registry.example/api:v1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: api-selfheal, namespace: shop}
+data: {max_connections: "100"}
+"#;
+
+fn services() -> Vec<ServiceConfig> {
+    vec![ServiceConfig {
+        name: "api".into(),
+        deployment: None,
+        max_connections: 100,
+        backup_selector: Some([("track".to_string(), "standby".to_string())].into()),
+        config_map: None,
+    }]
+}
+
+fn executor(client: kube::Client, apply: bool) -> Executor {
+    Executor {
+        client,
+        namespace: NS.into(),
+        services: services(),
+        apply,
+        kill_switch: "selfheal-kill-switch".into(),
+    }
+}
+
+/// The writes the audit log holds from `user`.
+fn audited_writes(kc: &Path, user: &str) -> Vec<String> {
+    let log = kc.parent().unwrap().join("audit.log");
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e.pointer("/user/username").and_then(Value::as_str) == Some(user))
+        .map(|e| {
+            format!(
+                "{} {} -> {}",
+                e["verb"].as_str().unwrap_or("?"),
+                e["requestURI"].as_str().unwrap_or("?"),
+                e.pointer("/responseStatus/code").unwrap_or(&Value::Null)
+            )
+        })
+        .collect()
+}
+
+fn ready_pods(kc: &Path, selector: &str) -> Vec<String> {
+    let pods = kubectl_json(kc, &["get", "pods", "-n", NS, "-l", selector]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn image(kc: &Path) -> String {
+    let d = kubectl_json(kc, &["get", "deployment", "api", "-n", NS]);
+    d.pointer("/spec/template/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string()
+}
+
+fn r() -> String {
+    "control-plane test".into()
+}
+
+/// Everything that runs as the adapter's ServiceAccount, in order, in the
+/// one namespace its Role names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_under_its_own_role_against_a_real_api_server() {
+    let Some(kc) = kubeconfig() else { return };
+    let _turn = SERIAL.lock().await;
+    let dir = kc.parent().unwrap().to_path_buf();
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml");
+
+    // A fresh namespace, so that the test can run again on the same
+    // control plane.
+    kubectl(
+        &kc,
+        &[
+            "delete",
+            "namespace",
+            NS,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    let writes_before = audited_writes(&kc, SA_USER).len();
+    kubectl(&kc, &["apply", "-f", "-"], Some(SHOP));
+    kubectl(&kc, &["apply", "-f", manifests.to_str().unwrap()], None);
+    eventually("2 ready api pods on KWOK nodes", 60, || {
+        ready_pods(&kc, "app=api,!track").len() == 2
+    })
+    .await;
+    // A second revision, so that a roll back has somewhere to go.
+    kubectl(
+        &kc,
+        &[
+            "set",
+            "image",
+            "deployment/api",
+            "api=registry.example/api:v2",
+            "-n",
+            NS,
+        ],
+        None,
+    );
+    kubectl(
+        &kc,
+        &[
+            "rollout",
+            "status",
+            "deployment/api",
+            "-n",
+            NS,
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let client = adapter_client(&kc, &dir).await;
+
+    // The watches list and watch under the Role.
+    let state = ClusterState::watch(client.clone(), NS, |m| eprintln!("{m}"));
+    tokio::time::timeout(Duration::from_secs(30), state.ready())
+        .await
+        .expect("the watches list within 30 s")
+        .unwrap();
+    let clock = Clock {
+        origin: Clock::wall_now(),
+        time_scale: 1.0,
+    };
+    eventually("the watched state shows 2 ready replicas", 30, || {
+        state.replicas("api", &clock).is_ok_and(|s| s.ready == 2)
+    })
+    .await;
+
+    // Reads: the kill switch is absent (404, not 403) and no HPA scales api.
+    let dry = executor(client.clone(), false);
+    let kill = dry
+        .read(&ApiRequest {
+            method: "GET",
+            path: format!("/api/v1/namespaces/{NS}/configmaps/selfheal-kill-switch"),
+            content_type: None,
+            body: None,
+        })
+        .await;
+    assert!(
+        matches!(
+            kill,
+            Err(ApiError::Request {
+                code: Some(404),
+                ..
+            })
+        ),
+        "{kill:?}"
+    );
+    assert!(dry.hpa_owned().await.unwrap().is_empty());
+
+    // Dry run: every command is planned, with its reads sent, and no write
+    // reaches the API server.
+    let pod = ready_pods(&kc, "app=api,!track")[0].clone();
+    let commands = [
+        Command::Scale {
+            service: "api".into(),
+            replicas: 3,
+            reason: r(),
+        },
+        Command::ReplacePod {
+            service: "api".into(),
+            pod: pod.clone(),
+            reason: r(),
+        },
+        Command::RestartPod {
+            service: "api".into(),
+            pod: pod.clone(),
+            reason: r(),
+        },
+        Command::Rollback {
+            service: "api".into(),
+            reason: r(),
+        },
+        Command::Isolate {
+            service: "api".into(),
+            hold: Span::from_secs(60),
+            reason: r(),
+        },
+        Command::Failover {
+            service: "api".into(),
+            reason: r(),
+        },
+        Command::Reconfigure {
+            service: "api".into(),
+            max_connections: Some(50),
+            timeout_ms: Some(800.0),
+            reason: r(),
+        },
+    ];
+    for c in &commands {
+        let out = dry
+            .execute(c)
+            .await
+            .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        assert!(
+            matches!(out, Outcome::WouldSend(ref w) if !w.is_empty()),
+            "{out:?}"
+        );
+    }
+    assert_eq!(
+        audited_writes(&kc, SA_USER)[writes_before..],
+        [] as [String; 0],
+        "a dry run wrote"
+    );
+
+    // Apply: each command, and the real controllers carry it out.
+    let live = executor(client.clone(), true);
+    let now = Clock::wall_now();
+    live.hold_lease("selfheal-k8s", "test-instance", now, 30)
+        .await
+        .expect("the Lease is created under the Role");
+    live.hold_lease("selfheal-k8s", "test-instance", now + 1.0, 30)
+        .await
+        .expect("and renewed");
+    let taken = live
+        .hold_lease("selfheal-k8s", "another-instance", now + 2.0, 30)
+        .await;
+    assert!(
+        taken
+            .as_ref()
+            .is_err_and(|e| e.contains("held by test-instance")),
+        "a second instance must not act while the Lease is held: {taken:?}"
+    );
+    let lease = kubectl_json(&kc, &["get", "lease", "selfheal-k8s", "-n", NS]);
+    assert_eq!(lease["spec"]["holderIdentity"], "test-instance");
+
+    live.execute(&commands[0]).await.unwrap();
+    eventually("the scale to 3 carried out", 60, || {
+        ready_pods(&kc, "app=api,!track").len() == 3
+    })
+    .await;
+
+    let before = ready_pods(&kc, "app=api,!track");
+    live.execute(&Command::ReplacePod {
+        service: "api".into(),
+        pod: before[0].clone(),
+        reason: r(),
+    })
+    .await
+    .unwrap();
+    live.execute(&Command::RestartPod {
+        service: "api".into(),
+        pod: before[1].clone(),
+        reason: r(),
+    })
+    .await
+    .unwrap();
+    eventually("both deleted pods replaced by new ones", 60, || {
+        let now = ready_pods(&kc, "app=api,!track");
+        now.len() == 3 && !now.contains(&before[0]) && !now.contains(&before[1])
+    })
+    .await;
+
+    assert_eq!(image(&kc), "registry.example/api:v2");
+    live.execute(&commands[3]).await.unwrap();
+    assert_eq!(image(&kc), "registry.example/api:v1", "rolled back");
+    kubectl(
+        &kc,
+        &[
+            "rollout",
+            "status",
+            "deployment/api",
+            "-n",
+            NS,
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let rs = kubectl_json(
+        &kc,
+        &["get", "replicasets", "-n", NS, "-l", "app=api,!track"],
+    );
+    let active: Vec<&Value> = rs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["spec"]["replicas"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(active.len(), 1, "one ReplicaSet runs after the roll back");
+    assert_eq!(
+        active[0]["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example/api:v1",
+        "the Deployment controller brought back the first revision's ReplicaSet"
+    );
+
+    live.execute(&commands[4]).await.unwrap();
+    let svc = kubectl_json(&kc, &["get", "service", "api", "-n", NS]);
+    assert_eq!(svc["spec"]["selector"][actuate::ISOLATION_LABEL], "true");
+    eventually("the isolated Service selects no pod", 30, || {
+        let ep = kubectl_json(
+            &kc,
+            &[
+                "get",
+                "endpointslices",
+                "-n",
+                NS,
+                "-l",
+                "kubernetes.io/service-name=api",
+            ],
+        );
+        ep["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["endpoints"].as_array().is_none_or(Vec::is_empty))
+    })
+    .await;
+    live.send_write(&actuate::end_isolation(NS, "api"))
+        .await
+        .unwrap();
+    live.execute(&commands[5]).await.unwrap();
+    let svc = kubectl_json(&kc, &["get", "service", "api", "-n", NS]);
+    assert_eq!(
+        svc["spec"]["selector"],
+        serde_json::json!({"track": "standby"})
+    );
+
+    live.execute(&commands[6]).await.unwrap();
+    let cm = kubectl_json(&kc, &["get", "configmap", "api-selfheal", "-n", NS]);
+    assert_eq!(cm["data"]["max_connections"], "50");
+    assert_eq!(cm["data"]["timeout_ms"], "800");
+
+    // Every write went out under the adapter's identity and none was denied.
+    let writes = audited_writes(&kc, SA_USER).split_off(writes_before);
+    assert!(writes.len() >= 8, "{writes:#?}");
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.ends_with("-> 200") || w.ends_with("-> 201")),
+        "{writes:#?}"
+    );
+
+    // Outside the Role: the real authorizer says no.
+    let denied = live
+        .execute(&Command::Reconfigure {
+            service: "web".into(),
+            max_connections: Some(1),
+            timeout_ms: None,
+            reason: r(),
+        })
+        .await;
+    assert!(
+        denied.is_err(),
+        "an unknown service is refused before any request"
+    );
+    let other = Executor {
+        services: vec![ServiceConfig {
+            name: "web".into(),
+            deployment: None,
+            max_connections: 1,
+            backup_selector: None,
+            config_map: None,
+        }],
+        ..executor(client.clone(), true)
+    };
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "configmap",
+            "web-selfheal",
+            "-n",
+            NS,
+            "--from-literal=max_connections=1",
+        ],
+        None,
+    );
+    for (what, res) in [
+        (
+            "a ConfigMap not named in the Role",
+            other
+                .execute(&Command::Reconfigure {
+                    service: "web".into(),
+                    max_connections: Some(2),
+                    timeout_ms: None,
+                    reason: r(),
+                })
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "reading Secrets",
+            live.read(&ApiRequest {
+                method: "GET",
+                path: format!("/api/v1/namespaces/{NS}/secrets"),
+                content_type: None,
+                body: None,
+            })
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "lifting the kill switch",
+            live.send_write(&ApiRequest {
+                method: "PATCH",
+                path: format!("/api/v1/namespaces/{NS}/configmaps/selfheal-kill-switch"),
+                content_type: Some("application/merge-patch+json"),
+                body: Some(serde_json::json!({"data": {"stop": "false"}})),
+            })
+            .await
+            .map(|_| ()),
+        ),
+    ] {
+        assert!(
+            matches!(
+                res,
+                Err(ApiError::Request {
+                    code: Some(403),
+                    ..
+                })
+            ),
+            "{what}: {res:?}"
+        );
+    }
+
+    // An HPA on api: the adapter sees it and leaves api's scale alone.
+    kubectl(
+        &kc,
+        &[
+            "autoscale",
+            "deployment",
+            "api",
+            "-n",
+            NS,
+            "--min=2",
+            "--max=5",
+            "--cpu-percent=70",
+        ],
+        None,
+    );
+    let owned = live.hpa_owned().await.unwrap();
+    assert!(owned.contains("api"), "{owned:?}");
+    assert!(safety::fights_hpa(&commands[0], |s| s.to_string(), &owned));
+
+    // The kill switch, set by the admin, stops every write.
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "configmap",
+            "selfheal-kill-switch",
+            "-n",
+            NS,
+            "--from-literal=stop=true",
+        ],
+        None,
+    );
+    assert_eq!(live.execute(&commands[0]).await.unwrap(), Outcome::Stopped);
+}
+
+/// What the watches said about themselves (`ClusterState::watch`'s log).
+static WATCH_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watches_survive_an_api_server_restart_and_a_compaction() {
+    let Some(kc) = kubeconfig() else { return };
+    let _turn = SERIAL.lock().await;
+    let ns = "watched";
+    kubectl(
+        &kc,
+        &[
+            "delete",
+            "namespace",
+            ns,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    kubectl(&kc, &["create", "namespace", ns], None);
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "deployment",
+            "w",
+            "-n",
+            ns,
+            "--image=registry.example/w:v1",
+            "--replicas=2",
+        ],
+        None,
+    );
+    let state = ClusterState::watch(client_from(&kc).await, ns, |m| {
+        eprintln!("{m}");
+        WATCH_LOG.lock().unwrap().push(m.to_string());
+    });
+    tokio::time::timeout(Duration::from_secs(30), state.ready())
+        .await
+        .expect("the watches list within 30 s")
+        .unwrap();
+    let clock = Clock {
+        origin: Clock::wall_now(),
+        time_scale: 1.0,
+    };
+    let ready = |n: u32| state.replicas("w", &clock).is_ok_and(|s| s.ready == n);
+    eventually("2 ready replicas watched", 60, || ready(2)).await;
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("controlplane/controlplane.sh");
+    let top = kc.parent().unwrap().parent().unwrap();
+    // Blocking is fine here: the watches run on the runtime's workers, the
+    // test body on its own thread.
+    let status = Process::new("bash")
+        .arg(&script)
+        .args(["restart-apiserver", "--compact"])
+        .env("SELFHEAL_CP_DIR", top)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{} restart-apiserver failed",
+        script.display()
+    );
+
+    kubectl(
+        &kc,
+        &["scale", "deployment", "w", "-n", ns, "--replicas=4"],
+        None,
+    );
+    eventually(
+        "the scale to 4 seen through the resumed watches",
+        90,
+        || ready(4),
+    )
+    .await;
+    let kinds = ["pods", "deployments", "replicasets"];
+    let said = |what: &dyn Fn(&str) -> String| {
+        let log = WATCH_LOG.lock().unwrap();
+        kinds
+            .iter()
+            .all(|k| log.iter().any(|l| l.starts_with(&what(k))))
+    };
+    assert!(
+        said(&|k| format!("watch {k}: down")),
+        "every watch saw the API server go: {:#?}",
+        WATCH_LOG.lock().unwrap()
+    );
+    // A watch resumed at a compacted revision gets 410 Gone and lists
+    // again (a watch that simply reconnected would not say "back").
+    eventually("every watch listed again after the compaction", 60, || {
+        said(&|k| format!("watch {k}: back (listed again)"))
+    })
+    .await;
+}
