@@ -22,11 +22,14 @@ root="$(cd "$here/../.." && pwd)"
 top="${SELFHEAL_CP_DIR:-$root/target/controlplane}"
 bin="$top/bin"
 run="$top/run"
-base="${SELFHEAL_CP_PORT_BASE:-26000}"
+# A running control plane keeps the base it was started with.
+base="${SELFHEAL_CP_PORT_BASE:-$(cat "$run/port-base" 2>/dev/null || echo 26000)}"
 etcd_port=$((base + 379))
 etcd_peer=$((base + 380))
 api_port=$((base + 443))
 kwok_port=$((base + 247))
+metrics_port=$((base + 444))
+metrics_control=$((base + 445))
 export PATH="$PATH:/usr/local/go/bin"
 
 log() { echo "controlplane: $*" >&2; }
@@ -38,7 +41,7 @@ die() {
 # The stamp names the go.sum files the binaries were built from, so a
 # version change rebuilds and nothing else does.
 # Bump `recipe` when the build commands below change.
-stamp() { { cat "$here"/*/go.sum; echo "recipe 2"; } | sha256sum | cut -c1-16; }
+stamp() { { cat "$here"/*/go.sum "$here"/metrics/*.go; echo "recipe 3"; } | sha256sum | cut -c1-16; }
 
 # The version the API server reports (`kubectl version`, /version), as
 # Kubernetes' own build stamps it; go.mod in kube/ pins the same release.
@@ -68,6 +71,8 @@ build() {
   (cd "$here/etcd" && go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3)
   log "building kwok"
   (cd "$here/kwok" && go build -trimpath -o "$bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
+  log "building fake-metrics"
+  (cd "$here/metrics" && go build -trimpath -o "$bin/fake-metrics" .)
   stamp >"$bin/.stamp"
   log "built in $(($(date +%s) - t0)) s"
 }
@@ -208,6 +213,7 @@ up() {
   local t0 d="$run/pki"
   t0=$(date +%s)
   pki
+  echo "$base" >"$run/port-base"
   start etcd --name selfheal-test --data-dir "$run/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" \
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -225,7 +231,7 @@ up() {
     --authentication-kubeconfig "$run/kubeconfig" --authorization-kubeconfig "$run/kubeconfig" \
     --leader-elect=false --secure-port 0 \
     --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
-    --controllers '*' --horizontal-pod-autoscaler-sync-period "${SELFHEAL_CP_HPA_SYNC:-15s}" \
+    --controllers '*' --horizontal-pod-autoscaler-sync-period "${SELFHEAL_CP_HPA_SYNC:-2s}" \
     --node-monitor-grace-period 3m
   start kube-scheduler --kubeconfig "$run/kubeconfig" \
     --authentication-kubeconfig "$run/kubeconfig" --authorization-kubeconfig "$run/kubeconfig" \
@@ -236,6 +242,33 @@ up() {
     --server-address "127.0.0.1:$kwok_port"
   kc apply -f "$here/nodes.yaml" >/dev/null
   wait_for "the KWOK nodes" 60 kc wait --for=condition=Ready node --all --timeout=1s
+  # The resource metrics API, served by fake-metrics behind the
+  # aggregation layer (an ExternalName Service: there is no kube-proxy).
+  start fake-metrics --listen "127.0.0.1:$metrics_port" --control "127.0.0.1:$metrics_control" \
+    --cert "$d/apiserver.crt" --key "$d/apiserver.key" \
+    --api "https://127.0.0.1:$api_port" --ca "$d/ca.crt" \
+    --client-cert "$d/admin.crt" --client-key "$d/admin.key"
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: fake-metrics, namespace: kube-system}
+spec:
+  type: ExternalName
+  externalName: localhost
+  ports: [{port: $metrics_port}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: fake-metrics, namespace: kube-system, port: $metrics_port}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOF
+  wait_for "the metrics API" 60 kc get --raw /apis/metrics.k8s.io/v1beta1
   # Pods need the namespace's default ServiceAccount, which the
   # controller-manager creates.
   wait_for "the default ServiceAccount" 60 kc get serviceaccount default -n default
@@ -247,7 +280,7 @@ up() {
 down() {
   [ -d "$run" ] || return 0
   local name
-  for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for name in fake-metrics kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop "$name"
   done
   rm -rf "$top/last-run"
@@ -262,6 +295,7 @@ test_against() {
   up
   trap down EXIT
   (cd "$root" && SELFHEAL_CONTROLPLANE_KUBECONFIG="$run/kubeconfig" SELFHEAL_REQUIRE_CONTROLPLANE=1 \
+    SELFHEAL_CONTROLPLANE_METRICS="http://127.0.0.1:$metrics_control" \
     cargo test --release --locked --workspace --test controlplane "$@")
 }
 
@@ -277,6 +311,6 @@ case "${1:-}" in
     shift
     test_against "$@"
     ;;
-  env) echo "export KUBECONFIG=$run/kubeconfig SELFHEAL_CONTROLPLANE_KUBECONFIG=$run/kubeconfig" ;;
+  env) echo "export KUBECONFIG=$run/kubeconfig SELFHEAL_CONTROLPLANE_KUBECONFIG=$run/kubeconfig SELFHEAL_CONTROLPLANE_METRICS=http://127.0.0.1:$metrics_control" ;;
   *) die "usage: $0 build|up|down|env|test|restart-apiserver [--compact]" ;;
 esac

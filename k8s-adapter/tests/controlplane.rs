@@ -21,7 +21,13 @@
 //!   each out;
 //! - an HorizontalPodAutoscaler on a Deployment keeps the adapter off it;
 //! - the watches survive an API server restart with etcd compacted in
-//!   between (`410 Gone`, then a fresh list).
+//!   between (`410 Gone`, then a fresh list);
+//! - `control/hpa.rs` decides as the real HPA controller does: five CPU
+//!   series (steady, ramp, spike, oscillating, pods not ready) go through
+//!   the real controller, every sync's inputs are logged by the metrics API
+//!   it reads (`controlplane/metrics`, in place of metrics-server), and the
+//!   reimplementation, shown the same inputs, must answer every sync with
+//!   the replicas the real one set.
 //!
 //! The tests share one API server and one restarts it, so they take turns.
 
@@ -245,22 +251,7 @@ fn audited_writes(kc: &Path, user: &str) -> Vec<String> {
 }
 
 fn ready_pods(kc: &Path, selector: &str) -> Vec<String> {
-    let pods = kubectl_json(kc, &["get", "pods", "-n", NS, "-l", selector]);
-    pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-        .filter(|p| {
-            p.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-        })
-        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
+    ready_pods_in(kc, NS, selector)
 }
 
 fn image(kc: &Path) -> String {
@@ -762,4 +753,308 @@ async fn the_watches_survive_an_api_server_restart_and_a_compaction() {
         said(&|k| format!("watch {k}: back (listed again)"))
     })
     .await;
+}
+
+/// One fetch of the resource metrics API as `fake-metrics` logged it: what
+/// the real HPA controller saw at one sync.
+#[derive(serde::Deserialize, Debug)]
+struct Fetch {
+    time: f64,
+    sampled: f64,
+    level: f64,
+    replicas: u32,
+    #[serde(default)]
+    pods: Vec<PodSeen>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct PodSeen {
+    name: String,
+    phase: String,
+    deleting: bool,
+    ready: bool,
+    started: f64,
+    ready_since: f64,
+    request_milli: i64,
+    usage_milli: Option<i64>,
+}
+
+/// The HPA both sides run: autoscaling/v2 with its defaults spelled out,
+/// but a 9 s scale-down stabilisation so that scale-downs happen within
+/// the test. No window is a whole number of 2 s syncs: a recommendation
+/// is never within milliseconds of a window's edge, where the real
+/// controller's clock (read a few ms after the fetch) and the fetch time
+/// the replay uses could disagree.
+const HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: app}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: app}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      selectPolicy: Max
+      policies: [{type: Pods, value: 4, periodSeconds: 15}, {type: Percent, value: 100, periodSeconds: 15}]
+    scaleDown:
+      stabilizationWindowSeconds: 9
+      selectPolicy: Max
+      policies: [{type: Percent, value: 100, periodSeconds: 15}]
+"#;
+
+/// `control/hpa.rs` configured as the control plane runs the real one
+/// (`--horizontal-pod-autoscaler-sync-period=2s`, the other flags at their
+/// defaults; fake-metrics' 1 s window) with `HPA`'s spec.
+fn shadow_config() -> selfheal::control::hpa::HpaConfig {
+    use selfheal::control::hpa::{Behavior, HpaConfig};
+    let mut behavior = Behavior::default();
+    behavior.scale_down.stabilization = Span::from_secs(9);
+    HpaConfig {
+        target_utilization: 50,
+        min_replicas: 1,
+        max_replicas: 10,
+        sync_period: Span::from_secs(2),
+        metric_window: Span::from_secs(1),
+        behavior: Some(behavior),
+        ..HpaConfig::default()
+    }
+}
+
+/// Replays the fetches through `control/hpa.rs`: at each sync the
+/// reimplementation sees what the real controller saw (the target's
+/// replicas, the pods, their samples) and keeps its own state; its answer
+/// is compared with the replicas the real controller left for the next
+/// sync.
+fn shadow(fetches: &[Fetch]) -> Vec<u32> {
+    use selfheal::control::hpa::{Hpa, HpaState};
+    use selfheal::control::{PodPhase, PodView, ServiceView};
+    use selfheal::metrics::ServiceMetrics;
+    use selfheal::time::Time;
+    let origin = fetches
+        .iter()
+        .flat_map(|f| {
+            std::iter::once(f.time).chain(f.pods.iter().map(|p| p.started).filter(|s| *s > 0.0))
+        })
+        .fold(f64::INFINITY, f64::min)
+        - 60.0;
+    let t = |unix: f64| Time::from_secs_f64((unix - origin).max(0.0));
+    let cfg = shadow_config();
+    let mut state = HpaState::default();
+    fetches
+        .iter()
+        .map(|f| {
+            let pods = f
+                .pods
+                .iter()
+                .map(|p| PodView {
+                    name: p.name.clone(),
+                    phase: match (p.deleting, p.phase.as_str()) {
+                        (false, "Running") => PodPhase::Running,
+                        (false, "Pending") => PodPhase::Pending,
+                        // Deleted, failed or succeeded: upstream ignores it.
+                        _ => PodPhase::Terminating,
+                    },
+                    ready: p.ready,
+                    revision: 0,
+                    node: String::new(),
+                    cpu_cores: p.usage_milli.unwrap_or(0) as f64 / 1000.0,
+                    cpu_sampled_at: p.usage_milli.map(|_| t(f.sampled)),
+                    cpu_request: p.request_milli as f64 / 1000.0,
+                    cpu_limit: 0.0,
+                    memory_mib: 0.0,
+                    memory_limit_mib: 0.0,
+                    restarts: 0,
+                    created: t(p.started),
+                    started: t(p.started),
+                    last_transition: t(p.ready_since),
+                })
+                .collect();
+            let svc = ServiceView {
+                name: "app".into(),
+                metrics: ServiceMetrics {
+                    timestamp: t(f.time),
+                    cpu_usage: f.level,
+                    memory_usage: 0.0,
+                    request_rate: 0.0,
+                    error_rate: 0.0,
+                    latency_p50: 0.0,
+                    latency_p99: 0.0,
+                    active_connections: 0,
+                    ready_replicas: f.pods.iter().filter(|p| p.ready).count() as u32,
+                    desired_replicas: f.replicas,
+                },
+                desired_replicas: f.replicas,
+                revision: 0,
+                max_connections: 100,
+                pods,
+                concurrency: vec![],
+                dependencies: vec![],
+                backup: None,
+            };
+            match Hpa::decide(&cfg, &mut state, &svc, t(f.time)) {
+                Some(Command::Scale { replicas, .. }) => replicas,
+                _ => f.replicas,
+            }
+        })
+        .collect()
+}
+
+/// Five CPU series, as fractions of each pod's request, one value per
+/// sync; the target is 50 %.
+fn hpa_series() -> Vec<(&'static str, Vec<f64>, u32)> {
+    let ramp: Vec<f64> = (0..25)
+        .map(|k| 0.2 + 1.4 * f64::from(k) / 24.0)
+        .chain([1.6; 5])
+        .collect();
+    let spike = [vec![0.3; 4], vec![2.0; 3], vec![0.3; 16]].concat();
+    let oscillating = (0..28)
+        .map(|k| if (k / 4) % 2 == 0 { 0.9 } else { 0.2 })
+        .collect();
+    let unready = [vec![1.0; 12], vec![0.3; 12]].concat();
+    vec![
+        ("steady", vec![0.53; 20], 3),
+        ("ramp", ramp, 2),
+        ("spike", spike, 2),
+        ("oscillating", oscillating, 2),
+        ("not-ready", unready, 4),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projects_hpa_decides_as_the_real_controller_does() {
+    let Some(kc) = kubeconfig() else { return };
+    let control = std::env::var("SELFHEAL_CONTROLPLANE_METRICS").expect(
+        "SELFHEAL_CONTROLPLANE_METRICS: the fake-metrics control URL (controlplane.sh env)",
+    );
+    let _turn = SERIAL.lock().await;
+    let http = reqwest::Client::new();
+    let series = hpa_series();
+    for (name, levels, replicas) in &series {
+        let ns = format!("hpa-{name}");
+        kubectl(
+            &kc,
+            &[
+                "delete",
+                "namespace",
+                &ns,
+                "--ignore-not-found",
+                "--wait=true",
+                "--timeout=120s",
+            ],
+            None,
+        );
+        kubectl(&kc, &["create", "namespace", &ns], None);
+        kubectl(
+            &kc,
+            &["apply", "-n", &ns, "-f", "-"],
+            Some(&format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: app}}}}\n  template:\n    metadata: {{labels: {{app: app}}}}\n    spec:\n      containers: [{{name: app, image: registry.example/app:v1, resources: {{requests: {{cpu: 200m}}}}}}]\n"
+            )),
+        );
+        let selector = "app=app";
+        eventually("the target's pods ready", 60, || {
+            ready_pods_in(&kc, &ns, selector).len() == *replicas as usize
+        })
+        .await;
+        if *name == "not-ready" {
+            // Two pods fail their readiness check from now on (KWOK leaves a
+            // pod's status alone once it has an IP).
+            for pod in ready_pods_in(&kc, &ns, selector).iter().take(2) {
+                kubectl(
+                    &kc,
+                    &[
+                        "patch",
+                        "pod",
+                        pod,
+                        "-n",
+                        &ns,
+                        "--subresource=status",
+                        "--type=strategic",
+                        "-p",
+                        r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
+                    ],
+                    None,
+                );
+            }
+        }
+        let put = http
+            .put(format!("{control}/series/{ns}?deployment=app"))
+            .json(levels)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{put:?}");
+        kubectl(&kc, &["apply", "-n", &ns, "-f", "-"], Some(HPA));
+    }
+
+    let mut report =
+        String::from("| series | sync | level | real | control/hpa.rs |\n|---|---|---|---|---|\n");
+    let mut differences = Vec::new();
+    for (name, levels, _) in &series {
+        let ns = format!("hpa-{name}");
+        let want = levels.len() + 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let fetches: Vec<Fetch> = loop {
+            let got: Vec<Fetch> = http
+                .get(format!("{control}/log/{ns}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if got.len() >= want {
+                break got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: {} of {want} HPA syncs after 180 s",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let ours = shadow(&fetches[..levels.len()]);
+        let real: Vec<u32> = fetches[1..=levels.len()]
+            .iter()
+            .map(|f| f.replicas)
+            .collect();
+        for (k, (r, o)) in real.iter().zip(&ours).enumerate() {
+            report.push_str(&format!(
+                "| {name} | {k} | {:.2} | {} -> {r} | {} -> {o} |\n",
+                fetches[k].level, fetches[k].replicas, fetches[k].replicas
+            ));
+            if r != o {
+                differences.push(format!(
+                    "{name} sync {k}: real {r}, ours {o}; saw {:#?}",
+                    fetches[k]
+                ));
+            }
+        }
+    }
+    eprintln!("{report}");
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+fn ready_pods_in(kc: &Path, ns: &str, selector: &str) -> Vec<String> {
+    let pods = kubectl_json(kc, &["get", "pods", "-n", ns, "-l", selector]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
 }

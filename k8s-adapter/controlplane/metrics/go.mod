@@ -1,0 +1,3 @@
+module selfheal.dev/controlplane/metrics
+
+go 1.26
