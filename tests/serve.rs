@@ -572,6 +572,34 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
         "jsonpath={.metadata.annotations.owner}",
     ]);
     assert_eq!(note, "sre");
+    // Nodes, the namespace and events (formerly "the server doesn't have a
+    // resource type"): the simulated nodes, the scale and the roll back as
+    // events on the Deployment, the pods' lifecycle on the pods.
+    let nodes = run(&["get", "nodes"]);
+    assert!(
+        nodes.contains("node-0") && nodes.contains("Ready"),
+        "{nodes}"
+    );
+    let cpu = run(&[
+        "get",
+        "node",
+        "node-0",
+        "-o",
+        "jsonpath={.status.capacity.cpu}",
+    ]);
+    assert!(!cpu.is_empty(), "{cpu}");
+    let namespaces = run(&["get", "namespaces"]);
+    assert!(
+        namespaces.contains("shop") && namespaces.contains("Active"),
+        "{namespaces}"
+    );
+    let events = run(&["get", "events"]);
+    assert!(
+        events.contains("Scheduled")
+            && events.contains("pod/")
+            && events.contains("deployment/api"),
+        "{events}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -257,12 +257,19 @@ fn parse_target(path: &str) -> Option<Target<'_>> {
             r: find(plural)?,
             namespace: None,
         }),
+        // A cluster-scoped object (a node, a namespace).
+        [plural, name] => Some(Target::Object {
+            r: find(plural).filter(|r| !r.info().namespaced)?,
+            namespace: "",
+            name,
+            sub: None,
+        }),
         ["namespaces", ns, plural] => Some(Target::Collection {
-            r: find(plural)?,
+            r: find(plural).filter(|r| r.info().namespaced)?,
             namespace: Some(ns),
         }),
         ["namespaces", ns, plural, name] => Some(Target::Object {
-            r: find(plural)?,
+            r: find(plural).filter(|r| r.info().namespaced)?,
             namespace: ns,
             name,
             sub: None,
@@ -299,7 +306,7 @@ fn discovery(path: &str, server: &str) -> Option<Value> {
                 continue;
             }
             list.push(
-                json!({"name": i.plural, "singularName": i.kind.to_lowercase(), "namespaced": true,
+                json!({"name": i.plural, "singularName": i.kind.to_lowercase(), "namespaced": i.namespaced,
                              "kind": i.kind, "verbs": i.verbs, "shortNames": i.short_names}),
             );
             if r == Resource::Deployments {
@@ -367,6 +374,9 @@ fn columns(r: Resource) -> &'static [&'static str] {
         Resource::Services => &["Name", "Type", "Selector", "Age"],
         Resource::ConfigMaps => &["Name", "Data", "Age"],
         Resource::Leases => &["Name", "Holder", "Age"],
+        Resource::Nodes => &["Name", "Status", "Roles", "Age", "Version"],
+        Resource::Namespaces => &["Name", "Status", "Age"],
+        Resource::Events => &["Last Seen", "Type", "Reason", "Object", "Message"],
         Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {
             &["Name", "Age"]
         }
@@ -482,6 +492,34 @@ fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
                 .map_or(0, |d| d.len())
         )),
         Resource::Leases => c.push(json!(text("/spec/holderIdentity"))),
+        Resource::Nodes => {
+            let ready = match text("/status/conditions/0/status").as_str() {
+                "True" => "Ready",
+                _ => "NotReady",
+            };
+            c.extend([json!(ready), json!("<none>"), json!(age)]);
+            c.push(json!(text("/status/nodeInfo/kubeletVersion")));
+            return c;
+        }
+        Resource::Namespaces => c.push(json!(text("/status/phase"))),
+        Resource::Events => {
+            let seen = o
+                .get("lastTimestamp")
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339)
+                .map_or("<unknown>".to_string(), |t| human_duration(now - t));
+            return vec![
+                json!(seen),
+                json!(text("/type")),
+                json!(text("/reason")),
+                json!(format!(
+                    "{}/{}",
+                    text("/involvedObject/kind").to_lowercase(),
+                    text("/involvedObject/name")
+                )),
+                json!(text("/message")),
+            ];
+        }
         Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {}
     }
     c.push(json!(age));
@@ -884,7 +922,7 @@ pub fn answer(
                 sub,
             },
         ) => {
-            if namespace != served_ns {
+            if r.info().namespaced && namespace != served_ns {
                 return fail(ApiStatus::not_found(r, name));
             }
             let current = match lock().get(r, name).cloned() {

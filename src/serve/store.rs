@@ -24,6 +24,9 @@ pub enum Resource {
     /// Chaos Mesh's: creating one starts its fault in the simulation.
     StressChaos,
     NetworkChaos,
+    Nodes,
+    Namespaces,
+    Events,
 }
 
 /// A resource's place in discovery.
@@ -34,6 +37,8 @@ pub struct Info {
     pub plural: &'static str,
     pub short_names: &'static [&'static str],
     pub verbs: &'static [&'static str],
+    /// False for cluster-scoped resources (nodes, namespaces).
+    pub namespaced: bool,
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
@@ -44,7 +49,7 @@ const ALL_VERBS: &[&str] = &[
 ];
 
 impl Resource {
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 12] = [
         Resource::Pods,
         Resource::Services,
         Resource::ConfigMaps,
@@ -54,6 +59,9 @@ impl Resource {
         Resource::HorizontalPodAutoscalers,
         Resource::StressChaos,
         Resource::NetworkChaos,
+        Resource::Nodes,
+        Resource::Namespaces,
+        Resource::Events,
     ];
 
     pub fn info(self) -> Info {
@@ -117,6 +125,9 @@ impl Resource {
                     &[],
                     CHAOS,
                 ),
+                Resource::Nodes => ("", "v1", "Node", "nodes", &["no"], READ),
+                Resource::Namespaces => ("", "v1", "Namespace", "namespaces", &["ns"], READ),
+                Resource::Events => ("", "v1", "Event", "events", &["ev"], READ),
             };
         Info {
             group,
@@ -125,6 +136,7 @@ impl Resource {
             plural,
             short_names,
             verbs,
+            namespaced: !matches!(self, Resource::Nodes | Resource::Namespaces),
         }
     }
 
@@ -150,6 +162,9 @@ impl Resource {
             SimResource::Pod => Resource::Pods,
             SimResource::Service => Resource::Services,
             SimResource::ConfigMap => Resource::ConfigMaps,
+            SimResource::Node => Resource::Nodes,
+            SimResource::Namespace => Resource::Namespaces,
+            SimResource::Event => Resource::Events,
         }
     }
 }

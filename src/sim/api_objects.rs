@@ -30,7 +30,17 @@ pub enum SimResource {
     Pod,
     Service,
     ConfigMap,
+    /// Cluster-scoped: the simulated nodes.
+    Node,
+    /// Cluster-scoped: the one namespace everything is served in.
+    Namespace,
+    /// Pod lifecycle and controllers' commands, the newest `EVENTS_KEPT`.
+    Event,
 }
+
+/// How many events are served: the newest, as the API server's event TTL
+/// keeps only the recent ones.
+pub const EVENTS_KEPT: usize = 200;
 
 /// One rendered object.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +48,18 @@ pub struct ApiObject {
     pub resource: SimResource,
     pub name: String,
     pub body: Value,
+}
+
+/// One event before it is rendered: on a pod or on a Deployment.
+struct EventRow<'a> {
+    t: Time,
+    name: String,
+    pod: bool,
+    object: &'a str,
+    warning: bool,
+    reason: &'static str,
+    message: String,
+    component: &'a str,
 }
 
 /// Where a Service's selector sends its traffic.
@@ -170,6 +192,38 @@ impl Simulation {
         let origin = at(Time::ZERO);
         let mut out = Vec::new();
         let meta = |kind: &str, name: &str| json!({"name": name, "namespace": ns, "uid": uid(kind, name), "creationTimestamp": origin});
+        out.push(ApiObject {
+            resource: SimResource::Namespace,
+            name: ns.clone(),
+            body: json!({"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": ns, "uid": uid("namespace", ns), "creationTimestamp": origin,
+                                      "labels": {"kubernetes.io/metadata.name": ns}},
+                         "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        });
+        for n in &self.nodes {
+            let ready = n.up && !n.not_ready;
+            let capacity = json!({"cpu": quantity_cpu(n.cpu), "memory": quantity_mib(n.memory), "pods": "110"});
+            out.push(ApiObject {
+                resource: SimResource::Node,
+                name: n.name.clone(),
+                body: json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": n.name, "uid": uid("node", &n.name), "creationTimestamp": origin,
+                                 "labels": {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux"}},
+                    "spec": if ready { json!({}) } else {
+                        json!({"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]})
+                    },
+                    "status": {
+                        "capacity": capacity, "allocatable": capacity,
+                        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "Unknown" },
+                                        "reason": if ready { "KubeletReady" } else { "NodeStatusUnknown" }}],
+                        "nodeInfo": {"kubeletVersion": "v1.32.0-selfheal-serve", "operatingSystem": "linux",
+                                     "architecture": "amd64"},
+                    },
+                }),
+            });
+        }
+        out.extend(self.events(ex));
         for (i, s) in self.services.iter().enumerate() {
             let alive: Vec<&super::model::Pod> = s
                 .pods
@@ -342,6 +396,129 @@ impl Simulation {
         out
     }
 
+    /// The newest `EVENTS_KEPT` pod lifecycle events, commands and API
+    /// writes as core/v1 Events, named by their place in the simulation's
+    /// logs so that an event keeps its name from one rendering to the next.
+    fn events(&self, ex: &Exposition) -> Vec<ApiObject> {
+        use super::recorder::PodEventKind as K;
+        let ns = &ex.namespace;
+        let at = |t: Time| rfc3339(ex.wall_origin + t.as_secs_f64() / ex.speed);
+        let newest = |len: usize| len.saturating_sub(EVENTS_KEPT);
+        let mut all = Vec::new();
+        let pods = &self.recorder.pod_events;
+        for (i, e) in pods.iter().enumerate().skip(newest(pods.len())) {
+            let (warning, reason, message) = match e.kind {
+                K::Scheduled => (
+                    false,
+                    "Scheduled",
+                    format!("Successfully assigned {ns}/{}", e.pod),
+                ),
+                K::Started => (false, "Started", "Started container app".to_string()),
+                K::Ready => continue,
+                K::NotReady => (true, "Unhealthy", "Readiness probe failed".to_string()),
+                K::Exited(x) => (
+                    true,
+                    "BackOff",
+                    format!("Container app exited ({})", x.as_str()),
+                ),
+                K::Deleted => (false, "Killing", "Stopping container app".to_string()),
+            };
+            all.push(EventRow {
+                t: e.t,
+                name: format!("{}.p{i:x}", e.pod),
+                pod: true,
+                object: &e.pod,
+                warning,
+                reason,
+                message,
+                component: "kubelet",
+            });
+        }
+        let commands = &self.command_log;
+        for (i, (t, who, c)) in commands.iter().enumerate().skip(newest(commands.len())) {
+            // Reasons in the API's CamelCase; a scale as the Deployment
+            // controller reports one.
+            let reason = match c {
+                Command::Scale { .. } => "ScalingReplicaSet",
+                Command::RestartPod { .. } => "RestartPod",
+                Command::ReplacePod { .. } => "ReplacePod",
+                Command::Rollback { .. } => "DeploymentRollback",
+                Command::Isolate { .. } => "Isolate",
+                Command::Failover { .. } => "Failover",
+                Command::Reconfigure { .. } => "Reconfigure",
+            };
+            all.push(EventRow {
+                t: *t,
+                name: format!("{}.c{i:x}", c.service()),
+                pod: false,
+                object: c.service(),
+                warning: false,
+                reason,
+                message: c.reason().to_string(),
+                component: who,
+            });
+        }
+        // What the Deployment controller reports when a client scales or
+        // changes the template.
+        let writes = &self.api_write_log;
+        for (i, (t, w)) in writes.iter().enumerate().skip(newest(writes.len())) {
+            let (d, message) = match w {
+                ApiWrite::Scale {
+                    deployment,
+                    replicas,
+                } => (
+                    deployment,
+                    format!("Scaled deployment {deployment} to {replicas}"),
+                ),
+                ApiWrite::RollTo {
+                    deployment,
+                    revision,
+                } => (
+                    deployment,
+                    format!("Rolled out ReplicaSet {deployment}-r{revision}"),
+                ),
+                _ => continue,
+            };
+            all.push(EventRow {
+                t: *t,
+                name: format!("{d}.w{i:x}"),
+                pod: false,
+                object: d,
+                warning: false,
+                reason: "ScalingReplicaSet",
+                message,
+                component: "deployment-controller",
+            });
+        }
+        all.sort_by_key(|e| e.t);
+        let skip = newest(all.len());
+        all.into_iter()
+            .skip(skip)
+            .map(|e| {
+                let (kind, api_version) = if e.pod {
+                    ("Pod", "v1")
+                } else {
+                    ("Deployment", "apps/v1")
+                };
+                ApiObject {
+                    resource: SimResource::Event,
+                    body: json!({
+                        "apiVersion": "v1", "kind": "Event",
+                        "metadata": {"name": e.name, "namespace": ns, "uid": uid("event", &e.name),
+                                     "creationTimestamp": at(e.t)},
+                        "involvedObject": {"kind": kind, "name": e.object, "namespace": ns,
+                                           "apiVersion": api_version},
+                        "type": if e.warning { "Warning" } else { "Normal" },
+                        "reason": e.reason, "message": e.message, "count": 1,
+                        "firstTimestamp": at(e.t), "lastTimestamp": at(e.t),
+                        "source": {"component": e.component}, "reportingComponent": e.component,
+                    }),
+                    name: e.name,
+                }
+            })
+            .collect()
+    }
+
     /// The timeout of the first call edge into service `svc` from another.
     fn inbound_timeout(&self, svc: u32) -> Option<Span> {
         self.edges
@@ -370,6 +547,7 @@ impl Simulation {
             } => {
                 let svc = self.service_index(deployment, "Deployment")?;
                 self.set_desired(svc, *replicas);
+                self.api_write_log.push((self.now, w.clone()));
             }
             ApiWrite::DeletePod { pod, grace_zero } => {
                 let found = (0..self.pods.len() as u32)
@@ -401,6 +579,7 @@ impl Simulation {
                 };
                 if *revision != s.current {
                     self.deploy(svc, rev);
+                    self.api_write_log.push((self.now, w.clone()));
                 }
             }
             ApiWrite::Select { service, selector } => {

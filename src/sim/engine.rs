@@ -137,6 +137,8 @@ pub struct Simulation {
     pub(crate) recorder: Recorder,
     pub(crate) controllers: Vec<Box<dyn Controller>>,
     pub(crate) command_log: Vec<(Time, String, Command)>,
+    /// Scales and roll-outs written through the served API, for its events.
+    pub(crate) api_write_log: Vec<(Time, super::api_objects::ApiWrite)>,
     healing_log: Vec<(Time, crate::control::orchestrator::HealingEvent)>,
     /// Pods holding node resources, and its time integral (cost).
     pub(crate) scheduled_pods: u32,
@@ -316,6 +318,7 @@ impl Simulation {
             recorder,
             controllers: Vec::new(),
             command_log: Vec::new(),
+            api_write_log: Vec::new(),
             healing_log: Vec::new(),
             scheduled_pods: 0,
             replica_seconds: 0.0,

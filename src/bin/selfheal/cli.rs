@@ -127,9 +127,10 @@ pub enum Cmd {
     /// it as a cluster: its metrics at http://ADDR/metrics in the Prometheus
     /// text format, with the names the live adapter's default queries read
     /// (counters divided by SPEED so PromQL rates read simulated rates), and
-    /// its Deployments, ReplicaSets, Pods, Services and ConfigMaps through a
-    /// subset of the Kubernetes API at http://ADDR for kubectl and the live
-    /// adapter, every write acting on the simulation.
+    /// its Deployments, ReplicaSets, Pods, Services, ConfigMaps, Nodes,
+    /// Namespace and Events through a subset of the Kubernetes API at
+    /// http://ADDR for kubectl and the live adapter, every write acting on
+    /// the simulation.
     Serve(ServeArgs),
     /// Learn the orchestrator's first-strategy selector from recorded
     /// outcomes: every run of a suite of chaos experiments under the rules
