@@ -237,16 +237,15 @@ impl Simulation {
                 && (!check_ejection || !sim.ejected(edge, p))
         };
         let start = s.rr as usize % n;
+        // The endpoints from `start` round to just before it (two slices,
+        // not a modulo per step: this is the hottest loop of a busy run).
+        let (before, after) = s.endpoints.split_at(start);
+        let from_start = || after.iter().chain(before).copied();
         let chosen = match s.lb {
-            LbPolicy::RoundRobin => (0..n)
-                .map(|i| s.endpoints[(start + i) % n])
-                .find(|&p| ok(self, p)),
-            LbPolicy::LeastConnections => (0..n)
-                .map(|i| s.endpoints[(start + i) % n])
-                .filter(|&p| ok(self, p))
-                .min_by_key(|&p| {
-                    self.pods[p as usize].holding.len() + self.pods[p as usize].queue.len()
-                }),
+            LbPolicy::RoundRobin => from_start().find(|&p| ok(self, p)),
+            LbPolicy::LeastConnections => from_start().filter(|&p| ok(self, p)).min_by_key(|&p| {
+                self.pods[p as usize].holding.len() + self.pods[p as usize].queue.len()
+            }),
             LbPolicy::Random => {
                 let count = s.endpoints.iter().filter(|&&p| ok(self, p)).count();
                 if count == 0 {
