@@ -98,6 +98,39 @@ fn kubectl(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Deletes a namespace left by an earlier run and waits until it is gone,
+/// so that a test can run again on the same control plane.
+fn remove_namespace(kc: &Path, ns: &str) {
+    kubectl(
+        kc,
+        &[
+            "delete",
+            "namespace",
+            ns,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ],
+        None,
+    );
+}
+
+/// Waits for the Deployment controller to finish api's roll-out.
+fn rollout_done(kc: &Path) {
+    kubectl(
+        kc,
+        &[
+            "rollout",
+            "status",
+            "deployment/api",
+            "-n",
+            NS,
+            "--timeout=60s",
+        ],
+        None,
+    );
+}
+
 fn kubectl_json(kc: &Path, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.extend(["-o", "json"]);
@@ -116,42 +149,29 @@ async fn client_from(path: &Path) -> kube::Client {
 /// token from the TokenRequest API (`kubectl create token`).
 async fn adapter_client(kc: &Path, dir: &Path) -> kube::Client {
     let token = kubectl(kc, &["create", "token", "selfheal-k8s", "-n", NS], None);
-    let admin: serde_yaml_free::Doc = serde_yaml_free::read(kc);
+    // The admin kubeconfig is the script's own: its server and CA lines
+    // are read as text, not through a YAML parser.
+    let admin = std::fs::read_to_string(kc).unwrap();
+    let field = |key: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap_or_else(|| panic!("{}: no {key}", kc.display()))
+            .trim()
+            .to_string()
+    };
     let path = dir.join("adapter.kubeconfig");
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: adapter\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: adapter, namespace: {NS}}}\ncurrent-context: c\n",
-            admin.server,
-            admin.ca,
+            field("server:"),
+            field("certificate-authority:"),
             token.trim()
         ),
     )
     .unwrap();
     client_from(&path).await
-}
-
-/// The two fields of the admin kubeconfig the adapter's kubeconfig
-/// shares, read without a YAML parser (the file is the script's own).
-mod serde_yaml_free {
-    pub struct Doc {
-        pub server: String,
-        pub ca: String,
-    }
-    pub fn read(path: &std::path::Path) -> Doc {
-        let text = std::fs::read_to_string(path).unwrap();
-        let field = |key: &str| {
-            text.lines()
-                .find_map(|l| l.trim().strip_prefix(key))
-                .unwrap_or_else(|| panic!("{}: no {key}", path.display()))
-                .trim()
-                .to_string()
-        };
-        Doc {
-            server: field("server:"),
-            ca: field("certificate-authority:"),
-        }
-    }
 }
 
 /// Polls `check` every 250 ms until it holds; fails after `limit_s`.
@@ -277,18 +297,7 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
 
     // A fresh namespace, so that the test can run again on the same
     // control plane.
-    kubectl(
-        &kc,
-        &[
-            "delete",
-            "namespace",
-            NS,
-            "--ignore-not-found",
-            "--wait=true",
-            "--timeout=120s",
-        ],
-        None,
-    );
+    remove_namespace(&kc, NS);
     let writes_before = audited_writes(&kc, SA_USER).len();
     kubectl(&kc, &["apply", "-f", "-"], Some(SHOP));
     kubectl(&kc, &["apply", "-f", manifests.to_str().unwrap()], None);
@@ -309,18 +318,7 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
         ],
         None,
     );
-    kubectl(
-        &kc,
-        &[
-            "rollout",
-            "status",
-            "deployment/api",
-            "-n",
-            NS,
-            "--timeout=60s",
-        ],
-        None,
-    );
+    rollout_done(&kc);
     let client = adapter_client(&kc, &dir).await;
 
     // The watches list and watch under the Role.
@@ -466,18 +464,7 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
     assert_eq!(image(&kc), "registry.example/api:v2");
     live.execute(&commands[3]).await.unwrap();
     assert_eq!(image(&kc), "registry.example/api:v1", "rolled back");
-    kubectl(
-        &kc,
-        &[
-            "rollout",
-            "status",
-            "deployment/api",
-            "-n",
-            NS,
-            "--timeout=60s",
-        ],
-        None,
-    );
+    rollout_done(&kc);
     let rs = kubectl_json(
         &kc,
         &["get", "replicasets", "-n", NS, "-l", "app=api,!track"],
@@ -667,18 +654,7 @@ async fn the_watches_survive_an_api_server_restart_and_a_compaction() {
     let Some(kc) = kubeconfig() else { return };
     let _turn = SERIAL.lock().await;
     let ns = "watched";
-    kubectl(
-        &kc,
-        &[
-            "delete",
-            "namespace",
-            ns,
-            "--ignore-not-found",
-            "--wait=true",
-            "--timeout=120s",
-        ],
-        None,
-    );
+    remove_namespace(&kc, ns);
     kubectl(&kc, &["create", "namespace", ns], None);
     kubectl(
         &kc,
@@ -936,18 +912,7 @@ async fn the_projects_hpa_decides_as_the_real_controller_does() {
     let series = hpa_series();
     for (name, levels, replicas) in &series {
         let ns = format!("hpa-{name}");
-        kubectl(
-            &kc,
-            &[
-                "delete",
-                "namespace",
-                &ns,
-                "--ignore-not-found",
-                "--wait=true",
-                "--timeout=120s",
-            ],
-            None,
-        );
+        remove_namespace(&kc, &ns);
         kubectl(&kc, &["create", "namespace", &ns], None);
         kubectl(
             &kc,
