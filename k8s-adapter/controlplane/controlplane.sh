@@ -14,7 +14,10 @@
 #                           stop the API server (compact etcd), start it again
 #
 # Ports (loopback only) can be moved with SELFHEAL_CP_PORT_BASE (default
-# 26000): etcd base+379/base+380, the API server base+443, KWOK base+247.
+# 26000): etcd base+379/base+380, the API server base+443, KWOK base+247,
+# the metrics API base+444 and its control port base+445.
+# SELFHEAL_CP_DIR moves the binaries and state (default target/controlplane);
+# SELFHEAL_CP_HPA_SYNC sets the HPA controller's sync period (default 2s).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -30,6 +33,7 @@ api_port=$((base + 443))
 kwok_port=$((base + 247))
 metrics_port=$((base + 444))
 metrics_control=$((base + 445))
+# Go's default install location, for shells that do not have it on PATH.
 export PATH="$PATH:/usr/local/go/bin"
 
 log() { echo "controlplane: $*" >&2; }
