@@ -110,7 +110,8 @@ pub fn reads_for(
     }
 }
 
-fn get(path: String) -> ApiRequest {
+/// A read of `path`.
+pub fn get(path: String) -> ApiRequest {
     ApiRequest {
         method: "GET",
         path,

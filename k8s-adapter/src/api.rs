@@ -78,15 +78,10 @@ impl Executor {
     /// Whether the kill switch is on. A missing ConfigMap means off; an
     /// API error counts as on (no writes when the state is unknown).
     pub async fn stopped(&self) -> bool {
-        let r = ApiRequest {
-            method: "GET",
-            path: format!(
-                "/api/v1/namespaces/{}/configmaps/{}",
-                self.namespace, self.kill_switch
-            ),
-            content_type: None,
-            body: None,
-        };
+        let r = actuate::get(format!(
+            "/api/v1/namespaces/{}/configmaps/{}",
+            self.namespace, self.kill_switch
+        ));
         match self.read(&r).await {
             Ok(v) => v.pointer("/data/stop").and_then(Value::as_str) == Some("true"),
             Err(ApiError::Request {
@@ -118,15 +113,10 @@ impl Executor {
 
     /// Deployments that an HorizontalPodAutoscaler already scales.
     pub async fn hpa_owned(&self) -> Result<std::collections::BTreeSet<String>, ApiError> {
-        let r = ApiRequest {
-            method: "GET",
-            path: format!(
-                "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
-                self.namespace
-            ),
-            content_type: None,
-            body: None,
-        };
+        let r = actuate::get(format!(
+            "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+            self.namespace
+        ));
         Ok(crate::safety::hpa_targets(&self.read(&r).await?))
     }
 
@@ -140,12 +130,7 @@ impl Executor {
         duration_s: u32,
     ) -> Result<(), String> {
         let path = crate::lease::path(&self.namespace, name);
-        let read = ApiRequest {
-            method: "GET",
-            path: path.clone(),
-            content_type: None,
-            body: None,
-        };
+        let read = actuate::get(path.clone());
         let current = match self.read(&read).await {
             Ok(v) => Some(v),
             Err(ApiError::Request {

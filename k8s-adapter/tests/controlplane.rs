@@ -339,12 +339,9 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
     // Reads: the kill switch is absent (404, not 403) and no HPA scales api.
     let dry = executor(client.clone(), false);
     let kill = dry
-        .read(&ApiRequest {
-            method: "GET",
-            path: format!("/api/v1/namespaces/{NS}/configmaps/selfheal-kill-switch"),
-            content_type: None,
-            body: None,
-        })
+        .read(&actuate::get(format!(
+            "/api/v1/namespaces/{NS}/configmaps/selfheal-kill-switch"
+        )))
         .await;
     assert!(
         matches!(
@@ -578,14 +575,9 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
         ),
         (
             "reading Secrets",
-            live.read(&ApiRequest {
-                method: "GET",
-                path: format!("/api/v1/namespaces/{NS}/secrets"),
-                content_type: None,
-                body: None,
-            })
-            .await
-            .map(|_| ()),
+            live.read(&actuate::get(format!("/api/v1/namespaces/{NS}/secrets")))
+                .await
+                .map(|_| ()),
         ),
         (
             "lifting the kill switch",

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use self::http::{Chunked, Response};
 use self::kube_api::{Answer, WatchPlan, Writer};
-use self::store::{ApiStatus, Store};
+use self::store::{ApiStatus, Resource, Store};
 use crate::scenario::LoadedScenario;
 use crate::sim::Simulation;
 use crate::sim::api_objects::{ApiWrite, WriteError};
@@ -151,6 +151,8 @@ struct Runner {
     selectors: BTreeMap<String, BTreeMap<String, String>>,
     shared: Arc<Mutex<Shared>>,
     store: Arc<Mutex<Store>>,
+    /// `Simulation::event_count` when the events were last rendered.
+    events_rendered: Option<usize>,
 }
 
 impl Runner {
@@ -160,7 +162,17 @@ impl Runner {
         let text = self.sim.exposition(&self.ex);
         let observation = self.sim.observe();
         let objects = self.sim.api_objects(&self.ex, &self.selectors);
-        self.store.lock().expect("served store").sync(objects);
+        // Events are rendered again only when there are new ones (a publish
+        // runs 20 times a second; the newest 200 rarely change that often).
+        let count = self.sim.event_count();
+        let events = (self.events_rendered != Some(count)).then(|| self.sim.events(&self.ex));
+        self.events_rendered = Some(count);
+        let mut store = self.store.lock().expect("served store");
+        store.sync(objects, |r| r != Resource::Events);
+        if let Some(events) = events {
+            store.sync(events, |r| r == Resource::Events);
+        }
+        drop(store);
         let mut s = self.shared.lock().expect("served state");
         s.text = text;
         s.observation = Some(observation);
@@ -236,6 +248,7 @@ impl Served {
                     selectors: BTreeMap::new(),
                     shared,
                     store,
+                    events_rendered: None,
                 };
                 r.publish(false);
                 let _ = built.send(Ok(origin));

@@ -303,8 +303,10 @@ impl Store {
         }
     }
 
-    /// Takes the simulation's objects as rendered now.
-    pub fn sync(&mut self, objects: Vec<ApiObject>) {
+    /// Takes the simulation's objects of the resources in `scope` as
+    /// rendered now: a rendered object of the scope that is not among them
+    /// is gone. (Events are synced apart, and only when there are new ones.)
+    pub fn sync(&mut self, objects: Vec<ApiObject>, scope: impl Fn(Resource) -> bool) {
         let mut seen = BTreeSet::new();
         for o in objects {
             let key = (Resource::of(o.resource), o.name);
@@ -340,7 +342,7 @@ impl Store {
         let gone: Vec<Key> = self
             .rendered
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|k| scope(k.0) && !seen.contains(*k))
             .cloned()
             .collect();
         for key in gone {
@@ -541,19 +543,19 @@ mod tests {
     #[test]
     fn changes_get_versions_and_spec_changes_generations() {
         let mut s = Store::new("shop");
-        s.sync(vec![obj("a", 1, 0), obj("b", 1, 0)]);
+        s.sync(vec![obj("a", 1, 0), obj("b", 1, 0)], |_| true);
         assert_eq!(s.resource_version(), 2);
         // Unchanged: no new version.
-        s.sync(vec![obj("a", 1, 0), obj("b", 1, 0)]);
+        s.sync(vec![obj("a", 1, 0), obj("b", 1, 0)], |_| true);
         assert_eq!(s.resource_version(), 2);
         // A status change keeps the generation; a spec change bumps it.
-        s.sync(vec![obj("a", 1, 1), obj("b", 2, 0)]);
+        s.sync(vec![obj("a", 1, 1), obj("b", 2, 0)], |_| true);
         let a = s.get(Resource::Deployments, "a").unwrap();
         let b = s.get(Resource::Deployments, "b").unwrap();
         assert_eq!(a["metadata"]["generation"], 1);
         assert_eq!(b["metadata"]["generation"], 2);
         assert_eq!(b["status"]["observedGeneration"], 2);
-        s.sync(vec![obj("b", 2, 0)]);
+        s.sync(vec![obj("b", 2, 0)], |_| true);
         let kinds: Vec<(u64, &str)> = s
             .changes_after(2, Resource::Deployments)
             .unwrap()

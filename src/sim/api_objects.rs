@@ -180,8 +180,9 @@ impl Simulation {
         })
     }
 
-    /// Every object of the simulation now. `selectors` are the Services'
-    /// selectors as last written (a Service without one selects its pods).
+    /// Every object of the simulation now but its Events (`events`).
+    /// `selectors` are the Services' selectors as last written (a Service
+    /// without one selects its pods).
     pub fn api_objects(
         &self,
         ex: &Exposition,
@@ -223,7 +224,6 @@ impl Simulation {
                 }),
             });
         }
-        out.extend(self.events(ex));
         for (i, s) in self.services.iter().enumerate() {
             let alive: Vec<&super::model::Pod> = s
                 .pods
@@ -396,10 +396,16 @@ impl Simulation {
         out
     }
 
+    /// How many events there have been: `events` renders the same objects
+    /// until it grows.
+    pub fn event_count(&self) -> usize {
+        self.recorder.pod_events.len() + self.command_log.len() + self.api_write_log.len()
+    }
+
     /// The newest `EVENTS_KEPT` pod lifecycle events, commands and API
     /// writes as core/v1 Events, named by their place in the simulation's
     /// logs so that an event keeps its name from one rendering to the next.
-    fn events(&self, ex: &Exposition) -> Vec<ApiObject> {
+    pub fn events(&self, ex: &Exposition) -> Vec<ApiObject> {
         use super::recorder::PodEventKind as K;
         let ns = &ex.namespace;
         let at = |t: Time| rfc3339(ex.wall_origin + t.as_secs_f64() / ex.speed);

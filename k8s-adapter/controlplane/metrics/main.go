@@ -194,20 +194,19 @@ func (s *server) podMetrics(ns, selector string) ([]podMetrics, error) {
 			}
 		}
 		var cms []containerMetrics
+		var total int64
 		for _, c := range p.Spec.Containers {
 			req := milli(c.Resources.Requests["cpu"])
+			used := int64(math.Round(level * float64(req)))
 			seen.Request += req
+			total += used
 			cms = append(cms, containerMetrics{
 				Name:  c.Name,
-				Usage: usage{CPU: fmt.Sprintf("%dm", int64(math.Round(level*float64(req)))), Memory: "0"},
+				Usage: usage{CPU: fmt.Sprintf("%dm", used), Memory: "0"},
 			})
 		}
 		// Only a running container has a sample, as with metrics-server.
 		if p.Status.Phase == "Running" && !seen.Deleting {
-			var total int64
-			for _, c := range cms {
-				total += milli(c.Usage.CPU)
-			}
 			seen.Usage = &total
 			out = append(out, podMetrics{
 				Metadata:   objectMeta{Name: p.Metadata.Name, Namespace: ns, CreationTimestamp: p.Metadata.CreationTimestamp},

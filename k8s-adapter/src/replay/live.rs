@@ -11,7 +11,7 @@ use selfheal::time::Time;
 
 use super::{Injection, Replay, plan, pods_to_delete};
 use crate::Adapter;
-use crate::actuate::ApiRequest;
+use crate::actuate::{self, ApiRequest};
 use crate::api::{ApiError, Executor, Outcome};
 use crate::config::{AdapterConfig, ServiceConfig};
 use crate::observe::{self, ObserveError};
@@ -95,15 +95,10 @@ impl Live {
                 continue;
             };
             let deployment = cfg.deployment_of(svc);
-            let read = ApiRequest {
-                method: "GET",
-                path: format!(
-                    "/apis/apps/v1/namespaces/{}/deployments/{deployment}",
-                    cfg.namespace
-                ),
-                content_type: None,
-                body: None,
-            };
+            let read = actuate::get(format!(
+                "/apis/apps/v1/namespaces/{}/deployments/{deployment}",
+                cfg.namespace
+            ));
             let labels = executor
                 .read(&read)
                 .await
@@ -320,12 +315,9 @@ async fn delete_pods(
         .collect::<Vec<_>>()
         .join("%2C");
     let list = executor
-        .read(&ApiRequest {
-            method: "GET",
-            path: format!("/api/v1/namespaces/{namespace}/pods?labelSelector={labels}"),
-            content_type: None,
-            body: None,
-        })
+        .read(&actuate::get(format!(
+            "/api/v1/namespaces/{namespace}/pods?labelSelector={labels}"
+        )))
         .await?;
     let mut out = Vec::new();
     for pod in pods_to_delete(&list, pods, percent) {
