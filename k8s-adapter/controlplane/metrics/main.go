@@ -280,7 +280,12 @@ func (s *server) control(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
-		writeJSON(w, sr.fetches)
+		// A series not fetched yet is an empty list, not JSON null.
+		fetches := sr.fetches
+		if fetches == nil {
+			fetches = []fetch{}
+		}
+		writeJSON(w, fetches)
 	default:
 		http.NotFound(w, r)
 	}
