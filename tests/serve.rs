@@ -478,7 +478,7 @@ fn kubectl() -> Option<String> {
 }
 
 #[test]
-fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
+fn kubectl_reads_writes_and_watches_a_served_simulation() {
     let Some(bin) = kubectl() else {
         return;
     };
@@ -487,18 +487,22 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("kubeconfig");
     std::fs::write(&config, served.kubeconfig()).unwrap();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(&bin)
-            .env("KUBECONFIG", &config)
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bin);
+        c.env("KUBECONFIG", &config)
             .arg(format!("--cache-dir={}", dir.join("cache").display()))
-            .args(args)
-            .output()
-            .unwrap();
+            .args(args);
+        c
+    };
+    // stdout and stderr of a run that must succeed or (`fails`) fail.
+    let outcome = |args: &[&str], fails: bool| {
+        let o = command(args).output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "kubectl {args:?}: {err}");
-        text
+        assert_eq!(!o.status.success(), fails, "kubectl {args:?}: {text}{err}");
+        (text, err)
     };
+    let run = |args: &[&str]| outcome(args, false).0;
     let api = |s: &Served| s.observation().map(|o| o.services[1].clone());
     // The bad revision rolls out at 20 simulated seconds.
     eventually(|| api(&served).map(|a| a.revision), |r| *r == Some(1));
@@ -600,6 +604,124 @@ fn kubectl_reads_scales_and_rolls_back_a_served_simulation() {
             && events.contains("deployment/api"),
         "{events}"
     );
+    let described = run(&["describe", "deployment", "api"]);
+    assert!(
+        described.contains("Replicas:") && described.contains("NewReplicaSet:"),
+        "{described}"
+    );
+    let status = run(&["rollout", "status", "deployment/api", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+
+    // `apply` and `edit` validate (formerly "failed to download openapi"):
+    // the served OpenAPI document says writes take `fieldValidation`, so
+    // kubectl asks the server to refuse unknown fields.
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&run(&["get", "deployment", "api", "-o", "json"])).unwrap();
+    manifest.as_object_mut().unwrap().remove("status");
+    manifest["spec"]["replicas"] = 4.into();
+    let applied = dir.join("api.json");
+    std::fs::write(&applied, manifest.to_string()).unwrap();
+    let (out, err) = outcome(&["apply", "-f", applied.to_str().unwrap()], false);
+    assert!(out.contains("configured"), "{out}");
+    assert!(!err.contains("openapi"), "{err}");
+    eventually(
+        || api(&served).map(|a| a.desired_replicas),
+        |d| *d == Some(4),
+    );
+    let mut typo = manifest.clone();
+    typo["spec"]["replicsa"] = 5.into();
+    std::fs::write(&applied, typo.to_string()).unwrap();
+    let (_, err) = outcome(&["apply", "-f", applied.to_str().unwrap()], true);
+    assert!(err.contains(r#"unknown field "spec.replicsa""#), "{err}");
+    let fresh = dir.join("fresh.yaml");
+    std::fs::write(
+        &fresh,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\ndata: {a: \"1\"}\n",
+    )
+    .unwrap();
+    let out = run(&["apply", "-f", fresh.to_str().unwrap()]);
+    assert!(out.contains("configmap/fresh created"), "{out}");
+    // kubectl runs $EDITOR on a YAML copy (spec before status) and patches
+    // what changed.
+    let editor = dir.join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i '0,/^  replicas: 4$/s//  replicas: 2/' \"$1\"\n",
+    )
+    .unwrap();
+    let (out, err) = {
+        let o = command(&["edit", "deployment", "api"])
+            .env("KUBE_EDITOR", format!("sh {}", editor.display()))
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        );
+        assert!(o.status.success(), "kubectl edit: {out}{err}");
+        (out, err)
+    };
+    assert!(out.contains("edited"), "{out}{err}");
+    eventually(
+        || api(&served).map(|a| a.desired_replicas),
+        |d| *d == Some(2),
+    );
+
+    // `get -w` prints the columns of `get` (formerly NAME and AGE only)
+    // as the watch streams; a deleted pod is replaced.
+    let mut watch = command(&["get", "pods", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let until = |seen: &mut Vec<String>, what: &str, done: &dyn Fn(&[String]) -> bool| {
+        while !done(seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("`get pods -w` never showed {what}: {seen:#?}"),
+            }
+        }
+    };
+    // The pod in the watch's first listing, then deleted and replaced.
+    until(&mut seen, "web-r0-0", &|s| {
+        s.iter().any(|l| l.starts_with("web-r0-0 "))
+    });
+    let listed = seen.len();
+    let out = run(&["delete", "pod", "web-r0-0"]);
+    assert!(out.contains(r#"pod "web-r0-0" deleted"#), "{out}");
+    until(&mut seen, "a new web pod", &|s| {
+        let before: Vec<&str> = s[..listed]
+            .iter()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        s[listed..].iter().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|n| n.starts_with("web-") && !before.contains(&n))
+        })
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let header: Vec<&str> = seen[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    for row in &seen[1..] {
+        assert_eq!(row.split_whitespace().count(), 5, "{row}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -871,4 +993,79 @@ fn cross_origin_and_unauthenticated_writes_are_refused() {
     );
     assert_eq!(get(guarded.addr, "/metrics").0, "HTTP/1.1 200 OK");
     assert!(guarded.kubeconfig().contains("token: s3cret"));
+}
+
+/// The head and body of the answer to a POST of `body` to `path`.
+fn post_raw(addr: std::net::SocketAddr, path: &str, body: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn unknown_fields_are_warned_about_or_refused_as_the_client_asks() {
+    let served = serve_two_revisions(1.0);
+    let a = served.addr;
+    let cm = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"dat":{{"a":"1"}}}}"#
+        )
+    };
+    let collection = "/api/v1/namespaces/shop/configmaps";
+    // The API server's default is Warn: created, with a warning kubectl prints.
+    let (head, _) = post_raw(a, collection, &cm("warned"));
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert!(
+        head.contains(r#"Warning: 299 - "unknown field \"dat\"""#),
+        "{head}"
+    );
+    let (head, body) = post_raw(
+        a,
+        &format!("{collection}?fieldValidation=Strict"),
+        &cm("refused"),
+    );
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        body.contains(r#"strict decoding error: unknown field \"dat\""#),
+        "{body}"
+    );
+    let (head, _) = post_raw(
+        a,
+        &format!("{collection}?fieldValidation=Ignore"),
+        &cm("quiet"),
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 201") && !head.contains("Warning"),
+        "{head}"
+    );
+    let (head, body) = post_raw(
+        a,
+        &format!("{collection}?fieldValidation=Loose"),
+        &cm("odd"),
+    );
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(body.contains("supported values"), "{body}");
+    // Only the write that was refused is missing.
+    let (status, body) = get(a, collection);
+    assert!(status.contains("200"), "{status}");
+    for (name, present) in [
+        ("warned", true),
+        ("refused", false),
+        ("quiet", true),
+        ("odd", false),
+    ] {
+        assert_eq!(
+            body.contains(&format!(r#""name":"{name}""#)),
+            present,
+            "{name}: {body}"
+        );
+    }
 }

@@ -186,6 +186,9 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Sent as `Warning: 299 - "..."` headers (RFC 7234), which kubectl
+    /// prints as `Warning: ...`.
+    pub warnings: Vec<String>,
 }
 
 impl Response {
@@ -194,6 +197,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: serde_json::to_vec(v).expect("JSON serialises"),
+            warnings: Vec::new(),
         }
     }
 
@@ -202,6 +206,7 @@ impl Response {
             status,
             content_type,
             body: body.into_bytes(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -223,17 +228,39 @@ fn reason(status: u16) -> &'static str {
 }
 
 pub fn write_response(stream: &mut TcpStream, r: &Response, close: bool) -> io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         r.status,
         reason(r.status),
         r.content_type,
         r.body.len(),
         if close { "close" } else { "keep-alive" }
-    )?;
+    );
+    for w in &r.warnings {
+        head.push_str(&warning_header(w));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
     stream.write_all(&r.body)?;
     stream.flush()
+}
+
+/// One `Warning` header line: the text as a quoted string, control
+/// characters dropped (a field name must not end the header) and other
+/// non-ASCII ones replaced.
+fn warning_header(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    for c in text.chars().filter(|c| !c.is_control()) {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c if c.is_ascii() => quoted.push(c),
+            _ => quoted.push('?'),
+        }
+    }
+    format!("Warning: 299 - \"{quoted}\"\r\n")
 }
 
 /// A chunked `200` stream of JSON lines (a watch).

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::http::{Request, Response};
 use super::patch::{json_patch, merge_patch, strategic_merge_patch};
 use super::store::{ApiStatus, Resource, Store, user_metadata_of};
+use super::{fields, openapi};
 use crate::sim::api_objects::{ApiWrite, revision_of_image};
 use crate::time::parse_rfc3339;
 
@@ -797,8 +798,61 @@ fn scale_of(dep: &Value) -> Value {
            "status": {"replicas": dep["status"]["replicas"], "selector": format!("app={name}")}})
 }
 
+/// What a write does with fields its kind does not have (KEP-2885).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FieldValidation {
+    Ignore,
+    /// The API server's default since 1.27.
+    Warn,
+    Strict,
+}
+
+fn field_validation(req: &Request) -> Result<FieldValidation, ApiStatus> {
+    match req.param("fieldValidation") {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiStatus::new(
+            400,
+            "BadRequest",
+            format!(
+                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            ),
+        )),
+    }
+}
+
+/// The fields a write's body names that its kind does not have; none for
+/// reads, and none for a body that does not parse (the write itself
+/// reports that).
+fn unknown_fields_of_write(req: &Request, target: &Target) -> Vec<String> {
+    let (r, sub) = match (req.method.as_str(), target) {
+        ("POST", Target::Collection { r, .. }) => (*r, None),
+        ("PUT" | "PATCH", Target::Object { r, sub, .. }) => (*r, *sub),
+        _ => return Vec::new(),
+    };
+    let shape = match sub {
+        Some("scale") => &fields::SCALE,
+        Some(_) => return Vec::new(),
+        None => fields::shape(r),
+    };
+    let Ok(body) = body_json(req) else {
+        return Vec::new();
+    };
+    let json_patch = req.method == "PATCH"
+        && req
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json-patch+json"));
+    if json_patch {
+        fields::unknown_in_json_patch(shape, &body)
+    } else {
+        fields::unknown_fields(shape, &body)
+    }
+}
+
 /// The whole API: `store` is locked only while it is read or written, never
-/// while the simulation carries a write out.
+/// while the simulation carries a write out. Writes are checked for fields
+/// their kind does not have first, as `?fieldValidation=` asks.
 pub fn answer(
     req: &Request,
     store: &std::sync::Mutex<Store>,
@@ -807,8 +861,48 @@ pub fn answer(
     now: f64,
 ) -> Answer {
     let path = req.path.trim_end_matches('/');
+    let Some(target) = parse_target(path) else {
+        return answer_unchecked(req, store, writer, server, now);
+    };
+    let unknown = unknown_fields_of_write(req, &target);
+    let validation = match field_validation(req) {
+        Ok(v) => v,
+        Err(e) if req.method != "GET" => return fail(e),
+        Err(_) => FieldValidation::Ignore,
+    };
+    let named: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match validation {
+        FieldValidation::Strict if !named.is_empty() => fail(ApiStatus::new(
+            400,
+            "BadRequest",
+            format!("strict decoding error: {}", named.join(", ")),
+        )),
+        FieldValidation::Warn if !named.is_empty() => {
+            match answer_unchecked(req, store, writer, server, now) {
+                Answer::Full(mut response) => {
+                    response.warnings = named;
+                    Answer::Full(response)
+                }
+                watch => watch,
+            }
+        }
+        _ => answer_unchecked(req, store, writer, server, now),
+    }
+}
+
+fn answer_unchecked(
+    req: &Request,
+    store: &std::sync::Mutex<Store>,
+    writer: &dyn Writer,
+    server: &str,
+    now: f64,
+) -> Answer {
+    let path = req.path.trim_end_matches('/');
     if req.method == "GET" {
-        if let Some(doc) = discovery(path, server) {
+        if let Some(doc) = discovery(path, server).or_else(|| openapi::document(path)) {
             return ok(doc);
         }
         if matches!(path, "/healthz" | "/livez" | "/readyz") {

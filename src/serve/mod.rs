@@ -8,9 +8,11 @@
 //! pure function of scenario, seed and the writes it is handed (the wall
 //! clock decides how far it has run when a scrape or a write arrives).
 
+pub mod fields;
 pub mod guard;
 pub mod http;
 pub mod kube_api;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod store;
