@@ -6,24 +6,10 @@
 
 use serde_json::Value;
 
-/// RFC 7386: objects merge key by key, `null` removes, anything else
-/// replaces.
+/// RFC 7386 (the `json-patch` crate): objects merge key by key, `null`
+/// removes, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    let t = target.as_object_mut().expect("made an object above");
-    for (k, v) in p {
-        if v.is_null() {
-            t.remove(k);
-        } else {
-            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
+    json_patch::merge(target, patch);
 }
 
 /// The merge key of a list field, as Kubernetes' Go types tag it
@@ -221,98 +207,14 @@ fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value]) {
     list.extend(rest);
 }
 
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-/// The parent of `path` and the last token.
-fn split(path: &str) -> Result<(String, String), String> {
-    if !path.starts_with('/') {
-        return Err(format!("`{path}` is not a JSON pointer"));
-    }
-    let (parent, last) = path.rsplit_once('/').expect("starts with /");
-    Ok((parent.to_string(), unescape(last)))
-}
-
-/// RFC 6902 `add`, `remove`, `replace` and `test`, applied in order; the
-/// target is left unchanged if any operation fails.
+/// RFC 6902 (the `json-patch` crate: `add`, `remove`, `replace`, `move`,
+/// `copy`, `test`), applied in order; the target is left unchanged if any
+/// operation fails.
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
-    let ops = ops
-        .as_array()
-        .ok_or("a JSON patch is an array of operations")?;
-    let mut out = target.clone();
-    for (i, op) in ops.iter().enumerate() {
-        let field = |f: &str| {
-            op.get(f)
-                .ok_or_else(|| format!("operation {i} has no `{f}`"))
-        };
-        let kind = field("op")?.as_str().unwrap_or_default();
-        let path = field("path")?
-            .as_str()
-            .ok_or_else(|| format!("operation {i}: `path` is not a string"))?;
-        if path.is_empty() {
-            match kind {
-                "add" | "replace" => out = field("value")?.clone(),
-                _ => return Err(format!("operation {i}: `{kind}` of the whole document")),
-            }
-            continue;
-        }
-        let (parent, last) = split(path)?;
-        let missing = || format!("operation {i}: `{path}` does not exist");
-        let holder = out.pointer_mut(&parent).ok_or_else(missing)?;
-        match kind {
-            "test" => {
-                let at = match holder {
-                    Value::Object(m) => m.get(&last),
-                    Value::Array(a) => last.parse::<usize>().ok().and_then(|k| a.get(k)),
-                    _ => None,
-                };
-                if at != Some(field("value")?) {
-                    return Err(format!("operation {i}: test of `{path}` failed"));
-                }
-            }
-            "add" | "replace" => {
-                let value = field("value")?.clone();
-                match holder {
-                    Value::Object(m) => {
-                        if kind == "replace" && !m.contains_key(&last) {
-                            return Err(missing());
-                        }
-                        m.insert(last, value);
-                    }
-                    Value::Array(a) => {
-                        let k = if last == "-" {
-                            a.len()
-                        } else {
-                            last.parse::<usize>().map_err(|_| missing())?
-                        };
-                        match (kind, k < a.len(), k == a.len()) {
-                            ("replace", true, _) => a[k] = value,
-                            ("add", _, true) | ("add", true, _) => a.insert(k, value),
-                            _ => return Err(missing()),
-                        }
-                    }
-                    _ => return Err(missing()),
-                }
-            }
-            "remove" => match holder {
-                Value::Object(m) => {
-                    m.remove(&last).ok_or_else(missing)?;
-                }
-                Value::Array(a) => {
-                    let k = last.parse::<usize>().map_err(|_| missing())?;
-                    if k >= a.len() {
-                        return Err(missing());
-                    }
-                    a.remove(k);
-                }
-                _ => return Err(missing()),
-            },
-            other => return Err(format!("operation {i}: `{other}` is not supported")),
-        }
-    }
-    *target = out;
-    Ok(())
+    let ops: json_patch::Patch = serde_json::from_value(ops.clone())
+        .map_err(|e| format!("not a JSON patch (an array of operations): {e}"))?;
+    json_patch::patch(target, &ops)
+        .map_err(|e| format!("operation {}: `{}`: {}", e.operation, e.path, e.kind))
 }
 
 #[cfg(test)]
