@@ -229,11 +229,25 @@ fn malformed_requests_never_panic_the_served_api() {
             "/apis/chaos-mesh.org/v1alpha1/namespaces/shop/stresschaos",
             r#"{"apiVersion":"chaos-mesh.org/v1alpha1","kind":"StressChaos","metadata":{"name":"s"},"spec":{"mode":"fixed","value":"1","selector":{"labelSelectors":{"app":"api"}},"stressors":{"cpu":{"workers":1,"load":50}},"duration":"2s"}}"#,
         ),
+        (
+            "PUT",
+            "/api/v1/namespaces/shop/configmaps/x?fieldValidation=Strict",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"dat":{"a":"b"},"data":{"$x":[1]}}"#,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/shop/deployments/api?fieldValidation=Warn",
+            r#"[{"op":"add","path":"/spec/template/spec/containers/0/env","value":[{"name":"A","valu":"1"}]},{"op":"move","from":"/spec/x~1y","path":"/spec/paused"}]"#,
+        ),
+        ("GET", "/openapi/v3", ""),
+        ("GET", "/openapi/v3/apis/apps/v1?hash=0", ""),
         ("DELETE", "/api/v1/namespaces/shop/pods/api-0", ""),
     ]
     .iter()
     .map(|(m, p, b)| {
-        let ct = if *m == "PATCH" {
+        let ct = if *m == "PATCH" && b.starts_with('[') {
+            "application/json-patch+json"
+        } else if *m == "PATCH" {
             "application/merge-patch+json"
         } else {
             "application/json"
