@@ -1069,3 +1069,58 @@ fn unknown_fields_are_warned_about_or_refused_as_the_client_asks() {
         );
     }
 }
+
+#[test]
+fn call_edges_are_served_as_a_mesh_reports_them() {
+    let speed = 20.0;
+    let served = Served::start(
+        &common::scenario_text(TWO_REVISIONS),
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed,
+            namespace: "shop".into(),
+            clock: ServeClock::Driven,
+            token: None,
+        },
+    )
+    .unwrap();
+    served.advance_to(Time::from_secs(5)).unwrap();
+    let (_, first) = get(served.addr, "/metrics");
+    served.advance_to(Time::from_secs(19)).unwrap();
+    let (_, second) = get(served.addr, "/metrics");
+    let (a, b) = (samples(&first), samples(&second));
+    let wall = 14.0 / speed;
+    let edge = "reporter=\"source\",source_workload=\"web\",source_workload_namespace=\"shop\",destination_workload=\"api\",destination_workload_namespace=\"shop\",destination_service_name=\"api\"";
+    let calls = format!("istio_requests_total{{{edge},");
+    // web calls api once per request: the edge carries api's whole load,
+    // 40 per simulated second, none failed before the bad revision.
+    let rate = (sum(&b, &calls) - sum(&a, &calls)) / wall;
+    let served_rate = (sum(&b, "http_requests_total{namespace=\"shop\",service=\"api\"")
+        - sum(&a, "http_requests_total{namespace=\"shop\",service=\"api\""))
+        / wall;
+    assert!((rate / 40.0 - 1.0).abs() < 0.15, "edge rate {rate}");
+    assert!(
+        (rate / served_rate - 1.0).abs() < 0.05,
+        "{rate} vs {served_rate}"
+    );
+    assert_eq!(b[&format!("{calls}response_code=\"503\"}}")], 0.0);
+    // Milliseconds, cumulative, ending with +Inf = _count.
+    let prefix = format!("istio_request_duration_milliseconds_bucket{{{edge},le=\"");
+    let mut buckets: Vec<(f64, f64)> = b
+        .iter()
+        .filter_map(|(k, &v)| {
+            let le = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            Some((le.parse().ok()?, v))
+        })
+        .collect();
+    buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    let total = b[&format!("istio_request_duration_milliseconds_count{{{edge}}}")];
+    assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, total));
+    // Exponential 5 ms of work (and nothing else on the way): a median
+    // near 5 ln 2 = 3.5 ms reads right only in milliseconds.
+    let p50 = selfheal::metrics::histogram_quantile(0.5, &buckets);
+    assert!((2.0..6.0).contains(&p50), "p50 {p50} ms: {buckets:?}");
+    // The client load has no caller: no edge for it.
+    assert!(!second.contains("destination_workload=\"web\""));
+}

@@ -91,6 +91,10 @@ pub struct ServiceConfig {
     /// The ConfigMap a reconfigure writes `max_connections` and
     /// `timeout_ms` into (default `<name>-selfheal`).
     pub config_map: Option<String>,
+    /// The services it calls that it has a fallback answer for: isolating
+    /// one of them degrades its answers instead of failing them.
+    #[serde(default)]
+    pub fallback_for: Vec<String>,
 }
 
 impl ServiceConfig {
@@ -171,12 +175,24 @@ pub struct Queries {
     pub pod_memory_limit: String,
     pub pod_restarts: String,
     pub pod_start_time: String,
+    /// The calls a service makes, as the mesh's client-side proxies report
+    /// them, `by (destination_workload)`: the request rate (which names
+    /// the call graph), the error ratio and per-bucket latency rates `by
+    /// (destination_workload, le)` in milliseconds. Empty answers (no mesh,
+    /// no calls yet) leave the service without dependencies.
+    pub edge_request_rate: String,
+    pub edge_error_rate: String,
+    pub edge_latency_buckets_ms: String,
 }
 
 impl Default for Queries {
     fn default() -> Self {
         let pods = r#"namespace="{namespace}",pod=~"{deployment}-.*""#;
         let http = r#"namespace="{namespace}",service="{service}""#;
+        // Istio's standard metrics, as the calling pod's sidecar reports
+        // them; for Linkerd: `response_total` / `response_latency_ms_bucket`
+        // with `direction="outbound"`, `deployment` and `dst_deployment`.
+        let mesh = r#"reporter="source",source_workload_namespace="{namespace}",source_workload="{deployment}""#;
         Queries {
             cpu_usage: format!(
                 r#"sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{window}}])) / sum(kube_pod_container_resource_requests{{{pods},resource="cpu"}})"#
@@ -207,6 +223,15 @@ impl Default for Queries {
             ),
             pod_restarts: format!(r#"sum by (pod) (kube_pod_container_status_restarts_total{{{pods}}})"#),
             pod_start_time: format!(r#"max by (pod) (kube_pod_start_time{{{pods}}})"#),
+            edge_request_rate: format!(
+                r#"sum by (destination_workload) (rate(istio_requests_total{{{mesh}}}[{{window}}]))"#
+            ),
+            edge_error_rate: format!(
+                r#"sum by (destination_workload) (rate(istio_requests_total{{{mesh},response_code=~"5.."}}[{{window}}])) / sum by (destination_workload) (rate(istio_requests_total{{{mesh}}}[{{window}}]))"#
+            ),
+            edge_latency_buckets_ms: format!(
+                r#"sum by (destination_workload, le) (rate(istio_request_duration_milliseconds_bucket{{{mesh}}}[{{window}}]))"#
+            ),
         }
     }
 }
@@ -327,6 +352,16 @@ impl AdapterConfig {
         }
         if cfg.services.is_empty() {
             return Err(invalid(1, "needs at least one [[service]]".into()));
+        }
+        for (i, svc) in cfg.services.iter().enumerate() {
+            if let Some(unknown) = svc.fallback_for.iter().find(|f| cfg.service(f).is_none()) {
+                return Err(invalid(
+                    find("fallback_for"),
+                    format!(
+                        "field `service[{i}].fallback_for`: `{unknown}` is not a configured service"
+                    ),
+                ));
+            }
         }
         if !(cfg.prometheus.starts_with("http://") || cfg.prometheus.starts_with("https://")) {
             return Err(invalid(
@@ -449,6 +484,7 @@ mod tests {
             max_connections: 100,
             backup_selector: None,
             config_map: None,
+            fallback_for: Vec::new(),
         };
         let q = Queries::fill(&Queries::default().pod_cpu, "shop", &svc, 30.0);
         assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use selfheal::control::{Observation, PodPhase, PodView, ServiceView};
+use selfheal::control::{Dependency, Observation, PodPhase, PodView, ServiceView};
 use selfheal::metrics::{ServiceMetrics, histogram_fraction, histogram_quantile};
 use selfheal::time::Time;
 
@@ -188,9 +188,62 @@ pub async fn service_view(
         max_connections: svc.max_connections,
         pods: replicas.pods,
         concurrency: Vec::new(),
-        dependencies: Vec::new(),
-        backup: None,
+        dependencies: dependencies(
+            cfg,
+            svc,
+            ask(&q.edge_request_rate).await?.1,
+            ask(&q.edge_error_rate).await?.1,
+            ask(&q.edge_latency_buckets_ms).await?.1,
+        ),
+        // The orchestrator needs to know there is a standby; the fail-over
+        // itself points the Service at `backup_selector`.
+        backup: svc.backup_selector.as_ref().map(|sel| {
+            sel.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
     })
+}
+
+/// The configured services `svc` calls, from the mesh's per-edge answers
+/// keyed by `destination_workload` (a Deployment): every callee with a
+/// request-rate series, its error ratio (0 without traffic) and p99 in ms
+/// (NaN without traffic), as the simulator's edge metrics give them.
+/// Callees that are not configured services are left out: the core can
+/// act only on those.
+pub fn dependencies(
+    cfg: &AdapterConfig,
+    svc: &ServiceConfig,
+    rates: Vec<Sample>,
+    errors: Vec<Sample>,
+    buckets_ms: Vec<Sample>,
+) -> Vec<Dependency> {
+    let by_callee = |samples: Vec<Sample>| -> BTreeMap<String, Vec<Sample>> {
+        let mut m: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        for s in samples {
+            if let Some(d) = s.labels.get("destination_workload").cloned() {
+                m.entry(d).or_default().push(s);
+            }
+        }
+        m
+    };
+    let errors = by_callee(errors);
+    let buckets = by_callee(buckets_ms);
+    by_callee(rates)
+        .into_keys()
+        .filter_map(|deployment| {
+            let callee = cfg.services.iter().find(|c| c.deployment() == deployment)?;
+            Some(Dependency {
+                service: callee.name.clone(),
+                fallback: svc.fallback_for.contains(&callee.name),
+                error_rate: errors.get(&deployment).map_or(0.0, |e| zero_if_idle(e)),
+                latency_p99: buckets
+                    .get(&deployment)
+                    .map_or(f64::NAN, |b| histogram_quantile(0.99, &cumulative(b))),
+            })
+        })
+        .collect()
 }
 
 /// The value of every series of a range answer at each timestamp.
@@ -334,5 +387,78 @@ mod tests {
         assert!((latency_ms(&b, 0.5) - 50.0).abs() < 1e-9);
         assert!((latency_ms(&b, 0.99) - 99.0).abs() < 1e-9);
         assert!(latency_ms(&[], 0.5).is_nan());
+    }
+
+    fn edge(to: &str, le: Option<&str>, v: f64) -> Sample {
+        let mut labels: BTreeMap<String, String> =
+            [("destination_workload".to_string(), to.to_string())].into();
+        if let Some(le) = le {
+            labels.insert("le".into(), le.into());
+        }
+        Sample { labels, value: v }
+    }
+
+    #[test]
+    fn dependencies_are_the_configured_callees_the_mesh_reports() {
+        let cfg = AdapterConfig::parse(
+            r#"
+prometheus = "http://prometheus:9090"
+namespace = "shop"
+[[service]]
+name = "web"
+fallback_for = ["search"]
+[[service]]
+name = "api"
+deployment = "api-v2"
+[[service]]
+name = "search"
+"#,
+            "a.toml",
+        )
+        .unwrap();
+        let web = &cfg.services[0];
+        let deps = dependencies(
+            &cfg,
+            web,
+            // A callee outside the configuration (a database) is left out;
+            // an idle call is still a route.
+            vec![
+                edge("api-v2", None, 10.0),
+                edge("search", None, 0.0),
+                edge("postgres", None, 3.0),
+            ],
+            vec![edge("api-v2", None, 0.25), edge("search", None, f64::NAN)],
+            vec![
+                edge("api-v2", Some("50"), 5.0),
+                edge("api-v2", Some("100"), 10.0),
+                edge("api-v2", Some("+Inf"), 10.0),
+                edge("search", Some("+Inf"), 0.0),
+            ],
+        );
+        assert_eq!(deps.len(), 2, "{deps:?}");
+        let (api, search) = (&deps[0], &deps[1]);
+        assert_eq!(
+            (api.service.as_str(), api.fallback, api.error_rate),
+            ("api", false, 0.25)
+        );
+        // Milliseconds, interpolated in the (50, 100] bucket.
+        assert!((api.latency_p99 - 99.0).abs() < 1e-9, "{api:?}");
+        assert_eq!(
+            (search.service.as_str(), search.fallback, search.error_rate),
+            ("search", true, 0.0)
+        );
+        assert!(search.latency_p99.is_nan());
+        let err = AdapterConfig::parse(
+            "prometheus = \"http://p:9090\"\nnamespace = \"shop\"\n[[service]]\nname = \"web\"\nfallback_for = [\"serach\"]\n",
+            "b.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("b.toml:5")
+                && err.contains("service[0].fallback_for")
+                && err.contains("serach"),
+            "{err}"
+        );
     }
 }

@@ -21,6 +21,7 @@ fn services() -> Vec<ServiceConfig> {
         max_connections: 100,
         backup_selector: Some([("app".to_string(), "api-standby".to_string())].into()),
         config_map: None,
+        fallback_for: Vec::new(),
     }]
 }
 

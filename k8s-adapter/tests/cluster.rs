@@ -30,6 +30,7 @@ async fn dry_run_against_a_real_cluster() {
             max_connections: 100,
             backup_selector: None,
             config_map: None,
+            fallback_for: Vec::new(),
         }],
         apply: false,
         kill_switch: "selfheal-kill-switch".into(),

@@ -238,6 +238,7 @@ fn services() -> Vec<ServiceConfig> {
         max_connections: 100,
         backup_selector: Some([("track".to_string(), "standby".to_string())].into()),
         config_map: None,
+        fallback_for: Vec::new(),
     }]
 }
 
@@ -545,6 +546,7 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
             max_connections: 1,
             backup_selector: None,
             config_map: None,
+            fallback_for: Vec::new(),
         }],
         ..executor(client.clone(), true)
     };

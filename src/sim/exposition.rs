@@ -2,8 +2,9 @@
 //! metric names and labels of the exporters the live adapter's default
 //! queries read: cAdvisor (per-container CPU and memory), kube-state-metrics
 //! (requests, limits, readiness, restarts, start times, Deployment
-//! replicas) and HTTP middleware (request counters by code, a latency
-//! histogram, requests in flight).
+//! replicas), HTTP middleware (request counters by code, a latency
+//! histogram, requests in flight) and a service mesh's client-side proxies
+//! (Istio's per-edge request counter and latency histogram).
 //!
 //! Served faster than real time by a factor `speed`, counters are divided
 //! by it, so that PromQL's per-wall-second `rate()` reads the simulated
@@ -236,6 +237,7 @@ impl Simulation {
                 lines
             }),
         );
+        self.mesh_families(&mut out, ex, stamp);
         family(
             &mut out,
             stamp,
@@ -251,5 +253,83 @@ impl Simulation {
             }),
         );
         out
+    }
+
+    /// Each call edge as a service mesh's client-side proxy reports it,
+    /// under Istio's standard metric names and labels
+    /// (`istio_requests_total`, `istio_request_duration_milliseconds`,
+    /// `reporter="source"`): the calls one workload makes to another,
+    /// failed ones (errors, timeouts, refusals) as 503, the code Envoy
+    /// gives a failed upstream.
+    fn mesh_families(&self, out: &mut String, ex: &Exposition, stamp: Option<i64>) {
+        let ns = &ex.namespace;
+        let per_wall = |v: f64| v / ex.speed;
+        let edges: Vec<(&str, &str, &super::model::Counters)> = self
+            .edges
+            .iter()
+            .filter_map(|e| {
+                let from = e.from?;
+                Some((
+                    self.services[from as usize].name.as_str(),
+                    self.services[e.to as usize].name.as_str(),
+                    &e.counters,
+                ))
+            })
+            .collect();
+        let labels = |from: &str, to: &str| {
+            format!(
+                "reporter=\"source\",source_workload=\"{from}\",source_workload_namespace=\"{ns}\",destination_workload=\"{to}\",destination_workload_namespace=\"{ns}\",destination_service_name=\"{to}\""
+            )
+        };
+        family(
+            out,
+            stamp,
+            "istio_requests_total",
+            "counter",
+            "Requests from one workload to another, by response code (Istio, client side).",
+            edges.iter().flat_map(|&(from, to, c)| {
+                [("200", c.attempts - c.failures), ("503", c.failures)].map(|(code, n)| {
+                    format!(
+                        "istio_requests_total{{{},response_code=\"{code}\"}} {}",
+                        labels(from, to),
+                        per_wall(n as f64)
+                    )
+                })
+            }),
+        );
+        let bounds = self.buckets.bounds();
+        family(
+            out,
+            stamp,
+            "istio_request_duration_milliseconds",
+            "histogram",
+            "Call latency as the caller's proxy sees it (Istio, client side).",
+            edges.iter().flat_map(|&(from, to, c)| {
+                let mut cumulative = 0u64;
+                let mut lines: Vec<String> = c
+                    .latency
+                    .counts()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| {
+                        cumulative += n;
+                        let le = bounds
+                            .get(k)
+                            .map_or("+Inf".to_string(), |b| (b * 1000.0).to_string());
+                        format!(
+                            "istio_request_duration_milliseconds_bucket{{{},le=\"{le}\"}} {}",
+                            labels(from, to),
+                            per_wall(cumulative as f64)
+                        )
+                    })
+                    .collect();
+                lines.push(format!(
+                    "istio_request_duration_milliseconds_count{{{}}} {}",
+                    labels(from, to),
+                    per_wall(cumulative as f64)
+                ));
+                lines
+            }),
+        );
     }
 }
