@@ -341,12 +341,12 @@ fn a_replayed_memory_leak_heals_as_its_pure_simulation_does() {
 /// configured standby let the core fail the catalog over. Without them
 /// (before) it replaced frontend pods and the hypothesis never recovered.
 /// Not yet the pure simulation's path: it fails over 2 s after the fault
-/// on a critical frontend. The replay's predictor answers only once its
-/// scrapes span its window (295 s), and this Prometheus scrapes the served
-/// simulation from about 60 s on, so its first answer comes near 360 s,
-/// when the frontend's memory (grown with the calls held open) reads as a
-/// leak: a restart first, then the fail-over. So this checks the fail-over
-/// and the recovery, not the order.
+/// on a critical frontend; the replay acts first near 360 s, restarting a
+/// frontend pod whose memory (grown with the calls held open) reads as a
+/// leak, and fails over after that. Likely cause: the predictor answers
+/// only once its scrapes span its 295 s window, and this Prometheus,
+/// started after the served simulation, holds less history than that. So
+/// this checks the fail-over and the recovery, not the order.
 #[test]
 fn a_replayed_latency_fault_is_healed_by_failing_the_catalog_over() {
     let path = format!(
