@@ -172,13 +172,14 @@ fn a_wall_clock_served_scenario_moves_on_its_own_and_stamps_nothing() {
 }
 
 /// One request with a JSON answer: (status code, body).
-fn call(
+/// The head and body of the answer to one request.
+fn exchange(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     content_type: &str,
     body: &str,
-) -> (u16, serde_json::Value) {
+) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -189,10 +190,21 @@ fn call(
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (head, body) = exchange(addr, method, path, content_type, body);
     let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (
         code,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 
@@ -997,17 +1009,7 @@ fn cross_origin_and_unauthenticated_writes_are_refused() {
 
 /// The head and body of the answer to a POST of `body` to `path`.
 fn post_raw(addr: std::net::SocketAddr, path: &str, body: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
+    exchange(addr, "POST", path, "application/json", body)
 }
 
 #[test]

@@ -251,36 +251,28 @@ fn healing(csv: &str) -> Vec<(f64, String)> {
         .collect()
 }
 
-/// Replays `scenario` (under `scenarios/`) through the adapter against a
-/// served copy without its faults, next to its pure simulation under the
-/// adapter's controller: the same healing actions in the same order, and
-/// an MTTR within the larger of two scrape intervals (10 simulated
-/// seconds) and 20 %.
-fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64) {
+/// What a replay wrote: its log, `commands.csv` and verdict.
+struct Replayed {
+    log: String,
+    commands: String,
+    verdict: selfheal::sim::chaos::Verdict,
+}
+
+/// Replays `scenario` (under `scenarios/`) through the adapter, configured
+/// with `services`, against a served copy without its faults, until
+/// simulated second `until`; `None` without Prometheus. The replay must
+/// end well and have injected `fault`.
+fn replay(scenario: &str, services: &str, fault: &str, until: f64) -> Option<Replayed> {
     let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
-    let loaded = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
-    // The pure simulation under the adapter's own controller.
-    let controller: selfheal::scenario::ControllerSpec = toml::from_str(HEALING).unwrap();
-    let mut pure = loaded.clone();
-    pure.spec.use_controller(controller);
-    // The shipped predictor is found from the repository's root (the
-    // other tests here name their files absolutely).
-    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
-    let sim = selfheal::sim::run(&pure).unwrap();
-    let sim_verdict = sim.verdict.clone().expect("the scenario has an experiment");
-    let sim_healing: Vec<(f64, String)> = healing(&sim.commands_csv())
-        .into_iter()
-        .filter(|(t, _)| *t < until)
-        .collect();
+    let mut served = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
     // The served copy has no faults of its own: the replay injects them
     // through the API (Chaos Mesh resources, which the served API accepts).
-    let mut served = loaded.clone();
     served.spec.faults.clear();
     served.spec.experiment = None;
     let out =
         std::env::temp_dir().join(format!("selfheal-replay-{}-{}", std::process::id(), fault));
     let until_arg = until.to_string();
-    let Some(mut l) = start(
+    let mut l = start(
         served,
         services,
         HEALING,
@@ -293,9 +285,7 @@ fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64) 
             "--out",
             out.to_str().unwrap(),
         ],
-    ) else {
-        return;
-    };
+    )?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = l.adapter.try_wait().unwrap() {
@@ -314,21 +304,53 @@ fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64) 
     let read = |f: &str| {
         std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{log}"))
     };
-    let live_healing = healing(&read("commands.csv"));
-    let live: selfheal::sim::chaos::Verdict = toml::from_str(&read("verdict.toml")).unwrap();
+    let replayed = Replayed {
+        commands: read("commands.csv"),
+        verdict: toml::from_str(&read("verdict.toml")).unwrap(),
+        log,
+    };
+    let _ = std::fs::remove_dir_all(&out);
+    Some(replayed)
+}
+
+/// `replay` next to the pure simulation under the adapter's controller:
+/// the same healing actions in the same order, and an MTTR within the
+/// larger of two scrape intervals (10 simulated seconds) and 20 %.
+fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64) {
+    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let loaded = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
+    // The pure simulation under the adapter's own controller.
+    let controller: selfheal::scenario::ControllerSpec = toml::from_str(HEALING).unwrap();
+    let mut pure = loaded.clone();
+    pure.spec.use_controller(controller);
+    // The shipped predictor is found from the repository's root (the
+    // other tests here name their files absolutely).
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).unwrap();
+    let sim = selfheal::sim::run(&pure).unwrap();
+    let sim_verdict = sim.verdict.clone().expect("the scenario has an experiment");
+    let sim_healing: Vec<(f64, String)> = healing(&sim.commands_csv())
+        .into_iter()
+        .filter(|(t, _)| *t < until)
+        .collect();
+    let Some(live) = replay(scenario, services, fault, until) else {
+        return;
+    };
+    let live_healing = healing(&live.commands);
     eprintln!(
         "{scenario}\npure: healing {sim_healing:?}\n{}replay: healing {live_healing:?}\n{}",
         sim_verdict.text(),
-        live.text()
+        live.verdict.text()
     );
     let kinds = |h: &[(f64, String)]| h.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>();
-    assert_eq!(kinds(&live_healing), kinds(&sim_healing), "{log}");
-    let (a, b) = (live.mttr_s.expect("recovered"), sim_verdict.mttr_s.unwrap());
+    assert_eq!(kinds(&live_healing), kinds(&sim_healing), "{}", live.log);
+    let (a, b) = (
+        live.verdict.mttr_s.expect("recovered"),
+        sim_verdict.mttr_s.unwrap(),
+    );
     assert!(
         (a - b).abs() <= (2.0 * 5.0f64).max(0.2 * b),
         "MTTR {a} vs {b}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -349,61 +371,26 @@ fn a_replayed_memory_leak_heals_as_its_pure_simulation_does() {
 /// this checks the fail-over and the recovery, not the order.
 #[test]
 fn a_replayed_latency_fault_is_healed_by_failing_the_catalog_over() {
-    let path = format!(
-        "{}/../scenarios/chaos/latency.toml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut served = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
-    served.spec.faults.clear();
-    served.spec.experiment = None;
-    let out = std::env::temp_dir().join(format!("selfheal-replay-{}-latency", std::process::id()));
-    let Some(mut l) = start(
-        served,
+    let Some(live) = replay(
+        "chaos/latency.toml",
         "[[service]]\nname = \"frontend\"\n[[service]]\nname = \"catalog\"\nbackup_selector = { app = \"catalog-standby\" }\n[[service]]\nname = \"catalog-standby\"\n",
-        HEALING,
-        150.0,
-        &[
-            "replay",
-            &path,
-            "--until-s",
-            "900",
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        "latency",
+        900.0,
     ) else {
         return;
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = l.adapter.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replay did not end:\n{}",
-            l.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let log = l.log();
-    assert!(status.success(), "{log}");
-    let read = |f: &str| {
-        std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{log}"))
-    };
-    let commands = read("commands.csv");
+    let (commands, log) = (&live.commands, &live.log);
+    eprintln!("{}{commands}", live.verdict.text());
     assert!(
-        commands
-            .lines()
-            .any(|l| l.split(',').nth(2) == Some("failover")
-                && l.split(',').nth(3) == Some("catalog")),
+        commands.lines().any(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f.get(2) == Some(&"failover") && f.get(3) == Some(&"catalog")
+        }),
         "{commands}\n{log}"
     );
-    let live: selfheal::sim::chaos::Verdict = toml::from_str(&read("verdict.toml")).unwrap();
-    eprintln!("{}{commands}", live.text());
     assert!(
-        live.mttr_s.is_some(),
+        live.verdict.mttr_s.is_some(),
         "never recovered:\n{}\n{log}",
-        live.text()
+        live.verdict.text()
     );
-    let _ = std::fs::remove_dir_all(&out);
 }

@@ -19,20 +19,20 @@ use serde_json::{Value, json};
 use super::store::Resource;
 use crate::digest::Fnv1a64;
 
-/// The group-versions served, as `/openapi/v3` names them (`api/v1`,
-/// `apis/apps/v1`).
+/// `r`'s group-version as `/openapi/v3` names it (`api/v1`,
+/// `apis/apps/v1`): its API path without the leading slash.
+fn group_version(r: Resource) -> String {
+    let i = r.info();
+    if i.group.is_empty() {
+        format!("api/{}", i.version)
+    } else {
+        format!("apis/{}/{}", i.group, i.version)
+    }
+}
+
+/// The group-versions served.
 fn group_versions() -> Vec<String> {
-    let mut out: Vec<String> = Resource::ALL
-        .iter()
-        .map(|r| {
-            let i = r.info();
-            if i.group.is_empty() {
-                format!("api/{}", i.version)
-            } else {
-                format!("apis/{}/{}", i.group, i.version)
-            }
-        })
-        .collect();
+    let mut out: Vec<String> = Resource::ALL.iter().map(|&r| group_version(r)).collect();
     out.sort();
     out.dedup();
     out
@@ -91,11 +91,7 @@ pub fn group_version_document(gv: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     for r in Resource::ALL {
         let i = r.info();
-        let prefix = if i.group.is_empty() {
-            format!("api/{}", i.version)
-        } else {
-            format!("apis/{}/{}", i.group, i.version)
-        };
+        let prefix = group_version(r);
         if prefix != gv {
             continue;
         }
@@ -203,11 +199,7 @@ mod tests {
         let index = document("/openapi/v3").unwrap();
         for r in Resource::ALL {
             let i = r.info();
-            let gv = if i.group.is_empty() {
-                format!("api/{}", i.version)
-            } else {
-                format!("apis/{}/{}", i.group, i.version)
-            };
+            let gv = group_version(r);
             let url = index["paths"][&gv]["serverRelativeURL"].as_str().unwrap();
             let doc = document(url.split('?').next().unwrap()).unwrap();
             let kind = gvk(i.group, i.version, i.kind);

@@ -204,7 +204,6 @@ impl Simulation {
                 })
             }),
         );
-        let bounds = self.buckets.bounds();
         family(
             &mut out,
             stamp,
@@ -212,29 +211,13 @@ impl Simulation {
             "histogram",
             "Request latency.",
             self.services.iter().flat_map(|s| {
-                let mut cumulative = 0u64;
-                let mut lines: Vec<String> = s
-                    .counters
-                    .latency
-                    .counts()
-                    .iter()
-                    .enumerate()
-                    .map(|(k, c)| {
-                        cumulative += c;
-                        let le = bounds.get(k).map_or("+Inf".to_string(), |b| b.to_string());
-                        format!(
-                            "http_request_duration_seconds_bucket{{{},le=\"{le}\"}} {}",
-                            http(&s.name),
-                            per_wall(cumulative as f64)
-                        )
-                    })
-                    .collect();
-                lines.push(format!(
-                    "http_request_duration_seconds_count{{{}}} {}",
-                    http(&s.name),
-                    per_wall(cumulative as f64)
-                ));
-                lines
+                self.histogram_lines(
+                    "http_request_duration_seconds",
+                    &http(&s.name),
+                    &s.counters,
+                    1.0,
+                    ex.speed,
+                )
             }),
         );
         self.mesh_families(&mut out, ex, stamp);
@@ -297,7 +280,6 @@ impl Simulation {
                 })
             }),
         );
-        let bounds = self.buckets.bounds();
         family(
             out,
             stamp,
@@ -305,31 +287,51 @@ impl Simulation {
             "histogram",
             "Call latency as the caller's proxy sees it (Istio, client side).",
             edges.iter().flat_map(|&(from, to, c)| {
-                let mut cumulative = 0u64;
-                let mut lines: Vec<String> = c
-                    .latency
-                    .counts()
-                    .iter()
-                    .enumerate()
-                    .map(|(k, n)| {
-                        cumulative += n;
-                        let le = bounds
-                            .get(k)
-                            .map_or("+Inf".to_string(), |b| (b * 1000.0).to_string());
-                        format!(
-                            "istio_request_duration_milliseconds_bucket{{{},le=\"{le}\"}} {}",
-                            labels(from, to),
-                            per_wall(cumulative as f64)
-                        )
-                    })
-                    .collect();
-                lines.push(format!(
-                    "istio_request_duration_milliseconds_count{{{}}} {}",
-                    labels(from, to),
-                    per_wall(cumulative as f64)
-                ));
-                lines
+                self.histogram_lines(
+                    "istio_request_duration_milliseconds",
+                    &labels(from, to),
+                    c,
+                    1000.0,
+                    ex.speed,
+                )
             }),
         );
+    }
+
+    /// The `_bucket` lines (cumulative, bounds times `unit`, `+Inf` last)
+    /// and the `_count` line of one latency histogram, counts divided by
+    /// the speed-up.
+    fn histogram_lines(
+        &self,
+        name: &str,
+        labels: &str,
+        counters: &super::model::Counters,
+        unit: f64,
+        speed: f64,
+    ) -> Vec<String> {
+        let bounds = self.buckets.bounds();
+        let mut cumulative = 0u64;
+        let mut lines: Vec<String> = counters
+            .latency
+            .counts()
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                cumulative += n;
+                // `b * 1.0` is `b`: seconds print exactly as before.
+                let le = bounds
+                    .get(k)
+                    .map_or("+Inf".to_string(), |b| (b * unit).to_string());
+                format!(
+                    "{name}_bucket{{{labels},le=\"{le}\"}} {}",
+                    cumulative as f64 / speed
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "{name}_count{{{labels}}} {}",
+            cumulative as f64 / speed
+        ));
+        lines
     }
 }
