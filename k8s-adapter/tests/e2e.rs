@@ -368,8 +368,8 @@ fn a_replayed_memory_leak_heals_as_its_pure_simulation_does() {
 /// leak, and fails over after that. Likely cause: the predictor answers
 /// only once its scrapes span its 295 s window, and Prometheus scrapes a
 /// new target first about 5 wall seconds (100 simulated ones) after it
-/// starts, so the backfill finds 9 scrapes, not 60. So this checks the
-/// fail-over and the recovery, not the order.
+/// starts: at the fault the adapter holds about 40 scrapes, not 60. So
+/// this checks the fail-over and the recovery, not the order.
 #[test]
 fn a_replayed_latency_fault_is_healed_by_failing_the_catalog_over() {
     let Some(live) = replay(
