@@ -864,33 +864,32 @@ pub fn answer(
     let Some(target) = parse_target(path) else {
         return answer_unchecked(req, store, writer, server, now);
     };
-    let unknown = unknown_fields_of_write(req, &target);
     let validation = match field_validation(req) {
         Ok(v) => v,
         Err(e) if req.method != "GET" => return fail(e),
         Err(_) => FieldValidation::Ignore,
     };
-    let named: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
-    match validation {
-        FieldValidation::Strict if !named.is_empty() => fail(ApiStatus::new(
+    // `Ignore` never looks at the body twice.
+    let named: Vec<String> = if validation == FieldValidation::Ignore {
+        Vec::new()
+    } else {
+        unknown_fields_of_write(req, &target)
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect()
+    };
+    if validation == FieldValidation::Strict && !named.is_empty() {
+        return fail(ApiStatus::new(
             400,
             "BadRequest",
             format!("strict decoding error: {}", named.join(", ")),
-        )),
-        FieldValidation::Warn if !named.is_empty() => {
-            match answer_unchecked(req, store, writer, server, now) {
-                Answer::Full(mut response) => {
-                    response.warnings = named;
-                    Answer::Full(response)
-                }
-                watch => watch,
-            }
-        }
-        _ => answer_unchecked(req, store, writer, server, now),
+        ));
     }
+    let mut answer = answer_unchecked(req, store, writer, server, now);
+    if let Answer::Full(response) = &mut answer {
+        response.warnings = named;
+    }
+    answer
 }
 
 fn answer_unchecked(
