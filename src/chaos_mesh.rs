@@ -16,7 +16,9 @@
 //! - `pod_kill` needs no Chaos Mesh: the replay deletes pods through the
 //!   Kubernetes API.
 //! - `node_loss`, `hang`, `dependency_failure`, `bad_deploy` and latency on
-//!   one call edge have no form here (see `Unsupported`).
+//!   one call edge have no form here (see `Unsupported`); a failing
+//!   dependency and latency on a call edge are a mesh's fault injection
+//!   (`istio`).
 
 use std::collections::BTreeMap;
 
@@ -142,7 +144,7 @@ pub fn resource(
         }
         FaultKind::Latency => {
             return Err(unsupported(
-                "latency on one call edge needs a NetworkChaos `target`, which the served API does not model",
+                "latency on one call edge is a mesh's fault injection (an Istio VirtualService), not a NetworkChaos here",
             ));
         }
         FaultKind::PodKill => {
@@ -162,7 +164,7 @@ pub fn resource(
         }
         FaultKind::DependencyFailure => {
             return Err(unsupported(
-                "a failing dependency needs HTTPChaos on the callee's port, not mapped yet",
+                "a failing dependency is a mesh's fault injection (an Istio VirtualService), not a Chaos Mesh resource here",
             ));
         }
         FaultKind::BadDeploy => {

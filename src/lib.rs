@@ -15,6 +15,7 @@ pub mod chaos_mesh;
 pub mod control;
 pub mod digest;
 pub mod eval;
+pub mod istio;
 pub mod metrics;
 pub mod rng;
 pub mod scenario;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use selfheal::rng::{Stream, Subsystem};
 use selfheal::scenario;
-use selfheal::serve::{ServeClock, ServeOptions, Served};
+use selfheal::serve::{ServeClock, ServeOptions, Served, ServedFaults};
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
@@ -205,6 +205,7 @@ fn malformed_requests_never_panic_the_served_api() {
             namespace: "shop".into(),
             clock: ServeClock::Wall,
             token: None,
+            faults: ServedFaults::Scheduled,
         },
     )
     .unwrap();

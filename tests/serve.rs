@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use selfheal::serve::{ServeClock, ServeOptions, Served};
+use selfheal::serve::{ServeClock, ServeOptions, Served, ServedFaults};
 use selfheal::time::Time;
 
 /// The raw answer to a GET with `headers` (each ending in CRLF), read
@@ -77,6 +77,7 @@ fn start_static_leak(speed: f64, clock: ServeClock) -> Served {
             namespace: "shop".into(),
             clock,
             token: None,
+            faults: ServedFaults::Scheduled,
         },
     )
     .unwrap()
@@ -150,6 +151,7 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
             namespace: "shop".into(),
             clock: ServeClock::Wall,
             token: None,
+            faults: ServedFaults::Scheduled,
         },
     );
     assert!(bad.err().unwrap().to_string().contains("cannot listen"));
@@ -248,6 +250,7 @@ fn serve_two_revisions(speed: f64) -> Served {
             namespace: "shop".into(),
             clock: ServeClock::Wall,
             token: None,
+            faults: ServedFaults::Scheduled,
         },
     )
     .unwrap()
@@ -468,6 +471,157 @@ fn set_image_by_strategic_merge_patch_rolls_to_that_revision() {
         || api(&served).unwrap(),
         |a| a.revision == 2 && a.pods.iter().all(|p| p.revision == 2 && p.ready),
     );
+}
+
+#[test]
+fn a_held_bad_deploy_starts_when_its_image_is_set() {
+    // `selfheal serve --without-faults`: the bad deploy due at 20 s waits
+    // for a replay to set its image.
+    let served = Served::start(
+        &common::scenario_text(TWO_REVISIONS),
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed: 10.0,
+            namespace: "shop".into(),
+            clock: ServeClock::Wall,
+            token: None,
+            faults: ServedFaults::Held,
+        },
+    )
+    .unwrap();
+    let a = served.addr;
+    let api = |s: &Served| s.observation().map(|o| o.services[1].clone());
+    eventually(|| served.progress().0, |t| *t > Time::from_secs(30));
+    assert_eq!(api(&served).unwrap().revision, 0);
+    let set = |deployment: &str, image: &str| {
+        let patch = format!(
+            r#"[{{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"{image}"}}]"#
+        );
+        call(
+            a,
+            "PATCH",
+            &format!("/apis/apps/v1/namespaces/shop/deployments/{deployment}"),
+            "application/json-patch+json",
+            &patch,
+        )
+    };
+    // Only fault 0, and only on its own Deployment.
+    let (code, refused) = set("api", "selfheal.local/api:fault-1");
+    assert_eq!(code, 422, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("fault 1 of the scenario is not a bad deploy of `api`"),
+        "{refused}"
+    );
+    assert_eq!(set("web", "selfheal.local/web:fault-0").0, 422);
+    let (code, d) = set("api", "selfheal.local/api:fault-0");
+    assert_eq!(code, 200, "{d}");
+    // The scenario's bad revision rolls out, and the Deployment names it
+    // as the simulation does its revisions.
+    eventually(
+        || api(&served).unwrap(),
+        |a| a.revision == 1 && a.pods.iter().all(|p| p.revision == 1 && p.ready),
+    );
+    // It fails a quarter of its requests, as the scenario says.
+    eventually(
+        || api(&served).unwrap().metrics.error_rate,
+        |e| (0.15..0.35).contains(e),
+    );
+    let (_, d) = call(
+        a,
+        "GET",
+        "/apis/apps/v1/namespaces/shop/deployments/api",
+        "application/json",
+        "",
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "selfheal.local/api:r1"
+    );
+    // Started once: the image names no waiting fault any more.
+    assert_eq!(set("api", "selfheal.local/api:fault-0").0, 422);
+}
+
+#[test]
+fn a_cordoned_node_takes_no_new_pods() {
+    let mut lost = common::bundled("chaos/node-loss.toml");
+    lost.spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let served = Served::start(
+        &lost,
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed: 10.0,
+            namespace: "shop".into(),
+            clock: ServeClock::Wall,
+            token: None,
+            faults: ServedFaults::Held,
+        },
+    )
+    .unwrap();
+    let a = served.addr;
+    let node = "/api/v1/nodes/node-0";
+    let patch = |body: &str| {
+        call(
+            a,
+            "PATCH",
+            node,
+            "application/strategic-merge-patch+json",
+            body,
+        )
+    };
+    let (code, refused) = patch(r#"{"spec":{"podCIDR":"10.0.0.0/24"}}"#);
+    assert_eq!(code, 422, "{refused}");
+    // `kubectl cordon node-0`, then its pods deleted at once.
+    let (code, n) = patch(r#"{"spec":{"unschedulable":true}}"#);
+    assert_eq!(code, 200, "{n}");
+    assert_eq!(n["spec"]["unschedulable"], true);
+    assert_eq!(
+        n["spec"]["taints"][0]["key"], "node.kubernetes.io/unschedulable",
+        "{n}"
+    );
+    let pods_on = |node: &str| -> Vec<String> {
+        let (_, list) = call(
+            a,
+            "GET",
+            "/api/v1/namespaces/shop/pods",
+            "application/json",
+            "",
+        );
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["spec"]["nodeName"] == node && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let doomed = pods_on("node-0");
+    assert_eq!(doomed.len(), 2, "six pods spread over three nodes");
+    for p in &doomed {
+        let (code, _) = call(
+            a,
+            "DELETE",
+            &format!("/api/v1/namespaces/shop/pods/{p}?gracePeriodSeconds=0"),
+            "application/json",
+            "",
+        );
+        assert_eq!(code, 200);
+    }
+    // Replaced on the other nodes, none on the cordoned one.
+    eventually(
+        || pods_on("node-1").len() + pods_on("node-2").len(),
+        |n| *n == 6,
+    );
+    assert!(pods_on("node-0").is_empty());
+    // `kubectl uncordon node-0`.
+    let (code, n) = patch(r#"{"spec":{"unschedulable":null}}"#);
+    assert_eq!(code, 200, "{n}");
+    assert!(n["spec"].get("unschedulable").is_none(), "{n}");
 }
 
 /// `kubectl` from `PATH` (or `KUBECTL_BIN`); `None` skips the test unless
@@ -978,6 +1132,7 @@ fn cross_origin_and_unauthenticated_writes_are_refused() {
             namespace: "shop".into(),
             clock: ServeClock::Wall,
             token: Some("s3cret".into()),
+            faults: ServedFaults::Scheduled,
         },
     )
     .unwrap();
@@ -1083,6 +1238,7 @@ fn call_edges_are_served_as_a_mesh_reports_them() {
             namespace: "shop".into(),
             clock: ServeClock::Driven,
             token: None,
+            faults: ServedFaults::Scheduled,
         },
     )
     .unwrap();
@@ -1125,4 +1281,89 @@ fn call_edges_are_served_as_a_mesh_reports_them() {
     assert!((2.0..6.0).contains(&p50), "p50 {p50} ms: {buckets:?}");
     // The client load has no caller: no edge for it.
     assert!(!second.contains("destination_workload=\"web\""));
+}
+
+#[test]
+fn a_virtual_service_s_fault_holds_until_it_is_deleted() {
+    let served = Served::start(
+        &common::scenario_text(TWO_REVISIONS),
+        &ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed: 20.0,
+            namespace: "shop".into(),
+            clock: ServeClock::Driven,
+            token: None,
+            faults: ServedFaults::Held,
+        },
+    )
+    .unwrap();
+    let a = served.addr;
+    let collection = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices";
+    let edge = "reporter=\"source\",source_workload=\"web\",source_workload_namespace=\"shop\",destination_workload=\"api\",destination_workload_namespace=\"shop\",destination_service_name=\"api\"";
+    let at = |t: u64| {
+        served.advance_to(Time::from_secs(t)).unwrap();
+        samples(&get(a, "/metrics").1)
+    };
+    let failed = |s: &BTreeMap<String, f64>| {
+        s[&format!("istio_requests_total{{{edge},response_code=\"503\"}}")]
+    };
+    let calls = |s: &BTreeMap<String, f64>| sum(s, &format!("istio_requests_total{{{edge},"));
+    let post = |f: &selfheal::scenario::FaultSpec, name: &str| {
+        let vs = selfheal::istio::virtual_service(f, "shop", name).unwrap();
+        call(a, "POST", collection, "application/json", &vs.to_string())
+    };
+    let before = at(5);
+    // Every call from web to api aborted with 503 while it exists.
+    let abort = selfheal::scenario::FaultSpec {
+        mode: Some(selfheal::scenario::DependencyMode::Errors),
+        error_rate: Some(1.0),
+        ..selfheal::scenario::FaultSpec::on(selfheal::scenario::FaultKind::DependencyFailure, "api")
+    };
+    let (code, created) = post(&abort, "abort-api");
+    assert_eq!(code, 201, "{created}");
+    let during = at(15);
+    let (n, bad) = (
+        calls(&during) - calls(&before),
+        failed(&during) - failed(&before),
+    );
+    assert!(n > 0.0 && bad == n, "{bad} of {n} calls failed");
+    let (code, _) = call(
+        a,
+        "DELETE",
+        &format!("{collection}/abort-api"),
+        "application/json",
+        "",
+    );
+    assert_eq!(code, 200);
+    let ended = at(16);
+    let after = at(25);
+    assert!(calls(&after) > calls(&ended));
+    assert_eq!(failed(&after), failed(&ended), "503s after the delete");
+    // A delay on one caller's calls; an edge the graph lacks is refused.
+    let delay = |e: &str| selfheal::scenario::FaultSpec {
+        service: None,
+        edge: Some(e.into()),
+        added_ms: Some(200.0),
+        ..selfheal::scenario::FaultSpec::on(selfheal::scenario::FaultKind::Latency, "x")
+    };
+    let (code, refused) = post(&delay("api->web"), "backwards");
+    assert!(code >= 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("call edge"),
+        "{refused}"
+    );
+    let (code, created) = post(&delay("web->api"), "slow-edge");
+    assert_eq!(code, 201, "{created}");
+    let (x, y) = (at(26), at(36));
+    let prefix = format!("istio_request_duration_milliseconds_bucket{{{edge},le=\"");
+    let mut buckets: Vec<(f64, f64)> = y
+        .iter()
+        .filter_map(|(k, &v)| {
+            let le = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            Some((le.parse().ok()?, v - x[k]))
+        })
+        .collect();
+    buckets.sort_by(|p, q| p.0.total_cmp(&q.0));
+    let p50 = selfheal::metrics::histogram_quantile(0.5, &buckets);
+    assert!(p50 > 200.0, "p50 {p50} ms: {buckets:?}");
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use selfheal::scenario::{ControllerSpec, LoadedScenario};
-use selfheal::serve::{ServeClock, ServeOptions, Served};
+use selfheal::serve::{ServeClock, ServeOptions, Served, ServedFaults};
 
 /// Served simulated seconds per wall second; the adapter runs with the
 /// same `time_scale` and Prometheus scrapes every 5 simulated seconds.
@@ -110,6 +110,14 @@ fn start(
             namespace: "shop".into(),
             clock: ServeClock::Wall,
             token: None,
+            // A replay's served copy starts no fault on its own: the replay
+            // injects them through the API (Chaos Mesh resources, template
+            // changes), as `selfheal serve --without-faults` does.
+            faults: if command.first() == Some(&"replay") {
+                ServedFaults::Held
+            } else {
+                ServedFaults::Scheduled
+            },
         },
     )
     .unwrap();
@@ -291,11 +299,9 @@ struct Replayed {
 /// end well and have injected `fault`.
 fn replay(scenario: &str, services: &str, fault: &str, until: f64) -> Option<Replayed> {
     let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
-    let mut served = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
-    // The served copy has no faults of its own: the replay injects them
-    // through the API (Chaos Mesh resources, which the served API accepts).
-    served.spec.faults.clear();
-    served.spec.experiment = None;
+    // The served copy holds its faults (`start`): the replay injects them
+    // through the API.
+    let served = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
     let out =
         std::env::temp_dir().join(format!("selfheal-replay-{}-{}", std::process::id(), fault));
     let until_arg = until.to_string();
@@ -383,6 +389,64 @@ fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64) 
 #[test]
 fn a_replayed_memory_leak_heals_as_its_pure_simulation_does() {
     replay_matches_pure("chaos/memory-leak.toml", API, "memory_leak", 700.0);
+}
+
+/// The bad deploy is replayed as a change of the Deployment's image to
+/// the revision the served simulation holds as bad; the core rolls it
+/// back, as in the pure simulation.
+#[test]
+fn a_replayed_bad_deploy_heals_as_its_pure_simulation_does() {
+    replay_matches_pure(
+        "chaos/bad-deploy.toml",
+        "[[service]]\nname = \"frontend\"\n[[service]]\nname = \"orders\"\n",
+        "bad_deploy",
+        700.0,
+    );
+}
+
+/// The blackholed dependency is replayed as an Istio VirtualService (a
+/// one-hour delay the callers' timeouts end), deleted when the fault ends;
+/// the configuration says that `shop` has a fallback for it, so the core
+/// may isolate it, as the pure simulation's does.
+#[test]
+fn a_replayed_dependency_failure_heals_as_its_pure_simulation_does() {
+    replay_matches_pure(
+        "chaos/dependency-failure.toml",
+        "[[service]]\nname = \"shop\"\nfallback_for = [\"recommendations\"]\n[[service]]\nname = \"recommendations\"\n",
+        "dependency_failure",
+        700.0,
+    );
+}
+
+/// Node loss is replayed as an operator takes a node out: cordoned, its
+/// pods deleted at once, uncordoned when the fault ends. That is a milder
+/// fault than the simulation's lost node, whose pods stop answering until
+/// the node controller evicts them, so this checks the drain and the
+/// hypothesis, not parity with the pure simulation.
+#[test]
+fn a_replayed_node_loss_drains_the_node_and_gives_it_back() {
+    let Some(live) = replay(
+        "chaos/node-loss.toml",
+        "[[service]]\nname = \"web\"\n",
+        "node_loss",
+        1230.0,
+    ) else {
+        return;
+    };
+    let log = &live.log;
+    eprintln!("{}{}", live.verdict.text(), live.commands);
+    // The cordon and the two pods that ran on the node, then the uncordon.
+    let drained = log
+        .lines()
+        .find(|l| l.contains("replay: node_loss at "))
+        .unwrap();
+    assert_eq!(drained.matches("Sent").count(), 3, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("replay: end of node_loss at ") && l.contains("Sent")),
+        "{log}"
+    );
+    assert!(live.verdict.held_before, "{}", live.verdict.text());
 }
 
 /// The latency experiment needs what a mesh reports: the frontend's calls

@@ -295,6 +295,7 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
             namespace: "shop".into(),
             clock: selfheal::serve::ServeClock::Driven,
             token: None,
+            faults: selfheal::serve::ServedFaults::Scheduled,
         },
     )
     .unwrap();

@@ -276,6 +276,7 @@ pub fn shape(r: Resource) -> &'static Shape {
         | Resource::HorizontalPodAutoscalers
         | Resource::StressChaos
         | Resource::NetworkChaos
+        | Resource::VirtualServices
         | Resource::Nodes
         | Resource::Namespaces => &SPEC_AND_STATUS,
     }

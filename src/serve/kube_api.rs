@@ -15,7 +15,7 @@ use super::http::{Request, Response};
 use super::patch::{json_patch, merge_patch, strategic_merge_patch};
 use super::store::{ApiStatus, Resource, Store, user_metadata_of};
 use super::{fields, openapi};
-use crate::sim::api_objects::{ApiWrite, revision_of_image};
+use crate::sim::api_objects::{ApiWrite, fault_of_image, revision_of_image};
 use crate::time::parse_rfc3339;
 
 /// What the simulation thread does with a batch of writes.
@@ -378,9 +378,10 @@ fn columns(r: Resource) -> &'static [&'static str] {
         Resource::Nodes => &["Name", "Status", "Roles", "Age", "Version"],
         Resource::Namespaces => &["Name", "Status", "Age"],
         Resource::Events => &["Last Seen", "Type", "Reason", "Object", "Message"],
-        Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {
-            &["Name", "Age"]
-        }
+        Resource::HorizontalPodAutoscalers
+        | Resource::StressChaos
+        | Resource::NetworkChaos
+        | Resource::VirtualServices => &["Name", "Age"],
     }
 }
 
@@ -521,7 +522,10 @@ fn cells(r: Resource, o: &Value, now: f64) -> Vec<Value> {
                 json!(text("/message")),
             ];
         }
-        Resource::HorizontalPodAutoscalers | Resource::StressChaos | Resource::NetworkChaos => {}
+        Resource::HorizontalPodAutoscalers
+        | Resource::StressChaos
+        | Resource::NetworkChaos
+        | Resource::VirtualServices => {}
     }
     c.push(json!(age));
     c.extend(wide_cells(r, o));
@@ -684,6 +688,27 @@ fn writes_for(
                     .and_then(|t| t.pointer("/spec/containers/0/image"))
                     .and_then(Value::as_str)
                     .unwrap_or("");
+                if let Some(fault) = fault_of_image(name, image) {
+                    // Only the image may change: the rest of the template
+                    // is the running one's.
+                    let mut current = before.pointer("/spec/template").cloned();
+                    if let Some(c) = current
+                        .as_mut()
+                        .and_then(|t| t.pointer_mut("/spec/containers/0/image"))
+                    {
+                        *c = Value::from(image);
+                    }
+                    if current.as_ref().map(without_nulls) != template.map(without_nulls) {
+                        return Err(invalid(format!(
+                            "spec.template: `{image}` starts a bad deploy; change only the first container's image"
+                        )));
+                    }
+                    out.push(ApiWrite::StartFault {
+                        deployment: name.to_string(),
+                        fault,
+                    });
+                    return Ok(out);
+                }
                 let known = revision_of_image(name, image).and_then(|k| {
                     let rs = store.get(Resource::ReplicaSets, &format!("{name}-r{k}"))?;
                     let mut t = rs.pointer("/spec/template")?.clone();
@@ -694,7 +719,7 @@ fn writes_for(
                 });
                 let Some(revision) = known else {
                     return Err(invalid(format!(
-                        "spec.template: the simulation runs only its revisions' templates (images selfheal.local/{name}:r<k>, unchanged otherwise); `{image}` is not one"
+                        "spec.template: the simulation runs only its revisions' templates (images selfheal.local/{name}:r<k>, unchanged otherwise) and the bad deploys it holds (selfheal.local/{name}:fault-<i>); `{image}` is not one"
                     )));
                 };
                 out.push(ApiWrite::RollTo {
@@ -771,6 +796,26 @@ fn writes_for(
                     service,
                     max_connections,
                     timeout_ms,
+                });
+            }
+        }
+        Resource::Nodes => {
+            // `kubectl cordon`/`uncordon`; the taint that goes with it is
+            // the simulation's to add, as the node controller adds it.
+            if let Some(k) = spec_keys_differ(&["unschedulable"]) {
+                return Err(invalid(format!(
+                    "spec.{k}: the simulation's Nodes change only spec.unschedulable"
+                )));
+            }
+            let cordoned = |v: &Value| {
+                v.pointer("/spec/unschedulable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            if cordoned(before) != cordoned(after) {
+                out.push(ApiWrite::Cordon {
+                    node: name.to_string(),
+                    unschedulable: cordoned(after),
                 });
             }
         }
@@ -991,12 +1036,25 @@ fn answer_unchecked(
                 Ok(b) => b,
                 Err(e) => return fail(e),
             };
-            if matches!(r, Resource::StressChaos | Resource::NetworkChaos) {
+            let fault = match r {
+                Resource::StressChaos | Resource::NetworkChaos => {
+                    Some(crate::chaos_mesh::fault(r.info().plural, &body))
+                }
+                Resource::VirtualServices => Some(crate::istio::fault(&body)),
+                _ => None,
+            };
+            if let Some(fault) = fault {
                 // The fault starts before the object exists, as Chaos Mesh's
-                // controller injects it right after the create.
-                let injected = crate::chaos_mesh::fault(r.info().plural, &body)
+                // controller (or the mesh's sidecars) inject it right after
+                // the create.
+                let name = body
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let object = format!("{}/{name}", r.info().plural);
+                let injected = fault
                     .map_err(invalid)
-                    .and_then(|f| writer.write(vec![ApiWrite::Inject(f)]));
+                    .and_then(|fault| writer.write(vec![ApiWrite::Inject { fault, object }]));
                 if let Err(e) = injected {
                     return fail(e);
                 }
@@ -1133,10 +1191,19 @@ fn answer_unchecked(
                         Err(e) => fail(e),
                     }
                 }
-                "DELETE" if !simulated => match lock().delete(r, name) {
-                    Ok(o) => ok(o),
-                    Err(e) => fail(e),
-                },
+                "DELETE" if !simulated => {
+                    if r.injects_faults() {
+                        // The fault ends with its resource.
+                        let object = format!("{}/{name}", r.info().plural);
+                        if let Err(e) = writer.write(vec![ApiWrite::Withdraw { object }]) {
+                            return fail(e);
+                        }
+                    }
+                    match lock().delete(r, name) {
+                        Ok(o) => ok(o),
+                        Err(e) => fail(e),
+                    }
+                }
                 _ => fail(ApiStatus::new(
                     405,
                     "MethodNotAllowed",

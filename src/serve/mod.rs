@@ -67,6 +67,22 @@ pub struct ServeOptions {
     /// A bearer token every request but a `/metrics` scrape must carry
     /// (`guard`); `None` serves loopback names only.
     pub token: Option<String>,
+    /// Whether the scenario's faults start on their own.
+    pub faults: ServedFaults,
+}
+
+/// What becomes of the scenario's faults in the served simulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServedFaults {
+    /// Each starts on its schedule, and the experiment is judged.
+    #[default]
+    Scheduled,
+    /// None starts on its own and there is no experiment: a replay
+    /// (`selfheal-k8s replay`) injects them through the API. Chaos Mesh
+    /// resources start their faults; a bad deploy starts when its
+    /// Deployment's image is set to `api_objects::fault_image`, the
+    /// revision the simulation knows as bad (`serve --without-faults`).
+    Held,
 }
 
 /// What moves the served simulation's time: the simulation is handed a
@@ -223,10 +239,17 @@ impl Served {
         let runner = {
             let (shared, store, stop) = (shared.clone(), store.clone(), stop.clone());
             let driven_target = driven_target.clone();
-            let loaded = loaded.clone();
+            let mut loaded = loaded.clone();
+            let held = opts.faults == ServedFaults::Held;
+            if held {
+                loaded.spec.experiment = None;
+            }
             std::thread::spawn(move || {
                 let sim = match Simulation::new(&loaded).and_then(|mut sim| {
                     sim.attach(crate::sim::controllers::build_for(&loaded.spec)?);
+                    if held {
+                        sim.hold_faults();
+                    }
                     Ok(sim)
                 }) {
                     Ok(sim) => sim,

@@ -24,6 +24,8 @@ pub enum Resource {
     /// Chaos Mesh's: creating one starts its fault in the simulation.
     StressChaos,
     NetworkChaos,
+    /// Istio's: creating one starts its fault, deleting it ends it.
+    VirtualServices,
     Nodes,
     Namespaces,
     Events,
@@ -42,14 +44,14 @@ pub struct Info {
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
-/// A chaos resource is created and read; its fault runs its course.
-const CHAOS: &[&str] = &["create", "get", "list", "watch"];
+/// A chaos resource is created, read, and deleted to end its fault early.
+const CHAOS: &[&str] = &["create", "delete", "get", "list", "watch"];
 const ALL_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
 impl Resource {
-    pub const ALL: [Resource; 12] = [
+    pub const ALL: [Resource; 13] = [
         Resource::Pods,
         Resource::Services,
         Resource::ConfigMaps,
@@ -59,10 +61,19 @@ impl Resource {
         Resource::HorizontalPodAutoscalers,
         Resource::StressChaos,
         Resource::NetworkChaos,
+        Resource::VirtualServices,
         Resource::Nodes,
         Resource::Namespaces,
         Resource::Events,
     ];
+
+    /// Creating one starts a fault in the simulation; deleting it ends it.
+    pub fn injects_faults(self) -> bool {
+        matches!(
+            self,
+            Resource::StressChaos | Resource::NetworkChaos | Resource::VirtualServices
+        )
+    }
 
     pub fn info(self) -> Info {
         let (group, version, kind, plural, short_names, verbs): (_, _, _, _, &[&str], &[&str]) =
@@ -125,7 +136,22 @@ impl Resource {
                     &[],
                     CHAOS,
                 ),
-                Resource::Nodes => ("", "v1", "Node", "nodes", &["no"], READ),
+                Resource::VirtualServices => (
+                    "networking.istio.io",
+                    "v1",
+                    "VirtualService",
+                    "virtualservices",
+                    &["vs"],
+                    CHAOS,
+                ),
+                Resource::Nodes => (
+                    "",
+                    "v1",
+                    "Node",
+                    "nodes",
+                    &["no"],
+                    &["get", "list", "patch", "update", "watch"],
+                ),
                 Resource::Namespaces => ("", "v1", "Namespace", "namespaces", &["ns"], READ),
                 Resource::Events => ("", "v1", "Event", "events", &["ev"], READ),
             };

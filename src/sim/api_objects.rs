@@ -17,9 +17,10 @@ use serde_json::{Map, Value, json};
 
 use super::engine::Simulation;
 use super::exposition::Exposition;
+use super::faults::Target;
 use super::model::{Phase, Service};
 use crate::control::Command;
-use crate::scenario::IntOrPercent;
+use crate::scenario::{FaultKind, IntOrPercent};
 use crate::time::{Span, Time, rfc3339};
 
 /// The resources the simulation owns.
@@ -103,8 +104,29 @@ pub enum ApiWrite {
         max_connections: Option<u32>,
         timeout_ms: Option<f64>,
     },
-    /// A chaos resource's fault, started now.
-    Inject(crate::scenario::FaultSpec),
+    /// A chaos resource's fault (Chaos Mesh's, or a mesh's fault
+    /// injection), started now; `object` (`<plural>/<name>`) names the
+    /// resource, whose deletion ends it.
+    Inject {
+        fault: crate::scenario::FaultSpec,
+        object: String,
+    },
+    /// The resource that injected a fault is deleted: the fault ends now.
+    Withdraw {
+        object: String,
+    },
+    /// `kubectl cordon` (`true`) or `uncordon`: the node takes no new pods.
+    Cordon {
+        node: String,
+        unschedulable: bool,
+    },
+    /// The Deployment's template names held bad deploy `fault` of the
+    /// scenario (`fault_image`): it starts now, as it would have on its
+    /// schedule.
+    StartFault {
+        deployment: String,
+        fault: usize,
+    },
 }
 
 /// Why the simulation cannot carry a write out (the API answers 422).
@@ -119,6 +141,41 @@ pub enum WriteError {
 /// The image that names revision `k` of `service`.
 pub fn image(service: &str, k: u32) -> String {
     format!("selfheal.local/{service}:r{k}")
+}
+
+/// A Node's spec: cordoned or not, and the taints the node controller
+/// gives an unreachable or a cordoned node.
+fn node_spec(ready: bool, unschedulable: bool) -> Value {
+    let mut taints = Vec::new();
+    if !ready {
+        taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}));
+    }
+    if unschedulable {
+        taints.push(json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}));
+    }
+    let mut spec = Map::new();
+    if unschedulable {
+        spec.insert("unschedulable".into(), Value::Bool(true));
+    }
+    if !taints.is_empty() {
+        spec.insert("taints".into(), Value::Array(taints));
+    }
+    Value::Object(spec)
+}
+
+/// The image that starts the scenario's held bad deploy `fault` on
+/// `service` (`selfheal serve --without-faults`): a replay's template
+/// change to the revision the simulation knows as bad.
+pub fn fault_image(service: &str, fault: usize) -> String {
+    format!("selfheal.local/{service}:fault-{fault}")
+}
+
+/// The held fault an image names, if it is one of `service`'s.
+pub fn fault_of_image(service: &str, image: &str) -> Option<usize> {
+    image
+        .strip_prefix(&format!("selfheal.local/{service}:fault-"))?
+        .parse()
+        .ok()
 }
 
 /// The revision an image names, if it is one of `service`'s.
@@ -211,9 +268,7 @@ impl Simulation {
                     "apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": n.name, "uid": uid("node", &n.name), "creationTimestamp": origin,
                                  "labels": {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux"}},
-                    "spec": if ready { json!({}) } else {
-                        json!({"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]})
-                    },
+                    "spec": node_spec(ready, n.unschedulable),
                     "status": {
                         "capacity": capacity, "allocatable": capacity,
                         "conditions": [{"type": "Ready", "status": if ready { "True" } else { "Unknown" },
@@ -533,6 +588,25 @@ impl Simulation {
             .map(|e| e.timeout)
     }
 
+    /// The services at the ends of call edge `caller->callee`, which the
+    /// call graph must have.
+    fn edge_ends(&self, edge: &str) -> Result<(u32, u32), WriteError> {
+        let unknown = || WriteError::Unknown {
+            what: "call edge",
+            name: edge.to_string(),
+        };
+        let (a, b) = edge.split_once("->").ok_or_else(unknown)?;
+        let (a, b) = (
+            self.service_index(a.trim(), "service")?,
+            self.service_index(b.trim(), "service")?,
+        );
+        self.edges
+            .iter()
+            .any(|e| e.from == Some(a) && e.to == b)
+            .then_some((a, b))
+            .ok_or_else(unknown)
+    }
+
     fn service_index(&self, name: &str, what: &'static str) -> Result<u32, WriteError> {
         self.services
             .iter()
@@ -614,16 +688,61 @@ impl Simulation {
                     reason: "a ConfigMap written through the API".into(),
                 });
             }
-            ApiWrite::Inject(spec) => {
-                let name = spec.service.as_deref().ok_or_else(|| {
-                    WriteError::Unsupported(format!(
-                        "an injected {} needs a service",
-                        spec.kind.as_str()
-                    ))
-                })?;
-                let svc = self.service_index(name, "service")?;
-                self.inject_fault(spec.clone(), svc);
+            ApiWrite::Cordon {
+                node,
+                unschedulable,
+            } => {
+                let n = self
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.name == *node)
+                    .ok_or_else(|| WriteError::Unknown {
+                        what: "Node",
+                        name: node.clone(),
+                    })?;
+                n.unschedulable = *unschedulable;
+                // Uncordoned: pods waiting for room may fit now.
+                if !*unschedulable {
+                    self.retry_unscheduled();
+                }
             }
+            ApiWrite::StartFault { deployment, fault } => {
+                let svc = self.service_index(deployment, "Deployment")?;
+                match self.held_fault(*fault) {
+                    Some((spec, Some(s))) if spec.kind == FaultKind::BadDeploy && s == svc => {
+                        self.release_fault(*fault);
+                        // Reported as the roll-out it is.
+                        let revision = self.services[svc as usize].current;
+                        self.api_write_log.push((
+                            self.now,
+                            ApiWrite::RollTo {
+                                deployment: deployment.clone(),
+                                revision,
+                            },
+                        ));
+                    }
+                    _ => {
+                        return Err(WriteError::Unsupported(format!(
+                            "image {}: fault {fault} of the scenario is not a bad deploy of `{deployment}` that waits to be started",
+                            fault_image(deployment, *fault)
+                        )));
+                    }
+                }
+            }
+            ApiWrite::Inject { fault, object } => {
+                let target = match (&fault.service, &fault.edge) {
+                    (Some(name), _) => Target::Service(self.service_index(name, "service")?),
+                    (None, Some(edge)) => Target::Edge(self.edge_ends(edge)?),
+                    (None, None) => {
+                        return Err(WriteError::Unsupported(format!(
+                            "an injected {} needs a service or a call edge",
+                            fault.kind.as_str()
+                        )));
+                    }
+                };
+                self.inject_fault(fault.clone(), target, object.clone());
+            }
+            ApiWrite::Withdraw { object } => self.withdraw_fault(object),
         }
         Ok(())
     }

@@ -181,6 +181,7 @@ impl Simulation {
                     memory_used: 0.0,
                     up: true,
                     not_ready: false,
+                    unschedulable: false,
                     epoch: 0,
                 });
             }
@@ -460,7 +461,11 @@ impl Simulation {
             }
             Event::NodeNotReady { node, .. } => self.node_not_ready(node),
             Event::NodeEvict { node, .. } => self.evict_node(node),
-            Event::FaultStart { fault } => self.start_fault(fault),
+            Event::FaultStart { fault } => {
+                if !self.faults[fault as usize].held {
+                    self.start_fault(fault)
+                }
+            }
             Event::FaultEnd { fault } => self.end_fault(fault),
             Event::Scrape => {
                 self.scrape();
@@ -565,6 +570,7 @@ impl Simulation {
             .enumerate()
             .filter(|(_, n)| {
                 n.up && !n.not_ready
+                    && !n.unschedulable
                     && n.cpu - n.cpu_used >= cpu - 1e-9
                     && n.memory - n.memory_used >= mem - 1e-9
             })
@@ -587,7 +593,7 @@ impl Simulation {
         true
     }
 
-    fn retry_unscheduled(&mut self) {
+    pub(crate) fn retry_unscheduled(&mut self) {
         let waiting: Vec<u32> = self.unscheduled.drain(..).collect();
         for pod in waiting {
             if self.pods[pod as usize].phase != Phase::Unscheduled {

@@ -38,6 +38,19 @@ pub(crate) struct ActiveFault {
     pub record: Option<usize>,
     /// Reverted (at its end, or by an experiment's abort).
     pub ended: bool,
+    /// Not started on its schedule: only a write through the served API
+    /// starts it (`Simulation::hold_faults`).
+    pub held: bool,
+    /// The served API object (`<plural>/<name>`) that injected it.
+    pub object: Option<String>,
+}
+
+/// What an injected fault acts on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    Service(u32),
+    /// A call edge: (caller, callee).
+    Edge((u32, u32)),
 }
 
 /// A fault as it happened, for reports.
@@ -81,11 +94,37 @@ pub(crate) fn schedule(s: &Scenario) -> Vec<ActiveFault> {
             targets: Vec::new(),
             record: None,
             ended: false,
+            held: false,
+            object: None,
         })
         .collect()
 }
 
 impl Simulation {
+    /// The scenario's faults stay known but none starts on its schedule:
+    /// a replay starts them through the served API instead (`selfheal
+    /// serve --without-faults`). A held bad deploy starts when a client
+    /// sets its Deployment's image to `api_objects::fault_image`.
+    pub fn hold_faults(&mut self) {
+        for f in &mut self.faults {
+            f.held = true;
+        }
+    }
+
+    /// Starts held fault `i` now, the one a write named.
+    pub(crate) fn release_fault(&mut self, i: usize) {
+        self.faults[i].held = false;
+        self.start_fault(i as u32);
+    }
+
+    /// The held faults, by their index in the scenario.
+    pub(crate) fn held_fault(&self, i: usize) -> Option<(&FaultSpec, Option<u32>)> {
+        self.faults
+            .get(i)
+            .filter(|f| f.held && f.record.is_none())
+            .map(|f| (&f.spec, f.service))
+    }
+
     fn fault_targets(&mut self, svc: u32, pods: Option<u32>, percent: Option<f64>) -> Vec<u32> {
         let mut candidates: Vec<u32> = self.services[svc as usize]
             .pods
@@ -312,17 +351,32 @@ impl Simulation {
     /// Starts `spec` now, as if the scenario had scheduled it (a fault
     /// injected from outside: a chaos resource written through the served
     /// API) on service `svc`. Its `at_s` is ignored.
-    pub(crate) fn inject_fault(&mut self, mut spec: FaultSpec, svc: u32) {
+    pub(crate) fn inject_fault(&mut self, mut spec: FaultSpec, target: Target, object: String) {
         spec.at_s = self.now.as_secs_f64();
+        let (service, edge_ends) = match target {
+            Target::Service(s) => (Some(s), None),
+            Target::Edge(ends) => (None, Some(ends)),
+        };
         self.faults.push(ActiveFault {
             spec,
-            service: Some(svc),
-            edge_ends: None,
+            service,
+            edge_ends,
             node: None,
             targets: Vec::new(),
             record: None,
             ended: false,
+            held: false,
+            object: Some(object),
         });
         self.start_fault(self.faults.len() as u32 - 1);
+    }
+
+    /// Ends the faults `object` injected that still hold.
+    pub(crate) fn withdraw_fault(&mut self, object: &str) {
+        for i in 0..self.faults.len() {
+            if self.faults[i].object.as_deref() == Some(object) {
+                self.end_fault(i as u32);
+            }
+        }
     }
 }

@@ -23,6 +23,9 @@ pub struct Node {
     pub up: bool,
     /// The node controller has marked it NotReady (after the grace period).
     pub not_ready: bool,
+    /// Cordoned (`spec.unschedulable`, written through the served API): no
+    /// new pods; those on it stay.
+    pub unschedulable: bool,
     /// Invalidates scheduled node events when the node comes back.
     pub epoch: u32,
 }

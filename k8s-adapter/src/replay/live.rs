@@ -9,7 +9,7 @@ use selfheal::control::Command;
 use selfheal::scenario::Scenario;
 use selfheal::time::Time;
 
-use super::{Injection, Replay, plan, pods_to_delete};
+use super::{Injection, Replay, Target, plan, pods_to_delete};
 use crate::Adapter;
 use crate::actuate::{self, ApiRequest};
 use crate::api::{ApiError, Executor, Outcome};
@@ -89,7 +89,7 @@ impl Live {
         };
         // Pods are picked by their Deployment's selector, as its
         // ReplicaSets pick them.
-        let mut selectors = BTreeMap::new();
+        let mut targets = BTreeMap::new();
         for f in &scenario.faults {
             let Some(svc) = f.service.as_deref() else {
                 continue;
@@ -99,25 +99,41 @@ impl Live {
                 "/apis/apps/v1/namespaces/{}/deployments/{deployment}",
                 cfg.namespace
             ));
-            let labels = executor
-                .read(&read)
-                .await
-                .ok()
+            let d = executor.read(&read).await.ok();
+            let selector = d
+                .as_ref()
                 .and_then(|d| d.pointer("/spec/selector/matchLabels").cloned())
                 .and_then(|m| serde_json::from_value(m).ok())
                 .unwrap_or_else(|| BTreeMap::from([("app".to_string(), deployment.clone())]));
-            selectors.insert(svc.to_string(), labels);
+            let image = d
+                .as_ref()
+                .and_then(|d| d.pointer("/spec/template/spec/containers/0/image"))
+                .and_then(serde_json::Value::as_str)
+                .map(String::from);
+            targets.insert(
+                svc.to_string(),
+                Target {
+                    deployment,
+                    selector,
+                    image,
+                },
+            );
         }
         let steps = plan(scenario, &cfg.namespace, |s| {
-            selectors.get(s).cloned().unwrap_or_default()
+            targets.get(s).cloned().unwrap_or_default()
         });
         for s in &steps {
             match &s.injection {
                 Ok(_) => log(&format!(
-                    "replay: {} on {} at {} s",
+                    "replay: {}{} on {} at {} s",
+                    if s.ends { "end of " } else { "" },
                     s.fault.kind.as_str(),
-                    s.fault.service.as_deref().unwrap_or("-"),
-                    s.fault.at_s
+                    s.fault
+                        .service
+                        .as_deref()
+                        .or(s.fault.node.as_deref())
+                        .unwrap_or("-"),
+                    s.at_s
                 )),
                 Err(e) => log(&format!("replay: {e}")),
             }
@@ -150,7 +166,7 @@ impl Live {
         for step in self.replay.due(t) {
             let result = match &step.injection {
                 Err(_) => continue,
-                Ok(Injection::Create(r)) => executor.send_write(r).await.map(|o| vec![o]),
+                Ok(Injection::Write(r)) => executor.send_write(r).await.map(|o| vec![o]),
                 Ok(Injection::DeletePods {
                     selector,
                     pods,
@@ -158,22 +174,23 @@ impl Live {
                 }) => {
                     delete_pods(executor, &adapter.cfg.namespace, selector, *pods, *percent).await
                 }
+                Ok(Injection::DrainNode { node }) => {
+                    drain(executor, &adapter.cfg.namespace, node).await
+                }
+            };
+            let what = match step.ends {
+                true => format!("end of {}", step.fault.kind.as_str()),
+                false => step.fault.kind.as_str().to_string(),
             };
             match result {
                 Ok(outcomes) => {
                     let sent = outcomes.iter().any(|o| matches!(o, Outcome::Sent(_)));
-                    if sent {
+                    if sent && !step.ends {
                         self.replay.started.insert(step.index, t);
                     }
-                    (self.log)(&format!(
-                        "replay: {} at {t:.0} s: {outcomes:?}",
-                        step.fault.kind.as_str()
-                    ));
+                    (self.log)(&format!("replay: {what} at {t:.0} s: {outcomes:?}"));
                 }
-                Err(e) => (self.log)(&format!(
-                    "replay: {} at {t:.0} s failed: {e}",
-                    step.fault.kind.as_str()
-                )),
+                Err(e) => (self.log)(&format!("replay: {what} at {t:.0} s failed: {e}")),
             }
         }
     }
@@ -301,6 +318,45 @@ impl Live {
     }
 }
 
+/// Cordons `node`, then deletes the namespace's pods on it at once (grace
+/// period 0), as `kubectl drain --force --grace-period 0` would without
+/// waiting.
+async fn drain(executor: &Executor, namespace: &str, node: &str) -> Result<Vec<Outcome>, ApiError> {
+    let mut out = vec![executor.send_write(&super::cordon(node, true)).await?];
+    let list = executor
+        .read(&actuate::get(format!(
+            "/api/v1/namespaces/{namespace}/pods"
+        )))
+        .await?;
+    let on_node = list
+        .get("items")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p.pointer("/spec/nodeName")
+                .and_then(serde_json::Value::as_str)
+                == Some(node)
+        })
+        .filter_map(|p| {
+            p.pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+        });
+    for pod in on_node {
+        out.push(executor.send_write(&delete_now(namespace, pod)).await?);
+    }
+    Ok(out)
+}
+
+fn delete_now(namespace: &str, pod: &str) -> ApiRequest {
+    ApiRequest {
+        method: "DELETE",
+        path: format!("/api/v1/namespaces/{namespace}/pods/{pod}?gracePeriodSeconds=0"),
+        content_type: None,
+        body: None,
+    }
+}
+
 /// Deletes the pods a pod kill picks, at once (grace period 0).
 async fn delete_pods(
     executor: &Executor,
@@ -321,13 +377,7 @@ async fn delete_pods(
         .await?;
     let mut out = Vec::new();
     for pod in pods_to_delete(&list, pods, percent) {
-        let delete = ApiRequest {
-            method: "DELETE",
-            path: format!("/api/v1/namespaces/{namespace}/pods/{pod}?gracePeriodSeconds=0"),
-            content_type: None,
-            body: None,
-        };
-        out.push(executor.send_write(&delete).await?);
+        out.push(executor.send_write(&delete_now(namespace, &pod)).await?);
     }
     Ok(out)
 }

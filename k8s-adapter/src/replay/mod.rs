@@ -12,8 +12,18 @@
 //! Kubernetes API (grace period 0, the first pods by name that are ready);
 //! `memory_leak`, `cpu_stress` and service `latency` create Chaos Mesh
 //! resources (`selfheal::chaos_mesh`), so they need Chaos Mesh installed
-//! (or `selfheal serve`, which accepts them); the others are reported as
-//! not replayed, with the reason.
+//! (or `selfheal serve`, which accepts them); `bad_deploy` is a change of
+//! the Deployment's image to the revision a served simulation holds as
+//! bad (a real cluster's bad revision is its own application's image,
+//! which a replay cannot invent); `node_loss` cordons the node and deletes
+//! the namespace's pods on it at once (and uncordons it when the fault
+//! ends), which is how an operator takes a node out, not how one dies: the
+//! pods are gone at once, where a lost node's pods stop answering and
+//! leave only when the node controller evicts them; `dependency_failure`
+//! and latency on a call edge create an Istio VirtualService with
+//! `fault.abort` or `fault.delay` (`selfheal::istio`), deleted when the
+//! fault ends, so they need Istio (or `selfheal serve`). `hang` is
+//! reported as not replayed, with the reason.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +31,7 @@ use serde_json::Value;
 
 use selfheal::chaos_mesh::{self, Unsupported};
 use selfheal::control::Command;
+use selfheal::istio;
 use selfheal::scenario::{ExperimentSpec, FaultKind, FaultSpec, Scenario};
 use selfheal::sim::chaos::{Probe, ProbeSummary, Reactions, Verdict};
 use selfheal::time::Time;
@@ -39,8 +50,21 @@ pub enum Injection {
         pods: Option<u32>,
         percent: Option<f64>,
     },
-    /// Create this resource (Chaos Mesh's).
-    Create(ApiRequest),
+    /// Send this write (a Chaos Mesh resource, a Deployment's new image,
+    /// a node's uncordon).
+    Write(ApiRequest),
+    /// Cordon the node, then delete the namespace's pods on it.
+    DrainNode { node: String },
+}
+
+/// What the replay knows of a faulty service's Deployment on the cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Target {
+    pub deployment: String,
+    /// The labels its ReplicaSets select pods by.
+    pub selector: BTreeMap<String, String>,
+    /// Its first container's image, if the Deployment was read.
+    pub image: Option<String>,
 }
 
 /// One fault of the schedule.
@@ -49,53 +73,150 @@ pub struct Step {
     /// Its index in the scenario's `[[fault]]` list.
     pub index: usize,
     pub fault: FaultSpec,
+    /// When it is due (replay seconds): the fault's start, or its end for
+    /// a step that undoes it.
+    pub at_s: f64,
+    /// It undoes the fault (a node's uncordon).
+    pub ends: bool,
     pub injection: Result<Injection, Unsupported>,
 }
 
-/// The schedule of `scenario` in `namespace`; `selector_of` gives the pod
-/// labels of a service's Deployment.
-pub fn plan(
-    scenario: &Scenario,
-    namespace: &str,
-    selector_of: impl Fn(&str) -> BTreeMap<String, String>,
-) -> Vec<Step> {
-    scenario
-        .faults
-        .iter()
-        .enumerate()
-        .map(|(index, f)| {
-            let selector = selector_of(f.service.as_deref().unwrap_or(""));
+/// The schedule of `scenario` in `namespace`; `target_of` describes a
+/// service's Deployment.
+pub fn plan(scenario: &Scenario, namespace: &str, target_of: impl Fn(&str) -> Target) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (index, f) in scenario.faults.iter().enumerate() {
+        let name = format!(
+            "selfheal-replay-{}-{index}",
+            f.kind.as_str().replace('_', "-")
+        );
+        let mesh = istio::virtual_service(f, namespace, &name);
+        let vs_path = format!(
+            "/apis/{}/namespaces/{namespace}/{}",
+            istio::API_VERSION,
+            istio::PLURAL
+        );
+        // What undoes the fault when it ends (Chaos Mesh ends its own).
+        let undo = match (f.kind, &f.node, &mesh) {
+            (FaultKind::NodeLoss, Some(node), _) => Some(cordon(node, false)),
+            (_, _, Some(_)) => Some(ApiRequest {
+                method: "DELETE",
+                path: format!("{vs_path}/{name}"),
+                content_type: None,
+                body: None,
+            }),
+            _ => None,
+        };
+        if let (Some(undo), Some(d)) = (undo, f.duration_s) {
+            steps.push(Step {
+                index,
+                fault: f.clone(),
+                at_s: f.at_s + d,
+                ends: true,
+                injection: Ok(Injection::Write(undo)),
+            });
+        }
+        steps.push({
+            let Target {
+                deployment,
+                selector,
+                image,
+            } = target_of(f.service.as_deref().unwrap_or(""));
             let injection = match f.kind {
                 FaultKind::PodKill => Ok(Injection::DeletePods {
                     selector,
                     pods: f.pods,
                     percent: f.percent,
                 }),
-                _ => {
-                    let name = format!(
-                        "selfheal-replay-{}-{index}",
-                        f.kind.as_str().replace('_', "-")
-                    );
-                    chaos_mesh::resource(f, namespace, &selector, &name).map(|(plural, body)| {
-                        Injection::Create(ApiRequest {
-                            method: "POST",
+                FaultKind::NodeLoss => match &f.node {
+                    Some(node) => Ok(Injection::DrainNode { node: node.clone() }),
+                    None => Err(Unsupported {
+                        kind: "node_loss",
+                        why: "the fault names no node",
+                    }),
+                },
+                FaultKind::BadDeploy => {
+                    bad_image(&deployment, image.as_deref(), index).map(|(current, bad)| {
+                        Injection::Write(ApiRequest {
+                            method: "PATCH",
                             path: format!(
-                                "/apis/{}/namespaces/{namespace}/{plural}",
-                                chaos_mesh::API_VERSION
+                                "/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}"
                             ),
-                            content_type: Some("application/json"),
-                            body: Some(body),
+                            content_type: Some("application/json-patch+json"),
+                            // `test` first: a template someone changed
+                            // meanwhile is left alone.
+                            body: Some(serde_json::json!([
+                                {"op": "test", "path": IMAGE_PATH, "value": current},
+                                {"op": "replace", "path": IMAGE_PATH, "value": bad},
+                            ])),
                         })
                     })
                 }
+                _ if mesh.is_some() => Ok(Injection::Write(ApiRequest {
+                    method: "POST",
+                    path: vs_path.clone(),
+                    content_type: Some("application/json"),
+                    body: mesh.clone(),
+                })),
+                _ => chaos_mesh::resource(f, namespace, &selector, &name).map(|(plural, body)| {
+                    Injection::Write(ApiRequest {
+                        method: "POST",
+                        path: format!(
+                            "/apis/{}/namespaces/{namespace}/{plural}",
+                            chaos_mesh::API_VERSION
+                        ),
+                        content_type: Some("application/json"),
+                        body: Some(body),
+                    })
+                }),
             };
             Step {
                 index,
                 fault: f.clone(),
+                at_s: f.at_s,
+                ends: false,
                 injection,
             }
-        })
-        .collect()
+        });
+    }
+    steps
+}
+
+/// `kubectl cordon` (`true`) or `uncordon` of `node`, as kubectl patches it.
+pub fn cordon(node: &str, unschedulable: bool) -> ApiRequest {
+    ApiRequest {
+        method: "PATCH",
+        path: format!("/api/v1/nodes/{node}"),
+        content_type: Some("application/strategic-merge-patch+json"),
+        body: Some(serde_json::json!({"spec": {"unschedulable": unschedulable.then_some(true)}})),
+    }
+}
+
+const IMAGE_PATH: &str = "/spec/template/spec/containers/0/image";
+
+/// The current image and the bad one for bad deploy `index`: a served
+/// simulation (its images are `selfheal.local/<deployment>:r<k>`) holds
+/// the scenario's bad deploys as images of their own; nothing names a real
+/// cluster's bad revision.
+fn bad_image(
+    deployment: &str,
+    image: Option<&str>,
+    index: usize,
+) -> Result<(String, String), Unsupported> {
+    match image {
+        Some(current)
+            if selfheal::sim::api_objects::revision_of_image(deployment, current).is_some() =>
+        {
+            Ok((
+                current.to_string(),
+                selfheal::sim::api_objects::fault_image(deployment, index),
+            ))
+        }
+        _ => Err(Unsupported {
+            kind: "bad_deploy",
+            why: "a bad revision is the application's own image, which a replay cannot invent (against `selfheal serve --without-faults` it is a change of image to the revision the simulation holds as bad)",
+        }),
+    }
 }
 
 /// The pods a pod kill deletes from a pod list (the API's JSON): the
@@ -168,7 +289,7 @@ impl Replay {
             until_s: until_s.unwrap_or(scenario.duration_s),
             steps: {
                 let mut s = steps;
-                s.sort_by(|a, b| a.fault.at_s.total_cmp(&b.fault.at_s));
+                s.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
                 s
             },
         }
@@ -177,7 +298,7 @@ impl Replay {
     /// The faults due at replay second `t`, each handed out once.
     pub fn due(&mut self, t: f64) -> Vec<Step> {
         let mut out = Vec::new();
-        while self.next < self.steps.len() && self.steps[self.next].fault.at_s <= t {
+        while self.next < self.steps.len() && self.steps[self.next].at_s <= t {
             out.push(self.steps[self.next].clone());
             self.next += 1;
         }
@@ -216,7 +337,7 @@ impl Replay {
     /// (`failed_requests`, `budget_burnt` as measured by the caller).
     pub fn verdict(&self, failed_requests: u64, budget_burnt: f64) -> Option<Verdict> {
         let e = self.experiment.as_ref()?;
-        let fault = self.steps.iter().find(|s| s.index == e.fault)?;
+        let fault = self.steps.iter().find(|s| s.index == e.fault && !s.ends)?;
         let start = self.started.get(&e.fault).copied();
         let start_s = start.unwrap_or(f64::INFINITY);
         let end = start.and_then(|s| fault.fault.duration_s.map(|d| s + d));
@@ -270,6 +391,134 @@ mod tests {
         .spec
     }
 
+    /// A service's Deployment as `selfheal serve` renders it.
+    fn served(s: &str) -> Target {
+        Target {
+            deployment: s.into(),
+            selector: BTreeMap::from([("app".into(), s.into())]),
+            image: Some(format!("selfheal.local/{s}:r0")),
+        }
+    }
+
+    #[test]
+    fn a_bad_deploy_is_a_new_image_on_a_served_simulation_only() {
+        let sc = selfheal::scenario::load_file(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/chaos/bad-deploy.toml"
+        )))
+        .unwrap()
+        .spec;
+        let steps = plan(&sc, "shop", served);
+        let Ok(Injection::Write(r)) = &steps[0].injection else {
+            panic!("{:?}", steps[0])
+        };
+        assert_eq!(
+            (r.method, r.path.as_str(), r.content_type),
+            (
+                "PATCH",
+                "/apis/apps/v1/namespaces/shop/deployments/orders",
+                Some("application/json-patch+json")
+            )
+        );
+        assert_eq!(
+            r.body.as_ref().unwrap(),
+            &json!([
+                {"op": "test", "path": IMAGE_PATH, "value": "selfheal.local/orders:r0"},
+                {"op": "replace", "path": IMAGE_PATH, "value": "selfheal.local/orders:fault-0"},
+            ])
+        );
+        let real = plan(&sc, "shop", |s| Target {
+            image: Some("registry.example/orders:1.4".into()),
+            ..served(s)
+        });
+        let e = real[0].injection.as_ref().unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "bad_deploy is not replayed: a bad revision is the application's own image"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_lost_node_is_drained_and_uncordoned_when_the_fault_ends() {
+        let sc = selfheal::scenario::load_file(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/chaos/node-loss.toml"
+        )))
+        .unwrap()
+        .spec;
+        let mut r = Replay::new(&sc, plan(&sc, "shop", served), None);
+        assert!(r.due(299.0).is_empty());
+        let start = r.due(300.0);
+        assert_eq!(start.len(), 1);
+        assert_eq!(
+            start[0].injection,
+            Ok(Injection::DrainNode {
+                node: "node-0".into()
+            })
+        );
+        assert!(!start[0].ends);
+        assert!(r.due(1199.0).is_empty());
+        let end = r.due(1200.0);
+        assert!(end[0].ends);
+        let Ok(Injection::Write(uncordon)) = &end[0].injection else {
+            panic!("{:?}", end[0])
+        };
+        assert_eq!(uncordon.path, "/api/v1/nodes/node-0");
+        assert_eq!(
+            uncordon.body,
+            Some(json!({"spec": {"unschedulable": null}}))
+        );
+        assert_eq!(
+            cordon("node-0", true).body,
+            Some(json!({"spec": {"unschedulable": true}}))
+        );
+        // The verdict is about the fault's start, not its undoing.
+        r.started.insert(0, 300.0);
+        let v = r.verdict(0, 0.0).unwrap();
+        assert_eq!(
+            (v.fault.as_str(), v.fault_start_s, v.fault_end_s),
+            ("node_loss", 300.0, Some(1200.0))
+        );
+    }
+
+    #[test]
+    fn a_failing_dependency_is_a_virtual_service_for_its_duration() {
+        let sc = selfheal::scenario::load_file(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/chaos/dependency-failure.toml"
+        )))
+        .unwrap()
+        .spec;
+        let mut r = Replay::new(&sc, plan(&sc, "shop", served), None);
+        let start = r.due(300.0);
+        let Ok(Injection::Write(create)) = &start[0].injection else {
+            panic!("{:?}", start[0])
+        };
+        let vs = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices";
+        assert_eq!((create.method, create.path.as_str()), ("POST", vs));
+        let body = create.body.as_ref().unwrap();
+        assert_eq!(
+            istio::fault(body).unwrap(),
+            selfheal::scenario::FaultSpec {
+                at_s: 0.0,
+                duration_s: None,
+                ..sc.faults[0].clone()
+            }
+        );
+        let end = r.due(600.0);
+        assert!(end[0].ends);
+        let Ok(Injection::Write(delete)) = &end[0].injection else {
+            panic!("{:?}", end[0])
+        };
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(
+            delete.path,
+            format!("{vs}/{}", body["metadata"]["name"].as_str().unwrap())
+        );
+    }
+
     #[test]
     fn a_leak_becomes_a_stress_chaos_and_a_hang_is_not_replayed() {
         let mut sc = leak();
@@ -277,8 +526,8 @@ mod tests {
         hang.kind = FaultKind::Hang;
         hang.leak_mib_per_s = None;
         sc.faults.push(hang);
-        let steps = plan(&sc, "shop", |s| BTreeMap::from([("app".into(), s.into())]));
-        let Ok(Injection::Create(r)) = &steps[0].injection else {
+        let steps = plan(&sc, "shop", served);
+        let Ok(Injection::Write(r)) = &steps[0].injection else {
             panic!("{:?}", steps[0])
         };
         assert_eq!(
@@ -311,7 +560,7 @@ mod tests {
     #[test]
     fn the_verdict_counts_from_the_fault_s_replayed_start() {
         let sc = leak();
-        let steps = plan(&sc, "shop", |s| BTreeMap::from([("app".into(), s.into())]));
+        let steps = plan(&sc, "shop", served);
         let mut r = Replay::new(&sc, steps, Some(600.0));
         assert!(r.due(299.0).is_empty());
         assert_eq!(r.due(301.0).len(), 1);

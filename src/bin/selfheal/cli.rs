@@ -301,8 +301,10 @@ pub struct ServeArgs {
     /// Write a kubeconfig for the served API here (for KUBECONFIG=...).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// Serve the scenario without its faults and experiment, for
-    /// `selfheal-k8s replay` to inject them through the API.
+    /// Serve the scenario without its experiment and hold its faults for
+    /// `selfheal-k8s replay` to inject through the API (Chaos Mesh
+    /// resources; a bad deploy by setting its Deployment's image to
+    /// selfheal.local/<service>:fault-<index>).
     #[arg(long)]
     pub without_faults: bool,
     /// A file holding a bearer token that every request but a /metrics

@@ -266,10 +266,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut loaded = selfheal::scenario::load_file(&path)?;
-    if without_faults {
-        loaded.spec.faults.clear();
-        loaded.spec.experiment = None;
-    }
     if let Some(c) = controller {
         loaded.spec.use_controller(
             selfheal::scenario::ControllerSpec::parse_short(&c).map_err(anyhow::Error::msg)?,
@@ -283,6 +279,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             namespace,
             clock: selfheal::serve::ServeClock::Wall,
             token,
+            faults: if without_faults {
+                selfheal::serve::ServedFaults::Held
+            } else {
+                selfheal::serve::ServedFaults::Scheduled
+            },
         },
     )?;
     if !served.addr.ip().is_loopback() {
