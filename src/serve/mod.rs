@@ -78,9 +78,11 @@ pub enum ServedFaults {
     #[default]
     Scheduled,
     /// None starts on its own and there is no experiment: a replay
-    /// (`selfheal-k8s replay`) injects them through the API. Chaos Mesh
-    /// resources start their faults; a bad deploy starts when its
-    /// Deployment's image is set to `api_objects::fault_image`, the
+    /// (`selfheal-k8s replay`) injects them through the API, with the
+    /// resources that inject them on a cluster (Chaos Mesh's, Istio's
+    /// VirtualServices, a Node's cordon, pod deletions), which are served
+    /// either way; only a bad deploy needs its fault held, and starts when
+    /// its Deployment's image is set to `api_objects::fault_image`, the
     /// revision the simulation knows as bad (`serve --without-faults`).
     Held,
 }
