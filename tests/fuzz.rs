@@ -240,6 +240,26 @@ fn malformed_requests_never_panic_the_served_api() {
             "/apis/apps/v1/namespaces/shop/deployments/api?fieldValidation=Warn",
             r#"[{"op":"add","path":"/spec/template/spec/containers/0/env","value":[{"name":"A","valu":"1"}]},{"op":"move","from":"/spec/x~1y","path":"/spec/paused"}]"#,
         ),
+        (
+            "POST",
+            "/apis/networking.istio.io/v1/namespaces/shop/virtualservices",
+            r#"{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"v"},"spec":{"hosts":["api"],"http":[{"fault":{"abort":{"httpStatus":503,"percentage":{"value":10}}},"route":[{"destination":{"host":"api"}}]}]}}"#,
+        ),
+        (
+            "DELETE",
+            "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/v",
+            "",
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/node-1",
+            r#"{"spec":{"unschedulable":true}}"#,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/shop/deployments/api",
+            r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"selfheal.local/api:fault-0"}]"#,
+        ),
         ("GET", "/openapi/v3", ""),
         ("GET", "/openapi/v3/apis/apps/v1?hash=0", ""),
         ("DELETE", "/api/v1/namespaces/shop/pods/api-0", ""),

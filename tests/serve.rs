@@ -719,6 +719,20 @@ fn kubectl_reads_writes_and_watches_a_served_simulation() {
     assert!(out.contains("created"), "{out}");
     let owner = run(&["get", "configmap", "notes", "-o", "jsonpath={.data.owner}"]);
     assert_eq!(owner, "sre");
+    // A node taken out of scheduling and given back, as an operator (or a
+    // node-loss replay) does it.
+    let out = run(&["cordon", "node-1"]);
+    assert!(out.contains("cordoned"), "{out}");
+    let status = run(&[
+        "get",
+        "node",
+        "node-1",
+        "-o",
+        "jsonpath={.spec.unschedulable}",
+    ]);
+    assert_eq!(status, "true");
+    let out = run(&["uncordon", "node-1"]);
+    assert!(out.contains("uncordoned"), "{out}");
     // Labels and annotations are kept (formerly answered 200 and dropped),
     // and set-based selectors select by them.
     let out = run(&["label", "pod", "web-r0-0", "team=checkout"]);
