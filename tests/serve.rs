@@ -64,23 +64,33 @@ fn sum(s: &BTreeMap<String, f64>, prefix: &str) -> f64 {
         .sum()
 }
 
-fn start_static_leak(speed: f64, clock: ServeClock) -> Served {
-    // Static replicas, so that the count is known at any instant.
-    let mut leak = common::bundled("chaos/memory-leak.toml");
-    leak.spec
-        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+/// `scenario` served on a free loopback port, namespace `shop`, no token.
+fn serve_on_loopback(
+    scenario: &selfheal::scenario::LoadedScenario,
+    speed: f64,
+    clock: ServeClock,
+    faults: ServedFaults,
+) -> Served {
     Served::start(
-        &leak,
+        scenario,
         &ServeOptions {
             addr: "127.0.0.1:0".into(),
             speed,
             namespace: "shop".into(),
             clock,
             token: None,
-            faults: ServedFaults::Scheduled,
+            faults,
         },
     )
     .unwrap()
+}
+
+fn start_static_leak(speed: f64, clock: ServeClock) -> Served {
+    // Static replicas, so that the count is known at any instant.
+    let mut leak = common::bundled("chaos/memory-leak.toml");
+    leak.spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    serve_on_loopback(&leak, speed, clock, ServedFaults::Scheduled)
 }
 
 #[test]
@@ -242,18 +252,12 @@ error_rate = 0.25
 "#;
 
 fn serve_two_revisions(speed: f64) -> Served {
-    Served::start(
+    serve_on_loopback(
         &common::scenario_text(TWO_REVISIONS),
-        &ServeOptions {
-            addr: "127.0.0.1:0".into(),
-            speed,
-            namespace: "shop".into(),
-            clock: ServeClock::Wall,
-            token: None,
-            faults: ServedFaults::Scheduled,
-        },
+        speed,
+        ServeClock::Wall,
+        ServedFaults::Scheduled,
     )
-    .unwrap()
 }
 
 /// Polls `what` until it holds (panics after 60 s with the last value: a
@@ -477,18 +481,12 @@ fn set_image_by_strategic_merge_patch_rolls_to_that_revision() {
 fn a_held_bad_deploy_starts_when_its_image_is_set() {
     // `selfheal serve --without-faults`: the bad deploy due at 20 s waits
     // for a replay to set its image.
-    let served = Served::start(
+    let served = serve_on_loopback(
         &common::scenario_text(TWO_REVISIONS),
-        &ServeOptions {
-            addr: "127.0.0.1:0".into(),
-            speed: 10.0,
-            namespace: "shop".into(),
-            clock: ServeClock::Wall,
-            token: None,
-            faults: ServedFaults::Held,
-        },
-    )
-    .unwrap();
+        10.0,
+        ServeClock::Wall,
+        ServedFaults::Held,
+    );
     let a = served.addr;
     let api = |s: &Served| s.observation().map(|o| o.services[1].clone());
     eventually(|| served.progress().0, |t| *t > Time::from_secs(30));
@@ -549,18 +547,7 @@ fn a_cordoned_node_takes_no_new_pods() {
     let mut lost = common::bundled("chaos/node-loss.toml");
     lost.spec
         .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
-    let served = Served::start(
-        &lost,
-        &ServeOptions {
-            addr: "127.0.0.1:0".into(),
-            speed: 10.0,
-            namespace: "shop".into(),
-            clock: ServeClock::Wall,
-            token: None,
-            faults: ServedFaults::Held,
-        },
-    )
-    .unwrap();
+    let served = serve_on_loopback(&lost, 10.0, ServeClock::Wall, ServedFaults::Held);
     let a = served.addr;
     let node = "/api/v1/nodes/node-0";
     let patch = |body: &str| {
@@ -1244,18 +1231,12 @@ fn unknown_fields_are_warned_about_or_refused_as_the_client_asks() {
 #[test]
 fn call_edges_are_served_as_a_mesh_reports_them() {
     let speed = 20.0;
-    let served = Served::start(
+    let served = serve_on_loopback(
         &common::scenario_text(TWO_REVISIONS),
-        &ServeOptions {
-            addr: "127.0.0.1:0".into(),
-            speed,
-            namespace: "shop".into(),
-            clock: ServeClock::Driven,
-            token: None,
-            faults: ServedFaults::Scheduled,
-        },
-    )
-    .unwrap();
+        speed,
+        ServeClock::Driven,
+        ServedFaults::Scheduled,
+    );
     served.advance_to(Time::from_secs(5)).unwrap();
     let (_, first) = get(served.addr, "/metrics");
     served.advance_to(Time::from_secs(19)).unwrap();
@@ -1299,18 +1280,12 @@ fn call_edges_are_served_as_a_mesh_reports_them() {
 
 #[test]
 fn a_virtual_service_s_fault_holds_until_it_is_deleted() {
-    let served = Served::start(
+    let served = serve_on_loopback(
         &common::scenario_text(TWO_REVISIONS),
-        &ServeOptions {
-            addr: "127.0.0.1:0".into(),
-            speed: 20.0,
-            namespace: "shop".into(),
-            clock: ServeClock::Driven,
-            token: None,
-            faults: ServedFaults::Held,
-        },
-    )
-    .unwrap();
+        20.0,
+        ServeClock::Driven,
+        ServedFaults::Held,
+    );
     let a = served.addr;
     let collection = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices";
     let edge = "reporter=\"source\",source_workload=\"web\",source_workload_namespace=\"shop\",destination_workload=\"api\",destination_workload_namespace=\"shop\",destination_service_name=\"api\"";

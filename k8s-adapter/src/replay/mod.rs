@@ -382,13 +382,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A scenario of `scenarios/chaos/`.
+    fn chaos(name: &str) -> Scenario {
+        let path = format!(
+            "{}/../scenarios/chaos/{name}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        selfheal::scenario::load_file(std::path::Path::new(&path))
+            .unwrap()
+            .spec
+    }
+
     fn leak() -> Scenario {
-        selfheal::scenario::load_file(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scenarios/chaos/memory-leak.toml"
-        )))
-        .unwrap()
-        .spec
+        chaos("memory-leak")
     }
 
     /// A service's Deployment as `selfheal serve` renders it.
@@ -402,12 +408,7 @@ mod tests {
 
     #[test]
     fn a_bad_deploy_is_a_new_image_on_a_served_simulation_only() {
-        let sc = selfheal::scenario::load_file(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scenarios/chaos/bad-deploy.toml"
-        )))
-        .unwrap()
-        .spec;
+        let sc = chaos("bad-deploy");
         let steps = plan(&sc, "shop", served);
         let Ok(Injection::Write(r)) = &steps[0].injection else {
             panic!("{:?}", steps[0])
@@ -442,12 +443,7 @@ mod tests {
 
     #[test]
     fn a_lost_node_is_drained_and_uncordoned_when_the_fault_ends() {
-        let sc = selfheal::scenario::load_file(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scenarios/chaos/node-loss.toml"
-        )))
-        .unwrap()
-        .spec;
+        let sc = chaos("node-loss");
         let mut r = Replay::new(&sc, plan(&sc, "shop", served), None);
         assert!(r.due(299.0).is_empty());
         let start = r.due(300.0);
@@ -485,12 +481,7 @@ mod tests {
 
     #[test]
     fn a_failing_dependency_is_a_virtual_service_for_its_duration() {
-        let sc = selfheal::scenario::load_file(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scenarios/chaos/dependency-failure.toml"
-        )))
-        .unwrap()
-        .spec;
+        let sc = chaos("dependency-failure");
         let mut r = Replay::new(&sc, plan(&sc, "shop", served), None);
         let start = r.due(300.0);
         let Ok(Injection::Write(create)) = &start[0].injection else {
