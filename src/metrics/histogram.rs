@@ -13,9 +13,44 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Buckets {
     bounds: Arc<[f64]>,
-    /// For exponential buckets: `(start, buckets per doubling)`, which lets
-    /// [`Buckets::index_of`] guess the bucket from the float's bits.
-    exponential: Option<(f64, f64)>,
+    /// Where [`Buckets::index_of`] starts its walk, by the value's cell.
+    cells: Option<Cells>,
+}
+
+/// Positive floats cut into cells by their exponent and their mantissa's
+/// top `CELL_BITS` bits (a cell is `bits >> (52 - CELL_BITS)`, ascending
+/// with the value), and for each cell from the first bound's to the last
+/// one's, how many bounds lie below the cell's smallest value. A value's
+/// bucket is then that count plus a short walk over the bounds inside its
+/// cell: exact for any bounds, and one step at most for buckets that grow
+/// by more than 1/32 of a doubling each (the default grows by 1/8).
+#[derive(Clone, Debug, PartialEq)]
+struct Cells {
+    first: u64,
+    below: Arc<[u16]>,
+}
+
+const CELL_BITS: u32 = 5;
+const CELL_SHIFT: u32 = 52 - CELL_BITS;
+/// Bounds spread over more cells than this (more than 512 doublings) are
+/// searched by bisection instead.
+const MAX_CELLS: u64 = 1 << 14;
+
+impl Cells {
+    fn of(bounds: &[f64]) -> Option<Cells> {
+        let cell = |v: f64| v.to_bits() >> CELL_SHIFT;
+        let (first, last) = (cell(bounds[0]), cell(*bounds.last()?));
+        if last - first >= MAX_CELLS || bounds.len() > u16::MAX as usize {
+            return None;
+        }
+        let below = (first..=last)
+            .map(|c| {
+                let smallest = f64::from_bits(c << CELL_SHIFT);
+                bounds.partition_point(|&b| b < smallest) as u16
+            })
+            .collect();
+        Some(Cells { first, below })
+    }
 }
 
 impl Buckets {
@@ -32,8 +67,8 @@ impl Buckets {
             return Err("bucket bounds must be strictly ascending".into());
         }
         Ok(Buckets {
+            cells: Cells::of(&bounds),
             bounds: bounds.into(),
-            exponential: None,
         })
     }
 
@@ -49,8 +84,8 @@ impl Buckets {
         }
         bounds.push(b);
         Buckets {
+            cells: Cells::of(&bounds),
             bounds: bounds.into(),
-            exponential: Some((start, 1.0 / factor.log2())),
         }
     }
 
@@ -79,30 +114,20 @@ impl Buckets {
     /// a bound belongs to that bound's bucket).
     pub fn index_of(&self, value: f64) -> usize {
         let b = &self.bounds;
-        let Some((start, per_doubling)) = self.exponential else {
+        // At or below the first bound, and NaN: the first bucket. Bounds
+        // are positive, so every value past here is positive too.
+        if value.is_nan() || value <= b[0] {
+            return 0;
+        }
+        let Some(cells) = &self.cells else {
             return b.partition_point(|&x| x < value);
         };
-        let x = value / start;
-        // NaN and values at or below the first bound take the slow path.
-        if x.is_nan() || x <= 1.0 {
-            return if value <= b[0] {
-                0
-            } else {
-                b.partition_point(|&x| x < value)
-            };
-        }
-        // log2(x) = exponent + log2(mantissa), with log2(1 + f) ~
-        // f (1.3466 - 0.3466 f) (within 0.01), so the guess is nearly always
-        // the bucket; the walk then makes it exact, so `le` semantics hold
-        // whatever the rounding.
-        let bits = x.to_bits();
-        let exponent = ((bits >> 52) & 0x7ff) as f64 - 1023.0;
-        let mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-        let f = mantissa - 1.0;
-        let mut i = (((exponent + f * (1.3466 - 0.3466 * f)) * per_doubling) as usize).min(b.len());
-        while i > 0 && b[i - 1] >= value {
-            i -= 1;
-        }
+        let c = (value.to_bits() >> CELL_SHIFT) - cells.first;
+        let mut i = cells
+            .below
+            .get(c as usize)
+            .or(cells.below.last())
+            .map_or(0, |&n| n as usize);
         while i < b.len() && b[i] < value {
             i += 1;
         }
@@ -315,23 +340,33 @@ mod tests {
 
     #[test]
     fn fast_index_agrees_with_binary_search() {
-        let bk = Buckets::default_latency();
-        let mut s = crate::rng::Stream::new(9, crate::rng::Subsystem::Metrics);
-        let mut values: Vec<f64> = (0..100_000)
-            .map(|_| (s.uniform() * 30.0 - 16.0).exp2())
-            .collect();
-        values.extend(
-            bk.bounds()
-                .iter()
-                .flat_map(|&b| [b, b * (1.0 + 1e-15), b * (1.0 - 1e-15)]),
-        );
-        values.extend([0.0, -1.0, 1e-9, 1e9, f64::INFINITY]);
-        for v in values {
-            assert_eq!(
-                bk.index_of(v),
-                bk.bounds().partition_point(|&x| x < v),
-                "value {v}"
+        // The default, Prometheus' default buckets (several bounds in one
+        // cell), and bounds too far apart for cells.
+        for bk in [
+            Buckets::default_latency(),
+            Buckets::new(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.01, 1.02, 2.5, 5.0, 10.0,
+            ])
+            .unwrap(),
+            Buckets::new(vec![1e-300, 1.0, 1e300]).unwrap(),
+        ] {
+            let mut s = crate::rng::Stream::new(9, crate::rng::Subsystem::Metrics);
+            let mut values: Vec<f64> = (0..100_000)
+                .map(|_| (s.uniform() * 30.0 - 16.0).exp2())
+                .collect();
+            values.extend(
+                bk.bounds()
+                    .iter()
+                    .flat_map(|&b| [b, b * (1.0 + 1e-15), b * (1.0 - 1e-15)]),
             );
+            values.extend([0.0, -1.0, 1e-9, 1e9, f64::INFINITY, f64::NAN]);
+            for v in values {
+                assert_eq!(
+                    bk.index_of(v),
+                    bk.bounds().partition_point(|&x| x < v),
+                    "value {v}"
+                );
+            }
         }
     }
 
