@@ -76,7 +76,7 @@ pub struct Step {
     /// When it is due (replay seconds): the fault's start, or its end for
     /// a step that undoes it.
     pub at_s: f64,
-    /// It undoes the fault (a node's uncordon).
+    /// It undoes the fault (a node's uncordon, a VirtualService's deletion).
     pub ends: bool,
     pub injection: Result<Injection, Unsupported>,
 }
