@@ -125,9 +125,8 @@ impl Live {
         for s in &steps {
             match &s.injection {
                 Ok(_) => log(&format!(
-                    "replay: {}{} on {} at {} s",
-                    if s.ends { "end of " } else { "" },
-                    s.fault.kind.as_str(),
+                    "replay: {} on {} at {} s",
+                    s.label(),
                     s.fault
                         .service
                         .as_deref()
@@ -178,10 +177,7 @@ impl Live {
                     drain(executor, &adapter.cfg.namespace, node).await
                 }
             };
-            let what = match step.ends {
-                true => format!("end of {}", step.fault.kind.as_str()),
-                false => step.fault.kind.as_str().to_string(),
-            };
+            let what = step.label();
             match result {
                 Ok(outcomes) => {
                     let sent = outcomes.iter().any(|o| matches!(o, Outcome::Sent(_)));

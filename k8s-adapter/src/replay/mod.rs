@@ -81,6 +81,16 @@ pub struct Step {
     pub injection: Result<Injection, Unsupported>,
 }
 
+impl Step {
+    /// What the log calls it: the fault's kind, or its end.
+    pub fn label(&self) -> String {
+        match self.ends {
+            true => format!("end of {}", self.fault.kind.as_str()),
+            false => self.fault.kind.as_str().to_string(),
+        }
+    }
+}
+
 /// The schedule of `scenario` in `namespace`; `target_of` describes a
 /// service's Deployment.
 pub fn plan(scenario: &Scenario, namespace: &str, target_of: impl Fn(&str) -> Target) -> Vec<Step> {
