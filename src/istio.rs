@@ -49,11 +49,11 @@ pub fn virtual_service(f: &FaultSpec, namespace: &str, name: &str) -> Option<Val
             (host, None, fault)
         }
         FaultKind::Latency => {
-            let (caller, callee) = f.edge.as_deref()?.split_once("->")?;
+            let (caller, callee) = crate::scenario::edge_ends(f.edge.as_deref()?)?;
             let ms = f.added_ms.unwrap_or(0.0);
             (
-                callee.trim().to_string(),
-                Some(caller.trim().to_string()),
+                callee.to_string(),
+                Some(caller.to_string()),
                 json!({"delay": {"fixedDelay": format!("{ms}ms"), "percentage": percent(100.0)}}),
             )
         }

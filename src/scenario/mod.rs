@@ -17,6 +17,13 @@ use std::sync::Arc;
 
 pub use spec::*;
 
+/// The caller and callee of a call edge written `caller->callee` (spaces
+/// around either name are allowed), as fault specs, metrics and API writes
+/// name edges; `None` without the arrow.
+pub fn edge_ends(edge: &str) -> Option<(&str, &str)> {
+    edge.split_once("->").map(|(a, b)| (a.trim(), b.trim()))
+}
+
 use crate::sim::load::Trace;
 
 /// A scenario with its trace files read and checked.

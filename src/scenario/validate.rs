@@ -123,6 +123,8 @@ pub(super) fn check(s: &Scenario) -> Check {
         let r = p.key("revision");
         positive(r.key("service_time_ms"), sv.revision.service_time_ms)?;
         non_negative(r.key("service_time_cv"), sv.revision.service_time_cv)?;
+        non_negative(r.key("wait_ms"), sv.revision.wait_ms)?;
+        non_negative(r.key("wait_cv"), sv.revision.wait_cv)?;
         probability(r.key("error_rate"), sv.revision.error_rate)?;
         non_negative(r.key("memory_base_mib"), sv.revision.memory_base_mib)?;
         non_negative(
@@ -842,7 +844,7 @@ fn check_fault(
         return fail(p.key("node"), format!("unknown node `{n}`"));
     }
     if let Some(e) = &f.edge {
-        let Some((a, b)) = e.split_once("->").map(|(a, b)| (a.trim(), b.trim())) else {
+        let Some((a, b)) = super::edge_ends(e) else {
             return fail(
                 p.key("edge"),
                 format!("`{e}` is not of the form `caller->callee`"),

@@ -595,10 +595,10 @@ impl Simulation {
             what: "call edge",
             name: edge.to_string(),
         };
-        let (a, b) = edge.split_once("->").ok_or_else(unknown)?;
+        let (a, b) = crate::scenario::edge_ends(edge).ok_or_else(unknown)?;
         let (a, b) = (
-            self.service_index(a.trim(), "service")?,
-            self.service_index(b.trim(), "service")?,
+            self.service_index(a, "service")?,
+            self.service_index(b, "service")?,
         );
         self.edges
             .iter()

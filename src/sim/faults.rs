@@ -84,8 +84,8 @@ pub(crate) fn schedule(s: &Scenario) -> Vec<ActiveFault> {
             spec: f.clone(),
             service: f.service.as_deref().and_then(svc),
             edge_ends: f.edge.as_deref().and_then(|e| {
-                let (a, b) = e.split_once("->")?;
-                Some((svc(a.trim())?, svc(b.trim())?))
+                let (a, b) = crate::scenario::edge_ends(e)?;
+                Some((svc(a)?, svc(b)?))
             }),
             node: f
                 .node
