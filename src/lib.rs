@@ -10,6 +10,8 @@
 //! - [`scenario`]: the scenario file format and its validation.
 //! - [`eval`]: offline evaluations of the control core's models.
 //! - [`sweep`]: suites of runs in parallel, with polars reports and charts.
+//! - [`twin`]: a scenario built from a real cluster's recorded metrics, and
+//!   how close it comes to them.
 
 pub mod chaos_mesh;
 pub mod control;
@@ -24,3 +26,4 @@ pub mod sim;
 pub mod sweep;
 pub mod time;
 pub mod train;
+pub mod twin;

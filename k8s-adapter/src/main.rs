@@ -154,6 +154,7 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
         time_scale: 1.0,
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut edges = Vec::new();
     for svc in &cfg.services {
         let scrapes =
             selfheal_k8s::observe::history(&prom, &cfg, svc, now - duration_s, now, &clock).await?;
@@ -179,6 +180,58 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
             scrapes.len(),
             out.display()
         ));
+        edges.extend(
+            selfheal_k8s::observe::edge_history(&prom, &cfg, svc, now - duration_s, now, &clock)
+                .await?,
+        );
+    }
+    let path = out.join("edges.csv");
+    let mut csv = format!("{}\n", selfheal::twin::EDGES_CSV_HEADER);
+    for row in &edges {
+        csv.push_str(row);
+        csv.push('\n');
+    }
+    std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+    log(&format!(
+        "{} call-edge scrapes -> {}",
+        edges.len(),
+        path.display()
+    ));
+    // The cluster's shape for `selfheal twin build`: the configured
+    // services' Deployments as the API lists them.
+    match kube::Client::try_default().await {
+        Err(e) => log(&format!(
+            "no Kubernetes credentials ({e}): deployments.json not written; the twin takes replicas from the metrics and the scenario defaults for resources"
+        )),
+        Ok(client) => {
+            use k8s_openapi::api::apps::v1::Deployment;
+            let api: kube::Api<Deployment> = kube::Api::namespaced(client, &cfg.namespace);
+            let listed = api
+                .list(&Default::default())
+                .await
+                .with_context(|| format!("listing Deployments in {}", cfg.namespace))?;
+            let items: Vec<serde_json::Value> = listed
+                .items
+                .iter()
+                .filter_map(|d| {
+                    let name = d.metadata.name.as_deref()?;
+                    let svc = cfg.services.iter().find(|s| s.deployment() == name)?;
+                    let mut v = serde_json::to_value(d).ok()?;
+                    // The twin names services as the configuration does.
+                    v["metadata"]["name"] = svc.name.clone().into();
+                    Some(v)
+                })
+                .collect();
+            let path = out.join("deployments.json");
+            let body = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            std::fs::write(&path, serde_json::to_string_pretty(&body)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            log(&format!(
+                "{} Deployments -> {}",
+                items.len(),
+                path.display()
+            ));
+        }
     }
     Ok(())
 }

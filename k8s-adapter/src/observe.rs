@@ -364,6 +364,89 @@ pub async fn observe(
     })
 }
 
+/// The calls `svc` made over `[from, to]`, read back like [`history`]:
+/// per scrape and callee (by `destination_workload`, configured services
+/// only) the request rate, error ratio and p50 / p99 in ms, as rows of
+/// `selfheal::twin::EDGES_CSV_HEADER` with times in core seconds.
+pub async fn edge_history(
+    prom: &Prometheus,
+    cfg: &AdapterConfig,
+    svc: &ServiceConfig,
+    from: f64,
+    to: f64,
+    clock: &Clock,
+) -> Result<Vec<String>, PromError> {
+    let q = &cfg.queries;
+    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
+    let range = |t: &str| {
+        let query = fill(t);
+        async move {
+            prom.query_range(&query, from, to, cfg.wall(cfg.interval_s))
+                .await
+        }
+    };
+    let rates = range(&q.edge_request_rate).await?;
+    let errors = range(&q.edge_error_rate).await?;
+    let buckets = range(&q.edge_latency_buckets_ms).await?;
+    let callee = |s: &Series| {
+        let d = s.labels.get("destination_workload")?;
+        cfg.services.iter().find(|c| c.deployment() == *d)
+    };
+    let at = |s: &Series, t: u64| {
+        s.points
+            .iter()
+            .find(|p| (p.0 * 1000.0).round() as u64 == t)
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+    };
+    let mut rows = Vec::new();
+    for r in &rates {
+        let Some(to_svc) = callee(r) else { continue };
+        let dest = r.labels.get("destination_workload");
+        for &(wall, rate) in &r.points {
+            let t = (wall * 1000.0).round() as u64;
+            let error = errors
+                .iter()
+                .find(|e| e.labels.get("destination_workload") == dest)
+                .and_then(|e| at(e, t))
+                .unwrap_or(0.0);
+            let at_t: Vec<Sample> = buckets
+                .iter()
+                .filter(|b| b.labels.get("destination_workload") == dest)
+                .filter_map(|b| {
+                    Some(Sample {
+                        labels: b.labels.clone(),
+                        value: at(b, t)?,
+                    })
+                })
+                .collect();
+            let ms = |q: f64| histogram_quantile(q, &cumulative(&at_t));
+            let cell = |v: f64| {
+                if v.is_finite() {
+                    v.to_string()
+                } else {
+                    String::new()
+                }
+            };
+            rows.push((
+                t,
+                format!(
+                    "{},{}->{},{},{},{},{}",
+                    clock.core_time(t as f64 / 1000.0).as_secs_f64(),
+                    svc.name,
+                    to_svc.name,
+                    rate,
+                    error,
+                    cell(ms(0.5)),
+                    cell(ms(0.99))
+                ),
+            ));
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    Ok(rows.into_iter().map(|r| r.1).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

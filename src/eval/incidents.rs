@@ -13,6 +13,7 @@
 //! the latest injection ([`FaultList::fault_free`]).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
@@ -608,6 +609,136 @@ pub fn render(dir: &Path, cfg: &DetectorConfig, r: &IncidentReport) -> String {
         ));
     }
     md
+}
+
+/// Column names and, per row, the Unix time and the values.
+type WideTable = (Vec<String>, Vec<(f64, Vec<f64>)>);
+
+/// A CSV with one time column (UTC, as the `Time` columns) and numeric
+/// columns: the numeric columns' names and, per row in time order, the
+/// Unix time and the values (NaN for an empty cell). Columns named in
+/// `skip` are left out.
+fn read_wide(path: &Path, time_column: &str, skip: &[&str]) -> Result<WideTable, IncidentError> {
+    let text = read(path)?;
+    let bad = |line: usize, message: String| IncidentError::Parse {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let mut lines = text.lines();
+    let header = lines.next();
+    let time = columns(path, header, &[time_column])?[0];
+    let keep: Vec<(usize, String)> = header
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .enumerate()
+        .filter(|(i, h)| *i != time && !skip.contains(h))
+        .map(|(i, h)| (i, h.to_owned()))
+        .collect();
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let cell = |c: usize| cells.get(c).copied().unwrap_or("");
+        let at = parse_utc(cell(time)).ok_or_else(|| {
+            bad(
+                i + 2,
+                format!("{time_column} {:?} is not a UTC timestamp", cell(time)),
+            )
+        })?;
+        let values = keep
+            .iter()
+            .map(|(c, name)| match cell(*c) {
+                "" => Ok(f64::NAN),
+                text => text
+                    .parse::<f64>()
+                    .map_err(|e| bad(i + 2, format!("{name} {text:?}: {e}"))),
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        rows.push((at, values));
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok((keep.into_iter().map(|(_, n)| n).collect(), rows))
+}
+
+/// The call edges' scrapes in the twin's `edges.csv` layout
+/// (`crate::twin::EDGES_CSV_HEADER`): `metric/source_50.csv` is the
+/// caller's median latency per edge (`caller_callee` columns, seconds);
+/// this export has no per-edge request or error rates, so those cells are
+/// empty and the twin fits calls per request from the services' rates.
+pub fn import_edges(dir: &Path) -> Result<String, IncidentError> {
+    let path = dir.join("metric").join("source_50.csv");
+    let (names, rows) = read_wide(&path, "time", &["timestamp"])?;
+    let mut out = format!("{}\n", crate::twin::EDGES_CSV_HEADER);
+    let edges: Vec<Option<(&str, &str)>> = names.iter().map(|n| n.split_once('_')).collect();
+    for (t, values) in &rows {
+        for (edge, v) in edges.iter().zip(values) {
+            let Some((caller, callee)) = edge else {
+                continue;
+            };
+            let p50 = if v.is_finite() {
+                format!("{}", v * 1000.0)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{t},{caller}->{callee},,,{p50},");
+        }
+    }
+    Ok(out)
+}
+
+/// One Deployment per service (`deployments.json`, as the API lists
+/// them): one replica, and a CPU and memory limit recovered from each
+/// pod's usage over its usage share of the limit (the median over
+/// scrapes), given as the request too, since the importer's `cpu_usage` is
+/// a share of the limit.
+pub fn import_deployments(dir: &Path) -> Result<String, IncidentError> {
+    let metric_dir = dir.join("metric");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&metric_dir)
+        .map_err(|source| IncidentError::Io {
+            path: metric_dir.clone(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with("_metric.csv")))
+        .collect();
+    paths.sort();
+    let mut items = Vec::new();
+    for p in &paths {
+        let (names, rows) = read_wide(p, "Time", &["TimeStamp", "PodName"])?;
+        let col = |name: &str| names.iter().position(|n| n == name);
+        let limit = |usage: &str, share: &str| -> Option<f64> {
+            let (u, s) = (col(usage)?, col(share)?);
+            let mut v: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.1[s] > 0.0 && r.1[u] > 0.0)
+                .map(|r| r.1[u] / r.1[s] * 100.0)
+                .collect();
+            crate::twin::recording::median(&mut v)
+        };
+        let pod = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix("_metric.csv"))
+            .unwrap_or_default();
+        let mut resources = serde_json::Map::new();
+        if let Some(m) = limit("CpuUsage(m)", "CpuUsageRate(%)") {
+            resources.insert("cpu".into(), format!("{:.0}m", m.max(1.0)).into());
+        }
+        if let Some(mi) = limit("MemoryUsage(Mi)", "MemoryUsageRate(%)") {
+            resources.insert("memory".into(), format!("{:.0}Mi", mi.max(1.0)).into());
+        }
+        items.push(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": service_of(pod)},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{
+                "name": service_of(pod),
+                "resources": {"requests": resources, "limits": resources},
+            }]}}},
+        }));
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    Ok(serde_json::to_string_pretty(&list).expect("JSON values serialise"))
 }
 
 #[cfg(test)]

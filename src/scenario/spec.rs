@@ -216,6 +216,15 @@ pub struct RevisionSpec {
     /// Probability that a request fails (5xx) after its CPU work.
     #[serde(default)]
     pub error_rate: f64,
+    /// Mean off-CPU time per request after its CPU work, in ms: I/O, locks,
+    /// sleeps. It holds the request's connection slot and no core; a twin
+    /// built from a real cluster's metrics puts here the latency its CPU
+    /// does not explain.
+    #[serde(default)]
+    pub wait_ms: f64,
+    /// Coefficient of variation of the off-CPU time, as `service_time_cv`.
+    #[serde(default = "one_f")]
+    pub wait_cv: f64,
     #[serde(default = "d_mem_base")]
     pub memory_base_mib: f64,
     #[serde(default = "d_mem_per_req")]

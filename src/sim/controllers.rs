@@ -72,7 +72,7 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
 /// The `containerConcurrency` a Knative user would give each service after
 /// load-testing one pod: the requests it holds while its CPU limit is busy
 /// and nothing queues, `cpu_limit x R / S`, where `S` is the CPU time of a
-/// request and `R` its unloaded response time (`S` plus, for each call, its
+/// request and `R` its unloaded response time (`S`, its off-CPU wait and, for each call, its
 /// probability times two network hops and the callee's own `R`). A pod that
 /// only computes holds one request per core; one that waits on its
 /// dependencies holds more. At least 1, at most `max_connections` (the
@@ -109,7 +109,7 @@ pub fn knative_container_concurrency(s: &Scenario) -> BTreeMap<String, u32> {
                     Some(c.probability * (2.0 * c.network_latency_ms + callee))
                 })
                 .sum();
-            response[i] = Some(svc.revision.service_time_ms + wait);
+            response[i] = Some(svc.revision.service_time_ms + svc.revision.wait_ms + wait);
         }
     }
     s.services

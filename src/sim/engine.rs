@@ -34,6 +34,11 @@ pub enum Event {
         pod: u32,
         epoch: u32,
     },
+    /// A request's off-CPU time is over.
+    WaitDone {
+        req: u32,
+        epoch: u32,
+    },
     EdgeTimer {
         edge: u32,
         epoch: u32,
@@ -428,6 +433,10 @@ impl Simulation {
                 self.requests.valid(req, epoch)
             }
             Event::CpuDone { pod, epoch } => self.pods[pod as usize].cpu.event_epoch == epoch,
+            Event::WaitDone { req, epoch } => {
+                self.requests.valid(req, epoch)
+                    && !self.requests.slots[req as usize].has(flags::SERVER_DONE)
+            }
             Event::EdgeTimer { edge, epoch } => self.edges[edge as usize].timer_epoch == epoch,
             Event::Probe { pod, epoch, .. }
             | Event::ContainerStart { pod, epoch }
@@ -450,6 +459,7 @@ impl Simulation {
             Event::Arrive { req, .. } => self.arrive(req),
             Event::Retry { req, .. } => self.transmit(req),
             Event::CpuDone { pod, .. } => self.cpu_done(pod),
+            Event::WaitDone { req, .. } => self.call_dependencies(req),
             Event::EdgeTimer { edge, .. } => self.edge_timer(edge),
             Event::Probe { pod, liveness, .. } => self.probe(pod, liveness),
             Event::ContainerStart { pod, .. } => self.start_container(pod),

@@ -16,6 +16,7 @@ use crate::time::{Span, Time};
 const DRAW_CALLS: u64 = 0xC0FF_EE00_0000_0001;
 const DRAW_ERROR: u64 = 0xC0FF_EE00_0000_0002;
 const DRAW_DEPENDENCY: u64 = 0xC0FF_EE00_0000_0003;
+const DRAW_WAIT: u64 = 0xC0FF_EE00_0000_0004;
 
 /// A unit-mean CPU demand with the given coefficient of variation.
 fn unit_demand(d: &mut KeyedDraws, cv: f64) -> f64 {
@@ -359,8 +360,25 @@ impl Simulation {
         self.after_cpu(r);
     }
 
-    /// The request's own work is done: call dependencies, or answer.
+    /// The request's CPU work is done: wait off-CPU if its revision does,
+    /// then call dependencies.
     fn after_cpu(&mut self, r: u32) {
+        let req = &self.requests.slots[r as usize];
+        let pod = &self.pods[req.pod as usize];
+        let rev = &self.services[pod.service as usize].revisions[pod.revision as usize];
+        if rev.wait_s > 0.0 {
+            let mut draws = KeyedDraws::new(req.key, req.salt() ^ DRAW_WAIT);
+            let wait = Span::from_secs_f64(unit_demand(&mut draws, rev.wait_cv) * rev.wait_s);
+            let epoch = req.epoch;
+            self.queue
+                .push(self.now + wait, Event::WaitDone { req: r, epoch });
+            return;
+        }
+        self.call_dependencies(r);
+    }
+
+    /// The request's own work is done: call dependencies, or answer.
+    pub(crate) fn call_dependencies(&mut self, r: u32) {
         let req = &self.requests.slots[r as usize];
         let (key, salt, call_salt) = (req.key, req.salt(), req.call_salt);
         let svc = self.edges[req.edge as usize].to as usize;

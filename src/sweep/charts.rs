@@ -180,12 +180,12 @@ impl Marker {
 
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    tl: &Timeline,
+    (t, markers): (&[f64], &[(f64, Marker, String)]),
     series: &[(&[f64], RGBColor, &str)],
     y_desc: &str,
     caption: Option<&str>,
 ) -> Result<(), String> {
-    let tmax = tl.t.last().copied().unwrap_or(1.0).max(1.0);
+    let tmax = t.last().copied().unwrap_or(1.0).max(1.0);
     let ymax = series
         .iter()
         .flat_map(|s| s.0.iter().copied())
@@ -208,11 +208,11 @@ fn panel<DB: DrawingBackend>(
         .map_err(err)?;
     // Each marker kind enters the top panel's legend once.
     let mut labelled = Vec::new();
-    for (t, kind, _) in &tl.markers {
+    for (at, kind, _) in markers {
         let (style, name) = kind.style();
         let drawn = chart
             .draw_series(std::iter::once(PathElement::new(
-                vec![(*t, 0.0), (*t, ymax)],
+                vec![(*at, 0.0), (*at, ymax)],
                 style,
             )))
             .map_err(err)?;
@@ -224,12 +224,12 @@ fn panel<DB: DrawingBackend>(
         }
     }
     for (values, c, label) in series {
-        let pts: Vec<(f64, f64)> =
-            tl.t.iter()
-                .zip(values.iter())
-                .filter(|(_, v)| v.is_finite())
-                .map(|(&t, &v)| (t, v))
-                .collect();
+        let pts: Vec<(f64, f64)> = t
+            .iter()
+            .zip(values.iter())
+            .filter(|(_, v)| v.is_finite())
+            .map(|(&t, &v)| (t, v))
+            .collect();
         let c = *c;
         chart
             .draw_series(LineSeries::new(pts, c.stroke_width(2)))
@@ -246,16 +246,17 @@ fn draw_timeline<DB: DrawingBackend>(
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(err)?;
     let areas = root.split_evenly((4, 1));
+    let axis = (tl.t.as_slice(), tl.markers.as_slice());
     panel(
         &areas[0],
-        tl,
+        axis,
         &[(&tl.requests, colour(0), "requests/s")],
         "req/s",
         Some(&tl.title),
     )?;
     panel(
         &areas[1],
-        tl,
+        axis,
         &[
             (&tl.ready, colour(2), "ready pods"),
             (&tl.desired, colour(1), "desired pods"),
@@ -265,14 +266,14 @@ fn draw_timeline<DB: DrawingBackend>(
     )?;
     panel(
         &areas[2],
-        tl,
+        axis,
         &[(&tl.p99_ms, colour(4), "p99 (entry service)")],
         "ms",
         None,
     )?;
     panel(
         &areas[3],
-        tl,
+        axis,
         &[(&tl.error_ratio, colour(3), "failed / finished")],
         "error ratio",
         None,
@@ -282,6 +283,41 @@ fn draw_timeline<DB: DrawingBackend>(
 
 pub fn timeline(dir: &Path, name: &str, tl: &Timeline) -> Result<(), String> {
     png_and_svg!(dir, name, (1000, 900), draw_timeline, tl)
+}
+
+/// Stacked panels over one time axis, each with its named series.
+pub struct Panels {
+    pub title: String,
+    pub t: Vec<f64>,
+    pub panels: Vec<Panel>,
+}
+
+/// (y axis, [(series name, values at the chart's times)]).
+pub type Panel = (String, Vec<(String, Vec<f64>)>);
+
+fn draw_panels<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Panels) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let areas = root.split_evenly((p.panels.len().max(1), 1));
+    for (k, ((y_desc, series), area)) in p.panels.iter().zip(&areas).enumerate() {
+        let lines: Vec<(&[f64], RGBColor, &str)> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (name, v))| (v.as_slice(), colour(i), name.as_str()))
+            .collect();
+        let caption = (k == 0).then_some(p.title.as_str());
+        panel(area, (&p.t, &[]), &lines, y_desc, caption)?;
+    }
+    root.present().map_err(err)
+}
+
+pub fn panels(dir: &Path, name: &str, p: &Panels) -> Result<(), String> {
+    png_and_svg!(
+        dir,
+        name,
+        (1000, 250 * p.panels.len().max(1) as u32),
+        draw_panels,
+        p
+    )
 }
 
 /// A confusion matrix as a heat map, counts written in the cells; rows are

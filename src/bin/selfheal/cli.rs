@@ -272,6 +272,11 @@ pub enum Cmd {
         #[command(subcommand)]
         what: ImportCmd,
     },
+    /// A twin of a cluster from its recorded metrics, and its fidelity.
+    Twin {
+        #[command(subcommand)]
+        what: TwinCmd,
+    },
     /// Offline evaluations.
     Eval {
         #[command(subcommand)]
@@ -311,6 +316,44 @@ pub struct ServeArgs {
     /// scrape must carry (the kubeconfig written carries it too).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum TwinCmd {
+    /// Builds a scenario from a recording (`<service>-metrics.csv`, and
+    /// `edges.csv`, `deployments.json` where the source has them) and
+    /// writes it with its load traces into OUT.
+    Build {
+        /// The recording's directory.
+        recording: PathBuf,
+        /// The stretch to build from, in the recording's seconds (default:
+        /// the first half of the recording).
+        #[arg(long)]
+        from_s: Option<f64>,
+        #[arg(long)]
+        to_s: Option<f64>,
+        /// Simulate-and-adjust rounds for the latency fit.
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        #[arg(long, default_value = "twin")]
+        out: PathBuf,
+    },
+    /// Replays a stretch of the recording through a twin and reports per
+    /// service the error of CPU, request rate, p50, p99 and error rate,
+    /// with a chart per service.
+    Fidelity {
+        /// The twin's scenario (from `selfheal twin build`).
+        scenario: PathBuf,
+        /// The recording's directory.
+        recording: PathBuf,
+        /// The held-out stretch (default: the second half of the recording).
+        #[arg(long)]
+        from_s: Option<f64>,
+        #[arg(long)]
+        to_s: Option<f64>,
+        #[arg(long, default_value = "reports/twin")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

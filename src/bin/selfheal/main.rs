@@ -10,8 +10,9 @@ mod evals;
 mod lab;
 mod predictor;
 mod progress;
+mod twin;
 
-use cli::{Cli, Cmd, EvalCmd, ImportCmd, ServeArgs};
+use cli::{Cli, Cmd, EvalCmd, ImportCmd, ServeArgs, TwinCmd};
 
 fn main() -> ExitCode {
     match real_main() {
@@ -214,6 +215,26 @@ fn real_main() -> anyhow::Result<()> {
         Cmd::Import {
             what: ImportCmd::Nezha { dir, out },
         } => predictor::import_nezha(&dir, &out)?,
+        Cmd::Twin {
+            what:
+                TwinCmd::Build {
+                    recording,
+                    from_s,
+                    to_s,
+                    rounds,
+                    out,
+                },
+        } => twin::build(&recording, from_s, to_s, rounds, &out)?,
+        Cmd::Twin {
+            what:
+                TwinCmd::Fidelity {
+                    scenario,
+                    recording,
+                    from_s,
+                    to_s,
+                    out,
+                },
+        } => twin::fidelity(&scenario, &recording, from_s, to_s, &out)?,
         Cmd::Eval {
             what: EvalCmd::Nab { dir, out },
         } => evals::eval_nab(&dir, &out)?,

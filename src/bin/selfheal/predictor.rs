@@ -478,8 +478,18 @@ pub fn import_nezha(dir: &Path, out: &Path) -> anyhow::Result<()> {
         let csv = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (service.as_str(), m)));
         std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
     }
+    for (name, body) in [
+        ("edges.csv", selfheal::eval::incidents::import_edges(dir)?),
+        (
+            "deployments.json",
+            selfheal::eval::incidents::import_deployments(dir)?,
+        ),
+    ] {
+        let path = out.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
-        "wrote {} services' recordings to {}",
+        "wrote {} services' recordings, edges.csv and deployments.json to {}",
         services.len(),
         out.display()
     );

@@ -1,0 +1,292 @@
+//! How close a twin is: the recorded load of a stretch replayed through
+//! the twin, and each service's CPU (cores), request rate, p50 and p99
+//! latency and error rate compared with what was recorded, scrape by
+//! scrape (MAPE), after a warm-up of one rate window.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::TwinError;
+use super::recording::{Recording, median};
+use crate::scenario::{CurveSpec, Scenario};
+use crate::sim::load::Trace;
+
+/// One service's recorded and simulated series at the compared scrapes
+/// (times from the stretch's start).
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub t: Vec<f64>,
+    /// `(recorded, twin)` per scrape.
+    pub rate: Vec<(f64, f64)>,
+    pub cores: Vec<(f64, f64)>,
+    pub p50_ms: Vec<(f64, f64)>,
+    pub p99_ms: Vec<(f64, f64)>,
+    pub error: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceFidelity {
+    pub service: String,
+    /// Mean absolute percentage errors (NaN where nothing was measured).
+    pub cpu_mape: f64,
+    pub rate_mape: f64,
+    pub p50_mape: f64,
+    pub p99_mape: f64,
+    /// Mean absolute difference of the failed share (not a percentage:
+    /// error rates near zero make one meaningless).
+    pub error_mae: f64,
+    /// `(recorded, twin)` medians over the compared scrapes.
+    pub median_p50_ms: (f64, f64),
+    pub median_p99_ms: (f64, f64),
+    pub series: Series,
+}
+
+#[derive(Clone, Debug)]
+pub struct Fidelity {
+    /// The stretch replayed, in recording seconds.
+    pub window: (f64, f64),
+    pub services: Vec<ServiceFidelity>,
+}
+
+impl Fidelity {
+    /// The median over services of a per-service figure.
+    pub fn median_of(&self, pick: fn(&ServiceFidelity) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.services.iter().map(pick).collect();
+        median(&mut v).unwrap_or(f64::NAN)
+    }
+}
+
+/// Replays `[from_s, to_s)` of the recording through `twin`: its loads
+/// become the recorded rates of the services they enter at.
+pub fn check(
+    twin: &Scenario,
+    rec: &Recording,
+    from_s: f64,
+    to_s: f64,
+) -> Result<Fidelity, TwinError> {
+    let mut traces = BTreeMap::new();
+    for l in &twin.loads {
+        let CurveSpec::Trace { file, .. } = &l.curve else {
+            continue;
+        };
+        let s = rec.service(&l.service).ok_or_else(|| {
+            TwinError::Invalid(format!(
+                "the twin's load enters at `{}`, which the recording lacks",
+                l.service
+            ))
+        })?;
+        let mut last = 0.0;
+        let (mut t, mut value) = (Vec::new(), Vec::new());
+        for m in &s.scrapes {
+            let at = m.timestamp.as_secs_f64();
+            if !(from_s..to_s).contains(&at) {
+                continue;
+            }
+            if m.request_rate.is_finite() {
+                last = m.request_rate.max(0.0);
+            }
+            t.push(at - from_s);
+            value.push(last);
+        }
+        if t.is_empty() {
+            return Err(TwinError::EmptyWindow {
+                service: l.service.clone(),
+                from_s,
+                to_s,
+            });
+        }
+        traces.insert(file.clone(), Arc::new(Trace { t, value }));
+    }
+    compare(twin, &traces, rec, from_s, to_s)
+}
+
+/// Runs `twin` with `traces` for `to_s - from_s` seconds and compares it
+/// with the recording's `[from_s, to_s)`.
+pub(crate) fn compare(
+    twin: &Scenario,
+    traces: &BTreeMap<String, Arc<Trace>>,
+    rec: &Recording,
+    from_s: f64,
+    to_s: f64,
+) -> Result<Fidelity, TwinError> {
+    let mut spec = twin.clone();
+    spec.duration_s = to_s - from_s;
+    let loaded = crate::scenario::from_spec(spec, traces.clone()).map_err(TwinError::Invalid)?;
+    let out = crate::sim::run(&loaded).map_err(|e| TwinError::Run(e.to_string()))?;
+    let warmup = twin
+        .metrics
+        .rate_window_s
+        .max(2.0 * twin.metrics.scrape_interval_s);
+    let mut services = Vec::new();
+    for (i, name) in out.services.iter().enumerate() {
+        let Some(recorded) = rec.service(name) else {
+            continue;
+        };
+        let spec = &twin.services[i];
+        let cores = |m: &crate::metrics::ServiceMetrics| {
+            m.cpu_usage * spec.cpu_request * m.ready_replicas.max(1) as f64
+        };
+        let sim: Vec<&crate::metrics::ServiceMetrics> = out
+            .metrics
+            .iter()
+            .filter(|(s, _)| *s == i)
+            .map(|(_, m)| m)
+            .collect();
+        let mut series = Series::default();
+        for m in &recorded.scrapes {
+            let t = m.timestamp.as_secs_f64() - from_s;
+            if t < warmup || t >= to_s - from_s {
+                continue;
+            }
+            let k = sim.partition_point(|s| s.timestamp.as_secs_f64() < t);
+            let Some(s) = [k.checked_sub(1), Some(k)]
+                .into_iter()
+                .flatten()
+                .filter_map(|j| sim.get(j))
+                .min_by(|a, b| {
+                    (a.timestamp.as_secs_f64() - t)
+                        .abs()
+                        .total_cmp(&(b.timestamp.as_secs_f64() - t).abs())
+                })
+            else {
+                continue;
+            };
+            series.t.push(t);
+            series.rate.push((m.request_rate, s.request_rate));
+            series.cores.push((cores(m), cores(s)));
+            series.p50_ms.push((m.latency_p50, s.latency_p50));
+            series.p99_ms.push((m.latency_p99, s.latency_p99));
+            series.error.push((m.error_rate, s.error_rate));
+        }
+        let med = |pairs: &[(f64, f64)]| {
+            let mut r: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+            let mut s: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+            (
+                median(&mut r).unwrap_or(f64::NAN),
+                median(&mut s).unwrap_or(f64::NAN),
+            )
+        };
+        let error_mae = {
+            let d: Vec<f64> = series
+                .error
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .map(|p| (p.0 - p.1).abs())
+                .collect();
+            if d.is_empty() {
+                f64::NAN
+            } else {
+                d.iter().sum::<f64>() / d.len() as f64
+            }
+        };
+        services.push(ServiceFidelity {
+            service: name.clone(),
+            cpu_mape: mape(&series.cores),
+            rate_mape: mape(&series.rate),
+            p50_mape: mape(&series.p50_ms),
+            p99_mape: mape(&series.p99_ms),
+            error_mae,
+            median_p50_ms: med(&series.p50_ms),
+            median_p99_ms: med(&series.p99_ms),
+            series,
+        });
+    }
+    Ok(Fidelity {
+        window: (from_s, to_s),
+        services,
+    })
+}
+
+/// Mean |twin - recorded| / recorded over the scrapes where both are
+/// measured and the recorded value is positive; NaN without one.
+pub fn mape(pairs: &[(f64, f64)]) -> f64 {
+    let e: Vec<f64> = pairs
+        .iter()
+        .filter(|(r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
+        .map(|(r, s)| (s - r).abs() / r)
+        .collect();
+    if e.is_empty() {
+        f64::NAN
+    } else {
+        e.iter().sum::<f64>() / e.len() as f64
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1} %", 100.0 * v)
+    } else {
+        "–".into()
+    }
+}
+
+/// The report as Markdown: one row per service, then the medians.
+pub fn render(f: &Fidelity, title: &str) -> String {
+    let mut md = format!(
+        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin; per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) |\n|---|---|---|---|---|---|---|---|\n",
+        f.window.0, f.window.1
+    );
+    for s in &f.services {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} |",
+            s.service,
+            s.series.t.len(),
+            pct(s.cpu_mape),
+            pct(s.rate_mape),
+            pct(s.p50_mape),
+            pct(s.p99_mape),
+            s.error_mae,
+            s.median_p99_ms.0,
+            s.median_p99_ms.1
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}.",
+        pct(f.median_of(|s| s.cpu_mape)),
+        pct(f.median_of(|s| s.rate_mape)),
+        pct(f.median_of(|s| s.p50_mape)),
+        pct(f.median_of(|s| s.p99_mape))
+    );
+    md
+}
+
+/// One chart per service (`fidelity-<service>.png` and `.svg`): request
+/// rate, CPU and p99, recorded against the twin.
+pub fn charts(dir: &Path, f: &Fidelity) -> Result<(), String> {
+    use crate::sweep::charts::{Panels, panels};
+    for s in &f.services {
+        let split = |pairs: &[(f64, f64)]| -> [Vec<f64>; 2] {
+            [
+                pairs.iter().map(|p| p.0).collect(),
+                pairs.iter().map(|p| p.1).collect(),
+            ]
+        };
+        let [rr, rt] = split(&s.series.rate);
+        let [cr, ct] = split(&s.series.cores);
+        let [pr, pt] = split(&s.series.p99_ms);
+        let chart = Panels {
+            title: format!("{}: recorded and twin", s.service),
+            t: s.series.t.clone(),
+            panels: vec![
+                (
+                    "req/s".into(),
+                    vec![("recorded".into(), rr), ("twin".into(), rt)],
+                ),
+                (
+                    "cores".into(),
+                    vec![("recorded".into(), cr), ("twin".into(), ct)],
+                ),
+                (
+                    "p99 ms".into(),
+                    vec![("recorded".into(), pr), ("twin".into(), pt)],
+                ),
+            ],
+        };
+        panels(dir, &format!("fidelity-{}", s.service), &chart)?;
+    }
+    Ok(())
+}

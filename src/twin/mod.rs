@@ -1,0 +1,51 @@
+//! A twin of a real cluster, built from its recorded metrics, and a
+//! measure of how close it is.
+//!
+//! - [`recording`]: what a recording holds (per-service metrics at any
+//!   scrape interval, call edges, Deployments) and how it is read.
+//! - [`build`]: a scenario whose services, call graph and load reproduce
+//!   a stretch of the recording, calibrated by simulating it.
+//! - [`fidelity`]: replays another stretch's load through the twin and
+//!   compares each service's CPU, request rate, latency and errors with
+//!   what was recorded.
+
+pub mod build;
+pub mod fidelity;
+pub mod recording;
+
+use std::path::PathBuf;
+
+pub use build::{Twin, TwinOptions, build};
+pub use fidelity::{Fidelity, ServiceFidelity, check};
+pub use recording::{EDGES_CSV_HEADER, EdgeSeries, Recording, Shape};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TwinError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Recorded(#[from] crate::train::recorded::RecordedError),
+    #[error("the window {from_s}..{to_s} s holds no scrape of `{service}`")]
+    EmptyWindow {
+        service: String,
+        from_s: f64,
+        to_s: f64,
+    },
+    #[error(
+        "no service is called by no other: the load has nowhere to enter (edges.csv makes a cycle of every service)"
+    )]
+    NoEntry,
+    #[error("the twin is not a valid scenario: {0}")]
+    Invalid(String),
+    #[error("the twin does not run: {0}")]
+    Run(String),
+}

@@ -1,0 +1,425 @@
+//! A cluster's recording as the twin reads it: the per-service metrics of
+//! `train::recorded` (any scrape interval), and beside them, when the
+//! source has them, the call edges' metrics (`edges.csv`) and the
+//! Deployments (`deployments.json`, the API's own objects).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::TwinError;
+use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
+use crate::train::recorded::{self, ServiceRecording};
+
+/// The header of `edges.csv`, as the simulator writes it: per scrape and
+/// call edge (`caller->callee`, the caller's view), the attempts per second,
+/// the failed share and the latency percentiles in ms. Rows of
+/// `client->service` (a load's own edge) are read and ignored.
+pub const EDGES_CSV_HEADER: &str = "t_s,edge,request_rate,error_rate,latency_p50_ms,latency_p99_ms";
+
+/// One call edge's scrapes; an empty cell is NaN (not measured).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EdgeSeries {
+    pub caller: String,
+    pub callee: String,
+    pub t: Vec<f64>,
+    pub request_rate: Vec<f64>,
+    pub error_rate: Vec<f64>,
+    pub latency_p50_ms: Vec<f64>,
+    pub latency_p99_ms: Vec<f64>,
+}
+
+/// What a Deployment says about its pods; `None` where it says nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Shape {
+    pub replicas: Option<u32>,
+    pub cpu_request: Option<f64>,
+    pub cpu_limit: Option<f64>,
+    pub memory_request_mib: Option<f64>,
+    pub memory_limit_mib: Option<f64>,
+    pub readiness: Option<ProbeSpec>,
+    pub liveness: Option<ProbeSpec>,
+    pub rolling_update: Option<RollingUpdateSpec>,
+}
+
+/// Everything a twin is built from.
+#[derive(Clone, Debug)]
+pub struct Recording {
+    pub dir: PathBuf,
+    pub services: Vec<ServiceRecording>,
+    pub edges: Vec<EdgeSeries>,
+    pub shapes: BTreeMap<String, Shape>,
+}
+
+impl Recording {
+    /// Reads `dir`: every `<service>-metrics.csv` (required), `edges.csv`
+    /// and `deployments.json` (both optional). A scrape without the
+    /// service's own p50 takes its callers' view of it: the median p50 of
+    /// the edges into it at that time (within half a scrape).
+    pub fn read(dir: &Path) -> Result<Recording, TwinError> {
+        let services = recorded::read_dir(dir)?;
+        let edges_path = dir.join("edges.csv");
+        let edges = match std::fs::read_to_string(&edges_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(TwinError::Io {
+                    path: edges_path,
+                    source,
+                });
+            }
+            Ok(text) => parse_edges_csv(&text).map_err(|(line, message)| TwinError::Parse {
+                path: edges_path.clone(),
+                line,
+                message,
+            })?,
+        };
+        let deployments_path = dir.join("deployments.json");
+        let shapes = match std::fs::read_to_string(&deployments_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => {
+                return Err(TwinError::Io {
+                    path: deployments_path,
+                    source,
+                });
+            }
+            Ok(text) => parse_deployments(&text).map_err(|message| TwinError::Parse {
+                path: deployments_path.clone(),
+                line: 0,
+                message,
+            })?,
+        };
+        let mut rec = Recording {
+            dir: dir.to_owned(),
+            services,
+            edges,
+            shapes,
+        };
+        let half = 0.5 * rec.scrape_interval_s();
+        let Recording {
+            services, edges, ..
+        } = &mut rec;
+        for s in services.iter_mut() {
+            let into: Vec<&EdgeSeries> = edges.iter().filter(|e| e.callee == s.service).collect();
+            for m in s.scrapes.iter_mut().filter(|m| m.latency_p50.is_nan()) {
+                let t = m.timestamp.as_secs_f64();
+                let mut seen: Vec<f64> = into
+                    .iter()
+                    .filter_map(|e| {
+                        let i = e.t.partition_point(|x| *x < t - half);
+                        (e.t.get(i)? - t <= half).then(|| e.latency_p50_ms[i])
+                    })
+                    .collect();
+                m.latency_p50 = median(&mut seen).unwrap_or(f64::NAN);
+            }
+        }
+        Ok(rec)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceRecording> {
+        self.services.iter().find(|s| s.service == name)
+    }
+
+    /// The span every service's recording covers, in recording seconds.
+    pub fn span(&self) -> (f64, f64) {
+        let first = |s: &ServiceRecording| s.scrapes.first().map(|m| m.timestamp.as_secs_f64());
+        let last = |s: &ServiceRecording| s.scrapes.last().map(|m| m.timestamp.as_secs_f64());
+        let from = self
+            .services
+            .iter()
+            .filter_map(first)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let to = self
+            .services
+            .iter()
+            .filter_map(last)
+            .fold(f64::INFINITY, f64::min);
+        (from, to)
+    }
+
+    /// The median time between scrapes over all services.
+    pub fn scrape_interval_s(&self) -> f64 {
+        let mut gaps: Vec<f64> = self
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.scrapes
+                    .windows(2)
+                    .map(|w| (w[1].timestamp - w[0].timestamp).as_secs_f64())
+            })
+            .collect();
+        median(&mut gaps).unwrap_or(15.0)
+    }
+}
+
+/// The median of the finite values, `None` without one.
+pub(crate) fn median(values: &mut Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    })
+}
+
+/// Reads [`EDGES_CSV_HEADER`] rows into one series per edge; an error is
+/// `(line, message)`.
+pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, (usize, String)> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim() == EDGES_CSV_HEADER => {}
+        _ => return Err((1, format!("expected the header `{EDGES_CSV_HEADER}`"))),
+    }
+    let names: Vec<&str> = EDGES_CSV_HEADER.split(',').collect();
+    let mut by_edge: BTreeMap<(String, String), EdgeSeries> = BTreeMap::new();
+    for (i, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+        let line_no = i + 1;
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != names.len() {
+            return Err((
+                line_no,
+                format!("{} fields, expected {}", f.len(), names.len()),
+            ));
+        }
+        let Some((caller, callee)) = crate::scenario::edge_ends(f[1]) else {
+            return Err((
+                line_no,
+                format!("field `edge`: {:?} is not `caller->callee`", f[1]),
+            ));
+        };
+        if caller == "client" {
+            continue;
+        }
+        let num = |k: usize| -> Result<f64, (usize, String)> {
+            if f[k].is_empty() {
+                return Ok(f64::NAN);
+            }
+            match f[k].parse::<f64>() {
+                Ok(v) if v >= 0.0 || v.is_nan() => Ok(v),
+                Ok(v) => Err((line_no, format!("field `{}`: {v} is negative", names[k]))),
+                Err(e) => Err((line_no, format!("field `{}`: {:?}: {e}", names[k], f[k]))),
+            }
+        };
+        let t = num(0)?;
+        let (rate, err, p50, p99) = (num(2)?, num(3)?, num(4)?, num(5)?);
+        let e = by_edge
+            .entry((caller.to_owned(), callee.to_owned()))
+            .or_insert_with(|| EdgeSeries {
+                caller: caller.to_owned(),
+                callee: callee.to_owned(),
+                ..Default::default()
+            });
+        if e.t.last().is_some_and(|&last| t <= last) {
+            return Err((
+                line_no,
+                format!("field `t_s`: {t} does not follow {caller}->{callee}'s last scrape"),
+            ));
+        }
+        e.t.push(t);
+        e.request_rate.push(rate);
+        e.error_rate.push(err);
+        e.latency_p50_ms.push(p50);
+        e.latency_p99_ms.push(p99);
+    }
+    Ok(by_edge.into_values().collect())
+}
+
+/// Reads Deployments as the API returns them (`kubectl get deployments -o
+/// json`: a `List`, a `DeploymentList` or a JSON array of Deployments), by
+/// name. The first container's resources and probes stand for the pod's.
+pub fn parse_deployments(text: &str) -> Result<BTreeMap<String, Shape>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let items = match &v {
+        Value::Array(a) => a.as_slice(),
+        Value::Object(o) => o
+            .get("items")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .ok_or("expected a list of Deployments (an `items` array)")?,
+        _ => return Err("expected a list of Deployments".into()),
+    };
+    let mut out = BTreeMap::new();
+    for (i, d) in items.iter().enumerate() {
+        let at = |field: &str, e: String| format!("items[{i}].{field}: {e}");
+        let name = d["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| at("metadata.name", "missing".into()))?;
+        let spec = &d["spec"];
+        let container = &spec["template"]["spec"]["containers"][0];
+        let res = &container["resources"];
+        let quantity = |path: &str, v: &Value, parse: fn(&str) -> Option<f64>| match v {
+            Value::Null => Ok(None),
+            Value::Number(n) => Ok(n.as_f64()),
+            Value::String(s) => parse(s)
+                .map(Some)
+                .ok_or_else(|| at(path, format!("{s:?} is not a quantity"))),
+            other => Err(at(path, format!("{other} is not a quantity"))),
+        };
+        let shape = Shape {
+            replicas: spec["replicas"].as_u64().map(|r| r as u32),
+            cpu_request: quantity("resources.requests.cpu", &res["requests"]["cpu"], parse_cpu)?,
+            cpu_limit: quantity("resources.limits.cpu", &res["limits"]["cpu"], parse_cpu)?,
+            memory_request_mib: quantity(
+                "resources.requests.memory",
+                &res["requests"]["memory"],
+                parse_mib,
+            )?,
+            memory_limit_mib: quantity(
+                "resources.limits.memory",
+                &res["limits"]["memory"],
+                parse_mib,
+            )?,
+            readiness: probe(&container["readinessProbe"]),
+            liveness: probe(&container["livenessProbe"]),
+            rolling_update: rolling_update(&spec["strategy"]["rollingUpdate"]),
+        };
+        out.insert(name.to_owned(), shape);
+    }
+    Ok(out)
+}
+
+/// A probe's timing with Kubernetes' defaults for what it leaves out.
+fn probe(v: &Value) -> Option<ProbeSpec> {
+    if !v.is_object() {
+        return None;
+    }
+    let d = ProbeSpec::default();
+    let secs = |k: &str, d: f64| v[k].as_f64().unwrap_or(d);
+    let count = |k: &str, d: u32| v[k].as_u64().map_or(d, |n| n as u32);
+    Some(ProbeSpec {
+        period_s: secs("periodSeconds", d.period_s),
+        timeout_s: secs("timeoutSeconds", d.timeout_s),
+        success_threshold: count("successThreshold", d.success_threshold),
+        failure_threshold: count("failureThreshold", d.failure_threshold),
+        initial_delay_s: secs("initialDelaySeconds", d.initial_delay_s),
+    })
+}
+
+fn rolling_update(v: &Value) -> Option<RollingUpdateSpec> {
+    let int_or_percent = |v: &Value| match v {
+        Value::Number(n) => n.as_u64().map(|n| IntOrPercent::Int(n as u32)),
+        Value::String(s) => Some(IntOrPercent::Percent(s.clone())),
+        _ => None,
+    };
+    let d = RollingUpdateSpec::default();
+    v.is_object().then(|| RollingUpdateSpec {
+        max_surge: int_or_percent(&v["maxSurge"]).unwrap_or(d.max_surge),
+        max_unavailable: int_or_percent(&v["maxUnavailable"]).unwrap_or(d.max_unavailable),
+    })
+}
+
+/// A CPU quantity in cores: `250m`, `0.5`, `2`.
+pub fn parse_cpu(s: &str) -> Option<f64> {
+    let s = s.trim();
+    match s.strip_suffix('m') {
+        Some(m) => m.parse::<f64>().ok().map(|m| m / 1000.0),
+        None => s.parse().ok(),
+    }
+    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+}
+
+/// A memory quantity in MiB: `256Mi`, `1Gi`, `128M`, `500k`, `1e9`, bytes.
+pub fn parse_mib(s: &str) -> Option<f64> {
+    let s = s.trim();
+    const MIB: f64 = 1024.0 * 1024.0;
+    let units: [(&str, f64); 12] = [
+        ("Ki", 1024.0),
+        ("Mi", MIB),
+        ("Gi", MIB * 1024.0),
+        ("Ti", MIB * 1024.0 * 1024.0),
+        ("Pi", MIB * 1024.0 * 1024.0 * 1024.0),
+        ("Ei", MIB * 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    let (number, bytes_per_unit) = units
+        .iter()
+        .find_map(|(suffix, b)| s.strip_suffix(suffix).map(|n| (n, *b)))
+        .unwrap_or((s, 1.0));
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * bytes_per_unit / MIB)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_as_kubernetes_writes_them() {
+        assert_eq!(parse_cpu("250m"), Some(0.25));
+        assert_eq!(parse_cpu("2"), Some(2.0));
+        assert_eq!(parse_cpu("0.5"), Some(0.5));
+        assert_eq!(parse_cpu("x"), None);
+        assert_eq!(parse_mib("256Mi"), Some(256.0));
+        assert_eq!(parse_mib("1Gi"), Some(1024.0));
+        assert_eq!(parse_mib("1048576"), Some(1.0));
+        assert!((parse_mib("128M").unwrap() - 122.0703125).abs() < 1e-9);
+        assert_eq!(parse_mib("-1Mi"), None);
+    }
+
+    #[test]
+    fn deployments_give_replicas_resources_probes_and_rollout() {
+        let shapes = parse_deployments(
+            r#"{"kind": "List", "items": [{"metadata": {"name": "api"}, "spec": {
+                "replicas": 3,
+                "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "0%"}},
+                "template": {"spec": {"containers": [{
+                    "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
+                                  "limits": {"cpu": 1, "memory": "1Gi"}},
+                    "readinessProbe": {"periodSeconds": 5}}]}}}}]}"#,
+        )
+        .unwrap();
+        let api = &shapes["api"];
+        assert_eq!(api.replicas, Some(3));
+        assert_eq!(api.cpu_request, Some(0.25));
+        assert_eq!(api.cpu_limit, Some(1.0));
+        assert_eq!(api.memory_request_mib, Some(128.0));
+        assert_eq!(api.memory_limit_mib, Some(1024.0));
+        assert_eq!(api.readiness.as_ref().unwrap().period_s, 5.0);
+        assert_eq!(
+            api.readiness.as_ref().unwrap().failure_threshold,
+            ProbeSpec::default().failure_threshold
+        );
+        assert_eq!(api.liveness, None);
+        let ru = api.rolling_update.as_ref().unwrap();
+        assert_eq!(ru.max_surge, IntOrPercent::Int(1));
+        assert_eq!(ru.max_unavailable, IntOrPercent::Percent("0%".into()));
+        let bad = parse_deployments(
+            r#"[{"metadata": {"name": "a"}, "spec": {"template": {"spec": {"containers": [{"resources": {"limits": {"cpu": "lots"}}}]}}}}]"#,
+        );
+        assert_eq!(
+            bad.unwrap_err(),
+            "items[0].resources.limits.cpu: \"lots\" is not a quantity"
+        );
+    }
+
+    #[test]
+    fn edges_group_by_caller_and_callee_and_skip_the_client() {
+        let edges = parse_edges_csv(&format!(
+            "{EDGES_CSV_HEADER}\n0,a->b,10,0,5,9\n0,client->a,10,0,7,12\n5,a->b,12,,6,10\n"
+        ))
+        .unwrap();
+        assert_eq!(edges.len(), 1);
+        assert_eq!(
+            (edges[0].caller.as_str(), edges[0].callee.as_str()),
+            ("a", "b")
+        );
+        assert_eq!(edges[0].request_rate, vec![10.0, 12.0]);
+        assert!(edges[0].error_rate[1].is_nan());
+        let err = parse_edges_csv(&format!("{EDGES_CSV_HEADER}\n0,ab,1,0,1,1\n")).unwrap_err();
+        assert_eq!(err.0, 2);
+        assert!(err.1.contains("`edge`"), "{}", err.1);
+    }
+}
