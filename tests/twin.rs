@@ -197,9 +197,10 @@ fn a_recording_without_its_metrics_names_the_directory() {
 /// The real day (`datasets/incidents/`): a twin built from three
 /// fault-free hours (after the last injection, 16:54 UTC) and checked on
 /// the next four. The bounds pin what the twin reaches today (median over
-/// services: CPU 21.6 %, request rate 7.2 %, p99 32.6 %) so that a change
-/// that loses fidelity shows; they are not the aims (15 % and
-/// 25 %), which this day does not meet (see README "A twin of a cluster").
+/// services: CPU 18.8 %, request rate 7.2 %, p99 32.6 % MAPE; the means'
+/// errors CPU 0.6 %, p99 7.8 %) so that a change that loses fidelity
+/// shows; they are not the aims (15 % and 25 %), which this day
+/// does not meet (see README "A twin of a cluster").
 #[test]
 fn a_twin_of_the_real_incident_day_holds_its_fidelity_on_held_out_hours() {
     let day = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/incidents/nezha-ob-2022-08-23");
@@ -242,9 +243,13 @@ fn a_twin_of_the_real_incident_day_holds_its_fidelity_on_held_out_hours() {
     let cpu = f.median_of(|s| s.cpu_mape);
     let rate = f.median_of(|s| s.rate_mape);
     let p99 = f.median_of(|s| s.p99_mape);
-    assert!(cpu <= 0.25, "CPU {cpu}");
+    assert!(cpu <= 0.22, "CPU {cpu}");
     assert!(rate <= 0.10, "request rate {rate}");
     assert!(p99 <= 0.40, "p99 {p99}");
+    let cpu_mean = f.median_of(|s| s.cpu_bias.abs());
+    let p99_mean = f.median_of(|s| s.p99_bias.abs());
+    assert!(cpu_mean <= 0.05, "mean CPU {cpu_mean}");
+    assert!(p99_mean <= 0.15, "mean p99 {p99_mean}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -135,7 +135,7 @@ fn start(
         ),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs_f64(warmup_s / SPEED + 40.0);
     while served.progress().0.as_secs_f64() < warmup_s {
         assert!(
             Instant::now() < deadline,
@@ -144,15 +144,17 @@ fn start(
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = dir.join("adapter.log");
+    let speed = SPEED.to_string();
+    // `record` reads history and leaves; the loops act at the speed-up.
+    let acting: &[&str] = if command.first() == Some(&"record") {
+        &[]
+    } else {
+        &["--apply", "--unapproved", "--time-scale", &speed]
+    };
     let adapter = Command::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
         .args(command)
-        .args([
-            "--apply",
-            "--unapproved",
-            "--time-scale",
-            &SPEED.to_string(),
-            "--config",
-        ])
+        .args(acting)
+        .arg("--config")
         .arg(dir.join("adapter.toml"))
         .env("KUBECONFIG", dir.join("kubeconfig"))
         // The shipped models (the predictor's) are found from the root.
@@ -515,4 +517,136 @@ fn a_replayed_latency_fault_is_healed_by_failing_the_catalog_over() {
         "never recovered:\n{}\n{log}",
         live.verdict.text()
     );
+}
+
+/// `selfheal-k8s record` against a served simulation brings back what a
+/// twin is built from: every call edge the mesh metrics name, with its
+/// calls per request, and the Deployments; the twin built from it has the
+/// served scenario's call graph, replicas and CPU time per request (within
+/// 10 %). Recorded at the speed-up, so rates are per wall second; ratios of
+/// rates and latencies are not affected.
+#[test]
+fn a_recording_of_a_served_simulation_builds_its_twin() {
+    let source = selfheal::scenario::parse(
+        r#"
+name = "e2e-twin"
+duration_s = 7200
+seed = 9
+[slo]
+latency_ms = 250
+[[load]]
+service = "web"
+curve = { kind = "constant", rate = 150 }
+[[service]]
+name = "web"
+replicas = 3
+revision = { service_time_ms = 4 }
+  [[service.call]]
+  to = "api"
+[[service]]
+name = "api"
+replicas = 2
+revision = { service_time_ms = 6 }
+  [[service.call]]
+  to = "db"
+  probability = 0.5
+[[service]]
+name = "db"
+replicas = 2
+cpu_request = 0.25
+revision = { service_time_ms = 5 }
+"#,
+        "e2e-twin.toml",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let out = std::env::temp_dir().join(format!("selfheal-e2e-twin-{}", std::process::id()));
+    let Some(mut l) = start(
+        source.clone(),
+        "[[service]]\nname = \"web\"\n[[service]]\nname = \"api\"\n[[service]]\nname = \"db\"\n",
+        "kind = \"static\"",
+        1_600.0,
+        &[
+            "record",
+            "--duration-s",
+            "70",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = l.adapter.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record never ended:\n{}",
+            l.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "record failed:\n{}", l.log());
+    let rec = selfheal::twin::Recording::read(&out).unwrap();
+    let mut graph: Vec<(String, String)> = rec
+        .edges
+        .iter()
+        .map(|e| (e.caller.clone(), e.callee.clone()))
+        .collect();
+    graph.sort();
+    assert_eq!(
+        graph,
+        [("api", "db"), ("web", "api")].map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(rec.shapes.len(), 3, "{:?}", rec.shapes);
+    let twin = selfheal::twin::build(
+        &rec,
+        &selfheal::twin::TwinOptions {
+            from_s: Some(rec.span().0),
+            to_s: Some(rec.span().1 + 1.0),
+            calibration_rounds: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for o in &source.spec.services {
+        let t = twin
+            .scenario
+            .services
+            .iter()
+            .find(|s| s.name == o.name)
+            .unwrap();
+        assert_eq!(t.replicas, o.replicas, "{}", o.name);
+        assert_eq!(t.cpu_request, o.cpu_request, "{}", o.name);
+        let st = t.revision.service_time_ms / o.revision.service_time_ms;
+        eprintln!(
+            "{}: {} replicas, CPU {:.3} ms per request (served: {} ms), calls {:?}",
+            o.name,
+            t.replicas,
+            t.revision.service_time_ms,
+            o.revision.service_time_ms,
+            t.calls
+                .iter()
+                .map(|c| (c.to.as_str(), c.probability))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            (st - 1.0).abs() <= 0.10,
+            "{}: {} ms",
+            o.name,
+            t.revision.service_time_ms
+        );
+        for c in &o.calls {
+            let p = t.calls.iter().find(|x| x.to == c.to).unwrap().probability;
+            assert!(
+                (p - c.probability).abs() <= 0.05,
+                "{}->{}: {p}",
+                o.name,
+                c.to
+            );
+        }
+    }
+    std::fs::remove_dir_all(&out).ok();
 }

@@ -28,6 +28,7 @@ pub use queue::EventQueue;
 pub use recorder::{
     PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary,
 };
+pub use traffic::gc_factor;
 
 use crate::scenario::LoadedScenario;
 

@@ -33,7 +33,7 @@ fn unit_demand(d: &mut KeyedDraws, cv: f64) -> f64 {
 /// Garbage-collector pressure: a pod near its memory limit works slower
 /// (up to 5x at the limit, from 85 % of it), which makes a leak visible in
 /// latency before the OOM kill, as it is on a JVM or Go service.
-fn gc_factor(memory_fraction: f64) -> f64 {
+pub fn gc_factor(memory_fraction: f64) -> f64 {
     1.0 + 4.0 * ((memory_fraction - 0.85) / 0.15).clamp(0.0, 1.0)
 }
 

@@ -6,7 +6,8 @@
 //!   `build`);
 //! - CPU time per request (`service_time_ms`): the cores the service used
 //!   (`cpu_usage` x CPU request x ready replicas) summed over the stretch,
-//!   over the requests it served;
+//!   over the requests it served, less the simulator's garbage-collection
+//!   slow-down at the recorded memory share (`sim::gc_factor`);
 //! - the call graph: the edges in `edges.csv`; calls per request the edge's
 //!   request rate over the caller's, or, where the edge has no rate, the
 //!   non-negative least-squares fit of the callee's rate on its callers';
@@ -354,8 +355,12 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
                 let pods = (m.ready_replicas.max(1)) as f64;
                 (c + m.cpu_usage * cpu_request * pods, r + m.request_rate)
             });
+        // The simulator slows a pod near its memory limit (garbage
+        // collection, `sim::gc_factor`); a service recorded there has
+        // that work in its CPU already.
+        let gc = mean(w.iter().map(|m| crate::sim::gc_factor(m.memory_usage))).unwrap_or(1.0);
         let cpu_ms = if served > 0.0 {
-            (1000.0 * cores / served).max(0.001)
+            (1000.0 * cores / served / gc).max(0.001)
         } else {
             defaults.revision.service_time_ms
         };

@@ -34,6 +34,10 @@ pub struct ServiceFidelity {
     pub rate_mape: f64,
     pub p50_mape: f64,
     pub p99_mape: f64,
+    /// The error of the stretch's means, twin over recorded minus one: what
+    /// remains of the MAPE once scrape-to-scrape noise averages out.
+    pub cpu_bias: f64,
+    pub p99_bias: f64,
     /// Mean absolute difference of the failed share (not a percentage:
     /// error rates near zero make one meaningless).
     pub error_mae: f64,
@@ -184,6 +188,8 @@ pub(crate) fn compare(
         services.push(ServiceFidelity {
             service: name.clone(),
             cpu_mape: mape(&series.cores),
+            cpu_bias: bias(&series.cores),
+            p99_bias: bias(&series.p99_ms),
             rate_mape: mape(&series.rate),
             p50_mape: mape(&series.p50_ms),
             p99_mape: mape(&series.p99_ms),
@@ -214,6 +220,30 @@ pub fn mape(pairs: &[(f64, f64)]) -> f64 {
     }
 }
 
+/// mean(twin) / mean(recorded) - 1 over the scrapes where both are
+/// measured; NaN without one.
+pub fn bias(pairs: &[(f64, f64)]) -> f64 {
+    let both: Vec<&(f64, f64)> = pairs
+        .iter()
+        .filter(|(r, s)| r.is_finite() && s.is_finite())
+        .collect();
+    let recorded: f64 = both.iter().map(|p| p.0).sum();
+    let twin: f64 = both.iter().map(|p| p.1).sum();
+    if both.is_empty() || recorded <= 0.0 {
+        f64::NAN
+    } else {
+        twin / recorded - 1.0
+    }
+}
+
+fn signed_pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:+.1} %", 100.0 * v)
+    } else {
+        "–".into()
+    }
+}
+
 fn pct(v: f64) -> String {
     if v.is_finite() {
         format!("{:.1} %", 100.0 * v)
@@ -225,13 +255,13 @@ fn pct(v: f64) -> String {
 /// The report as Markdown: one row per service, then the medians.
 pub fn render(f: &Fidelity, title: &str) -> String {
     let mut md = format!(
-        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin; per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) |\n|---|---|---|---|---|---|---|---|\n",
+        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin; per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded |\n|---|---|---|---|---|---|---|---|---|---|\n",
         f.window.0, f.window.1
     );
     for s in &f.services {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} | {} | {} |",
             s.service,
             s.series.t.len(),
             pct(s.cpu_mape),
@@ -240,16 +270,20 @@ pub fn render(f: &Fidelity, title: &str) -> String {
             pct(s.p99_mape),
             s.error_mae,
             s.median_p99_ms.0,
-            s.median_p99_ms.1
+            s.median_p99_ms.1,
+            signed_pct(s.cpu_bias),
+            signed_pct(s.p99_bias)
         );
     }
     let _ = writeln!(
         md,
-        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}.",
+        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}; of the means' errors, absolute: CPU {}, p99 {}.",
         pct(f.median_of(|s| s.cpu_mape)),
         pct(f.median_of(|s| s.rate_mape)),
         pct(f.median_of(|s| s.p50_mape)),
-        pct(f.median_of(|s| s.p99_mape))
+        pct(f.median_of(|s| s.p99_mape)),
+        pct(f.median_of(|s| s.cpu_bias.abs())),
+        pct(f.median_of(|s| s.p99_bias.abs()))
     );
     md
 }
