@@ -19,6 +19,7 @@ pub mod digest;
 pub mod eval;
 pub mod istio;
 pub mod metrics;
+pub mod quantity;
 pub mod rng;
 pub mod scenario;
 pub mod serve;

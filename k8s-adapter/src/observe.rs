@@ -287,14 +287,7 @@ pub async fn history(
     clock: &Clock,
 ) -> Result<Vec<Scrape>, PromError> {
     let q = &cfg.queries;
-    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
-    let range = |t: &str| {
-        let query = fill(t);
-        async move {
-            prom.query_range(&query, from, to, cfg.wall(cfg.interval_s))
-                .await
-        }
-    };
+    let range = |template| range_of(prom, cfg, svc, template, from, to);
     let cpu = at_times(&range(&q.cpu_usage).await?);
     let mem = at_times(&range(&q.memory_usage).await?);
     let rate = at_times(&range(&q.request_rate).await?);
@@ -364,6 +357,21 @@ pub async fn observe(
     })
 }
 
+/// `template` filled for `svc` and asked over `[from, to]` (wall seconds)
+/// at the scrape interval.
+async fn range_of(
+    prom: &Prometheus,
+    cfg: &AdapterConfig,
+    svc: &ServiceConfig,
+    template: &str,
+    from: f64,
+    to: f64,
+) -> Result<Vec<Series>, PromError> {
+    let query = Queries::fill(template, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
+    prom.query_range(&query, from, to, cfg.wall(cfg.interval_s))
+        .await
+}
+
 /// The calls `svc` made over `[from, to]`, read back like [`history`]:
 /// per scrape and callee (by `destination_workload`, configured services
 /// only) the request rate, error ratio and p50 / p99 in ms, as rows of
@@ -377,14 +385,7 @@ pub async fn edge_history(
     clock: &Clock,
 ) -> Result<Vec<String>, PromError> {
     let q = &cfg.queries;
-    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
-    let range = |t: &str| {
-        let query = fill(t);
-        async move {
-            prom.query_range(&query, from, to, cfg.wall(cfg.interval_s))
-                .await
-        }
-    };
+    let range = |template| range_of(prom, cfg, svc, template, from, to);
     let rates = range(&q.edge_request_rate).await?;
     let errors = range(&q.edge_error_rate).await?;
     let buckets = range(&q.edge_latency_buckets_ms).await?;

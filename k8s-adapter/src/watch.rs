@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use selfheal::control::{PodPhase, PodView};
+use selfheal::quantity::{cpu_cores, mib};
 use selfheal::time::Time;
 
 use crate::clock::Clock;
@@ -124,38 +125,6 @@ fn revision_index(annotations: &std::collections::BTreeMap<String, String>) -> u
 
 fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
     t.0.as_millisecond() as f64 / 1000.0
-}
-
-/// CPU cores of a quantity (`500m`, `2`, `1.5`).
-pub fn cpu_cores(q: &str) -> Option<f64> {
-    match q.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().ok().map(|m| m / 1000.0),
-        None => q.parse().ok(),
-    }
-}
-
-/// Bytes of a quantity (`512Mi`, `1Gi`, `500M`, `1e9`, `1048576`).
-pub fn bytes(q: &str) -> Option<f64> {
-    const UNITS: [(&str, f64); 12] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (suffix, factor) in UNITS {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<f64>().ok().map(|v| v * factor);
-        }
-    }
-    q.parse().ok()
 }
 
 /// The phase the control core knows: a pod being deleted is terminating; a
@@ -285,9 +254,8 @@ pub fn pod_view(pod: &Pod, revision: u32, clock: &Clock) -> PodView {
         memory_mib: 0.0,
         memory_limit_mib: quantity(true, "memory")
             .as_deref()
-            .and_then(bytes)
-            .unwrap_or(0.0)
-            / 1048576.0,
+            .and_then(mib)
+            .unwrap_or(0.0),
         restarts: status
             .and_then(|s| s.container_statuses.as_ref())
             .map_or(0, |cs| {
@@ -318,16 +286,6 @@ mod tests {
 
     fn owned(kind: &str, name: &str) -> serde_json::Value {
         serde_json::json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": name}])
-    }
-
-    #[test]
-    fn quantities_parse_as_the_api_writes_them() {
-        assert_eq!(cpu_cores("500m"), Some(0.5));
-        assert_eq!(cpu_cores("2"), Some(2.0));
-        assert_eq!(bytes("512Mi"), Some(512.0 * 1048576.0));
-        assert_eq!(bytes("1G"), Some(1e9));
-        assert_eq!(bytes("1048576"), Some(1048576.0));
-        assert_eq!(bytes("lots"), None);
     }
 
     #[test]

@@ -250,41 +250,7 @@ fn columns(path: &Path, header: Option<&str>, names: &[&str]) -> Result<Vec<usiz
 
 /// Reads one `<pod>_metric.csv`.
 pub fn read_service(path: &Path) -> Result<ServiceSeries, IncidentError> {
-    let text = read(path)?;
-    let bad = |line: usize, message: String| IncidentError::Parse {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let mut lines = text.lines();
-    let names: Vec<&str> = std::iter::once("Time").chain(METRICS).collect();
-    let found = columns(path, lines.next(), &names)?;
-    let (time, metric_columns) = (found[0], &found[1..]);
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').collect();
-        let cell = |c: usize| cells.get(c).map_or("", |s| s.trim());
-        let at = parse_utc(cell(time)).ok_or_else(|| {
-            bad(
-                i + 2,
-                format!("Time {:?} is not a UTC timestamp", cell(time)),
-            )
-        })?;
-        let mut values = [f64::NAN; METRICS.len()];
-        for (k, &c) in metric_columns.iter().enumerate() {
-            let text = cell(c);
-            if !text.is_empty() {
-                values[k] = text
-                    .parse()
-                    .map_err(|e| bad(i + 2, format!("{} {text:?}: {e}", METRICS[k])))?;
-            }
-        }
-        rows.push((at, values));
-    }
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, rows) = read_wide(path, "Time", Some(&METRICS))?;
     let pod = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -293,7 +259,10 @@ pub fn read_service(path: &Path) -> Result<ServiceSeries, IncidentError> {
     Ok(ServiceSeries {
         service: service_of(pod).to_owned(),
         times: rows.iter().map(|r| Time::from_secs_f64(r.0)).collect(),
-        values: rows.into_iter().map(|r| r.1).collect(),
+        values: rows
+            .into_iter()
+            .map(|(_, v)| std::array::from_fn(|k| v[k]))
+            .collect(),
     })
 }
 
@@ -524,45 +493,8 @@ fn front_service(path: &Path) -> Result<Vec<(f64, f64, f64)>, IncidentError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = read(path)?;
-    let bad = |line: usize, message: String| IncidentError::Parse {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let mut lines = text.lines();
-    let found = columns(
-        path,
-        lines.next(),
-        &["Time", "SuccessRate(%)", "LatencyP50(s)"],
-    )?;
-    let (time, success, p50) = (found[0], found[1], found[2]);
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let cell = |c: usize| cells.get(c).copied().unwrap_or("");
-        let at = parse_utc(cell(time)).ok_or_else(|| {
-            bad(
-                i + 2,
-                format!("Time {:?} is not a UTC timestamp", cell(time)),
-            )
-        })?;
-        let num = |c: usize, name: &str| {
-            let text = cell(c);
-            if text.is_empty() {
-                return Ok(f64::NAN);
-            }
-            text.parse::<f64>()
-                .map_err(|e| bad(i + 2, format!("{name} {text:?}: {e}")))
-        };
-        rows.push((
-            at,
-            num(success, "SuccessRate(%)")?,
-            num(p50, "LatencyP50(s)")?,
-        ));
-    }
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(rows)
+    let (_, rows) = read_wide(path, "Time", Some(&["SuccessRate(%)", "LatencyP50(s)"]))?;
+    Ok(rows.into_iter().map(|(t, v)| (t, v[0], v[1])).collect())
 }
 
 /// The row nearest to `t` within 30 s.
@@ -614,11 +546,16 @@ pub fn render(dir: &Path, cfg: &DetectorConfig, r: &IncidentReport) -> String {
 /// Column names and, per row, the Unix time and the values.
 type WideTable = (Vec<String>, Vec<(f64, Vec<f64>)>);
 
-/// A CSV with one time column (UTC, as the `Time` columns) and numeric
-/// columns: the numeric columns' names and, per row in time order, the
-/// Unix time and the values (NaN for an empty cell). Columns named in
-/// `skip` are left out.
-fn read_wide(path: &Path, time_column: &str, skip: &[&str]) -> Result<WideTable, IncidentError> {
+/// A CSV with one UTC time column (as the `Time` columns) and numeric
+/// columns: `wanted` ones in that order (an error names the first one
+/// missing), or with `None` every column but the time and a `timestamp`
+/// one; per row in time order, the Unix time and the values (NaN for an
+/// empty cell).
+fn read_wide(
+    path: &Path,
+    time_column: &str,
+    wanted: Option<&[&str]>,
+) -> Result<WideTable, IncidentError> {
     let text = read(path)?;
     let bad = |line: usize, message: String| IncidentError::Parse {
         path: path.to_owned(),
@@ -628,14 +565,20 @@ fn read_wide(path: &Path, time_column: &str, skip: &[&str]) -> Result<WideTable,
     let mut lines = text.lines();
     let header = lines.next();
     let time = columns(path, header, &[time_column])?[0];
-    let keep: Vec<(usize, String)> = header
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .enumerate()
-        .filter(|(i, h)| *i != time && !skip.contains(h))
-        .map(|(i, h)| (i, h.to_owned()))
-        .collect();
+    let keep: Vec<(usize, String)> = match wanted {
+        Some(names) => columns(path, header, names)?
+            .into_iter()
+            .zip(names.iter().map(|n| n.to_string()))
+            .collect(),
+        None => header
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .enumerate()
+            .filter(|(i, h)| *i != time && !h.eq_ignore_ascii_case("timestamp"))
+            .map(|(i, h)| (i, h.to_owned()))
+            .collect(),
+    };
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -668,7 +611,7 @@ fn read_wide(path: &Path, time_column: &str, skip: &[&str]) -> Result<WideTable,
 /// empty and the twin fits calls per request from the services' rates.
 pub fn import_edges(dir: &Path) -> Result<String, IncidentError> {
     let path = dir.join("metric").join("source_50.csv");
-    let (names, rows) = read_wide(&path, "time", &["timestamp"])?;
+    let (names, rows) = read_wide(&path, "time", None)?;
     let mut out = format!("{}\n", crate::twin::EDGES_CSV_HEADER);
     let edges: Vec<Option<(&str, &str)>> = names.iter().map(|n| n.split_once('_')).collect();
     for (t, values) in &rows {
@@ -705,10 +648,14 @@ pub fn import_deployments(dir: &Path) -> Result<String, IncidentError> {
     paths.sort();
     let mut items = Vec::new();
     for p in &paths {
-        let (names, rows) = read_wide(p, "Time", &["TimeStamp", "PodName"])?;
-        let col = |name: &str| names.iter().position(|n| n == name);
-        let limit = |usage: &str, share: &str| -> Option<f64> {
-            let (u, s) = (col(usage)?, col(share)?);
+        let usage = [
+            "CpuUsage(m)",
+            "CpuUsageRate(%)",
+            "MemoryUsage(Mi)",
+            "MemoryUsageRate(%)",
+        ];
+        let (_, rows) = read_wide(p, "Time", Some(&usage))?;
+        let limit = |u: usize, s: usize| -> Option<f64> {
             let mut v: Vec<f64> = rows
                 .iter()
                 .filter(|r| r.1[s] > 0.0 && r.1[u] > 0.0)
@@ -722,10 +669,10 @@ pub fn import_deployments(dir: &Path) -> Result<String, IncidentError> {
             .and_then(|n| n.strip_suffix("_metric.csv"))
             .unwrap_or_default();
         let mut resources = serde_json::Map::new();
-        if let Some(m) = limit("CpuUsage(m)", "CpuUsageRate(%)") {
+        if let Some(m) = limit(0, 1) {
             resources.insert("cpu".into(), format!("{:.0}m", m.max(1.0)).into());
         }
-        if let Some(mi) = limit("MemoryUsage(Mi)", "MemoryUsageRate(%)") {
+        if let Some(mi) = limit(2, 3) {
             resources.insert("memory".into(), format!("{:.0}Mi", mi.max(1.0)).into());
         }
         items.push(serde_json::json!({

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::TwinError;
+use crate::quantity;
 use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
 use crate::train::recorded::{self, ServiceRecording};
 
@@ -252,7 +253,7 @@ pub fn parse_deployments(text: &str) -> Result<BTreeMap<String, Shape>, String> 
         let spec = &d["spec"];
         let container = &spec["template"]["spec"]["containers"][0];
         let res = &container["resources"];
-        let quantity = |path: &str, v: &Value, parse: fn(&str) -> Option<f64>| match v {
+        let read = |path: &str, v: &Value, parse: fn(&str) -> Option<f64>| match v {
             Value::Null => Ok(None),
             Value::Number(n) => Ok(n.as_f64()),
             Value::String(s) => parse(s)
@@ -262,17 +263,25 @@ pub fn parse_deployments(text: &str) -> Result<BTreeMap<String, Shape>, String> 
         };
         let shape = Shape {
             replicas: spec["replicas"].as_u64().map(|r| r as u32),
-            cpu_request: quantity("resources.requests.cpu", &res["requests"]["cpu"], parse_cpu)?,
-            cpu_limit: quantity("resources.limits.cpu", &res["limits"]["cpu"], parse_cpu)?,
-            memory_request_mib: quantity(
+            cpu_request: read(
+                "resources.requests.cpu",
+                &res["requests"]["cpu"],
+                quantity::cpu_cores,
+            )?,
+            cpu_limit: read(
+                "resources.limits.cpu",
+                &res["limits"]["cpu"],
+                quantity::cpu_cores,
+            )?,
+            memory_request_mib: read(
                 "resources.requests.memory",
                 &res["requests"]["memory"],
-                parse_mib,
+                quantity::mib,
             )?,
-            memory_limit_mib: quantity(
+            memory_limit_mib: read(
                 "resources.limits.memory",
                 &res["limits"]["memory"],
-                parse_mib,
+                quantity::mib,
             )?,
             readiness: probe(&container["readinessProbe"]),
             liveness: probe(&container["livenessProbe"]),
@@ -313,61 +322,9 @@ fn rolling_update(v: &Value) -> Option<RollingUpdateSpec> {
     })
 }
 
-/// A CPU quantity in cores: `250m`, `0.5`, `2`.
-pub fn parse_cpu(s: &str) -> Option<f64> {
-    let s = s.trim();
-    match s.strip_suffix('m') {
-        Some(m) => m.parse::<f64>().ok().map(|m| m / 1000.0),
-        None => s.parse().ok(),
-    }
-    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-}
-
-/// A memory quantity in MiB: `256Mi`, `1Gi`, `128M`, `500k`, `1e9`, bytes.
-pub fn parse_mib(s: &str) -> Option<f64> {
-    let s = s.trim();
-    const MIB: f64 = 1024.0 * 1024.0;
-    let units: [(&str, f64); 12] = [
-        ("Ki", 1024.0),
-        ("Mi", MIB),
-        ("Gi", MIB * 1024.0),
-        ("Ti", MIB * 1024.0 * 1024.0),
-        ("Pi", MIB * 1024.0 * 1024.0 * 1024.0),
-        ("Ei", MIB * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let (number, bytes_per_unit) = units
-        .iter()
-        .find_map(|(suffix, b)| s.strip_suffix(suffix).map(|n| (n, *b)))
-        .unwrap_or((s, 1.0));
-    number
-        .parse::<f64>()
-        .ok()
-        .map(|n| n * bytes_per_unit / MIB)
-        .filter(|v| v.is_finite() && *v >= 0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantities_read_as_kubernetes_writes_them() {
-        assert_eq!(parse_cpu("250m"), Some(0.25));
-        assert_eq!(parse_cpu("2"), Some(2.0));
-        assert_eq!(parse_cpu("0.5"), Some(0.5));
-        assert_eq!(parse_cpu("x"), None);
-        assert_eq!(parse_mib("256Mi"), Some(256.0));
-        assert_eq!(parse_mib("1Gi"), Some(1024.0));
-        assert_eq!(parse_mib("1048576"), Some(1.0));
-        assert!((parse_mib("128M").unwrap() - 122.0703125).abs() < 1e-9);
-        assert_eq!(parse_mib("-1Mi"), None);
-    }
 
     #[test]
     fn deployments_give_replicas_resources_probes_and_rollout() {
