@@ -431,22 +431,7 @@ pub fn import(dir: &Path) -> Result<Vec<(String, Vec<ServiceMetrics>)>, Incident
     const SUCCESS: usize = 3;
     const WORKLOAD: usize = 4;
     let metric_dir = dir.join("metric");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&metric_dir)
-        .map_err(|source| IncidentError::Io {
-            path: metric_dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_str().is_some_and(|n| n.ends_with("_metric.csv")))
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        return Err(IncidentError::Parse {
-            path: metric_dir,
-            line: 0,
-            message: "no <pod>_metric.csv files".into(),
-        });
-    }
+    let paths = pod_files(&metric_dir)?;
     let front = front_service(&metric_dir.join("front_service.csv"))?;
     let mut out = Vec::new();
     for p in &paths {
@@ -485,6 +470,28 @@ pub fn import(dir: &Path) -> Result<Vec<(String, Vec<ServiceMetrics>)>, Incident
         out.push((s.service, scrapes));
     }
     Ok(out)
+}
+
+/// The `<pod>_metric.csv` files of `metric_dir`, in name order; at least
+/// one.
+fn pod_files(metric_dir: &Path) -> Result<Vec<PathBuf>, IncidentError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(metric_dir)
+        .map_err(|source| IncidentError::Io {
+            path: metric_dir.to_owned(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with("_metric.csv")))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(IncidentError::Parse {
+            path: metric_dir.to_owned(),
+            line: 0,
+            message: "no <pod>_metric.csv files".into(),
+        });
+    }
+    Ok(paths)
 }
 
 /// `front_service.csv`: (unix s, success %, p50 s) per row; empty when the
@@ -636,16 +643,7 @@ pub fn import_edges(dir: &Path) -> Result<String, IncidentError> {
 /// scrapes), given as the request too, since the importer's `cpu_usage` is
 /// a share of the limit.
 pub fn import_deployments(dir: &Path) -> Result<String, IncidentError> {
-    let metric_dir = dir.join("metric");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&metric_dir)
-        .map_err(|source| IncidentError::Io {
-            path: metric_dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_str().is_some_and(|n| n.ends_with("_metric.csv")))
-        .collect();
-    paths.sort();
+    let paths = pod_files(&dir.join("metric"))?;
     let mut items = Vec::new();
     for p in &paths {
         let usage = [

@@ -13,25 +13,14 @@ pub mod build;
 pub mod fidelity;
 pub mod recording;
 
-use std::path::PathBuf;
-
 pub use build::{Twin, TwinOptions, build};
 pub use fidelity::{Fidelity, ServiceFidelity, check};
 pub use recording::{EDGES_CSV_HEADER, EdgeSeries, Recording, Shape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TwinError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    File(#[from] crate::eval::FileError),
     #[error(transparent)]
     Recorded(#[from] crate::train::recorded::RecordedError),
     #[error("the window {from_s}..{to_s} s holds no scrape of `{service}`")]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::TwinError;
+use crate::eval::FileError;
 use crate::quantity;
 use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
 use crate::train::recorded::{self, ServiceRecording};
@@ -64,12 +65,13 @@ impl Recording {
         let edges = match std::fs::read_to_string(&edges_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(source) => {
-                return Err(TwinError::Io {
+                return Err(FileError::Io {
                     path: edges_path,
                     source,
-                });
+                }
+                .into());
             }
-            Ok(text) => parse_edges_csv(&text).map_err(|(line, message)| TwinError::Parse {
+            Ok(text) => parse_edges_csv(&text).map_err(|(line, message)| FileError::Parse {
                 path: edges_path.clone(),
                 line,
                 message,
@@ -79,12 +81,13 @@ impl Recording {
         let shapes = match std::fs::read_to_string(&deployments_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => {
-                return Err(TwinError::Io {
+                return Err(FileError::Io {
                     path: deployments_path,
                     source,
-                });
+                }
+                .into());
             }
-            Ok(text) => parse_deployments(&text).map_err(|message| TwinError::Parse {
+            Ok(text) => parse_deployments(&text).map_err(|message| FileError::Parse {
                 path: deployments_path.clone(),
                 line: 0,
                 message,
