@@ -82,11 +82,17 @@ pub struct Twin {
 }
 
 /// The scrapes of one recording that fall in `[from, to)`.
-fn window(scrapes: &[ServiceMetrics], from: f64, to: f64) -> Vec<&ServiceMetrics> {
+pub(super) fn window(scrapes: &[ServiceMetrics], from: f64, to: f64) -> Vec<&ServiceMetrics> {
     scrapes
         .iter()
         .filter(|m| (from..to).contains(&m.timestamp.as_secs_f64()))
         .collect()
+}
+
+/// The cores a scrape's pods used: `cpu_usage` is a share of their
+/// requests.
+pub(super) fn cores(m: &ServiceMetrics, cpu_request: f64) -> f64 {
+    m.cpu_usage * cpu_request * m.ready_replicas.max(1) as f64
 }
 
 /// What a service's stretch measures, in the units the fit needs.
@@ -352,8 +358,7 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
             .iter()
             .filter(|m| m.cpu_usage.is_finite() && m.request_rate.is_finite())
             .fold((0.0, 0.0), |(c, r), m| {
-                let pods = (m.ready_replicas.max(1)) as f64;
-                (c + m.cpu_usage * cpu_request * pods, r + m.request_rate)
+                (c + cores(m, cpu_request), r + m.request_rate)
             });
         // The simulator slows a pod near its memory limit (garbage
         // collection, `sim::gc_factor`); a service recorded there has
@@ -511,7 +516,7 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
 
 /// A root's request rate over the stretch as a trace from time zero; an
 /// unmeasured scrape holds the last rate.
-fn load_trace(w: &[&ServiceMetrics], from: f64) -> Trace {
+pub(super) fn load_trace(w: &[&ServiceMetrics], from: f64) -> Trace {
     let mut last = 0.0;
     let mut t = Vec::with_capacity(w.len());
     let mut value = Vec::with_capacity(w.len());

@@ -81,27 +81,15 @@ pub fn check(
                 l.service
             ))
         })?;
-        let mut last = 0.0;
-        let (mut t, mut value) = (Vec::new(), Vec::new());
-        for m in &s.scrapes {
-            let at = m.timestamp.as_secs_f64();
-            if !(from_s..to_s).contains(&at) {
-                continue;
-            }
-            if m.request_rate.is_finite() {
-                last = m.request_rate.max(0.0);
-            }
-            t.push(at - from_s);
-            value.push(last);
-        }
-        if t.is_empty() {
+        let w = super::build::window(&s.scrapes, from_s, to_s);
+        if w.is_empty() {
             return Err(TwinError::EmptyWindow {
                 service: l.service.clone(),
                 from_s,
                 to_s,
             });
         }
-        traces.insert(file.clone(), Arc::new(Trace { t, value }));
+        traces.insert(file.clone(), Arc::new(super::build::load_trace(&w, from_s)));
     }
     compare(twin, &traces, rec, from_s, to_s)
 }
@@ -129,9 +117,7 @@ pub(crate) fn compare(
             continue;
         };
         let spec = &twin.services[i];
-        let cores = |m: &crate::metrics::ServiceMetrics| {
-            m.cpu_usage * spec.cpu_request * m.ready_replicas.max(1) as f64
-        };
+        let cores = |m: &crate::metrics::ServiceMetrics| super::build::cores(m, spec.cpu_request);
         let sim: Vec<&crate::metrics::ServiceMetrics> = out
             .metrics
             .iter()

@@ -61,37 +61,22 @@ impl Recording {
     /// the edges into it at that time (within half a scrape).
     pub fn read(dir: &Path) -> Result<Recording, TwinError> {
         let services = recorded::read_dir(dir)?;
+        let parse_error = |path: &Path, line: usize, message: String| FileError::Parse {
+            path: path.to_owned(),
+            line,
+            message,
+        };
         let edges_path = dir.join("edges.csv");
-        let edges = match std::fs::read_to_string(&edges_path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(FileError::Io {
-                    path: edges_path,
-                    source,
-                }
-                .into());
-            }
-            Ok(text) => parse_edges_csv(&text).map_err(|(line, message)| FileError::Parse {
-                path: edges_path.clone(),
-                line,
-                message,
-            })?,
+        let edges = match read_optional(&edges_path)? {
+            None => Vec::new(),
+            Some(text) => parse_edges_csv(&text)
+                .map_err(|(line, message)| parse_error(&edges_path, line, message))?,
         };
         let deployments_path = dir.join("deployments.json");
-        let shapes = match std::fs::read_to_string(&deployments_path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
-                return Err(FileError::Io {
-                    path: deployments_path,
-                    source,
-                }
-                .into());
-            }
-            Ok(text) => parse_deployments(&text).map_err(|message| FileError::Parse {
-                path: deployments_path.clone(),
-                line: 0,
-                message,
-            })?,
+        let shapes = match read_optional(&deployments_path)? {
+            None => BTreeMap::new(),
+            Some(text) => parse_deployments(&text)
+                .map_err(|message| parse_error(&deployments_path, 0, message))?,
         };
         let mut rec = Recording {
             dir: dir.to_owned(),
@@ -153,6 +138,18 @@ impl Recording {
             })
             .collect();
         median(&mut gaps).unwrap_or(15.0)
+    }
+}
+
+/// A file's text, `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FileError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
