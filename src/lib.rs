@@ -13,18 +13,15 @@
 //! - [`twin`]: a scenario built from a real cluster's recorded metrics, and
 //!   how close it comes to them.
 
-pub mod chaos_mesh;
-pub mod control;
-pub mod digest;
 pub mod eval;
-pub mod istio;
-pub mod metrics;
-pub mod quantity;
-pub mod rng;
-pub mod scenario;
 pub mod serve;
 pub mod sim;
 pub mod sweep;
-pub mod time;
 pub mod train;
 pub mod twin;
+
+// The shared core, re-exported so that `selfheal::control` and
+// `crate::scenario` name the same items everywhere.
+pub use selfheal_core::{
+    chaos_mesh, control, digest, istio, metrics, quantity, rng, scenario, time,
+};

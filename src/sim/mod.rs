@@ -11,7 +11,6 @@ pub mod controllers;
 mod engine;
 pub mod exposition;
 mod faults;
-pub mod load;
 mod model;
 mod output;
 mod queue;
@@ -21,13 +20,14 @@ mod traffic;
 
 pub use backoff::CrashLoopBackOff;
 pub use engine::Exit;
-pub use engine::{BuildError, Simulation, load_peaks};
+pub use engine::{BuildError, Simulation};
 pub use faults::FaultRecord;
 pub use output::commands_csv;
 pub use queue::EventQueue;
 pub use recorder::{
     PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary,
 };
+pub use selfheal_core::load;
 pub use traffic::gc_factor;
 
 use crate::scenario::LoadedScenario;

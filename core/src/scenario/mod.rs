@@ -24,7 +24,7 @@ pub fn edge_ends(edge: &str) -> Option<(&str, &str)> {
     edge.split_once("->").map(|(a, b)| (a.trim(), b.trim()))
 }
 
-use crate::sim::load::Trace;
+use crate::load::Trace;
 
 /// A scenario with its trace files read and checked.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{
     CurveSpec, DistSpec, FaultKind, FieldPath, IntOrPercent, ProbeSpec, Problem, Scenario,
 };
-use crate::sim::load::Trace;
+use crate::load::Trace;
 
 type Check = Result<(), Problem>;
 
@@ -449,7 +449,7 @@ pub const MAX_REQUESTS: f64 = 5.0e9;
 pub(super) fn check_request_budget(sc: &super::LoadedScenario) -> Check {
     let root = FieldPath::default();
     let mut total = 0.0;
-    for (i, peak) in crate::sim::load_peaks(sc).into_iter().enumerate() {
+    for (i, peak) in crate::load::peaks(sc).into_iter().enumerate() {
         let path = root.key("load").index(i).key("curve");
         // A trace that did not load was reported by `read_traces` already.
         let Ok(peak) = peak else { continue };

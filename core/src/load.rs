@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use crate::rng::Stream;
+use crate::rng::{Stream, Subsystem};
+use crate::scenario::{CurveSpec, LoadedScenario};
 use crate::time::Time;
 
 /// A recorded load shape, `t_seconds,value` rows.
@@ -421,6 +422,123 @@ impl ArrivalProcess {
         }
         None
     }
+}
+
+/// The highest rate each `[[load]]` reaches over the run, as the run
+/// would compile its curve (same random streams), for the request budget
+/// that `scenario::parse` enforces.
+pub fn peaks(sc: &LoadedScenario) -> Vec<Result<f64, String>> {
+    let s = &sc.spec;
+    let horizon = s.duration_s + 1.0;
+    s.loads
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut rng = Stream::new_indexed(s.seed, Subsystem::Curves, i as u64);
+            compile_curve(&l.curve, sc, horizon, &mut rng).map(|c| c.bound(0.0, s.duration_s))
+        })
+        .collect()
+}
+
+pub fn compile_curve(
+    c: &CurveSpec,
+    sc: &LoadedScenario,
+    horizon: f64,
+    rng: &mut Stream,
+) -> Result<Curve, String> {
+    Ok(match c {
+        CurveSpec::Constant { rate } => Curve::Constant(*rate),
+        CurveSpec::Ramp {
+            from,
+            to,
+            start_s,
+            end_s,
+        } => Curve::Ramp {
+            from: *from,
+            to: *to,
+            start: *start_s,
+            end: *end_s,
+        },
+        CurveSpec::Step {
+            before,
+            after,
+            at_s,
+        } => Curve::Step {
+            before: *before,
+            after: *after,
+            at: *at_s,
+        },
+        CurveSpec::Diurnal {
+            mean,
+            amplitude,
+            period_s,
+            peak_s,
+        } => Curve::Diurnal {
+            mean: *mean,
+            amplitude: *amplitude,
+            period: *period_s,
+            peak: *peak_s,
+        },
+        CurveSpec::FlashCrowd {
+            base,
+            peak,
+            start_s,
+            rise_s,
+            decay_s,
+        } => Curve::FlashCrowd {
+            base: *base,
+            peak: *peak,
+            start: *start_s,
+            rise: *rise_s,
+            decay: *decay_s,
+        },
+        CurveSpec::Bursts {
+            base,
+            multiplier,
+            mean_gap_s,
+            mean_length_s,
+        } => Curve::bursts(
+            *base,
+            *multiplier,
+            *mean_gap_s,
+            *mean_length_s,
+            horizon,
+            rng,
+        ),
+        CurveSpec::Noise { cv, step_s } => Curve::noise(*cv, *step_s, horizon, rng),
+        CurveSpec::Trace {
+            file,
+            scale,
+            peak,
+            mean,
+            speedup,
+            offset_s,
+            looped,
+        } => {
+            let trace = sc.traces.get(file).cloned().ok_or_else(|| file.clone())?;
+            let how = match (scale, peak, mean) {
+                (_, Some(p), _) => TraceScale::Peak(*p),
+                (_, _, Some(m)) => TraceScale::Mean(*m),
+                (Some(f), _, _) => TraceScale::Factor(*f),
+                _ => TraceScale::Factor(1.0),
+            };
+            // Without `peak` or `mean`, raw values are requests per second
+            // times `scale`.
+            Curve::trace(trace, how, *speedup, *offset_s, *looped)
+        }
+        CurveSpec::Sum { parts } => Curve::Sum(
+            parts
+                .iter()
+                .map(|p| compile_curve(p, sc, horizon, rng))
+                .collect::<Result<_, _>>()?,
+        ),
+        CurveSpec::Product { parts } => Curve::Product(
+            parts
+                .iter()
+                .map(|p| compile_curve(p, sc, horizon, rng))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+//! selfheal-core: what the simulator, the lab and the live adapter share.
+//!
+//! - [`control`]: the sans-IO control core (scalers, the failure predictor,
+//!   the healing orchestrator) and the one driver step, [`control::drive`].
+//! - [`time`], [`rng`]: virtual time as a value and seeded ChaCha streams,
+//!   one per subsystem.
+//! - [`metrics`]: metric types and the Prometheus-compatible histogram
+//!   quantile.
+//! - [`scenario`], [`load`]: the scenario file format, its validation and
+//!   the load curves it compiles to.
+//! - [`chaos_mesh`], [`istio`]: a scenario's faults as the resources real
+//!   chaos tools apply.
+//!
+//! The crate depends on no learning framework, dataframe or plotting
+//! library, and on nothing of the simulator: the compiler, not a test,
+//! keeps the control core apart from its drivers.
+
+pub mod chaos_mesh;
+pub mod control;
+pub mod digest;
+pub mod istio;
+pub mod load;
+pub mod metrics;
+pub mod quantity;
+pub mod rng;
+pub mod scenario;
+pub mod time;
