@@ -88,6 +88,7 @@ fn copy_model(to: &Path) {
         "normaliser.json",
         "model.bpk",
         "training.json",
+        "fused.json",
     ] {
         std::fs::copy(shipped().join(f), to.join(f)).unwrap();
     }
@@ -98,6 +99,37 @@ fn a_missing_truncated_or_incompatible_model_is_named() {
     let d = tmp("model-errors");
     copy_model(&d);
     assert!(store::load(&d).is_ok());
+
+    // The control core's loader (no burn) reads what the lab's does.
+    let lab = store::load(&d).unwrap();
+    let core = selfheal_core::models::load_predictor(&d).unwrap();
+    assert_eq!(core.model.net, lab.fused);
+    assert_eq!(core.model.normaliser, lab.normaliser);
+    assert_eq!(core.model.window, lab.config.net.window);
+    assert_eq!(core.config, lab.predictor_config());
+
+    // fused.json: missing, of another shape, or not the record's weights.
+    std::fs::remove_file(d.join("fused.json")).unwrap();
+    for e in [
+        store::load(&d).unwrap_err(),
+        selfheal_core::models::load_predictor(&d).unwrap_err(),
+    ] {
+        assert!(matches!(e, ModelError::Missing { .. }), "{e}");
+        assert!(e.to_string().contains("fused.json"), "{e}");
+    }
+    let mut other = lab.fused.clone();
+    other.dense[0].b.pop();
+    std::fs::write(d.join("fused.json"), serde_json::to_string(&other).unwrap()).unwrap();
+    let e = selfheal_core::models::load_predictor(&d)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fused.json") && e.contains("dense 1"), "{e}");
+    let mut other = lab.fused.clone();
+    other.dense[0].b[0] += 1.0;
+    std::fs::write(d.join("fused.json"), serde_json::to_string(&other).unwrap()).unwrap();
+    let e = store::load(&d).unwrap_err().to_string();
+    assert!(e.contains("fused.json") && e.contains("model.bpk"), "{e}");
+    copy_model(&d);
 
     std::fs::remove_file(d.join("model.bpk")).unwrap();
     let e = store::load(&d).unwrap_err();

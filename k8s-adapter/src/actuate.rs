@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use selfheal::control::Command;
+use selfheal_core::control::Command;
 
 use crate::config::ServiceConfig;
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use selfheal::control::Command;
+use selfheal_core::control::Command;
 
 use crate::actuate::{self, ApiRequest, PlanError};
 use crate::config::ServiceConfig;

@@ -2,7 +2,7 @@
 //! ever sees `Time` values, counted from the adapter's start and scaled by
 //! `time_scale` (a served simulation may run faster than real time).
 
-use selfheal::time::Time;
+use selfheal_core::time::Time;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Clock {

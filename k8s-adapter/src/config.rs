@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use selfheal::scenario::ControllerSpec;
+use selfheal_core::scenario::ControllerSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -310,7 +310,7 @@ impl AdapterConfig {
             let at = e.span().map(|s| s.start);
             let message = e.message().trim();
             let message = match at
-                .and_then(|o| selfheal::scenario::field_at(text, o))
+                .and_then(|o| selfheal_core::scenario::field_at(text, o))
                 .filter(|f| !f.0.is_empty())
             {
                 Some(field) => format!("field `{field}`: {message}"),

@@ -23,9 +23,9 @@ pub mod watch;
 
 use std::time::Duration;
 
-use selfheal::control::orchestrator::HealingEvent;
-use selfheal::control::{Command, Controller, Observation, drive};
-use selfheal::time::{Span, Time};
+use selfheal_core::control::orchestrator::HealingEvent;
+use selfheal_core::control::{Command, Controller, Observation, drive};
+use selfheal_core::time::{Span, Time};
 
 use crate::clock::Clock;
 use crate::config::AdapterConfig;
@@ -34,7 +34,7 @@ use crate::prom::Prometheus;
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
     #[error("{0}")]
-    Build(#[from] selfheal::sim::BuildError),
+    Build(#[from] selfheal_core::controllers::ControllerError),
     #[error("{0}")]
     Prometheus(#[from] prom::PromError),
 }
@@ -69,11 +69,11 @@ impl Adapter {
     /// is `backfill_s` earlier, where the history begins).
     pub fn new(cfg: AdapterConfig, start: f64) -> Result<Self, AdapterError> {
         let origin = start - cfg.wall(cfg.backfill_s);
-        let controller = selfheal::sim::controllers::build_controller(
+        let controller = selfheal_core::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
             cfg.rate_window_s,
-            selfheal::control::scaler::LatencySlo::new(cfg.slo_latency_ms, cfg.slo_objective),
+            selfheal_core::control::scaler::LatencySlo::new(cfg.slo_latency_ms, cfg.slo_objective),
             // Knative reads each service's containerConcurrency from the
             // cluster: here its max_connections.
             &Default::default(),

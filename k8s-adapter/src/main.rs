@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use selfheal::control::Command;
-use selfheal::rng::{Stream, Subsystem};
+use selfheal_core::control::Command;
+use selfheal_core::rng::{Stream, Subsystem};
 use selfheal_k8s::api::{Executor, Outcome};
 use selfheal_k8s::clock::Clock;
 use selfheal_k8s::config::AdapterConfig;
@@ -135,7 +135,7 @@ async fn main() -> Result<()> {
             until_s,
             out,
         } => {
-            let loaded = selfheal::scenario::load_file(&scenario)?;
+            let loaded = selfheal_core::scenario::load_file(&scenario)?;
             run_loop(opts, Some((loaded.spec, until_s, out))).await
         }
     }
@@ -168,7 +168,9 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
         )?;
         write(
             format!("{}-metrics.csv", svc.name),
-            selfheal::metrics::metrics_csv(scrapes.iter().map(|s| (svc.name.as_str(), &s.metrics))),
+            selfheal_core::metrics::metrics_csv(
+                scrapes.iter().map(|s| (svc.name.as_str(), &s.metrics)),
+            ),
         )?;
         write(
             format!("{}-sli.csv", svc.name),
@@ -186,7 +188,7 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
         );
     }
     let path = out.join("edges.csv");
-    let mut csv = format!("{}\n", selfheal::twin::EDGES_CSV_HEADER);
+    let mut csv = format!("{}\n", selfheal_core::metrics::EDGES_CSV_HEADER);
     for row in &edges {
         csv.push_str(row);
         csv.push('\n');
@@ -237,7 +239,7 @@ async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path
 }
 
 /// A replay's scenario, its end (replay seconds) and its output folder.
-type ReplayArgs = (selfheal::scenario::Scenario, Option<f64>, PathBuf);
+type ReplayArgs = (selfheal_core::scenario::Scenario, Option<f64>, PathBuf);
 
 async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> {
     let RunOpts {

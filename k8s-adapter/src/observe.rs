@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use selfheal::control::{Dependency, Observation, PodPhase, PodView, ServiceView};
-use selfheal::metrics::{ServiceMetrics, histogram_fraction, histogram_quantile};
-use selfheal::time::Time;
+use selfheal_core::control::{Dependency, Observation, PodPhase, PodView, ServiceView};
+use selfheal_core::metrics::{ServiceMetrics, histogram_fraction, histogram_quantile};
+use selfheal_core::time::Time;
 
 use crate::clock::Clock;
 use crate::config::{AdapterConfig, Queries, ServiceConfig};
@@ -375,7 +375,7 @@ async fn range_of(
 /// The calls `svc` made over `[from, to]`, read back like [`history`]:
 /// per scrape and callee (by `destination_workload`, configured services
 /// only) the request rate, error ratio and p50 / p99 in ms, as rows of
-/// `selfheal::twin::EDGES_CSV_HEADER` with times in core seconds.
+/// `selfheal_core::metrics::EDGES_CSV_HEADER` with times in core seconds.
 pub async fn edge_history(
     prom: &Prometheus,
     cfg: &AdapterConfig,

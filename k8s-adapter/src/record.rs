@@ -2,7 +2,7 @@
 //! back from Prometheus and writes, per service, the request rate as a
 //! `t_seconds,value` trace (the format a scenario's `trace` load curve
 //! replays) and every metric of every scrape as CSV (the simulator's
-//! `metrics.csv` format, `selfheal::metrics::metrics_csv`).
+//! `metrics.csv` format, `selfheal_core::metrics::metrics_csv`).
 
 use std::fmt::Write as _;
 
@@ -24,7 +24,7 @@ pub fn load_trace_csv(scrapes: &[Scrape]) -> String {
 /// `t_s,sli` per scrape (times as in the metrics file): what
 /// `selfheal train --from-recorded` labels health with.
 pub fn sli_csv(scrapes: &[Scrape]) -> String {
-    let mut out = format!("{}\n", selfheal::train::recorded::SLI_HEADER);
+    let mut out = format!("{}\n", selfheal_core::metrics::SLI_HEADER);
     for s in scrapes {
         let _ = writeln!(out, "{},{}", s.metrics.timestamp.as_secs_f64(), s.sli);
     }

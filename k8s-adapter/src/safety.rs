@@ -6,9 +6,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use serde_json::Value;
 
-use selfheal::control::Command;
-use selfheal::scenario::ControllerSpec;
-use selfheal::sweep::approve::policy_hash;
+use selfheal_core::control::Command;
+use selfheal_core::policy::policy_hash;
+use selfheal_core::scenario::ControllerSpec;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SafetyError {
@@ -125,7 +125,7 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use selfheal::sweep::approve::policy_hash;
+    use selfheal_core::policy::policy_hash;
 
     #[test]
     fn apply_needs_a_passing_record_for_this_very_policy() {

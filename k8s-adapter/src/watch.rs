@@ -13,9 +13,9 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use selfheal::control::{PodPhase, PodView};
-use selfheal::quantity::{cpu_cores, mib};
-use selfheal::time::Time;
+use selfheal_core::control::{PodPhase, PodView};
+use selfheal_core::quantity::{cpu_cores, mib};
+use selfheal_core::time::Time;
 
 use crate::clock::Clock;
 

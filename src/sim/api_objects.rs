@@ -22,6 +22,7 @@ use super::model::{Phase, Service};
 use crate::control::Command;
 use crate::scenario::{FaultKind, IntOrPercent};
 use crate::time::{Span, Time, rfc3339};
+pub use selfheal_core::images::{fault_image, fault_of_image, image, revision_of_image};
 
 /// The resources the simulation owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,11 +139,6 @@ pub enum WriteError {
     Unsupported(String),
 }
 
-/// The image that names revision `k` of `service`.
-pub fn image(service: &str, k: u32) -> String {
-    format!("selfheal.local/{service}:r{k}")
-}
-
 /// A Node's spec: cordoned or not, and the taints the node controller
 /// gives an unreachable or a cordoned node.
 fn node_spec(ready: bool, unschedulable: bool) -> Value {
@@ -161,29 +157,6 @@ fn node_spec(ready: bool, unschedulable: bool) -> Value {
         spec.insert("taints".into(), Value::Array(taints));
     }
     Value::Object(spec)
-}
-
-/// The image that starts the scenario's held bad deploy `fault` on
-/// `service` (`selfheal serve --without-faults`): a replay's template
-/// change to the revision the simulation knows as bad.
-pub fn fault_image(service: &str, fault: usize) -> String {
-    format!("selfheal.local/{service}:fault-{fault}")
-}
-
-/// The held fault an image names, if it is one of `service`'s.
-pub fn fault_of_image(service: &str, image: &str) -> Option<usize> {
-    image
-        .strip_prefix(&format!("selfheal.local/{service}:fault-"))?
-        .parse()
-        .ok()
-}
-
-/// The revision an image names, if it is one of `service`'s.
-pub fn revision_of_image(service: &str, image: &str) -> Option<u32> {
-    image
-        .strip_prefix(&format!("selfheal.local/{service}:r"))?
-        .parse()
-        .ok()
 }
 
 /// Quantities in their canonical form (whole cores without `m`, the

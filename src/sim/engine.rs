@@ -161,8 +161,8 @@ pub struct Simulation {
 pub enum BuildError {
     #[error("load {load}: trace `{file}` was not loaded with the scenario")]
     MissingTrace { load: usize, file: String },
-    #[error("controller: {0}")]
-    Controller(String),
+    #[error(transparent)]
+    Controller(#[from] selfheal_core::controllers::ControllerError),
 }
 
 impl Simulation {
@@ -508,7 +508,7 @@ impl Simulation {
             &self.services,
             std::mem::take(&mut self.command_log),
         );
-        out.verdict = chaos.map(|c| super::chaos::Verdict::measure(c, &out, &ejections));
+        out.verdict = chaos.map(|c| super::chaos::measure(c, &out, &ejections));
         out.healing = std::mem::take(&mut self.healing_log);
         out
     }

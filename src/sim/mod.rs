@@ -7,7 +7,6 @@
 pub mod api_objects;
 mod backoff;
 pub mod chaos;
-pub mod controllers;
 mod engine;
 pub mod exposition;
 mod faults;
@@ -27,7 +26,7 @@ pub use queue::EventQueue;
 pub use recorder::{
     PodEvent, PodEventKind, RootSecond, RunOutput, ServiceSecond, ServiceStats, Summary,
 };
-pub use selfheal_core::load;
+pub use selfheal_core::{controllers, load};
 pub use traffic::gc_factor;
 
 use crate::scenario::LoadedScenario;

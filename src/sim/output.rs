@@ -6,8 +6,7 @@ use std::io;
 use std::path::Path;
 
 use super::recorder::RunOutput;
-use crate::control::Command;
-use crate::time::Time;
+pub use selfheal_core::control::commands_csv;
 
 use crate::metrics::ms;
 
@@ -185,42 +184,4 @@ impl RunOutput {
             verdict,
         )
     }
-}
-
-/// Commands as `commands.csv` lists them: when, who, what, on which
-/// service, its detail and its reason (a live replay writes the same file).
-pub fn commands_csv(commands: &[(Time, String, Command)]) -> String {
-    let mut out = String::from("t_s,controller,command,service,detail,reason\n");
-    for (t, who, c) in commands {
-        let kind = c.kind();
-        let detail = match c {
-            Command::Scale { replicas, .. } => replicas.to_string(),
-            Command::RestartPod { pod, .. } | Command::ReplacePod { pod, .. } => pod.clone(),
-            Command::Rollback { .. } | Command::Failover { .. } => String::new(),
-            Command::Isolate { hold, .. } => format!("{} s", hold.as_secs_f64()),
-            Command::Reconfigure {
-                max_connections,
-                timeout_ms,
-                ..
-            } => format!(
-                "{}{}",
-                max_connections.map_or(String::new(), |m| format!("max_connections={m} ")),
-                timeout_ms.map_or(String::new(), |t| format!("timeout_ms={t}"))
-            )
-            .trim()
-            .to_string(),
-        };
-        let reason = c.reason();
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},\"{}\"",
-            t.as_secs_f64(),
-            who,
-            kind,
-            c.service(),
-            detail,
-            reason.replace('"', "'")
-        );
-    }
-    out
 }

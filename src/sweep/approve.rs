@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::run::RunRecord;
 use super::stats::{Estimate, bootstrap_mean};
-use crate::scenario::ControllerSpec;
+pub use selfheal_core::policy::policy_hash;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Criteria {
@@ -52,14 +52,6 @@ pub struct Approval {
     pub criteria: Criteria,
     pub effects: Vec<Effect>,
     pub approved: bool,
-}
-
-/// A stable 64-bit FNV-1a hash of the policy's canonical TOML (identifies
-/// the policy; not a cryptographic signature).
-pub fn policy_hash(spec: &ControllerSpec) -> (String, String) {
-    let canonical = super::tune::controller_toml(spec);
-    let h = crate::digest::Fnv1a64::hex_of(canonical.as_bytes());
-    (format!("fnv1a64:{h}"), canonical)
 }
 
 /// Pairs the two sets of runs and judges every fault type.
@@ -242,14 +234,5 @@ mod tests {
             },
         );
         assert!(effects.iter().all(|e| e.pass), "{effects:?}");
-    }
-
-    #[test]
-    fn the_hash_identifies_the_policy() {
-        let a = ControllerSpec::parse_short("selfheal").unwrap();
-        let mut b = a.clone();
-        b.cpu_target = Some(0.6);
-        assert_eq!(policy_hash(&a), policy_hash(&a.clone()));
-        assert_ne!(policy_hash(&a).0, policy_hash(&b).0);
     }
 }

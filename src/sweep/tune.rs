@@ -11,6 +11,7 @@ use std::path::Path;
 use super::plan::{Plan, RunSpec};
 use super::run::RunRecord;
 use crate::scenario::{ControllerKind, ControllerSpec};
+pub use selfheal_core::policy::controller_toml;
 
 #[derive(Clone, Debug)]
 pub struct Candidate {
@@ -86,15 +87,6 @@ pub fn objective(records: &[RunRecord], cost_weight: f64) -> f64 {
         .map(|r| r.slo_violation_s + cost_weight * r.replica_seconds)
         .sum::<f64>()
         / n
-}
-
-/// The `[controller]` table of a spec, as scenario files take it.
-pub fn controller_toml(spec: &ControllerSpec) -> String {
-    #[derive(serde::Serialize)]
-    struct Wrap<'a> {
-        controller: &'a ControllerSpec,
-    }
-    toml::to_string(&Wrap { controller: spec }).expect("a controller spec serialises")
 }
 
 /// Runs a suite's distinct runs under one controller as a resumable sweep

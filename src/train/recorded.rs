@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::traces::{Dataset, Health, HealthConfig, LoadFamily, Row, RunPlan, TracesConfig};
 use crate::metrics::{ServiceMetrics, parse_metrics_csv};
 
-pub const SLI_HEADER: &str = "t_s,sli";
+pub use crate::metrics::SLI_HEADER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordedError {

@@ -338,18 +338,7 @@ pub fn save(path: &Path, f: &StrategyForest) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn load(path: &Path) -> Result<StrategyForest, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: {e} (make one with `selfheal learn-selector`)",
-            path.display()
-        )
-    })?;
-    let f: StrategyForest =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.check().map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(f)
-}
+pub use selfheal_core::models::load_selector as load;
 
 /// Held-out figures of one fault type (or all of them).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -5,13 +5,16 @@
 //! - `normaliser.json`: the per-feature transform, mean and std fitted on
 //!   the training runs;
 //! - `model.bpk`: the network's parameters (burn's burnpack record);
+//! - `fused.json`: the same parameters as the control core runs them
+//!   (plain arrays, read without burn by `selfheal_core::models`);
 //! - `training.json`: how it was made (dataset, seeds, per-epoch history).
 //!
-//! Loading checks that all four are present, that the record matches the
-//! network the config describes and that the normaliser has as many
-//! features as the network's input, and says which file is at fault.
+//! Loading checks that all five are present, that the record matches the
+//! network the config describes and `fused.json` matches the record, and
+//! that the normaliser has as many features as the network's input, and
+//! says which file is at fault.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::config::Config;
 use burn::module::Module;
@@ -25,31 +28,10 @@ use super::trainer::{EpochStats, TrainConfig, Trained};
 use crate::control::predictor::lstm::FusedNet;
 use crate::control::predictor::normalise::Normaliser;
 
-pub const FORMAT: &str = "selfheal-predictor-1";
-
-/// Files of a saved model directory.
-pub fn model_files(dir: &Path) -> [PathBuf; 4] {
-    [
-        dir.join("config.json"),
-        dir.join("normaliser.json"),
-        dir.join("model.bpk"),
-        dir.join("training.json"),
-    ]
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error(
-        "{path}: missing (train a model with `selfheal train`, or point --model at a directory with config.json, normaliser.json, model.bpk and training.json)"
-    )]
-    Missing { path: PathBuf },
-    #[error("{path}: unreadable or truncated: {message}")]
-    Corrupt { path: PathBuf, message: String },
-    #[error("{path}: incompatible with this build: {message}")]
-    Incompatible { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
-}
+pub use selfheal_core::models::{FORMAT, ModelError, model_files};
+use selfheal_core::models::{
+    check_normaliser, check_training, io_error as io, read_fused, read_json,
+};
 
 /// How a model was made; `training.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -123,13 +105,6 @@ impl ModelBundle {
     }
 }
 
-fn io(path: &Path, e: impl ToString) -> ModelError {
-    ModelError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
 pub fn save(
     dir: &Path,
     t: &Trained,
@@ -137,10 +112,11 @@ pub fn save(
     meta: &TrainingMeta,
 ) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let [config, norm, record, training] = model_files(dir);
+    let [config, norm, record, training, fused] = model_files(dir);
     cfg.save(&config).map_err(|e| io(&config, e))?;
     write_json(&t.normaliser, &norm)?;
     write_json(meta, &training)?;
+    write_fused(&t.net.to_fused(), &fused)?;
     t.net
         .clone()
         .into_record()
@@ -151,8 +127,14 @@ pub fn save(
 
 /// Rewrites `training.json` of a saved model (after recalibration).
 pub fn save_meta(dir: &Path, meta: &TrainingMeta) -> Result<(), ModelError> {
-    let [_, _, _, training] = model_files(dir);
+    let [_, _, _, training, _] = model_files(dir);
     write_json(meta, &training)
+}
+
+/// Compact: some 130,000 weights, each its shortest exact decimal.
+fn write_fused(net: &FusedNet, p: &Path) -> Result<(), ModelError> {
+    let text = serde_json::to_string(net).expect("plain data serialises");
+    std::fs::write(p, text).map_err(|e| io(p, e))
 }
 
 fn write_json<T: Serialize>(v: &T, p: &Path) -> Result<(), ModelError> {
@@ -160,57 +142,24 @@ fn write_json<T: Serialize>(v: &T, p: &Path) -> Result<(), ModelError> {
     std::fs::write(p, text).map_err(|e| io(p, e))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, ModelError> {
-    if !p.exists() {
-        return Err(ModelError::Missing { path: p.to_owned() });
-    }
-    let text = std::fs::read_to_string(p).map_err(|e| io(p, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
-        path: p.to_owned(),
-        message: e.to_string(),
-    })
-}
-
 /// Loads the network itself (for tests that compare it with the fused pass).
 pub fn load_net(
     dir: &Path,
     device: &Device,
 ) -> Result<(TrainConfig, Normaliser, PredictorNet, TrainingMeta), ModelError> {
-    let [config, norm, record, training] = model_files(dir);
+    let [config, norm, record, training, _] = model_files(dir);
     for p in [&config, &norm, &record, &training] {
         if !p.exists() {
             return Err(ModelError::Missing { path: p.clone() });
         }
     }
     let meta: TrainingMeta = read_json(&training)?;
-    if meta.format != FORMAT {
-        return Err(ModelError::Incompatible {
-            path: training,
-            message: format!("format {:?}, this build reads {FORMAT:?}", meta.format),
-        });
-    }
-    if !(meta.alarm_threshold > 0.0 && meta.alarm_threshold <= 1.0) {
-        return Err(ModelError::Incompatible {
-            path: training,
-            message: format!(
-                "field `alarm_threshold`: a probability in (0, 1], found {}",
-                meta.alarm_threshold
-            ),
-        });
-    }
-    if let Some((k, t)) = meta
-        .median_time_to_breach_s
-        .iter()
-        .enumerate()
-        .find_map(|(k, t)| t.filter(|t| !(t.is_finite() && *t >= 0.0)).map(|t| (k, t)))
-    {
-        return Err(ModelError::Incompatible {
-            path: training,
-            message: format!(
-                "field `median_time_to_breach_s[{k}]`: seconds, zero or more, found {t}"
-            ),
-        });
-    }
+    check_training(
+        &training,
+        &meta.format,
+        meta.alarm_threshold,
+        &meta.median_time_to_breach_s,
+    )?;
     // serde_json directly: burn's `Config::load` reports any unreadable
     // file, random bytes included, as "File not found".
     let cfg: TrainConfig = read_json(&config)?;
@@ -221,37 +170,7 @@ pub fn load_net(
             message,
         })?;
     let normaliser: Normaliser = read_json(&norm)?;
-    if normaliser.features() != cfg.net.features
-        || normaliser.log1p.len() != normaliser.features()
-        || normaliser.std.len() != normaliser.features()
-        || normaliser.mean.len() != normaliser.features()
-    {
-        return Err(ModelError::Incompatible {
-            path: norm,
-            message: format!(
-                "{} features, the network takes {}",
-                normaliser.features(),
-                cfg.net.features
-            ),
-        });
-    }
-    let bad_stat = |name: &str, want: &str, v: &[f32], ok: fn(f32) -> bool| {
-        v.iter()
-            .position(|&x| !ok(x))
-            .map(|k| ModelError::Incompatible {
-                path: norm.clone(),
-                message: format!("field `{name}[{k}]`: must be {want}, found {}", v[k]),
-            })
-    };
-    if let Some(e) =
-        bad_stat("mean", "a finite number", &normaliser.mean, f32::is_finite).or_else(|| {
-            bad_stat("std", "a positive finite number", &normaliser.std, |x| {
-                x.is_finite() && x > 0.0
-            })
-        })
-    {
-        return Err(e);
-    }
+    check_normaliser(&norm, &normaliser, cfg.net.features)?;
     let rec = ModuleRecord::load(&record).map_err(|e| ModelError::Corrupt {
         path: record.clone(),
         message: e.to_string(),
@@ -273,12 +192,32 @@ pub fn load_net(
     Ok((cfg, normaliser, net, meta))
 }
 
+/// Writes `fused.json` from the record of the model in `dir` (for models
+/// saved before the file existed); returns its path.
+pub fn export_fused(dir: &Path) -> Result<std::path::PathBuf, ModelError> {
+    let (_, _, net, _) = load_net(dir, &Device::flex())?;
+    let [.., fused] = model_files(dir);
+    write_fused(&net.to_fused(), &fused)?;
+    Ok(fused)
+}
+
+/// Loads a model with its record, and checks that `fused.json`, which the
+/// control core runs, holds the record's weights.
 pub fn load(dir: &Path) -> Result<ModelBundle, ModelError> {
     let (config, normaliser, net, meta) = load_net(dir, &Device::flex())?;
+    let fused = net.to_fused();
+    let shipped = read_fused(dir, config.net.features, config.net.classes)?;
+    if shipped != fused {
+        return Err(ModelError::Incompatible {
+            path: dir.join("fused.json"),
+            message: "its weights differ from model.bpk's (rewrite it with `selfheal export-fused --model DIR`)"
+                .into(),
+        });
+    }
     Ok(ModelBundle {
         config,
         normaliser,
-        fused: net.to_fused(),
+        fused,
         meta,
     })
 }

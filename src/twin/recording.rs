@@ -14,11 +14,7 @@ use crate::quantity;
 use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
 use crate::train::recorded::{self, ServiceRecording};
 
-/// The header of `edges.csv`, as the simulator writes it: per scrape and
-/// call edge (`caller->callee`, the caller's view), the attempts per second,
-/// the failed share and the latency percentiles in ms. Rows of
-/// `client->service` (a load's own edge) are read and ignored.
-pub const EDGES_CSV_HEADER: &str = "t_s,edge,request_rate,error_rate,latency_p50_ms,latency_p99_ms";
+pub use crate::metrics::EDGES_CSV_HEADER;
 
 /// One call edge's scrapes; an empty cell is NaN (not measured).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -156,3 +156,12 @@ pub struct EdgeMetrics {
     pub latency_p50: f64,
     pub latency_p99: f64,
 }
+
+/// The header of `sli.csv`: per scrape, the share of good client requests.
+pub const SLI_HEADER: &str = "t_s,sli";
+
+/// The header of `edges.csv`, as the simulator writes it: per scrape and
+/// call edge (`caller->callee`, the caller's view), the attempts per second,
+/// the failed share and the latency percentiles in ms. Rows of
+/// `client->service` (a load's own edge) are read and ignored.
+pub const EDGES_CSV_HEADER: &str = "t_s,edge,request_rate,error_rate,latency_p50_ms,latency_p99_ms";

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use selfheal::control::Command;
-use selfheal::scenario::Scenario;
-use selfheal::time::Time;
+use selfheal_core::control::Command;
+use selfheal_core::scenario::Scenario;
+use selfheal_core::time::Time;
 
 use super::{Injection, Replay, Target, plan, pods_to_delete};
 use crate::Adapter;
@@ -293,7 +293,7 @@ impl Live {
         };
         write(
             "commands.csv",
-            selfheal::sim::commands_csv(&self.replay.commands),
+            selfheal_core::control::commands_csv(&self.replay.commands),
         )?;
         let start = self.replay.started.values().copied().min_by(f64::total_cmp);
         let (failed, total) = match start {

@@ -11,7 +11,7 @@
 //! How each fault is applied: `pod_kill` deletes pods through the
 //! Kubernetes API (grace period 0, the first pods by name that are ready);
 //! `memory_leak`, `cpu_stress` and service `latency` create Chaos Mesh
-//! resources (`selfheal::chaos_mesh`), so they need Chaos Mesh installed
+//! resources (`selfheal_core::chaos_mesh`), so they need Chaos Mesh installed
 //! (or `selfheal serve`, which accepts them); `bad_deploy` is a change of
 //! the Deployment's image to the revision a served simulation holds as
 //! bad (a real cluster's bad revision is its own application's image,
@@ -21,7 +21,7 @@
 //! pods are gone at once, where a lost node's pods stop answering and
 //! leave only when the node controller evicts them; `dependency_failure`
 //! and latency on a call edge create an Istio VirtualService with
-//! `fault.abort` or `fault.delay` (`selfheal::istio`), deleted when the
+//! `fault.abort` or `fault.delay` (`selfheal_core::istio`), deleted when the
 //! fault ends, so they need Istio (or `selfheal serve`). `hang` is
 //! reported as not replayed, with the reason.
 
@@ -29,12 +29,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use selfheal::chaos_mesh::{self, Unsupported};
-use selfheal::control::Command;
-use selfheal::istio;
-use selfheal::scenario::{ExperimentSpec, FaultKind, FaultSpec, Scenario};
-use selfheal::sim::chaos::{Probe, ProbeSummary, Reactions, Verdict};
-use selfheal::time::Time;
+use selfheal_core::chaos::{Probe, ProbeSummary, Reactions, Verdict};
+use selfheal_core::chaos_mesh::{self, Unsupported};
+use selfheal_core::control::Command;
+use selfheal_core::istio;
+use selfheal_core::scenario::{ExperimentSpec, FaultKind, FaultSpec, Scenario};
+use selfheal_core::time::Time;
 
 use crate::actuate::ApiRequest;
 
@@ -215,11 +215,11 @@ fn bad_image(
 ) -> Result<(String, String), Unsupported> {
     match image {
         Some(current)
-            if selfheal::sim::api_objects::revision_of_image(deployment, current).is_some() =>
+            if selfheal_core::images::revision_of_image(deployment, current).is_some() =>
         {
             Ok((
                 current.to_string(),
-                selfheal::sim::api_objects::fault_image(deployment, index),
+                selfheal_core::images::fault_image(deployment, index),
             ))
         }
         _ => Err(Unsupported {
@@ -398,7 +398,7 @@ mod tests {
             "{}/../scenarios/chaos/{name}.toml",
             env!("CARGO_MANIFEST_DIR")
         );
-        selfheal::scenario::load_file(std::path::Path::new(&path))
+        selfheal_core::scenario::load_file(std::path::Path::new(&path))
             .unwrap()
             .spec
     }
@@ -502,7 +502,7 @@ mod tests {
         let body = create.body.as_ref().unwrap();
         assert_eq!(
             istio::fault(body).unwrap(),
-            selfheal::scenario::FaultSpec {
+            selfheal_core::scenario::FaultSpec {
                 at_s: 0.0,
                 duration_s: None,
                 ..sc.faults[0].clone()
@@ -582,7 +582,7 @@ mod tests {
             Command::ReplacePod {
                 service: "api".into(),
                 pod: "api-r0-0".into(),
-                reason: format!("{} leak", selfheal::control::HEALING_REASON),
+                reason: format!("{} leak", selfheal_core::control::HEALING_REASON),
             },
         ));
         let v = r.verdict(12, 0.5).unwrap();

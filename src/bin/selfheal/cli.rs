@@ -211,6 +211,13 @@ pub enum Cmd {
         #[arg(long, default_value_t = 6.0)]
         false_alarms: f64,
     },
+    /// Write a trained predictor's `fused.json` (the weights the control
+    /// core and the live adapter run, read without burn) from its
+    /// `model.bpk`. Training writes it; a model saved before needs this once.
+    ExportFused {
+        #[arg(long, default_value = "models/predictor")]
+        model: PathBuf,
+    },
     /// Validate the failure predictor on held-out traces (other seeds, loads
     /// from a real trace, optionally each fault family left out of
     /// training) next to persistence, static thresholds, the pattern rules

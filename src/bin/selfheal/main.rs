@@ -118,6 +118,10 @@ fn real_main() -> anyhow::Result<()> {
             data,
             false_alarms,
         } => predictor::calibrate(&model, &data, false_alarms)?,
+        Cmd::ExportFused { model } => {
+            let path = selfheal::train::store::export_fused(&model)?;
+            println!("wrote {}", path.display());
+        }
         Cmd::Validate {
             model,
             train_data,

@@ -226,6 +226,44 @@ impl FusedNet {
             })
     }
 
+    /// What makes the arrays unfit to run, if anything: a missing layer,
+    /// an array whose length does not match its layer's widths, or a layer
+    /// that does not take the width the one before it gives.
+    pub fn shape_problem(&self) -> Option<String> {
+        if self.lstms.is_empty() || self.dense.is_empty() {
+            return Some("no LSTM or no dense layer".into());
+        }
+        let mut width = self.lstms[0].input;
+        for (i, l) in self.lstms.iter().enumerate() {
+            let g = 4 * l.hidden;
+            if l.input != width
+                || l.w_x.len() != l.input * g
+                || l.w_h.len() != l.hidden * g
+                || l.b.len() != g
+            {
+                return Some(format!(
+                    "lstm {}: arrays do not fit {} inputs and {} hidden units",
+                    i + 1,
+                    width,
+                    l.hidden
+                ));
+            }
+            width = l.hidden;
+        }
+        for (i, d) in self.dense.iter().enumerate() {
+            if d.input != width || d.w.len() != d.input * d.output || d.b.len() != d.output {
+                return Some(format!(
+                    "dense {}: arrays do not fit {} inputs and {} outputs",
+                    i + 1,
+                    width,
+                    d.output
+                ));
+            }
+            width = d.output;
+        }
+        None
+    }
+
     pub fn input_features(&self) -> usize {
         self.lstms.first().map_or(0, |l| l.input)
     }

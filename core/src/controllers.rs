@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::BuildError;
 use crate::control::analysis::{AnalysisConfig, RolloutAnalysis};
 use crate::control::healing::HealingController;
 use crate::control::hpa::{Hpa, HpaConfig};
@@ -13,10 +12,16 @@ use crate::control::orchestrator::OrchestratorConfig;
 use crate::control::scaler::{AutonomousScaler, LatencySlo, ScalerConfig};
 use crate::control::selector::StrategyForest;
 use crate::control::{Controller, StaticController};
+use crate::models::{self, TrainedPredictor};
 use crate::rng::{Stream, Subsystem};
 use crate::scenario::{ControllerKind, ControllerSpec, DEFAULT_SIZING, Scenario, Sizing};
 use crate::time::Span;
-use crate::train::store::{self, ModelBundle};
+
+/// A controller that cannot be built: a model or selector file that is
+/// missing or unfit, named with its path.
+#[derive(Debug, thiserror::Error)]
+#[error("controller: {0}")]
+pub struct ControllerError(pub String);
 
 /// The default directory of the trained predictor.
 pub const DEFAULT_MODEL: &str = "models/predictor";
@@ -29,7 +34,7 @@ fn cached<T, E: ToString>(
     cache: &'static Cache<T>,
     key: &str,
     load: impl FnOnce(&std::path::Path) -> Result<T, E>,
-) -> Result<Arc<T>, BuildError> {
+) -> Result<Arc<T>, ControllerError> {
     let mut map = cache
         .get_or_init(Default::default)
         .lock()
@@ -37,28 +42,26 @@ fn cached<T, E: ToString>(
     if let Some(v) = map.get(key) {
         return Ok(v.clone());
     }
-    let v = Arc::new(
-        load(std::path::Path::new(key)).map_err(|e| BuildError::Controller(e.to_string()))?,
-    );
+    let v = Arc::new(load(std::path::Path::new(key)).map_err(|e| ControllerError(e.to_string()))?);
     map.insert(key.to_string(), v.clone());
     Ok(v)
 }
 
 /// A trained predictor by directory.
-fn model(dir: &str) -> Result<Arc<ModelBundle>, BuildError> {
-    static CACHE: Cache<ModelBundle> = OnceLock::new();
-    cached(&CACHE, dir, store::load)
+fn model(dir: &str) -> Result<Arc<TrainedPredictor>, ControllerError> {
+    static CACHE: Cache<TrainedPredictor> = OnceLock::new();
+    cached(&CACHE, dir, models::load_predictor)
 }
 
 /// A learned strategy selector by file.
-fn selector(path: &str) -> Result<Arc<StrategyForest>, BuildError> {
+fn selector(path: &str) -> Result<Arc<StrategyForest>, ControllerError> {
     static CACHE: Cache<StrategyForest> = OnceLock::new();
-    cached(&CACHE, path, crate::train::selector::load)
+    cached(&CACHE, path, models::load_selector)
 }
 
 /// The scenario's controller: its scaler, with the predictor and the
 /// healing orchestrator on top when `healing` is set.
-pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, BuildError> {
+pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, ControllerError> {
     // A simulated pod's CPU sample covers the last scrape interval.
     build_controller(
         &s.controller,
@@ -137,7 +140,7 @@ pub fn build_controller(
     cpu_window_s: f64,
     slo: LatencySlo,
     container_concurrency: &BTreeMap<String, u32>,
-) -> Result<Box<dyn Controller>, BuildError> {
+) -> Result<Box<dyn Controller>, ControllerError> {
     let slo_latency_ms = slo.latency_ms;
     let mut scaler = build(spec, seed, slo, container_concurrency);
     if spec.rollout_analysis {
@@ -148,7 +151,7 @@ pub fn build_controller(
     }
     let dir = spec.healing_model.as_deref().unwrap_or(DEFAULT_MODEL);
     let bundle = model(dir)?;
-    let mut predictor = bundle.predictor_config();
+    let mut predictor = bundle.config.clone();
     predictor.slo_latency_ms = slo_latency_ms;
     let orchestrator = OrchestratorConfig {
         dry_run: spec.healing_dry_run,
@@ -159,7 +162,7 @@ pub fn build_controller(
         pod_settle_s: 2.0 * cpu_window_s,
         ..OrchestratorConfig::default()
     };
-    let mut healing = HealingController::new(scaler, bundle.model(), predictor, orchestrator);
+    let mut healing = HealingController::new(scaler, bundle.model.clone(), predictor, orchestrator);
     if let Some(path) = &spec.healing_selector {
         healing.orchestrator.set_selector(selector(path)?);
     }
