@@ -145,7 +145,7 @@ pub fn save(ds: &Dataset, parquet: &Path) -> Result<(), DatasetError> {
 }
 
 fn fault_from_str(s: &str) -> Option<FaultKind> {
-    super::traces::ALL_FAULTS
+    FaultKind::ALL
         .iter()
         .copied()
         .find(|f| f.as_str() == s)

@@ -118,7 +118,6 @@ pub struct TracesConfig {
     pub domain_randomisation: bool,
 }
 
-pub const ALL_FAULTS: [FaultKind; 8] = FaultKind::ALL;
 
 impl Default for TracesConfig {
     fn default() -> Self {
@@ -130,7 +129,7 @@ impl Default for TracesConfig {
             window: 60,
             horizon_s: 300.0,
             fault_free_fraction: 0.2,
-            faults: ALL_FAULTS.to_vec(),
+            faults: FaultKind::ALL.to_vec(),
             loads: vec![
                 LoadFamily::Constant,
                 LoadFamily::Diurnal,

@@ -327,7 +327,7 @@ fn leave_one_out(
         a.leave_one_out_epochs
     );
     let device = burn::prelude::Device::flex();
-    for family in traces::ALL_FAULTS {
+    for family in selfheal::scenario::FaultKind::ALL {
         let keep: Vec<u32> = train_ds
             .runs
             .iter()
