@@ -98,6 +98,40 @@ fn the_core_crate_depends_on_no_runtime_dataframe_plot_or_learning_framework() {
     }
 }
 
+/// The root crate's modules are layered, so none of them forms a cycle
+/// with another: the simulator at the bottom (it depends on the core only),
+/// then the served simulation and the sweeps, training, the evaluations
+/// and the twin. A module may name only modules of lower layers.
+#[test]
+fn the_root_crates_modules_depend_downwards_only() {
+    let layers = [
+        ("sim", 0),
+        ("serve", 1),
+        ("sweep", 1),
+        ("train", 2),
+        ("eval", 3),
+        ("twin", 4),
+    ];
+    for (module, layer) in layers {
+        let mut files = Vec::new();
+        rust_files(&common::repo().join("src").join(module), &mut files);
+        assert!(!files.is_empty(), "src/{module}");
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            for (other, other_layer) in layers {
+                if other != module && other_layer >= layer {
+                    let path = format!("crate::{other}::");
+                    assert!(
+                        !text.contains(&path),
+                        "{} ({module}) names `{path}`, a module of its own layer or above",
+                        f.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
 type Log = Rc<RefCell<Vec<(Time, Observation, Vec<Command>)>>>;
 
 /// Passes through to the real controller and records what it saw and said.

@@ -263,15 +263,17 @@ pub fn load_predictor(dir: &Path) -> Result<TrainedPredictor, ModelError> {
 }
 
 /// A learned strategy selector (`selfheal learn-selector`) from its file.
-pub fn load_selector(path: &Path) -> Result<StrategyForest, String> {
+pub fn load_selector(path: &Path) -> Result<StrategyForest, ModelError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: {e} (make one with `selfheal learn-selector`)",
-            path.display()
+        io_error(
+            path,
+            format!("{e} (make one with `selfheal learn-selector`)"),
         )
     })?;
-    let f: StrategyForest =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.check().map_err(|e| format!("{}: {e}", path.display()))?;
+    let f: StrategyForest = serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    f.check().map_err(|message| incompatible(path, message))?;
     Ok(f)
 }

@@ -612,14 +612,14 @@ fn read_wide(
 }
 
 /// The call edges' scrapes in the twin's `edges.csv` layout
-/// (`crate::twin::EDGES_CSV_HEADER`): `metric/source_50.csv` is the
+/// (`crate::metrics::EDGES_CSV_HEADER`): `metric/source_50.csv` is the
 /// caller's median latency per edge (`caller_callee` columns, seconds);
 /// this export has no per-edge request or error rates, so those cells are
 /// empty and the twin fits calls per request from the services' rates.
 pub fn import_edges(dir: &Path) -> Result<String, IncidentError> {
     let path = dir.join("metric").join("source_50.csv");
     let (names, rows) = read_wide(&path, "time", None)?;
-    let mut out = format!("{}\n", crate::twin::EDGES_CSV_HEADER);
+    let mut out = format!("{}\n", crate::metrics::EDGES_CSV_HEADER);
     let edges: Vec<Option<(&str, &str)>> = names.iter().map(|n| n.split_once('_')).collect();
     for (t, values) in &rows {
         for (edge, v) in edges.iter().zip(values) {
@@ -659,7 +659,7 @@ pub fn import_deployments(dir: &Path) -> Result<String, IncidentError> {
                 .filter(|r| r.1[s] > 0.0 && r.1[u] > 0.0)
                 .map(|r| r.1[u] / r.1[s] * 100.0)
                 .collect();
-            crate::twin::recording::median(&mut v)
+            super::median(&mut v)
         };
         let pod = p
             .file_name()

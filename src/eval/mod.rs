@@ -39,3 +39,18 @@ pub fn read_trace(path: &Path) -> Result<Trace, FileError> {
         message: e.message,
     })
 }
+
+/// The median of the finite values, `None` without one.
+pub fn median(values: &mut Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    })
+}

@@ -145,10 +145,7 @@ pub fn save(ds: &Dataset, parquet: &Path) -> Result<(), DatasetError> {
 }
 
 fn fault_from_str(s: &str) -> Option<FaultKind> {
-    FaultKind::ALL
-        .iter()
-        .copied()
-        .find(|f| f.as_str() == s)
+    FaultKind::ALL.iter().copied().find(|f| f.as_str() == s)
 }
 
 pub fn load(parquet: &Path) -> Result<Dataset, DatasetError> {

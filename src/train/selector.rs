@@ -338,8 +338,6 @@ pub fn save(path: &Path, f: &StrategyForest) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub use selfheal_core::models::load_selector as load;
-
 /// Held-out figures of one fault type (or all of them).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Evaluation {

@@ -118,7 +118,6 @@ pub struct TracesConfig {
     pub domain_randomisation: bool,
 }
 
-
 impl Default for TracesConfig {
     fn default() -> Self {
         TracesConfig {

@@ -29,7 +29,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::TwinError;
-use super::recording::{EdgeSeries, Recording, median};
+use super::recording::{EdgeSeries, Recording};
+use crate::eval::median;
 use crate::metrics::ServiceMetrics;
 use crate::scenario::{
     CallSpec, ClusterSpec, ControllerSpec, CurveSpec, KubernetesSpec, LoadSpec, MeshSpec,

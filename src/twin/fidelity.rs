@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::TwinError;
-use super::recording::{Recording, median};
+use super::recording::Recording;
+use crate::eval::median;
 use crate::scenario::{CurveSpec, Scenario};
 use crate::sim::load::Trace;
 

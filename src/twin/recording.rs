@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::TwinError;
 use crate::eval::FileError;
+use crate::eval::median;
 use crate::quantity;
 use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
 use crate::train::recorded::{self, ServiceRecording};
@@ -147,21 +148,6 @@ fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
             source,
         }),
     }
-}
-
-/// The median of the finite values, `None` without one.
-pub(crate) fn median(values: &mut Vec<f64>) -> Option<f64> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        0.5 * (values[n / 2 - 1] + values[n / 2])
-    })
 }
 
 /// Reads [`EDGES_CSV_HEADER`] rows into one series per edge; an error is
