@@ -565,11 +565,11 @@ revision = { service_time_ms = 5 }
         source.clone(),
         "[[service]]\nname = \"web\"\n[[service]]\nname = \"api\"\n[[service]]\nname = \"db\"\n",
         "kind = \"static\"",
-        1_600.0,
+        900.0,
         &[
             "record",
             "--duration-s",
-            "70",
+            "40",
             "--out",
             out.to_str().unwrap(),
         ],
