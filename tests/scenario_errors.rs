@@ -333,3 +333,24 @@ fn type_errors_name_the_field() {
     let t = GOOD.replace("latency_ms = 100", "latency_msec = 100");
     assert_error(&t, "latency_msec", "slo.latency_msec", "unknown field");
 }
+
+#[test]
+fn a_bad_policy_file_is_named_with_its_line_and_field() {
+    let text = "# tuned\n[controller]\nkind = \"hpa\"\ncpu_target = 0.6\n";
+    match scenario::parse_policy(text, "policy.toml") {
+        Err(ScenarioError::Invalid {
+            file, line, field, ..
+        }) => {
+            assert_eq!((file.as_str(), line), ("policy.toml", 4));
+            assert_eq!(field, "controller.cpu_target");
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = scenario::parse_policy("[controller]\nkind = \"nope\"\n", "policy.toml").unwrap_err();
+    assert_eq!(e.line(), Some(2), "{e}");
+    let ok = scenario::parse_policy("[controller]\nkind = \"hpa\"\n", "policy.toml").unwrap();
+    assert_eq!(
+        ok,
+        selfheal::scenario::ControllerSpec::parse_short("hpa").unwrap()
+    );
+}

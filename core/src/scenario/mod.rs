@@ -149,8 +149,37 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, 
     Ok(loaded)
 }
 
-/// Checks a controller table on its own (a policy file), as a scenario's
-/// `[controller]` is checked.
+/// A policy file (a `[controller]` table, as `selfheal tune` writes it),
+/// parsed and checked as a scenario's `[controller]` is; `file` names it in
+/// errors, which give the line and field.
+pub fn parse_policy(text: &str, file: &str) -> Result<ControllerSpec, ScenarioError> {
+    #[derive(serde::Deserialize)]
+    struct PolicyFile {
+        controller: ControllerSpec,
+    }
+    let p: PolicyFile = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
+    let path = FieldPath::default().key("controller");
+    validate::check_controller(&path, &p.controller).map_err(|p| ScenarioError::Invalid {
+        file: file.to_string(),
+        line: locate_line(text, &p.path).unwrap_or(1),
+        field: p.path.to_string(),
+        message: p.message,
+    })?;
+    Ok(p.controller)
+}
+
+/// Reads and checks a policy file ([`parse_policy`]).
+pub fn load_policy(path: &Path) -> Result<ControllerSpec, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    parse_policy(&text, &file)
+}
+
+/// Checks a controller table on its own, as a scenario's `[controller]` is
+/// checked.
 pub fn check_controller(spec: &ControllerSpec) -> Result<(), String> {
     validate::check_controller(&FieldPath::default().key("controller"), spec)
         .map_err(|p| format!("field `{}`: {}", p.path, p.message))

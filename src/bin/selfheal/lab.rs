@@ -313,20 +313,11 @@ pub fn approve(
     out: &std::path::Path,
 ) -> anyhow::Result<bool> {
     use selfheal::sweep::{approve, plan, tune};
-    #[derive(serde::Deserialize)]
-    struct PolicyFile {
-        controller: selfheal::scenario::ControllerSpec,
-    }
-    let text = std::fs::read_to_string(policy)
-        .with_context(|| format!("reading policy {}", policy.display()))?;
-    let p: PolicyFile = toml::from_str(&text)
-        .map_err(|e| selfheal::scenario::toml_error(&text, &policy.display().to_string(), &e))?;
-    selfheal::scenario::check_controller(&p.controller)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    let policy_spec = selfheal::scenario::load_policy(policy)?;
     let base_spec =
         selfheal::scenario::ControllerSpec::parse_short(baseline).map_err(anyhow::Error::msg)?;
     let chaos = plan::load(suite)?;
-    let (hash, canonical) = approve::policy_hash(&p.controller);
+    let (hash, canonical) = approve::policy_hash(&policy_spec);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     println!(
         "approving policy {hash} against {baseline} on {}",
@@ -337,7 +328,7 @@ pub fn approve(
         tune::run_under(&chaos, label, spec, &out.join(dir), &progress::runs("runs"))
             .map_err(anyhow::Error::msg)
     };
-    let pr = run("policy", &p.controller, "policy")?;
+    let pr = run("policy", &policy_spec, "policy")?;
     let br = run(baseline, &base_spec, "baseline")?;
     let (effects, pairs) = approve::judge(&pr, &br, criteria);
     let approved = effects.iter().all(|e| e.pass);
