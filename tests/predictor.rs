@@ -94,6 +94,34 @@ fn copy_model(to: &Path) {
     }
 }
 
+/// What training saves, both loaders read back alike: the lab's (burn's
+/// record, checked against fused.json) and the control core's (no burn).
+#[test]
+fn a_saved_model_loads_with_and_without_burn() {
+    let (cfg, normaliser, net, meta) = store::load_net(&shipped(), &Device::flex()).unwrap();
+    let trained = trainer::Trained {
+        fused: net.to_fused(),
+        net,
+        normaliser,
+        history: Vec::new(),
+        best_epoch: 0,
+        train_samples: 0,
+        train_runs: Vec::new(),
+        val_runs: Vec::new(),
+    };
+    let d = tmp("model-saved");
+    store::save(&d, &trained, &cfg, &meta).unwrap();
+    for f in store::model_files(&d) {
+        assert!(f.exists(), "{}", f.display());
+    }
+    let lab = store::load(&d).unwrap();
+    let core = selfheal_core::models::load_predictor(&d).unwrap();
+    assert_eq!(lab.fused, trained.fused);
+    assert_eq!(core.model.net, trained.fused);
+    assert_eq!(core.config, lab.predictor_config());
+    std::fs::remove_dir_all(&d).ok();
+}
+
 #[test]
 fn a_missing_truncated_or_incompatible_model_is_named() {
     let d = tmp("model-errors");
