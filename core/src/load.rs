@@ -424,10 +424,15 @@ impl ArrivalProcess {
     }
 }
 
+/// A curve names a trace file that was not loaded with its scenario.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("trace `{0}` was not loaded with the scenario")]
+pub struct MissingTrace(pub String);
+
 /// The highest rate each `[[load]]` reaches over the run, as the run
 /// would compile its curve (same random streams), for the request budget
 /// that `scenario::parse` enforces.
-pub fn peaks(sc: &LoadedScenario) -> Vec<Result<f64, String>> {
+pub fn peaks(sc: &LoadedScenario) -> Vec<Result<f64, MissingTrace>> {
     let s = &sc.spec;
     let horizon = s.duration_s + 1.0;
     s.loads
@@ -445,7 +450,7 @@ pub fn compile_curve(
     sc: &LoadedScenario,
     horizon: f64,
     rng: &mut Stream,
-) -> Result<Curve, String> {
+) -> Result<Curve, MissingTrace> {
     Ok(match c {
         CurveSpec::Constant { rate } => Curve::Constant(*rate),
         CurveSpec::Ramp {
@@ -515,7 +520,11 @@ pub fn compile_curve(
             offset_s,
             looped,
         } => {
-            let trace = sc.traces.get(file).cloned().ok_or_else(|| file.clone())?;
+            let trace = sc
+                .traces
+                .get(file)
+                .cloned()
+                .ok_or_else(|| MissingTrace(file.clone()))?;
             let how = match (scale, peak, mean) {
                 (_, Some(p), _) => TraceScale::Peak(*p),
                 (_, _, Some(m)) => TraceScale::Mean(*m),

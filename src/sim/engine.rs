@@ -284,7 +284,7 @@ impl Simulation {
         for (i, l) in s.loads.iter().enumerate() {
             let mut curve_rng = Stream::new_indexed(seed, Subsystem::Curves, i as u64);
             let curve = super::load::compile_curve(&l.curve, sc, horizon, &mut curve_rng)
-                .map_err(|file| BuildError::MissingTrace { load: i, file })?;
+                .map_err(|e| BuildError::MissingTrace { load: i, file: e.0 })?;
             let edge = edges.len() as u32;
             edges.push(new_edge(
                 None,

@@ -53,18 +53,29 @@ impl Cells {
     }
 }
 
+/// Why bucket bounds cannot make a histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BucketsError {
+    #[error("a histogram needs at least one finite bucket")]
+    Empty,
+    #[error("bucket bounds must be finite and positive")]
+    NotPositive,
+    #[error("bucket bounds must be strictly ascending")]
+    NotAscending,
+}
+
 impl Buckets {
     /// Buckets from explicit bounds; they must be finite, positive and strictly
     /// ascending.
-    pub fn new(bounds: Vec<f64>) -> Result<Self, String> {
+    pub fn new(bounds: Vec<f64>) -> Result<Self, BucketsError> {
         if bounds.is_empty() {
-            return Err("a histogram needs at least one finite bucket".into());
+            return Err(BucketsError::Empty);
         }
         if bounds.iter().any(|b| !b.is_finite() || *b <= 0.0) {
-            return Err("bucket bounds must be finite and positive".into());
+            return Err(BucketsError::NotPositive);
         }
         if bounds.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("bucket bounds must be strictly ascending".into());
+            return Err(BucketsError::NotAscending);
         }
         Ok(Buckets {
             cells: Cells::of(&bounds),

@@ -2,7 +2,7 @@
 
 mod histogram;
 
-pub use histogram::{Buckets, Histogram, histogram_fraction, histogram_quantile};
+pub use histogram::{Buckets, BucketsError, Histogram, histogram_fraction, histogram_quantile};
 
 use crate::time::Time;
 

@@ -245,7 +245,7 @@ pub(super) fn check(s: &Scenario) -> Check {
     if let Some(b) = &s.metrics.buckets_s
         && let Err(e) = crate::metrics::Buckets::new(b.clone())
     {
-        return fail(m.key("buckets_s"), e);
+        return fail(m.key("buckets_s"), e.to_string());
     }
 
     let k = root.key("kubernetes");
