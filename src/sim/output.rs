@@ -22,8 +22,7 @@ impl RunOutput {
 
     /// Scraped call-edge metrics (caller's view).
     pub fn edges_csv(&self) -> String {
-        let mut out =
-            String::from("t_s,edge,request_rate,error_rate,latency_p50_ms,latency_p99_ms\n");
+        let mut out = format!("{}\n", crate::metrics::EDGES_CSV_HEADER);
         for m in &self.edge_metrics {
             let _ = writeln!(
                 out,
