@@ -24,8 +24,9 @@ use crate::control::selector::StrategyForest;
 /// The `format` a model's `training.json` declares.
 pub const FORMAT: &str = "selfheal-predictor-1";
 
-/// The longest window, in scrapes, a model may read.
-pub const MAX_WINDOW: usize = 100_000;
+/// The longest window, in scrapes, a model may read: far beyond the
+/// shipped model, and small enough to build.
+pub const MAX_WINDOW: usize = 4096;
 
 /// Files of a saved predictor directory: config, normaliser, record,
 /// training metadata and the fused weights.

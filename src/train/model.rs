@@ -115,9 +115,10 @@ pub struct PredictorNet {
     out: Linear,
 }
 
-/// The longest input window and the widest layer a configuration may ask
-/// for: far beyond the shipped model, and small enough to build.
-pub const MAX_WINDOW: usize = 4096;
+/// The longest input window (the control core's bound, which it checks
+/// without burn) and the widest layer a configuration may ask for: far
+/// beyond the shipped model, and small enough to build.
+pub use selfheal_core::models::MAX_WINDOW;
 pub const MAX_WIDTH: usize = 4096;
 
 impl PredictorNetConfig {
