@@ -23,5 +23,6 @@ pub mod twin;
 // The shared core, re-exported so that `selfheal::control` and
 // `crate::scenario` name the same items everywhere.
 pub use selfheal_core::{
-    chaos_mesh, control, digest, istio, metrics, quantity, rng, scenario, time,
+    CsvError, ResourceError, chaos_mesh, control, digest, istio, metrics, quantity, rng, scenario,
+    time,
 };

@@ -182,6 +182,7 @@ fn recorded_outcomes_give_every_strategy_from_one_situation() {
     assert!(
         sel::run_trials(&runs[..1], &|_, _| {})
             .unwrap_err()
+            .to_string()
             .contains("+heal")
     );
 }

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::ResourceError;
 use crate::scenario::{FaultKind, FaultSpec};
 
 pub const API_VERSION: &str = "chaos-mesh.org/v1alpha1";
@@ -180,18 +181,25 @@ pub fn resource(
     ))
 }
 
-/// The fault a Chaos Mesh resource asks for, on the service its
-/// `app` label selects.
 /// The most CPU stress workers a resource may ask for (each stands for a
 /// core kept busy).
 pub const MAX_STRESS_WORKERS: u64 = 1024;
 
-pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
-    let spec = obj.get("spec").ok_or("spec: Required value")?;
+/// The fault a Chaos Mesh resource asks for, on the service its
+/// `app` label selects.
+pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, ResourceError> {
+    let spec = obj
+        .get("spec")
+        .ok_or_else(|| ResourceError::new("spec", "Required value"))?;
     let service = spec
         .pointer("/selector/labelSelectors/app")
         .and_then(Value::as_str)
-        .ok_or("spec.selector.labelSelectors.app: the served simulation selects pods by their `app` label")?
+        .ok_or_else(|| {
+            ResourceError::new(
+                "spec.selector.labelSelectors.app",
+                "the served simulation selects pods by their `app` label",
+            )
+        })?
         .to_string();
     // The bounds Chaos Mesh's admission webhook enforces: a fixed count is
     // a whole number of at least 1, a percent lies in (0, 100].
@@ -206,9 +214,12 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                     .ok()
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| {
-                        format!(
-                            "spec.value: mode fixed needs a whole number of pods, at least 1, found `{}`",
-                            value()
+                        ResourceError::new(
+                            "spec.value",
+                            format!(
+                                "mode fixed needs a whole number of pods, at least 1, found `{}`",
+                                value()
+                            ),
                         )
                     })?,
             ),
@@ -222,16 +233,20 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                     .ok()
                     .filter(|p| *p > 0.0 && *p <= 100.0)
                     .ok_or_else(|| {
-                        format!(
-                            "spec.value: mode fixed-percent needs a percent in (0, 100], found `{}`",
-                            value()
+                        ResourceError::new(
+                            "spec.value",
+                            format!(
+                                "mode fixed-percent needs a percent in (0, 100], found `{}`",
+                                value()
+                            ),
                         )
                     })?,
             ),
         ),
         other => {
-            return Err(format!(
-                "spec.mode: `{other}` is not served (all, one, fixed, fixed-percent are)"
+            return Err(ResourceError::new(
+                "spec.mode",
+                format!("`{other}` is not served (all, one, fixed, fixed-percent are)"),
             ));
         }
     };
@@ -239,7 +254,9 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
         Some(d) => Some(
             parse_duration(d)
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| format!("spec.duration: `{d}` is not a duration"))?,
+                .ok_or_else(|| {
+                    ResourceError::new("spec.duration", format!("`{d}` is not a duration"))
+                })?,
         ),
         None => None,
     };
@@ -257,13 +274,18 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                     .and_then(Value::as_str)
                     .and_then(parse_mib)
                     .filter(|s| s.is_finite() && *s > 0.0)
-                    .ok_or("spec.stressors.memory.size: a size such as 256MiB is required")?;
+                    .ok_or_else(|| {
+                        ResourceError::new(
+                            "spec.stressors.memory.size",
+                            "a size such as 256MiB is required",
+                        )
+                    })?;
                 let time = m
                     .get("time")
                     .and_then(Value::as_str)
                     .and_then(parse_duration)
                     .filter(|t| t.is_finite() && *t > 0.0)
-                    .ok_or("spec.stressors.memory.time: the served simulation grows memory linearly and needs the time to reach the size")?;
+                    .ok_or_else(|| ResourceError::new("spec.stressors.memory.time", "the served simulation grows memory linearly and needs the time to reach the size"))?;
                 f.kind = FaultKind::MemoryLeak;
                 f.leak_mib_per_s = Some(size / time);
             } else if let Some(c) = spec.pointer("/stressors/cpu") {
@@ -273,8 +295,9 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                         .as_u64()
                         .filter(|w| (1..=MAX_STRESS_WORKERS).contains(w))
                         .ok_or_else(|| {
-                            format!(
-                                "spec.stressors.cpu.workers: 1 to {MAX_STRESS_WORKERS}, found {w}"
+                            ResourceError::new(
+                                "spec.stressors.cpu.workers",
+                                format!("1 to {MAX_STRESS_WORKERS}, found {w}"),
                             )
                         })?,
                 };
@@ -284,29 +307,42 @@ pub fn fault(plural: &str, obj: &Value) -> Result<FaultSpec, String> {
                         .as_f64()
                         .filter(|l| *l > 0.0 && *l <= 100.0)
                         .ok_or_else(|| {
-                            format!("spec.stressors.cpu.load: a percent in (0, 100], found {l}")
+                            ResourceError::new(
+                                "spec.stressors.cpu.load",
+                                format!("a percent in (0, 100], found {l}"),
+                            )
                         })?,
                 };
                 f.kind = FaultKind::CpuStress;
                 f.cores = Some(workers as f64 * load / 100.0);
             } else {
-                return Err("spec.stressors: a memory or cpu stressor is required".into());
+                return Err(ResourceError::new(
+                    "spec.stressors",
+                    "a memory or cpu stressor is required",
+                ));
             }
         }
         "networkchaos" => {
             if spec.get("action").and_then(Value::as_str) != Some("delay") {
-                return Err("spec.action: only `delay` is served".into());
+                return Err(ResourceError::new("spec.action", "only `delay` is served"));
             }
             let latency = spec
                 .pointer("/delay/latency")
                 .and_then(Value::as_str)
                 .and_then(parse_duration)
                 .filter(|l| l.is_finite() && *l >= 0.0 && *l <= 3600.0)
-                .ok_or("spec.delay.latency: a duration such as 100ms, at most 1h, is required")?;
+                .ok_or_else(|| {
+                    ResourceError::new(
+                        "spec.delay.latency",
+                        "a duration such as 100ms, at most 1h, is required",
+                    )
+                })?;
             f.kind = FaultKind::Latency;
             f.added_ms = Some(latency * 1000.0);
         }
-        other => return Err(format!("{other} is not served")),
+        other => {
+            return Err(ResourceError::new("kind", format!("{other} is not served")));
+        }
     }
     Ok(f)
 }
@@ -419,7 +455,7 @@ mod tests {
             ),
         ] {
             let e = fault("stresschaos", &obj).unwrap_err();
-            assert!(e.starts_with(field), "{obj}: {e}");
+            assert_eq!(e.field, field, "{obj}: {e}");
         }
         let ok = fault("stresschaos", &base("fixed", "2", cpu(json!(2), json!(50)))).unwrap();
         assert_eq!((ok.pods, ok.cores), (Some(2), Some(1.0)));

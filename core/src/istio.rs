@@ -20,6 +20,7 @@
 
 use serde_json::{Value, json};
 
+use crate::ResourceError;
 use crate::chaos_mesh::{Unsupported, parse_duration};
 use crate::scenario::{DependencyMode, FaultKind, FaultSpec};
 
@@ -80,22 +81,27 @@ pub fn unsupported(f: &FaultSpec) -> Unsupported {
 
 /// The fault a VirtualService injects: its first route's `fault`, on the
 /// service its first host names (a short name, or `<name>.<namespace>...`).
-pub fn fault(obj: &Value) -> Result<FaultSpec, String> {
+pub fn fault(obj: &Value) -> Result<FaultSpec, ResourceError> {
     let host = obj
         .pointer("/spec/hosts/0")
         .and_then(Value::as_str)
-        .ok_or("spec.hosts: Required value")?;
+        .ok_or_else(|| ResourceError::new("spec.hosts", "Required value"))?;
     let service = host.split('.').next().unwrap_or(host).to_string();
     let route = obj
         .pointer("/spec/http/0")
-        .ok_or("spec.http: a route with a fault is required")?;
-    let share = |f: &Value, field: &str| -> Result<f64, String> {
+        .ok_or_else(|| ResourceError::new("spec.http", "a route with a fault is required"))?;
+    let share = |f: &Value, field: &str| -> Result<f64, ResourceError> {
         match f.pointer("/percentage/value") {
             None => Ok(100.0),
             Some(v) => v
                 .as_f64()
                 .filter(|p| (0.0..=100.0).contains(p))
-                .ok_or_else(|| format!("spec.http[0].fault.{field}.percentage.value: a percent in [0, 100], found {v}")),
+                .ok_or_else(|| {
+                    ResourceError::new(
+                        format!("spec.http[0].fault.{field}.percentage.value"),
+                        format!("a percent in [0, 100], found {v}"),
+                    )
+                }),
         }
     };
     let source = route
@@ -103,7 +109,10 @@ pub fn fault(obj: &Value) -> Result<FaultSpec, String> {
         .and_then(Value::as_str);
     if let Some(abort) = route.pointer("/fault/abort") {
         if source.is_some() {
-            return Err("spec.http[0].match: the served simulation aborts every caller's requests to a service, not one caller's".into());
+            return Err(ResourceError::new(
+                "spec.http[0].match",
+                "the served simulation aborts every caller's requests to a service, not one caller's",
+            ));
         }
         return Ok(FaultSpec {
             mode: Some(DependencyMode::Errors),
@@ -112,19 +121,27 @@ pub fn fault(obj: &Value) -> Result<FaultSpec, String> {
         });
     }
     let Some(delay) = route.pointer("/fault/delay") else {
-        return Err("spec.http[0].fault: a delay or an abort is required".into());
+        return Err(ResourceError::new(
+            "spec.http[0].fault",
+            "a delay or an abort is required",
+        ));
     };
     let fixed = delay
         .get("fixedDelay")
         .and_then(Value::as_str)
         .and_then(parse_duration)
         .filter(|d| d.is_finite() && *d >= 0.0)
-        .ok_or("spec.http[0].fault.delay.fixedDelay: a duration such as 100ms is required")?;
+        .ok_or_else(|| {
+            ResourceError::new(
+                "spec.http[0].fault.delay.fixedDelay",
+                "a duration such as 100ms is required",
+            )
+        })?;
     if share(delay, "delay")? < 100.0 {
-        return Err(
-            "spec.http[0].fault.delay.percentage: the served simulation delays every request (100)"
-                .into(),
-        );
+        return Err(ResourceError::new(
+            "spec.http[0].fault.delay.percentage",
+            "the served simulation delays every request (100)",
+        ));
     }
     match source {
         Some(caller) => Ok(FaultSpec {
@@ -137,7 +154,10 @@ pub fn fault(obj: &Value) -> Result<FaultSpec, String> {
             mode: Some(DependencyMode::Blackhole),
             ..FaultSpec::on(FaultKind::DependencyFailure, &service)
         }),
-        None => Err("spec.http[0].match: a delay under an hour is served on one caller's calls (sourceLabels.app); a service-wide delay is a NetworkChaos".into()),
+        None => Err(ResourceError::new(
+            "spec.http[0].match",
+            "a delay under an hour is served on one caller's calls (sourceLabels.app); a service-wide delay is a NetworkChaos",
+        )),
     }
 }
 
@@ -192,18 +212,18 @@ mod tests {
     fn what_the_simulation_cannot_do_is_refused_by_field() {
         let vs = |route: Value| json!({"spec": {"hosts": ["orders.shop.svc.cluster.local"], "http": [route]}});
         let e = fault(&vs(json!({"fault": {"delay": {"fixedDelay": "100ms"}}}))).unwrap_err();
-        assert!(e.starts_with("spec.http[0].match"), "{e}");
+        assert_eq!(e.field, "spec.http[0].match", "{e}");
         let e = fault(&vs(
             json!({"fault": {"delay": {"fixedDelay": "1s", "percentage": {"value": 50}},},
                                  "match": [{"sourceLabels": {"app": "web"}}]}),
         ))
         .unwrap_err();
-        assert!(e.starts_with("spec.http[0].fault.delay.percentage"), "{e}");
+        assert_eq!(e.field, "spec.http[0].fault.delay.percentage", "{e}");
         let e = fault(&vs(
             json!({"fault": {"abort": {"httpStatus": 503, "percentage": {"value": 150}}}}),
         ))
         .unwrap_err();
-        assert!(e.contains("a percent in [0, 100]"), "{e}");
+        assert!(e.message.contains("a percent in [0, 100]"), "{e}");
         assert!(fault(&vs(json!({"route": []}))).is_err());
         // A fully qualified host names the service by its first label.
         let f = fault(&vs(json!({"fault": {"abort": {"httpStatus": 503}}}))).unwrap();

@@ -24,6 +24,7 @@ pub mod control;
 pub mod controllers;
 pub mod digest;
 pub mod images;
+mod input_error;
 pub mod istio;
 pub mod load;
 pub mod metrics;
@@ -33,3 +34,5 @@ pub mod quantity;
 pub mod rng;
 pub mod scenario;
 pub mod time;
+
+pub use input_error::{CsvError, ResourceError};

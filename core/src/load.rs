@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::CsvError;
 use crate::rng::{Stream, Subsystem};
 use crate::scenario::{CurveSpec, LoadedScenario};
 use crate::time::Time;
@@ -22,29 +23,22 @@ pub struct Trace {
     pub value: Vec<f64>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("line {line}: {message}")]
-pub struct TraceError {
-    pub line: usize,
-    pub message: String,
-}
-
 impl Trace {
     /// Parses `t_seconds,value` CSV (a header line is required, as in the
     /// shipped traces). Times must be strictly increasing, values finite and
     /// non-negative.
-    pub fn parse_csv(text: &str) -> Result<Trace, TraceError> {
+    pub fn parse_csv(text: &str) -> Result<Trace, CsvError> {
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim().eq_ignore_ascii_case("t_seconds,value") => {}
             Some((_, h)) => {
-                return Err(TraceError {
+                return Err(CsvError {
                     line: 1,
                     message: format!("expected header `t_seconds,value`, found `{}`", h.trim()),
                 });
             }
             None => {
-                return Err(TraceError {
+                return Err(CsvError {
                     line: 1,
                     message: "empty trace file".into(),
                 });
@@ -59,7 +53,7 @@ impl Trace {
             }
             let mut parts = line.split(',');
             let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(TraceError {
+                return Err(CsvError {
                     line: line_no,
                     message: format!("expected two columns, found `{line}`"),
                 });
@@ -69,20 +63,20 @@ impl Trace {
                     .parse::<f64>()
                     .ok()
                     .filter(|x| x.is_finite())
-                    .ok_or_else(|| TraceError {
+                    .ok_or_else(|| CsvError {
                         line: line_no,
                         message: format!("{what} `{}` is not a finite number", s.trim()),
                     })
             };
             let (ts, v) = (num(a, "t_seconds")?, num(b, "value")?);
             if v < 0.0 {
-                return Err(TraceError {
+                return Err(CsvError {
                     line: line_no,
                     message: format!("value {v} is negative"),
                 });
             }
             if t.last().is_some_and(|&last| ts <= last) {
-                return Err(TraceError {
+                return Err(CsvError {
                     line: line_no,
                     message: format!("t_seconds {ts} does not increase"),
                 });
@@ -91,7 +85,7 @@ impl Trace {
             value.push(v);
         }
         if t.len() < 2 {
-            return Err(TraceError {
+            return Err(CsvError {
                 line: text.lines().count().max(1),
                 message: "a trace needs at least two rows".into(),
             });

@@ -254,13 +254,29 @@ pub fn load_predictor(dir: &Path) -> Result<TrainedPredictor, ModelError> {
             normaliser,
             window: head.net.window,
         },
-        config: PredictorConfig {
-            scrape_interval_s: scrape,
-            median_time_to_breach_s: training.median_time_to_breach_s,
-            alarm_threshold: training.alarm_threshold,
-            ..Default::default()
-        },
+        config: trained_config(
+            scrape,
+            training.median_time_to_breach_s,
+            training.alarm_threshold,
+        ),
     })
+}
+
+/// The predictor's settings for a trained model, from its `training.json`:
+/// the training traces' scrape interval (the network's time base), the
+/// measured times to breach and the calibrated alarm threshold; the SLO,
+/// pattern and anomaly settings are the defaults.
+pub fn trained_config(
+    scrape_interval_s: f64,
+    median_time_to_breach_s: [Option<f64>; 4],
+    alarm_threshold: f32,
+) -> PredictorConfig {
+    PredictorConfig {
+        scrape_interval_s,
+        median_time_to_breach_s,
+        alarm_threshold,
+        ..Default::default()
+    }
 }
 
 /// A learned strategy selector (`selfheal learn-selector`) from its file.
@@ -275,6 +291,6 @@ pub fn load_selector(path: &Path) -> Result<StrategyForest, ModelError> {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    f.check().map_err(|message| incompatible(path, message))?;
+    f.check().map_err(|e| incompatible(path, e.to_string()))?;
     Ok(f)
 }

@@ -24,6 +24,19 @@ pub enum ApiError {
     NotJson { path: String, why: String },
 }
 
+/// Why this instance may not act now.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the Lease {lease} is held by {holder} until {until:.0}")]
+    HeldBy {
+        lease: String,
+        holder: String,
+        until: f64,
+    },
+}
+
 /// What happened to one command.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -128,7 +141,7 @@ impl Executor {
         me: &str,
         now: f64,
         duration_s: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), LeaseError> {
         let path = crate::lease::path(&self.namespace, name);
         let read = actuate::get(path.clone());
         let current = match self.read(&read).await {
@@ -136,15 +149,15 @@ impl Executor {
             Err(ApiError::Request {
                 code: Some(404), ..
             }) => None,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         match crate::lease::step(current.as_ref(), &self.namespace, name, me, now, duration_s) {
-            crate::lease::LeaseStep::HeldBy { holder, until } => Err(format!(
-                "the Lease {name} is held by {holder} until {until:.0}"
-            )),
-            crate::lease::LeaseStep::Write(w) => {
-                self.send(&w).await.map(|_| ()).map_err(|e| e.to_string())
-            }
+            crate::lease::LeaseStep::HeldBy { holder, until } => Err(LeaseError::HeldBy {
+                lease: name.to_string(),
+                holder,
+                until,
+            }),
+            crate::lease::LeaseStep::Write(w) => Ok(self.send(&w).await.map(|_| ())?),
         }
     }
 

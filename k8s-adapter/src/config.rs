@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use selfheal_core::scenario::ControllerSpec;
+use selfheal_core::scenario::{ControllerSpec, FieldPath, ScenarioError, locate_line, toml_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -15,12 +15,10 @@ pub enum ConfigError {
         file: String,
         source: std::io::Error,
     },
-    #[error("{file}:{line}: {message}")]
-    Invalid {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    /// A syntax error, or a field at fault with its line, reported as a
+    /// scenario file's are.
+    #[error(transparent)]
+    Invalid(#[from] ScenarioError),
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -300,25 +298,18 @@ fn d_connections() -> u32 {
 
 impl AdapterConfig {
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let invalid = |line: usize, message: String| ConfigError::Invalid {
-            file: file.to_string(),
-            line,
-            message,
+        let invalid = |path: FieldPath, message: String| {
+            ConfigError::Invalid(ScenarioError::Invalid {
+                file: file.to_string(),
+                line: locate_line(text, &path).unwrap_or(1),
+                field: path.to_string(),
+                message,
+            })
         };
-        let mut cfg: AdapterConfig = toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| s.start);
-            let message = e.message().trim();
-            let message = match at
-                .and_then(|o| selfheal_core::scenario::field_at(text, o))
-                .filter(|f| !f.0.is_empty())
-            {
-                Some(field) => format!("field `{field}`: {message}"),
-                None => message.to_string(),
-            };
-            invalid(at.map_or(1, line_of), message)
-        })?;
-        let find = |needle: &str| text.find(needle).map_or(1, line_of);
+        let mut cfg: AdapterConfig =
+            toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
+        let root = FieldPath::default();
+
         for (name, v) in [
             ("interval_s", cfg.interval_s),
             ("rate_window_s", cfg.rate_window_s),
@@ -327,65 +318,57 @@ impl AdapterConfig {
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(invalid(
-                    find(name),
-                    format!("field `{name}`: must be a positive number, found {v}"),
+                    root.key(name),
+                    format!("must be a positive number, found {v}"),
                 ));
             }
         }
         if !(cfg.slo_objective > 0.0 && cfg.slo_objective < 1.0) {
             return Err(invalid(
-                find("slo_objective"),
+                root.key("slo_objective"),
                 format!(
-                    "field `slo_objective`: must be a share between 0 and 1 (0.99 for 99 %), found {}",
+                    "must be a share between 0 and 1 (0.99 for 99 %), found {}",
                     cfg.slo_objective
                 ),
             ));
         }
         if !(cfg.backfill_s.is_finite() && cfg.backfill_s >= 0.0) {
             return Err(invalid(
-                find("backfill_s"),
-                format!(
-                    "field `backfill_s`: must be zero or positive, found {}",
-                    cfg.backfill_s
-                ),
+                root.key("backfill_s"),
+                format!("must be zero or positive, found {}", cfg.backfill_s),
             ));
         }
         if cfg.services.is_empty() {
-            return Err(invalid(1, "needs at least one [[service]]".into()));
+            return Err(invalid(
+                root.key("service"),
+                "needs at least one [[service]]".into(),
+            ));
         }
         for (i, svc) in cfg.services.iter().enumerate() {
             if let Some(unknown) = svc.fallback_for.iter().find(|f| cfg.service(f).is_none()) {
                 return Err(invalid(
-                    find("fallback_for"),
-                    format!(
-                        "field `service[{i}].fallback_for`: `{unknown}` is not a configured service"
-                    ),
+                    root.key("service").index(i).key("fallback_for"),
+                    format!("`{unknown}` is not a configured service"),
                 ));
             }
         }
         if !(cfg.prometheus.starts_with("http://") || cfg.prometheus.starts_with("https://")) {
             return Err(invalid(
-                find("prometheus"),
-                format!(
-                    "field `prometheus`: `{}` is not an http:// or https:// address",
-                    cfg.prometheus
-                ),
+                root.key("prometheus"),
+                format!("`{}` is not an http:// or https:// address", cfg.prometheus),
             ));
         }
         let http = &cfg.prometheus_http;
         if http.bearer_token_file.is_some() && http.basic_auth.is_some() {
             return Err(invalid(
-                find("basic_auth"),
-                "field `prometheus_http`: set `bearer_token_file` or `basic_auth`, not both".into(),
+                root.key("prometheus_http").key("basic_auth"),
+                "set `bearer_token_file` or `basic_auth`, not both".into(),
             ));
         }
         if http.ca_file.is_some() && !cfg.prometheus.starts_with("https://") {
             return Err(invalid(
-                find("ca_file"),
-                format!(
-                    "field `prometheus_http.ca_file`: `{}` is not an https:// address",
-                    cfg.prometheus
-                ),
+                root.key("prometheus_http").key("ca_file"),
+                format!("`{}` is not an https:// address", cfg.prometheus),
             ));
         }
         let dir = Path::new(file).parent().unwrap_or(Path::new(""));

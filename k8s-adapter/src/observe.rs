@@ -71,7 +71,7 @@ pub enum ObserveError {
     #[error(transparent)]
     Prometheus(#[from] PromError),
     #[error("Kubernetes API: {0}")]
-    Cluster(String),
+    Cluster(#[from] crate::watch::NoDeployment),
 }
 
 /// One service's view at wall-clock `at` (unix seconds). With `state`, its
@@ -121,9 +121,7 @@ pub async fn service_view(
     };
     let replicas = match state {
         Some(state) => {
-            let r = state
-                .replicas(svc.deployment(), clock)
-                .map_err(ObserveError::Cluster)?;
+            let r = state.replicas(svc.deployment(), clock)?;
             ReplicaState {
                 pods: r.pods.into_iter().map(usage).collect(),
                 ..r

@@ -8,12 +8,16 @@ use serde_json::Value;
 
 use selfheal_core::control::Command;
 use selfheal_core::policy::policy_hash;
-use selfheal_core::scenario::ControllerSpec;
+use selfheal_core::scenario::{ControllerSpec, FieldPath, locate_line, toml_error};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SafetyError {
-    #[error("{file}: not an approval record from `selfheal approve` ({why})")]
-    NotARecord { file: String, why: String },
+    #[error("{file}:{line}: not an approval record from `selfheal approve` ({why})")]
+    NotARecord {
+        file: String,
+        line: usize,
+        why: String,
+    },
     #[error(
         "{file}: approves policy {approved}, but this configuration's [controller] is {actual}; run `selfheal approve` for it"
     )]
@@ -33,19 +37,35 @@ pub fn check_approval(
     file: &str,
     spec: &ControllerSpec,
 ) -> Result<String, SafetyError> {
-    let not = |why: String| SafetyError::NotARecord {
+    let not = |line: usize, why: String| SafetyError::NotARecord {
         file: file.to_string(),
+        line,
         why,
     };
-    let v: toml::Table = toml::from_str(text).map_err(|e| not(e.message().to_string()))?;
+    let v: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = toml_error(text, file, &e).line().unwrap_or(1);
+        not(line, e.message().trim().to_string())
+    })?;
+    // A missing field points at line 1, a wrong one at its own line.
+    let at = |key: &str| locate_line(text, &FieldPath::default().key(key)).unwrap_or(1);
     let approved_hash = v
         .get("policy_hash")
         .and_then(toml::Value::as_str)
-        .ok_or_else(|| not("no `policy_hash`".into()))?;
+        .ok_or_else(|| {
+            not(
+                at("policy_hash"),
+                "field `policy_hash`: a string is required".into(),
+            )
+        })?;
     let approved = v
         .get("approved")
         .and_then(toml::Value::as_bool)
-        .ok_or_else(|| not("no `approved`".into()))?;
+        .ok_or_else(|| {
+            not(
+                at("approved"),
+                "field `approved`: true or false is required".into(),
+            )
+        })?;
     let (hash, _) = policy_hash(spec);
     if approved_hash != hash {
         return Err(SafetyError::OtherPolicy {
@@ -147,8 +167,18 @@ mod tests {
         ));
         assert!(matches!(
             check_approval("nonsense = 1", "a.toml", &spec),
-            Err(SafetyError::NotARecord { .. })
+            Err(SafetyError::NotARecord { line: 1, .. })
         ));
+        let wrong = format!(
+            "policy_hash = \"{}\"\napproved = \"yes\"\n",
+            policy_hash(&spec).0
+        );
+        assert_eq!(
+            check_approval(&wrong, "a.toml", &spec)
+                .unwrap_err()
+                .to_string(),
+            "a.toml:2: not an approval record from `selfheal approve` (field `approved`: true or false is required)"
+        );
     }
 
     #[test]

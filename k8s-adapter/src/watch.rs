@@ -79,21 +79,20 @@ impl ClusterState {
     }
 
     /// Waits until every watch has delivered its first list.
-    pub async fn ready(&self) -> Result<(), String> {
-        let e = |e: reflector::store::WriterDropped| e.to_string();
-        self.pods.wait_until_ready().await.map_err(e)?;
-        self.deployments.wait_until_ready().await.map_err(e)?;
-        self.replica_sets.wait_until_ready().await.map_err(e)
+    pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.pods.wait_until_ready().await?;
+        self.deployments.wait_until_ready().await?;
+        self.replica_sets.wait_until_ready().await
     }
 
     /// The state of `deployment` now, or why there is none.
-    pub fn replicas(&self, deployment: &str, clock: &Clock) -> Result<ReplicaState, String> {
+    pub fn replicas(&self, deployment: &str, clock: &Clock) -> Result<ReplicaState, NoDeployment> {
         let dep = self
             .deployments
             .state()
             .into_iter()
             .find(|d| d.name_any() == deployment)
-            .ok_or_else(|| format!("no Deployment `{deployment}` in the watched namespace"))?;
+            .ok_or_else(|| NoDeployment(deployment.to_string()))?;
         Ok(replica_state(
             &dep,
             &self.replica_sets.state(),
@@ -102,6 +101,11 @@ impl ClusterState {
         ))
     }
 }
+
+/// The watched namespace has no Deployment of this name.
+#[derive(Debug, thiserror::Error)]
+#[error("no Deployment `{0}` in the watched namespace")]
+pub struct NoDeployment(pub String);
 
 /// A Deployment's replicas as the API reports them; pods without usage
 /// (Prometheus fills that in).

@@ -357,6 +357,7 @@ async fn pod_and_replica_state_come_from_watches_not_polled_lists() {
         state
             .replicas("web", &clock)
             .unwrap_err()
+            .to_string()
             .contains("no Deployment `web`")
     );
     // One list per resource, then watches: the reads are not a polling loop.

@@ -39,7 +39,7 @@ use std::time::Duration;
 use selfheal::control::Command;
 use selfheal::time::Span;
 use selfheal_k8s::actuate::{self, ApiRequest};
-use selfheal_k8s::api::{ApiError, Executor, Outcome};
+use selfheal_k8s::api::{ApiError, Executor, LeaseError, Outcome};
 use selfheal_k8s::clock::Clock;
 use selfheal_k8s::config::ServiceConfig;
 use selfheal_k8s::safety;
@@ -424,9 +424,9 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
         .hold_lease("selfheal-k8s", "another-instance", now + 2.0, 30)
         .await;
     assert!(
-        taken
-            .as_ref()
-            .is_err_and(|e| e.contains("held by test-instance")),
+        taken.as_ref().is_err_and(
+            |e| matches!(e, LeaseError::HeldBy { holder, .. } if holder == "test-instance")
+        ),
         "a second instance must not act while the Lease is held: {taken:?}"
     );
     let lease = kubectl_json(&kc, &["get", "lease", "selfheal-k8s", "-n", NS]);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::scenario::{self, ControllerSpec, CurveSpec, LoadedScenario, Scenario};
 use crate::sim::load::Trace;
+use crate::sweep::SweepError;
 use crate::sweep::plan::{Plan, RunSpec};
 use crate::sweep::run::RunRecord;
 
@@ -59,17 +60,35 @@ pub enum Qos {
     Burstable,
 }
 
+/// A QoS class name the suite does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown QoS class `{0}` (guaranteed, burstable)")]
+pub struct UnknownQos(pub String);
+
 impl std::str::FromStr for Qos {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownQos;
+    fn from_str(s: &str) -> Result<Self, UnknownQos> {
         match s {
             "guaranteed" => Ok(Qos::Guaranteed),
             "burstable" => Ok(Qos::Burstable),
-            other => Err(format!(
-                "unknown QoS class `{other}` (guaranteed, burstable)"
-            )),
+            other => Err(UnknownQos(other.to_string())),
         }
     }
+}
+
+/// A suite scenario that the suite's own template does not make valid.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("scenario {name}: {source}")]
+    Template {
+        name: String,
+        source: toml::de::Error,
+    },
+    #[error("scenario {name}: {source}")]
+    Invalid {
+        name: String,
+        source: crate::scenario::Problem,
+    },
 }
 
 impl Qos {
@@ -149,7 +168,7 @@ fn trace(file: &str, peak: f64, speedup: f64, offset_s: f64) -> CurveSpec {
 /// The standard suite: 22 scenarios of 9 families, 10 scenarios of the
 /// [`TRAINING_FAMILIES`] to train on and 12 held out, with pods of the
 /// given QoS class.
-pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String> {
+pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, SuiteError> {
     use CurveSpec::*;
     let diurnal = |mean: f64, amplitude: f64, peak_s: f64| Diurnal {
         mean,
@@ -402,10 +421,19 @@ pub fn standard(traces: &Traces, qos: Qos) -> Result<Vec<SuiteScenario>, String>
                 Split::Test
             };
             let mut spec: Scenario =
-                toml::from_str(&template(name, mean, qos)).map_err(|e| format!("{name}: {e}"))?;
+                toml::from_str(&template(name, mean, qos)).map_err(|source| {
+                    SuiteError::Template {
+                        name: name.to_string(),
+                        source,
+                    }
+                })?;
             spec.loads[0].curve = curve;
-            let loaded =
-                scenario::from_spec(spec, traces.clone()).map_err(|e| format!("{name}: {e}"))?;
+            let loaded = scenario::from_spec(spec, traces.clone()).map_err(|source| {
+                SuiteError::Invalid {
+                    name: name.to_string(),
+                    source,
+                }
+            })?;
             Ok(SuiteScenario {
                 name: name.to_string(),
                 family,
@@ -427,7 +455,7 @@ pub fn run_matrix(
     seeds: &[u64],
     dir: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<RunRecord>, String> {
+) -> Result<Vec<RunRecord>, SweepError> {
     let mut runs = Vec::new();
     for s in scenarios {
         for (label, spec) in controllers {

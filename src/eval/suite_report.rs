@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::suite::{self, Mean, Qos, SuiteScenario, Traces};
 use super::{FileError, read_trace};
 use crate::scenario::{ControllerKind, ControllerSpec};
+use crate::sweep::SweepError;
 use crate::sweep::headline::curve_at;
 use crate::sweep::run::RunRecord;
 
@@ -90,7 +91,7 @@ pub fn tune(
     candidates: &[Labelled],
     journal: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Tuned, String> {
+) -> Result<Tuned, SweepError> {
     let mut controllers = hpas.to_vec();
     controllers.extend(candidates.iter().cloned());
     let tuning = suite::means(&suite::run_matrix(
@@ -127,7 +128,7 @@ pub fn tune(
             best = Some((score, c));
         }
     }
-    let (score, chosen) = best.ok_or("no tuning candidates")?;
+    let (score, chosen) = best.ok_or(SweepError::NoCandidates)?;
     Ok(Tuned {
         chosen: chosen.clone(),
         below_s: -score,

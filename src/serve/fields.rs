@@ -364,19 +364,22 @@ pub fn unknown_in_json_patch(shape: &'static Shape, ops: &Value) -> Vec<String> 
                     }
                 }
                 Ok(_) => {}
-                Err(unknown) => out.push(unknown),
+                Err(UnknownField(unknown)) => out.push(unknown),
             }
         }
     }
     out
 }
 
+/// The path of a field the shape does not have.
+struct UnknownField(String);
+
 /// Follows a JSON pointer through `shape`: the field path and shape it ends
 /// at (`None` below an `Any`), or the first unknown field on the way.
 fn walk_pointer(
     mut shape: &'static Shape,
     pointer: &str,
-) -> Result<Option<(String, &'static Shape)>, String> {
+) -> Result<Option<(String, &'static Shape)>, UnknownField> {
     let mut at = String::new();
     for raw in pointer.split('/').skip(1) {
         let token = raw.replace("~1", "/").replace("~0", "~");
@@ -386,7 +389,7 @@ fn walk_pointer(
                     at.push('.');
                 }
                 at.push_str(&token);
-                shape = field(fields, &token).ok_or_else(|| at.clone())?;
+                shape = field(fields, &token).ok_or_else(|| UnknownField(at.clone()))?;
             }
             List(item) => {
                 at.push_str(&format!("[{token}]"));

@@ -1053,7 +1053,7 @@ fn answer_unchecked(
                     .unwrap_or("");
                 let object = format!("{}/{name}", r.info().plural);
                 let injected = fault
-                    .map_err(invalid)
+                    .map_err(|e| invalid(e.to_string()))
                     .and_then(|fault| writer.write(vec![ApiWrite::Inject { fault, object }]));
                 if let Err(e) = injected {
                     return fail(e);

@@ -51,7 +51,7 @@ const SET_LISTS: [&str; 1] = ["finalizers"];
 /// Upstream interleaves elements the patch does not name with the ordered
 /// ones by their old positions; here they follow the ordered ones, in
 /// their old order. The target is left unchanged on an error.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let Value::Object(p) = patch else {
         return Err("a strategic merge patch is a JSON object".into());
     };
@@ -63,7 +63,7 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), St
 
 /// Merges `patch` into `target` (made a map if it is not one); a
 /// `$patch: delete` leaves `Null` for the parent to remove.
-fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Result<(), String> {
+fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Result<(), PatchError> {
     match patch.get("$patch").map(|d| d.as_str().unwrap_or("?")) {
         Some("delete") => {
             *target = Value::Null;
@@ -71,7 +71,7 @@ fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Resu
         }
         Some("replace") => *target = Value::Object(Default::default()),
         Some("merge") | None => {}
-        Some(other) => return Err(format!("unknown directive `$patch: {other}`")),
+        Some(other) => return Err(format!("unknown directive `$patch: {other}`").into()),
     }
     if !target.is_object() {
         *target = Value::Object(Default::default());
@@ -94,7 +94,7 @@ fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Resu
             continue;
         }
         if k.starts_with('$') {
-            return Err(format!("unknown directive `{k}`"));
+            return Err(format!("unknown directive `{k}`").into());
         }
         match v {
             Value::Null => {
@@ -132,7 +132,7 @@ fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Resu
 }
 
 /// A patch value with its directives resolved against nothing.
-fn fresh(v: &Value) -> Result<Value, String> {
+fn fresh(v: &Value) -> Result<Value, PatchError> {
     match v {
         Value::Object(m) => {
             let mut out = Value::Null;
@@ -143,14 +143,14 @@ fn fresh(v: &Value) -> Result<Value, String> {
     }
 }
 
-fn merge_list(field: &str, current: Option<Value>, patch: &[Value]) -> Result<Value, String> {
+fn merge_list(field: &str, current: Option<Value>, patch: &[Value]) -> Result<Value, PatchError> {
     let mut cur = match current {
         Some(Value::Array(a)) => a,
         _ => Vec::new(),
     };
     let is_replace = |e: &Value| e.get("$patch").and_then(Value::as_str) == Some("replace");
     if patch.iter().any(is_replace) {
-        let kept: Result<Vec<Value>, String> =
+        let kept: Result<Vec<Value>, PatchError> =
             patch.iter().filter(|e| !is_replace(e)).map(fresh).collect();
         return Ok(Value::Array(kept?));
     }
@@ -210,11 +210,11 @@ fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value]) {
 /// RFC 6902 (the `json-patch` crate: `add`, `remove`, `replace`, `move`,
 /// `copy`, `test`), applied in order; the target is left unchanged if any
 /// operation fails.
-pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
+pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(ops.clone())
         .map_err(|e| format!("not a JSON patch (an array of operations): {e}"))?;
     json_patch::patch(target, &ops)
-        .map_err(|e| format!("operation {}: `{}`: {}", e.operation, e.path, e.kind))
+        .map_err(|e| format!("operation {}: `{}`: {}", e.operation, e.path, e.kind).into())
 }
 
 #[cfg(test)]
@@ -261,7 +261,8 @@ mod tests {
             &mut t,
             &json!([{"op": "add", "path": "/spec/x", "value": 1}, {"op": "replace", "path": "/nope/y", "value": 1}]),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("operation 1") && err.contains("/nope/y"),
             "{err}"
@@ -382,8 +383,26 @@ mod tests {
             json!([1]),
         ] {
             let err = strategic_merge_patch(&mut t, &bad).unwrap_err();
-            assert!(!err.is_empty());
+            assert!(!err.to_string().is_empty());
             assert_eq!(t, deployment, "{bad}");
         }
+    }
+}
+
+/// Why a patch does not apply, in the words the API server answers with
+/// (its status message is all a client sees of it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PatchError(String);
+
+impl From<String> for PatchError {
+    fn from(message: String) -> Self {
+        PatchError(message)
+    }
+}
+
+impl From<&str> for PatchError {
+    fn from(message: &str) -> Self {
+        PatchError(message.to_string())
     }
 }

@@ -21,8 +21,8 @@ enum Wire<'a> {
 }
 
 /// The fields of one message, in order.
-fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, String> {
-    fn varint(buf: &mut &[u8]) -> Result<u64, String> {
+fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, DecodeError> {
+    fn varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let (&b, rest) = buf.split_first().ok_or("a truncated varint")?;
@@ -46,7 +46,8 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, String> {
                         "field {} claims {n} bytes, {} remain",
                         key >> 3,
                         buf.len()
-                    ));
+                    )
+                    .into());
                 }
                 let (b, rest) = buf.split_at(n);
                 buf = rest;
@@ -58,10 +59,9 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, String> {
                 Wire::Fixed
             }
             w => {
-                return Err(format!(
-                    "wire type {w} of field {} is not protobuf 3",
-                    key >> 3
-                ));
+                return Err(
+                    format!("wire type {w} of field {} is not protobuf 3", key >> 3).into(),
+                );
             }
         };
         out.push((key >> 3, wire));
@@ -69,12 +69,12 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, String> {
     Ok(out)
 }
 
-fn text(b: &[u8]) -> Result<String, String> {
-    String::from_utf8(b.to_vec()).map_err(|_| "a string that is not UTF-8".to_string())
+fn text(b: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(b.to_vec()).map_err(|_| "a string that is not UTF-8".into())
 }
 
 /// A map entry: 1 key, 2 value.
-fn entry(b: &[u8]) -> Result<(String, &[u8]), String> {
+fn entry(b: &[u8]) -> Result<(String, &[u8]), DecodeError> {
     let (mut k, mut v) = (String::new(), &b[..0]);
     for (n, f) in fields(b)? {
         match (n, f) {
@@ -103,7 +103,7 @@ fn base64(b: &[u8]) -> String {
 }
 
 /// meta/v1 ObjectMeta: the fields a client sets.
-fn object_meta(b: &[u8]) -> Result<Value, String> {
+fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
     let mut m = Map::new();
     let (mut labels, mut annotations, mut finalizers) = (Map::new(), Map::new(), Vec::new());
     for (n, f) in fields(b)? {
@@ -146,7 +146,7 @@ fn object_meta(b: &[u8]) -> Result<Value, String> {
 }
 
 /// core/v1 ConfigMap: 1 metadata, 2 data, 3 binaryData, 4 immutable.
-fn config_map(b: &[u8]) -> Result<Value, String> {
+fn config_map(b: &[u8]) -> Result<Value, DecodeError> {
     let mut out = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}});
     let (mut data, mut binary) = (Map::new(), Map::new());
     for (n, f) in fields(b)? {
@@ -174,7 +174,7 @@ fn config_map(b: &[u8]) -> Result<Value, String> {
 }
 
 /// The JSON form of a protobuf-encoded object, or why it cannot be read.
-pub fn decode(body: &[u8]) -> Result<Value, String> {
+pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     let rest = body
         .strip_prefix(b"k8s\0")
         .ok_or("not Kubernetes' protobuf envelope (no `k8s\\0` prefix)")?;
@@ -192,7 +192,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             }
             (2, Wire::Bytes(x)) => raw = Some(x),
             (3, Wire::Bytes(e)) if !e.is_empty() => {
-                return Err(format!("content encoding `{}` is not served", text(e)?));
+                return Err(format!("content encoding `{}` is not served", text(e)?).into());
             }
             _ => {}
         }
@@ -201,7 +201,8 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         ("v1", "ConfigMap") => config_map(raw.unwrap_or_default()),
         (v, k) => Err(format!(
             "`{v}` `{k}` in protobuf is not served; send it as application/json"
-        )),
+        )
+        .into()),
     }
 }
 
@@ -290,6 +291,7 @@ mod tests {
         assert!(
             decode(b"{\"kind\":\"ConfigMap\"}")
                 .unwrap_err()
+                .to_string()
                 .contains("k8s")
         );
         let mut pod = b"k8s\0".to_vec();
@@ -297,10 +299,28 @@ mod tests {
         bytes(1, b"v1", &mut tm);
         bytes(2, b"Pod", &mut tm);
         bytes(1, &tm, &mut pod);
-        let err = decode(&pod).unwrap_err();
+        let err = decode(&pod).unwrap_err().to_string();
         assert!(
             err.contains("Pod") && err.contains("application/json"),
             "{err}"
         );
+    }
+}
+
+/// Why a protobuf body was refused, in the words the API server answers
+/// with (its status message is all a client sees of it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(String);
+
+impl From<String> for DecodeError {
+    fn from(message: String) -> Self {
+        DecodeError(message)
+    }
+}
+
+impl From<&str> for DecodeError {
+    fn from(message: &str) -> Self {
+        DecodeError(message.to_string())
     }
 }

@@ -1,7 +1,7 @@
 //! Report charts with plotters, each written as PNG and SVG. Text uses the
 //! bundled DejaVu Sans, so charts render the same without system fonts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
@@ -33,8 +33,22 @@ pub fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
+/// Why a chart could not be drawn: the file, and plotters' error (generic
+/// over the backend, so kept as its text).
+#[derive(Debug, thiserror::Error)]
+#[error("chart {}: {reason}", path.display())]
+pub struct ChartError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Plotters' error, before the file it was drawing is known.
+struct DrawError(String);
+
+type Drawn = Result<(), DrawError>;
+
+fn err<E: std::fmt::Debug>(e: E) -> DrawError {
+    DrawError(format!("{e:?}"))
 }
 
 /// Draws one chart twice, as `<name>.png` and `<name>.svg` (a macro: the
@@ -42,10 +56,14 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
 macro_rules! png_and_svg {
     ($dir:expr, $name:expr, $size:expr, $draw:ident, $chart:expr) => {{
         register_font();
+        let at = |path: &PathBuf| {
+            let path = path.clone();
+            move |DrawError(reason)| ChartError { path, reason }
+        };
         let png = $dir.join(format!("{}.png", $name));
-        $draw(BitMapBackend::new(&png, $size).into_drawing_area(), $chart)?;
+        $draw(BitMapBackend::new(&png, $size).into_drawing_area(), $chart).map_err(at(&png))?;
         let svg = $dir.join(format!("{}.svg", $name));
-        $draw(SVGBackend::new(&svg, $size).into_drawing_area(), $chart)
+        $draw(SVGBackend::new(&svg, $size).into_drawing_area(), $chart).map_err(at(&svg))
     }};
 }
 
@@ -54,7 +72,7 @@ fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     size: u32,
     position: SeriesLabelPosition,
-) -> Result<(), String> {
+) -> Drawn {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
@@ -74,7 +92,7 @@ pub struct Pareto {
     pub means: Vec<(usize, f64, f64)>,
 }
 
-fn draw_pareto<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Pareto) -> Result<(), String> {
+fn draw_pareto<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Pareto) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let xmax = p
         .points
@@ -130,7 +148,7 @@ fn draw_pareto<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Pareto) -> 
     root.present().map_err(err)
 }
 
-pub fn pareto(dir: &Path, name: &str, p: &Pareto) -> Result<(), String> {
+pub fn pareto(dir: &Path, name: &str, p: &Pareto) -> Result<(), ChartError> {
     png_and_svg!(dir, name, (900, 600), draw_pareto, p)
 }
 
@@ -184,7 +202,7 @@ fn panel<DB: DrawingBackend>(
     series: &[(&[f64], RGBColor, &str)],
     y_desc: &str,
     caption: Option<&str>,
-) -> Result<(), String> {
+) -> Drawn {
     let tmax = t.last().copied().unwrap_or(1.0).max(1.0);
     let ymax = series
         .iter()
@@ -240,10 +258,7 @@ fn panel<DB: DrawingBackend>(
     legend(&mut chart, 12, SeriesLabelPosition::UpperLeft)
 }
 
-fn draw_timeline<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    tl: &Timeline,
-) -> Result<(), String> {
+fn draw_timeline<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, tl: &Timeline) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let areas = root.split_evenly((4, 1));
     let axis = (tl.t.as_slice(), tl.markers.as_slice());
@@ -281,7 +296,7 @@ fn draw_timeline<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
-pub fn timeline(dir: &Path, name: &str, tl: &Timeline) -> Result<(), String> {
+pub fn timeline(dir: &Path, name: &str, tl: &Timeline) -> Result<(), ChartError> {
     png_and_svg!(dir, name, (1000, 900), draw_timeline, tl)
 }
 
@@ -295,7 +310,7 @@ pub struct Panels {
 /// (y axis, [(series name, values at the chart's times)]).
 pub type Panel = (String, Vec<(String, Vec<f64>)>);
 
-fn draw_panels<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Panels) -> Result<(), String> {
+fn draw_panels<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Panels) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let areas = root.split_evenly((p.panels.len().max(1), 1));
     for (k, ((y_desc, series), area)) in p.panels.iter().zip(&areas).enumerate() {
@@ -310,7 +325,7 @@ fn draw_panels<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &Panels) -> 
     root.present().map_err(err)
 }
 
-pub fn panels(dir: &Path, name: &str, p: &Panels) -> Result<(), String> {
+pub fn panels(dir: &Path, name: &str, p: &Panels) -> Result<(), ChartError> {
     png_and_svg!(
         dir,
         name,
@@ -328,10 +343,7 @@ pub struct Confusion {
     pub counts: Vec<Vec<usize>>,
 }
 
-fn draw_confusion<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    c: &Confusion,
-) -> Result<(), String> {
+fn draw_confusion<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Confusion) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let n = c.classes.len();
     let mut chart = ChartBuilder::on(&root)
@@ -394,7 +406,7 @@ fn draw_confusion<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
-pub fn confusion(dir: &Path, name: &str, c: &Confusion) -> Result<(), String> {
+pub fn confusion(dir: &Path, name: &str, c: &Confusion) -> Result<(), ChartError> {
     png_and_svg!(dir, name, (700, 600), draw_confusion, c)
 }
 
@@ -406,10 +418,7 @@ pub struct Histogram {
     pub groups: Vec<(String, Vec<f64>)>,
 }
 
-fn draw_histogram<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    h: &Histogram,
-) -> Result<(), String> {
+fn draw_histogram<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, h: &Histogram) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let xmax = h
         .groups
@@ -474,7 +483,7 @@ fn draw_histogram<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
-pub fn histogram(dir: &Path, name: &str, h: &Histogram) -> Result<(), String> {
+pub fn histogram(dir: &Path, name: &str, h: &Histogram) -> Result<(), ChartError> {
     png_and_svg!(dir, name, (900, 550), draw_histogram, h)
 }
 
@@ -490,7 +499,7 @@ pub struct Ratios {
     pub measures: Vec<(String, Vec<Option<Interval>>)>,
 }
 
-fn draw_ratios<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Ratios) -> Result<(), String> {
+fn draw_ratios<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Ratios) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let n = r.categories.len().max(1);
     let finite = |x: f64| x.is_finite().then_some(x);
@@ -579,7 +588,7 @@ fn draw_ratios<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Ratios) -> 
     root.present().map_err(err)
 }
 
-pub fn ratios(dir: &Path, name: &str, r: &Ratios) -> Result<(), String> {
+pub fn ratios(dir: &Path, name: &str, r: &Ratios) -> Result<(), ChartError> {
     let height = 140 + 60 * r.categories.len().max(1) as u32;
     png_and_svg!(dir, name, (900, height), draw_ratios, r)
 }
@@ -594,10 +603,7 @@ pub struct CurveChart {
     pub others: Vec<(String, f64, f64)>,
 }
 
-fn draw_curve<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    c: &CurveChart,
-) -> Result<(), String> {
+fn draw_curve<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &CurveChart) -> Drawn {
     root.fill(&WHITE).map_err(err)?;
     let xs = c
         .hpa
@@ -658,6 +664,6 @@ fn draw_curve<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
-pub fn curve(dir: &Path, name: &str, c: &CurveChart) -> Result<(), String> {
+pub fn curve(dir: &Path, name: &str, c: &CurveChart) -> Result<(), ChartError> {
     png_and_svg!(dir, name, (900, 550), draw_curve, c)
 }

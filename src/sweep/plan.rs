@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::scenario::{self, ControllerSpec, LoadedScenario};
+use crate::scenario::{self, ControllerSpec, FieldPath, LoadedScenario};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -17,12 +17,9 @@ pub enum PlanError {
         file: String,
         source: std::io::Error,
     },
-    #[error("{file}:{line}: {message}")]
-    Invalid {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    /// The suite file's own error, at its line and field.
+    #[error(transparent)]
+    Invalid(scenario::ScenarioError),
     #[error("{suite}: scenario {index}: {source}")]
     Scenario {
         suite: String,
@@ -136,8 +133,24 @@ pub struct Plan {
     pub runs: Vec<RunSpec>,
 }
 
+/// A suite's `vary` path that does not reach a value of the scenario.
+#[derive(Debug, thiserror::Error)]
+#[error("`{path}`: {message}")]
+pub struct VaryPathError {
+    pub path: String,
+    pub message: String,
+}
+
 /// Sets the value at a field path (`load[0].curve.peak`) in a TOML document.
-pub fn set_path(doc: &mut toml::Value, path: &str, value: toml::Value) -> Result<(), String> {
+pub fn set_path(
+    doc: &mut toml::Value,
+    path: &str,
+    value: toml::Value,
+) -> Result<(), VaryPathError> {
+    let fail = |message: String| VaryPathError {
+        path: path.to_string(),
+        message,
+    };
     let mut node = doc;
     let mut segs = Vec::new();
     for part in path.split('.') {
@@ -152,30 +165,30 @@ pub fn set_path(doc: &mut toml::Value, path: &str, value: toml::Value) -> Result
             }
             let i: usize = idx
                 .parse()
-                .map_err(|_| format!("`{idx}` in `{path}` is not an index"))?;
+                .map_err(|_| fail(format!("`{idx}` is not an index")))?;
             segs.push((String::new(), Some(i)));
         }
     }
     let last = segs
         .len()
         .checked_sub(1)
-        .ok_or_else(|| format!("empty field path `{path}`"))?;
+        .ok_or_else(|| fail("an empty field path".into()))?;
     for (n, (key, idx)) in segs.into_iter().enumerate() {
         let is_last = n == last;
         node = match idx {
             Some(i) => {
                 let arr = node
                     .as_array_mut()
-                    .ok_or_else(|| format!("`{path}`: not a list before [{i}]"))?;
+                    .ok_or_else(|| fail(format!("not a list before [{i}]")))?;
                 let len = arr.len();
                 arr.get_mut(i).ok_or_else(|| {
-                    format!("`{path}`: index {i} is out of range (the list has {len})")
+                    fail(format!("index {i} is out of range (the list has {len})"))
                 })?
             }
             None => {
                 let table = node
                     .as_table_mut()
-                    .ok_or_else(|| format!("`{path}`: `{key}` is not inside a table"))?;
+                    .ok_or_else(|| fail(format!("`{key}` is not inside a table")))?;
                 if is_last {
                     table.insert(key, value);
                     return Ok(());
@@ -210,25 +223,25 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         file: file.clone(),
         source,
     })?;
-    let invalid = |offset: Option<usize>, message: String| {
-        let line = offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1);
-        PlanError::Invalid {
+    let invalid = |path: FieldPath, message: String| {
+        PlanError::Invalid(scenario::ScenarioError::Invalid {
             file: file.clone(),
-            line,
+            line: scenario::locate_line(&text, &path).unwrap_or(1),
+            field: path.to_string(),
             message,
-        }
+        })
     };
     let suite: SuiteFile = toml::from_str(&text)
-        .map_err(|e| invalid(e.span().map(|s| s.start), e.message().to_string()))?;
-    let find = |needle: &str| text.find(needle);
+        .map_err(|e| PlanError::Invalid(scenario::toml_error(&text, &file, &e)))?;
+    let root = FieldPath::default();
     let count = match &suite.seeds {
         Seeds::Count(n) => *n,
         Seeds::List(l) => l.len() as u64,
     };
     if count > MAX_SEEDS as u64 {
         return Err(invalid(
-            find("seeds"),
-            format!("field `seeds`: {count} seeds is more than the {MAX_SEEDS} a suite runs"),
+            root.key("seeds"),
+            format!("{count} seeds is more than the {MAX_SEEDS} a suite runs"),
         ));
     }
     let seeds: Vec<u64> = match suite.seeds {
@@ -236,35 +249,29 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         Seeds::List(l) => l,
     };
     if seeds.is_empty() {
-        return Err(invalid(
-            find("seeds"),
-            "field `seeds`: needs at least one seed".into(),
-        ));
+        return Err(invalid(root.key("seeds"), "needs at least one seed".into()));
     }
-    let parse_controllers = |names: &[String], field: &str| {
+    let parse_controllers = |names: &[String], field: FieldPath| {
         if names.is_empty() {
-            return Err(invalid(
-                find(field),
-                format!("field `{field}`: needs at least one controller"),
-            ));
+            return Err(invalid(field, "needs at least one controller".into()));
         }
         names
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(j, c)| {
                 ControllerSpec::parse_short(c)
                     .map(|spec| (c.clone(), spec))
-                    .map_err(|e| {
-                        invalid(find(&format!("\"{c}\"")), format!("field `{field}`: {e}"))
-                    })
+                    .map_err(|e| invalid(field.index(j), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    let suite_controllers = parse_controllers(&suite.controllers, "controllers")?;
+    let suite_controllers = parse_controllers(&suite.controllers, root.key("controllers"))?;
     let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut runs = Vec::new();
     for (si, entry) in suite.scenarios.iter().enumerate() {
+        let at = root.key("scenario").index(si);
         let controllers = match &entry.controllers {
-            Some(list) => parse_controllers(list, &format!("scenario[{si}].controllers"))?,
+            Some(list) => parse_controllers(list, at.key("controllers"))?,
             None => suite_controllers.clone(),
         };
         let scenario_path = base.join(&entry.file);
@@ -287,8 +294,8 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         for (k, v) in &entry.vary {
             let values = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
                 invalid(
-                    find(k),
-                    format!("field `scenario[{si}].vary.{k}`: needs a non-empty list of values"),
+                    at.key("vary").key(k),
+                    "needs a non-empty list of values".into(),
                 )
             })?;
             variants = variants
@@ -306,7 +313,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
             let mut d = doc.clone();
             for (k, v) in &variant {
                 set_path(&mut d, k, v.clone())
-                    .map_err(|e| invalid(find(k), format!("field `scenario[{si}].vary`: {e}")))?;
+                    .map_err(|e| invalid(at.key("vary").key(k), e.message))?;
             }
             let variant_text = toml::to_string(&d).expect("a TOML value serialises");
             let label = format!(
@@ -343,11 +350,8 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 match varied {
                     // The value came from the suite: point at its entry.
                     Some((k, v, message)) => invalid(
-                        find(k),
-                        format!(
-                            "field `scenario[{si}].vary.{k}`: the value {}: {message}",
-                            value_label(v)
-                        ),
+                        at.key("vary").key(k),
+                        format!("the value {}: {message}", value_label(v)),
                     ),
                     // A field the variation left alone: the scenario file's
                     // own error, at its own line, when it has one.
@@ -371,9 +375,9 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 .join(";");
             if runs.len() + controllers.len() * seeds.len() > MAX_RUNS {
                 return Err(invalid(
-                    None,
+                    at.clone(),
                     format!(
-                        "the suite expands to more than {MAX_RUNS} runs: split it into several suites"
+                        "the suite expands to more than {MAX_RUNS} runs here: split it into several suites"
                     ),
                 ));
             }
@@ -403,7 +407,10 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         }
     }
     if runs.is_empty() {
-        return Err(invalid(None, "the suite has no [[scenario]]".into()));
+        return Err(invalid(
+            root.key("scenario"),
+            "the suite has no [[scenario]]".into(),
+        ));
     }
     Ok(Plan {
         name: suite.name,
@@ -427,6 +434,7 @@ mod tests {
         assert!(
             set_path(&mut d, "load[3].curve", toml::Value::Integer(1))
                 .unwrap_err()
+                .message
                 .contains("out of range")
         );
         // A missing table on the way is created (a typo there is then an

@@ -8,34 +8,40 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::charts::{self, Marker, Pareto, Timeline};
+use super::charts::{self, ChartError, Marker, Pareto, Timeline};
 use super::compare;
 use super::headline;
 use super::run::RunRecord;
 use super::stats::{Estimate, bootstrap_mean};
+use super::{SweepError, io_at};
+use crate::CsvError;
 
 const RESAMPLES: usize = 2000;
 const BOOTSTRAP_SEED: u64 = 0x5EED;
 /// Timelines drawn at most (one per selected run, in matrix order).
 const MAX_TIMELINES: usize = 12;
 
-fn pe(e: PolarsError) -> String {
-    e.to_string()
-}
-
-fn write_frame(dir: &Path, name: &str, df: &mut DataFrame) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
-    let f = File::create(dir.join(format!("{name}.parquet"))).map_err(io)?;
-    ParquetWriter::new(f).finish(df).map_err(pe)?;
-    let f = File::create(dir.join(format!("{name}.csv"))).map_err(io)?;
+/// Writes table `name` as `<name>.parquet` and `<name>.csv`; an error,
+/// in building the frame or in writing it, names the table.
+fn write_frame(dir: &Path, name: &str, df: PolarsResult<DataFrame>) -> Result<(), SweepError> {
+    let table = |source| SweepError::Table {
+        name: name.to_string(),
+        source,
+    };
+    let mut df = df.map_err(table)?;
+    let parquet = dir.join(format!("{name}.parquet"));
+    let f = File::create(&parquet).map_err(io_at(&parquet))?;
+    ParquetWriter::new(f).finish(&mut df).map_err(table)?;
+    let csv = dir.join(format!("{name}.csv"));
+    let f = File::create(&csv).map_err(io_at(&csv))?;
     CsvWriter::new(f)
         .include_header(true)
-        .finish(df)
-        .map_err(pe)?;
+        .finish(&mut df)
+        .map_err(table)?;
     Ok(())
 }
 
-fn runs_frame(rs: &[RunRecord]) -> Result<DataFrame, String> {
+fn runs_frame(rs: &[RunRecord]) -> PolarsResult<DataFrame> {
     use super::run::{Cell, CellKind};
     let columns = RunRecord::COLUMNS
         .iter()
@@ -74,7 +80,7 @@ fn runs_frame(rs: &[RunRecord]) -> Result<DataFrame, String> {
             }
         })
         .collect();
-    DataFrame::new_infer_height(columns).map_err(pe)
+    DataFrame::new_infer_height(columns)
 }
 
 /// One aggregate row: a group's estimates of the headline figures.
@@ -112,7 +118,7 @@ fn aggregate(rs: &[RunRecord], key: impl Fn(&RunRecord) -> Vec<String>) -> Vec<A
         .collect()
 }
 
-fn aggregate_frame(names: &[&str], rows: &[Aggregate]) -> Result<DataFrame, String> {
+fn aggregate_frame(names: &[&str], rows: &[Aggregate]) -> PolarsResult<DataFrame> {
     let mut cols: Vec<Column> = names
         .iter()
         .enumerate()
@@ -151,7 +157,7 @@ fn aggregate_frame(names: &[&str], rows: &[Aggregate]) -> Result<DataFrame, Stri
             rows.iter().map(|r| f(r).hi).collect::<Vec<_>>(),
         ));
     }
-    DataFrame::new_infer_height(cols).map_err(pe)
+    DataFrame::new_infer_height(cols)
 }
 
 /// The long per-second table of every run that kept its series.
@@ -167,8 +173,8 @@ struct SeriesColumns {
 }
 
 /// A run's saved series (see `run::series_csv`).
-fn read_series(path: &Path, title: String) -> Result<Timeline, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_series(path: &Path, title: String) -> Result<Timeline, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(io_at(path))?;
     let mut tl = Timeline {
         title,
         t: vec![],
@@ -182,7 +188,10 @@ fn read_series(path: &Path, title: String) -> Result<Timeline, String> {
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.splitn(9, ',').collect();
         if f.len() < 9 {
-            return Err(format!("{}:{}: expected 9 fields", path.display(), i + 1));
+            return Err(SweepError::Line {
+                path: path.to_path_buf(),
+                error: CsvError::new(i + 1, "expected 9 fields"),
+            });
         }
         let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
         let t = num(f[0]);
@@ -222,18 +231,16 @@ pub fn write(
     name: &str,
     description: &str,
     records: &[RunRecord],
-) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+) -> Result<(), SweepError> {
     let charts_dir = dir.join("charts");
-    std::fs::create_dir_all(&charts_dir).map_err(io)?;
-    let mut runs = runs_frame(records)?;
-    write_frame(dir, "runs", &mut runs)?;
+    std::fs::create_dir_all(&charts_dir).map_err(io_at(&charts_dir))?;
+    write_frame(dir, "runs", runs_frame(records))?;
 
     let by_controller = aggregate(records, |r| vec![r.controller.clone()]);
     write_frame(
         dir,
         "aggregate_controller",
-        &mut aggregate_frame(&["controller"], &by_controller)?,
+        aggregate_frame(&["controller"], &by_controller),
     )?;
     let by_scenario = aggregate(records, |r| {
         vec![r.scenario.clone(), r.params.clone(), r.controller.clone()]
@@ -241,7 +248,7 @@ pub fn write(
     write_frame(
         dir,
         "aggregate_scenario",
-        &mut aggregate_frame(&["scenario", "params", "controller"], &by_scenario)?,
+        aggregate_frame(&["scenario", "params", "controller"], &by_scenario),
     )?;
     let by_fault = aggregate(records, |r| {
         vec![
@@ -256,7 +263,7 @@ pub fn write(
     write_frame(
         dir,
         "aggregate_fault",
-        &mut aggregate_frame(&["fault", "controller"], &by_fault)?,
+        aggregate_frame(&["fault", "controller"], &by_fault),
     )?;
 
     // Per-second series of the runs that kept one, as one long table.
@@ -284,7 +291,7 @@ pub fn write(
             timelines.push((r.index, tl));
         }
     }
-    let mut ts = DataFrame::new_infer_height(vec![
+    let ts = DataFrame::new_infer_height(vec![
         Column::new("index".into(), cols.index),
         Column::new("t_s".into(), cols.t),
         Column::new("requests".into(), cols.requests),
@@ -292,9 +299,8 @@ pub fn write(
         Column::new("desired".into(), cols.desired),
         Column::new("p99_ms".into(), cols.p99_ms),
         Column::new("error_ratio".into(), cols.error_ratio),
-    ])
-    .map_err(pe)?;
-    write_frame(dir, "timeseries", &mut ts)?;
+    ]);
+    write_frame(dir, "timeseries", ts)?;
 
     let controllers: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
@@ -328,8 +334,9 @@ pub fn write(
     let mut mttr_charts = Vec::new();
     if !comparison.is_empty() {
         let md = compare::markdown(&comparison, &false_healings);
-        std::fs::write(dir.join("comparison.md"), &md).map_err(io)?;
-        write_frame(dir, "comparison", &mut comparison_frame(&comparison)?)?;
+        let comparison_md = dir.join("comparison.md");
+        std::fs::write(&comparison_md, &md).map_err(io_at(&comparison_md))?;
+        write_frame(dir, "comparison", comparison_frame(&comparison))?;
         // Rows come grouped by scenario, arms in matrix order.
         for (si, rows) in comparison
             .chunk_by(|a, b| a.scenario == b.scenario)
@@ -464,7 +471,8 @@ pub fn write(
         );
     }
     h.push_str("</body></html>\n");
-    std::fs::write(dir.join("index.html"), h).map_err(io)
+    let index = dir.join("index.html");
+    std::fs::write(&index, h).map_err(io_at(&index))
 }
 
 /// An arm's ratio to its baseline as a table cell (`None`: the baseline).
@@ -500,7 +508,7 @@ fn headline_html(
     comparison: &[compare::ArmRow],
     false_healings: &[(String, u64, f64, f64)],
     charts_dir: &Path,
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     let healing = headline::healing(comparison);
     let curve = headline::against_hpa_curve(records);
     if healing.is_empty() && curve.is_none() {
@@ -626,7 +634,7 @@ fn headline_html(
     Ok(h)
 }
 
-fn comparison_frame(rows: &[compare::ArmRow]) -> Result<DataFrame, String> {
+fn comparison_frame(rows: &[compare::ArmRow]) -> PolarsResult<DataFrame> {
     let s = |f: fn(&compare::ArmRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
     let u = |f: fn(&compare::ArmRow) -> usize| rows.iter().map(|r| f(r) as u64).collect::<Vec<_>>();
     let mut cols = vec![
@@ -666,7 +674,7 @@ fn comparison_frame(rows: &[compare::ArmRow]) -> Result<DataFrame, String> {
             ));
         }
     }
-    DataFrame::new_infer_height(cols).map_err(pe)
+    DataFrame::new_infer_height(cols)
 }
 
 /// The images `index.html` links, for checks that every one exists.

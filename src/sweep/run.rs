@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::plan::{Plan, RunSpec};
+use super::{SweepError, io_at};
+use crate::CsvError;
 use crate::control::Command;
 use crate::sim::RunOutput;
 use crate::time::Time;
@@ -41,7 +43,8 @@ pub enum CellKind {
 trait Field: Sized {
     const KIND: CellKind;
     fn write(&self) -> String;
-    fn read(s: &str) -> Result<Self, String>;
+    /// The value a cell holds, if it is one of this type's.
+    fn read(s: &str) -> Option<Self>;
     fn cell(&self) -> Cell<'_>;
 }
 
@@ -54,8 +57,8 @@ impl Field for String {
     fn write(&self) -> String {
         quote(self)
     }
-    fn read(s: &str) -> Result<Self, String> {
-        Ok(s.to_string())
+    fn read(s: &str) -> Option<Self> {
+        Some(s.to_string())
     }
     fn cell(&self) -> Cell<'_> {
         Cell::Text(self)
@@ -70,8 +73,8 @@ macro_rules! count_field {
             fn write(&self) -> String {
                 self.to_string()
             }
-            fn read(s: &str) -> Result<Self, String> {
-                s.parse().map_err(|_| format!("`{s}` is not an integer"))
+            fn read(s: &str) -> Option<Self> {
+                s.parse().ok()
             }
             fn cell(&self) -> Cell<'_> {
                 Cell::Int(*self as u64)
@@ -87,8 +90,8 @@ impl Field for f64 {
     fn write(&self) -> String {
         self.to_string()
     }
-    fn read(s: &str) -> Result<Self, String> {
-        s.parse().map_err(|_| format!("`{s}` is not a number"))
+    fn read(s: &str) -> Option<Self> {
+        s.parse().ok()
     }
     fn cell(&self) -> Cell<'_> {
         Cell::Num(*self)
@@ -116,20 +119,28 @@ macro_rules! run_record {
                 [$(self.$field.write()),*].join(",")
             }
 
-            pub fn from_line(line: &str) -> Result<Self, String> {
+            /// Reads a journal line; an error names the field and gives
+            /// `line_no` as its line.
+            pub fn from_line(line: &str, line_no: usize) -> Result<Self, CsvError> {
                 let f = split_csv(line);
                 if f.len() != Self::COLUMNS.len() {
-                    return Err(format!(
-                        "expected {} fields, found {}",
-                        Self::COLUMNS.len(),
-                        f.len()
+                    return Err(CsvError::new(
+                        line_no,
+                        format!("expected {} fields, found {}", Self::COLUMNS.len(), f.len()),
                     ));
                 }
                 let mut cells = f.iter().zip(Self::COLUMNS);
                 Ok(RunRecord {
                     $( $field: {
                         let (text, name) = cells.next().expect("counted above");
-                        <$ty as Field>::read(text).map_err(|e| format!("field `{name}`: {e}"))?
+                        <$ty as Field>::read(text).ok_or_else(|| {
+                            let what = match <$ty as Field>::KIND {
+                                CellKind::Int => "an integer",
+                                CellKind::Num => "a number",
+                                CellKind::Text => "text",
+                            };
+                            CsvError::field(line_no, name, format!("`{text}` is not {what}"))
+                        })?
                     }, )*
                 })
             }
@@ -284,11 +295,15 @@ impl RunRecord {
 
 /// Reads a journal; a last line without its newline (a write cut off by a
 /// kill) is dropped, any other bad line is an error naming its line.
-pub fn read_journal(path: &Path) -> Result<Vec<RunRecord>, String> {
+pub fn read_journal(path: &Path) -> Result<Vec<RunRecord>, SweepError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    let bad_line = |error| SweepError::Line {
+        path: path.to_path_buf(),
+        error,
     };
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
@@ -299,16 +314,14 @@ pub fn read_journal(path: &Path) -> Result<Vec<RunRecord>, String> {
         None => return Ok(Vec::new()),
         Some((_, h)) if h == RunRecord::header() => {}
         Some(_) => {
-            return Err(format!(
-                "{}:1: not a sweep journal (unexpected header)",
-                path.display()
-            ));
+            return Err(bad_line(CsvError::new(
+                1,
+                "not a sweep journal (unexpected header)",
+            )));
         }
     }
     lines
-        .map(|(i, l)| {
-            RunRecord::from_line(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
-        })
+        .map(|(i, l)| RunRecord::from_line(l, i + 1).map_err(bad_line))
         .collect()
 }
 
@@ -388,9 +401,9 @@ pub fn execute(
     dir: &Path,
     shard: Option<(usize, usize)>,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<RunRecord>, String> {
-    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
-    std::fs::create_dir_all(dir.join("series")).map_err(io)?;
+) -> Result<Vec<RunRecord>, SweepError> {
+    let series = dir.join("series");
+    std::fs::create_dir_all(&series).map_err(io_at(&series))?;
     let journal = dir.join(JOURNAL);
     let mut done: BTreeMap<String, RunRecord> = read_journal(&journal)?
         .into_iter()
@@ -402,16 +415,16 @@ pub fn execute(
         && !text.ends_with('\n')
     {
         let keep = text.rfind('\n').map_or(0, |i| i + 1);
-        std::fs::write(&journal, &text[..keep]).map_err(io)?;
+        std::fs::write(&journal, &text[..keep]).map_err(io_at(&journal))?;
     }
     let fresh = std::fs::metadata(&journal).map_or(true, |m| m.len() == 0);
     let mut file: File = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&journal)
-        .map_err(io)?;
+        .map_err(io_at(&journal))?;
     if fresh {
-        writeln!(file, "{}", RunRecord::header()).map_err(io)?;
+        writeln!(file, "{}", RunRecord::header()).map_err(io_at(&journal))?;
     }
     let selected: Vec<&RunSpec> = plan
         .runs
@@ -426,10 +439,13 @@ pub fn execute(
     let file = Mutex::new(file);
     let total = todo.len();
     let counter = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<RunRecord, String>> = todo
+    let results: Vec<Result<RunRecord, SweepError>> = todo
         .par_iter()
         .map(|spec| {
-            let out = crate::sim::run(&spec.loaded).map_err(|e| format!("run {}: {e}", spec.id))?;
+            let out = crate::sim::run(&spec.loaded).map_err(|source| SweepError::Run {
+                id: spec.id.clone(),
+                source,
+            })?;
             let rec = RunRecord::of(spec, &out);
             if spec.keep_series {
                 let entry = spec
@@ -443,13 +459,13 @@ pub fn execute(
                 let tmp = dir.join("series").join(format!(".{}.csv.tmp", spec.index));
                 std::fs::write(&tmp, series_csv(&out, entry))
                     .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(io)?;
+                    .map_err(io_at(&path))?;
             }
             {
                 let mut f = file.lock().expect("journal lock");
                 f.write_all(format!("{}\n", rec.to_line()).as_bytes())
                     .and_then(|_| f.flush())
-                    .map_err(io)?;
+                    .map_err(io_at(&journal))?;
             }
             progress(
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,

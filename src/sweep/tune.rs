@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use super::SweepError;
 use super::plan::{Plan, RunSpec};
 use super::run::RunRecord;
 use crate::scenario::{ControllerKind, ControllerSpec};
@@ -97,7 +98,7 @@ pub fn run_under(
     spec: &ControllerSpec,
     dir: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<RunRecord>, String> {
+) -> Result<Vec<RunRecord>, SweepError> {
     super::run::execute(&with_controller(plan, label, spec), dir, None, progress)
 }
 
@@ -161,7 +162,7 @@ pub fn tune(
     out: &Path,
     say: &dyn Fn(&str),
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Tuned, String> {
+) -> Result<Tuned, SweepError> {
     let candidates = grid();
     let mut search = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
@@ -183,7 +184,7 @@ pub fn tune(
     }
     let best = (0..search.len())
         .min_by(|&a, &b| search[a].objective.total_cmp(&search[b].objective))
-        .ok_or("no candidates")?;
+        .ok_or(SweepError::NoCandidates)?;
     say(&format!("best on training: {}", candidates[best].label));
 
     // Held out: the best, the defaults, and the holdout suite's own controllers.

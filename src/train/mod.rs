@@ -10,3 +10,4 @@ pub mod store;
 pub mod traces;
 pub mod trainer;
 pub mod validate;
+pub mod validation_report;

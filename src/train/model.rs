@@ -82,6 +82,7 @@ impl GateLstm {
 }
 
 use crate::control::predictor::lstm::{Dense, FusedNet, LstmLayer};
+use crate::scenario::{FieldPath, Problem};
 
 #[derive(Config, Debug, PartialEq)]
 pub struct PredictorNetConfig {
@@ -125,24 +126,28 @@ impl PredictorNetConfig {
     /// Whether a network can be built from these hyper-parameters (a
     /// config file can say anything; burn panics on a dropout outside
     /// [0, 1)). The error names the field.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Problem> {
+        let problem = |field: &str, message: String| Problem {
+            path: FieldPath::default().key(field),
+            message,
+        };
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "field `dropout`: must be at least 0 and below 1, found {}",
-                self.dropout
+            return Err(problem(
+                "dropout",
+                format!("must be at least 0 and below 1, found {}", self.dropout),
             ));
         }
         let features = crate::train::traces::FEATURES.len();
         if !(1..=features).contains(&self.features) {
-            return Err(format!(
-                "field `features`: must be 1 to {features}, found {}",
-                self.features
+            return Err(problem(
+                "features",
+                format!("must be 1 to {features}, found {}", self.features),
             ));
         }
         if !(1..=MAX_WINDOW).contains(&self.window) {
-            return Err(format!(
-                "field `window`: must be 1 to {MAX_WINDOW} scrapes, found {}",
-                self.window
+            return Err(problem(
+                "window",
+                format!("must be 1 to {MAX_WINDOW} scrapes, found {}", self.window),
             ));
         }
         for (name, width) in [
@@ -152,15 +157,16 @@ impl PredictorNetConfig {
             ("dense", self.dense),
         ] {
             if !(1..=MAX_WIDTH).contains(&width) {
-                return Err(format!(
-                    "field `{name}`: must be 1 to {MAX_WIDTH}, found {width}"
+                return Err(problem(
+                    name,
+                    format!("must be 1 to {MAX_WIDTH}, found {width}"),
                 ));
             }
         }
         if self.classes != 4 {
-            return Err(format!(
-                "field `classes`: the predictor has 4 health classes, found {}",
-                self.classes
+            return Err(problem(
+                "classes",
+                format!("the predictor has 4 health classes, found {}", self.classes),
             ));
         }
         Ok(())

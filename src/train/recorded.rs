@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::traces::{Dataset, Health, HealthConfig, LoadFamily, Row, RunPlan, TracesConfig};
+use crate::CsvError;
 use crate::metrics::{ServiceMetrics, parse_metrics_csv};
 
 pub use crate::metrics::SLI_HEADER;
@@ -34,26 +35,36 @@ fn file_err(path: &Path, message: impl ToString) -> RecordedError {
 }
 
 /// Reads `t_s,sli` lines; an error names the line.
-pub fn parse_sli_csv(text: &str) -> Result<Vec<(f64, f64)>, String> {
+pub fn parse_sli_csv(text: &str) -> Result<Vec<(f64, f64)>, CsvError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, h)) if h.trim() == SLI_HEADER => {}
-        _ => return Err(format!("line 1: expected the header `{SLI_HEADER}`")),
+        _ => {
+            return Err(CsvError::new(
+                1,
+                format!("expected the header `{SLI_HEADER}`"),
+            ));
+        }
     }
     lines
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
+            let line = i + 1;
             let (t, v) = l
                 .split_once(',')
-                .ok_or_else(|| format!("line {}: expected `t_s,sli`", i + 1))?;
+                .ok_or_else(|| CsvError::new(line, "expected `t_s,sli`"))?;
             let t: f64 = t
                 .parse()
-                .map_err(|_| format!("line {}: field `t_s`: `{t}` is not a number", i + 1))?;
+                .map_err(|_| CsvError::field(line, "t_s", format!("`{t}` is not a number")))?;
             let v: f64 = v
                 .parse()
-                .map_err(|_| format!("line {}: field `sli`: `{v}` is not a number", i + 1))?;
+                .map_err(|_| CsvError::field(line, "sli", format!("`{v}` is not a number")))?;
             if !(0.0..=1.0).contains(&v) {
-                return Err(format!("line {}: field `sli`: {v} is not in [0, 1]", i + 1));
+                return Err(CsvError::field(
+                    line,
+                    "sli",
+                    format!("{v} is not in [0, 1]"),
+                ));
             }
             Ok((t, v))
         })
@@ -179,15 +190,19 @@ pub fn label(
 
 /// Catches the usual unit mistakes: shares written as percentages, and
 /// negative values.
-fn check_units(m: &ServiceMetrics) -> Result<(), String> {
+fn check_units(line: usize, m: &ServiceMetrics) -> Result<(), CsvError> {
     let shares = [
         ("memory_usage", m.memory_usage, 2.0),
         ("error_rate", m.error_rate, 1.0),
     ];
     for (name, v, max) in shares {
         if v > max {
-            return Err(format!(
-                "field `{name}`: {v} is not a share (a memory share of the limit, an error share of requests; percentages must be divided by 100)"
+            return Err(CsvError::field(
+                line,
+                name,
+                format!(
+                    "{v} is not a share (a memory share of the limit, an error share of requests; percentages must be divided by 100)"
+                ),
             ));
         }
     }
@@ -200,7 +215,7 @@ fn check_units(m: &ServiceMetrics) -> Result<(), String> {
         ("latency_p99_ms", m.latency_p99),
     ];
     match all.iter().find(|(_, v)| *v < 0.0 || v.is_infinite()) {
-        Some((name, v)) => Err(format!("field `{name}`: {v} is out of range")),
+        Some((name, v)) => Err(CsvError::field(line, name, format!("{v} is out of range"))),
         None => Ok(()),
     }
 }
@@ -239,7 +254,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ServiceRecording>, RecordedError> {
             ));
         }
         for (i, m) in scrapes.iter().enumerate() {
-            check_units(m).map_err(|e| file_err(&path, format!("line {}: {e}", i + 2)))?;
+            check_units(i + 2, m).map_err(|e| file_err(&path, e))?;
         }
         let sli = match std::fs::read_to_string(&sli_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -388,10 +403,10 @@ mod tests {
 
     #[test]
     fn bad_sli_files_name_the_line_and_field() {
-        assert!(parse_sli_csv("t,x\n").unwrap_err().contains("line 1"));
+        assert_eq!(parse_sli_csv("t,x\n").unwrap_err().line, 1);
         let e = parse_sli_csv("t_s,sli\n0,1\n5,abc\n").unwrap_err();
-        assert!(e.contains("line 3") && e.contains("`sli`"), "{e}");
+        assert!(e.line == 3 && e.message.contains("`sli`"), "{e}");
         let e = parse_sli_csv("t_s,sli\n0,1.5\n").unwrap_err();
-        assert!(e.contains("not in [0, 1]"), "{e}");
+        assert!(e.message.contains("not in [0, 1]"), "{e}");
     }
 }

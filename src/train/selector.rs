@@ -40,6 +40,39 @@ pub struct Trial {
     pub record: RunRecord,
 }
 
+/// Why a selector could not be learned or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    #[error(
+        "{id}: the controller `{controller}` has no healing orchestrator (use a `+heal` controller)"
+    )]
+    NoHealing { id: String, controller: String },
+    #[error("{0}: not a chaos experiment with a fault")]
+    NoFault(String),
+    #[error("{id}: {source}")]
+    Run {
+        id: String,
+        source: crate::sim::BuildError,
+    },
+    #[error(
+        "--train-seeds {train_seeds} leaves {held_out} of {runs} runs held out; it must leave some on each side"
+    )]
+    Split {
+        train_seeds: u64,
+        held_out: usize,
+        runs: usize,
+    },
+    #[error("no recorded outcomes to learn from")]
+    NoOutcomes,
+    #[error("the forest: {0}")]
+    Fit(#[from] linfa::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Runs each of a suite's runs (chaos experiments under a `+heal`
 /// controller) under the rules and once per strategy taken first, in
 /// parallel; the order is fixed (run, then rules and `Strategy::ALL`)
@@ -47,7 +80,7 @@ pub struct Trial {
 pub fn run_trials(
     runs: &[RunSpec],
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<Trial>, String> {
+) -> Result<Vec<Trial>, LearnError> {
     let arms: Vec<Option<Strategy>> = std::iter::once(None)
         .chain(Strategy::ALL.map(Some))
         .collect();
@@ -62,21 +95,24 @@ pub fn run_trials(
         .map(|(index, &(run, forced))| {
             let spec = &run.loaded.spec;
             if !spec.controller.healing {
-                return Err(format!(
-                    "{}: the controller `{}` has no healing orchestrator (use a `+heal` controller)",
-                    run.id, run.controller
-                ));
+                return Err(LearnError::NoHealing {
+                    id: run.id.clone(),
+                    controller: run.controller.clone(),
+                });
             }
             let fault = spec
                 .experiment
                 .as_ref()
                 .and_then(|e| spec.faults.get(e.fault))
                 .map(|f| f.kind.as_str().to_string())
-                .ok_or_else(|| format!("{}: not a chaos experiment with a fault", run.id))?;
+                .ok_or_else(|| LearnError::NoFault(run.id.clone()))?;
             let mut loaded = run.loaded.clone();
             loaded.spec.controller.healing_first = forced;
             loaded.spec.controller.healing_selector = None;
-            let out = crate::sim::run(&loaded).map_err(|e| format!("{}: {e}", run.id))?;
+            let out = crate::sim::run(&loaded).map_err(|source| LearnError::Run {
+                id: run.id.clone(),
+                source,
+            })?;
             let first = out.healing.iter().find_map(|(_, e)| match e {
                 HealingEvent::Started(a) | HealingEvent::DryRun(a) => {
                     Some((a.first_choice, a.situation.clone()))
@@ -237,14 +273,14 @@ fn class_of(s: Strategy) -> usize {
 }
 
 /// Fits linfa's random forest on the rows and exports it.
-pub fn fit(rows: &[Row], cfg: &ForestConfig) -> Result<StrategyForest, String> {
+pub fn fit(rows: &[Row], cfg: &ForestConfig) -> Result<StrategyForest, LearnError> {
     if rows.is_empty() {
-        return Err("no recorded outcomes to learn from".into());
+        return Err(LearnError::NoOutcomes);
     }
     let x: Vec<[f64; FEATURES.len()]> = rows.iter().map(|r| r.situation.features()).collect();
     let flat: Vec<f64> = x.iter().flatten().copied().collect();
-    let records =
-        Array2::from_shape_vec((rows.len(), FEATURES.len()), flat).map_err(|e| e.to_string())?;
+    let records = Array2::from_shape_vec((rows.len(), FEATURES.len()), flat)
+        .expect("a row of features per row");
     let labels = Array1::from(rows.iter().map(|r| class_of(r.best)).collect::<Vec<_>>());
     let data = linfa::Dataset::new(records, labels);
     let rng = rand08::rngs::SmallRng::seed_from_u64(cfg.seed);
@@ -257,8 +293,7 @@ pub fn fit(rows: &[Row], cfg: &ForestConfig) -> Result<StrategyForest, String> {
     .ensemble_size(cfg.trees)
     .bootstrap_proportion(1.0)
     .feature_proportion(cfg.feature_proportion)
-    .fit(&data)
-    .map_err(|e| e.to_string())?;
+    .fit(&data)?;
     let labels: Vec<usize> = rows.iter().map(|r| class_of(r.best)).collect();
     let trees = forest
         .models
@@ -330,12 +365,16 @@ fn export(
     Tree { nodes }
 }
 
-pub fn save(path: &Path, f: &StrategyForest) -> Result<(), String> {
+pub fn save(path: &Path, f: &StrategyForest) -> Result<(), LearnError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LearnError::Io { path, source }
+    };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    let text = serde_json::to_string(f).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    let text = serde_json::to_string(f).expect("a forest serialises");
+    std::fs::write(path, text).map_err(io(path))
 }
 
 /// Held-out figures of one fault type (or all of them).
@@ -478,14 +517,15 @@ pub fn learn(
     train_seeds: u64,
     progress: &(dyn Fn(usize, usize) + Sync),
     elapsed_s: &dyn Fn() -> f64,
-) -> Result<Learned, String> {
+) -> Result<Learned, LearnError> {
     use crate::control::selector::SelectorConfig;
     let held_out = plan.runs.iter().filter(|r| r.seed > train_seeds).count();
     if held_out == 0 || held_out == plan.runs.len() {
-        return Err(format!(
-            "--train-seeds {train_seeds} leaves {held_out} of {} runs held out; it must leave some on each side",
-            plan.runs.len()
-        ));
+        return Err(LearnError::Split {
+            train_seeds,
+            held_out,
+            runs: plan.runs.len(),
+        });
     }
     let trials = run_trials(&plan.runs, progress)?;
     let (train, test): (Vec<_>, Vec<_>) = rows(&trials)

@@ -96,12 +96,11 @@ impl ModelBundle {
     /// The predictor's settings for this model: the measured times to
     /// breach, the traces' scrape interval.
     pub fn predictor_config(&self) -> crate::control::predictor::PredictorConfig {
-        crate::control::predictor::PredictorConfig {
-            scrape_interval_s: self.meta.dataset_config.scrape_interval_s,
-            median_time_to_breach_s: self.meta.median_time_to_breach_s,
-            alarm_threshold: self.meta.alarm_threshold,
-            ..Default::default()
-        }
+        selfheal_core::models::trained_config(
+            self.meta.dataset_config.scrape_interval_s,
+            self.meta.median_time_to_breach_s,
+            self.meta.alarm_threshold,
+        )
     }
 }
 
@@ -116,7 +115,7 @@ pub fn save(
     cfg.save(&config).map_err(|e| io(&config, e))?;
     write_json(&t.normaliser, &norm)?;
     write_json(meta, &training)?;
-    write_fused(&t.net.to_fused(), &fused)?;
+    write_fused(&t.fused, &fused)?;
     t.net
         .clone()
         .into_record()
@@ -165,9 +164,9 @@ pub fn load_net(
     let cfg: TrainConfig = read_json(&config)?;
     cfg.net
         .check()
-        .map_err(|message| ModelError::Incompatible {
+        .map_err(|problem| ModelError::Incompatible {
             path: config.clone(),
-            message,
+            message: problem.to_string(),
         })?;
     let normaliser: Normaliser = read_json(&norm)?;
     check_normaliser(&norm, &normaliser, cfg.net.features)?;

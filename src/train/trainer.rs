@@ -67,6 +67,8 @@ pub struct EpochStats {
 
 pub struct Trained {
     pub net: PredictorNet,
+    /// `net` in the control core's form (`net.to_fused()`): what the
+    /// predictor runs and `fused.json` holds.
     pub fused: FusedNet,
     pub normaliser: Normaliser,
     pub history: Vec<EpochStats>,

@@ -76,12 +76,9 @@ pub fn check(
         let CurveSpec::Trace { file, .. } = &l.curve else {
             continue;
         };
-        let s = rec.service(&l.service).ok_or_else(|| {
-            TwinError::Invalid(format!(
-                "the twin's load enters at `{}`, which the recording lacks",
-                l.service
-            ))
-        })?;
+        let s = rec
+            .service(&l.service)
+            .ok_or_else(|| TwinError::NoLoadService(l.service.clone()))?;
         let w = super::build::window(&s.scrapes, from_s, to_s);
         if w.is_empty() {
             return Err(TwinError::EmptyWindow {
@@ -106,8 +103,8 @@ pub(crate) fn compare(
 ) -> Result<Fidelity, TwinError> {
     let mut spec = twin.clone();
     spec.duration_s = to_s - from_s;
-    let loaded = crate::scenario::from_spec(spec, traces.clone()).map_err(TwinError::Invalid)?;
-    let out = crate::sim::run(&loaded).map_err(|e| TwinError::Run(e.to_string()))?;
+    let loaded = crate::scenario::from_spec(spec, traces.clone())?;
+    let out = crate::sim::run(&loaded)?;
     let warmup = twin
         .metrics
         .rate_window_s
@@ -277,7 +274,7 @@ pub fn render(f: &Fidelity, title: &str) -> String {
 
 /// One chart per service (`fidelity-<service>.png` and `.svg`): request
 /// rate, CPU and p99, recorded against the twin.
-pub fn charts(dir: &Path, f: &Fidelity) -> Result<(), String> {
+pub fn charts(dir: &Path, f: &Fidelity) -> Result<(), TwinError> {
     use crate::sweep::charts::{Panels, panels};
     for s in &f.services {
         let split = |pairs: &[(f64, f64)]| -> [Vec<f64>; 2] {

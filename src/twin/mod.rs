@@ -33,8 +33,17 @@ pub enum TwinError {
         "no service is called by no other: the load has nowhere to enter (edges.csv makes a cycle of every service)"
     )]
     NoEntry,
+    #[error("{}: {source}", path.display())]
+    Deployments {
+        path: std::path::PathBuf,
+        source: recording::DeploymentsError,
+    },
+    #[error("the twin's load enters at `{0}`, which the recording lacks")]
+    NoLoadService(String),
     #[error("the twin is not a valid scenario: {0}")]
-    Invalid(String),
+    Invalid(#[from] crate::scenario::Problem),
     #[error("the twin does not run: {0}")]
-    Run(String),
+    Run(#[from] crate::sim::BuildError),
+    #[error(transparent)]
+    Chart(#[from] crate::sweep::charts::ChartError),
 }

@@ -14,6 +14,7 @@ use crate::eval::median;
 use crate::quantity;
 use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
 use crate::train::recorded::{self, ServiceRecording};
+use crate::{CsvError, ResourceError};
 
 pub use crate::metrics::EDGES_CSV_HEADER;
 
@@ -66,14 +67,17 @@ impl Recording {
         let edges_path = dir.join("edges.csv");
         let edges = match read_optional(&edges_path)? {
             None => Vec::new(),
-            Some(text) => parse_edges_csv(&text)
-                .map_err(|(line, message)| parse_error(&edges_path, line, message))?,
+            Some(text) => {
+                parse_edges_csv(&text).map_err(|e| parse_error(&edges_path, e.line, e.message))?
+            }
         };
         let deployments_path = dir.join("deployments.json");
         let shapes = match read_optional(&deployments_path)? {
             None => BTreeMap::new(),
-            Some(text) => parse_deployments(&text)
-                .map_err(|message| parse_error(&deployments_path, 0, message))?,
+            Some(text) => parse_deployments(&text).map_err(|source| TwinError::Deployments {
+                path: deployments_path.clone(),
+                source,
+            })?,
         };
         let mut rec = Recording {
             dir: dir.to_owned(),
@@ -150,13 +154,17 @@ fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
     }
 }
 
-/// Reads [`EDGES_CSV_HEADER`] rows into one series per edge; an error is
-/// `(line, message)`.
-pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, (usize, String)> {
+/// Reads [`EDGES_CSV_HEADER`] rows into one series per edge.
+pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, CsvError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, h)) if h.trim() == EDGES_CSV_HEADER => {}
-        _ => return Err((1, format!("expected the header `{EDGES_CSV_HEADER}`"))),
+        _ => {
+            return Err(CsvError::new(
+                1,
+                format!("expected the header `{EDGES_CSV_HEADER}`"),
+            ));
+        }
     }
     let names: Vec<&str> = EDGES_CSV_HEADER.split(',').collect();
     let mut by_edge: BTreeMap<(String, String), EdgeSeries> = BTreeMap::new();
@@ -164,28 +172,37 @@ pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, (usize, String)> {
         let line_no = i + 1;
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() != names.len() {
-            return Err((
+            return Err(CsvError::new(
                 line_no,
                 format!("{} fields, expected {}", f.len(), names.len()),
             ));
         }
         let Some((caller, callee)) = crate::scenario::edge_ends(f[1]) else {
-            return Err((
+            return Err(CsvError::field(
                 line_no,
-                format!("field `edge`: {:?} is not `caller->callee`", f[1]),
+                "edge",
+                format!("{:?} is not `caller->callee`", f[1]),
             ));
         };
         if caller == "client" {
             continue;
         }
-        let num = |k: usize| -> Result<f64, (usize, String)> {
+        let num = |k: usize| -> Result<f64, CsvError> {
             if f[k].is_empty() {
                 return Ok(f64::NAN);
             }
             match f[k].parse::<f64>() {
                 Ok(v) if v >= 0.0 || v.is_nan() => Ok(v),
-                Ok(v) => Err((line_no, format!("field `{}`: {v} is negative", names[k]))),
-                Err(e) => Err((line_no, format!("field `{}`: {:?}: {e}", names[k], f[k]))),
+                Ok(v) => Err(CsvError::field(
+                    line_no,
+                    names[k],
+                    format!("{v} is negative"),
+                )),
+                Err(e) => Err(CsvError::field(
+                    line_no,
+                    names[k],
+                    format!("{:?}: {e}", f[k]),
+                )),
             }
         };
         let t = num(0)?;
@@ -198,9 +215,10 @@ pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, (usize, String)> {
                 ..Default::default()
             });
         if e.t.last().is_some_and(|&last| t <= last) {
-            return Err((
+            return Err(CsvError::field(
                 line_no,
-                format!("field `t_s`: {t} does not follow {caller}->{callee}'s last scrape"),
+                "t_s",
+                format!("{t} does not follow {caller}->{callee}'s last scrape"),
             ));
         }
         e.t.push(t);
@@ -212,23 +230,34 @@ pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, (usize, String)> {
     Ok(by_edge.into_values().collect())
 }
 
+/// Why `deployments.json` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentsError {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("expected a list of Deployments (a JSON array, or an object with an `items` array)")]
+    NotAList,
+    #[error(transparent)]
+    Field(#[from] ResourceError),
+}
+
 /// Reads Deployments as the API returns them (`kubectl get deployments -o
 /// json`: a `List`, a `DeploymentList` or a JSON array of Deployments), by
 /// name. The first container's resources and probes stand for the pod's.
-pub fn parse_deployments(text: &str) -> Result<BTreeMap<String, Shape>, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse_deployments(text: &str) -> Result<BTreeMap<String, Shape>, DeploymentsError> {
+    let v: Value = serde_json::from_str(text)?;
     let items = match &v {
         Value::Array(a) => a.as_slice(),
         Value::Object(o) => o
             .get("items")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
-            .ok_or("expected a list of Deployments (an `items` array)")?,
-        _ => return Err("expected a list of Deployments".into()),
+            .ok_or(DeploymentsError::NotAList)?,
+        _ => return Err(DeploymentsError::NotAList),
     };
     let mut out = BTreeMap::new();
     for (i, d) in items.iter().enumerate() {
-        let at = |field: &str, e: String| format!("items[{i}].{field}: {e}");
+        let at = |field: &str, e: String| ResourceError::new(format!("items[{i}].{field}"), e);
         let name = d["metadata"]["name"]
             .as_str()
             .ok_or_else(|| at("metadata.name", "missing".into()))?;
@@ -339,7 +368,7 @@ mod tests {
             r#"[{"metadata": {"name": "a"}, "spec": {"template": {"spec": {"containers": [{"resources": {"limits": {"cpu": "lots"}}}]}}}}]"#,
         );
         assert_eq!(
-            bad.unwrap_err(),
+            bad.unwrap_err().to_string(),
             "items[0].resources.limits.cpu: \"lots\" is not a quantity"
         );
     }
@@ -358,7 +387,7 @@ mod tests {
         assert_eq!(edges[0].request_rate, vec![10.0, 12.0]);
         assert!(edges[0].error_rate[1].is_nan());
         let err = parse_edges_csv(&format!("{EDGES_CSV_HEADER}\n0,ab,1,0,1,1\n")).unwrap_err();
-        assert_eq!(err.0, 2);
-        assert!(err.1.contains("`edge`"), "{}", err.1);
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("`edge`"), "{err}");
     }
 }

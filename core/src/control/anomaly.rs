@@ -72,33 +72,6 @@ impl Default for DetectorConfig {
     }
 }
 
-impl DetectorConfig {
-    /// The first field that is not a usable window or ratio.
-    pub fn check(&self) -> Result<(), String> {
-        let fields = [
-            ("baseline_s", self.baseline_s),
-            ("range_s", self.range_s),
-            ("surprise_at_one", self.surprise_at_one),
-            ("averaging_s", self.averaging_s),
-            ("history_s", self.history_s),
-        ];
-        for (name, v) in fields {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("anomaly.{name} must be a positive number, not {v}"));
-            }
-        }
-        for (name, v) in [
-            ("spatial_tolerance", self.spatial_tolerance),
-            ("warmup_s", self.warmup_s),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("anomaly.{name} must be 0 or more, not {v}"));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The most values the baseline keeps (a day of 60 s scrapes): the median
 /// costs linear time in it.
 pub const MAX_BASELINE: usize = 1_440;

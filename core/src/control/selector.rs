@@ -207,12 +207,11 @@ impl StrategyForest {
     }
 
     /// Checks the layout against this build's features.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LayoutError> {
         if self.features != FEATURES {
-            return Err(format!(
-                "the selector was trained on features {:?}, this build uses {:?}",
-                self.features, FEATURES
-            ));
+            return Err(LayoutError::Features {
+                trained: self.features.clone(),
+            });
         }
         for (ti, t) in self.trees.iter().enumerate() {
             for n in &t.nodes {
@@ -228,12 +227,24 @@ impl StrategyForest {
                     Node::Leaf { distribution } => distribution.len() == self.classes.len(),
                 };
                 if !ok {
-                    return Err(format!("tree {ti} has a malformed node: {n:?}"));
+                    return Err(LayoutError::MalformedNode {
+                        tree: ti,
+                        node: format!("{n:?}"),
+                    });
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Why a selector file does not fit this build.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("the selector was trained on features {trained:?}, this build uses {FEATURES:?}")]
+    Features { trained: Vec<String> },
+    #[error("tree {tree} has a malformed node: {node}")]
+    MalformedNode { tree: usize, node: String },
 }
 
 /// How the orchestrator uses a selector.
@@ -332,7 +343,7 @@ mod tests {
     fn another_feature_layout_or_a_bad_node_is_refused() {
         let mut f = forest();
         f.features.pop();
-        assert!(f.check().unwrap_err().contains("features"));
+        assert!(matches!(f.check(), Err(LayoutError::Features { .. })));
         let mut f = forest();
         f.trees[0].nodes[0] = Node::Split {
             feature: 99,
@@ -340,6 +351,9 @@ mod tests {
             left: 1,
             right: 2,
         };
-        assert!(f.check().unwrap_err().contains("malformed"));
+        assert!(matches!(
+            f.check(),
+            Err(LayoutError::MalformedNode { tree: 0, .. })
+        ));
     }
 }

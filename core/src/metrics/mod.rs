@@ -4,6 +4,7 @@ mod histogram;
 
 pub use histogram::{Buckets, BucketsError, Histogram, histogram_fraction, histogram_quantile};
 
+use crate::CsvError;
 use crate::time::Time;
 
 /// One scrape of one service (the seed's `ServiceMetrics`), plus replica
@@ -58,63 +59,53 @@ pub fn metrics_csv<'a>(rows: impl IntoIterator<Item = (&'a str, &'a ServiceMetri
 pub const METRICS_CSV_HEADER: &str = "t_s,service,cpu_usage,memory_usage,request_rate,error_rate,latency_p50_ms,latency_p99_ms,active_connections,ready_replicas,desired_replicas";
 
 /// Reads [`metrics_csv`] back; an error names the line and the field.
-pub fn parse_metrics_csv(text: &str) -> Result<Vec<(String, ServiceMetrics)>, String> {
+pub fn parse_metrics_csv(text: &str) -> Result<Vec<(String, ServiceMetrics)>, CsvError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, h)) if h.trim() == METRICS_CSV_HEADER => {}
         _ => {
-            return Err(format!(
-                "line 1: expected the header `{METRICS_CSV_HEADER}`"
+            return Err(CsvError::new(
+                1,
+                format!("expected the header `{METRICS_CSV_HEADER}`"),
             ));
         }
     }
     let names: Vec<&str> = METRICS_CSV_HEADER.split(',').collect();
     let mut out = Vec::new();
     for (i, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+        let line_no = i + 1;
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != names.len() {
-            return Err(format!(
-                "line {}: {} fields, expected {}",
-                i + 1,
-                f.len(),
-                names.len()
+            return Err(CsvError::new(
+                line_no,
+                format!("{} fields, expected {}", f.len(), names.len()),
             ));
         }
-        let num = |k: usize| -> Result<f64, String> {
+        let num = |k: usize| -> Result<f64, CsvError> {
             // An empty cell is a metric the source did not measure (a
             // latency without traffic, a success rate nobody exported).
             if f[k].is_empty() && k > 0 {
                 return Ok(f64::NAN);
             }
             f[k].parse::<f64>().map_err(|_| {
-                format!(
-                    "line {}: field `{}`: `{}` is not a number",
-                    i + 1,
-                    names[k],
-                    f[k]
-                )
+                CsvError::field(line_no, names[k], format!("`{}` is not a number", f[k]))
             })
         };
-        let count = |k: usize| -> Result<u32, String> {
+        let count = |k: usize| -> Result<u32, CsvError> {
             // Not measured: the count the predictor would see without it.
             if f[k].is_empty() {
                 return Ok(0);
             }
             f[k].parse::<u32>().map_err(|_| {
-                format!(
-                    "line {}: field `{}`: `{}` is not a count",
-                    i + 1,
-                    names[k],
-                    f[k]
-                )
+                CsvError::field(line_no, names[k], format!("`{}` is not a count", f[k]))
             })
         };
         let t = num(0)?;
         if !(t.is_finite() && t >= 0.0) {
-            return Err(format!(
-                "line {}: field `t_s`: `{}` is not a time",
-                i + 1,
-                f[0]
+            return Err(CsvError::field(
+                line_no,
+                "t_s",
+                format!("`{}` is not a time", f[0]),
             ));
         }
         out.push((

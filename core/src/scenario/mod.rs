@@ -106,9 +106,11 @@ impl ScenarioError {
     }
 }
 
-/// A semantic problem found by validation, before it is given a line.
-#[derive(Debug)]
-pub(crate) struct Problem {
+/// A semantic problem found by validation: the field at fault and why. A
+/// file's reader turns it into [`ScenarioError::Invalid`] with its line.
+#[derive(Debug, thiserror::Error)]
+#[error("field `{path}`: {message}")]
+pub struct Problem {
     pub path: FieldPath,
     pub message: String,
 }
@@ -180,9 +182,8 @@ pub fn load_policy(path: &Path) -> Result<ControllerSpec, ScenarioError> {
 
 /// Checks a controller table on its own, as a scenario's `[controller]` is
 /// checked.
-pub fn check_controller(spec: &ControllerSpec) -> Result<(), String> {
+pub fn check_controller(spec: &ControllerSpec) -> Result<(), Problem> {
     validate::check_controller(&FieldPath::default().key("controller"), spec)
-        .map_err(|p| format!("field `{}`: {}", p.path, p.message))
 }
 
 /// Parses a scenario whose traces are given in memory (tests, generated
@@ -190,15 +191,14 @@ pub fn check_controller(spec: &ControllerSpec) -> Result<(), String> {
 pub fn from_spec(
     spec: Scenario,
     traces: BTreeMap<String, Arc<Trace>>,
-) -> Result<LoadedScenario, String> {
-    let describe = |p: Problem| format!("field `{}`: {}", p.path, p.message);
-    validate::check(&spec).map_err(describe)?;
+) -> Result<LoadedScenario, Problem> {
+    validate::check(&spec)?;
     let loaded = LoadedScenario {
         spec,
         traces,
         source: "<in memory>".into(),
     };
-    validate::check_request_budget(&loaded).map_err(describe)?;
+    validate::check_request_budget(&loaded)?;
     Ok(loaded)
 }
 
@@ -303,7 +303,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The line of the deepest part of `path` present in the document (a missing
 /// field points at its table).
-fn locate_line(text: &str, path: &FieldPath) -> Option<usize> {
+pub fn locate_line(text: &str, path: &FieldPath) -> Option<usize> {
     use toml_edit::{Item, Table, Value};
     enum Node<'a> {
         Item(&'a Item),

@@ -822,6 +822,34 @@ impl Sizing {
     }
 }
 
+/// Why a controller's short form (`hpa:60+heal`) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ShortFormError {
+    #[error("unknown strategy `{0}` after +heal@ ({names})", names = strategy_names())]
+    UnknownStrategy(String),
+    #[error(
+        "unknown controller `{0}` (static, hpa[:target%], kpa[:concurrency], selfheal[:slo|cpu]; add +heal for the orchestrator or +argo for rollout analysis)"
+    )]
+    UnknownController(String),
+    #[error("`{arg}` is not a {what}")]
+    NotANumber { arg: String, what: &'static str },
+    #[error("`{0}`: selfheal sizes for `slo` or `cpu`")]
+    UnknownSizing(String),
+    #[error("`{0}` takes no argument")]
+    TakesNoArgument(String),
+    #[error("`{arg}` is not a usable target: {problem}")]
+    Unusable {
+        arg: String,
+        problem: super::Problem,
+    },
+}
+
+fn strategy_names() -> String {
+    crate::control::orchestrator::Strategy::ALL
+        .map(|st| st.as_str())
+        .join(", ")
+}
+
 impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
     /// `kpa:50`, `selfheal`, `selfheal:slo`, `selfheal:cpu`, each optionally with `+argo` (rollout analysis
@@ -829,7 +857,7 @@ impl ControllerSpec {
     /// orchestrator), `+heal@<strategy>` (the orchestrator, taking that
     /// strategy first) or `+learned` (the orchestrator with the learned
     /// strategy selector).
-    pub fn parse_short(s: &str) -> Result<ControllerSpec, String> {
+    pub fn parse_short(s: &str) -> Result<ControllerSpec, ShortFormError> {
         use crate::control::orchestrator::Strategy;
         let (mut healing_first, mut healing_selector) = (None, None);
         let (s, healing) = if let Some(base) = s.strip_suffix("+heal") {
@@ -841,12 +869,7 @@ impl ControllerSpec {
             let strategy = Strategy::ALL
                 .into_iter()
                 .find(|st| st.as_str() == first)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown strategy `{first}` after +heal@ ({})",
-                        Strategy::ALL.map(|st| st.as_str()).join(", ")
-                    )
-                })?;
+                .ok_or_else(|| ShortFormError::UnknownStrategy(first.to_string()))?;
             healing_first = Some(strategy);
             (base, true)
         } else {
@@ -865,11 +888,7 @@ impl ControllerSpec {
             "hpa" => ControllerKind::Hpa,
             "kpa" => ControllerKind::Kpa,
             "selfheal" => ControllerKind::Selfheal,
-            other => {
-                return Err(format!(
-                    "unknown controller `{other}` (static, hpa[:target%], kpa[:concurrency], selfheal[:slo|cpu]; add +heal for the orchestrator or +argo for rollout analysis)"
-                ));
-            }
+            other => return Err(ShortFormError::UnknownController(other.to_string())),
         };
         let mut spec = ControllerSpec {
             kind: kind_value,
@@ -882,29 +901,33 @@ impl ControllerSpec {
         if let Some(a) = arg {
             match spec.kind {
                 ControllerKind::Hpa => {
-                    spec.target_cpu_percent = Some(
-                        a.parse()
-                            .map_err(|_| format!("`{a}` is not a CPU percent"))?,
-                    )
+                    spec.target_cpu_percent =
+                        Some(a.parse().map_err(|_| ShortFormError::NotANumber {
+                            arg: a.to_string(),
+                            what: "CPU percent",
+                        })?)
                 }
                 ControllerKind::Kpa => {
-                    spec.target_concurrency = Some(
-                        a.parse()
-                            .map_err(|_| format!("`{a}` is not a concurrency"))?,
-                    )
+                    spec.target_concurrency =
+                        Some(a.parse().map_err(|_| ShortFormError::NotANumber {
+                            arg: a.to_string(),
+                            what: "concurrency",
+                        })?)
                 }
                 ControllerKind::Selfheal => {
                     spec.sizing = Some(match a {
                         "slo" => Sizing::Slo,
                         "cpu" => Sizing::Cpu,
-                        _ => return Err(format!("`{a}`: selfheal sizes for `slo` or `cpu`")),
+                        _ => return Err(ShortFormError::UnknownSizing(a.to_string())),
                     })
                 }
-                _ => return Err(format!("`{kind}` takes no argument")),
+                _ => return Err(ShortFormError::TakesNoArgument(kind.to_string())),
             }
             // The same checks as a scenario's [controller] table.
-            super::check_controller(&spec)
-                .map_err(|e| format!("`{a}` is not a usable target: {e}"))?;
+            super::check_controller(&spec).map_err(|problem| ShortFormError::Unusable {
+                arg: a.to_string(),
+                problem,
+            })?;
         }
         Ok(spec)
     }
@@ -1081,7 +1104,7 @@ mod tests {
         for bad in [
             "kpa:nan", "kpa:-1", "kpa:0", "kpa:inf", "hpa:0", "hpa:-5", "hpa:7.5",
         ] {
-            let err = ControllerSpec::parse_short(bad).expect_err(bad);
+            let err = ControllerSpec::parse_short(bad).expect_err(bad).to_string();
             assert!(err.contains("is not a"), "{bad}: {err}");
         }
         assert_eq!(

@@ -479,29 +479,36 @@ pub const MAX_TRACE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A trace file's text: a regular file (a FIFO would block for ever, a
 /// device never end) of at most `MAX_TRACE_BYTES`.
-fn read_trace_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+fn read_trace_file(path: &Path) -> Result<String, TraceFileError> {
+    let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(TraceFileError::NotAFile);
     }
     if meta.len() > MAX_TRACE_BYTES {
-        return Err(format!(
-            "{} bytes, over the {MAX_TRACE_BYTES}-byte limit",
-            meta.len()
-        ));
+        return Err(TraceFileError::TooLarge {
+            bytes: Some(meta.len()),
+        });
     }
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            use std::io::Read as _;
-            // A file that grows while read stops at the limit.
-            f.take(MAX_TRACE_BYTES + 1).read_to_string(&mut text)
-        })
-        .map_err(|e| e.to_string())?;
+    std::fs::File::open(path).and_then(|f| {
+        use std::io::Read as _;
+        // A file that grows while read stops at the limit.
+        f.take(MAX_TRACE_BYTES + 1).read_to_string(&mut text)
+    })?;
     if text.len() as u64 > MAX_TRACE_BYTES {
-        return Err(format!("over the {MAX_TRACE_BYTES}-byte limit"));
+        return Err(TraceFileError::TooLarge { bytes: None });
     }
     Ok(text)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TraceFileError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("{}over the {MAX_TRACE_BYTES}-byte limit", bytes.map(|b| format!("{b} bytes, ")).unwrap_or_default())]
+    TooLarge { bytes: Option<u64> },
 }
 
 pub fn expand_node_names(name: &str, count: u32) -> Vec<String> {
@@ -926,9 +933,9 @@ pub(super) fn read_traces(
                     return Ok(());
                 }
                 let path = base.join(file);
-                let text = read_trace_file(&path).map_err(|message| Problem {
+                let text = read_trace_file(&path).map_err(|e| Problem {
                     path: p.key("file"),
-                    message: format!("cannot read trace `{}`: {message}", path.display()),
+                    message: format!("cannot read trace `{}`: {e}", path.display()),
                 })?;
                 let trace = Trace::parse_csv(&text).map_err(|e| Problem {
                     path: p.key("file"),

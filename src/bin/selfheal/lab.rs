@@ -35,7 +35,7 @@ pub fn learn_selector(
         &|| started.elapsed().as_secs_f64(),
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", suite.display()))?;
-    sel::save(out, &learned.forest).map_err(anyhow::Error::msg)?;
+    sel::save(out, &learned.forest)?;
     let meta_path = out.with_file_name("training.json");
     std::fs::write(&meta_path, serde_json::to_string_pretty(&learned.meta)?)
         .with_context(|| format!("writing {}", meta_path.display()))?;
@@ -61,7 +61,7 @@ pub fn suite(
     use selfheal::eval::suite::{self, Split};
     use selfheal::eval::suite_report as report;
     let traces = report::load_traces(data)?;
-    let all = suite::standard(&traces, qos).map_err(anyhow::Error::msg)?;
+    let all = suite::standard(&traces, qos)?;
     let train: Vec<_> = all.iter().filter(|s| s.split == Split::Train).collect();
     let test: Vec<_> = all.iter().filter(|s| s.split == Split::Test).collect();
     let hpas = report::hpa_curve();
@@ -83,8 +83,7 @@ pub fn suite(
             &candidates,
             &out.join("journal-tuning"),
             &progress::runs("runs"),
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         println!(
             "chose {} ({:.1} s below HPA's curve on training)",
             t.chosen.0, t.below_s
@@ -109,8 +108,7 @@ pub fn suite(
         &score_seeds,
         &out.join("journal-scoring"),
         &progress::runs("runs"),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("runs.csv"), report::runs_csv(&results))?;
     let md = report::Summary {
@@ -192,11 +190,9 @@ pub fn sweep(
         dir.display()
     );
     let started = std::time::Instant::now();
-    let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress::runs("runs"))
-        .map_err(anyhow::Error::msg)?;
+    let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress::runs("runs"))?;
     if shard.is_none() {
-        selfheal::sweep::report::write(&dir, &plan.name, &plan.description, &records)
-            .map_err(anyhow::Error::msg)?;
+        selfheal::sweep::report::write(&dir, &plan.name, &plan.description, &records)?;
         println!(
             "wrote {} in {:.1} s",
             dir.join("index.html").display(),
@@ -213,16 +209,14 @@ pub fn sweep(
 
 pub fn report(dir: &std::path::Path) -> anyhow::Result<()> {
     let (name, description) = read_meta(dir)?;
-    let mut records = selfheal::sweep::run::read_journal(&dir.join(selfheal::sweep::run::JOURNAL))
-        .map_err(anyhow::Error::msg)?;
+    let mut records = selfheal::sweep::run::read_journal(&dir.join(selfheal::sweep::run::JOURNAL))?;
     anyhow::ensure!(
         !records.is_empty(),
         "{}: no finished runs to report",
         dir.display()
     );
     records.sort_by_key(|r| r.index);
-    selfheal::sweep::report::write(dir, &name, &description, &records)
-        .map_err(anyhow::Error::msg)?;
+    selfheal::sweep::report::write(dir, &name, &description, &records)?;
     println!("wrote {}", dir.join("index.html").display());
     Ok(())
 }
@@ -234,7 +228,7 @@ pub fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", out.display()))?;
     let mut all: std::collections::BTreeMap<usize, RunRecord> = Default::default();
     for p in parts {
-        for r in read_journal(&p.join(JOURNAL)).map_err(anyhow::Error::msg)? {
+        for r in read_journal(&p.join(JOURNAL))? {
             let series = p.join("series").join(format!("{}.csv", r.index));
             if series.exists() {
                 std::fs::copy(&series, out.join("series").join(format!("{}.csv", r.index)))?;
@@ -259,8 +253,7 @@ pub fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<()> {
     }
     std::fs::write(out.join(JOURNAL), journal)?;
     write_meta(out, &name, &description)?;
-    selfheal::sweep::report::write(out, &name, &description, &records)
-        .map_err(anyhow::Error::msg)?;
+    selfheal::sweep::report::write(out, &name, &description, &records)?;
     println!(
         "merged {} runs from {} parts into {}",
         records.len(),
@@ -291,8 +284,7 @@ pub fn tune(
         out,
         &|line| println!("{line}"),
         &progress::runs("runs"),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     std::fs::write(out.join("best-controller.toml"), &t.best_toml)?;
     std::fs::write(out.join("tune.md"), &t.report_md)?;
     print!("{}", t.report_md);
@@ -314,8 +306,7 @@ pub fn approve(
 ) -> anyhow::Result<bool> {
     use selfheal::sweep::{approve, plan, tune};
     let policy_spec = selfheal::scenario::load_policy(policy)?;
-    let base_spec =
-        selfheal::scenario::ControllerSpec::parse_short(baseline).map_err(anyhow::Error::msg)?;
+    let base_spec = selfheal::scenario::ControllerSpec::parse_short(baseline)?;
     let chaos = plan::load(suite)?;
     let (hash, canonical) = approve::policy_hash(&policy_spec);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -326,7 +317,6 @@ pub fn approve(
     let started = std::time::Instant::now();
     let run = |label: &str, spec, dir: &str| {
         tune::run_under(&chaos, label, spec, &out.join(dir), &progress::runs("runs"))
-            .map_err(anyhow::Error::msg)
     };
     let pr = run("policy", &policy_spec, "policy")?;
     let br = run(baseline, &base_spec, "baseline")?;

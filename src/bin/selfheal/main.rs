@@ -52,10 +52,8 @@ fn real_main() -> anyhow::Result<()> {
                 sc.spec.seed = seed;
             }
             if let Some(c) = controller {
-                sc.spec.use_controller(
-                    selfheal::scenario::ControllerSpec::parse_short(&c)
-                        .map_err(anyhow::Error::msg)?,
-                );
+                sc.spec
+                    .use_controller(selfheal::scenario::ControllerSpec::parse_short(&c)?);
             }
             let started = std::time::Instant::now();
             let output = selfheal::sim::run(&sc)?;
@@ -292,9 +290,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut loaded = selfheal::scenario::load_file(&path)?;
     if let Some(c) = controller {
-        loaded.spec.use_controller(
-            selfheal::scenario::ControllerSpec::parse_short(&c).map_err(anyhow::Error::msg)?,
-        );
+        loaded
+            .spec
+            .use_controller(selfheal::scenario::ControllerSpec::parse_short(&c)?);
     }
     let served = selfheal::serve::Served::start(
         &loaded,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context;
 use selfheal::train::store::{self, FORMAT, TrainingMeta};
 use selfheal::train::trainer::{self, TrainConfig};
-use selfheal::train::{dataset, traces};
+use selfheal::train::{dataset, traces, validation_report};
 
 /// Reads a `TracesConfig` TOML file, or the defaults.
 pub fn traces_config(path: Option<&Path>) -> anyhow::Result<traces::TracesConfig> {
@@ -15,7 +15,9 @@ pub fn traces_config(path: Option<&Path>) -> anyhow::Result<traces::TracesConfig
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            toml::from_str(&text).map_err(|e| {
+                selfheal::scenario::toml_error(&text, &p.display().to_string(), &e).into()
+            })
         }
     }
 }
@@ -244,157 +246,33 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
             pcfg.alarm_threshold as f64,
             a.stride,
         ));
-        charts(a.out, key, title, &scored, ds, pcfg.alarm_threshold as f64)?;
+        validation_report::charts(a.out, key, title, &scored, ds, pcfg.alarm_threshold as f64)?;
         md.push_str(&format!(
             "\n![confusion matrix](confusion-{key}.png)\n![lead times](lead-{key}.png)\n\n"
         ));
         heldout_scored.push(scored);
     }
     if a.leave_one_out_epochs > 0 {
-        md.push_str(&leave_one_out(
-            a,
-            &bundle,
-            &train_ds,
-            &sets[0].2,
-            &heldout_scored[0],
-        )?);
+        let l = validation_report::LeaveOneOut {
+            bundle: &bundle,
+            train: &train_ds,
+            heldout: &sets[0].2,
+            full_scored: &heldout_scored[0],
+            epochs: a.leave_one_out_epochs,
+            stride: a.stride,
+        };
+        let mut bar = super::progress::Epochs::new(a.leave_one_out_epochs);
+        md.push_str(&validation_report::leave_one_out(
+            &l,
+            &|line| println!("{line}"),
+            &mut bar,
+        ));
     }
     let path = a.out.join("validation.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
     print!("{md}");
     println!("wrote {}", path.display());
     Ok(())
-}
-
-/// The confusion matrix and the lead-time histogram of one held-out set.
-fn charts(
-    out: &Path,
-    key: &str,
-    title: &str,
-    scored: &[selfheal::train::validate::Scored],
-    ds: &traces::Dataset,
-    threshold: f64,
-) -> anyhow::Result<()> {
-    use selfheal::sweep::charts;
-    use selfheal::train::validate as v;
-    let m = v::confusion(scored);
-    charts::confusion(
-        out,
-        &format!("confusion-{key}"),
-        &charts::Confusion {
-            title: format!("LSTM confusion matrix: {title}"),
-            classes: traces::Health::ALL
-                .iter()
-                .map(|h| h.as_str().to_string())
-                .collect(),
-            counts: m.iter().map(|r| r.to_vec()).collect(),
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("confusion chart: {e}"))?;
-    let t = v::timing(scored, ds, 0, threshold);
-    let mut groups: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    for (k, l) in &t.leads {
-        groups.entry(k.as_str()).or_default().push(*l);
-    }
-    charts::histogram(
-        out,
-        &format!("lead-{key}"),
-        &charts::Histogram {
-            title: format!("LSTM lead time before the SLO breach: {key}"),
-            x_desc: "seconds from the first warning to the breach (0: none before it)".into(),
-            bin: 30.0,
-            groups: groups
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("lead-time chart: {e}"))
-}
-
-/// Trains one model per fault family without that family's runs and scores
-/// it on the held-out runs of that family (and the fault-free ones).
-fn leave_one_out(
-    a: &ValidateArgs,
-    bundle: &store::ModelBundle,
-    train_ds: &traces::Dataset,
-    heldout: &traces::Dataset,
-    full_scored: &[selfheal::train::validate::Scored],
-) -> anyhow::Result<String> {
-    use selfheal::train::validate as v;
-    let mut md = format!(
-        "## Each fault family left out of training in turn\n\nOne model per family, trained like the shipped one but for at most {} epochs, without the training runs of that family; scored on the held-out runs of that family and the fault-free ones. Each model warns at its own alarm threshold, calibrated on its own validation runs. The full model's figures on the same windows are beside it.\n\n| left out | windows | ROC-AUC (left out) | ROC-AUC (full) | recall (left out) | recall (full) | lead p50 s (left out) | lead p50 s (full) |\n|---|---|---|---|---|---|---|---|\n",
-        a.leave_one_out_epochs
-    );
-    let device = burn::prelude::Device::flex();
-    for family in selfheal::scenario::FaultKind::ALL {
-        let keep: Vec<u32> = train_ds
-            .runs
-            .iter()
-            .filter(|r| r.fault.map(|f| f.0) != Some(family))
-            .map(|r| r.id)
-            .collect();
-        let subset = v::subset(train_ds, &keep);
-        let cfg = bundle
-            .config
-            .clone()
-            .with_max_epochs(a.leave_one_out_epochs);
-        println!(
-            "leave out {}: training on {} runs",
-            family.as_str(),
-            subset.runs.len()
-        );
-        let mut bar = super::progress::Epochs::new(cfg.max_epochs);
-        let t = trainer::train_with(&subset, &cfg, bundle.normaliser.inputs, &device, &mut bar);
-        let left_threshold = v::calibrate_trained(&subset, &t, cfg.net.window, a.stride);
-        let model = selfheal::control::predictor::Model {
-            net: t.fused,
-            normaliser: t.normaliser,
-            window: cfg.net.window,
-        };
-        let eval_runs: Vec<u32> = heldout
-            .runs
-            .iter()
-            .filter(|r| r.fault.is_none_or(|f| f.0 == family))
-            .map(|r| r.id)
-            .collect();
-        let eval = v::subset(heldout, &eval_runs);
-        let pcfg = bundle.predictor_config();
-        let scored = v::score_dataset(&eval, &model, &pcfg, None, a.stride);
-        let full: Vec<v::Scored> = full_scored
-            .iter()
-            .filter(|x| eval_runs.binary_search(&x.run).is_ok())
-            .cloned()
-            .collect();
-        let summarise = |s: &[v::Scored], th: f64| {
-            let pos: Vec<bool> = s
-                .iter()
-                .map(|x| x.label != traces::Health::Healthy)
-                .collect();
-            let sc: Vec<f64> = s.iter().map(|x| x.scores[0]).collect();
-            let (roc, _) = v::roc_pr_auc(&sc, &pos);
-            let (tp, p) = s.iter().zip(&pos).fold((0.0, 0.0), |(tp, p), (x, &y)| {
-                (
-                    tp + (y && x.scores[0] >= th) as u8 as f64,
-                    p + y as u8 as f64,
-                )
-            });
-            let mut leads: Vec<f64> = v::timing(s, &eval, 0, th)
-                .leads
-                .iter()
-                .map(|l| l.1)
-                .collect();
-            (roc, tp / f64::max(p, 1.0), v::quantile(&mut leads, 0.5))
-        };
-        let (lr, lrec, llead) = summarise(&scored, left_threshold);
-        let (fr, frec, flead) = summarise(&full, bundle.meta.alarm_threshold as f64);
-        md.push_str(&format!(
-            "| {} | {} | {lr:.3} | {fr:.3} | {lrec:.3} | {frec:.3} | {llead:.0} | {flead:.0} |\n",
-            family.as_str(),
-            scored.len()
-        ));
-    }
-    Ok(md)
 }
 
 /// Re-derives a saved model's alarm threshold on its own validation runs

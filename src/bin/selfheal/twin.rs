@@ -78,7 +78,7 @@ pub fn fidelity(
     let md = twin::fidelity::render(&f, &format!("Fidelity of {}", scenario.display()));
     let path = out.join("fidelity.md");
     write(&path, &md)?;
-    twin::fidelity::charts(out, &f).map_err(anyhow::Error::msg)?;
+    twin::fidelity::charts(out, &f)?;
     print!("{md}");
     println!("wrote {} and a chart per service", path.display());
     Ok(())
