@@ -1,5 +1,6 @@
-//! The tuner: searches the selfheal scaler's thresholds over a training
-//! suite and validates the best on a held-out suite.
+//! The tuner: searches the selfheal scaler's thresholds, or the Kubernetes
+//! HPA's CPU target, over a training suite and validates the best on a
+//! held-out suite against the defaults.
 //!
 //! Each candidate replaces the training suite's controllers; the objective
 //! (lower is better) is the mean over runs of SLO-violation seconds plus a
@@ -20,7 +21,93 @@ pub struct Candidate {
     pub spec: ControllerSpec,
 }
 
-/// The search space: the thresholds users tune by hand.
+/// What a tuning searches: its candidates, and the untuned settings they
+/// must beat on the held-out suite.
+#[derive(Clone, Debug)]
+pub struct Search {
+    /// What the report calls it.
+    pub title: &'static str,
+    pub candidates: Vec<Candidate>,
+    /// The untuned contender: (label, settings).
+    pub default: (String, ControllerSpec),
+}
+
+impl Search {
+    /// The selfheal scaler's thresholds ([`grid`]) against its defaults.
+    pub fn selfheal() -> Search {
+        Search {
+            title: "the selfheal scaler",
+            candidates: grid(),
+            default: (
+                "selfheal-defaults".into(),
+                ControllerSpec {
+                    kind: ControllerKind::Selfheal,
+                    ..ControllerSpec::default()
+                },
+            ),
+        }
+    }
+
+    /// The HPA's CPU target ([`hpa_grid`]) against the 80 % that `kubectl
+    /// autoscale` sets when given none.
+    pub fn hpa() -> Search {
+        Search {
+            title: "the Kubernetes HPA",
+            candidates: hpa_grid(),
+            default: (
+                format!("hpa:{KUBECTL_AUTOSCALE_CPU_PERCENT}"),
+                hpa_at(KUBECTL_AUTOSCALE_CPU_PERCENT),
+            ),
+        }
+    }
+}
+
+/// `kubectl autoscale`'s CPU target when none is given.
+pub const KUBECTL_AUTOSCALE_CPU_PERCENT: u32 = 80;
+
+fn hpa_at(percent: u32) -> ControllerSpec {
+    ControllerSpec {
+        kind: ControllerKind::Hpa,
+        target_cpu_percent: Some(percent),
+        ..ControllerSpec::default()
+    }
+}
+
+/// The HPA's CPU utilisation targets searched, in % of the pods' request.
+pub fn hpa_grid() -> Vec<Candidate> {
+    (2..=9)
+        .map(|tenth| {
+            let percent = 10 * tenth;
+            Candidate {
+                label: format!("target_cpu_percent={percent}"),
+                spec: hpa_at(percent),
+            }
+        })
+        .collect()
+}
+
+/// An `autoscaling/v2` HorizontalPodAutoscaler per Deployment, with the
+/// CPU target and replica bounds of an HPA policy: what a user applies to
+/// run the tuned HPA on a cluster.
+pub fn hpa_manifest(spec: &ControllerSpec, deployments: &[String]) -> String {
+    let percent = spec
+        .target_cpu_percent
+        .unwrap_or(KUBECTL_AUTOSCALE_CPU_PERCENT);
+    let mut out = String::new();
+    for (i, d) in deployments.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&format!(
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: {d}\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {d}\n  minReplicas: {}\n  maxReplicas: {}\n  metrics:\n    - type: Resource\n      resource:\n        name: cpu\n        target:\n          type: Utilization\n          averageUtilization: {percent}\n",
+            spec.min_replicas.max(1),
+            spec.max_replicas.max(spec.min_replicas.max(1)),
+        ));
+    }
+    out
+}
+
+/// The selfheal scaler's search space: the thresholds users tune by hand.
 pub fn grid() -> Vec<Candidate> {
     let mut out = Vec::new();
     for cpu in [0.5, 0.6, 0.7] {
@@ -63,7 +150,10 @@ pub fn with_controller(plan: &Plan, label: &str, spec: &ControllerSpec) -> Plan 
             l.spec.use_controller(spec.clone());
             RunSpec {
                 index: i,
-                id: format!("{}|{}|{label}|{}", r.scenario, r.params, r.seed),
+                // The digest of the scenario as it runs, controller
+                // included: a resumed tuning never answers a candidate from
+                // another's journal line.
+                id: RunSpec::id_for(&r.scenario, &r.params, label, &l),
                 scenario: r.scenario.clone(),
                 params: r.params.clone(),
                 controller: label.to_string(),
@@ -119,6 +209,22 @@ pub struct Suites {
     pub holdout_path: String,
 }
 
+impl Suites {
+    /// Every service the training suite's scenarios run, by name: the
+    /// Deployments a tuned policy applies to.
+    pub fn services(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .train
+            .runs
+            .iter()
+            .flat_map(|r| r.loaded.spec.services.iter().map(|s| s.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 /// One controller's figures on a suite.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scored {
@@ -150,20 +256,23 @@ pub struct Tuned {
     /// The tuned settings, the defaults, then the holdout suite's own
     /// controllers.
     pub held_out: Vec<Scored>,
+    /// The chosen settings.
+    pub best: ControllerSpec,
 }
 
-/// Searches [`grid`] on the training suite (cost weight `weight`), then
-/// runs the best, the defaults and the holdout suite's own controllers on
-/// the holdout suite. Each controller's runs are a resumable sweep under
-/// `out`; `say` gets a line per controller started.
+/// Searches `search`'s candidates on the training suite (cost weight
+/// `weight`), then runs the best, the defaults and the holdout suite's own
+/// controllers on the holdout suite. Each controller's runs are a
+/// resumable sweep under `out`; `say` gets a line per controller started.
 pub fn tune(
+    search_space: &Search,
     suites: &Suites,
     weight: f64,
     out: &Path,
     say: &dyn Fn(&str),
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Tuned, SweepError> {
-    let candidates = grid();
+    let candidates = &search_space.candidates;
     let mut search = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         say(&format!(
@@ -190,10 +299,7 @@ pub fn tune(
     // Held out: the best, the defaults, and the holdout suite's own controllers.
     let mut contenders: Vec<(String, ControllerSpec)> = vec![
         ("tuned".into(), candidates[best].spec.clone()),
-        (
-            "selfheal-defaults".into(),
-            ControllerSpec::parse_short("selfheal")?,
-        ),
+        search_space.default.clone(),
     ];
     let mut own: Vec<&str> = Vec::new();
     for r in &suites.holdout.runs {
@@ -218,7 +324,8 @@ pub fn tune(
     );
     let runs = |p: &Plan| with_controller(p, "x", &candidates[best].spec).runs.len();
     let mut md = format!(
-        "# Tuning the selfheal scaler\n\nObjective: mean over runs of SLO-violation seconds + {weight} x replica-seconds (lower is better). Training suite `{}` ({} runs per candidate), held-out suite `{}` ({} runs per controller), same seeds for every contender.\n\n## Held out\n\n| controller | objective | SLO violation s | replica-seconds |\n|---|---|---|---|\n",
+        "# Tuning {}\n\nObjective: mean over runs of SLO-violation seconds + {weight} x replica-seconds (lower is better). Training suite `{}` ({} runs per candidate), held-out suite `{}` ({} runs per controller), same seeds for every contender.\n\n## Held out\n\n| controller | objective | SLO violation s | replica-seconds |\n|---|---|---|---|\n",
+        search_space.title,
         suites.train_path,
         runs(&suites.train),
         suites.holdout_path,
@@ -252,12 +359,67 @@ pub fn tune(
         report_md: md,
         search,
         held_out,
+        best: candidates[best].spec.clone(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two settings under one label are two runs: the journal of an earlier
+    /// tuning (or approval) in the same directory cannot answer for them.
+    #[test]
+    fn runs_under_another_controller_have_other_ids() {
+        let scenario = crate::scenario::load_file(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/quickstart.toml"
+        )))
+        .unwrap();
+        let plan = Plan {
+            name: "p".into(),
+            description: String::new(),
+            runs: vec![RunSpec {
+                index: 0,
+                id: "quickstart".into(),
+                scenario: "quickstart".into(),
+                params: String::new(),
+                controller: "static".into(),
+                seed: 1,
+                keep_series: false,
+                loaded: scenario,
+            }],
+        };
+        let a = with_controller(&plan, "tuned", &hpa_at(30));
+        let b = with_controller(&plan, "tuned", &hpa_at(40));
+        assert_ne!(a.runs[0].id, b.runs[0].id);
+        assert_eq!(
+            a.runs[0].id,
+            with_controller(&plan, "tuned", &hpa_at(30)).runs[0].id
+        );
+    }
+
+    #[test]
+    fn the_hpa_manifest_names_each_deployment_with_the_tuned_target() {
+        let spec = ControllerSpec {
+            min_replicas: 2,
+            max_replicas: 30,
+            ..hpa_at(55)
+        };
+        let m = hpa_manifest(&spec, &["api".into(), "db".into()]);
+        let docs: Vec<&str> = m.split("---\n").collect();
+        assert_eq!(docs.len(), 2);
+        for (doc, name) in docs.iter().zip(["api", "db"]) {
+            assert!(doc.contains(&format!("  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n")), "{doc}");
+            assert!(doc.contains("averageUtilization: 55\n"), "{doc}");
+            assert!(doc.contains("minReplicas: 2\n  maxReplicas: 30\n"), "{doc}");
+        }
+        assert!(
+            hpa_grid()
+                .iter()
+                .any(|c| c.spec == hpa_at(KUBECTL_AUTOSCALE_CPU_PERCENT))
+        );
+    }
 
     #[test]
     fn the_written_config_is_accepted_by_scenario_files() {

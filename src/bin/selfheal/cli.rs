@@ -69,6 +69,11 @@ pub enum Cmd {
         /// Objective: SLO-violation seconds + WEIGHT x replica-seconds.
         #[arg(long, default_value_t = 0.001)]
         cost_weight: f64,
+        /// What to tune: the selfheal scaler's thresholds, or the
+        /// Kubernetes HPA's CPU target (also writes hpa.yaml, an
+        /// autoscaling/v2 HorizontalPodAutoscaler per Deployment).
+        #[arg(long, value_enum, default_value_t = Tunable::Selfheal)]
+        kind: Tunable,
         #[arg(long, default_value = "reports/tune")]
         out: PathBuf,
     },
@@ -417,4 +422,11 @@ pub enum EvalCmd {
         #[arg(long, value_delimiter = ',', default_value = "1,5")]
         horizons: Vec<usize>,
     },
+}
+
+/// What `selfheal tune` searches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tunable {
+    Selfheal,
+    Hpa,
 }

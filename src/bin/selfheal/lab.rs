@@ -267,9 +267,14 @@ pub fn tune(
     train: &std::path::Path,
     holdout: &std::path::Path,
     weight: f64,
+    kind: crate::cli::Tunable,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     use selfheal::sweep::{plan, tune};
+    let search = match kind {
+        crate::cli::Tunable::Selfheal => tune::Search::selfheal(),
+        crate::cli::Tunable::Hpa => tune::Search::hpa(),
+    };
     let suites = tune::Suites {
         train: plan::load(train)?,
         train_path: train.display().to_string(),
@@ -279,19 +284,26 @@ pub fn tune(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = std::time::Instant::now();
     let t = tune::tune(
+        &search,
         &suites,
         weight,
         out,
         &|line| println!("{line}"),
         &progress::runs("runs"),
     )?;
-    std::fs::write(out.join("best-controller.toml"), &t.best_toml)?;
-    std::fs::write(out.join("tune.md"), &t.report_md)?;
+    let mut written = vec![out.join("tune.md"), out.join("best-controller.toml")];
+    std::fs::write(&written[0], &t.report_md)?;
+    std::fs::write(&written[1], &t.best_toml)?;
+    if kind == crate::cli::Tunable::Hpa {
+        let manifest = out.join("hpa.yaml");
+        std::fs::write(&manifest, tune::hpa_manifest(&t.best, &suites.services()))?;
+        written.push(manifest);
+    }
     print!("{}", t.report_md);
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!(
-        "wrote {} and {} in {:.0} s",
-        out.join("tune.md").display(),
-        out.join("best-controller.toml").display(),
+        "wrote {} in {:.0} s",
+        names.join(", "),
         started.elapsed().as_secs_f64()
     );
     Ok(())

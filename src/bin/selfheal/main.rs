@@ -92,8 +92,9 @@ fn real_main() -> anyhow::Result<()> {
             train,
             holdout,
             cost_weight,
+            kind,
             out,
-        } => lab::tune(&train, &holdout, cost_weight, &out)?,
+        } => lab::tune(&train, &holdout, cost_weight, kind, &out)?,
         Cmd::Approve {
             policy,
             suite,
