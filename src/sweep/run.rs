@@ -313,6 +313,13 @@ pub fn read_journal(path: &Path) -> Result<Vec<RunRecord>, SweepError> {
     match lines.next() {
         None => return Ok(Vec::new()),
         Some((_, h)) if h == RunRecord::header() => {}
+        // A journal of another version of the record: its columns differ.
+        Some((_, h)) if h.starts_with("index,id,") => {
+            return Err(bad_line(CsvError::new(
+                1,
+                "a journal of another selfheal version (its columns differ from this one's): finish the sweep with that version, or run it into a new directory",
+            )));
+        }
         Some(_) => {
             return Err(bad_line(CsvError::new(
                 1,
@@ -489,4 +496,37 @@ pub fn execute(
         .collect();
     all.sort_by_key(|r| r.index);
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal names its bad line and field; one of another version (other
+    /// columns) says so rather than "not a journal".
+    #[test]
+    fn bad_journals_are_named_by_line_and_field() {
+        let dir = std::env::temp_dir().join(format!("selfheal-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(JOURNAL);
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            read_journal(&path).unwrap_err().to_string()
+        };
+        let e = read("index,id,scenario\n0,a,b\n");
+        assert!(
+            e.contains(":1: a journal of another selfheal version"),
+            "{e}"
+        );
+        let e = read("t,value\n0,1\n");
+        assert!(e.contains(":1: not a sweep journal"), "{e}");
+        let mut line = RunRecord::default().to_line();
+        line = line.replacen("0,", "x,", 1);
+        let e = read(&format!("{}\n{line}\n", RunRecord::header()));
+        assert!(
+            e.contains(":2: field `index`: `x` is not an integer"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
