@@ -28,6 +28,25 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+/// A request body the served API cannot decode or apply (a protobuf
+/// envelope, a patch), in the words it answers with: the status message is
+/// all a client sees of it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(String);
+
+impl From<String> for BodyError {
+    fn from(message: String) -> Self {
+        BodyError(message)
+    }
+}
+
+impl From<&str> for BodyError {
+    fn from(message: &str) -> Self {
+        BodyError(message.to_string())
+    }
+}
+
 use self::http::{Chunked, Response};
 use self::kube_api::{Answer, WatchPlan, Writer};
 use self::store::{ApiStatus, Resource, Store};

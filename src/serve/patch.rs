@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use super::BodyError;
+
 /// RFC 7386 (the `json-patch` crate): objects merge key by key, `null`
 /// removes, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -51,7 +53,7 @@ const SET_LISTS: [&str; 1] = ["finalizers"];
 /// Upstream interleaves elements the patch does not name with the ordered
 /// ones by their old positions; here they follow the ordered ones, in
 /// their old order. The target is left unchanged on an error.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), BodyError> {
     let Value::Object(p) = patch else {
         return Err("a strategic merge patch is a JSON object".into());
     };
@@ -63,7 +65,7 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), Pa
 
 /// Merges `patch` into `target` (made a map if it is not one); a
 /// `$patch: delete` leaves `Null` for the parent to remove.
-fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Result<(), PatchError> {
+fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Result<(), BodyError> {
     match patch.get("$patch").map(|d| d.as_str().unwrap_or("?")) {
         Some("delete") => {
             *target = Value::Null;
@@ -132,7 +134,7 @@ fn merge_map(target: &mut Value, patch: &serde_json::Map<String, Value>) -> Resu
 }
 
 /// A patch value with its directives resolved against nothing.
-fn fresh(v: &Value) -> Result<Value, PatchError> {
+fn fresh(v: &Value) -> Result<Value, BodyError> {
     match v {
         Value::Object(m) => {
             let mut out = Value::Null;
@@ -143,14 +145,14 @@ fn fresh(v: &Value) -> Result<Value, PatchError> {
     }
 }
 
-fn merge_list(field: &str, current: Option<Value>, patch: &[Value]) -> Result<Value, PatchError> {
+fn merge_list(field: &str, current: Option<Value>, patch: &[Value]) -> Result<Value, BodyError> {
     let mut cur = match current {
         Some(Value::Array(a)) => a,
         _ => Vec::new(),
     };
     let is_replace = |e: &Value| e.get("$patch").and_then(Value::as_str) == Some("replace");
     if patch.iter().any(is_replace) {
-        let kept: Result<Vec<Value>, PatchError> =
+        let kept: Result<Vec<Value>, BodyError> =
             patch.iter().filter(|e| !is_replace(e)).map(fresh).collect();
         return Ok(Value::Array(kept?));
     }
@@ -210,7 +212,7 @@ fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value]) {
 /// RFC 6902 (the `json-patch` crate: `add`, `remove`, `replace`, `move`,
 /// `copy`, `test`), applied in order; the target is left unchanged if any
 /// operation fails.
-pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), PatchError> {
+pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), BodyError> {
     let ops: json_patch::Patch = serde_json::from_value(ops.clone())
         .map_err(|e| format!("not a JSON patch (an array of operations): {e}"))?;
     json_patch::patch(target, &ops)
@@ -386,23 +388,5 @@ mod tests {
             assert!(!err.to_string().is_empty());
             assert_eq!(t, deployment, "{bad}");
         }
-    }
-}
-
-/// Why a patch does not apply, in the words the API server answers with
-/// (its status message is all a client sees of it).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PatchError(String);
-
-impl From<String> for PatchError {
-    fn from(message: String) -> Self {
-        PatchError(message)
-    }
-}
-
-impl From<&str> for PatchError {
-    fn from(message: &str) -> Self {
-        PatchError(message.to_string())
     }
 }

@@ -12,6 +12,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::BodyError;
+
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 enum Wire<'a> {
@@ -21,8 +23,8 @@ enum Wire<'a> {
 }
 
 /// The fields of one message, in order.
-fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, DecodeError> {
-    fn varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, BodyError> {
+    fn varint(buf: &mut &[u8]) -> Result<u64, BodyError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let (&b, rest) = buf.split_first().ok_or("a truncated varint")?;
@@ -69,12 +71,12 @@ fn fields(mut buf: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, DecodeError> {
     Ok(out)
 }
 
-fn text(b: &[u8]) -> Result<String, DecodeError> {
+fn text(b: &[u8]) -> Result<String, BodyError> {
     String::from_utf8(b.to_vec()).map_err(|_| "a string that is not UTF-8".into())
 }
 
 /// A map entry: 1 key, 2 value.
-fn entry(b: &[u8]) -> Result<(String, &[u8]), DecodeError> {
+fn entry(b: &[u8]) -> Result<(String, &[u8]), BodyError> {
     let (mut k, mut v) = (String::new(), &b[..0]);
     for (n, f) in fields(b)? {
         match (n, f) {
@@ -103,7 +105,7 @@ fn base64(b: &[u8]) -> String {
 }
 
 /// meta/v1 ObjectMeta: the fields a client sets.
-fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
+fn object_meta(b: &[u8]) -> Result<Value, BodyError> {
     let mut m = Map::new();
     let (mut labels, mut annotations, mut finalizers) = (Map::new(), Map::new(), Vec::new());
     for (n, f) in fields(b)? {
@@ -146,7 +148,7 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
 }
 
 /// core/v1 ConfigMap: 1 metadata, 2 data, 3 binaryData, 4 immutable.
-fn config_map(b: &[u8]) -> Result<Value, DecodeError> {
+fn config_map(b: &[u8]) -> Result<Value, BodyError> {
     let mut out = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}});
     let (mut data, mut binary) = (Map::new(), Map::new());
     for (n, f) in fields(b)? {
@@ -174,7 +176,7 @@ fn config_map(b: &[u8]) -> Result<Value, DecodeError> {
 }
 
 /// The JSON form of a protobuf-encoded object, or why it cannot be read.
-pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
+pub fn decode(body: &[u8]) -> Result<Value, BodyError> {
     let rest = body
         .strip_prefix(b"k8s\0")
         .ok_or("not Kubernetes' protobuf envelope (no `k8s\\0` prefix)")?;
@@ -304,23 +306,5 @@ mod tests {
             err.contains("Pod") && err.contains("application/json"),
             "{err}"
         );
-    }
-}
-
-/// Why a protobuf body was refused, in the words the API server answers
-/// with (its status message is all a client sees of it).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(String);
-
-impl From<String> for DecodeError {
-    fn from(message: String) -> Self {
-        DecodeError(message)
-    }
-}
-
-impl From<&str> for DecodeError {
-    fn from(message: &str) -> Self {
-        DecodeError(message.to_string())
     }
 }
