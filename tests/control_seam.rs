@@ -132,6 +132,48 @@ fn the_root_crates_modules_depend_downwards_only() {
     }
 }
 
+/// Library errors are typed (ARCHITECTURE.md): no function of the three
+/// crates' libraries returns `Result<_, String>`; the binaries may.
+#[test]
+fn no_library_function_returns_a_string_error() {
+    let repo = common::repo();
+    let mut files = Vec::new();
+    for dir in ["core/src", "src", "k8s-adapter/src"] {
+        rust_files(&repo.join(dir), &mut files);
+    }
+    let binaries = [repo.join("src/bin"), repo.join("k8s-adapter/src/main.rs")];
+    let mut found = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| !binaries.iter().any(|b| f.starts_with(b)))
+    {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (at, _) in text.match_indices("fn ") {
+            if at > 0 && text.as_bytes()[at - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let end = text[at..].find(['{', ';']).map_or(text.len(), |e| at + e);
+            let signature: String = text[at..end].split_whitespace().collect();
+            let Some((_, ret)) = signature.split_once("->") else {
+                continue;
+            };
+            let ret = ret.split("where").next().unwrap_or(ret);
+            if ret.starts_with("Result<") && ret.ends_with(",String>") {
+                let line = text[..at].matches('\n').count() + 1;
+                found.push(format!(
+                    "{}:{line}",
+                    f.strip_prefix(&repo).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "library functions returning Result<_, String>:\n{}",
+        found.join("\n")
+    );
+}
+
 type Log = Rc<RefCell<Vec<(Time, Observation, Vec<Command>)>>>;
 
 /// Passes through to the real controller and records what it saw and said.
