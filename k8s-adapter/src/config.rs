@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use selfheal_core::scenario::{ControllerSpec, FieldPath, ScenarioError, locate_line, toml_error};
+use selfheal_core::scenario::{ControllerSpec, FieldPath, Problem, ScenarioError, toml_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -299,12 +299,7 @@ fn d_connections() -> u32 {
 impl AdapterConfig {
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let invalid = |path: FieldPath, message: String| {
-            ConfigError::Invalid(ScenarioError::Invalid {
-                file: file.to_string(),
-                line: locate_line(text, &path).unwrap_or(1),
-                field: path.to_string(),
-                message,
-            })
+            ConfigError::Invalid(Problem { path, message }.in_file(text, file))
         };
         let mut cfg: AdapterConfig =
             toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;

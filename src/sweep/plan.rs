@@ -224,12 +224,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         source,
     })?;
     let invalid = |path: FieldPath, message: String| {
-        PlanError::Invalid(scenario::ScenarioError::Invalid {
-            file: file.clone(),
-            line: scenario::locate_line(&text, &path).unwrap_or(1),
-            field: path.to_string(),
-            message,
-        })
+        PlanError::Invalid(scenario::Problem { path, message }.in_file(&text, &file))
     };
     let suite: SuiteFile = toml::from_str(&text)
         .map_err(|e| PlanError::Invalid(scenario::toml_error(&text, &file, &e)))?;

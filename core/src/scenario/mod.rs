@@ -115,6 +115,18 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// The problem in the TOML `text` of `file`, at the line of its field.
+    pub fn in_file(self, text: &str, file: &str) -> ScenarioError {
+        ScenarioError::Invalid {
+            file: file.to_string(),
+            line: locate_line(text, &self.path).unwrap_or(1),
+            field: self.path.to_string(),
+            message: self.message,
+        }
+    }
+}
+
 /// Reads, parses and validates a scenario file. Trace paths are relative to
 /// the scenario file's directory.
 pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioError> {
@@ -131,15 +143,7 @@ pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioError> {
 /// `base_dir` anchors relative trace paths.
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedScenario, ScenarioError> {
     let spec: Scenario = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
-    let invalid = |p: Problem| {
-        let line = locate_line(text, &p.path).unwrap_or(1);
-        ScenarioError::Invalid {
-            file: file.to_string(),
-            line,
-            field: p.path.to_string(),
-            message: p.message,
-        }
-    };
+    let invalid = |p: Problem| p.in_file(text, file);
     validate::check(&spec).map_err(invalid)?;
     let traces = validate::read_traces(&spec, base_dir).map_err(invalid)?;
     let loaded = LoadedScenario {
@@ -161,12 +165,7 @@ pub fn parse_policy(text: &str, file: &str) -> Result<ControllerSpec, ScenarioEr
     }
     let p: PolicyFile = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
     let path = FieldPath::default().key("controller");
-    validate::check_controller(&path, &p.controller).map_err(|p| ScenarioError::Invalid {
-        file: file.to_string(),
-        line: locate_line(text, &p.path).unwrap_or(1),
-        field: p.path.to_string(),
-        message: p.message,
-    })?;
+    validate::check_controller(&path, &p.controller).map_err(|p| p.in_file(text, file))?;
     Ok(p.controller)
 }
 
