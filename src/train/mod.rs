@@ -3,6 +3,8 @@
 //! the control core only sees the trained weights (`control::predictor`).
 
 pub mod dataset;
+pub mod lstm_kernel;
+pub mod lstm_op;
 pub mod model;
 pub mod recorded;
 pub mod selector;

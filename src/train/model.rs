@@ -8,18 +8,16 @@
 //! Each layer is a [`GateLstm`]: the same cell as `burn::nn::Lstm` (gates
 //! input, forget, cell, output; `c = f*c + i*g`, `h = o*tanh(c)`), with the
 //! four gates' weights in one `Linear` for the input and one for the hidden
-//! state. burn's `Lstm` runs eight matrix products per step and writes each
-//! step's output into the sequence with `slice_assign`; this runs two and
-//! stacks the outputs once. On the same data an epoch of `selfheal train`
-//! (375 batches of 32 plus validation) took 65 s with burn's `Lstm` and 38 s
-//! with this; `cargo bench --bench predictor` gives 89 ms per batch-32 step.
+//! state. Its forward pass is one burn operation with a hand-written
+//! backward pass (`lstm_op`): composed from burn's tensor operations step
+//! by step, a batch-32 training step took 129 ms; as one operation, 37-41
+//! ms on the same machine (`cargo bench --bench predictor -- train_step`).
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
 use burn::prelude::Device;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{sigmoid, tanh};
 
 /// One LSTM layer with gate-concatenated weights: `input` is
 /// `Linear(d_in -> 4h)` with the bias, `hidden` is `Linear(h -> 4h)`
@@ -43,26 +41,20 @@ impl GateLstm {
     }
 
     /// `x`: `[batch, steps, d_in]`; returns every step's hidden state
-    /// `[batch, steps, h]`, or only the last one `[batch, 1, h]`.
+    /// `[batch, steps, h]`, or only the last one `[batch, 1, h]`. One
+    /// autodiff node for the whole sequence (`lstm_op`).
     pub fn forward(&self, x: Tensor<3>, all_steps: bool) -> Tensor<3> {
-        let [batch, steps, d_in] = x.dims();
-        let device = x.device();
-        let mut h = Tensor::<2>::zeros([batch, self.d_hidden], &device);
-        let mut c = Tensor::<2>::zeros([batch, self.d_hidden], &device);
-        let mut outputs = Vec::with_capacity(if all_steps { steps } else { 1 });
-        for (t, x_t) in x.iter_dim(1).enumerate() {
-            let gates = self.input.forward(x_t.reshape([batch, d_in])) + self.hidden.forward(h);
-            let [i, f, g, o]: [Tensor<2>; 4] = gates
-                .chunk(4, 1)
-                .try_into()
-                .expect("four equal gate blocks");
-            c = sigmoid(f) * c + sigmoid(i) * tanh(g);
-            h = sigmoid(o) * tanh(c.clone());
-            if all_steps || t + 1 == steps {
-                outputs.push(h.clone());
-            }
+        let [batch, steps, _] = x.dims();
+        let bias = self.input.bias.as_ref().map_or_else(
+            || Tensor::zeros([4 * self.d_hidden], &x.device()),
+            |b| b.val(),
+        );
+        let out = lstm_sequence(x, self.input.weight.val(), self.hidden.weight.val(), bias);
+        if all_steps {
+            out
+        } else {
+            out.slice([0..batch, steps - 1..steps, 0..self.d_hidden])
         }
-        Tensor::stack(outputs, 1)
     }
 
     fn to_fused(&self) -> LstmLayer {
@@ -81,6 +73,7 @@ impl GateLstm {
     }
 }
 
+use super::lstm_op::lstm_sequence;
 use crate::control::predictor::lstm::{Dense, FusedNet, LstmLayer};
 use crate::scenario::{FieldPath, Problem};
 

@@ -76,13 +76,17 @@ fn fast_exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// The logistic function through [`fast_exp`]; the training side's LSTM
+/// operation uses it too, so the network trains on the activations it is
+/// served with.
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
+pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-x))
 }
 
+/// `tanh` through [`fast_exp`] (shared with training, as [`sigmoid`]).
 #[inline(always)]
-fn tanh(x: f32) -> f32 {
+pub fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (fast_exp(2.0 * x) + 1.0)
 }
 
