@@ -181,7 +181,9 @@ pub fn build(
     match spec.kind {
         ControllerKind::Static => Box::new(StaticController),
         ControllerKind::Hpa => Box::new(Hpa::new(HpaConfig {
-            target_utilization: spec.target_cpu_percent.unwrap_or(80),
+            target_utilization: spec
+                .target_cpu_percent
+                .unwrap_or(crate::control::hpa::DEFAULT_CPU_PERCENT),
             min_replicas: spec.min_replicas,
             max_replicas: spec.max_replicas,
             ..HpaConfig::default()

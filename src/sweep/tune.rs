@@ -12,6 +12,7 @@ use std::path::Path;
 use super::SweepError;
 use super::plan::{Plan, RunSpec};
 use super::run::RunRecord;
+use crate::control::hpa::DEFAULT_CPU_PERCENT;
 use crate::scenario::{ControllerKind, ControllerSpec};
 pub use selfheal_core::policy::controller_toml;
 
@@ -55,15 +56,12 @@ impl Search {
             title: "the Kubernetes HPA",
             candidates: hpa_grid(),
             default: (
-                format!("hpa:{KUBECTL_AUTOSCALE_CPU_PERCENT}"),
-                hpa_at(KUBECTL_AUTOSCALE_CPU_PERCENT),
+                format!("hpa:{DEFAULT_CPU_PERCENT}"),
+                hpa_at(DEFAULT_CPU_PERCENT),
             ),
         }
     }
 }
-
-/// `kubectl autoscale`'s CPU target when none is given.
-pub const KUBECTL_AUTOSCALE_CPU_PERCENT: u32 = 80;
 
 fn hpa_at(percent: u32) -> ControllerSpec {
     ControllerSpec {
@@ -90,9 +88,7 @@ pub fn hpa_grid() -> Vec<Candidate> {
 /// CPU target and replica bounds of an HPA policy: what a user applies to
 /// run the tuned HPA on a cluster.
 pub fn hpa_manifest(spec: &ControllerSpec, deployments: &[String]) -> String {
-    let percent = spec
-        .target_cpu_percent
-        .unwrap_or(KUBECTL_AUTOSCALE_CPU_PERCENT);
+    let percent = spec.target_cpu_percent.unwrap_or(DEFAULT_CPU_PERCENT);
     let mut out = String::new();
     for (i, d) in deployments.iter().enumerate() {
         if i > 0 {
@@ -417,7 +413,7 @@ mod tests {
         assert!(
             hpa_grid()
                 .iter()
-                .any(|c| c.spec == hpa_at(KUBECTL_AUTOSCALE_CPU_PERCENT))
+                .any(|c| c.spec == hpa_at(DEFAULT_CPU_PERCENT))
         );
     }
 

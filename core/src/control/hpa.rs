@@ -104,10 +104,16 @@ pub struct HpaConfig {
     pub behavior: Option<Behavior>,
 }
 
+/// The CPU target when none is given: `kubectl autoscale`'s default, and
+/// this project's for `hpa` without a percentage, everywhere one is read
+/// (the scenario's controller, the short form, labels, the tuner's
+/// baseline).
+pub const DEFAULT_CPU_PERCENT: u32 = 80;
+
 impl Default for HpaConfig {
     fn default() -> Self {
         HpaConfig {
-            target_utilization: 80,
+            target_utilization: DEFAULT_CPU_PERCENT,
             min_replicas: 1,
             max_replicas: 100,
             tolerance: 0.1,

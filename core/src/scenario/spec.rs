@@ -951,7 +951,11 @@ impl ControllerSpec {
     fn scaler_label(&self) -> String {
         match self.kind {
             ControllerKind::Static => "static".into(),
-            ControllerKind::Hpa => format!("hpa-{}", self.target_cpu_percent.unwrap_or(80)),
+            ControllerKind::Hpa => format!(
+                "hpa-{}",
+                self.target_cpu_percent
+                    .unwrap_or(crate::control::hpa::DEFAULT_CPU_PERCENT)
+            ),
             ControllerKind::Kpa => self
                 .target_concurrency
                 .map_or("kpa".into(), |c| format!("kpa-{c}")),
