@@ -50,6 +50,31 @@ pub struct Grads {
     pub bias: Vec<f32>,
 }
 
+/// `[outer, inner, width]` rows reordered to `[inner, outer, width]`:
+/// batch-major to time-major and back.
+fn swap_major(src: &[f32], outer: usize, inner: usize, width: usize) -> Vec<f32> {
+    let mut out = vec![0.0; src.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let from = (o * inner + i) * width;
+            let to = (i * outer + o) * width;
+            out[to..to + width].copy_from_slice(&src[from..from + width]);
+        }
+    }
+    out
+}
+
+/// Row `r`'s previous cell state (`batch` rows back in time-major order),
+/// or `zeros` at the first step; `c` needs to hold only the rows before `r`.
+fn previous<'a>(c: &'a [f32], r: usize, batch: usize, zeros: &'a [f32]) -> &'a [f32] {
+    let hidden = zeros.len();
+    if r >= batch {
+        &c[(r - batch) * hidden..(r - batch + 1) * hidden]
+    } else {
+        zeros
+    }
+}
+
 /// A row-major matrix stored in a slice, read as is or transposed.
 #[derive(Clone, Copy)]
 struct Mat<'a> {
@@ -257,14 +282,7 @@ pub fn forward(d: Dims, x: &[f32], w_x: &[f32], w_h: &[f32], bias: &[f32]) -> (V
     assert_eq!(bias.len(), h4, "bias is [4h]");
     let rows = d.rows();
 
-    let mut xt = vec![0.0; rows * input];
-    for b in 0..batch {
-        for t in 0..steps {
-            let from = (b * steps + t) * input;
-            let to = (t * batch + b) * input;
-            xt[to..to + input].copy_from_slice(&x[from..from + input]);
-        }
-    }
+    let xt = swap_major(x, batch, steps, input);
     // Every step's input projection at once, on top of the bias.
     let mut gates: Vec<f32> = bias.iter().copied().cycle().take(rows * h4).collect();
     matmul(
@@ -277,6 +295,7 @@ pub fn forward(d: Dims, x: &[f32], w_x: &[f32], w_h: &[f32], bias: &[f32]) -> (V
     let mut c = vec![0.0; rows * hidden];
     let mut tanh_c = vec![0.0; rows * hidden];
     let mut h = vec![0.0; rows * hidden];
+    let zeros = vec![0.0; hidden];
     for t in 0..steps {
         let (r0, r1) = (t * batch, (t + 1) * batch);
         if t > 0 {
@@ -287,17 +306,11 @@ pub fn forward(d: Dims, x: &[f32], w_x: &[f32], w_h: &[f32], bias: &[f32]) -> (V
                 true,
             );
         }
-        let zeros = vec![0.0; hidden];
         for r in r0..r1 {
             let (done, now) = c.split_at_mut(r * hidden);
-            let c_prev = if t > 0 {
-                &done[(r - batch) * hidden..(r - batch + 1) * hidden]
-            } else {
-                &zeros
-            };
             cell(Row {
                 gates: &mut gates[r * h4..(r + 1) * h4],
-                c_prev,
+                c_prev: previous(done, r, batch, &zeros),
                 c: &mut now[..hidden],
                 tanh_c: &mut tanh_c[r * hidden..(r + 1) * hidden],
                 h: &mut h[r * hidden..(r + 1) * hidden],
@@ -305,14 +318,7 @@ pub fn forward(d: Dims, x: &[f32], w_x: &[f32], w_h: &[f32], bias: &[f32]) -> (V
         }
     }
 
-    let mut out = vec![0.0; rows * hidden];
-    for t in 0..steps {
-        for b in 0..batch {
-            let from = (t * batch + b) * hidden;
-            let to = (b * steps + t) * hidden;
-            out[to..to + hidden].copy_from_slice(&h[from..from + hidden]);
-        }
-    }
+    let out = swap_major(&h, steps, batch, hidden);
     (
         out,
         Cache {
@@ -360,14 +366,9 @@ pub fn backward(
     for t in (0..steps).rev() {
         for b in 0..batch {
             let r = t * batch + b;
-            let c_prev = if t > 0 {
-                &c[(r - batch) * hidden..(r - batch + 1) * hidden]
-            } else {
-                &zeros
-            };
             cell_backward(BackRow {
                 gates: &gates[r * h4..(r + 1) * h4],
-                c_prev,
+                c_prev: previous(c, r, batch, &zeros),
                 tanh_c: &tanh_c[r * hidden..(r + 1) * hidden],
                 dy: &dy[(b * steps + t) * hidden..(b * steps + t + 1) * hidden],
                 dh_next: &dh_next[b * hidden..(b + 1) * hidden],
@@ -418,15 +419,7 @@ pub fn backward(
             Mat::new(w_x, input, h4).t(),
             false,
         );
-        let mut gx = vec![0.0; rows * input];
-        for t in 0..steps {
-            for b in 0..batch {
-                let from = (t * batch + b) * input;
-                let to = (b * steps + t) * input;
-                gx[to..to + input].copy_from_slice(&xt[from..from + input]);
-            }
-        }
-        gx
+        swap_major(&xt, steps, batch, input)
     });
     Grads {
         x: g_x,

@@ -133,16 +133,25 @@ fn read<B: Backend>(
     )
 }
 
-fn forward_plain<B: Backend>(
+/// The forward pass, with what the backward step needs.
+fn forward<B: Backend>(
     x: FloatTensor<B>,
     w_x: FloatTensor<B>,
     w_h: FloatTensor<B>,
     bias: FloatTensor<B>,
-) -> FloatTensor<B> {
+) -> (FloatTensor<B>, Saved<B::Device>) {
     let device = x.device();
     let (d, x, w_x, w_h, bias) = read::<B>(x, w_x, w_h, bias);
-    let (out, _) = lstm_kernel::forward(d, &x, &w_x, &w_h, &bias);
-    from_vec::<B>(out, &[d.batch, d.steps, d.hidden], &device)
+    let (out, cache) = lstm_kernel::forward(d, &x, &w_x, &w_h, &bias);
+    let out = from_vec::<B>(out, &[d.batch, d.steps, d.hidden], &device);
+    let saved = Saved {
+        dims: d,
+        cache: Arc::new(cache),
+        w_x: Arc::new(w_x),
+        w_h: Arc::new(w_h),
+        device,
+    };
+    (out, saved)
 }
 
 /// A backend without autodiff runs the forward pass only.
@@ -155,7 +164,7 @@ macro_rules! forward_only {
                 w_h: FloatTensor<Self>,
                 bias: FloatTensor<Self>,
             ) -> FloatTensor<Self> {
-                forward_plain::<Self>(x, w_x, w_h, bias)
+                forward::<Self>(x, w_x, w_h, bias).0
             }
         }
     };
@@ -235,20 +244,10 @@ impl<B: Backend, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
         );
         match prep {
             OpsKind::Tracked(prep) => {
-                let device = x.device();
-                let (d, x, w_x, w_h, bias) = read::<B>(x, w_x, w_h, bias);
-                let (out, cache) = lstm_kernel::forward(d, &x, &w_x, &w_h, &bias);
-                let out = from_vec::<B>(out, &[d.batch, d.steps, d.hidden], &device);
-                let saved = Saved {
-                    dims: d,
-                    cache: Arc::new(cache),
-                    w_x: Arc::new(w_x),
-                    w_h: Arc::new(w_h),
-                    device,
-                };
+                let (out, saved) = forward::<B>(x, w_x, w_h, bias);
                 prep.finish(saved, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(forward_plain::<B>(x, w_x, w_h, bias)),
+            OpsKind::UnTracked(prep) => prep.finish(forward::<B>(x, w_x, w_h, bias).0),
         }
     }
 }
