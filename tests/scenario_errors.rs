@@ -354,3 +354,33 @@ fn a_bad_policy_file_is_named_with_its_line_and_field() {
         selfheal::scenario::ControllerSpec::parse_short("hpa").unwrap()
     );
 }
+
+#[test]
+fn hpa_behavior_settings_are_checked_where_they_are_written() {
+    let with = |table: &str| format!("{GOOD}\n[controller]\n{table}");
+    let t = with("kind = \"selfheal\"\nscale_down_stabilization_s = 60\n");
+    assert_error(
+        &t,
+        "scale_down_stabilization_s = 60",
+        "controller.scale_down_stabilization_s",
+        "does not apply to a `selfheal` controller",
+    );
+    let t = with("kind = \"hpa\"\nscale_up_stabilization_s = 4000\n");
+    assert_error(
+        &t,
+        "scale_up_stabilization_s = 4000",
+        "controller.scale_up_stabilization_s",
+        "must be at most 3600",
+    );
+    let t = with("kind = \"hpa\"\nscale_down_percent = 0\n");
+    assert_error(
+        &t,
+        "scale_down_percent = 0",
+        "controller.scale_down_percent",
+        "must be at least 1",
+    );
+    let ok = with("kind = \"hpa\"\nscale_down_stabilization_s = 60\nscale_up_percent = 200\n");
+    let sc = scenario::parse(&ok, "ok.toml", Path::new(".")).unwrap();
+    assert_eq!(sc.spec.controller.scale_down_stabilization_s, Some(60));
+    assert_eq!(sc.spec.controller.scale_up_percent, Some(200));
+}

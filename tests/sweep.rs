@@ -297,3 +297,72 @@ fn suite_errors_name_the_file_and_line() {
         "{e}"
     );
 }
+
+/// The tuner's successive halving on the small suite: every candidate of a
+/// rung ran the same runs (nested shares of one order), each rung's runs
+/// were run once, and a rerun resumes from the journal to the same report.
+#[test]
+fn tuning_pairs_its_runs_and_resumes() {
+    use selfheal::sweep::tune;
+    let dir = tmp("tune");
+    let suites = || tune::Suites {
+        train: plan::load(&suite()).unwrap(),
+        train_path: "small.toml".into(),
+        holdout: plan::load(&suite()).unwrap(),
+        holdout_path: "small.toml".into(),
+    };
+    let halving = tune::Halving {
+        candidates: 5,
+        ..Default::default()
+    };
+    let go = || {
+        tune::tune(
+            &tune::Search::hpa(),
+            &halving,
+            &suites(),
+            0.05,
+            &dir,
+            &|_| {},
+            &|_, _| {},
+        )
+        .unwrap()
+    };
+    let first = go();
+    // 2 durations x 6 seeds = 12 training runs: shares of 2, 4 and 12.
+    assert_eq!(
+        first.rungs.iter().map(|r| r.runs).collect::<Vec<_>>(),
+        [2, 4, 12]
+    );
+    assert_eq!(first.rungs[0].candidates.len(), 6);
+    let journal = dir.join("train").join(run::JOURNAL);
+    let records = run::read_journal(&journal).unwrap();
+    let runs_of = |label: &str| -> Vec<(String, String, u64)> {
+        records
+            .iter()
+            .filter(|r| r.controller == label)
+            .map(|r| (r.scenario.clone(), r.params.clone(), r.seed))
+            .collect()
+    };
+    let mut shares: Vec<Vec<(String, String, u64)>> =
+        (0..6).map(|c| runs_of(&format!("candidate-{c}"))).collect();
+    shares.sort_by_key(|s| s.len());
+    for pair in shares.windows(2) {
+        let (small, large) = (&pair[0], &pair[1]);
+        assert!([2, 4, 12].contains(&small.len()), "{}", small.len());
+        assert!(
+            small.iter().all(|run| large.contains(run)),
+            "the shares are nested: {small:?} in {large:?}"
+        );
+    }
+    let last = first.rungs.last().unwrap();
+    let best = &first.candidates[last.candidates[last.best()]];
+    assert_eq!(first.best, best.spec);
+    assert!(
+        first
+            .report_md
+            .contains("## Pareto front on the whole training suite")
+    );
+    let again = go();
+    assert_eq!(run::read_journal(&journal).unwrap().len(), records.len());
+    assert_eq!(again.report_md, first.report_md);
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::control::analysis::{AnalysisConfig, RolloutAnalysis};
 use crate::control::healing::HealingController;
-use crate::control::hpa::{Hpa, HpaConfig};
+use crate::control::hpa::{Hpa, HpaConfig, PolicyKind};
 use crate::control::kpa::{Kpa, KpaConfig};
 use crate::control::orchestrator::OrchestratorConfig;
 use crate::control::scaler::{AutonomousScaler, LatencySlo, ScalerConfig};
@@ -180,14 +180,7 @@ pub fn build(
 ) -> Box<dyn Controller> {
     match spec.kind {
         ControllerKind::Static => Box::new(StaticController),
-        ControllerKind::Hpa => Box::new(Hpa::new(HpaConfig {
-            target_utilization: spec
-                .target_cpu_percent
-                .unwrap_or(crate::control::hpa::DEFAULT_CPU_PERCENT),
-            min_replicas: spec.min_replicas,
-            max_replicas: spec.max_replicas,
-            ..HpaConfig::default()
-        })),
+        ControllerKind::Hpa => Box::new(Hpa::new(hpa_config(spec))),
         ControllerKind::Kpa => Box::new(Kpa::new(KpaConfig {
             target: spec.target_concurrency,
             container_concurrency: container_concurrency.clone(),
@@ -199,6 +192,46 @@ pub fn build(
             scaler_config(spec, slo),
             Stream::new(seed, Subsystem::Control).next_u64(),
         )),
+    }
+}
+
+/// The HPA a controller spec describes: autoscaling/v2 defaults, with the
+/// spec's CPU target, replica bounds and `behavior` settings.
+pub fn hpa_config(spec: &ControllerSpec) -> HpaConfig {
+    let d = HpaConfig::default();
+    let mut behavior = d.behavior.clone().unwrap_or_default();
+    let rules = [
+        (
+            &mut behavior.scale_up,
+            spec.scale_up_stabilization_s,
+            spec.scale_up_percent,
+        ),
+        (
+            &mut behavior.scale_down,
+            spec.scale_down_stabilization_s,
+            spec.scale_down_percent,
+        ),
+    ];
+    for (rules, window, percent) in rules {
+        if let Some(w) = window {
+            rules.stabilization = Span::from_secs(u64::from(w));
+        }
+        if let Some(pc) = percent {
+            for p in &mut rules.policies {
+                if p.kind == PolicyKind::Percent {
+                    p.value = pc;
+                }
+            }
+        }
+    }
+    HpaConfig {
+        target_utilization: spec
+            .target_cpu_percent
+            .unwrap_or(crate::control::hpa::DEFAULT_CPU_PERCENT),
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        behavior: Some(behavior),
+        ..d
     }
 }
 
@@ -224,5 +257,45 @@ pub fn scaler_config(spec: &ControllerSpec, slo: LatencySlo) -> ScalerConfig {
         min_replicas: spec.min_replicas,
         max_replicas: spec.max_replicas,
         ..d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::hpa::Behavior;
+
+    #[test]
+    fn an_hpa_spec_sets_only_the_behavior_it_names() {
+        let plain = ControllerSpec::parse_short("hpa").unwrap();
+        assert_eq!(
+            hpa_config(&plain),
+            HpaConfig {
+                min_replicas: plain.min_replicas,
+                max_replicas: plain.max_replicas,
+                ..HpaConfig::default()
+            }
+        );
+        let tuned = ControllerSpec {
+            target_cpu_percent: Some(55),
+            scale_down_stabilization_s: Some(120),
+            scale_up_percent: Some(250),
+            ..plain
+        };
+        let c = hpa_config(&tuned);
+        let b = c.behavior.expect("autoscaling/v2 behavior");
+        let d = Behavior::default();
+        assert_eq!(c.target_utilization, 55);
+        assert_eq!(b.scale_down.stabilization, Span::from_secs(120));
+        assert_eq!(b.scale_up.stabilization, d.scale_up.stabilization);
+        // The percent policy changes; the 4-pods policy beside it does not.
+        let values = |r: &crate::control::hpa::ScalingRules| -> Vec<(PolicyKind, u32)> {
+            r.policies.iter().map(|p| (p.kind, p.value)).collect()
+        };
+        assert_eq!(
+            values(&b.scale_up),
+            [(PolicyKind::Pods, 4), (PolicyKind::Percent, 250)]
+        );
+        assert_eq!(values(&b.scale_down), values(&d.scale_down));
     }
 }

@@ -40,6 +40,8 @@ pub enum Subsystem {
     Traces = 8,
     /// Model training: initial weights, shuffling, dropout.
     Training = 9,
+    /// The tuner's candidate settings and the order it spends runs in.
+    Tuning = 10,
 }
 
 /// A seeded ChaCha8 stream with the few draws the simulator needs.

@@ -723,6 +723,19 @@ pub struct ControllerSpec {
     pub max_replicas: u32,
     /// hpa: target CPU utilisation, percent of requests (default 80).
     pub target_cpu_percent: Option<u32>,
+    /// hpa: `behavior.scaleUp.stabilizationWindowSeconds` (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_stabilization_s: Option<u32>,
+    /// hpa: `behavior.scaleDown.stabilizationWindowSeconds` (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_stabilization_s: Option<u32>,
+    /// hpa: the scale-up `Percent` policy's value per 15 s (default 100;
+    /// the 4-pods policy stays beside it, the larger of the two applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_percent: Option<u32>,
+    /// hpa: the scale-down `Percent` policy's value per 15 s (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_percent: Option<u32>,
     /// kpa: `autoscaling.knative.dev/target`, in-flight requests per pod
     /// before Knative's 70 % utilisation factor, capped at the service's
     /// `max_connections` (its `containerConcurrency`). Default: that
@@ -780,6 +793,10 @@ impl Default for ControllerSpec {
             min_replicas: 1,
             max_replicas: d_max_replicas(),
             target_cpu_percent: None,
+            scale_up_stabilization_s: None,
+            scale_down_stabilization_s: None,
+            scale_up_percent: None,
+            scale_down_percent: None,
             target_concurrency: None,
             cpu_target: None,
             capacity_rps: None,

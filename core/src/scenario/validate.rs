@@ -342,10 +342,26 @@ fn check_experiment(p: &FieldPath, x: &super::ExperimentSpec, s: &Scenario) -> C
 pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
     use super::ControllerKind::*;
     let k = c.kind;
-    let fields: [(&str, bool, bool); 10] = [
+    let fields: [(&str, bool, bool); 14] = [
         (
             "target_cpu_percent",
             c.target_cpu_percent.is_some(),
+            k == Hpa,
+        ),
+        (
+            "scale_up_stabilization_s",
+            c.scale_up_stabilization_s.is_some(),
+            k == Hpa,
+        ),
+        (
+            "scale_down_stabilization_s",
+            c.scale_down_stabilization_s.is_some(),
+            k == Hpa,
+        ),
+        ("scale_up_percent", c.scale_up_percent.is_some(), k == Hpa),
+        (
+            "scale_down_percent",
+            c.scale_down_percent.is_some(),
             k == Hpa,
         ),
         (
@@ -397,10 +413,25 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
     if c.max_replicas < c.min_replicas {
         return fail(p.key("max_replicas"), "is below min_replicas");
     }
-    if let Some(t) = c.target_cpu_percent
-        && t == 0
-    {
-        return fail(p.key("target_cpu_percent"), "must be at least 1");
+    for (name, v) in [
+        ("target_cpu_percent", c.target_cpu_percent),
+        ("scale_up_percent", c.scale_up_percent),
+        ("scale_down_percent", c.scale_down_percent),
+    ] {
+        if v == Some(0) {
+            return fail(p.key(name), "must be at least 1");
+        }
+    }
+    // autoscaling/v2 validation: a stabilisation window is 0 to 3600 s.
+    for (name, v) in [
+        ("scale_up_stabilization_s", c.scale_up_stabilization_s),
+        ("scale_down_stabilization_s", c.scale_down_stabilization_s),
+    ] {
+        if let Some(v) = v
+            && v > 3600
+        {
+            return fail(p.key(name), format!("must be at most 3600, found {v}"));
+        }
     }
     for (name, v) in [
         ("target_concurrency", c.target_concurrency),

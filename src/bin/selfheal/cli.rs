@@ -69,11 +69,18 @@ pub enum Cmd {
         /// Objective: SLO-violation seconds + WEIGHT x replica-seconds.
         #[arg(long, default_value_t = 0.001)]
         cost_weight: f64,
-        /// What to tune: the selfheal scaler's thresholds, or the
-        /// Kubernetes HPA's CPU target (also writes hpa.yaml, an
-        /// autoscaling/v2 HorizontalPodAutoscaler per Deployment).
+        /// What to tune: the selfheal scaler's settings, or the
+        /// Kubernetes HPA's CPU target and behavior (also writes hpa.yaml,
+        /// an autoscaling/v2 HorizontalPodAutoscaler per Deployment).
         #[arg(long, value_enum, default_value_t = Tunable::Selfheal)]
         kind: Tunable,
+        /// Points of the search space to start successive halving from
+        /// (the defaults are scored beside them).
+        #[arg(long, default_value_t = 26)]
+        candidates: usize,
+        /// Seeds the points and the order training runs are spent in.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         #[arg(long, default_value = "reports/tune")]
         out: PathBuf,
     },

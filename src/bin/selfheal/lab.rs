@@ -268,6 +268,7 @@ pub fn tune(
     holdout: &std::path::Path,
     weight: f64,
     kind: crate::cli::Tunable,
+    halving: &selfheal::sweep::tune::Halving,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     use selfheal::sweep::{plan, tune};
@@ -285,6 +286,7 @@ pub fn tune(
     let started = std::time::Instant::now();
     let t = tune::tune(
         &search,
+        halving,
         &suites,
         weight,
         out,

@@ -93,8 +93,17 @@ fn real_main() -> anyhow::Result<()> {
             holdout,
             cost_weight,
             kind,
+            candidates,
+            seed,
             out,
-        } => lab::tune(&train, &holdout, cost_weight, kind, &out)?,
+        } => {
+            let halving = selfheal::sweep::tune::Halving {
+                candidates,
+                seed,
+                ..Default::default()
+            };
+            lab::tune(&train, &holdout, cost_weight, kind, &halving, &out)?
+        }
         Cmd::Approve {
             policy,
             suite,
