@@ -384,3 +384,22 @@ fn hpa_behavior_settings_are_checked_where_they_are_written() {
     assert_eq!(sc.spec.controller.scale_down_stabilization_s, Some(60));
     assert_eq!(sc.spec.controller.scale_up_percent, Some(200));
 }
+
+#[test]
+fn the_scale_down_delay_belongs_to_kpa() {
+    let with = |table: &str| format!("{GOOD}\n[controller]\n{table}");
+    let t = with("kind = \"hpa\"\nscale_down_delay_s = 60\n");
+    assert_error(
+        &t,
+        "scale_down_delay_s = 60",
+        "controller.scale_down_delay_s",
+        "does not apply to a `hpa` controller",
+    );
+    let t = with("kind = \"kpa\"\nscale_down_delay_s = 7200\n");
+    assert_error(
+        &t,
+        "scale_down_delay_s = 7200",
+        "controller.scale_down_delay_s",
+        "must be at most 3600",
+    );
+}

@@ -6,8 +6,7 @@
 //! concurrency and ready pods, and expects the same desired pod count and
 //! excess burst capacity.
 //!
-//! Not expressible, so not ported: scale-down delay (not modelled; its
-//! default is 0, as here), activation scale, the RPS metric, an
+//! Not expressible, so not ported: activation scale, the RPS metric, an
 //! unreachable revision (the simulated service is always routed to), pod
 //! counter errors, and the OpenTelemetry metrics the tests also read.
 
@@ -413,4 +412,50 @@ fn test_start_in_panic_mode() {
 fn test_autoscaler_no_data_no_autoscale() {
     let c = KpaConfig::default();
     assert_eq!(fresh().scale(&c, &c.decider_spec(0), &[], 1, t0()), None);
+}
+
+/// `TestAutoscalerScaleDownDelay`: target 10, rates 10, panic threshold
+/// 100, a 5-minute delay; "simple" then "gradual" on the same decider.
+#[test]
+fn test_autoscaler_scale_down_delay() {
+    let s = DeciderSpec {
+        target_value: 10.0,
+        max_scale_down_rate: 10.0,
+        max_scale_up_rate: 10.0,
+        panic_threshold: 100.0,
+        ..spec(10.0, 0.0)
+    };
+    let mut a =
+        KpaState::new(0, t0()).with_scale_down_delay(Span::from_secs(300), Span::from_secs(2));
+    let mut step = |concurrency: f64, secs: f64, want: u32| {
+        let d = a.decide(&s, concurrency, concurrency, 0, at(secs));
+        assert_eq!(d.desired, want, "at {secs} s");
+    };
+    // simple: scale up, then five minutes at reduced concurrency hold;
+    // two seconds more and the scale-down applies.
+    step(40.0, 2.0, 4);
+    step(0.0, 300.0, 4);
+    step(0.0, 302.0, 0);
+    // gradual
+    step(40.0, 540.0, 4);
+    step(30.0, 600.0, 4); // 4 still dominates
+    step(0.0, 660.0, 4); // still at 4
+    step(0.0, 840.0, 3); // 4 scrolls out, drop to 3
+    step(0.0, 900.0, 0); // everything scrolled out
+}
+
+/// `TestAutoscalerScaleDownDelayZero`: no delay window at all, so two
+/// decisions within one tick follow the latest, not the larger.
+#[test]
+fn test_autoscaler_scale_down_delay_zero() {
+    let s = DeciderSpec {
+        target_value: 10.0,
+        max_scale_down_rate: 10.0,
+        max_scale_up_rate: 10.0,
+        panic_threshold: 100.0,
+        ..spec(10.0, 0.0)
+    };
+    let mut a = KpaState::new(0, t0()).with_scale_down_delay(Span::ZERO, Span::from_secs(2));
+    assert_eq!(a.decide(&s, 40.0, 40.0, 0, t0()).desired, 4);
+    assert_eq!(a.decide(&s, 20.0, 20.0, 0, at(0.5)).desired, 2);
 }

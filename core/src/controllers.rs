@@ -186,6 +186,7 @@ pub fn build(
             container_concurrency: container_concurrency.clone(),
             min_scale: spec.min_replicas,
             max_scale: spec.max_replicas,
+            scale_down_delay: Span::from_secs(spec.scale_down_delay_s.map_or(0, u64::from)),
             ..KpaConfig::default()
         })),
         ControllerKind::Selfheal => Box::new(AutonomousScaler::new(

@@ -41,6 +41,10 @@ pub struct KpaConfig {
     pub min_scale: u32,
     pub max_scale: u32,
     pub tick: Span,
+    /// `autoscaling.knative.dev/scale-down-delay` (default 0): a decrease
+    /// applies only once it has held for this long (the largest count
+    /// wished for within it stands).
+    pub scale_down_delay: Span,
 }
 
 impl Default for KpaConfig {
@@ -59,6 +63,7 @@ impl Default for KpaConfig {
             min_scale: 1,
             max_scale: 100,
             tick: Span::from_secs(2),
+            scale_down_delay: Span::ZERO,
         }
     }
 }
@@ -121,6 +126,62 @@ pub struct KpaState {
     /// The last tick over the panic threshold, while panicking.
     panic_time: Option<Time>,
     max_panic_pods: u32,
+    /// The scale-down delay's window, when there is a delay.
+    delay: Option<MaxWindow>,
+}
+
+/// Knative's `max.TimeWindow` (`pkg/autoscaler/aggregation/max`): the
+/// largest value recorded within the last `buckets` time buckets of
+/// `granularity_s` whole seconds, kept by the ascending-minima algorithm
+/// (indices ascending, values descending), so a record is amortised O(1)
+/// and never allocates after the first `buckets`.
+#[derive(Clone, Debug, PartialEq)]
+struct MaxWindow {
+    buckets: u64,
+    granularity_s: u64,
+    maxima: VecDeque<(u64, u32)>,
+}
+
+impl MaxWindow {
+    /// `NewTimeWindow(duration, granularity)`: ceil(duration / granularity)
+    /// buckets.
+    fn new(duration: Span, granularity: Span) -> Self {
+        let g = (granularity.as_nanos() / 1_000_000_000).max(1);
+        let buckets = duration.as_nanos().div_ceil(g * 1_000_000_000).max(1);
+        MaxWindow {
+            buckets,
+            granularity_s: g,
+            maxima: VecDeque::with_capacity(buckets as usize),
+        }
+    }
+
+    fn record(&mut self, now: Time, value: u32) {
+        let index = now.whole_secs() / self.granularity_s;
+        let mut v = value;
+        // A smaller, older value can never be the maximum again.
+        while self.maxima.back().is_some_and(|&(_, last)| v >= last) {
+            self.maxima.pop_back();
+        }
+        while self
+            .maxima
+            .front()
+            .is_some_and(|&(i, _)| index.saturating_sub(i) >= self.buckets)
+        {
+            self.maxima.pop_front();
+        }
+        // Two records in one bucket: the larger stands.
+        if let Some(&(i, last)) = self.maxima.back()
+            && i == index
+        {
+            v = v.max(last);
+            self.maxima.pop_back();
+        }
+        self.maxima.push_back((index, v));
+    }
+
+    fn current(&self) -> u32 {
+        self.maxima.front().map_or(0, |&(_, v)| v)
+    }
 }
 
 /// One tick's inputs and result, for explanations and tests.
@@ -145,7 +206,15 @@ impl KpaState {
         KpaState {
             panic_time: (ready_pods > 1).then_some(now),
             max_panic_pods: ready_pods,
+            delay: None,
         }
+    }
+
+    /// With a scale-down delay (none when `delay` is zero, as upstream
+    /// creates no window then), in buckets of one `tick`.
+    pub fn with_scale_down_delay(mut self, delay: Span, tick: Span) -> Self {
+        self.delay = (delay > Span::ZERO).then(|| MaxWindow::new(delay, tick));
+        self
     }
 
     /// A state in panic mode since `panic_time`, holding `max_panic_pods`
@@ -154,6 +223,7 @@ impl KpaState {
         KpaState {
             panic_time: Some(panic_time),
             max_panic_pods,
+            delay: None,
         }
     }
 
@@ -234,6 +304,10 @@ impl KpaState {
             self.max_panic_pods = self.max_panic_pods.max(desired);
             desired = self.max_panic_pods;
         }
+        if let Some(window) = &mut self.delay {
+            window.record(now, desired);
+            desired = window.current();
+        }
         let excess_burst_capacity = if spec.target_burst_capacity == 0.0 {
             0.0
         } else if spec.target_burst_capacity > 0.0 {
@@ -312,9 +386,10 @@ impl Controller for Kpa {
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         for svc in &obs.services {
             let ready = svc.ready_pods();
-            let state = self
-                .states
-                .get_or_insert_with(&svc.name, |_| KpaState::new(ready, now));
+            let state = self.states.get_or_insert_with(&svc.name, |_| {
+                KpaState::new(ready, now)
+                    .with_scale_down_delay(self.cfg.scale_down_delay, self.cfg.tick)
+            });
             if let Some(cmd) = Self::decide(&self.cfg, state, svc, now) {
                 self.pending.push_back(cmd);
             }
@@ -322,5 +397,43 @@ impl Controller for Kpa {
     }
     fn poll_command(&mut self) -> Option<Command> {
         self.pending.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Knative's `TestTimedWindowMax` (`pkg/autoscaler/aggregation/max/
+    /// timewindow_test.go`): a 5 s window of 1 s buckets.
+    #[test]
+    fn test_timed_window_max() {
+        let t = |s: f64| Time::from_secs(100) + Span::from_secs_f64(s);
+        let cases: [(&str, &[(f64, u32)], u32); 4] = [
+            ("single value", &[(0.0, 5)], 5),
+            ("two values in same second", &[(0.0, 6), (0.5, 5)], 6),
+            ("two values", &[(0.0, 5), (1.0, 8)], 8),
+            ("time gap", &[(0.0, 5), (6.0, 4)], 4),
+        ];
+        for (name, values, want) in cases {
+            let mut m = MaxWindow::new(Span::from_secs(5), Span::from_secs(1));
+            for &(at, v) in values {
+                m.record(t(at), v);
+            }
+            assert_eq!(m.current(), want, "{name}");
+        }
+    }
+
+    /// The window never holds more than its buckets, whatever the order.
+    #[test]
+    fn the_window_is_bounded_and_exact() {
+        let mut m = MaxWindow::new(Span::from_secs(10), Span::from_secs(2));
+        let values = [3u32, 9, 1, 4, 4, 7, 2, 8, 0, 5, 6, 1, 1, 9, 2];
+        for (i, &v) in values.iter().enumerate() {
+            m.record(Time::from_secs(2 * i as u64), v);
+            let from = i.saturating_sub(4);
+            assert_eq!(m.current(), *values[from..=i].iter().max().unwrap());
+            assert!(m.maxima.len() <= 5);
+        }
     }
 }

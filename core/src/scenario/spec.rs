@@ -741,6 +741,10 @@ pub struct ControllerSpec {
     /// `max_connections` (its `containerConcurrency`). Default: that
     /// `containerConcurrency`, as Knative derives it.
     pub target_concurrency: Option<f64>,
+    /// kpa: `autoscaling.knative.dev/scale-down-delay` in seconds (default
+    /// 0): a decrease waits until it has held this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_s: Option<u32>,
     /// selfheal: CPU utilisation to size for (default 0.7).
     pub cpu_target: Option<f64>,
     /// selfheal: requests per second per replica (default: measured).
@@ -798,6 +802,7 @@ impl Default for ControllerSpec {
             scale_up_percent: None,
             scale_down_percent: None,
             target_concurrency: None,
+            scale_down_delay_s: None,
             cpu_target: None,
             capacity_rps: None,
             horizon_s: None,

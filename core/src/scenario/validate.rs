@@ -342,7 +342,7 @@ fn check_experiment(p: &FieldPath, x: &super::ExperimentSpec, s: &Scenario) -> C
 pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
     use super::ControllerKind::*;
     let k = c.kind;
-    let fields: [(&str, bool, bool); 14] = [
+    let fields: [(&str, bool, bool); 15] = [
         (
             "target_cpu_percent",
             c.target_cpu_percent.is_some(),
@@ -367,6 +367,11 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
         (
             "target_concurrency",
             c.target_concurrency.is_some(),
+            k == Kpa,
+        ),
+        (
+            "scale_down_delay_s",
+            c.scale_down_delay_s.is_some(),
             k == Kpa,
         ),
         ("cpu_target", c.cpu_target.is_some(), k == Selfheal),
@@ -422,10 +427,12 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
             return fail(p.key(name), "must be at least 1");
         }
     }
-    // autoscaling/v2 validation: a stabilisation window is 0 to 3600 s.
+    // autoscaling/v2 validation: a stabilisation window is 0 to 3600 s;
+    // Knative's scale-down-delay is 0 to 1 h too.
     for (name, v) in [
         ("scale_up_stabilization_s", c.scale_up_stabilization_s),
         ("scale_down_stabilization_s", c.scale_down_stabilization_s),
+        ("scale_down_delay_s", c.scale_down_delay_s),
     ] {
         if let Some(v) = v
             && v > 3600
