@@ -408,8 +408,10 @@ mod tests {
     /// timewindow_test.go`): a 5 s window of 1 s buckets.
     #[test]
     fn test_timed_window_max() {
+        /// Name, (seconds after start, value) records, expected maximum.
+        type Case = (&'static str, &'static [(f64, u32)], u32);
         let t = |s: f64| Time::from_secs(100) + Span::from_secs_f64(s);
-        let cases: [(&str, &[(f64, u32)], u32); 4] = [
+        let cases: [Case; 4] = [
             ("single value", &[(0.0, 5)], 5),
             ("two values in same second", &[(0.0, 6), (0.5, 5)], 6),
             ("two values", &[(0.0, 5), (1.0, 8)], 8),
