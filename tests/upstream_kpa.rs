@@ -414,17 +414,23 @@ fn test_autoscaler_no_data_no_autoscale() {
     assert_eq!(fresh().scale(&c, &c.decider_spec(0), &[], 1, t0()), None);
 }
 
-/// `TestAutoscalerScaleDownDelay`: target 10, rates 10, panic threshold
-/// 100, a 5-minute delay; "simple" then "gradual" on the same decider.
-#[test]
-fn test_autoscaler_scale_down_delay() {
-    let s = DeciderSpec {
+/// The decider both scale-down delay tests use: target 10, rates 10,
+/// panic threshold 100.
+fn scale_down_delay_spec() -> DeciderSpec {
+    DeciderSpec {
         target_value: 10.0,
         max_scale_down_rate: 10.0,
         max_scale_up_rate: 10.0,
         panic_threshold: 100.0,
         ..spec(10.0, 0.0)
-    };
+    }
+}
+
+/// `TestAutoscalerScaleDownDelay`: a 5-minute delay; "simple" then
+/// "gradual" on the same decider.
+#[test]
+fn test_autoscaler_scale_down_delay() {
+    let s = scale_down_delay_spec();
     let mut a =
         KpaState::new(0, t0()).with_scale_down_delay(Span::from_secs(300), Span::from_secs(2));
     let mut step = |concurrency: f64, secs: f64, want: u32| {
@@ -448,13 +454,7 @@ fn test_autoscaler_scale_down_delay() {
 /// decisions within one tick follow the latest, not the larger.
 #[test]
 fn test_autoscaler_scale_down_delay_zero() {
-    let s = DeciderSpec {
-        target_value: 10.0,
-        max_scale_down_rate: 10.0,
-        max_scale_up_rate: 10.0,
-        panic_threshold: 100.0,
-        ..spec(10.0, 0.0)
-    };
+    let s = scale_down_delay_spec();
     let mut a = KpaState::new(0, t0()).with_scale_down_delay(Span::ZERO, Span::from_secs(2));
     assert_eq!(a.decide(&s, 40.0, 40.0, 0, t0()).desired, 4);
     assert_eq!(a.decide(&s, 20.0, 20.0, 0, at(0.5)).desired, 2);

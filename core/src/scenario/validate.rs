@@ -342,61 +342,53 @@ fn check_experiment(p: &FieldPath, x: &super::ExperimentSpec, s: &Scenario) -> C
 pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Check {
     use super::ControllerKind::*;
     let k = c.kind;
-    let fields: [(&str, bool, bool); 15] = [
+    // Each kind's own settings; any of them under another kind is an error.
+    let owned: [(super::ControllerKind, &[(&str, bool)]); 3] = [
         (
-            "target_cpu_percent",
-            c.target_cpu_percent.is_some(),
-            k == Hpa,
+            Hpa,
+            &[
+                ("target_cpu_percent", c.target_cpu_percent.is_some()),
+                (
+                    "scale_up_stabilization_s",
+                    c.scale_up_stabilization_s.is_some(),
+                ),
+                (
+                    "scale_down_stabilization_s",
+                    c.scale_down_stabilization_s.is_some(),
+                ),
+                ("scale_up_percent", c.scale_up_percent.is_some()),
+                ("scale_down_percent", c.scale_down_percent.is_some()),
+            ],
         ),
         (
-            "scale_up_stabilization_s",
-            c.scale_up_stabilization_s.is_some(),
-            k == Hpa,
+            Kpa,
+            &[
+                ("target_concurrency", c.target_concurrency.is_some()),
+                ("scale_down_delay_s", c.scale_down_delay_s.is_some()),
+            ],
         ),
         (
-            "scale_down_stabilization_s",
-            c.scale_down_stabilization_s.is_some(),
-            k == Hpa,
+            Selfheal,
+            &[
+                ("cpu_target", c.cpu_target.is_some()),
+                ("capacity_rps", c.capacity_rps.is_some()),
+                ("horizon_s", c.horizon_s.is_some()),
+                ("scale_up_cooldown_s", c.scale_up_cooldown_s.is_some()),
+                ("scale_down_cooldown_s", c.scale_down_cooldown_s.is_some()),
+                ("interval_level", c.interval_level.is_some()),
+                ("plan_on_upper", c.plan_on_upper.is_some()),
+                ("sizing", c.sizing.is_some()),
+            ],
         ),
-        ("scale_up_percent", c.scale_up_percent.is_some(), k == Hpa),
-        (
-            "scale_down_percent",
-            c.scale_down_percent.is_some(),
-            k == Hpa,
-        ),
-        (
-            "target_concurrency",
-            c.target_concurrency.is_some(),
-            k == Kpa,
-        ),
-        (
-            "scale_down_delay_s",
-            c.scale_down_delay_s.is_some(),
-            k == Kpa,
-        ),
-        ("cpu_target", c.cpu_target.is_some(), k == Selfheal),
-        ("capacity_rps", c.capacity_rps.is_some(), k == Selfheal),
-        ("horizon_s", c.horizon_s.is_some(), k == Selfheal),
-        (
-            "scale_up_cooldown_s",
-            c.scale_up_cooldown_s.is_some(),
-            k == Selfheal,
-        ),
-        (
-            "scale_down_cooldown_s",
-            c.scale_down_cooldown_s.is_some(),
-            k == Selfheal,
-        ),
-        ("interval_level", c.interval_level.is_some(), k == Selfheal),
-        ("plan_on_upper", c.plan_on_upper.is_some(), k == Selfheal),
-        ("sizing", c.sizing.is_some(), k == Selfheal),
     ];
-    for (name, present, allowed) in fields {
-        if present && !allowed {
-            return fail(
-                p.key(name),
-                format!("does not apply to a `{k:?}` controller").to_lowercase(),
-            );
+    for (owner, fields) in owned {
+        for &(name, present) in fields {
+            if present && k != owner {
+                return fail(
+                    p.key(name),
+                    format!("does not apply to a `{k:?}` controller").to_lowercase(),
+                );
+            }
         }
     }
     for (name, present) in [
