@@ -74,6 +74,11 @@ impl Span {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / NANOS_PER_SEC
     }
+    /// Whole seconds (floor): what a Kubernetes or Knative field in
+    /// seconds holds.
+    pub const fn whole_secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
 }
 
 fn secs_to_nanos(s: f64) -> u64 {

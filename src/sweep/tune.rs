@@ -233,7 +233,7 @@ pub fn hpa_manifest(spec: &ControllerSpec, deployments: &[String]) -> String {
         };
         let mut s = format!(
             "      stabilizationWindowSeconds: {}\n      selectPolicy: {select}\n      policies:\n",
-            r.stabilization.as_nanos() / 1_000_000_000
+            r.stabilization.whole_secs()
         );
         for p in &r.policies {
             let kind = match p.kind {
@@ -243,7 +243,7 @@ pub fn hpa_manifest(spec: &ControllerSpec, deployments: &[String]) -> String {
             s.push_str(&format!(
                 "        - type: {kind}\n          value: {}\n          periodSeconds: {}\n",
                 p.value,
-                p.period.as_nanos() / 1_000_000_000
+                p.period.whole_secs()
             ));
         }
         s

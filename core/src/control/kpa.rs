@@ -146,8 +146,11 @@ impl MaxWindow {
     /// `NewTimeWindow(duration, granularity)`: ceil(duration / granularity)
     /// buckets.
     fn new(duration: Span, granularity: Span) -> Self {
-        let g = (granularity.as_nanos() / 1_000_000_000).max(1);
-        let buckets = duration.as_nanos().div_ceil(g * 1_000_000_000).max(1);
+        let g = granularity.whole_secs().max(1);
+        let buckets = duration
+            .as_nanos()
+            .div_ceil(Span::from_secs(g).as_nanos())
+            .max(1);
         MaxWindow {
             buckets,
             granularity_s: g,
