@@ -3,6 +3,7 @@
 //! the control core only sees the trained weights (`control::predictor`).
 
 pub mod dataset;
+pub mod interval_validation;
 pub mod lstm_kernel;
 pub mod lstm_op;
 pub mod model;

@@ -285,7 +285,7 @@ pub fn plan_run(cfg: &TracesConfig, id: u32) -> RunPlan {
             uniform(&mut rng, 20.0, 90.0)
         ),
         LoadFamily::Trace => format!(
-            "{{ kind = \"trace\", file = \"traces/azure_fn2019_http_021589_per_min.csv\", mean = {rate:.1}, speedup = 30, offset_s = {:.0}, loop = true }}",
+            "{{ kind = \"trace\", file = \"../datasets/traces/azure_fn2019_http_021589_per_min.csv\", mean = {rate:.1}, speedup = 30, offset_s = {:.0}, loop = true }}",
             uniform(&mut rng, 0.0, 80_000.0)
         ),
     };
@@ -368,7 +368,7 @@ objective = {objective}
 
 [metrics]
 scrape_interval_s = {scrape}
-rate_window_s = 30
+rate_window_s = {rate_window}
 
 [cluster]
 node = [{{ name = "node", count = 3, cpu = 8, memory_mib = 16384 }}]
@@ -407,6 +407,9 @@ revision = {{ service_time_ms = {bs}, memory_base_mib = {bm} }}
         fm = world.memory_base_mib[0],
         bm = world.memory_base_mib[1],
         scrape = cfg.scrape_interval_s,
+        // Rates over two scrapes at least, as a `rate(x[2m])` over 60 s
+        // scrapes would be.
+        rate_window = (2.0 * cfg.scrape_interval_s).max(30.0),
         controller = cfg.controller,
     );
     RunPlan {

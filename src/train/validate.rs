@@ -168,6 +168,7 @@ pub fn score_dataset(
         .map(|&(a, b)| {
             let mut watch = ServiceWatch::new(model.window, cfg);
             let mut out = Vec::new();
+            let mut window = Vec::new();
             for i in a..b {
                 let r = &ds.rows[i];
                 watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
@@ -190,10 +191,12 @@ pub fn score_dataset(
                 } else {
                     0.0
                 };
+                // The forest reads the window the network read, resampled
+                // onto the same time base at any scrape interval.
                 let forest_score = forest.map_or(0.0, |forest| {
-                    let mut w = ds.window(i, f);
-                    model.normaliser.apply_window(&mut w);
-                    forest.score(&summary_features(&w, f))
+                    watch.resampled(model.window, f, &mut window);
+                    model.normaliser.apply_window(&mut window);
+                    forest.score(&summary_features(&window, f))
                 });
                 // The prediction already ran the pattern detector.
                 let pattern = p.failure_type;

@@ -173,7 +173,8 @@ pub enum Cmd {
         runs: Option<usize>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Directory the trace-replay loads are read from.
+        /// Directory the generated scenarios' paths are relative to (the
+        /// trace-replay loads read `../datasets/traces/` from it).
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
         #[arg(long, default_value = "data/traces.parquet")]
@@ -240,6 +241,7 @@ pub enum Cmd {
         /// The training traces (for the forest baseline).
         #[arg(long, default_value = "data/traces.parquet")]
         train_data: PathBuf,
+        /// Directory the generated scenarios' paths are relative to.
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
         #[arg(long, default_value = "reports/validate")]
@@ -258,6 +260,13 @@ pub enum Cmd {
         /// (labelled by the same health rules) as a held-out set.
         #[arg(long)]
         recorded: Option<PathBuf>,
+        /// Scrape intervals (s) of the same held-out runs compared at one
+        /// false-alarm episode budget per service-day.
+        #[arg(long, value_delimiter = ',', default_value = "5,15,30,60")]
+        intervals: Vec<f64>,
+        /// That budget: false alarm episodes per service per day.
+        #[arg(long, default_value_t = 1.0)]
+        episodes_per_day: f64,
     },
     /// Backtest the failure predictor on a recording of any cluster
     /// (`<service>-metrics.csv`, optional `<service>-sli.csv`, any scrape

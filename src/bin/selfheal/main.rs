@@ -139,6 +139,8 @@ fn real_main() -> anyhow::Result<()> {
             stride,
             leave_one_out_epochs,
             recorded,
+            intervals,
+            episodes_per_day,
         } => predictor::validate(&predictor::ValidateArgs {
             model: &model,
             train_data: &train_data,
@@ -148,6 +150,8 @@ fn real_main() -> anyhow::Result<()> {
             stride,
             leave_one_out_epochs,
             recorded: recorded.as_deref(),
+            intervals: &intervals,
+            episodes_per_day,
         })?,
         Cmd::Traces {
             config,

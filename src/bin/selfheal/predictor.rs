@@ -160,10 +160,15 @@ pub struct ValidateArgs<'a> {
     pub stride: usize,
     pub leave_one_out_epochs: usize,
     pub recorded: Option<&'a Path>,
+    pub intervals: &'a [f64],
+    pub episodes_per_day: f64,
 }
 
 pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     use selfheal::train::validate as v;
+    if let Some(bad) = a.intervals.iter().find(|i| !(i.is_finite() && **i > 0.0)) {
+        anyhow::bail!("--intervals: {bad} is not a scrape interval in seconds (e.g. 5,15,30,60)");
+    }
     let bundle = store::load(a.model)?;
     let model = bundle.model();
     let pcfg = bundle.predictor_config();
@@ -252,6 +257,9 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         ));
         heldout_scored.push(scored);
     }
+    if !a.intervals.is_empty() {
+        md.push_str(&interval_section(a, &base, (&model, &pcfg), &forest)?);
+    }
     if a.leave_one_out_epochs > 0 {
         let l = validation_report::LeaveOneOut {
             bundle: &bundle,
@@ -273,6 +281,44 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     print!("{md}");
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The same held-out runs at each of `a.intervals`, every detector at
+/// `a.episodes_per_day` false alarm episodes per service-day.
+fn interval_section(
+    a: &ValidateArgs,
+    base: &traces::TracesConfig,
+    (model, pcfg): (
+        &selfheal::control::predictor::Model,
+        &selfheal::control::predictor::PredictorConfig,
+    ),
+    forest: &selfheal::train::validate::Forest,
+) -> anyhow::Result<String> {
+    use selfheal::train::interval_validation as iv;
+    let mut sets = Vec::new();
+    for &interval in a.intervals {
+        let cfg = iv::held_out_config(base, interval, a.runs);
+        let ds = heldout(
+            &cfg,
+            a.scenarios,
+            &a.out.join(format!("heldout-every-{interval}s.parquet")),
+        )?;
+        let stride = iv::stride(interval);
+        let t0 = std::time::Instant::now();
+        let scored =
+            selfheal::train::validate::score_dataset(&ds, model, pcfg, Some(forest), stride);
+        println!(
+            "scored {} windows of the runs scraped every {interval} s in {:.1} s",
+            scored.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        sets.push((interval, ds, scored, stride));
+    }
+    let views: Vec<_> = sets
+        .iter()
+        .map(|(i, ds, s, stride)| (*i, ds, s.as_slice(), *stride))
+        .collect();
+    Ok(iv::section(&views, a.episodes_per_day))
 }
 
 /// Re-derives a saved model's alarm threshold on its own validation runs

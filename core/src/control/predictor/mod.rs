@@ -221,30 +221,44 @@ impl ServiceWatch {
         )
     }
 
-    /// `None` until the scrapes span the network's window in seconds (the
-    /// seed answers "healthy with probability 1" there, which no
-    /// measurement supports).
-    pub fn predict(&mut self, model: &Model, cfg: &PredictorConfig) -> Option<Prediction> {
+    /// The network's input before normalisation: `window` steps of the
+    /// time base ending at the latest scrape, row-major, the first
+    /// `features` metrics of each, written to `out`. Step k holds the latest
+    /// scrape at or before its instant. `false` (and `out` empty) until the
+    /// scrapes span the window in seconds.
+    pub fn resampled(&self, window: usize, features: usize, out: &mut Vec<f32>) -> bool {
+        out.clear();
         let (Some(&first), Some(&now)) = (self.times.front(), self.times.back()) else {
-            return None;
+            return false;
         };
         // A millisecond of slack absorbs the jitter of real scrape times.
         const SLACK_S: f64 = 1e-3;
         let now_s = now.as_secs_f64();
         if now_s - first.as_secs_f64() + SLACK_S < self.span_s {
-            return None;
+            return false;
         }
-        let f = model.normaliser.features();
-        self.buf.clear();
-        // Hold-last resampling: step k of the window reads the latest scrape
-        // at or before its instant; the cursor only moves forward.
+        // The cursor only moves forward.
         let mut cursor = 0;
-        for k in 0..model.window {
-            let at = now_s - (model.window - 1 - k) as f64 * self.step_s + SLACK_S;
+        for k in 0..window {
+            let at = now_s - (window - 1 - k) as f64 * self.step_s + SLACK_S;
             while cursor + 1 < self.times.len() && self.times[cursor + 1].as_secs_f64() <= at {
                 cursor += 1;
             }
-            self.buf.extend_from_slice(&self.rows[cursor][..f]);
+            out.extend_from_slice(&self.rows[cursor][..features]);
+        }
+        true
+    }
+
+    /// `None` until the scrapes span the network's window in seconds (the
+    /// seed answers "healthy with probability 1" there, which no
+    /// measurement supports).
+    pub fn predict(&mut self, model: &Model, cfg: &PredictorConfig) -> Option<Prediction> {
+        let f = model.normaliser.features();
+        let mut buf = std::mem::take(&mut self.buf);
+        let filled = self.resampled(model.window, f, &mut buf);
+        self.buf = buf;
+        if !filled {
+            return None;
         }
         model
             .normaliser
