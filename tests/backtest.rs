@@ -54,7 +54,7 @@ fn the_incident_day_through_the_backtest() {
 
     let bundle = store::load(&repo().join("models/predictor")).unwrap();
     let cfg = BacktestConfig::of(&bundle, None);
-    let results = backtest::run(&bundle.model(), &cfg, &recordings);
+    let results = backtest::run(&bundle.model(), &cfg, &recordings, None);
     // 60 s scrapes against a 5 s model: predictions from the sixth scrape.
     for b in &results {
         let first = b
@@ -110,7 +110,7 @@ fn the_incident_day_through_the_backtest() {
     // threshold, calibrated on synthetic runs, alarms far too often here.
     let relative = store::load(&repo().join("models/predictor-relative")).unwrap();
     let rcfg = BacktestConfig::of(&relative, None);
-    let runs = backtest::run(&relative.model(), &rcfg, &recordings);
+    let runs = backtest::run(&relative.model(), &rcfg, &recordings, None);
     let r = backtest::score(&runs, &faults, &rcfg.predictor, 0.1);
     assert_eq!(table(&r)[0], ("lstm", 5, 481, Some(13)));
     std::fs::remove_dir_all(&dir).ok();
@@ -153,7 +153,7 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
     let recordings = recorded::read_dir(&dir).unwrap();
     let bundle = store::load(&repo().join("models/predictor")).unwrap();
     let cfg = BacktestConfig::of(&bundle, None);
-    let b = &backtest::run(&bundle.model(), &cfg, &recordings)[0];
+    let b = &backtest::run(&bundle.model(), &cfg, &recordings, None)[0];
     let predicted: Vec<bool> = b.scrapes.iter().map(|s| s.prediction.is_some()).collect();
     assert!(predicted[99], "before the gap");
     assert!(
@@ -188,5 +188,53 @@ fn fault_lists_in_csv_name_the_line() {
     std::fs::write(&path, "t_s,service,kind\nsoon,cart,kill\n").unwrap();
     let e = FaultList::read(&path).unwrap_err().to_string();
     assert!(e.contains(":2") && e.contains("`t_s`"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// With a forest fitted on a few training traces, the backtest scores it on
+/// the window the network reads: a `forest` column, a sixth detector, and
+/// the other detectors' figures unchanged.
+#[test]
+fn a_forest_joins_the_backtest_when_given() {
+    use selfheal::train::{traces, validate::Forest};
+    let services: Vec<_> = incidents::import(&day())
+        .unwrap()
+        .into_iter()
+        .filter(|(s, _)| s == "frontend" || s == "cartservice")
+        .collect();
+    let dir = tmp("forest");
+    write_recording(&dir, &services);
+    let recordings = recorded::read_dir(&dir).unwrap();
+    let bundle = store::load(&repo().join("models/predictor")).unwrap();
+    let cfg = BacktestConfig::of(&bundle, None);
+    let small = traces::TracesConfig {
+        seed: 5,
+        runs: 6,
+        duration_s: 900.0,
+        ..Default::default()
+    };
+    let train = traces::generate(&small, &repo().join("scenarios"), &|| {}).unwrap();
+    let forest = Forest::fit(&train, &bundle.normaliser, 6, 2_000, 1);
+    let model = bundle.model();
+    let with = backtest::run(&model, &cfg, &recordings, Some(&forest));
+    let without = backtest::run(&model, &cfg, &recordings, None);
+    for (w, o) in with.iter().zip(&without) {
+        for (a, b) in w.scrapes.iter().zip(&o.scrapes) {
+            assert_eq!(a.forest.is_some(), a.prediction.is_some());
+            assert!(a.forest.is_none_or(|v| (0.0..=1.0).contains(&v)));
+            assert_eq!(a.prediction, b.prediction);
+            assert_eq!(b.forest, None);
+        }
+    }
+    let csv = backtest::csv(&with);
+    assert!(csv.lines().next().unwrap().ends_with(",forest"));
+    let faults = FaultList::read(&day().join("2022-08-23-fault_list.json")).unwrap();
+    let names =
+        |s: &[backtest::DetectorScore]| -> Vec<&str> { s.iter().map(|d| d.detector).collect() };
+    let scored_with = backtest::score(&with, &faults, &cfg.predictor, 0.1);
+    let scored_without = backtest::score(&without, &faults, &cfg.predictor, 0.1);
+    assert_eq!(names(&scored_with), backtest::DETECTORS);
+    assert_eq!(names(&scored_without), backtest::DETECTORS[..5]);
+    assert_eq!(scored_with[..5], scored_without[..]);
     std::fs::remove_dir_all(&dir).ok();
 }

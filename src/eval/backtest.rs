@@ -15,6 +15,7 @@
 //! | `anomaly` | any metric's anomaly score reaches the pattern threshold |
 //! | `pattern` | one of the seed's failure patterns matches |
 //! | `persistence` | the service is not healthy now |
+//! | `forest` | most trees of a forest fitted on training traces vote "not healthy" (when one is given) |
 //!
 //! A fault is *newly warned* when the detector alarms on the faulty service
 //! within [`CATCH_WINDOW_S`] of the injection and did not alarm in the
@@ -33,9 +34,19 @@ use crate::time::Time;
 use crate::train::recorded::{ServiceRecording, worst_ahead};
 use crate::train::store::ModelBundle;
 use crate::train::traces::HealthConfig;
-use crate::train::validate::{roc_pr_auc, threshold_score};
+use crate::train::validate::{Forest, roc_pr_auc, threshold_score};
 
-pub const DETECTORS: [&str; 5] = ["lstm", "thresholds", "anomaly", "pattern", "persistence"];
+pub const DETECTORS: [&str; 6] = [
+    "lstm",
+    "thresholds",
+    "anomaly",
+    "pattern",
+    "persistence",
+    "forest",
+];
+
+/// The index of the forest in [`DETECTORS`]: scored only when one is given.
+const FOREST: usize = 5;
 
 /// The metrics an anomaly score is kept for (raw: unmeasured stays NaN).
 /// A metric's name and how to read it from a scrape.
@@ -59,6 +70,8 @@ pub struct Scrape {
     /// The highest anomaly score over the metrics and its metric.
     pub anomaly: (f64, &'static str),
     pub thresholds: f64,
+    /// The forest's share of "not healthy" votes on the network's window.
+    pub forest: Option<f64>,
     pub state: Health,
     /// The worst state within the horizon ahead (`None` near the end).
     pub label: Option<Health>,
@@ -105,7 +118,8 @@ impl Scrape {
             1 => self.thresholds,
             2 => self.anomaly.0,
             3 => self.pattern.is_some() as u8 as f64,
-            _ => self.state as usize as f64 / 3.0,
+            4 => self.state as usize as f64 / 3.0,
+            _ => self.forest?,
         })
     }
 
@@ -115,16 +129,19 @@ impl Scrape {
             1 => self.thresholds >= 1.0,
             2 => self.anomaly.0 >= cfg.patterns.anomaly_threshold,
             3 => self.pattern.is_some(),
-            _ => self.state != Health::Healthy,
+            4 => self.state != Health::Healthy,
+            _ => self.forest.is_some_and(|v| v >= 0.5),
         }
     }
 }
 
-/// Replays each service's scrapes through the predictor and the baselines.
+/// Replays each service's scrapes through the predictor and the baselines
+/// (the forest too when one is given).
 pub fn run(
     model: &Model,
     cfg: &BacktestConfig,
     recordings: &[ServiceRecording],
+    forest: Option<&Forest>,
 ) -> Vec<ServiceBacktest> {
     use rayon::prelude::*;
     recordings
@@ -143,6 +160,7 @@ pub fn run(
                 .collect();
             let labels = worst_ahead(&times, &states, cfg.horizon_s);
             let mut watch = ServiceWatch::new(model.window, &pcfg);
+            let (mut window, mut scratch) = (Vec::new(), Vec::new());
             let mut anomaly: Vec<AnomalyDetector> = ANOMALY_METRICS
                 .iter()
                 .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
@@ -155,6 +173,10 @@ pub fn run(
                     let row = scrape_row(m);
                     watch.handle_row(m.timestamp, row);
                     let prediction = watch.predict(model, &pcfg);
+                    let forest = forest.filter(|_| prediction.is_some()).map(|forest| {
+                        watch.resampled(model.window, model.normaliser.features(), &mut window);
+                        forest.score_window(&model.normaliser, &mut window, slo, &mut scratch)
+                    });
                     let pattern = match &prediction {
                         Some(p) => p.failure_type,
                         None => watch.pattern(&pcfg).map(|d| d.failure),
@@ -172,6 +194,7 @@ pub fn run(
                         pattern,
                         anomaly: best,
                         thresholds: threshold_score(&row, slo),
+                        forest,
                         state: states[i],
                         label: labels[i].0,
                     }
@@ -186,7 +209,7 @@ pub fn run(
         .collect()
 }
 
-pub const CSV_HEADER: &str = "t_s,service,p_not_healthy,class,warning,failure_type,time_to_failure_s,recommended_action,anomaly,anomaly_metric,thresholds,state,label";
+pub const CSV_HEADER: &str = "t_s,service,p_not_healthy,class,warning,failure_type,time_to_failure_s,recommended_action,anomaly,anomaly_metric,thresholds,state,label,forest";
 
 /// One line per scrape and service; cells the predictor has no value for
 /// yet are empty.
@@ -208,7 +231,7 @@ pub fn csv(backtests: &[ServiceBacktest]) -> String {
             };
             let _ = writeln!(
                 out,
-                "{},{},{p},{class},{warning},{},{ttf},{action},{:.4},{},{:.4},{},{}",
+                "{},{},{p},{class},{warning},{},{ttf},{action},{:.4},{},{:.4},{},{},{}",
                 s.at.as_secs_f64(),
                 b.service,
                 s.pattern.map_or("", FailureType::as_str),
@@ -217,6 +240,7 @@ pub fn csv(backtests: &[ServiceBacktest]) -> String {
                 ms(s.thresholds),
                 s.state.as_str(),
                 s.label.map_or("", Health::as_str),
+                s.forest.map_or(String::new(), |v| format!("{v:.4}")),
             );
         }
     }
@@ -342,9 +366,9 @@ fn at_budget(
     best
 }
 
-/// Every detector's record on `faults`, at its own alarm rule and at the
-/// threshold that meets `budget` false-alarm episodes per service-hour on
-/// this recording.
+/// Every detector's record on `faults` (the forest's only when the backtest
+/// ran one), at its own alarm rule and at the threshold that meets `budget`
+/// false-alarm episodes per service-hour on this recording.
 pub fn score(
     backtests: &[ServiceBacktest],
     faults: &FaultList,
@@ -355,14 +379,21 @@ pub fn score(
         .iter()
         .map(|b| b.scrapes.iter().map(|s| s.at).collect())
         .collect();
+    let with_forest = backtests
+        .iter()
+        .any(|b| b.scrapes.iter().any(|s| s.forest.is_some()));
+    let detectors: Vec<usize> = (0..DETECTORS.len())
+        .filter(|&d| d != FOREST || with_forest)
+        .collect();
     let mut labels = Vec::new();
-    let mut scores = vec![Vec::new(); DETECTORS.len()];
+    let mut scores = vec![Vec::new(); detectors.len()];
     for b in backtests {
         for s in &b.scrapes {
             let (Some(label), Some(all)) = (
                 s.label,
-                (0..DETECTORS.len())
-                    .map(|d| s.score(d))
+                detectors
+                    .iter()
+                    .map(|&d| s.score(d))
                     .collect::<Option<Vec<f64>>>(),
             ) else {
                 continue;
@@ -374,10 +405,11 @@ pub fn score(
         }
     }
     let both = labels.iter().any(|&l| l) && labels.iter().any(|&l| !l);
-    DETECTORS
+    detectors
         .iter()
         .enumerate()
-        .map(|(d, &name)| {
+        .map(|(k, &d)| {
+            let name = DETECTORS[d];
             let (warned, episodes, seconds) =
                 record((backtests, &times), faults, |s| s.alarm(d, cfg));
             DetectorScore {
@@ -385,7 +417,7 @@ pub fn score(
                 warned,
                 false_alarm_episodes: episodes,
                 fault_free_hours: seconds / 3_600.0,
-                roc_auc: both.then(|| roc_pr_auc(&scores[d], &labels).0),
+                roc_auc: both.then(|| roc_pr_auc(&scores[k], &labels).0),
                 at_budget: CONTINUOUS[d]
                     .then(|| at_budget((backtests, &times), faults, d, budget))
                     .flatten(),
@@ -396,7 +428,7 @@ pub fn score(
 }
 
 /// Detectors with a score to set a threshold on (the others alarm or not).
-const CONTINUOUS: [bool; 5] = [true, true, true, false, false];
+const CONTINUOUS: [bool; 6] = [true, true, true, false, false, true];
 
 /// The scores as a Markdown table, then each fault's lead per detector.
 pub fn render(scores: &[DetectorScore], faults: &FaultList, budget: f64) -> String {

@@ -24,7 +24,7 @@ use linfa_trees::DecisionTree;
 use ndarray16::{Array1, Array2, Axis};
 use rand08::SeedableRng;
 
-use super::traces::{Dataset, Health};
+use super::traces::{Dataset, Health, TRACES_SLO_LATENCY_MS};
 use crate::control::predictor::normalise::Normaliser;
 use crate::control::predictor::patterns::{FailureType, trend};
 use crate::control::predictor::{Model, PredictorConfig, ServiceWatch};
@@ -93,9 +93,10 @@ impl Forest {
         let width = f * 6;
         let mut x = Vec::with_capacity(ends.len() * width);
         let mut y = Vec::with_capacity(ends.len());
+        let mut scratch = Vec::new();
         for &e in &ends {
             let mut w = ds.window(e, f);
-            norm.apply_window(&mut w);
+            network_input(norm, &mut w, TRACES_SLO_LATENCY_MS, &mut scratch);
             x.extend(summary_features(&w, f));
             y.push(ds.rows[e].label.expect("labelled") as usize);
         }
@@ -116,6 +117,20 @@ impl Forest {
         Forest { model }
     }
 
+    /// Fraction of trees voting "not healthy" on a raw window (row-major,
+    /// on the network's time base, as [`ServiceWatch::resampled`] gives
+    /// it), read as the network reads it; `window` is transformed in place.
+    pub fn score_window(
+        &self,
+        norm: &Normaliser,
+        window: &mut [f32],
+        slo_latency_ms: f64,
+        scratch: &mut Vec<f32>,
+    ) -> f64 {
+        network_input(norm, window, slo_latency_ms, scratch);
+        self.score(&summary_features(window, norm.features()))
+    }
+
     /// Fraction of trees voting "not healthy".
     pub fn score(&self, features: &[f64]) -> f64 {
         let row = Array2::from_shape_vec((1, features.len()), features.to_vec()).expect("shape");
@@ -127,6 +142,19 @@ impl Forest {
         }
         votes as f64 / self.model.models.len().max(1) as f64
     }
+}
+
+/// A raw window as the network reads it: its input transform (relative
+/// inputs), then its normalisation.
+fn network_input(
+    norm: &Normaliser,
+    window: &mut [f32],
+    slo_latency_ms: f64,
+    scratch: &mut Vec<f32>,
+) {
+    let f = norm.features();
+    norm.inputs.apply(window, f, slo_latency_ms, scratch);
+    norm.apply_window(window);
 }
 
 /// Static thresholds as one score, alarming at 1: errors at 1 %, p99 at
@@ -168,7 +196,7 @@ pub fn score_dataset(
         .map(|&(a, b)| {
             let mut watch = ServiceWatch::new(model.window, cfg);
             let mut out = Vec::new();
-            let mut window = Vec::new();
+            let (mut window, mut scratch) = (Vec::new(), Vec::new());
             for i in a..b {
                 let r = &ds.rows[i];
                 watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
@@ -195,8 +223,12 @@ pub fn score_dataset(
                 // onto the same time base at any scrape interval.
                 let forest_score = forest.map_or(0.0, |forest| {
                     watch.resampled(model.window, f, &mut window);
-                    model.normaliser.apply_window(&mut window);
-                    forest.score(&summary_features(&window, f))
+                    forest.score_window(
+                        &model.normaliser,
+                        &mut window,
+                        cfg.slo_latency_ms,
+                        &mut scratch,
+                    )
                 });
                 // The prediction already ran the pattern detector.
                 let pattern = p.failure_type;

@@ -293,6 +293,10 @@ pub enum Cmd {
         /// service's median p99 over the recording.
         #[arg(long)]
         slo_latency_ms: Option<f64>,
+        /// Also score a random forest fitted on these training traces (as
+        /// `validate` fits its baseline) on the window the network reads.
+        #[arg(long)]
+        forest_data: Option<PathBuf>,
     },
     /// Convert another layout into the recording format `selfheal predict`
     /// and `train --from-recorded` read.

@@ -221,12 +221,13 @@ fn real_main() -> anyhow::Result<()> {
             faults,
             budget,
             slo_latency_ms,
+            forest_data,
         } => predictor::backtest(
             &model,
             &recorded,
             &out,
             (faults.as_deref(), budget),
-            slo_latency_ms,
+            (slo_latency_ms, forest_data.as_deref()),
         )?,
         Cmd::Import {
             what: ImportCmd::Nezha { dir, out },

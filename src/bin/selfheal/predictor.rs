@@ -211,16 +211,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         let ds = selfheal::train::recorded::load_dir(dir, &base, None)?;
         sets.push(("recorded", "Held out: recordings of a live cluster", ds));
     }
-    let started = std::time::Instant::now();
-    println!("fitting the forest baseline on {}", a.train_data.display());
-    let forest = v::Forest::fit(
-        &train_ds,
-        &bundle.normaliser,
-        bundle.config.stride,
-        20_000,
-        base.seed,
-    );
-    println!("  {:.1} s", started.elapsed().as_secs_f64());
+    let forest = fit_forest(&bundle, &train_ds, a.train_data);
     let mut md = format!(
         "# Failure predictor validation\n\nModel: `{}` (trained by `{}`, best epoch {}, {} training windows from {} runs). Features: {}. Labels: worst state of the ground-truth SLI over the next {} s (healthy >= {}, degraded >= {}, unhealthy >= {}, else critical; SLI over {} s). Reproduce with `selfheal validate` (defaults).\n\n",
         a.model.display(),
@@ -281,6 +272,26 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     print!("{md}");
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The forest baseline on a model's training traces: 20,000 windows at the
+/// model's stride, seeded by its traces' seed.
+fn fit_forest(
+    bundle: &store::ModelBundle,
+    train: &traces::Dataset,
+    path: &Path,
+) -> selfheal::train::validate::Forest {
+    let started = std::time::Instant::now();
+    println!("fitting the forest baseline on {}", path.display());
+    let forest = selfheal::train::validate::Forest::fit(
+        train,
+        &bundle.normaliser,
+        bundle.config.stride,
+        20_000,
+        bundle.meta.dataset_config.seed,
+    );
+    println!("  {:.1} s", started.elapsed().as_secs_f64());
+    forest
 }
 
 /// The same held-out runs at each of `a.intervals`, every detector at
@@ -348,14 +359,18 @@ pub fn backtest(
     recorded: &Path,
     out: &Path,
     (faults, budget): (Option<&Path>, f64),
-    slo_latency_ms: Option<f64>,
+    (slo_latency_ms, forest_data): (Option<f64>, Option<&Path>),
 ) -> anyhow::Result<()> {
     use selfheal::eval::backtest;
     let bundle = store::load(model_dir)?;
     let recordings = selfheal::train::recorded::read_dir(recorded)?;
     let cfg = backtest::BacktestConfig::of(&bundle, slo_latency_ms);
+    let forest = match forest_data {
+        Some(path) => Some(fit_forest(&bundle, &dataset::load(path)?, path)),
+        None => None,
+    };
     let started = std::time::Instant::now();
-    let results = backtest::run(&bundle.model(), &cfg, &recordings);
+    let results = backtest::run(&bundle.model(), &cfg, &recordings, forest.as_ref());
     let scrapes: usize = results.iter().map(|b| b.scrapes.len()).sum();
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
