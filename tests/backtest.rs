@@ -85,14 +85,16 @@ fn the_incident_day_through_the_backtest() {
             })
             .collect()
     };
-    // Pinned: the shipped LSTM does not transfer to this cluster (issue
-    // figures: 1.45 false alarm episodes per service-hour); the anomaly
-    // score and the pattern rules do far better per false alarm. Last:
-    // faults newly warned at 0.1 false alarm episodes per service-hour.
+    // Pinned: the shipped LSTM does not transfer to this cluster (1.04
+    // false alarm episodes per service-hour, reading the minutes on straight
+    // lines between them; 1.46 holding each, as the issue measured); the
+    // anomaly score and the pattern rules do far better per false alarm.
+    // Last: faults newly warned at 0.1 false alarm episodes per
+    // service-hour.
     assert_eq!(
         table(&scores),
         vec![
-            ("lstm", 5, 102, Some(4)),
+            ("lstm", 6, 73, Some(5)),
             ("thresholds", 12, 93, Some(11)),
             ("anomaly", 12, 5, Some(12)),
             ("pattern", 9, 0, None),

@@ -27,14 +27,14 @@ use crate::control::predictor::patterns::FailureType;
 use crate::control::predictor::{
     Health, Model, Prediction, PredictorConfig, ServiceWatch, scrape_row,
 };
-use crate::eval::incidents::{CATCH_WINDOW_S, FaultList};
+use crate::eval::incidents::FaultList;
 use crate::metrics::ServiceMetrics;
 use crate::metrics::ms;
 use crate::time::Time;
 use crate::train::recorded::{ServiceRecording, worst_ahead};
 use crate::train::store::ModelBundle;
 use crate::train::traces::HealthConfig;
-use crate::train::validate::{Forest, roc_pr_auc, threshold_score};
+use crate::train::validate::{CATCH_WINDOW_S, Forest, newly_warned, roc_pr_auc, threshold_score};
 
 pub const DETECTORS: [&str; 6] = [
     "lstm",
@@ -174,7 +174,7 @@ pub fn run(
                     watch.handle_row(m.timestamp, row);
                     let prediction = watch.predict(model, &pcfg);
                     let forest = forest.filter(|_| prediction.is_some()).map(|forest| {
-                        watch.resampled(model.window, model.normaliser.features(), &mut window);
+                        watch.resampled(model, &mut window);
                         forest.score_window(&model.normaliser, &mut window, slo, &mut scratch)
                     });
                     let pattern = match &prediction {
@@ -275,23 +275,6 @@ impl DetectorScore {
     pub fn false_alarms_per_service_hour(&self) -> f64 {
         self.false_alarm_episodes as f64 / self.fault_free_hours.max(1e-9)
     }
-}
-
-/// Seconds from `at` to the first alarm within the catch window, when the
-/// detector was not already alarming in the window before `at`.
-pub fn newly_warned(times: &[Time], alarms: &[bool], at: Time) -> Option<f64> {
-    let at = at.as_secs_f64();
-    let mut first = None;
-    for (t, &a) in times.iter().map(|t| t.as_secs_f64()).zip(alarms) {
-        let after = t - at;
-        if (-CATCH_WINDOW_S..0.0).contains(&after) && a {
-            return None;
-        }
-        if (0.0..=CATCH_WINDOW_S).contains(&after) && a && first.is_none() {
-            first = Some(after);
-        }
-    }
-    first
 }
 
 /// Faults newly warned (seconds to the warning of each), false-alarm
@@ -474,29 +457,4 @@ pub fn render(scores: &[DetectorScore], faults: &FaultList, budget: f64) -> Stri
         md.push('\n');
     }
     md
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(s: u64) -> Time {
-        Time::from_secs(s)
-    }
-
-    #[test]
-    fn a_warning_already_up_before_the_fault_is_not_new() {
-        let times: Vec<Time> = (0..20).map(|i| at(60 * i)).collect();
-        let mut alarms = vec![false; 20];
-        alarms[12] = true;
-        // Fault at 600 s: the alarm at 720 s is 120 s after.
-        assert_eq!(newly_warned(&times, &alarms, at(600)), Some(120.0));
-        alarms[8] = true;
-        // An alarm at 480 s was already up in the 300 s before.
-        assert_eq!(newly_warned(&times, &alarms, at(600)), None);
-        // Beyond the catch window nothing counts.
-        let mut late = vec![false; 20];
-        late[16] = true;
-        assert_eq!(newly_warned(&times, &late, at(600)), None);
-    }
 }

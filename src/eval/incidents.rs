@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
 use crate::metrics::ServiceMetrics;
 use crate::time::{Time, parse_utc};
+use crate::train::validate::CATCH_WINDOW_S;
 
 /// The metrics scored, by the recording's column names.
 pub const METRICS: [&str; 5] = [
@@ -28,8 +29,6 @@ pub const METRICS: [&str; 5] = [
     "PodSuccessRate(%)",
     "PodWorkload(Ops)",
 ];
-/// A fault counts as caught within this long after its injection.
-pub const CATCH_WINDOW_S: f64 = 300.0;
 /// A gap between scrapes counts as observed time up to this long.
 const MAX_GAP_S: f64 = 300.0;
 

@@ -14,8 +14,7 @@
 use std::fmt::Write as _;
 
 use super::traces::{Dataset, Health, TracesConfig};
-use super::validate::{DETECTORS, Scored, roc_pr_auc};
-use crate::eval::backtest::newly_warned;
+use super::validate::{DETECTORS, Scored, newly_warned, roc_pr_auc};
 use crate::time::Time;
 
 /// The scrape intervals the table is made at.

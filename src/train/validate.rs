@@ -157,6 +157,27 @@ fn network_input(
     norm.apply_window(window);
 }
 
+/// A fault counts as warned of (or caught) within this long after its
+/// injection.
+pub const CATCH_WINDOW_S: f64 = 300.0;
+
+/// Seconds from `at` to the first alarm within the catch window, when the
+/// detector was not already alarming in the window before `at`.
+pub fn newly_warned(times: &[Time], alarms: &[bool], at: Time) -> Option<f64> {
+    let at = at.as_secs_f64();
+    let mut first = None;
+    for (t, &a) in times.iter().map(|t| t.as_secs_f64()).zip(alarms) {
+        let after = t - at;
+        if (-CATCH_WINDOW_S..0.0).contains(&after) && a {
+            return None;
+        }
+        if (0.0..=CATCH_WINDOW_S).contains(&after) && a && first.is_none() {
+            first = Some(after);
+        }
+    }
+    first
+}
+
 /// Static thresholds as one score, alarming at 1: errors at 1 %, p99 at
 /// the SLO latency, CPU or memory at 90 %.
 pub fn threshold_score(row: &[f32; 8], slo_latency_ms: f64) -> f64 {
@@ -177,7 +198,6 @@ pub fn score_dataset(
     stride: usize,
 ) -> Vec<Scored> {
     use rayon::prelude::*;
-    let f = model.normaliser.features();
     let lag = (ds.config.horizon_s / ds.config.scrape_interval_s).round() as usize;
     // Sequences: contiguous row ranges of one (run, service).
     let mut seqs = Vec::new();
@@ -222,7 +242,7 @@ pub fn score_dataset(
                 // The forest reads the window the network read, resampled
                 // onto the same time base at any scrape interval.
                 let forest_score = forest.map_or(0.0, |forest| {
-                    watch.resampled(model.window, f, &mut window);
+                    watch.resampled(model, &mut window);
                     forest.score_window(
                         &model.normaliser,
                         &mut window,
@@ -677,4 +697,29 @@ pub fn report_section(
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> Time {
+        Time::from_secs(s)
+    }
+
+    #[test]
+    fn a_warning_already_up_before_the_fault_is_not_new() {
+        let times: Vec<Time> = (0..20).map(|i| at(60 * i)).collect();
+        let mut alarms = vec![false; 20];
+        alarms[12] = true;
+        // Fault at 600 s: the alarm at 720 s is 120 s after.
+        assert_eq!(newly_warned(&times, &alarms, at(600)), Some(120.0));
+        alarms[8] = true;
+        // An alarm at 480 s was already up in the 300 s before.
+        assert_eq!(newly_warned(&times, &alarms, at(600)), None);
+        // Beyond the catch window nothing counts.
+        let mut late = vec![false; 20];
+        late[16] = true;
+        assert_eq!(newly_warned(&times, &late, at(600)), None);
+    }
 }

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use self::lstm::{FusedNet, Scratch};
-use self::normalise::Normaliser;
+use self::normalise::{Inputs, Normaliser};
 use self::patterns::{Detection, FailureType, PatternConfig, Remediation};
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
 use crate::metrics::ServiceMetrics;
@@ -124,10 +124,10 @@ pub struct Model {
 ///
 /// The network's window is defined in seconds: `window` steps of the
 /// training traces' scrape interval (`PredictorConfig::scrape_interval_s`).
-/// Scrapes at any other interval are resampled onto that time base by
-/// holding each scrape's value until the next, so a 60 s recording fills a
-/// 5 s model's 300 s window with 5 to 6 scrapes and nothing is refused. A
-/// gap in the scrapes longer than the window starts it afresh.
+/// Scrapes at any other interval are resampled onto that time base
+/// ([`ServiceWatch::resampled`]), so a 60 s recording fills a 5 s model's
+/// 300 s window with 5 to 6 scrapes and nothing is refused. A gap in the
+/// scrapes longer than the window starts it afresh.
 #[derive(Clone, Debug)]
 pub struct ServiceWatch {
     rows: VecDeque<[f32; 8]>,
@@ -221,12 +221,17 @@ impl ServiceWatch {
         )
     }
 
-    /// The network's input before normalisation: `window` steps of the
-    /// time base ending at the latest scrape, row-major, the first
-    /// `features` metrics of each, written to `out`. Step k holds the latest
-    /// scrape at or before its instant. `false` (and `out` empty) until the
-    /// scrapes span the window in seconds.
-    pub fn resampled(&self, window: usize, features: usize, out: &mut Vec<f32>) -> bool {
+    /// The network's input before normalisation: `model.window` steps of
+    /// its time base ending at the latest scrape, row-major, written to
+    /// `out`; `false` (and `out` empty) until the scrapes span the window in
+    /// seconds. Between scrapes a step reads what the model was trained on:
+    /// a relative-input model, trained on windows as coarser scrapers leave
+    /// them, reads the latest scrape held; a raw-input model, trained on one
+    /// interval's scrapes, reads the line between the scrapes around it
+    /// (every step lies between two scrapes, the window ending at the latest
+    /// one, so nothing is read ahead of time). At its own interval both are
+    /// the scrapes themselves.
+    pub fn resampled(&self, model: &Model, out: &mut Vec<f32>) -> bool {
         out.clear();
         let (Some(&first), Some(&now)) = (self.times.front(), self.times.back()) else {
             return false;
@@ -237,14 +242,38 @@ impl ServiceWatch {
         if now_s - first.as_secs_f64() + SLACK_S < self.span_s {
             return false;
         }
+        let features = model.normaliser.features();
+        let linear = model.normaliser.inputs == Inputs::Raw;
         // The cursor only moves forward.
         let mut cursor = 0;
-        for k in 0..window {
-            let at = now_s - (window - 1 - k) as f64 * self.step_s + SLACK_S;
-            while cursor + 1 < self.times.len() && self.times[cursor + 1].as_secs_f64() <= at {
+        for k in 0..model.window {
+            let at = now_s - (model.window - 1 - k) as f64 * self.step_s;
+            while cursor + 1 < self.times.len()
+                && self.times[cursor + 1].as_secs_f64() <= at + SLACK_S
+            {
                 cursor += 1;
             }
-            out.extend_from_slice(&self.rows[cursor][..features]);
+            let held = &self.rows[cursor][..features];
+            let w = match self.rows.get(cursor + 1) {
+                Some(_) if linear => {
+                    let t0 = self.times[cursor].as_secs_f64();
+                    let t1 = self.times[cursor + 1].as_secs_f64();
+                    ((at - t0) / (t1 - t0)).clamp(0.0, 1.0) as f32
+                }
+                _ => 0.0,
+            };
+            if w == 0.0 {
+                out.extend_from_slice(held);
+                continue;
+            }
+            let next = &self.rows[cursor + 1];
+            out.extend(held.iter().zip(&next[..features]).map(|(&a, &b)| {
+                if a.is_finite() && b.is_finite() {
+                    a + (b - a) * w
+                } else {
+                    a
+                }
+            }));
         }
         true
     }
@@ -255,7 +284,7 @@ impl ServiceWatch {
     pub fn predict(&mut self, model: &Model, cfg: &PredictorConfig) -> Option<Prediction> {
         let f = model.normaliser.features();
         let mut buf = std::mem::take(&mut self.buf);
-        let filled = self.resampled(model.window, f, &mut buf);
+        let filled = self.resampled(model, &mut buf);
         self.buf = buf;
         if !filled {
             return None;
