@@ -34,7 +34,9 @@ use crate::time::Time;
 use crate::train::recorded::{ServiceRecording, worst_ahead};
 use crate::train::store::ModelBundle;
 use crate::train::traces::HealthConfig;
-use crate::train::validate::{CATCH_WINDOW_S, Forest, newly_warned, roc_pr_auc, threshold_score};
+use crate::train::validate::{
+    CATCH_WINDOW_S, Forest, budget_candidates, newly_warned, roc_pr_auc, threshold_score,
+};
 
 pub const DETECTORS: [&str; 6] = [
     "lstm",
@@ -306,10 +308,7 @@ fn record(
     (warned, episodes, seconds)
 }
 
-/// Candidate thresholds tried for a false-alarm budget.
-const BUDGET_STEPS: usize = 256;
-
-/// The detector's threshold (of [`BUDGET_STEPS`] score quantiles) that
+/// The detector's threshold (of [`budget_candidates`]) that
 /// newly warns of the most faults while its false alarms stay within
 /// `budget` episodes per service-hour (the lowest such), and that count;
 /// `None` when every candidate is over the budget.
@@ -319,18 +318,11 @@ fn at_budget(
     detector: usize,
     budget: f64,
 ) -> Option<(f64, usize)> {
-    let mut scores: Vec<f64> = backtests
-        .iter()
-        .flat_map(|b| b.scrapes.iter().filter_map(|s| s.score(detector)))
-        .filter(|v| v.is_finite())
-        .collect();
-    scores.sort_by(f64::total_cmp);
-    scores.dedup();
-    let n = scores.len();
-    if n == 0 {
-        return None;
-    }
-    let candidates = (0..BUDGET_STEPS).map(|i| scores[(i * n / BUDGET_STEPS).min(n - 1)]);
+    let candidates = budget_candidates(
+        backtests
+            .iter()
+            .flat_map(|b| b.scrapes.iter().filter_map(|s| s.score(detector))),
+    );
     // Lower thresholds alarm more, but an alarm already up before a fault
     // is no new warning: the best threshold within the budget is searched,
     // not the lowest.

@@ -14,14 +14,13 @@
 use std::fmt::Write as _;
 
 use super::traces::{Dataset, Health, TracesConfig};
-use super::validate::{DETECTORS, Scored, newly_warned, roc_pr_auc};
+use super::validate::{
+    BUDGET_STEPS, DETECTORS, Scored, budget_candidates, fault_free_runs, newly_warned, roc_pr_auc,
+};
 use crate::time::Time;
 
 /// The scrape intervals the table is made at.
 pub const INTERVALS_S: [f64; 4] = [5.0, 15.0, 30.0, 60.0];
-
-/// Candidate thresholds tried per detector.
-pub const BUDGET_STEPS: usize = 256;
 
 /// Seconds between scored windows at every interval (as near as whole
 /// scrapes allow).
@@ -78,12 +77,7 @@ impl<'a> Episodes<'a> {
     /// one (run, service) together and in time order) for `ds` scored every
     /// `stride` scrapes.
     pub fn new(scored: &'a [Scored], ds: &Dataset, stride: usize) -> Self {
-        let fault_free: Vec<u32> = ds
-            .runs
-            .iter()
-            .filter(|r| r.fault.is_none())
-            .map(|r| r.id)
-            .collect();
+        let fault_free = fault_free_runs(ds);
         let faults: Vec<(u32, Time)> = ds
             .runs
             .iter()
@@ -146,19 +140,13 @@ impl<'a> Episodes<'a> {
     /// `per_day` false episodes per service-day (ties: the higher window
     /// recall); `None` when no candidate keeps within the budget.
     pub fn at_budget(&self, detector: usize, per_day: f64) -> Option<BudgetPoint> {
-        let mut scores: Vec<f64> = self
-            .sequences
-            .iter()
-            .flat_map(|s| s.iter().map(|x| x.scores[detector]))
-            .filter(|v| v.is_finite())
-            .collect();
-        scores.sort_by(f64::total_cmp);
-        scores.dedup();
-        let n = scores.len();
-        let steps = if n == 0 { 0 } else { BUDGET_STEPS };
-        let candidates = (0..steps)
-            .map(|i| scores[(i * n / BUDGET_STEPS).min(n - 1)])
-            .chain([f64::INFINITY]);
+        let candidates = budget_candidates(
+            self.sequences
+                .iter()
+                .flat_map(|s| s.iter().map(|x| x.scores[detector])),
+        )
+        .into_iter()
+        .chain([f64::INFINITY]);
         let allowed = per_day * self.service_days;
         candidates
             .map(|th| self.at(detector, th))

@@ -157,6 +157,25 @@ fn network_input(
     norm.apply_window(window);
 }
 
+/// Candidate thresholds tried for a false-alarm budget.
+pub const BUDGET_STEPS: usize = 256;
+
+/// [`BUDGET_STEPS`] evenly spaced quantiles of the distinct finite
+/// `scores`, lowest first (none when there are none): the thresholds a
+/// detector is tried at for a budget.
+pub fn budget_candidates(scores: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let mut scores: Vec<f64> = scores.into_iter().filter(|v| v.is_finite()).collect();
+    scores.sort_by(f64::total_cmp);
+    scores.dedup();
+    let n = scores.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    (0..BUDGET_STEPS)
+        .map(|i| scores[(i * n / BUDGET_STEPS).min(n - 1)])
+        .collect()
+}
+
 /// A fault counts as warned of (or caught) within this long after its
 /// injection.
 pub const CATCH_WINDOW_S: f64 = 300.0;
@@ -487,14 +506,18 @@ fn operating_point(
     )
 }
 
-/// The fault-free runs of `ds` and their service-hours.
-pub fn fault_free_hours(ds: &Dataset) -> (Vec<u32>, f64) {
-    let fault_free: Vec<u32> = ds
-        .runs
+/// The ids of `ds`'s runs without a fault, in run order.
+pub fn fault_free_runs(ds: &Dataset) -> Vec<u32> {
+    ds.runs
         .iter()
         .filter(|r| r.fault.is_none())
         .map(|r| r.id)
-        .collect();
+        .collect()
+}
+
+/// The fault-free runs of `ds` and their service-hours.
+pub fn fault_free_hours(ds: &Dataset) -> (Vec<u32>, f64) {
+    let fault_free = fault_free_runs(ds);
     let services = ds
         .rows
         .iter()
