@@ -162,7 +162,6 @@ pub fn run(
                 .collect();
             let labels = worst_ahead(&times, &states, cfg.horizon_s);
             let mut watch = ServiceWatch::new(model.window, &pcfg);
-            let (mut window, mut scratch) = (Vec::new(), Vec::new());
             let mut anomaly: Vec<AnomalyDetector> = ANOMALY_METRICS
                 .iter()
                 .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
@@ -176,8 +175,7 @@ pub fn run(
                     watch.handle_row(m.timestamp, row);
                     let prediction = watch.predict(model, &pcfg);
                     let forest = forest.filter(|_| prediction.is_some()).map(|forest| {
-                        watch.resampled(model, &mut window);
-                        forest.score_window(&model.normaliser, &mut window, slo, &mut scratch)
+                        forest.score_window(watch.last_input(), model.normaliser.features())
                     });
                     let pattern = match &prediction {
                         Some(p) => p.failure_type,

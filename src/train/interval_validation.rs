@@ -64,12 +64,18 @@ pub struct BudgetPoint {
 /// The runs' scored windows grouped by (run, service), in time order, and
 /// what the budget is measured over.
 pub struct Episodes<'a> {
-    sequences: Vec<&'a [Scored]>,
-    faults: Vec<(u32, Time)>,
-    fault_free: Vec<u32>,
+    sequences: Vec<Sequence<'a>>,
     /// Fault-free service-days observed (scored windows x their spacing).
     pub service_days: f64,
     pub faulty_runs: usize,
+}
+
+/// One (run, service)'s scored windows with what every threshold reads of
+/// them: their times, and the run's fault time (`None`: a fault-free run).
+struct Sequence<'a> {
+    windows: &'a [Scored],
+    times: Vec<Time>,
+    fault_at: Option<Time>,
 }
 
 impl<'a> Episodes<'a> {
@@ -77,24 +83,30 @@ impl<'a> Episodes<'a> {
     /// one (run, service) together and in time order) for `ds` scored every
     /// `stride` scrapes.
     pub fn new(scored: &'a [Scored], ds: &Dataset, stride: usize) -> Self {
-        let fault_free = fault_free_runs(ds);
-        let faults: Vec<(u32, Time)> = ds
-            .runs
-            .iter()
-            .filter_map(|r| r.fault.map(|(_, at)| (r.id, Time::from_secs_f64(at))))
+        let fault_at = |run: u32| {
+            ds.runs
+                .iter()
+                .find(|r| r.id == run)
+                .and_then(|r| r.fault)
+                .map(|(_, at)| Time::from_secs_f64(at))
+        };
+        let sequences: Vec<Sequence> = scored
+            .chunk_by(|a, b| a.run == b.run && a.service == b.service)
+            .map(|windows| Sequence {
+                windows,
+                times: windows.iter().map(|x| Time::from_secs_f64(x.t_s)).collect(),
+                fault_at: fault_at(windows[0].run),
+            })
             .collect();
         let spacing_s = stride as f64 * ds.config.scrape_interval_s;
-        let fault_free_windows = scored
+        let fault_free_windows: usize = sequences
             .iter()
-            .filter(|x| fault_free.binary_search(&x.run).is_ok())
-            .count();
+            .filter(|q| q.fault_at.is_none())
+            .map(|q| q.windows.len())
+            .sum();
         Episodes {
-            sequences: scored
-                .chunk_by(|a, b| a.run == b.run && a.service == b.service)
-                .collect(),
-            faulty_runs: faults.len(),
-            faults,
-            fault_free,
+            sequences,
+            faulty_runs: ds.runs.len() - fault_free_runs(ds).len(),
             service_days: fault_free_windows as f64 * spacing_s / 86_400.0,
         }
     }
@@ -105,24 +117,27 @@ impl<'a> Episodes<'a> {
         let mut false_episodes = 0;
         let mut warned_runs: Vec<u32> = Vec::new();
         let (mut hits, mut positives) = (0usize, 0usize);
+        let mut alarms = Vec::new();
         for seq in &self.sequences {
-            let run = seq[0].run;
-            for x in seq.iter().filter(|x| x.label != Health::Healthy) {
+            for x in seq.windows.iter().filter(|x| x.label != Health::Healthy) {
                 positives += 1;
                 hits += alarm(x) as usize;
             }
-            if self.fault_free.binary_search(&run).is_ok() {
-                let mut before = false;
-                for x in *seq {
-                    let now = alarm(x);
-                    false_episodes += (now && !before && x.label == Health::Healthy) as usize;
-                    before = now;
+            match seq.fault_at {
+                None => {
+                    let mut before = false;
+                    for x in seq.windows {
+                        let now = alarm(x);
+                        false_episodes += (now && !before && x.label == Health::Healthy) as usize;
+                        before = now;
+                    }
                 }
-            } else if let Some(&(_, at)) = self.faults.iter().find(|f| f.0 == run) {
-                let times: Vec<Time> = seq.iter().map(|x| Time::from_secs_f64(x.t_s)).collect();
-                let alarms: Vec<bool> = seq.iter().map(alarm).collect();
-                if newly_warned(&times, &alarms, at).is_some() {
-                    warned_runs.push(run);
+                Some(at) => {
+                    alarms.clear();
+                    alarms.extend(seq.windows.iter().map(alarm));
+                    if newly_warned(&seq.times, &alarms, at).is_some() {
+                        warned_runs.push(seq.windows[0].run);
+                    }
                 }
             }
         }
@@ -143,7 +158,7 @@ impl<'a> Episodes<'a> {
         let candidates = budget_candidates(
             self.sequences
                 .iter()
-                .flat_map(|s| s.iter().map(|x| x.scores[detector])),
+                .flat_map(|s| s.windows.iter().map(|x| x.scores[detector])),
         )
         .into_iter()
         .chain([f64::INFINITY]);

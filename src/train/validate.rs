@@ -96,7 +96,7 @@ impl Forest {
         let mut scratch = Vec::new();
         for &e in &ends {
             let mut w = ds.window(e, f);
-            network_input(norm, &mut w, TRACES_SLO_LATENCY_MS, &mut scratch);
+            norm.network_input(&mut w, TRACES_SLO_LATENCY_MS, &mut scratch);
             x.extend(summary_features(&w, f));
             y.push(ds.rows[e].label.expect("labelled") as usize);
         }
@@ -117,18 +117,11 @@ impl Forest {
         Forest { model }
     }
 
-    /// Fraction of trees voting "not healthy" on a raw window (row-major,
-    /// on the network's time base, as [`ServiceWatch::resampled`] gives
-    /// it), read as the network reads it; `window` is transformed in place.
-    pub fn score_window(
-        &self,
-        norm: &Normaliser,
-        window: &mut [f32],
-        slo_latency_ms: f64,
-        scratch: &mut Vec<f32>,
-    ) -> f64 {
-        network_input(norm, window, slo_latency_ms, scratch);
-        self.score(&summary_features(window, norm.features()))
+    /// Fraction of trees voting "not healthy" on a window as the network
+    /// reads it (normalised, row-major, `features` wide), such as
+    /// [`ServiceWatch::last_input`].
+    pub fn score_window(&self, window: &[f32], features: usize) -> f64 {
+        self.score(&summary_features(window, features))
     }
 
     /// Fraction of trees voting "not healthy".
@@ -142,19 +135,6 @@ impl Forest {
         }
         votes as f64 / self.model.models.len().max(1) as f64
     }
-}
-
-/// A raw window as the network reads it: its input transform (relative
-/// inputs), then its normalisation.
-fn network_input(
-    norm: &Normaliser,
-    window: &mut [f32],
-    slo_latency_ms: f64,
-    scratch: &mut Vec<f32>,
-) {
-    let f = norm.features();
-    norm.inputs.apply(window, f, slo_latency_ms, scratch);
-    norm.apply_window(window);
 }
 
 /// Candidate thresholds tried for a false-alarm budget.
@@ -217,6 +197,7 @@ pub fn score_dataset(
     stride: usize,
 ) -> Vec<Scored> {
     use rayon::prelude::*;
+    let f = model.normaliser.features();
     let lag = (ds.config.horizon_s / ds.config.scrape_interval_s).round() as usize;
     // Sequences: contiguous row ranges of one (run, service).
     let mut seqs = Vec::new();
@@ -235,7 +216,6 @@ pub fn score_dataset(
         .map(|&(a, b)| {
             let mut watch = ServiceWatch::new(model.window, cfg);
             let mut out = Vec::new();
-            let (mut window, mut scratch) = (Vec::new(), Vec::new());
             for i in a..b {
                 let r = &ds.rows[i];
                 watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
@@ -260,15 +240,8 @@ pub fn score_dataset(
                 };
                 // The forest reads the window the network read, resampled
                 // onto the same time base at any scrape interval.
-                let forest_score = forest.map_or(0.0, |forest| {
-                    watch.resampled(model, &mut window);
-                    forest.score_window(
-                        &model.normaliser,
-                        &mut window,
-                        cfg.slo_latency_ms,
-                        &mut scratch,
-                    )
-                });
+                let forest_score =
+                    forest.map_or(0.0, |forest| forest.score_window(watch.last_input(), f));
                 // The prediction already ran the pattern detector.
                 let pattern = p.failure_type;
                 out.push(Scored {

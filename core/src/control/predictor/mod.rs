@@ -125,7 +125,7 @@ pub struct Model {
 /// The network's window is defined in seconds: `window` steps of the
 /// training traces' scrape interval (`PredictorConfig::scrape_interval_s`).
 /// Scrapes at any other interval are resampled onto that time base
-/// ([`ServiceWatch::resampled`]), so a 60 s recording fills a 5 s model's
+/// (`ServiceWatch::resample`), so a 60 s recording fills a 5 s model's
 /// 300 s window with 5 to 6 scrapes and nothing is refused. A gap in the
 /// scrapes longer than the window starts it afresh.
 #[derive(Clone, Debug)]
@@ -221,17 +221,18 @@ impl ServiceWatch {
         )
     }
 
-    /// The network's input before normalisation: `model.window` steps of
-    /// its time base ending at the latest scrape, row-major, written to
-    /// `out`; `false` (and `out` empty) until the scrapes span the window in
-    /// seconds. Between scrapes a step reads what the model was trained on:
+    /// Fills `buf` with the network's input before normalisation:
+    /// `model.window` steps of its time base ending at the latest scrape,
+    /// row-major; `false` (and `buf` empty) until the scrapes span the
+    /// window in seconds. Between scrapes a step reads what the model was trained on:
     /// a relative-input model, trained on windows as coarser scrapers leave
     /// them, reads the latest scrape held; a raw-input model, trained on one
     /// interval's scrapes, reads the line between the scrapes around it
     /// (every step lies between two scrapes, the window ending at the latest
     /// one, so nothing is read ahead of time). At its own interval both are
     /// the scrapes themselves.
-    pub fn resampled(&self, model: &Model, out: &mut Vec<f32>) -> bool {
+    fn resample(&mut self, model: &Model) -> bool {
+        let out = &mut self.buf;
         out.clear();
         let (Some(&first), Some(&now)) = (self.times.front(), self.times.back()) else {
             return false;
@@ -278,22 +279,23 @@ impl ServiceWatch {
         true
     }
 
+    /// The window the network read at the last prediction (resampled,
+    /// rewritten and normalised, row-major); only meaningful right after
+    /// [`ServiceWatch::predict`] returned a prediction.
+    pub fn last_input(&self) -> &[f32] {
+        &self.buf
+    }
+
     /// `None` until the scrapes span the network's window in seconds (the
     /// seed answers "healthy with probability 1" there, which no
     /// measurement supports).
     pub fn predict(&mut self, model: &Model, cfg: &PredictorConfig) -> Option<Prediction> {
-        let f = model.normaliser.features();
-        let mut buf = std::mem::take(&mut self.buf);
-        let filled = self.resampled(model, &mut buf);
-        self.buf = buf;
-        if !filled {
+        if !self.resample(model) {
             return None;
         }
         model
             .normaliser
-            .inputs
-            .apply(&mut self.buf, f, cfg.slo_latency_ms, &mut self.medians);
-        model.normaliser.apply_window(&mut self.buf);
+            .network_input(&mut self.buf, cfg.slo_latency_ms, &mut self.medians);
         let p = model.net.predict(&self.buf, &mut self.scratch);
         let probabilities = [p[0], p[1], p[2], p[3]];
         let class = (0..4)

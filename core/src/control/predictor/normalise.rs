@@ -127,6 +127,14 @@ impl Normaliser {
             self.apply(row);
         }
     }
+
+    /// A raw window (row-major, `features()` wide) as the network reads it:
+    /// rewritten by `inputs` against the SLO latency, then normalised.
+    pub fn network_input(&self, window: &mut [f32], slo_latency_ms: f64, scratch: &mut Vec<f32>) {
+        self.inputs
+            .apply(window, self.features(), slo_latency_ms, scratch);
+        self.apply_window(window);
+    }
 }
 
 fn transform(x: f32, log: bool) -> f32 {
