@@ -96,7 +96,7 @@ fn the_incident_day_through_the_backtest() {
         vec![
             ("lstm", 6, 73, Some(5)),
             ("thresholds", 12, 93, Some(11)),
-            ("anomaly", 12, 5, Some(12)),
+            ("anomaly", 13, 5, Some(12)),
             ("pattern", 9, 0, None),
             ("persistence", 14, 93, None),
         ]

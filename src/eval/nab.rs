@@ -583,3 +583,73 @@ pub fn render(dir: &Path, cfg: &DetectorConfig, scores: &[CorpusScore]) -> (Stri
     }
     (csv, md)
 }
+
+/// One setting of the transition model on the corpus (standard profile).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridRow {
+    pub levels: usize,
+    pub lag_s: f64,
+    /// Threshold swept on all files.
+    pub in_sample: f64,
+    /// Each file at the threshold swept on the others.
+    pub leave_one_file_out: f64,
+}
+
+/// The transition model's settings tried on the corpus, and the nested
+/// leave-one-file-out score of choosing among them: for each file, the
+/// setting *and* threshold that score best on the other files, applied to
+/// it. `levels` 0 is the distance alone (its lag is irrelevant and only
+/// the first lag is tried).
+pub fn settings_grid(
+    dir: &Path,
+    base: &DetectorConfig,
+    levels: &[usize],
+    lags_s: &[f64],
+) -> Result<(Vec<GridRow>, f64), NabError> {
+    let corpus = load_corpus(dir)?;
+    let p = &PROFILES[0];
+    let mut rows = Vec::new();
+    let mut scores: Vec<Vec<Vec<f64>>> = Vec::new();
+    for &l in levels {
+        for &lag in lags_s.iter().take(if l == 0 { 1 } else { lags_s.len() }) {
+            let cfg = DetectorConfig {
+                transition_levels: l,
+                transition_lag_s: lag,
+                ..base.clone()
+            };
+            let s: Vec<Vec<f64>> = corpus
+                .iter()
+                .map(|f| score_series(&cfg, &f.times, &f.values))
+                .collect();
+            let files = pair(&corpus, &s);
+            rows.push(GridRow {
+                levels: l,
+                lag_s: lag,
+                in_sample: best_threshold("", &files, p).normalised,
+                leave_one_file_out: leave_one_file_out("", &files, p).0.normalised,
+            });
+            scores.push(s);
+        }
+    }
+    let mut raw = 0.0;
+    for (i, f) in corpus.iter().enumerate() {
+        let mut best = (f64::NEG_INFINITY, 0, f64::INFINITY);
+        for (g, s) in scores.iter().enumerate() {
+            let rest: Vec<_> = pair(&corpus, s)
+                .into_iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, file)| file)
+                .collect();
+            let b = best_threshold("", &rest, p);
+            if b.raw > best.0 {
+                best = (b.raw, g, b.threshold);
+            }
+        }
+        raw += score_file(&scores[best.1][i], &f.windows, p, best.2).score;
+    }
+    let windows = scores
+        .first()
+        .map_or(0, |s| corpus_windows(&pair(&corpus, s)));
+    Ok((rows, normalised(raw, windows, p)))
+}

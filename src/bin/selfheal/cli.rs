@@ -412,6 +412,11 @@ pub enum EvalCmd {
         dir: PathBuf,
         #[arg(long, default_value = "reports/nab")]
         out: PathBuf,
+        /// Also score the transition model's settings (levels 0, 2-8, lags
+        /// 5-30 min) and the nested leave-one-file-out estimate of
+        /// choosing among them (`grid.md`; about 30 s).
+        #[arg(long)]
+        grid: bool,
     },
     /// The anomaly detector on a real cluster's recorded metrics with
     /// labelled fault injections (the Nezha layout: `metric/<pod>_metric.csv`

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path, grid: bool) -> anyhow::Result<()> {
     let cfg = selfheal::control::anomaly::DetectorConfig::default();
     let scores = selfheal::eval::nab::evaluate(dir, &cfg)?;
     let (csv, md) = selfheal::eval::nab::render(dir, &cfg, &scores);
@@ -11,6 +11,29 @@ pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path) -> anyhow::Result<
     std::fs::write(out.join("nab.md"), &md)?;
     print!("{md}");
     println!("wrote {}", out.join("nab.md").display());
+    if grid {
+        let (rows, nested) = selfheal::eval::nab::settings_grid(
+            dir,
+            &cfg,
+            &[0, 2, 3, 4, 5, 6, 8],
+            &[300.0, 600.0, 900.0, 1_800.0],
+        )?;
+        let mut md = String::from(
+            "# The transition model's settings on NAB (standard profile)\n\n| levels | lag (s) | threshold swept on all files | leave one file out |\n|---|---|---|---|\n",
+        );
+        for r in &rows {
+            md.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} |\n",
+                r.levels, r.lag_s, r.in_sample, r.leave_one_file_out
+            ));
+        }
+        md.push_str(&format!(
+            "\nNested leave one file out (setting and threshold chosen on the other files): {nested:.1}\n"
+        ));
+        std::fs::write(out.join("grid.md"), &md)?;
+        print!("{md}");
+        println!("wrote {}", out.join("grid.md").display());
+    }
     Ok(())
 }
 

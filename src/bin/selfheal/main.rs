@@ -253,8 +253,8 @@ fn real_main() -> anyhow::Result<()> {
                 },
         } => twin::fidelity(&scenario, &recording, from_s, to_s, &out)?,
         Cmd::Eval {
-            what: EvalCmd::Nab { dir, out },
-        } => evals::eval_nab(&dir, &out)?,
+            what: EvalCmd::Nab { dir, out, grid },
+        } => evals::eval_nab(&dir, &out, grid)?,
         Cmd::Eval {
             what:
                 EvalCmd::Incidents {

@@ -113,7 +113,7 @@ impl Default for PatternConfig {
             high_cpu: 0.9,
             high_memory: 0.9,
             exhaustion_latency_ratio: 2.0,
-            anomaly_threshold: 0.49,
+            anomaly_threshold: 0.51,
             dependency_cpu_drop: 0.7,
         }
     }
