@@ -66,8 +66,8 @@ pub struct DetectorConfig {
     pub spatial_tolerance: f64,
     /// Deviations (robust z) at which the log-scaled surprise reaches 1.
     pub surprise_at_one: f64,
-    /// Levels of the transition model, at most [`MAX_LEVELS`]; 0 leaves
-    /// the surprise a distance alone.
+    /// Levels of the transition model (more than [`MAX_LEVELS`] count as
+    /// that many); 0 or 1 leaves the surprise a distance alone.
     pub transition_levels: usize,
     /// A transition is from the level this long before to the level now.
     pub transition_lag_s: f64,
@@ -199,8 +199,8 @@ impl AnomalyDetector {
                 x > hi + tolerance || x < lo - tolerance
             });
         self.widen_range(t, x);
-        let distance = self.surprise(t, x);
-        let surprise = if self.cfg.transition_levels == 0 {
+        let distance = self.distance(t, x);
+        let surprise = if self.cfg.transition_levels < 2 {
             distance
         } else {
             distance * self.transition_surprise(t, x, range)
@@ -299,9 +299,9 @@ impl AnomalyDetector {
 
     /// The log-scaled robust distance of `x` from the baseline, then `x`
     /// joins the baseline.
-    fn surprise(&mut self, t: f64, x: f64) -> f64 {
+    fn distance(&mut self, t: f64, x: f64) -> f64 {
         drop_until(&mut self.baseline, t - self.cfg.baseline_s);
-        let surprise = if self.baseline.len() >= MIN_BASELINE {
+        let distance = if self.baseline.len() >= MIN_BASELINE {
             self.scratch.clear();
             self.scratch.extend(self.baseline.iter().map(|&(_, v)| v));
             let centre = median(&mut self.scratch);
@@ -322,7 +322,7 @@ impl AnomalyDetector {
             self.baseline.pop_front();
         }
         self.baseline.push_back((t, x));
-        surprise
+        distance
     }
 
     fn average(&mut self, t: f64, surprise: f64) -> f64 {
