@@ -488,6 +488,19 @@ pub fn numenta_published_threshold(dir: &Path, p: &Profile) -> Result<f64, NabEr
     })
 }
 
+/// Every file but the `i`th.
+fn all_but<'a>(
+    files: &[(&'a LabelledFile, &'a [f64])],
+    i: usize,
+) -> Vec<(&'a LabelledFile, &'a [f64])> {
+    files
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(_, file)| *file)
+        .collect()
+}
+
 /// The score of `files` when each one's threshold is swept on all the
 /// others (leave one file out): an estimate of the score on files the
 /// threshold was not chosen on. Returns the result and the thresholds
@@ -500,13 +513,7 @@ pub fn leave_one_file_out(
     let mut raw = 0.0;
     let mut thresholds = Vec::with_capacity(files.len());
     for (i, (f, s)) in files.iter().enumerate() {
-        let rest: Vec<_> = files
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != i)
-            .map(|(_, pair)| *pair)
-            .collect();
-        let t = best_threshold(detector, &rest, p).threshold;
+        let t = best_threshold(detector, &all_but(files, i), p).threshold;
         raw += score_file(s, &f.windows, p, t).score;
         thresholds.push(t);
     }
@@ -635,13 +642,7 @@ pub fn settings_grid(
     for (i, f) in corpus.iter().enumerate() {
         let mut best = (f64::NEG_INFINITY, 0, f64::INFINITY);
         for (g, s) in scores.iter().enumerate() {
-            let rest: Vec<_> = pair(&corpus, s)
-                .into_iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, file)| file)
-                .collect();
-            let b = best_threshold("", &rest, p);
+            let b = best_threshold("", &all_but(&pair(&corpus, s), i), p);
             if b.raw > best.0 {
                 best = (b.raw, g, b.threshold);
             }
@@ -652,4 +653,21 @@ pub fn settings_grid(
         .first()
         .map_or(0, |s| corpus_windows(&pair(&corpus, s)));
     Ok((rows, normalised(raw, windows, p)))
+}
+
+/// The settings grid as a markdown table (`grid.md`).
+pub fn render_grid(rows: &[GridRow], nested: f64) -> String {
+    let mut md = String::from(
+        "# The transition model's settings on NAB (standard profile)\n\n| levels | lag (s) | threshold swept on all files | leave one file out |\n|---|---|---|---|\n",
+    );
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} |\n",
+            r.levels, r.lag_s, r.in_sample, r.leave_one_file_out
+        ));
+    }
+    md.push_str(&format!(
+        "\nNested leave one file out (setting and threshold chosen on the other files): {nested:.1}\n"
+    ));
+    md
 }

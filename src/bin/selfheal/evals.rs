@@ -18,18 +18,7 @@ pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path, grid: bool) -> any
             &[0, 2, 3, 4, 5, 6, 8],
             &[300.0, 600.0, 900.0, 1_800.0],
         )?;
-        let mut md = String::from(
-            "# The transition model's settings on NAB (standard profile)\n\n| levels | lag (s) | threshold swept on all files | leave one file out |\n|---|---|---|---|\n",
-        );
-        for r in &rows {
-            md.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} |\n",
-                r.levels, r.lag_s, r.in_sample, r.leave_one_file_out
-            ));
-        }
-        md.push_str(&format!(
-            "\nNested leave one file out (setting and threshold chosen on the other files): {nested:.1}\n"
-        ));
+        let md = selfheal::eval::nab::render_grid(&rows, nested);
         std::fs::write(out.join("grid.md"), &md)?;
         print!("{md}");
         println!("wrote {}", out.join("grid.md").display());
