@@ -110,10 +110,10 @@ fn log(line: &str) {
 }
 
 /// Seconds to wait after `failures` failures in a row: `base` doubled per
-/// failure (at most 6 times), capped at a minute, with jitter of up to half
-/// so that several instances do not retry in step.
-fn backoff(base: f64, failures: u32, jitter: &mut Stream) -> f64 {
-    (base * 2f64.powi(failures.min(6) as i32)).min(60.0) * (0.5 + 0.5 * jitter.uniform())
+/// failure (at most 6 times), capped at `cap`, with jitter of up to half so
+/// that several instances do not retry in step.
+fn backoff(base: f64, cap: f64, failures: u32, jitter: &mut Stream) -> f64 {
+    (base * 2f64.powi(failures.min(6) as i32)).min(cap) * (0.5 + 0.5 * jitter.uniform())
 }
 
 fn describe(c: &Command) -> String {
@@ -319,7 +319,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                 }
                 Err(e) => {
                     attempt += 1;
-                    let wait = backoff(1.0, attempt, &mut jitter);
+                    let wait = backoff(1.0, 60.0, attempt, &mut jitter);
                     log(&format!(
                         "Kubernetes API: cannot list HorizontalPodAutoscalers ({e}); retrying in {wait:.1} s"
                     ));
@@ -375,92 +375,108 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
     // The Lease lasts three ticks: a stopped holder is replaced within them.
     let lease_s = (3.0 * adapter.period_s()).ceil().max(1.0) as u32;
     let mut n = 0u64;
+    // The loop ticks when the core asks to be woken (or after a backoff); a
+    // replay's faults and probes keep their own schedule in between, so a
+    // backoff after failed observations never skips the experiment's probes.
+    let mut next_tick = Clock::wall_now();
     loop {
         let now = Clock::wall_now();
         if let Some(r) = replay.as_mut() {
             r.inject_due(now, &adapter, &executor).await;
         }
-        let leader = match apply {
-            true => executor.hold_lease(&lease, &me, now, lease_s).await,
-            false => Ok(()),
-        };
-        // Isolations whose hold is over are lifted first (by the holder).
-        let (due, later): (Vec<_>, Vec<_>) = isolations
-            .into_iter()
-            .partition(|(t, _)| *t <= now && leader.is_ok());
-        isolations = later;
-        for (_, w) in due {
-            match executor.send_write(&w).await {
-                Ok(o) => log(&format!("isolation ended: {o:?}")),
-                Err(e) => log(&format!("could not end an isolation: {e}")),
-            }
-        }
-        let tick = match leader {
-            Ok(()) => adapter.tick(now).await,
-            Err(why) => Tick::Skipped(format!("not the active instance: {why}")),
-        };
-        let wait = match tick {
-            Tick::Skipped(why) => {
-                // No observation, no decision: back off with jitter.
-                failures += 1;
-                let wait = backoff(interval, failures, &mut jitter);
-                log(&format!("no action: {why}; retrying in {wait:.1} s"));
-                wait
-            }
-            Tick::Decided(commands) => {
-                failures = 0;
-                for (_, e) in &adapter.events {
-                    log(&format!("healing: {e:?}"));
+        if now >= next_tick {
+            let leader = match apply {
+                true => executor.hold_lease(&lease, &me, now, lease_s).await,
+                false => Ok(()),
+            };
+            // Isolations whose hold is over are lifted first (by the holder).
+            let (due, later): (Vec<_>, Vec<_>) = isolations
+                .into_iter()
+                .partition(|(t, _)| *t <= now && leader.is_ok());
+            isolations = later;
+            for (_, w) in due {
+                match executor.send_write(&w).await {
+                    Ok(o) => log(&format!("isolation ended: {o:?}")),
+                    Err(e) => log(&format!("could not end an isolation: {e}")),
                 }
-                for c in &commands {
-                    if let Some(r) = replay.as_mut() {
-                        r.decided(now, &adapter, c);
+            }
+            let tick = match leader {
+                Ok(()) => adapter.tick(now).await,
+                Err(why) => Tick::Skipped(format!("not the active instance: {why}")),
+            };
+            let wait = match tick {
+                Tick::Skipped(why) => {
+                    // No observation, no decision: back off with jitter,
+                    // for at most a minute of the cluster's time (a served
+                    // simulation's minute passes `time_scale` times faster).
+                    failures += 1;
+                    let wait = backoff(interval, adapter.cfg.wall(60.0), failures, &mut jitter);
+                    log(&format!("no action: {why}; retrying in {wait:.1} s"));
+                    wait
+                }
+                Tick::Decided(commands) => {
+                    failures = 0;
+                    for (_, e) in &adapter.events {
+                        log(&format!("healing: {e:?}"));
                     }
-                    if safety::fights_hpa(c, |s| adapter.cfg.deployment_of(s), &owned) {
-                        log(&format!("left to the HPA: {}", describe(c)));
-                        continue;
-                    }
-                    if apply && !writes.try_take(now) {
-                        log(&format!(
-                            "write rate limit ({max_writes} per {write_window_s} s): not sending {}",
-                            describe(c)
-                        ));
-                        continue;
-                    }
-                    match executor.execute(c).await {
-                        Ok(Outcome::WouldSend(w)) => {
-                            log(&format!("dry-run: {} -> {w:?}", describe(c)))
+                    for c in &commands {
+                        if let Some(r) = replay.as_mut() {
+                            r.decided(now, &adapter, c);
                         }
-                        Ok(Outcome::Sent(w)) => {
-                            log(&format!("sent: {} -> {w:?}", describe(c)));
-                            if let Command::Isolate { service, hold, .. } = c {
-                                isolations.push((
-                                    now + hold.as_secs_f64() / adapter.cfg.time_scale,
-                                    actuate::end_isolation(&adapter.cfg.namespace, service),
-                                ));
+                        if safety::fights_hpa(c, |s| adapter.cfg.deployment_of(s), &owned) {
+                            log(&format!("left to the HPA: {}", describe(c)));
+                            continue;
+                        }
+                        if apply && !writes.try_take(now) {
+                            log(&format!(
+                                "write rate limit ({max_writes} per {write_window_s} s): not sending {}",
+                                describe(c)
+                            ));
+                            continue;
+                        }
+                        match executor.execute(c).await {
+                            Ok(Outcome::WouldSend(w)) => {
+                                log(&format!("dry-run: {} -> {w:?}", describe(c)))
                             }
+                            Ok(Outcome::Sent(w)) => {
+                                log(&format!("sent: {} -> {w:?}", describe(c)));
+                                if let Command::Isolate { service, hold, .. } = c {
+                                    isolations.push((
+                                        now + hold.as_secs_f64() / adapter.cfg.time_scale,
+                                        actuate::end_isolation(&adapter.cfg.namespace, service),
+                                    ));
+                                }
+                            }
+                            Ok(Outcome::Stopped) => {
+                                log(&format!("kill switch on: not sending {}", describe(c)))
+                            }
+                            Err(e) => log(&format!("{}: {e}", describe(c))),
                         }
-                        Ok(Outcome::Stopped) => {
-                            log(&format!("kill switch on: not sending {}", describe(c)))
-                        }
-                        Err(e) => log(&format!("{}: {e}", describe(c))),
                     }
+                    // The next observation when the core asks for it, as the
+                    // simulator schedules its control ticks.
+                    adapter.wait_s(Clock::wall_now())
                 }
-                // The next observation when the core asks for it, as the
-                // simulator schedules its control ticks.
-                adapter.wait_s(Clock::wall_now())
-            }
-        };
+            };
+            next_tick = Clock::wall_now() + wait;
+            n += 1;
+        }
         if let Some(r) = replay.as_mut() {
             r.probe_if_due(Clock::wall_now(), &adapter).await;
             if r.done(Clock::wall_now(), &adapter) {
                 return Ok(r.finish(Clock::wall_now(), &adapter).await?);
             }
         }
-        n += 1;
         if ticks.is_some_and(|t| n >= t) {
             return Ok(());
         }
+        let now = Clock::wall_now();
+        let wait = replay
+            .as_ref()
+            .map_or(next_tick - now, |r| {
+                (next_tick - now).min(r.wall_until_next(now, &adapter))
+            })
+            .max(0.0);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
             _ = shutdown() => {

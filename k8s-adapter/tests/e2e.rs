@@ -396,10 +396,14 @@ fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64, 
         }
     }
     let close = |what: &str, a: Option<f64>, b: Option<f64>| {
-        let (a, b) = (a.unwrap_or_else(|| panic!("replay: no {what}")), b.unwrap());
+        let (a, b) = (
+            a.unwrap_or_else(|| panic!("replay: no {what}; the adapter said:\n{}", live.log)),
+            b.unwrap(),
+        );
         assert!(
             (a - b).abs() <= (2.0 * 5.0f64).max(0.2 * b),
-            "{what} {a} vs {b}"
+            "{what} {a} vs {b}; the adapter said:\n{}",
+            live.log
         );
     };
     close(

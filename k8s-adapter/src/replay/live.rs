@@ -244,6 +244,14 @@ impl Live {
         Ok((error_rate, p99, ready_ok))
     }
 
+    /// Wall seconds from `now` until the replay has something to do.
+    pub fn wall_until_next(&self, now: f64, adapter: &Adapter) -> f64 {
+        adapter
+            .cfg
+            .wall(self.replay.next_at() - self.t(now, adapter))
+            .max(0.0)
+    }
+
     pub fn done(&self, now: f64, adapter: &Adapter) -> bool {
         self.replay.done(self.t(now, adapter))
     }

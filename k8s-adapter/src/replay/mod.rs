@@ -342,6 +342,13 @@ impl Replay {
         t >= self.until_s
     }
 
+    /// The replay second of what is due next: a fault to write, a probe to
+    /// take or the end.
+    pub fn next_at(&self) -> f64 {
+        let step = self.steps.get(self.next).map_or(f64::INFINITY, |s| s.at_s);
+        step.min(self.next_probe).min(self.until_s)
+    }
+
     /// The experiment's verdict from the live measurements: the probes, the
     /// commands, and the client requests that failed from the fault's start
     /// (`failed_requests`, `budget_burnt` as measured by the caller).
@@ -518,6 +525,34 @@ mod tests {
             delete.path,
             format!("{vs}/{}", body["metadata"]["name"].as_str().unwrap())
         );
+    }
+
+    /// The adapter sleeps until `next_at` whatever its control loop waits
+    /// for: a probe, a fault's start or end, or the end of the replay.
+    #[test]
+    fn the_next_wake_up_is_the_earliest_probe_fault_or_end() {
+        let sc = chaos("dependency-failure");
+        let mut r = Replay::new(&sc, plan(&sc, "shop", served), Some(700.0));
+        // The first probe waits for a full window of the hypothesis.
+        assert_eq!(r.next_at(), 30.0);
+        r.probe(31.0, 0.0, 10.0, true);
+        assert_eq!(r.next_at(), 35.0);
+        for t in (35..=295).step_by(5) {
+            r.probe(t as f64, 0.0, 10.0, true);
+        }
+        assert_eq!(r.next_at(), 300.0);
+        assert_eq!(r.due(300.0).len(), 1);
+        assert_eq!(r.next_at(), 300.0, "the probe at the fault's start");
+        // A probe taken late does not hide the fault's end.
+        r.probe(640.0, 0.0, 10.0, true);
+        assert_eq!(r.next_at(), 600.0);
+        assert_eq!(r.due(600.0).len(), 1);
+        assert_eq!(r.next_at(), 645.0);
+        for t in (645..=695).step_by(5) {
+            r.probe(t as f64, 0.0, 10.0, true);
+        }
+        r.probe(702.0, 0.0, 10.0, true);
+        assert_eq!(r.next_at(), 700.0, "the end comes before the next probe");
     }
 
     #[test]
