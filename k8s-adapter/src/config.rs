@@ -185,7 +185,10 @@ pub struct Queries {
 
 impl Default for Queries {
     fn default() -> Self {
-        let pods = r#"namespace="{namespace}",pod=~"{deployment}-.*""#;
+        // A Deployment's pods are `<deployment>-<hash>-<suffix>`: two
+        // segments exactly, so that `catalog` does not take in the pods of
+        // `catalog-standby`.
+        let pods = r#"namespace="{namespace}",pod=~"{deployment}-[a-z0-9]+-[a-z0-9]+""#;
         let http = r#"namespace="{namespace}",service="{service}""#;
         // Istio's standard metrics, as the calling pod's sidecar reports
         // them; for Linkerd: `response_total` / `response_latency_ms_bucket`
@@ -467,7 +470,7 @@ mod tests {
         let q = Queries::fill(&Queries::default().pod_cpu, "shop", &svc, 30.0);
         assert_eq!(
             q,
-            r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop",pod=~"api-v2-.*",container!=""}[30s]))"#
+            r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop",pod=~"api-v2-[a-z0-9]+-[a-z0-9]+",container!=""}[30s]))"#
         );
     }
 }

@@ -131,7 +131,8 @@ fn start(
     std::fs::write(
         dir.join("adapter.toml"),
         format!(
-            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = {warmup_s}\n[controller]\n{controller}\n{services}"
+            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = {warmup_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+            scenario.spec.slo.latency_ms, scenario.spec.slo.objective
         ),
     )
     .unwrap();
@@ -297,6 +298,9 @@ enum Parity {
     /// differ in number: a repeated isolation falls on either side of an
     /// isolation's end, which the replay sees up to a scrape late).
     FirstAction,
+    /// The same first healing action on the same target and detection; the
+    /// repair time is only required to exist (see the latency fault).
+    FirstActionNotRepairTime,
 }
 
 /// What a replay wrote: its log, `commands.csv` and verdict.
@@ -391,7 +395,7 @@ fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64, 
     let (live_actions, sim_actions) = (actions(&live_healing), actions(&sim_healing));
     match parity {
         Parity::EveryAction => assert_eq!(live_actions, sim_actions, "{}", live.log),
-        Parity::FirstAction => {
+        Parity::FirstAction | Parity::FirstActionNotRepairTime => {
             assert_eq!(live_actions.first(), sim_actions.first(), "{}", live.log)
         }
     }
@@ -411,7 +415,16 @@ fn replay_matches_pure(scenario: &str, services: &str, fault: &str, until: f64, 
         live.verdict.detection_s,
         sim_verdict.detection_s,
     );
-    close("MTTR", live.verdict.mttr_s, sim_verdict.mttr_s);
+    if parity == Parity::FirstActionNotRepairTime {
+        assert!(
+            live.verdict.mttr_s.is_some(),
+            "never recovered:\n{}\n{}",
+            live.verdict.text(),
+            live.log
+        );
+    } else {
+        close("MTTR", live.verdict.mttr_s, sim_verdict.mttr_s);
+    }
 }
 
 #[test]
@@ -487,39 +500,26 @@ fn a_replayed_node_loss_drains_the_node_and_gives_it_back() {
 
 /// The latency experiment needs what a mesh reports: the frontend's calls
 /// to the catalog (`istio_*` per edge, served by `selfheal serve`) and the
-/// configured standby let the core fail the catalog over. Without them
-/// (before) it replaced frontend pods and the hypothesis never recovered.
-/// Not yet the pure simulation's path: it fails over 2 s after the fault
-/// on a critical frontend; the replay acts first near 360 s, restarting a
-/// frontend pod whose memory (grown with the calls held open) reads as a
-/// leak, and fails over after that. Not for want of history: Prometheus
-/// runs before the served simulation starts, the adapter reads back 29
-/// scrapes and holds a full window at the fault. What the live predictor
-/// is shown at the fault, next to the pure one's, is the next thing to
-/// compare. So this checks the fail-over and the recovery, not the order.
+/// configured standby let the core fail the catalog over, as the pure
+/// simulation does a few seconds after the fault on a critical frontend.
+/// That needs the scenario's SLO in the adapter's configuration (300 ms
+/// here): under the adapter's default 500 ms, a p99 of 440 ms was not a
+/// symptom, and the replay restarted frontend pods for a "leak" first.
+/// The repair time is not compared: the adapter starts with history read
+/// back from Prometheus, so its HPA's 300 s downscale stabilization window
+/// opens at its first tick and it scales the idle standby down to one pod
+/// just as the fault starts; the pure run's HPA opens the window later
+/// and scales the standby down at 330 s (as it does without the fault),
+/// after the fail-over. The replay's standby of one pod then needs scaling
+/// up before it recovers.
 #[test]
 fn a_replayed_latency_fault_is_healed_by_failing_the_catalog_over() {
-    let Some(live) = replay(
+    replay_matches_pure(
         "chaos/latency.toml",
         "[[service]]\nname = \"frontend\"\n[[service]]\nname = \"catalog\"\nbackup_selector = { app = \"catalog-standby\" }\n[[service]]\nname = \"catalog-standby\"\n",
         "latency",
         900.0,
-    ) else {
-        return;
-    };
-    let (commands, log) = (&live.commands, &live.log);
-    eprintln!("{}{commands}", live.verdict.text());
-    assert!(
-        commands.lines().any(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            f.get(2) == Some(&"failover") && f.get(3) == Some(&"catalog")
-        }),
-        "{commands}\n{log}"
-    );
-    assert!(
-        live.verdict.mttr_s.is_some(),
-        "never recovered:\n{}\n{log}",
-        live.verdict.text()
+        Parity::FirstActionNotRepairTime,
     );
 }
 

@@ -137,6 +137,19 @@ impl Live {
                 Err(e) => log(&format!("replay: {e}")),
             }
         }
+        // The pure simulation's controller judges latency against the
+        // scenario's SLO; a different one here is a different policy.
+        if cfg.slo_latency_ms != scenario.slo.latency_ms
+            || cfg.slo_objective != scenario.slo.objective
+        {
+            log(&format!(
+                "replay: the scenario's SLO is {} of requests within {} ms, this configuration's {} within {} ms: the controller judges latency against the latter (set slo_latency_ms and slo_objective to compare with the simulation)",
+                scenario.slo.objective,
+                scenario.slo.latency_ms,
+                cfg.slo_objective,
+                cfg.slo_latency_ms
+            ));
+        }
         let now = crate::clock::Clock::wall_now();
         Ok(Live {
             replay: Replay::new(scenario, steps, until_s),
