@@ -638,20 +638,19 @@ pub fn settings_grid(
             scores.push(s);
         }
     }
+    let paired: Vec<_> = scores.iter().map(|s| pair(&corpus, s)).collect();
     let mut raw = 0.0;
     for (i, f) in corpus.iter().enumerate() {
         let mut best = (f64::NEG_INFINITY, 0, f64::INFINITY);
-        for (g, s) in scores.iter().enumerate() {
-            let b = best_threshold("", &all_but(&pair(&corpus, s), i), p);
+        for (g, files) in paired.iter().enumerate() {
+            let b = best_threshold("", &all_but(files, i), p);
             if b.raw > best.0 {
                 best = (b.raw, g, b.threshold);
             }
         }
         raw += score_file(&scores[best.1][i], &f.windows, p, best.2).score;
     }
-    let windows = scores
-        .first()
-        .map_or(0, |s| corpus_windows(&pair(&corpus, s)));
+    let windows = paired.first().map_or(0, |files| corpus_windows(files));
     Ok((rows, normalised(raw, windows, p)))
 }
 
