@@ -56,36 +56,46 @@ pub struct Executor {
     pub kill_switch: String,
 }
 
+/// Sends one request to the API behind `client`; the answer's body.
+pub async fn send(client: &kube::Client, r: &ApiRequest) -> Result<String, ApiError> {
+    let err = |code: Option<u16>, why: String| ApiError::Request {
+        method: r.method,
+        path: r.path.clone(),
+        code,
+        why,
+    };
+    let mut b = http::Request::builder().method(r.method).uri(&r.path);
+    if let Some(ct) = r.content_type {
+        b = b.header(http::header::CONTENT_TYPE, ct);
+    }
+    let body = r.body.as_ref().map_or_else(Vec::new, |v| {
+        serde_json::to_vec(v).expect("JSON serialises")
+    });
+    let req = b.body(body).map_err(|e| err(None, e.to_string()))?;
+    client.request_text(req).await.map_err(|e| match &e {
+        kube::Error::Api(resp) => err(Some(resp.code), e.to_string()),
+        _ => err(None, e.to_string()),
+    })
+}
+
+/// Sends a request and parses its JSON answer.
+pub async fn read(client: &kube::Client, r: &ApiRequest) -> Result<Value, ApiError> {
+    let text = send(client, r).await?;
+    serde_json::from_str(&text).map_err(|e| ApiError::NotJson {
+        path: r.path.clone(),
+        why: e.to_string(),
+    })
+}
+
 impl Executor {
     async fn send(&self, r: &ApiRequest) -> Result<String, ApiError> {
-        let err = |code: Option<u16>, why: String| ApiError::Request {
-            method: r.method,
-            path: r.path.clone(),
-            code,
-            why,
-        };
-        let mut b = http::Request::builder().method(r.method).uri(&r.path);
-        if let Some(ct) = r.content_type {
-            b = b.header(http::header::CONTENT_TYPE, ct);
-        }
-        let body = r.body.as_ref().map_or_else(Vec::new, |v| {
-            serde_json::to_vec(v).expect("JSON serialises")
-        });
-        let req = b.body(body).map_err(|e| err(None, e.to_string()))?;
-        self.client.request_text(req).await.map_err(|e| match &e {
-            kube::Error::Api(resp) => err(Some(resp.code), e.to_string()),
-            _ => err(None, e.to_string()),
-        })
+        send(&self.client, r).await
     }
 
     /// Sends a read and parses its JSON answer (reads are sent in dry-run
     /// too).
     pub async fn read(&self, r: &ApiRequest) -> Result<Value, ApiError> {
-        let text = self.send(r).await?;
-        serde_json::from_str(&text).map_err(|e| ApiError::NotJson {
-            path: r.path.clone(),
-            why: e.to_string(),
-        })
+        read(&self.client, r).await
     }
 
     /// Whether the kill switch is on. A missing ConfigMap means off; an

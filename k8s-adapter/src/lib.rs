@@ -13,6 +13,7 @@ pub mod actuate;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod follow;
 pub mod lease;
 pub mod observe;
 pub mod prom;

@@ -92,6 +92,29 @@ enum Cmd {
         #[arg(long, default_value = "replay")]
         out: PathBuf,
     },
+    /// Keep a served simulation (`selfheal serve --without-faults
+    /// --controller static`) in step with the cluster of KUBECONFIG, whose
+    /// pods do no work of their own (a control plane with KWOK's fake
+    /// nodes): copy the simulation's Deployments to the cluster, then carry
+    /// each Deployment's replicas and image and each pod deletion into the
+    /// simulation, and serve its metrics at --metrics-addr with every pod
+    /// under the name of the cluster pod it follows. Point Prometheus at
+    /// --metrics-addr and `replay` at the cluster. Runs until SIGTERM /
+    /// Ctrl-C.
+    Follow {
+        /// A kubeconfig for the served simulation's API (`selfheal serve
+        /// --kubeconfig F`).
+        #[arg(long)]
+        served_kubeconfig: PathBuf,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Where to serve the renamed metrics.
+        #[arg(long, default_value = "127.0.0.1:9465")]
+        metrics_addr: String,
+        /// Wall seconds between rounds.
+        #[arg(long, default_value_t = 0.25)]
+        interval_s: f64,
+    },
     /// Read the last --duration-s of every service's metrics back from
     /// Prometheus and write them to --out: `<service>-load.csv` (a trace a
     /// scenario's `trace` curve replays) and `<service>-metrics.csv`.
@@ -129,6 +152,12 @@ async fn main() -> Result<()> {
             out,
         } => record(&config, duration_s, &out).await,
         Cmd::Run { opts } => run_loop(opts, None).await,
+        Cmd::Follow {
+            served_kubeconfig,
+            namespace,
+            metrics_addr,
+            interval_s,
+        } => follow(&served_kubeconfig, &namespace, &metrics_addr, interval_s).await,
         Cmd::Replay {
             scenario,
             opts,
@@ -137,6 +166,53 @@ async fn main() -> Result<()> {
         } => {
             let loaded = selfheal_core::scenario::load_file(&scenario)?;
             run_loop(opts, Some((loaded.spec, until_s, out))).await
+        }
+    }
+}
+
+async fn follow(
+    served_kubeconfig: &std::path::Path,
+    namespace: &str,
+    metrics_addr: &str,
+    interval_s: f64,
+) -> Result<()> {
+    use selfheal_k8s::follow::{Follower, serve_metrics};
+    let kubeconfig = kube::config::Kubeconfig::read_from(served_kubeconfig)
+        .with_context(|| format!("reading {}", served_kubeconfig.display()))?;
+    let served_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .with_context(|| format!("{}", served_kubeconfig.display()))?;
+    let source = format!(
+        "{}/metrics",
+        served_cfg.cluster_url.to_string().trim_end_matches('/')
+    );
+    let served = kube::Client::try_from(served_cfg)?;
+    let cluster = kube::Client::try_default()
+        .await
+        .context("the cluster's credentials (KUBECONFIG or in-cluster)")?;
+    let (follower, created) = Follower::copy_deployments(cluster, served, namespace).await?;
+    log(&format!(
+        "following Deployments {:?} (created on the cluster: {created:?})",
+        follower.deployments
+    ));
+    let listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("listening on {metrics_addr}"))?;
+    log(&format!(
+        "metrics of {source} at http://{}/metrics under the cluster's pod names",
+        listener.local_addr()?
+    ));
+    tokio::spawn(serve_metrics(listener, source, follower.pairs.clone()));
+    let period = Duration::from_secs_f64(interval_s.max(0.01));
+    loop {
+        match follower.sync().await {
+            Ok(done) if done.is_empty() => {}
+            Ok(done) => log(&format!("followed: {done:?}")),
+            Err(e) => log(&format!("follow round failed: {e}")),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
 }

@@ -27,9 +27,16 @@
 //!   the real controller, every sync's inputs are logged by the metrics API
 //!   it reads (`controlplane/metrics`, in place of metrics-server), and the
 //!   reimplementation, shown the same inputs, must answer every sync with
-//!   the replicas the real one set.
+//!   the replicas the real one set;
+//! - `selfheal-k8s replay` of the pod-kill and load-swing chaos scenarios
+//!   against the control plane, with `selfheal-k8s follow` keeping a
+//!   served copy of the scenario in step with it (KWOK's pods do no work),
+//!   decides and ends as the same replay against `selfheal serve` alone
+//!   (needs Prometheus, as `tests/e2e.rs` does).
 //!
 //! The tests share one API server and one restarts it, so they take turns.
+
+mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1016,4 +1023,263 @@ fn ready_pods_in(kc: &Path, ns: &str, selector: &str) -> Vec<String> {
         })
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Served simulated seconds per wall second in the replays.
+const SPEED: f64 = 20.0;
+
+/// What a replay wrote.
+struct Replayed {
+    log: String,
+    /// `(replay second, command, service, detail)` of `commands.csv`.
+    commands: Vec<(f64, String, String, String)>,
+    verdict: Option<selfheal::sim::chaos::Verdict>,
+    /// The follower's log (against the control plane only).
+    followed: String,
+}
+
+/// `selfheal-k8s replay` of `scenario` (under `scenarios/`) until replay
+/// second `until`, configured with `services` and HPA at 70 % with
+/// healing, against a served copy of the scenario (`serve
+/// --without-faults`, no controller of its own). With `cluster`, the
+/// replay acts on the control plane in namespace `ns`, and `selfheal-k8s
+/// follow` keeps the served copy in step with it and serves its metrics
+/// under the cluster's pod names to Prometheus; without, the replay acts
+/// on the served copy's own API, as `tests/e2e.rs` does.
+fn replay_on(
+    scenario: &str,
+    services: &str,
+    until: f64,
+    cluster: Option<&Path>,
+    ns: &str,
+) -> Option<Replayed> {
+    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let mut loaded = selfheal::scenario::load_file(Path::new(&path)).unwrap();
+    loaded
+        .spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let (served_port, follow_port) = (common::closed_port(), common::closed_port());
+    let scraped = match cluster {
+        Some(_) => follow_port,
+        None => served_port,
+    };
+    let scrape = format!("{}ms", (5000.0 / SPEED) as u64);
+    let (_prom, url) = common::start_prometheus(&format!("http://127.0.0.1:{scraped}"), &scrape)?;
+    let dir = std::env::temp_dir().join(format!("selfheal-cp-replay-{}-{ns}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let served = selfheal::serve::Served::start(
+        &loaded,
+        &selfheal::serve::ServeOptions {
+            addr: format!("127.0.0.1:{served_port}"),
+            speed: SPEED,
+            namespace: ns.into(),
+            clock: selfheal::serve::ServeClock::Wall,
+            token: None,
+            faults: selfheal::serve::ServedFaults::Held,
+        },
+    )
+    .unwrap();
+    let served_kc = dir.join("served.kubeconfig");
+    std::fs::write(&served_kc, served.kubeconfig()).unwrap();
+    let mut follower = cluster.map(|kc| {
+        remove_namespace(kc, ns);
+        kubectl(kc, &["create", "namespace", ns], None);
+        Process::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
+            .args(["follow", "--namespace", ns, "--metrics-addr"])
+            .arg(format!("127.0.0.1:{follow_port}"))
+            .arg("--served-kubeconfig")
+            .arg(&served_kc)
+            .env("KUBECONFIG", kc)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("follow.log")).unwrap())
+            .spawn()
+            .expect("the follower starts")
+    });
+    // The adapter reads 150 simulated seconds back as its history, once
+    // Prometheus has them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !common::has_tried_its_target(&url) || served.progress().0.as_secs_f64() < 150.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scrape or no progress"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(
+        dir.join("adapter.toml"),
+        format!(
+            "prometheus = \"{url}\"\nnamespace = \"{ns}\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = 150\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\nkind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true\n{services}",
+            loaded.spec.slo.latency_ms, loaded.spec.slo.objective
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let log = dir.join("adapter.log");
+    let status = Process::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
+        .args(["replay", &path, "--until-s", &until.to_string(), "--out"])
+        .arg(&out)
+        .args([
+            "--apply",
+            "--unapproved",
+            "--time-scale",
+            &SPEED.to_string(),
+        ])
+        .arg("--config")
+        .arg(dir.join("adapter.toml"))
+        .env("KUBECONFIG", cluster.unwrap_or(&served_kc))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    if let Some(f) = follower.as_mut() {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the replay failed:\n{log}");
+    let commands = std::fs::read_to_string(out.join("commands.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(6, ',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[2].to_string(),
+                f[3].to_string(),
+                f[4].to_string(),
+            )
+        })
+        .collect();
+    let replayed = Replayed {
+        commands,
+        verdict: std::fs::read_to_string(out.join("verdict.toml"))
+            .ok()
+            .map(|t| toml::from_str(&t).unwrap()),
+        followed: std::fs::read_to_string(dir.join("follow.log")).unwrap_or_default(),
+        log,
+    };
+    if let Some(kc) = cluster {
+        remove_namespace(kc, ns);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(replayed)
+}
+
+/// The scale commands of a replay: `(replay second, service, replicas)`.
+fn scales(r: &Replayed) -> Vec<(f64, String, String)> {
+    r.commands
+        .iter()
+        .filter(|c| c.1 == "scale")
+        .map(|c| (c.0, c.2.clone(), c.3.clone()))
+        .collect()
+}
+
+#[test]
+fn replays_against_the_control_plane_match_the_replays_against_serve() {
+    let Some(kc) = kubeconfig() else {
+        return;
+    };
+    let _turn = SERIAL.blocking_lock();
+    let services = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("[[service]]\nname = \"{n}\"\n"))
+            .collect::<String>()
+    };
+    // The pod kill: two of the cluster's pods deleted through the API, the
+    // real ReplicaSet replacing them on KWOK's nodes, the simulation
+    // following.
+    let kill = |cluster: Option<&Path>| {
+        replay_on(
+            "chaos/pod-kill.toml",
+            &services(&["api"]),
+            450.0,
+            cluster,
+            "replay-kill",
+        )
+    };
+    let (Some(on_cluster), Some(on_serve)) = (kill(Some(&kc)), kill(None)) else {
+        return;
+    };
+    let (vc, vs) = (
+        on_cluster.verdict.as_ref().expect("a verdict"),
+        on_serve.verdict.as_ref().expect("a verdict"),
+    );
+    eprintln!(
+        "pod kill, against the control plane:\n{}{:?}\nagainst serve:\n{}{:?}",
+        vc.text(),
+        on_cluster.commands,
+        vs.text(),
+        on_serve.commands
+    );
+    let deleted = on_cluster
+        .log
+        .lines()
+        .find(|l| l.contains("replay: pod_kill at "))
+        .unwrap_or_else(|| panic!("no pod kill:\n{}", on_cluster.log));
+    assert_eq!(deleted.matches("Sent(").count(), 2, "{deleted}");
+    assert_eq!(
+        on_cluster.followed.matches("(\"api-r").count(),
+        2,
+        "the follower deleted the served pods of the two killed pods (and no other):\n{}",
+        on_cluster.followed
+    );
+    assert_eq!(vc.passed, vs.passed, "{}\n{}", on_cluster.log, on_serve.log);
+    assert_eq!(vc.healing_actions, vs.healing_actions);
+    let kinds = |r: &Replayed| {
+        r.commands
+            .iter()
+            .map(|c| (c.1.clone(), c.2.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&on_cluster), kinds(&on_serve));
+    same_scales(&on_cluster, &on_serve);
+
+    // A load swing: the HPA rule scales both services down and up again;
+    // the cluster's Deployments scale, and the simulation's follow.
+    let swing = |cluster: Option<&Path>| {
+        replay_on(
+            "chaos/steady.toml",
+            &services(&["frontend", "api"]),
+            1150.0,
+            cluster,
+            "replay-swing",
+        )
+    };
+    let (Some(on_cluster), Some(on_serve)) = (swing(Some(&kc)), swing(None)) else {
+        return;
+    };
+    eprintln!(
+        "load swing, against the control plane: {:?}
+against serve: {:?}",
+        on_cluster.commands, on_serve.commands
+    );
+    assert!(scales(&on_cluster).len() >= 4, "{}", on_cluster.log);
+    assert_eq!(kinds(&on_cluster), kinds(&on_serve));
+    same_scales(&on_cluster, &on_serve);
+}
+
+/// The same scale commands (service and replicas) in the same order, each
+/// within 30 replay seconds (two of the HPA rule's 15 s periods) of the
+/// other's.
+fn same_scales(a: &Replayed, b: &Replayed) {
+    let (sa, sb) = (scales(a), scales(b));
+    let what = |s: &[(f64, String, String)]| {
+        s.iter()
+            .map(|(_, svc, n)| format!("{svc} {n}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        what(&sa),
+        what(&sb),
+        "{}
+{}",
+        a.log,
+        b.log
+    );
+    for (x, y) in sa.iter().zip(&sb) {
+        assert!((x.0 - y.0).abs() <= 30.0, "{x:?} vs {y:?}");
+    }
 }

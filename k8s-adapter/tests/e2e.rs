@@ -98,7 +98,7 @@ fn start(
     let scrape = format!("{}ms", (5000.0 / SPEED) as u64);
     let (prom, url) = common::start_prometheus(&format!("http://127.0.0.1:{port}"), &scrape)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !has_tried_its_target(&url) {
+    while !common::has_tried_its_target(&url) {
         assert!(Instant::now() < deadline, "Prometheus never scraped");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -172,22 +172,6 @@ fn start(
         dir,
         _turn: turn,
     })
-}
-
-/// Whether the Prometheus at `url` has scraped (or tried to scrape) its
-/// target: `up` has a sample.
-fn has_tried_its_target(url: &str) -> bool {
-    use std::io::{Read, Write};
-    let host = url.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(host) else {
-        return false;
-    };
-    let asked = write!(
-        s,
-        "GET /api/v1/query?query=up HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.contains(r#""__name__":"up""#)
 }
 
 fn service<'a>(

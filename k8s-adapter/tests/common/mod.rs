@@ -241,3 +241,18 @@ pub fn start_prometheus_with(
         .expect("prometheus starts");
     Some((Prom(child, dir), format!("{scheme}://127.0.0.1:{port}")))
 }
+
+/// Whether the Prometheus at `url` has scraped (or tried to scrape) its
+/// target: `up` has a sample.
+pub fn has_tried_its_target(url: &str) -> bool {
+    let host = url.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(host) else {
+        return false;
+    };
+    let asked = write!(
+        s,
+        "GET /api/v1/query?query=up HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.contains(r#""__name__":"up""#)
+}
