@@ -33,7 +33,7 @@ revision = { service_time_ms = 3 }
 [[service]]
 name = "catalog"
 replicas = 4
-revision = { service_time_ms = 8 }
+revision = { service_time_ms = 8, background_cores = 0.05 }
   [[service.call]]
   to = "db"
   probability = 0.7
@@ -126,10 +126,11 @@ fn a_twin_of_a_recorded_simulation_recovers_its_scenario() {
         assert_eq!(s.replicas, o.replicas, "{}", o.name);
         let st = s.revision.service_time_ms / o.revision.service_time_ms;
         eprintln!(
-            "{}: CPU {:.3} ms (cv {:.2}), wait {:.3} ms; original {} ms (cv {})",
+            "{}: CPU {:.3} ms (cv {:.2}), background {:.4} cores, wait {:.3} ms; original {} ms (cv {})",
             o.name,
             s.revision.service_time_ms,
             s.revision.service_time_cv,
+            s.revision.background_cores,
             s.revision.wait_ms,
             o.revision.service_time_ms,
             o.revision.service_time_cv
@@ -140,6 +141,15 @@ fn a_twin_of_a_recorded_simulation_recovers_its_scenario() {
             o.name,
             s.revision.service_time_ms,
             o.revision.service_time_ms
+        );
+        // The CPU no request explains, per pod: the catalog's 0.05 cores,
+        // and none elsewhere.
+        let background = s.revision.background_cores;
+        assert!(
+            (background - o.revision.background_cores).abs() <= 0.01,
+            "{}: background {background:.4} cores for {}",
+            o.name,
+            o.revision.background_cores
         );
         let graph = |calls: &[selfheal::scenario::CallSpec]| {
             let mut v: Vec<String> = calls.iter().map(|c| c.to.clone()).collect();
@@ -243,7 +253,7 @@ fn a_twin_of_the_real_incident_day_holds_its_fidelity_on_held_out_hours() {
     let cpu = f.median_of(|s| s.cpu_mape);
     let rate = f.median_of(|s| s.rate_mape);
     let p99 = f.median_of(|s| s.p99_mape);
-    assert!(cpu <= 0.22, "CPU {cpu}");
+    assert!(cpu <= 0.17, "CPU {cpu}");
     assert!(rate <= 0.10, "request rate {rate}");
     assert!(p99 <= 0.40, "p99 {p99}");
     let cpu_mean = f.median_of(|s| s.cpu_bias.abs());
@@ -255,9 +265,10 @@ fn a_twin_of_the_real_incident_day_holds_its_fidelity_on_held_out_hours() {
 
 /// Off-CPU time adds to a request's latency and holds no core: at low
 /// load a 2 ms CPU request that then waits a fixed 50 ms answers in about
-/// 52 ms, and the service's CPU is what the 2 ms alone use.
+/// 52 ms, and the service's CPU is what the 2 ms alone use. Background
+/// work is the other way round: CPU at any load, and a little latency.
 #[test]
-fn off_cpu_wait_adds_latency_but_uses_no_cpu() {
+fn off_cpu_wait_adds_latency_and_background_work_adds_cpu() {
     let run = |wait: &str| {
         let text = format!(
             "name = \"wait\"\nduration_s = 600\nseed = 3\n[slo]\nlatency_ms = 200\n[[load]]\nservice = \"api\"\ncurve = {{ kind = \"constant\", rate = 20 }}\n[[service]]\nname = \"api\"\nreplicas = 2\nrevision = {{ service_time_ms = 2, service_time_cv = 0{wait} }}\n"
@@ -284,4 +295,18 @@ fn off_cpu_wait_adds_latency_but_uses_no_cpu() {
         (cpu_waiting / cpu_only - 1.0).abs() < 0.05,
         "{cpu_waiting} against {cpu_only}"
     );
+    // Background work is CPU at any load: 20 requests/s of 2 ms are 0.04
+    // cores, two pods' 0.1 cores each add 0.2, all over 2 x 0.5 cores
+    // requested. On a one-core limit a request then shares its core with
+    // 0.1 cores of background, CFS-fashion: 2 ms of work take 2.2 ms.
+    let (p50_background, cpu_background) = run(", background_cores = 0.1");
+    assert!(
+        (cpu_only - 0.04).abs() < 0.004,
+        "{cpu_only} of the request without background"
+    );
+    assert!(
+        (cpu_background - 0.24).abs() < 0.01,
+        "{cpu_background} of the request with background"
+    );
+    assert!((p50_background - 2.2).abs() < 0.3, "{p50_background}");
 }

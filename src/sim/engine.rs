@@ -548,6 +548,7 @@ impl Simulation {
             live_failures: 0,
             hung: false,
             stress_cores: 0.0,
+            background_cores: s.revision(s.current).background_cores,
             leak_rate: 0.0,
             leak_since: self.now,
             leak_held: 0.0,

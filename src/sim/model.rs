@@ -38,6 +38,7 @@ pub struct Revision {
     pub error_rate: f64,
     pub wait_s: f64,
     pub wait_cv: f64,
+    pub background_cores: f64,
     pub memory_base: f64,
     pub memory_per_request: f64,
     pub leak_rate: f64,
@@ -52,6 +53,7 @@ impl From<&RevisionSpec> for Revision {
             error_rate: r.error_rate,
             wait_s: r.wait_ms / 1000.0,
             wait_cv: r.wait_cv,
+            background_cores: r.background_cores,
             memory_base: r.memory_base_mib,
             memory_per_request: r.memory_per_request_mib,
             leak_rate: r.leak_mib_per_s,
@@ -232,7 +234,10 @@ pub struct Pod {
     pub ready_failures: u32,
     pub live_failures: u32,
     pub hung: bool,
+    /// Cores an injected stressor burns.
     pub stress_cores: f64,
+    /// Cores its revision uses whatever the load (`background_cores`).
+    pub background_cores: f64,
     /// Leak growth (MiB/s) since `leak_since`, on top of `leak_held` MiB
     /// leaked before; a container restart frees it all.
     pub leak_rate: f64,
@@ -288,9 +293,10 @@ impl Pod {
         if k == 0.0 {
             return 1.0;
         }
-        // A stressor competes for the cores like one more busy process per
-        // core it burns (CFS shares within the pod's cgroup).
-        let cores = cpu_limit * k / (k + self.stress_cores);
+        // A stressor (and the revision's background work) competes for the
+        // cores like one more busy process per core it burns (CFS shares
+        // within the pod's cgroup).
+        let cores = cpu_limit * k / (k + self.stress_cores + self.background_cores);
         (cores / k).min(1.0)
     }
 
@@ -305,11 +311,12 @@ impl Pod {
         self.cpu.last = now;
     }
 
-    /// Cores busy now: requests in their CPU phase plus a stressor.
+    /// Cores busy now: requests in their CPU phase plus a stressor and
+    /// the background work.
     fn cores_in_use(&self, cpu_limit: f64) -> f64 {
         let requests = self.cpu.jobs.len() as f64 * self.cpu_rate(cpu_limit);
         let stress = if self.phase == Phase::Running {
-            self.stress_cores.min(cpu_limit - requests)
+            (self.stress_cores + self.background_cores).min(cpu_limit - requests)
         } else {
             0.0
         };

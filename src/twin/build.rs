@@ -4,10 +4,14 @@
 //!   (`deployments.json`); without one, the median ready replicas and the
 //!   scenario defaults; a CPU limit below one core stands as one (see
 //!   `build`);
-//! - CPU time per request (`service_time_ms`): the cores the service used
-//!   (`cpu_usage` x CPU request x ready replicas) summed over the stretch,
-//!   over the requests it served, less the simulator's garbage-collection
-//!   slow-down at the recorded memory share (`sim::gc_factor`);
+//! - CPU time per request (`service_time_ms`) and background CPU
+//!   (`background_cores`): the cores the service used (`cpu_usage` x CPU
+//!   request x ready replicas) against its request rate as a line, whose
+//!   intercept, where it stands out from the noise, is background work
+//!   spread over the pods (`cpu_split`); else the cores summed over the
+//!   stretch over the requests it served; the CPU per request less the
+//!   simulator's garbage-collection slow-down at the recorded memory share
+//!   (`sim::gc_factor`);
 //! - the call graph: the edges in `edges.csv`; calls per request the edge's
 //!   request rate over the caller's, or, where the edge has no rate, the
 //!   non-negative least-squares fit of the callee's rate on its callers';
@@ -247,6 +251,35 @@ fn line(points: &[(f64, f64)]) -> (f64, f64) {
     (my - b * mx, b)
 }
 
+/// A service's cores as `background + per_request x rate`, from its
+/// scrapes' `(request rate, cores)`: the least-squares line where its
+/// intercept stands out from the noise (above twice its standard error),
+/// a slope that is not positive read as no per-request CPU at all;
+/// otherwise all of the CPU is the requests' (the cores summed over the
+/// requests served). The intercept is CPU the requests do not explain:
+/// left in the requests' time, a service that idles at a tenth of a core
+/// would get ten times their CPU and queue where the real one does not.
+fn cpu_split(points: &[(f64, f64)]) -> (f64, f64) {
+    let (cores, served) = points
+        .iter()
+        .fold((0.0, 0.0), |(c, r), p| (c + p.1, r + p.0));
+    let through_zero = (0.0, if served > 0.0 { cores / served } else { 0.0 });
+    let n = points.len() as f64;
+    if points.len() < 3 {
+        return through_zero;
+    }
+    let (a, b) = line(points);
+    let mx = served / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let ssr: f64 = points.iter().map(|p| (p.1 - a - b * p.0).powi(2)).sum();
+    let se_a = (ssr / (n - 2.0) * (1.0 / n + mx * mx / sxx.max(f64::MIN_POSITIVE))).sqrt();
+    match (a > 2.0 * se_a, b > 0.0) {
+        (true, true) => (a, b),
+        (true, false) => (cores / n, 0.0),
+        (false, _) => through_zero,
+    }
+}
+
 /// Builds the twin of `rec` over the options' stretch.
 pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
     let (start, end) = rec.span();
@@ -355,21 +388,24 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
         let memory_request = shape
             .memory_request_mib
             .unwrap_or(defaults.memory_request_mib.min(memory_limit));
-        let (cores, served) = w
+        let usage: Vec<(f64, f64)> = w
             .iter()
             .filter(|m| m.cpu_usage.is_finite() && m.request_rate.is_finite())
-            .fold((0.0, 0.0), |(c, r), m| {
-                (c + cores(m, cpu_request), r + m.request_rate)
-            });
+            .map(|m| (m.request_rate, cores(m, cpu_request)))
+            .collect();
+        let (background, per_request) = cpu_split(&usage);
         // The simulator slows a pod near its memory limit (garbage
         // collection, `sim::gc_factor`); a service recorded there has
         // that work in its CPU already.
         let gc = mean(w.iter().map(|m| crate::sim::gc_factor(m.memory_usage))).unwrap_or(1.0);
-        let cpu_ms = if served > 0.0 {
-            (1000.0 * cores / served / gc).max(0.001)
+        let served = usage.iter().any(|p| p.0 > 0.0);
+        let cpu_ms = if served {
+            (1000.0 * per_request / gc).max(0.001)
         } else {
             defaults.revision.service_time_ms
         };
+        let background_per_pod =
+            (background / median(&mut ready.clone()).unwrap_or(1.0).max(1.0)).min(0.9 * cpu_limit);
         // What the calls add to the service's latency: the slowest call
         // that most requests make.
         let own_calls = calls.get(name).map(Vec::as_slice).unwrap_or(&[]);
@@ -430,6 +466,7 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
         spec.memory_request_mib = memory_request;
         spec.memory_limit_mib = memory_limit;
         spec.revision.service_time_ms = cpu_ms;
+        spec.revision.background_cores = background_per_pod;
         spec.revision.service_time_cv = service_time_cv;
         spec.revision.wait_ms = wait_ms;
         spec.revision.wait_cv = wait_cv;

@@ -225,6 +225,13 @@ pub struct RevisionSpec {
     /// Coefficient of variation of the off-CPU time, as `service_time_cv`.
     #[serde(default = "one_f")]
     pub wait_cv: f64,
+    /// Cores each running pod uses whatever its load: the runtime, its
+    /// collector, timers, health checks. They count in the pod's CPU
+    /// usage and compete with requests for its cores as a stressor does;
+    /// a twin built from a real cluster's metrics puts here the CPU its
+    /// requests do not explain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub background_cores: f64,
     #[serde(default = "d_mem_base")]
     pub memory_base_mib: f64,
     #[serde(default = "d_mem_per_req")]
@@ -1005,6 +1012,10 @@ pub enum ControllerKind {
 fn one() -> u32 {
     1
 }
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 fn one_f() -> f64 {
     1.0
 }

@@ -125,6 +125,7 @@ pub(super) fn check(s: &Scenario) -> Check {
         non_negative(r.key("service_time_cv"), sv.revision.service_time_cv)?;
         non_negative(r.key("wait_ms"), sv.revision.wait_ms)?;
         non_negative(r.key("wait_cv"), sv.revision.wait_cv)?;
+        non_negative(r.key("background_cores"), sv.revision.background_cores)?;
         probability(r.key("error_rate"), sv.revision.error_rate)?;
         non_negative(r.key("memory_base_mib"), sv.revision.memory_base_mib)?;
         non_negative(
