@@ -39,6 +39,12 @@ pub struct ServiceFidelity {
     /// remains of the MAPE once scrape-to-scrape noise averages out.
     pub cpu_bias: f64,
     pub p99_bias: f64,
+    /// The MAPE of the best flat line through the recorded series, chosen
+    /// with hindsight (`flat_line_mape`): how much of the MAPE is the
+    /// recording's own scrape-to-scrape noise, which no twin shown only
+    /// the load can predict.
+    pub cpu_flat_mape: f64,
+    pub p99_flat_mape: f64,
     /// Mean absolute difference of the failed share (not a percentage:
     /// error rates near zero make one meaningless).
     pub error_mae: f64,
@@ -174,6 +180,8 @@ pub(crate) fn compare(
             cpu_mape: mape(&series.cores),
             cpu_bias: bias(&series.cores),
             p99_bias: bias(&series.p99_ms),
+            cpu_flat_mape: flat_line_mape(&series.cores),
+            p99_flat_mape: flat_line_mape(&series.p99_ms),
             rate_mape: mape(&series.rate),
             p50_mape: mape(&series.p50_ms),
             p99_mape: mape(&series.p99_ms),
@@ -202,6 +210,28 @@ pub fn mape(pairs: &[(f64, f64)]) -> f64 {
     } else {
         e.iter().sum::<f64>() / e.len() as f64
     }
+}
+
+/// The lowest MAPE a constant reaches against the recorded values (the
+/// first of each pair) where the twin measured too, as [`mape`] counts
+/// them: the constant is their median weighted by 1 / value, which
+/// minimises the sum of |c - r| / r. NaN without a value.
+pub fn flat_line_mape(pairs: &[(f64, f64)]) -> f64 {
+    let mut r: Vec<f64> = pairs
+        .iter()
+        .filter(|(r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
+        .map(|p| p.0)
+        .collect();
+    r.sort_by(f64::total_cmp);
+    let total: f64 = r.iter().map(|v| 1.0 / v).sum();
+    let mut seen = 0.0;
+    let Some(&c) = r.iter().find(|v| {
+        seen += 1.0 / *v;
+        seen >= 0.5 * total
+    }) else {
+        return f64::NAN;
+    };
+    mape(&r.iter().map(|&v| (v, c)).collect::<Vec<_>>())
 }
 
 /// mean(twin) / mean(recorded) - 1 over the scrapes where both are
@@ -239,13 +269,13 @@ fn pct(v: f64) -> String {
 /// The report as Markdown: one row per service, then the medians.
 pub fn render(f: &Fidelity, title: &str) -> String {
     let mut md = format!(
-        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin; per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin; per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded | CPU, best flat line | p99, best flat line |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         f.window.0, f.window.1
     );
     for s in &f.services {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} | {} | {} | {} | {} |",
             s.service,
             s.series.t.len(),
             pct(s.cpu_mape),
@@ -256,18 +286,22 @@ pub fn render(f: &Fidelity, title: &str) -> String {
             s.median_p99_ms.0,
             s.median_p99_ms.1,
             signed_pct(s.cpu_bias),
-            signed_pct(s.p99_bias)
+            signed_pct(s.p99_bias),
+            pct(s.cpu_flat_mape),
+            pct(s.p99_flat_mape)
         );
     }
     let _ = writeln!(
         md,
-        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}; of the means' errors, absolute: CPU {}, p99 {}.",
+        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}; of the means' errors, absolute: CPU {}, p99 {}. For scale, the best flat line through each recorded series, chosen with hindsight, scores CPU {}, p99 {}: the recording varies that much from scrape to scrape around its level.",
         pct(f.median_of(|s| s.cpu_mape)),
         pct(f.median_of(|s| s.rate_mape)),
         pct(f.median_of(|s| s.p50_mape)),
         pct(f.median_of(|s| s.p99_mape)),
         pct(f.median_of(|s| s.cpu_bias.abs())),
-        pct(f.median_of(|s| s.p99_bias.abs()))
+        pct(f.median_of(|s| s.p99_bias.abs())),
+        pct(f.median_of(|s| s.cpu_flat_mape)),
+        pct(f.median_of(|s| s.p99_flat_mape))
     );
     md
 }
@@ -307,4 +341,18 @@ pub fn charts(dir: &Path, f: &Fidelity) -> Result<(), TwinError> {
         panels(dir, &format!("fidelity-{}", s.service), &chart)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_flat_line_is_the_median_weighted_by_one_over_the_value() {
+        // Weights 1, 1/2, 1/4: the constant 1 scores (0 + 1/2 + 3/4) / 3,
+        // below 2's (1 + 0 + 1/2) / 3 and 4's (3 + 1 + 0) / 3.
+        let pairs = [(1.0, 9.0), (2.0, 9.0), (4.0, 9.0), (8.0, f64::NAN)];
+        assert!((flat_line_mape(&pairs) - 1.25 / 3.0).abs() < 1e-12);
+        assert!(flat_line_mape(&[]).is_nan());
+    }
 }
