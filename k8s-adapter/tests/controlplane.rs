@@ -1107,9 +1107,13 @@ fn replay_on(
     }
     std::fs::write(
         dir.join("adapter.toml"),
-        format!(
-            "prometheus = \"{url}\"\nnamespace = \"{ns}\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = 150\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\nkind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true\n{services}",
-            loaded.spec.slo.latency_ms, loaded.spec.slo.objective
+        common::adapter_toml(
+            &url,
+            ns,
+            150.0,
+            &loaded.spec.slo,
+            "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true",
+            services,
         ),
     )
     .unwrap();

@@ -130,9 +130,13 @@ fn start(
     std::fs::write(dir.join("kubeconfig"), served.kubeconfig()).unwrap();
     std::fs::write(
         dir.join("adapter.toml"),
-        format!(
-            "prometheus = \"{url}\"\nnamespace = \"shop\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = {warmup_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
-            scenario.spec.slo.latency_ms, scenario.spec.slo.objective
+        common::adapter_toml(
+            &url,
+            "shop",
+            warmup_s,
+            &scenario.spec.slo,
+            controller,
+            services,
         ),
     )
     .unwrap();

@@ -256,3 +256,21 @@ pub fn has_tried_its_target(url: &str) -> bool {
     let mut text = String::new();
     asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.contains(r#""__name__":"up""#)
 }
+
+/// The adapter's configuration for a loop against a served simulation at a
+/// speed-up: 5 s scrapes, a 30 s rate window, `backfill_s` of history, the
+/// scenario's SLO, `controller` (the lines of its `[controller]` table) and
+/// `services` (its `[[service]]` tables).
+pub fn adapter_toml(
+    prometheus: &str,
+    namespace: &str,
+    backfill_s: f64,
+    slo: &selfheal::scenario::SloSpec,
+    controller: &str,
+    services: &str,
+) -> String {
+    format!(
+        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = {backfill_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+        slo.latency_ms, slo.objective
+    )
+}
