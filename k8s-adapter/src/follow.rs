@@ -80,10 +80,11 @@ pub type Pairs = BTreeMap<String, String>;
 
 /// Brings `pairs` up to date with the pods now on the cluster (`real`)
 /// and in the simulation (`served`); returns the served pods to delete
-/// because their cluster pod is gone. A pair whose served pod is gone is
+/// because their cluster pod is gone, each with the cluster pod it
+/// followed. A pair whose served pod is gone is
 /// dropped (its cluster pod pairs again with a new one); the unpaired
 /// pods of each Deployment pair up oldest with oldest (then by name).
-pub fn pair(pairs: &mut Pairs, real: &[PodRef], served: &[PodRef]) -> Vec<String> {
+pub fn pair(pairs: &mut Pairs, real: &[PodRef], served: &[PodRef]) -> Vec<(String, String)> {
     let live = |pods: &[PodRef]| -> BTreeSet<String> {
         pods.iter()
             .filter(|p| !p.deleting)
@@ -97,7 +98,7 @@ pub fn pair(pairs: &mut Pairs, real: &[PodRef], served: &[PodRef]) -> Vec<String
             return false;
         }
         if !real_live.contains(r) {
-            delete.push(s.clone());
+            delete.push((s.clone(), r.clone()));
             return false;
         }
         true
@@ -117,7 +118,7 @@ pub fn pair(pairs: &mut Pairs, real: &[PodRef], served: &[PodRef]) -> Vec<String
         let r = unpaired(real, &|n| paired_real.contains(n), d);
         let s = unpaired(
             served,
-            &|n| pairs.contains_key(n) || delete.iter().any(|x| x == n),
+            &|n| pairs.contains_key(n) || delete.iter().any(|x| x.0 == n),
             d,
         );
         new.extend(s.into_iter().zip(r));
@@ -254,14 +255,8 @@ impl Follower {
         let pods = get(format!("/api/v1/namespaces/{}/pods", self.namespace));
         let real = pod_refs(&api::read(&self.cluster, &pods).await?, &self.deployments);
         let served = pod_refs(&api::read(&self.served, &pods).await?, &self.deployments);
-        let (delete, followed) = {
-            let mut pairs = self.pairs.lock().expect("pairs lock");
-            let before = pairs.clone();
-            let delete = pair(&mut pairs, &real, &served);
-            let followed: Vec<String> = delete.iter().map(|s| before[s].clone()).collect();
-            (delete, followed)
-        };
-        for (s, r) in delete.into_iter().zip(followed) {
+        let delete = pair(&mut self.pairs.lock().expect("pairs lock"), &real, &served);
+        for (s, r) in delete {
             let gone = ApiRequest {
                 method: "DELETE",
                 path: format!(
@@ -416,7 +411,10 @@ mod tests {
         ];
         let served = [pod("api-r0-0", "api", "1"), pod("api-r0-1", "api", "1")];
         // The cluster's replacement waits for the simulation's.
-        assert_eq!(pair(&mut pairs, &real, &served), ["api-r0-0"]);
+        assert_eq!(
+            pair(&mut pairs, &real, &served),
+            [("api-r0-0".to_string(), "api-7d9-a".to_string())]
+        );
         assert_eq!(pairs.len(), 1);
         let served = [pod("api-r0-1", "api", "1"), pod("api-r0-2", "api", "5")];
         assert!(pair(&mut pairs, &real[1..], &served).is_empty());

@@ -41,7 +41,7 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use selfheal::control::Command;
 use selfheal::time::Span;
@@ -183,12 +183,9 @@ async fn adapter_client(kc: &Path, dir: &Path) -> kube::Client {
 
 /// Polls `check` every 250 ms until it holds; fails after `limit_s`.
 async fn eventually<F: FnMut() -> bool>(what: &str, limit_s: u64, mut check: F) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(limit_s);
+    let deadline = Instant::now() + Duration::from_secs(limit_s);
     while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not after {limit_s} s"
-        );
+        assert!(Instant::now() < deadline, "{what}: not after {limit_s} s");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -964,7 +961,7 @@ async fn the_projects_hpa_decides_as_the_real_controller_does() {
     for (name, levels, _) in &series {
         let ns = format!("hpa-{name}");
         let want = levels.len() + 1;
-        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let deadline = Instant::now() + Duration::from_secs(180);
         let fetches: Vec<Fetch> = loop {
             let got: Vec<Fetch> = http
                 .get(format!("{control}/log/{ns}"))
@@ -978,7 +975,7 @@ async fn the_projects_hpa_decides_as_the_real_controller_does() {
                 break got;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "{name}: {} of {want} HPA syncs after 180 s",
                 got.len()
             );
@@ -1097,12 +1094,9 @@ fn replay_on(
     });
     // The adapter reads 150 simulated seconds back as its history, once
     // Prometheus has them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !common::has_tried_its_target(&url) || served.progress().0.as_secs_f64() < 150.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no scrape or no progress"
-        );
+        assert!(Instant::now() < deadline, "no scrape or no progress");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::fs::write(

@@ -371,9 +371,10 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
         let m = &measured[name];
         let shape = rec.shapes.get(name).cloned().unwrap_or_default();
         let mut ready: Vec<f64> = w.iter().map(|m| m.ready_replicas as f64).collect();
+        let median_ready = median(&mut ready);
         let replicas = shape
             .replicas
-            .unwrap_or_else(|| median(&mut ready).unwrap_or(1.0).round().max(1.0) as u32);
+            .unwrap_or_else(|| median_ready.unwrap_or(1.0).round().max(1.0) as u32);
         let cpu_request = shape.cpu_request.unwrap_or(defaults.cpu_request);
         // A limit below one core stands as one: CFS enforces a limit per
         // 100 ms period, so at a recording's usual utilisation a request
@@ -405,7 +406,7 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
             defaults.revision.service_time_ms
         };
         let background_per_pod =
-            (background / median(&mut ready.clone()).unwrap_or(1.0).max(1.0)).min(0.9 * cpu_limit);
+            (background / median_ready.unwrap_or(1.0).max(1.0)).min(0.9 * cpu_limit);
         // What the calls add to the service's latency: the slowest call
         // that most requests make.
         let own_calls = calls.get(name).map(Vec::as_slice).unwrap_or(&[]);
