@@ -3,7 +3,8 @@
 mod common;
 
 use selfheal::control::scaler::{
-    AutonomousScaler, ForecastConfig, ForecastSource, Forecaster, ScalerConfig, ScalingAction,
+    AutonomousScaler, Forecast, ForecastConfig, ForecastSource, Forecaster, ScalerConfig,
+    ScalingAction,
 };
 use selfheal::control::{Controller, Observation, ServiceView, drive};
 use selfheal::metrics::ServiceMetrics;
@@ -240,13 +241,19 @@ fn same_inputs_same_decisions() {
 /// Frontend (5 ms of CPU per request) calling backend (8 ms), one pod
 /// each of one core, at `rate`: what the scaler sees at scrape `t`.
 fn two_tier(t: f64, rate: f64, p99_ms: (f64, f64)) -> Observation {
+    two_tier_serving(t, rate, rate, p99_ms)
+}
+
+/// As [`two_tier`], with the pods' CPU samples at `served` requests per
+/// second while the scraped rate (a longer window) still reads `rate`.
+fn two_tier_serving(t: f64, rate: f64, served: f64, p99_ms: (f64, f64)) -> Observation {
     let tier = |name: &str, cpu_s: f64, p99: f64, calls: &[&str]| {
-        let mut m = metrics(t, rate, rate * cpu_s, 1, 1);
+        let mut m = metrics(t, rate, served * cpu_s, 1, 1);
         m.latency_p99 = p99;
         let mut v = view(m);
         v.name = name.into();
         v.pods = vec![selfheal::control::PodView {
-            cpu_cores: rate * cpu_s,
+            cpu_cores: served * cpu_s,
             cpu_sampled_at: Some(Time::from_secs_f64(t)),
             ..common::ready_pod(format!("{name}-0"))
         }];
@@ -311,4 +318,72 @@ fn sizing_for_the_slo_keeps_a_second_pod_where_cpu_sizing_keeps_one() {
         assert_eq!(*replicas, 2, "{reason}");
         assert!(reason.contains("predicted p99"), "{reason}");
     }
+}
+
+#[test]
+fn sizing_for_the_slo_follows_the_cpu_when_the_scraped_rate_lags() {
+    // Three steady scrapes at 40 req/s teach the CPU per request; on the
+    // fourth the pods' CPU says 90 req/s while the rate window still
+    // averages in the calm before and reads 40.
+    let last_backend = |served: f64| {
+        let mut s = AutonomousScaler::new(
+            ScalerConfig::for_slo(selfheal::control::scaler::LatencySlo::new(100.0, 0.99)),
+            7,
+        );
+        let mut last = None;
+        for i in 0..4 {
+            let t = 15.0 * i as f64 + 15.0;
+            let obs = two_tier_serving(t, 40.0, if i == 3 { served } else { 40.0 }, (40.0, 30.0));
+            for c in drive(&mut s, Time::from_secs_f64(t + 1.0), &obs).commands {
+                if let selfheal::control::Command::Scale {
+                    service,
+                    replicas,
+                    reason,
+                } = c
+                    && service == "backend"
+                {
+                    last = Some((i, replicas, reason));
+                }
+            }
+        }
+        last
+    };
+    let steady = last_backend(40.0);
+    let (tick, replicas, reason) = last_backend(90.0).expect("a scale-up on the fourth scrape");
+    assert_eq!(tick, 3, "{reason}");
+    let rate: f64 = reason
+        .split(" req/s")
+        .next()
+        .and_then(|r| r.parse().ok())
+        .expect("the reason starts with the planned rate");
+    // The CPU per request itself rises on that scrape (a fifth of the way
+    // to cores over the lagging rate, 18 ms), so the CPU-implied rate
+    // reads 72, not 90: still far from the 40 the rate window says.
+    assert!(rate > 65.0, "{reason}");
+    assert!(
+        steady.as_ref().is_none_or(|(_, n, _)| replicas > *n),
+        "{steady:?} vs {replicas}: {reason}"
+    );
+}
+
+#[test]
+fn the_planned_rate_is_the_bound_at_most_doubled_and_never_below_the_load() {
+    let f = |rate, upper| Forecast {
+        rate,
+        lower: 0.0,
+        upper,
+        level: 0.8,
+        source: ForecastSource::Forest,
+    };
+    let upper = ScalerConfig::default();
+    // An interval blown up by a regime switch.
+    assert_eq!(upper.planned_rate(100.0, &f(120.0, 1e86)), 240.0);
+    assert_eq!(upper.planned_rate(100.0, &f(90.0, 130.0)), 130.0);
+    // A forecast below the measured load.
+    assert_eq!(upper.planned_rate(100.0, &f(50.0, 80.0)), 100.0);
+    let point = ScalerConfig {
+        plan_on_upper: false,
+        ..ScalerConfig::default()
+    };
+    assert_eq!(point.planned_rate(100.0, &f(120.0, 1e86)), 120.0);
 }

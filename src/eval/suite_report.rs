@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::suite::{self, Mean, Qos, SuiteScenario, Traces};
+use super::suite::{self, Mean, Qos, Split, SuiteScenario, Traces};
 use super::{FileError, read_trace};
 use crate::scenario::{ControllerKind, ControllerSpec};
 use crate::sweep::SweepError;
@@ -185,10 +185,20 @@ pub fn runs_csv(results: &[RunRecord]) -> String {
     runs
 }
 
+/// How a summary names the split it scored: (adjective, heading).
+pub fn split_words(split: Split) -> (&'static str, &'static str) {
+    match split {
+        Split::Train => ("training", "Training"),
+        Split::Test => ("held-out", "Held-out"),
+    }
+}
+
 /// What the summary is about.
 pub struct Summary<'a> {
     pub train: &'a [&'a SuiteScenario],
+    /// The scored scenarios, and which split they are.
     pub test: &'a [&'a SuiteScenario],
+    pub scored: Split,
     pub seeds: u64,
     pub qos: Qos,
     pub tuned: Option<&'a Tuned>,
@@ -207,6 +217,7 @@ impl Summary<'_> {
     /// scenario, and the tuning table.
     pub fn render(&self, m: &BTreeMap<(String, String), Mean>) -> String {
         let (train, test) = (self.train, self.test);
+        let words = split_words(self.scored);
         // What the per-scenario verdicts are about.
         let subject = if self.tuned.is_some() {
             "selfheal"
@@ -214,10 +225,12 @@ impl Summary<'_> {
             "selfheal-defaults"
         };
         let mut md = format!(
-            "# Decision quality on {} held-out scenarios x {} seeds\n\n{}; HPA at 30-80 % in steps of 5 traces the curve.\n\nHeld-out families: {}. {}`selfheal-defaults` (`{}` sizing), `selfheal-slo` and `selfheal-cpu` are untuned.\n\n",
+            "# Decision quality on {} {} scenarios x {} seeds\n\n{}; HPA at 30-80 % in steps of 5 traces the curve.\n\n{} families: {}. {}`selfheal-defaults` (`{}` sizing), `selfheal-slo` and `selfheal-cpu` are untuned.\n\n",
             test.len(),
+            words.0,
             self.seeds,
             self.qos.describe(),
+            words.1,
             families(test),
             match self.tuned {
                 Some(t) => format!(
@@ -252,7 +265,11 @@ impl Summary<'_> {
             }
         }
         let hpa_labels: Vec<String> = self.hpas.iter().map(|h| h.0.clone()).collect();
-        md.push_str("\n## Against HPA's curves at equal replica-seconds (held-out families)\n\n| controller | violation s / HPA's | failed requests / HPA's | below HPA's violation curve |\n|---|---|---|---|\n");
+        md.push_str(&format!(
+            "\n## Against HPA's curves at equal replica-seconds ({} families)\n\n",
+            words.0
+        ));
+        md.push_str("| controller | violation s / HPA's | failed requests / HPA's | below HPA's violation curve |\n|---|---|---|---|\n");
         for (c, _) in self.controllers.iter().filter(|c| !c.0.starts_with("hpa-")) {
             let a = suite::against_hpa(m, test, &hpa_labels, c);
             md.push_str(&format!(
@@ -314,8 +331,9 @@ impl Summary<'_> {
             ));
         }
         md.push_str(&format!(
-            "\n{subject} is below HPA's curve on {wins} of {} held-out scenarios. Cells: violation s / replica-seconds. * = outside HPA's cost range (nearest HPA point).\n",
-            test.len()
+            "\n{subject} is below HPA's curve on {wins} of {} {} scenarios. Cells: violation s / replica-seconds. * = outside HPA's cost range (nearest HPA point).\n",
+            test.len(),
+            words.0
         ));
         if let Some(t) = self.tuned {
             md.push_str(&format!(

@@ -134,6 +134,11 @@ pub enum Cmd {
         /// `selfheal` row.
         #[arg(long)]
         no_tuning: bool,
+        /// Score the untuned controllers on the training families instead
+        /// of the held-out ones: for working on a controller without
+        /// looking at the families that judge it (implies --no-tuning).
+        #[arg(long)]
+        score_training: bool,
     },
     /// Run a scenario against the wall clock (SPEED times faster) and serve
     /// it as a cluster: its metrics at http://ADDR/metrics in the Prometheus

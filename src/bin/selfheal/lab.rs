@@ -57,13 +57,20 @@ pub fn suite(
     out: &std::path::Path,
     qos: selfheal::eval::suite::Qos,
     tune: bool,
+    score_training: bool,
 ) -> anyhow::Result<()> {
     use selfheal::eval::suite::{self, Split};
     use selfheal::eval::suite_report as report;
     let traces = report::load_traces(data)?;
     let all = suite::standard(&traces, qos)?;
     let train: Vec<_> = all.iter().filter(|s| s.split == Split::Train).collect();
-    let test: Vec<_> = all.iter().filter(|s| s.split == Split::Test).collect();
+    let scored = if score_training {
+        Split::Train
+    } else {
+        Split::Test
+    };
+    let test: Vec<_> = all.iter().filter(|s| s.split == scored).collect();
+    let tune = tune && !score_training;
     let hpas = report::hpa_curve();
     let started = std::time::Instant::now();
 
@@ -97,8 +104,9 @@ pub fn suite(
     let controllers = report::scored_controllers(tuned.as_ref(), &hpas);
     let score_seeds: Vec<u64> = (1..=seeds).collect();
     println!(
-        "scoring: {} held-out scenarios x {} controllers x {} seeds",
+        "scoring: {} {} scenarios x {} controllers x {} seeds",
         test.len(),
+        report::split_words(scored).0,
         controllers.len(),
         score_seeds.len()
     );
@@ -114,6 +122,7 @@ pub fn suite(
     let md = report::Summary {
         train: &train,
         test: &test,
+        scored,
         seeds,
         qos,
         tuned: tuned.as_ref(),

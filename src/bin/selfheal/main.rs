@@ -78,7 +78,8 @@ fn real_main() -> anyhow::Result<()> {
             out,
             qos,
             no_tuning,
-        } => lab::suite(&data, seeds, &out, qos, !no_tuning)?,
+            score_training,
+        } => lab::suite(&data, seeds, &out, qos, !no_tuning, score_training)?,
         Cmd::Serve(args) => serve(args)?,
         Cmd::LearnSelector {
             suite,

@@ -76,7 +76,28 @@ impl Default for ScalerConfig {
     }
 }
 
+/// The plan never assumes the rate more than doubles within one horizon.
+/// A conformal interval calibrated on the errors of a regime switch (a
+/// queue that wakes from zero, a flash crowd's first minute) stays that
+/// wide for as many forecasts as its error window holds; sized on, it would
+/// hold the most replicas long after the switch. Doubling per step is also
+/// the fastest growth HPA's default scale-up policy follows (100 % per
+/// 15 s).
+const MAX_GROWTH_PER_HORIZON: f64 = 2.0;
+
 impl ScalerConfig {
+    /// The request rate to size for: the forecast (its interval's upper
+    /// bound, when so configured), never below the rate measured now (a
+    /// forest trained on the last minutes lags a step up by a tick or
+    /// more) and never above [`MAX_GROWTH_PER_HORIZON`] times the larger
+    /// of the measured rate and the point forecast.
+    pub fn planned_rate(&self, measured: f64, f: &Forecast) -> f64 {
+        let bound = if self.plan_on_upper { f.upper } else { f.rate };
+        bound
+            .min(MAX_GROWTH_PER_HORIZON * measured.max(f.rate))
+            .max(measured)
+    }
+
     /// The defaults for sizing for `slo`. It decides every 15 s (as HPA
     /// does) with 30 s between scale-ups, since its plan follows the load
     /// rather than a fixed utilisation, and plans on the forecast's 95 %
@@ -149,6 +170,8 @@ struct ServiceState {
     /// CPU-seconds per request (exponentially weighted), from the pods'
     /// CPU samples: the latency model's service time.
     cpu_per_request: Option<f64>,
+    /// Cores the pods used in their latest CPU samples.
+    cores_now: f64,
     /// Measured p99 minus the latency model's prediction at the measured
     /// state, seconds (exponentially weighted).
     latency_offset: Option<f64>,
@@ -196,6 +219,25 @@ fn cores_per_pod(svc: &ServiceView) -> f64 {
 }
 
 impl ServiceState {
+    /// The request rate now: the scraped rate, or the rate the pods' CPU
+    /// says they serve when that is higher. The rate is a window of a
+    /// minute or so, a CPU sample a few seconds; in a flash crowd's first
+    /// minute the rate still averages in the calm before and lags the
+    /// CPU by half the load or more.
+    fn rate_now(&self, m: &ServiceMetrics) -> f64 {
+        let served = self
+            .cpu_per_request
+            .filter(|&c| c > 0.0)
+            .map_or(0.0, |c| self.cores_now / c);
+        m.request_rate.max(served)
+    }
+
+    /// The latest scrape's rate within 10 % of the one before.
+    fn rate_steady(&self) -> bool {
+        let (before, now) = self.rates;
+        (now - before).abs() <= 0.1 * now.max(before)
+    }
+
     /// One new scrape into the forecast history and the capacity estimate.
     fn take_sample(&mut self, m: &ServiceMetrics, cpu_target: f64) {
         self.rates = (self.rates.1, m.request_rate);
@@ -241,6 +283,7 @@ impl AutonomousScaler {
                 forecaster: Forecaster::new(fc),
                 capacity: CapacityEstimate::default(),
                 cpu_per_request: None,
+                cores_now: 0.0,
                 latency_offset: None,
                 rates: (f64::NAN, f64::NAN),
                 last_sample: None,
@@ -276,6 +319,7 @@ impl AutonomousScaler {
             .filter(|p| p.cpu_sampled_at.is_some())
             .map(|p| p.cpu_cores)
             .sum();
+        st.cores_now = cores;
         if m.request_rate >= 1.0 && cores > 0.0 {
             let x = cores / m.request_rate;
             st.cpu_per_request = Some(st.cpu_per_request.map_or(x, |v| 0.8 * v + 0.2 * x));
@@ -298,15 +342,13 @@ impl AutonomousScaler {
             return vec![None; services.len()];
         };
         let index = |name: &str| services.iter().position(|s| s.name == name);
-        let (min, max, upper) = (
-            self.cfg.min_replicas,
-            self.cfg.max_replicas,
-            self.cfg.plan_on_upper,
-        );
+        let cfg = self.cfg.clone();
+        let (min, max) = (cfg.min_replicas, cfg.max_replicas);
         let mut stages: Vec<Stage> = Vec::with_capacity(services.len());
         for (svc, f) in services.iter().zip(fresh) {
             let m = &svc.metrics;
             let st = self.state(&svc.name);
+            let rate_now = st.rate_now(m);
             let calls = svc
                 .dependencies
                 .iter()
@@ -327,11 +369,9 @@ impl AutonomousScaler {
                     cores: cores_per_pod(svc),
                     cs2: slo.service_cv2,
                 }),
-                // Never below the rate measured now: a forest trained on the
-                // last minutes lags a step up by a tick or more.
-                rate: f.forecast.map_or(m.request_rate, |f| {
-                    m.request_rate.max(if upper { f.upper } else { f.rate })
-                }),
+                rate: f
+                    .forecast
+                    .map_or(rate_now, |f| cfg.planned_rate(rate_now, &f)),
                 calls,
                 offset_s: st.latency_offset.unwrap_or(0.0),
                 current: svc.desired_replicas,
@@ -346,11 +386,10 @@ impl AutonomousScaler {
         // averages away, is not an offset to carry into the next plan.
         let mut steady = Vec::with_capacity(services.len());
         for s in services {
-            let (before, now) = self.state(&s.name).rates;
             steady.push(
                 s.metrics.cpu_usage <= slo.cpu_guard * limit_over_request(s)
                     && s.metrics.error_rate < 0.01
-                    && (now - before).abs() <= 0.1 * now.max(before),
+                    && self.state(&s.name).rate_steady(),
             );
         }
         let all_steady: Vec<bool> = (0..services.len())
@@ -420,8 +459,7 @@ impl AutonomousScaler {
         let predicted = forecast.and(sized).map(|z| z.predicted_ms);
         let cpu_limit = match (forecast.and(sized), cfg.slo) {
             (Some(z), Some(slo)) => {
-                let f = forecast.expect("sized with a forecast");
-                let rate = if cfg.plan_on_upper { f.upper } else { f.rate };
+                let rate = z.rate;
                 why.push(if z.met {
                     format!(
                         "{:.0} req/s: predicted p{} {:.0} ms at {} (objective {:.0} ms, planned to {:.0} %)",
@@ -434,23 +472,28 @@ impl AutonomousScaler {
                     )
                 } else {
                     format!(
-                        "{:.0} req/s: predicted p{} {:.0} ms at {}: the objective of {:.0} ms is not reachable by replicas (the latency is outside the queues), CPU guard {:.0} %",
+                        "{:.0} req/s: predicted p{} {:.0} ms at {}: the objective of {:.0} ms is not reachable by replicas (the latency is outside the queues), CPU target {:.0} %",
                         rate,
                         100.0 * slo.quantile,
                         z.predicted_ms,
                         z.replicas,
                         slo.latency_ms,
-                        100.0 * slo.cpu_guard
+                        100.0 * cfg.cpu_target
                     )
                 });
                 desired = z.replicas;
-                // The guard, in HPA's units of the request.
-                slo.cpu_guard * limit_over_request(svc)
+                if z.met {
+                    // The guard, in HPA's units of the request.
+                    slo.cpu_guard * limit_over_request(svc)
+                } else {
+                    // Out of the model's reach: size as the CPU target would.
+                    cfg.cpu_target
+                }
             }
             _ => cfg.cpu_target,
         };
         if let (None, Some(f), Some(cap)) = (predicted, forecast, capacity) {
-            let load = if cfg.plan_on_upper { f.upper } else { f.rate };
+            let load = cfg.planned_rate(m.request_rate, &f);
             let n = (load / cap).ceil() as u32;
             why.push(format!(
                 "forecast {:.0} req/s (80% interval {:.0}-{:.0}, {:?}) at {:.1} req/s per replica -> {n}",

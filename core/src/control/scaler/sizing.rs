@@ -219,6 +219,8 @@ pub fn latency(stages: &[Stage], rates: &[f64], replicas: &[u32], i: usize, q: f
 /// The plan for one stage.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StagePlan {
+    /// The request rate planned for, per second.
+    pub rate: f64,
     pub replicas: u32,
     /// The predicted latency quantile at the stage, calls included, ms.
     pub predicted_ms: f64,
@@ -268,6 +270,7 @@ pub fn plan(stages: &[Stage], slo: &LatencySlo) -> Vec<Option<StagePlan>> {
     (0..stages.len())
         .map(|i| {
             stages[i].model.map(|_| StagePlan {
+                rate: rates[i],
                 replicas: n[i],
                 predicted_ms: 1000.0 * latency(stages, &rates, &n, i, slo.quantile).quantile_s(),
                 met: met[i],
