@@ -496,8 +496,14 @@ impl AutonomousScaler {
             let load = cfg.planned_rate(m.request_rate, &f);
             let n = (load / cap).ceil() as u32;
             why.push(format!(
-                "forecast {:.0} req/s (80% interval {:.0}-{:.0}, {:?}) at {:.1} req/s per replica -> {n}",
-                f.rate, f.lower, f.upper, f.source, cap
+                "forecast {:.0} req/s ({:.0}% interval {:.0}-{:.0}, {:?}), planned {:.0} req/s at {:.1} req/s per replica -> {n}",
+                f.rate,
+                100.0 * f.level,
+                f.lower,
+                f.upper,
+                f.source,
+                load,
+                cap
             ));
             desired = n;
         }
