@@ -81,9 +81,9 @@ pub type Pairs = BTreeMap<String, String>;
 /// Brings `pairs` up to date with the pods now on the cluster (`real`)
 /// and in the simulation (`served`); returns the served pods to delete
 /// because their cluster pod is gone, each with the cluster pod it
-/// followed. A pair whose served pod is gone is
-/// dropped (its cluster pod pairs again with a new one); the unpaired
-/// pods of each Deployment pair up oldest with oldest (then by name).
+/// followed. A pair whose served pod is gone is dropped (its cluster pod
+/// pairs again with a new one); the unpaired pods of each Deployment pair
+/// up oldest with oldest (then by name).
 pub fn pair(pairs: &mut Pairs, real: &[PodRef], served: &[PodRef]) -> Vec<(String, String)> {
     let live = |pods: &[PodRef]| -> BTreeSet<String> {
         pods.iter()

@@ -212,7 +212,7 @@ fn families(set: &[&SuiteScenario]) -> String {
 }
 
 impl Summary<'_> {
-    /// The held-out summary (`summary.md`) from the per-seed means `m`:
+    /// The summary (`summary.md`) of the scored split from the per-seed means `m`:
     /// totals, both curves against HPA's, the aggregate and the verdict per
     /// scenario, and the tuning table.
     pub fn render(&self, m: &BTreeMap<(String, String), Mean>) -> String {

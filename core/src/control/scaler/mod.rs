@@ -342,13 +342,16 @@ impl AutonomousScaler {
             return vec![None; services.len()];
         };
         let index = |name: &str| services.iter().position(|s| s.name == name);
-        let cfg = self.cfg.clone();
-        let (min, max) = (cfg.min_replicas, cfg.max_replicas);
+        let (min, max) = (self.cfg.min_replicas, self.cfg.max_replicas);
         let mut stages: Vec<Stage> = Vec::with_capacity(services.len());
         for (svc, f) in services.iter().zip(fresh) {
             let m = &svc.metrics;
             let st = self.state(&svc.name);
-            let rate_now = st.rate_now(m);
+            let (rate_now, cpu_per_request, offset_s) = (
+                st.rate_now(m),
+                st.cpu_per_request,
+                st.latency_offset.unwrap_or(0.0),
+            );
             let calls = svc
                 .dependencies
                 .iter()
@@ -364,16 +367,16 @@ impl AutonomousScaler {
                 .collect();
             stages.push(Stage {
                 name: svc.name.clone(),
-                model: st.cpu_per_request.map(|cpu_s| StageModel {
+                model: cpu_per_request.map(|cpu_s| StageModel {
                     cpu_s,
                     cores: cores_per_pod(svc),
                     cs2: slo.service_cv2,
                 }),
                 rate: f
                     .forecast
-                    .map_or(rate_now, |f| cfg.planned_rate(rate_now, &f)),
+                    .map_or(rate_now, |f| self.cfg.planned_rate(rate_now, &f)),
                 calls,
-                offset_s: st.latency_offset.unwrap_or(0.0),
+                offset_s,
                 current: svc.desired_replicas,
                 min,
                 max,
@@ -459,11 +462,10 @@ impl AutonomousScaler {
         let predicted = forecast.and(sized).map(|z| z.predicted_ms);
         let cpu_limit = match (forecast.and(sized), cfg.slo) {
             (Some(z), Some(slo)) => {
-                let rate = z.rate;
                 why.push(if z.met {
                     format!(
                         "{:.0} req/s: predicted p{} {:.0} ms at {} (objective {:.0} ms, planned to {:.0} %)",
-                        rate,
+                        z.rate,
                         100.0 * slo.quantile,
                         z.predicted_ms,
                         z.replicas,
@@ -473,7 +475,7 @@ impl AutonomousScaler {
                 } else {
                     format!(
                         "{:.0} req/s: predicted p{} {:.0} ms at {}: the objective of {:.0} ms is not reachable by replicas (the latency is outside the queues), CPU target {:.0} %",
-                        rate,
+                        z.rate,
                         100.0 * slo.quantile,
                         z.predicted_ms,
                         z.replicas,
