@@ -89,7 +89,9 @@ fn the_incident_day_through_the_backtest() {
     // false alarm episodes per service-hour, reading the minutes on straight
     // lines between them; 1.46 holding each, as the issue measured); the
     // anomaly score and the pattern rules do far better per false alarm.
-    // Last: faults newly warned at 0.1 false alarm episodes per
+    // The departure score (no training; its defaults chosen on the first
+    // half of this day) warns of the most faults with the fewest false
+    // alarms. Last: faults newly warned at 0.1 false alarm episodes per
     // service-hour.
     assert_eq!(
         table(&scores),
@@ -99,6 +101,7 @@ fn the_incident_day_through_the_backtest() {
             ("anomaly", 13, 5, Some(12)),
             ("pattern", 9, 0, None),
             ("persistence", 14, 93, None),
+            ("departure", 16, 2, Some(16)),
         ]
     );
     assert!(
@@ -236,7 +239,94 @@ fn a_forest_joins_the_backtest_when_given() {
     let scored_with = backtest::score(&with, &faults, &cfg.predictor, 0.1);
     let scored_without = backtest::score(&without, &faults, &cfg.predictor, 0.1);
     assert_eq!(names(&scored_with), backtest::DETECTORS);
-    assert_eq!(names(&scored_without), backtest::DETECTORS[..5]);
-    assert_eq!(scored_with[..5], scored_without[..]);
+    assert_eq!(names(&scored_without), backtest::DETECTORS[..6]);
+    assert_eq!(scored_with[..6], scored_without[..]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The departure score's defaults were chosen on the first half of the day
+/// (its first 16 faults, the fault-free hours before 20:30); its figures on
+/// the second half are the ones it never saw, beside the other detectors'
+/// on the same half.
+#[test]
+fn the_departure_score_on_the_half_of_the_day_it_was_not_tuned_on() {
+    let services = incidents::import(&day()).unwrap();
+    let dir = tmp("halves");
+    write_recording(&dir, &services);
+    let recordings = recorded::read_dir(&dir).unwrap();
+    let bundle = store::load(&repo().join("models/predictor")).unwrap();
+    let cfg = BacktestConfig::of(&bundle, None);
+    let results = backtest::run(&bundle.model(), &cfg, &recordings, None);
+    let all = FaultList::read(&day().join("2022-08-23-fault_list.json")).unwrap();
+    assert_eq!(all.faults.len(), 32);
+    let at = |clock: &str| selfheal::time::parse_utc(&format!("2022-08-23 {clock}")).unwrap();
+    // The second half's faults are injected from 14:21 to 16:41.
+    let (split, faults_from, faults_until) = (at("20:30:00"), at("14:15:00"), at("17:00:00"));
+    let half = |first: bool| {
+        let faults = FaultList {
+            faults: if first {
+                all.faults[..16].to_vec()
+            } else {
+                all.faults[16..].to_vec()
+            },
+            busy_hours: all.busy_hours.clone(),
+        };
+        // The baseline was built on the whole day before; only the scoring
+        // keeps to the half.
+        let kept: Vec<backtest::ServiceBacktest> = results
+            .iter()
+            .map(|b| backtest::ServiceBacktest {
+                scrapes: b
+                    .scrapes
+                    .iter()
+                    .filter(|s| {
+                        let t = s.at.as_secs_f64();
+                        if first {
+                            t < split
+                        } else {
+                            t >= split || (faults_from..faults_until).contains(&t)
+                        }
+                    })
+                    .cloned()
+                    .collect(),
+                ..b.clone()
+            })
+            .collect();
+        backtest::score(&kept, &faults, &cfg.predictor, 0.1)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.detector,
+                    s.newly_warned(),
+                    s.false_alarm_episodes,
+                    (s.fault_free_hours * 10.0).round() / 10.0,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Per detector: faults newly warned (of 16), false alarm episodes and
+    // fault-free hours of the half.
+    assert_eq!(
+        half(true),
+        vec![
+            ("lstm", 4, 37, 35.0),
+            ("thresholds", 8, 53, 35.0),
+            ("anomaly", 7, 2, 35.0),
+            ("pattern", 5, 0, 35.0),
+            ("persistence", 8, 53, 35.0),
+            ("departure", 7, 0, 35.0),
+        ]
+    );
+    assert_eq!(
+        half(false),
+        vec![
+            ("lstm", 2, 39, 34.8),
+            ("thresholds", 4, 40, 34.8),
+            ("anomaly", 6, 3, 34.8),
+            ("pattern", 4, 0, 34.8),
+            ("persistence", 6, 40, 34.8),
+            ("departure", 9, 2, 34.8),
+        ]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -15,6 +15,7 @@
 //! | `anomaly` | any metric's anomaly score reaches the pattern threshold |
 //! | `pattern` | one of the seed's failure patterns matches |
 //! | `persistence` | the service is not healthy now |
+//! | `departure` | a metric leaves its own recent range ([`crate::control::departure`]); an episode alarms once, at its start |
 //! | `forest` | most trees of a forest fitted on training traces vote "not healthy" (when one is given) |
 //!
 //! A fault is *newly warned* when the detector alarms on the faulty service
@@ -23,6 +24,7 @@
 //! fault-free scrapes ([`FaultList::false_alarms`]).
 
 use crate::control::anomaly::AnomalyDetector;
+use crate::control::departure::{Departure, DepartureConfig, RECORDING_SCALES};
 use crate::control::predictor::patterns::FailureType;
 use crate::control::predictor::{
     Health, Model, Prediction, PredictorConfig, ServiceWatch, scrape_row,
@@ -38,17 +40,21 @@ use crate::train::validate::{
     CATCH_WINDOW_S, Forest, budget_candidates, newly_warned, roc_pr_auc, threshold_score,
 };
 
-pub const DETECTORS: [&str; 6] = [
+pub const DETECTORS: [&str; 7] = [
     "lstm",
     "thresholds",
     "anomaly",
     "pattern",
     "persistence",
+    "departure",
     "forest",
 ];
 
+/// The index of the departure detector in [`DETECTORS`]: it reports an
+/// episode once, at its start, so its alarms are rising edges.
+const DEPARTURE: usize = 5;
 /// The index of the forest in [`DETECTORS`]: scored only when one is given.
-const FOREST: usize = 5;
+const FOREST: usize = 6;
 
 /// The metrics an anomaly score is kept for (raw: unmeasured stays NaN).
 /// A metric's name and how to read it from a scrape.
@@ -72,6 +78,9 @@ pub struct Scrape {
     /// The highest anomaly score over the metrics and its metric.
     pub anomaly: (f64, &'static str),
     pub thresholds: f64,
+    /// The highest departure score over the metrics, its metric, and
+    /// whether a departure episode starts at this scrape.
+    pub departure: (f64, &'static str, bool),
     /// The forest's share of "not healthy" votes on the network's window.
     pub forest: Option<f64>,
     pub state: Health,
@@ -121,6 +130,7 @@ impl Scrape {
             2 => self.anomaly.0,
             3 => self.pattern.is_some() as u8 as f64,
             4 => self.state as usize as f64 / 3.0,
+            DEPARTURE => self.departure.0,
             _ => self.forest?,
         })
     }
@@ -132,6 +142,7 @@ impl Scrape {
             2 => self.anomaly.0 >= cfg.patterns.anomaly_threshold,
             3 => self.pattern.is_some(),
             4 => self.state != Health::Healthy,
+            DEPARTURE => self.departure.2,
             _ => self.forest.is_some_and(|v| v >= 0.5),
         }
     }
@@ -166,6 +177,7 @@ pub fn run(
                 .iter()
                 .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
                 .collect();
+            let mut departure = Departure::new(&DepartureConfig::default(), RECORDING_SCALES);
             let scrapes = rec
                 .scrapes
                 .iter()
@@ -188,12 +200,15 @@ pub fn run(
                             best = (score, name);
                         }
                     }
+                    let (score, metric, starts) =
+                        departure.update(m.timestamp, &ANOMALY_METRICS.map(|(_, value)| value(m)));
                     Scrape {
                         at: m.timestamp,
                         prediction,
                         pattern,
                         anomaly: best,
                         thresholds: threshold_score(&row, slo),
+                        departure: (score, ANOMALY_METRICS[metric].0, starts),
                         forest,
                         state: states[i],
                         label: labels[i].0,
@@ -209,7 +224,7 @@ pub fn run(
         .collect()
 }
 
-pub const CSV_HEADER: &str = "t_s,service,p_not_healthy,class,warning,failure_type,time_to_failure_s,recommended_action,anomaly,anomaly_metric,thresholds,state,label,forest";
+pub const CSV_HEADER: &str = "t_s,service,p_not_healthy,class,warning,failure_type,time_to_failure_s,recommended_action,anomaly,anomaly_metric,thresholds,state,label,departure,departure_metric,forest";
 
 /// One line per scrape and service; cells the predictor has no value for
 /// yet are empty.
@@ -231,7 +246,7 @@ pub fn csv(backtests: &[ServiceBacktest]) -> String {
             };
             let _ = writeln!(
                 out,
-                "{},{},{p},{class},{warning},{},{ttf},{action},{:.4},{},{:.4},{},{},{}",
+                "{},{},{p},{class},{warning},{},{ttf},{action},{:.4},{},{:.4},{},{},{:.4},{},{}",
                 s.at.as_secs_f64(),
                 b.service,
                 s.pattern.map_or("", FailureType::as_str),
@@ -240,6 +255,8 @@ pub fn csv(backtests: &[ServiceBacktest]) -> String {
                 ms(s.thresholds),
                 s.state.as_str(),
                 s.label.map_or("", Health::as_str),
+                s.departure.0,
+                s.departure.1,
                 s.forest.map_or(String::new(), |v| format!("{v:.4}")),
             );
         }
@@ -278,16 +295,27 @@ impl DetectorScore {
 }
 
 /// Faults newly warned (seconds to the warning of each), false-alarm
-/// episodes and fault-free seconds of one alarm rule.
+/// episodes and fault-free seconds of one alarm rule; with `onsets`, only
+/// the first scrape of each run of alarms alarms.
 fn record(
     (backtests, times): (&[ServiceBacktest], &[Vec<Time>]),
     faults: &FaultList,
     alarm: impl Fn(&Scrape) -> bool,
+    onsets: bool,
 ) -> (Vec<Option<f64>>, usize, f64) {
     let alarms: Vec<(&[Time], Vec<bool>)> = backtests
         .iter()
         .zip(times)
-        .map(|(b, t)| (t.as_slice(), b.scrapes.iter().map(&alarm).collect()))
+        .map(|(b, t)| {
+            let mut before = false;
+            let a = b.scrapes.iter().map(|s| {
+                let now = alarm(s);
+                let raised = now && !(onsets && before);
+                before = now;
+                raised
+            });
+            (t.as_slice(), a.collect())
+        })
         .collect();
     let warned = faults
         .faults
@@ -326,9 +354,12 @@ fn at_budget(
     // not the lowest.
     let mut best: Option<(f64, usize)> = None;
     for threshold in candidates {
-        let (warned, episodes, seconds) = record((backtests, times), faults, |s| {
-            s.score(detector).is_some_and(|v| v >= threshold)
-        });
+        let (warned, episodes, seconds) = record(
+            (backtests, times),
+            faults,
+            |s| s.score(detector).is_some_and(|v| v >= threshold),
+            detector == DEPARTURE,
+        );
         let caught = warned.iter().flatten().count();
         if episodes as f64 / (seconds / 3_600.0).max(1e-9) <= budget
             && best.is_none_or(|(_, b)| caught > b)
@@ -383,8 +414,12 @@ pub fn score(
         .enumerate()
         .map(|(k, &d)| {
             let name = DETECTORS[d];
-            let (warned, episodes, seconds) =
-                record((backtests, &times), faults, |s| s.alarm(d, cfg));
+            let (warned, episodes, seconds) = record(
+                (backtests, &times),
+                faults,
+                |s| s.alarm(d, cfg),
+                d == DEPARTURE,
+            );
             DetectorScore {
                 detector: name,
                 warned,
@@ -401,7 +436,7 @@ pub fn score(
 }
 
 /// Detectors with a score to set a threshold on (the others alarm or not).
-const CONTINUOUS: [bool; 6] = [true, true, true, false, false, true];
+const CONTINUOUS: [bool; 7] = [true, true, true, false, false, true, true];
 
 /// The scores as a Markdown table, then each fault's lead per detector.
 pub fn render(scores: &[DetectorScore], faults: &FaultList, budget: f64) -> String {

@@ -244,7 +244,7 @@ mod tests {
             fault: None,
             pattern: None,
             time_to_breach_s: None,
-            scores: [score; 5],
+            scores: [score; 6],
         }
     }
 

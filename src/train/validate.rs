@@ -25,13 +25,23 @@ use ndarray16::{Array1, Array2, Axis};
 use rand08::SeedableRng;
 
 use super::traces::{Dataset, Health, TRACES_SLO_LATENCY_MS};
+use crate::control::departure::{Departure, DepartureConfig, RECORDING_SCALES};
 use crate::control::predictor::normalise::Normaliser;
 use crate::control::predictor::patterns::{FailureType, trend};
 use crate::control::predictor::{Model, PredictorConfig, ServiceWatch};
 use crate::scenario::FaultKind;
 use crate::time::Time;
 
-pub const DETECTORS: [&str; 5] = ["lstm", "persistence", "thresholds", "patterns", "forest"];
+/// `departure` is [`crate::control::departure`]'s score, here alarming on
+/// every window at or above the threshold like the others.
+pub const DETECTORS: [&str; 6] = [
+    "lstm",
+    "persistence",
+    "thresholds",
+    "patterns",
+    "forest",
+    "departure",
+];
 
 /// One scored window.
 #[derive(Clone, Debug)]
@@ -45,7 +55,7 @@ pub struct Scored {
     pub pattern: Option<FailureType>,
     pub time_to_breach_s: Option<f64>,
     /// One score per [`DETECTORS`] entry, higher = more alarming.
-    pub scores: [f64; 5],
+    pub scores: [f64; 6],
 }
 
 /// Summary statistics of a normalised window for the forest.
@@ -215,10 +225,14 @@ pub fn score_dataset(
         .par_iter()
         .map(|&(a, b)| {
             let mut watch = ServiceWatch::new(model.window, cfg);
+            let mut departure = Departure::new(&DepartureConfig::default(), RECORDING_SCALES);
             let mut out = Vec::new();
             for i in a..b {
                 let r = &ds.rows[i];
-                watch.handle_row(Time::from_secs_f64(r.t_s), r.features);
+                let now = Time::from_secs_f64(r.t_s);
+                watch.handle_row(now, r.features);
+                let x = |k: usize| r.features[k] as f64;
+                let (departed, _, _) = departure.update(now, &[x(0), x(1), x(2), x(3), x(5)]);
                 let k = i - a;
                 // The window fills in seconds; `predict` says when.
                 if !(k + 1)
@@ -259,6 +273,7 @@ pub fn score_dataset(
                         threshold_score(&r.features, cfg.slo_latency_ms),
                         pattern.is_some() as u8 as f64,
                         forest_score,
+                        departed,
                     ],
                 });
             }

@@ -238,8 +238,8 @@ pub enum Cmd {
     },
     /// Validate the failure predictor on held-out traces (other seeds, loads
     /// from a real trace, optionally each fault family left out of
-    /// training) next to persistence, static thresholds, the pattern rules
-    /// and a forest, at equal false-alarm rates.
+    /// training) next to persistence, static thresholds, the pattern rules,
+    /// a forest and the departure score, at equal false-alarm rates.
     Validate {
         #[arg(long, default_value = "models/predictor")]
         model: PathBuf,
@@ -276,7 +276,7 @@ pub enum Cmd {
     /// Backtest the failure predictor on a recording of any cluster
     /// (`<service>-metrics.csv`, optional `<service>-sli.csv`, any scrape
     /// interval; README, "Bring your own metrics"): per scrape and service
-    /// the prediction, anomaly scores and static thresholds to OUT (CSV);
+    /// the prediction, anomaly, departure and static thresholds' scores to OUT (CSV);
     /// with `--faults`, each detector's faults newly warned within 5
     /// minutes, false alarm episodes per service-hour and ROC-AUC.
     Predict {
