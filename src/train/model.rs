@@ -12,12 +12,23 @@
 //! backward pass (`lstm_op`): composed from burn's tensor operations step
 //! by step, a batch-32 training step took 129 ms; as one operation, 37-41
 //! ms on the same machine (`cargo bench --bench predictor -- train_step`).
+//!
+//! The dropout masks come from a seeded ChaCha8 stream of the training
+//! subsystem, four 16-bit draws per 64-bit word: burn's `Dropout` draws a
+//! 64-bit Bernoulli sample per element through its generic sampler, which
+//! was a sixth of the training step. The stream is seeded from the device's
+//! generator at `init`, so `device.seed(s)` before `init` fixes the masks as
+//! it fixes the initial weights. The layers stay burn `Dropout`s (their
+//! probability and training flag, and the record's layout).
+
+use std::sync::{Arc, Mutex};
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
 use burn::prelude::Device;
-use burn::tensor::Tensor;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use selfheal_core::rng::{Stream, Subsystem};
 
 /// One LSTM layer with gate-concatenated weights: `input` is
 /// `Linear(d_in -> 4h)` with the bias, `hidden` is `Linear(h -> 4h)`
@@ -107,6 +118,9 @@ pub struct PredictorNet {
     dense: Linear,
     relu: Relu,
     out: Linear,
+    /// Where the dropout masks are drawn from (not part of the record).
+    #[module(skip)]
+    masks: Arc<Mutex<Stream>>,
 }
 
 /// The longest input window (the control core's bound, which it checks
@@ -175,8 +189,41 @@ impl PredictorNetConfig {
             dense: LinearConfig::new(self.hidden3, self.dense).init(device),
             relu: Relu::new(),
             out: LinearConfig::new(self.dense, self.classes).init(device),
+            masks: Arc::new(Mutex::new(Stream::new_indexed(
+                seed_from(device),
+                Subsystem::Training,
+                3,
+            ))),
         }
     }
+}
+
+/// 64 bits from the device's seeded generator (two uniform draws' mantissas
+/// of 24 bits and a third's 16).
+fn seed_from(device: &Device) -> u64 {
+    let draws = values(Tensor::<1>::random(
+        [3],
+        Distribution::Uniform(0.0, 1.0),
+        device,
+    ));
+    let bits = |x: f32| ((x * (1u32 << 24) as f32) as u64) & 0xFF_FFFF;
+    bits(draws[0]) | bits(draws[1]) << 24 | (bits(draws[2]) & 0xFFFF) << 48
+}
+
+/// `1 / keep` for the elements a draw keeps, 0 for the others.
+fn dropout_mask(stream: &mut Stream, n: usize, keep: f64) -> Vec<f32> {
+    let below = (keep * 65_536.0).round() as u32;
+    let scale = (1.0 / keep) as f32;
+    let mut mask = Vec::with_capacity(n);
+    while mask.len() < n {
+        let word = stream.next_u64();
+        let take = (n - mask.len()).min(4);
+        mask.extend((0..take).map(|k| {
+            let draw = (word >> (16 * k)) as u16 as u32;
+            if draw < below { scale } else { 0.0 }
+        }));
+    }
+    mask
 }
 
 impl PredictorNet {
@@ -184,14 +231,29 @@ impl PredictorNet {
     /// `[batch, classes]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         let x = self.lstm1.forward(x, true);
-        let x = self.drop1.forward(x);
+        let x = self.dropout(&self.drop1, x);
         let x = self.lstm2.forward(x, true);
-        let x = self.drop2.forward(x);
+        let x = self.dropout(&self.drop2, x);
         let x = self.lstm3.forward(x, false);
         let [batch, _, hidden] = x.dims();
         let last = x.reshape([batch, hidden]);
         let x = self.relu.forward(self.dense.forward(last));
         self.out.forward(x)
+    }
+
+    /// `layer`'s dropout with a mask from [`Self::masks`]; as burn's, only
+    /// where a backward pass can follow and the layer is in training.
+    fn dropout(&self, layer: &Dropout, x: Tensor<3>) -> Tensor<3> {
+        if !layer.training.is_enabled() || !x.device().is_autodiff() || layer.prob == 0.0 {
+            return x;
+        }
+        let shape = x.shape();
+        let mask = {
+            let mut stream = self.masks.lock().unwrap_or_else(|e| e.into_inner());
+            dropout_mask(&mut stream, shape.num_elements(), 1.0 - layer.prob)
+        };
+        let mask = Tensor::<3>::from_data(TensorData::new(mask, shape), &x.device());
+        x * mask
     }
 
     /// The trained weights as the control core's fused network.
@@ -223,5 +285,40 @@ fn dense(l: &Linear) -> Dense {
         b: l.bias
             .as_ref()
             .map_or(vec![0.0; output], |b| values(b.val())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropout_mask_keeps_its_share_scaled_and_follows_its_stream() {
+        let mut stream = Stream::new(7, Subsystem::Training);
+        let mask = dropout_mask(&mut stream, 100_001, 0.8);
+        assert_eq!(mask.len(), 100_001);
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 1.25));
+        let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / mask.len() as f64;
+        // Binomial spread at n = 1e5: about 0.0013.
+        assert!((kept - 0.8).abs() < 0.006, "{kept}");
+        let again = dropout_mask(&mut Stream::new(7, Subsystem::Training), 100_001, 0.8);
+        assert_eq!(mask, again);
+        let next = dropout_mask(&mut stream, 100_001, 0.8);
+        assert_ne!(mask, next);
+    }
+
+    #[test]
+    fn dropout_acts_only_where_a_backward_pass_can_follow() {
+        let cfg = PredictorNetConfig::new();
+        let x = |device: &Device| Tensor::<3>::ones([2, cfg.window, cfg.hidden1], device);
+        let plain = Device::flex();
+        let net = cfg.init(&plain);
+        let same = net.dropout(&net.drop1, x(&plain));
+        assert_eq!(values(same), values(x(&plain)));
+        let device = Device::flex().autodiff();
+        let training = cfg.init(&device);
+        let dropped = values(training.dropout(&training.drop1, x(&device)));
+        let zeros = dropped.iter().filter(|&&v| v == 0.0).count();
+        assert!(zeros > 0 && zeros < dropped.len() / 2, "{zeros}");
     }
 }
