@@ -418,9 +418,7 @@ pub fn quantile(v: &mut [f64], q: f64) -> f64 {
         return f64::NAN;
     }
     v.sort_by(|a, b| a.total_cmp(b));
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    crate::metrics::quantile_of_sorted(v, q)
 }
 
 /// The confusion matrix of the LSTM's argmax, rows = truth.

@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::quantile_of_sorted as quantile;
 use crate::time::Time;
 
 /// Every window is in seconds, so one configuration means the same at any
@@ -176,17 +177,6 @@ impl DepartureDetector {
         let lo = quantile(&self.scratch, 1.0 - self.cfg.quantile);
         let down = (lo - x) / (median - lo).max(floor);
         up.max(down).max(0.0)
-    }
-}
-
-/// The `q` quantile of sorted, non-empty values, between the two nearest
-/// ranks (the usual linear interpolation).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let (below, frac) = (pos.floor() as usize, pos.fract());
-    match sorted.get(below + 1) {
-        Some(&next) => sorted[below] + frac * (next - sorted[below]),
-        None => sorted[below],
     }
 }
 

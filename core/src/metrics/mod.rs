@@ -127,6 +127,17 @@ pub fn parse_metrics_csv(text: &str) -> Result<Vec<(String, ServiceMetrics)>, Cs
     Ok(out)
 }
 
+/// The `q` quantile of sorted, non-empty values, between the two nearest
+/// ranks (the usual linear interpolation; `q` is clamped to 0..=1).
+pub fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (below, frac) = (pos.floor() as usize, pos.fract());
+    match sorted.get(below + 1) {
+        Some(&next) => sorted[below] + frac * (next - sorted[below]),
+        None => sorted[below],
+    }
+}
+
 /// A latency for CSV: empty when NaN (no traffic).
 pub fn ms(x: f64) -> String {
     if x.is_nan() {
