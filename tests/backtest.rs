@@ -29,6 +29,24 @@ fn write_recording(dir: &Path, services: &[(String, Vec<selfheal::metrics::Servi
     }
 }
 
+/// `services` written as a recording in `dir`, read back, and replayed
+/// through the shipped model's backtest.
+fn shipped_backtest(
+    dir: &Path,
+    services: &[(String, Vec<selfheal::metrics::ServiceMetrics>)],
+) -> (
+    BacktestConfig,
+    Vec<recorded::ServiceRecording>,
+    Vec<backtest::ServiceBacktest>,
+) {
+    write_recording(dir, services);
+    let recordings = recorded::read_dir(dir).unwrap();
+    let bundle = store::load(&repo().join("models/predictor")).unwrap();
+    let cfg = BacktestConfig::of(&bundle, None);
+    let results = backtest::run(&bundle.model(), &cfg, &recordings, None);
+    (cfg, recordings, results)
+}
+
 #[test]
 fn the_incident_day_through_the_backtest() {
     let services = incidents::import(&day()).unwrap();
@@ -47,14 +65,10 @@ fn the_incident_day_through_the_backtest() {
         }
     }
     let dir = tmp("day");
-    write_recording(&dir, &services);
-    let recordings = recorded::read_dir(&dir).unwrap();
+    let (cfg, recordings, results) = shipped_backtest(&dir, &services);
     assert_eq!(recordings.len(), 10);
     assert!(recordings.iter().all(|r| r.sli.is_none()));
 
-    let bundle = store::load(&repo().join("models/predictor")).unwrap();
-    let cfg = BacktestConfig::of(&bundle, None);
-    let results = backtest::run(&bundle.model(), &cfg, &recordings, None);
     // 60 s scrapes against a 5 s model: predictions from the sixth scrape.
     for b in &results {
         let first = b
@@ -154,11 +168,8 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
         .filter(|(i, _)| !(100..160).contains(i))
         .map(|(_, m)| m.clone())
         .collect();
-    write_recording(&dir, &[(name.clone(), gap)]);
-    let recordings = recorded::read_dir(&dir).unwrap();
-    let bundle = store::load(&repo().join("models/predictor")).unwrap();
-    let cfg = BacktestConfig::of(&bundle, None);
-    let b = &backtest::run(&bundle.model(), &cfg, &recordings, None)[0];
+    let (_, _, results) = shipped_backtest(&dir, &[(name.clone(), gap)]);
+    let b = &results[0];
     let predicted: Vec<bool> = b.scrapes.iter().map(|s| s.prediction.is_some()).collect();
     assert!(predicted[99], "before the gap");
     assert!(
@@ -252,11 +263,7 @@ fn a_forest_joins_the_backtest_when_given() {
 fn the_departure_score_on_the_half_of_the_day_it_was_not_tuned_on() {
     let services = incidents::import(&day()).unwrap();
     let dir = tmp("halves");
-    write_recording(&dir, &services);
-    let recordings = recorded::read_dir(&dir).unwrap();
-    let bundle = store::load(&repo().join("models/predictor")).unwrap();
-    let cfg = BacktestConfig::of(&bundle, None);
-    let results = backtest::run(&bundle.model(), &cfg, &recordings, None);
+    let (cfg, _, results) = shipped_backtest(&dir, &services);
     let all = FaultList::read(&day().join("2022-08-23-fault_list.json")).unwrap();
     assert_eq!(all.faults.len(), 32);
     let at = |clock: &str| selfheal::time::parse_utc(&format!("2022-08-23 {clock}")).unwrap();

@@ -231,6 +231,8 @@ pub fn score_dataset(
                 let r = &ds.rows[i];
                 let now = Time::from_secs_f64(r.t_s);
                 watch.handle_row(now, r.features);
+                // The row's CPU, memory, rate, errors and p99
+                // (`scrape_row`'s columns), in `RECORDING_SCALES`' order.
                 let x = |k: usize| r.features[k] as f64;
                 let (departed, _, _) = departure.update(now, &[x(0), x(1), x(2), x(3), x(5)]);
                 let k = i - a;
