@@ -575,7 +575,7 @@ pub(super) fn load_trace(w: &[&ServiceMetrics], from: f64) -> Trace {
 fn calibrate(twin: &mut Twin, rec: &Recording, rounds: u32) -> Result<(), TwinError> {
     for round in 0..=rounds {
         let (from, to) = twin.window;
-        let f = super::fidelity::compare(&twin.scenario, &twin.traces, rec, from, to)?;
+        let f = super::fidelity::compare(&twin.scenario, &twin.traces, rec, from, to, 1)?;
         let errors = |pick: fn(&super::ServiceFidelity) -> (f64, f64)| {
             let mut e: Vec<f64> = f
                 .services

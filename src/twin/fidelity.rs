@@ -2,6 +2,13 @@
 //! the twin, and each service's CPU (cores), request rate, p50 and p99
 //! latency and error rate compared with what was recorded, scrape by
 //! scrape (MAPE), after a warm-up of one rate window.
+//!
+//! The twin is a stochastic model: one run draws its own arrivals and
+//! service times, whose scrape-to-scrape noise is not the recording's. Its
+//! prediction for a scrape is the mean over runs at several seeds (the
+//! scenario's seed, then the next ones); comparing one run counts the
+//! twin's noise as an error on top of the recording's. A seed count of one
+//! gives the single-run figure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,6 +65,8 @@ pub struct ServiceFidelity {
 pub struct Fidelity {
     /// The stretch replayed, in recording seconds.
     pub window: (f64, f64),
+    /// The runs (seeds) whose mean per scrape was compared.
+    pub runs: u32,
     pub services: Vec<ServiceFidelity>,
 }
 
@@ -76,6 +85,7 @@ pub fn check(
     rec: &Recording,
     from_s: f64,
     to_s: f64,
+    seeds: u32,
 ) -> Result<Fidelity, TwinError> {
     let mut traces = BTreeMap::new();
     for l in &twin.loads {
@@ -95,39 +105,53 @@ pub fn check(
         }
         traces.insert(file.clone(), Arc::new(super::build::load_trace(&w, from_s)));
     }
-    compare(twin, &traces, rec, from_s, to_s)
+    compare(twin, &traces, rec, from_s, to_s, seeds)
 }
 
-/// Runs `twin` with `traces` for `to_s - from_s` seconds and compares it
-/// with the recording's `[from_s, to_s)`.
+/// Runs `twin` with `traces` for `to_s - from_s` seconds at `seeds` seeds
+/// (at least one) and compares the runs' mean with the recording's
+/// `[from_s, to_s)`.
 pub(crate) fn compare(
     twin: &Scenario,
     traces: &BTreeMap<String, Arc<Trace>>,
     rec: &Recording,
     from_s: f64,
     to_s: f64,
+    seeds: u32,
 ) -> Result<Fidelity, TwinError> {
-    let mut spec = twin.clone();
-    spec.duration_s = to_s - from_s;
-    let loaded = crate::scenario::from_spec(spec, traces.clone())?;
-    let out = crate::sim::run(&loaded)?;
+    use rayon::prelude::*;
+    let runs = (0..seeds.max(1) as u64)
+        .into_par_iter()
+        .map(|k| {
+            let mut spec = twin.clone();
+            spec.duration_s = to_s - from_s;
+            spec.seed = twin.seed.wrapping_add(k);
+            let loaded = crate::scenario::from_spec(spec, traces.clone())?;
+            Ok(crate::sim::run(&loaded)?)
+        })
+        .collect::<Result<Vec<_>, TwinError>>()?;
     let warmup = twin
         .metrics
         .rate_window_s
         .max(2.0 * twin.metrics.scrape_interval_s);
     let mut services = Vec::new();
-    for (i, name) in out.services.iter().enumerate() {
+    for (i, name) in runs[0].services.iter().enumerate() {
         let Some(recorded) = rec.service(name) else {
             continue;
         };
         let spec = &twin.services[i];
         let cores = |m: &crate::metrics::ServiceMetrics| super::build::cores(m, spec.cpu_request);
-        let sim: Vec<&crate::metrics::ServiceMetrics> = out
-            .metrics
+        let per_run: Vec<Vec<&crate::metrics::ServiceMetrics>> = runs
             .iter()
-            .filter(|(s, _)| *s == i)
-            .map(|(_, m)| m)
+            .map(|out| {
+                out.metrics
+                    .iter()
+                    .filter(|(s, _)| *s == i)
+                    .map(|(_, m)| m)
+                    .collect()
+            })
             .collect();
+        let sim = mean_scrapes(&per_run);
         let mut series = Series::default();
         for m in &recorded.scrapes {
             let t = m.timestamp.as_secs_f64() - from_s;
@@ -193,8 +217,44 @@ pub(crate) fn compare(
     }
     Ok(Fidelity {
         window: (from_s, to_s),
+        runs: runs.len() as u32,
         services,
     })
+}
+
+/// Per scrape, the mean over runs of the same scenario (their scrapes come
+/// at the same times whatever the seed) of each rate, share and latency;
+/// a latency without traffic in some runs is the mean of the others. The
+/// replica counts are the first run's (a twin's are fixed).
+fn mean_scrapes(
+    runs: &[Vec<&crate::metrics::ServiceMetrics>],
+) -> Vec<crate::metrics::ServiceMetrics> {
+    let n = runs.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|k| {
+            let mean = |pick: fn(&crate::metrics::ServiceMetrics) -> f64| {
+                let (sum, count) = runs
+                    .iter()
+                    .map(|r| pick(r[k]))
+                    .filter(|v| v.is_finite())
+                    .fold((0.0, 0u32), |(s, c), v| (s + v, c + 1));
+                if count == 0 {
+                    f64::NAN
+                } else {
+                    sum / count as f64
+                }
+            };
+            crate::metrics::ServiceMetrics {
+                cpu_usage: mean(|m| m.cpu_usage),
+                memory_usage: mean(|m| m.memory_usage),
+                request_rate: mean(|m| m.request_rate),
+                error_rate: mean(|m| m.error_rate),
+                latency_p50: mean(|m| m.latency_p50),
+                latency_p99: mean(|m| m.latency_p99),
+                ..runs[0][k].clone()
+            }
+        })
+        .collect()
 }
 
 /// Mean |twin - recorded| / recorded over the scrapes where both are
@@ -269,8 +329,13 @@ fn pct(v: f64) -> String {
 /// The report as Markdown: one row per service, then the medians.
 pub fn render(f: &Fidelity, title: &str) -> String {
     let mut md = format!(
-        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin; per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded | CPU, best flat line | p99, best flat line |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        f.window.0, f.window.1
+        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin ({}); per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded | CPU, best flat line | p99, best flat line |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        f.window.0,
+        f.window.1,
+        match f.runs {
+            1 => "one run".to_string(),
+            n => format!("the mean of {n} runs at consecutive seeds"),
+        }
     );
     for s in &f.services {
         let _ = writeln!(

@@ -388,6 +388,10 @@ pub enum TwinCmd {
         from_s: Option<f64>,
         #[arg(long)]
         to_s: Option<f64>,
+        /// Runs of the twin (the scenario's seed and the next ones) whose
+        /// mean per scrape is compared; 1 compares a single run.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+        seeds: u32,
         #[arg(long, default_value = "reports/twin")]
         out: PathBuf,
     },

@@ -250,9 +250,10 @@ fn real_main() -> anyhow::Result<()> {
                     recording,
                     from_s,
                     to_s,
+                    seeds,
                     out,
                 },
-        } => twin::fidelity(&scenario, &recording, from_s, to_s, &out)?,
+        } => twin::fidelity(&scenario, &recording, from_s, to_s, seeds, &out)?,
         Cmd::Eval {
             what: EvalCmd::Nab { dir, out, grid },
         } => evals::eval_nab(&dir, &out, grid)?,

@@ -66,6 +66,7 @@ pub fn fidelity(
     recording: &Path,
     from_s: Option<f64>,
     to_s: Option<f64>,
+    seeds: u32,
     out: &Path,
 ) -> anyhow::Result<()> {
     let loaded = selfheal::scenario::load_file(scenario)?;
@@ -73,7 +74,7 @@ pub fn fidelity(
     let (start, end) = rec.span();
     let from = from_s.unwrap_or(start + 0.5 * (end - start));
     let to = to_s.unwrap_or(end + 1e-6);
-    let f = twin::check(&loaded.spec, &rec, from, to)?;
+    let f = twin::check(&loaded.spec, &rec, from, to, seeds)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let md = twin::fidelity::render(&f, &format!("Fidelity of {}", scenario.display()));
     let path = out.join("fidelity.md");
