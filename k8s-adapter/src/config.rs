@@ -66,6 +66,11 @@ pub struct AdapterConfig {
     pub backfill_s: f64,
     #[serde(default)]
     pub controller: ControllerSpec,
+    /// The departure score's settings (`[departure]`, windows in core
+    /// seconds): its alarms are logged beside the controller's decisions
+    /// and act on nothing.
+    #[serde(default)]
+    pub departure: selfheal_core::control::departure::DepartureConfig,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
     #[serde(default)]

@@ -24,6 +24,7 @@ pub mod watch;
 
 use std::time::Duration;
 
+use selfheal_core::control::departure::{DepartureAlarm, DepartureWatch};
 use selfheal_core::control::orchestrator::HealingEvent;
 use selfheal_core::control::{Command, Controller, Observation, drive};
 use selfheal_core::time::{Span, Time};
@@ -60,6 +61,12 @@ pub struct Adapter {
     state: Option<watch::ClusterState>,
     /// What the healing orchestrator did or declined in the last decision.
     pub events: Vec<(Time, HealingEvent)>,
+    /// The departure score over the same observations: on real clusters'
+    /// data the detector that warns of the most incidents at the fewest
+    /// false alarms (README "The failure predictor on a real cluster").
+    departures: DepartureWatch,
+    /// The departure episodes that started at the last decision.
+    pub alarms: Vec<DepartureAlarm>,
     /// When the core asked to be woken next (none before the first
     /// decision).
     wake_at: Option<Time>,
@@ -79,6 +86,7 @@ impl Adapter {
             // cluster: here its max_connections.
             &Default::default(),
         )?;
+        let departures = DepartureWatch::new(cfg.departure.clone());
         Ok(Adapter {
             prom: Prometheus::connect(
                 &cfg.prometheus,
@@ -93,6 +101,8 @@ impl Adapter {
             controller,
             state: None,
             events: Vec::new(),
+            departures,
+            alarms: Vec::new(),
             wake_at: None,
         })
     }
@@ -122,6 +132,7 @@ impl Adapter {
                     .map(|s| s.metrics)
                     .collect();
             self.controller.handle_history(&svc.name, &scrapes);
+            self.departures.handle_history(&svc.name, &scrapes);
             out.push((svc.name.clone(), scrapes.len()));
         }
         Ok(out)
@@ -140,6 +151,8 @@ impl Adapter {
     pub fn decide(&mut self, obs: &Observation) -> Vec<Command> {
         let step = drive(self.controller.as_mut(), obs.now, obs);
         self.events = step.events;
+        self.departures.handle_observation(obs);
+        self.alarms = std::iter::from_fn(|| self.departures.poll_alarm()).collect();
         self.wake_at = Some(step.wake_at.max(obs.now + self.scrape_interval()));
         step.commands
     }
@@ -165,5 +178,76 @@ impl Adapter {
 
     fn scrape_interval(&self) -> Span {
         Span::from_secs_f64(self.cfg.interval_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfheal_core::control::ServiceView;
+    use selfheal_core::metrics::ServiceMetrics;
+
+    fn observation(t: f64, p99: f64) -> Observation {
+        let now = Time::from_secs_f64(t);
+        Observation {
+            now,
+            services: vec![ServiceView {
+                name: "api".into(),
+                metrics: ServiceMetrics {
+                    timestamp: now,
+                    cpu_usage: 0.4,
+                    memory_usage: 0.3,
+                    request_rate: 50.0,
+                    error_rate: 0.0,
+                    latency_p50: 10.0,
+                    latency_p99: p99,
+                    active_connections: 2,
+                    ready_replicas: 2,
+                    desired_replicas: 2,
+                },
+                desired_replicas: 2,
+                revision: 0,
+                max_connections: 10,
+                pods: Vec::new(),
+                concurrency: Vec::new(),
+                dependencies: Vec::new(),
+                backup: None,
+            }],
+        }
+    }
+
+    fn adapter(extra: &str) -> Adapter {
+        let cfg = AdapterConfig::parse(
+            &format!(
+                "prometheus = \"http://127.0.0.1:9\"\nnamespace = \"shop\"\ninterval_s = 60\n{extra}[[service]]\nname = \"api\"\n"
+            ),
+            "adapter.toml",
+        )
+        .unwrap();
+        Adapter::new(cfg, 0.0).unwrap()
+    }
+
+    #[test]
+    fn a_departure_episode_is_reported_once_beside_the_decisions() {
+        let mut a = adapter("");
+        let mut alarms = Vec::new();
+        for i in 0..30 {
+            let p99 = if (20..23).contains(&i) { 400.0 } else { 50.0 };
+            a.decide(&observation(i as f64 * 60.0, p99));
+            alarms.extend(a.alarms.drain(..).map(|x| (x.at.whole_secs(), x.metric)));
+        }
+        assert_eq!(alarms, vec![(1_200, "p99")]);
+    }
+
+    #[test]
+    fn the_departure_threshold_is_configurable() {
+        // A fourfold p99 is 20 spreads above a flat 50 ms (a spread of
+        // 7.5 ms: 5 % of the median plus 5 ms of resolution), below 100.
+        let mut a = adapter("[departure]\nthreshold = 100.0\n");
+        for i in 0..30 {
+            let p99 = if i == 20 { 200.0 } else { 50.0 };
+            a.decide(&observation(i as f64 * 60.0, p99));
+            assert!(a.alarms.is_empty(), "{:?}", a.alarms);
+        }
     }
 }

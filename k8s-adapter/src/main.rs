@@ -495,6 +495,12 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                     for (_, e) in &adapter.events {
                         log(&format!("healing: {e:?}"));
                     }
+                    for a in &adapter.alarms {
+                        log(&format!(
+                            "departure: {} {} at {:.1} spreads above its recent range (an alarm; no action)",
+                            a.service, a.metric, a.score
+                        ));
+                    }
                     for c in &commands {
                         if let Some(r) = replay.as_mut() {
                             r.decided(now, &adapter, c);

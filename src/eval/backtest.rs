@@ -24,13 +24,14 @@
 //! fault-free scrapes ([`FaultList::false_alarms`]).
 
 use crate::control::anomaly::AnomalyDetector;
-use crate::control::departure::{Departure, DepartureConfig, RECORDING_SCALES};
+use crate::control::departure::{
+    Departure, DepartureConfig, RECORDING_METRICS, RECORDING_SCALES, ReadMetric,
+};
 use crate::control::predictor::patterns::FailureType;
 use crate::control::predictor::{
     Health, Model, Prediction, PredictorConfig, ServiceWatch, scrape_row,
 };
 use crate::eval::incidents::FaultList;
-use crate::metrics::ServiceMetrics;
 use crate::metrics::ms;
 use crate::time::Time;
 use crate::train::recorded::{ServiceRecording, worst_ahead};
@@ -56,17 +57,9 @@ const DEPARTURE: usize = 5;
 /// The index of the forest in [`DETECTORS`]: scored only when one is given.
 const FOREST: usize = 6;
 
-/// The metrics an anomaly score is kept for (raw: unmeasured stays NaN).
-/// A metric's name and how to read it from a scrape.
-type Metric = (&'static str, fn(&ServiceMetrics) -> f64);
-
-const ANOMALY_METRICS: [Metric; 5] = [
-    ("cpu", |m| m.cpu_usage),
-    ("memory", |m| m.memory_usage),
-    ("rate", |m| m.request_rate),
-    ("errors", |m| m.error_rate),
-    ("p99", |m| m.latency_p99),
-];
+/// The metrics an anomaly score is kept for (raw: unmeasured stays NaN):
+/// those the departure score reads, by the same names.
+const ANOMALY_METRICS: [(&str, ReadMetric); 5] = RECORDING_METRICS;
 
 /// One scrape of one service.
 #[derive(Clone, Debug)]
@@ -200,15 +193,15 @@ pub fn run(
                             best = (score, name);
                         }
                     }
-                    let (score, metric, starts) =
-                        departure.update(m.timestamp, &ANOMALY_METRICS.map(|(_, value)| value(m)));
+                    let (score, metric, starts) = departure
+                        .update(m.timestamp, &RECORDING_METRICS.map(|(_, value)| value(m)));
                     Scrape {
                         at: m.timestamp,
                         prediction,
                         pattern,
                         anomaly: best,
                         thresholds: threshold_score(&row, slo),
-                        departure: (score, ANOMALY_METRICS[metric].0, starts),
+                        departure: (score, RECORDING_METRICS[metric].0, starts),
                         forest,
                         state: states[i],
                         label: labels[i].0,

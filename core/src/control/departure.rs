@@ -30,10 +30,12 @@
 //! 20:30) and scored on the second half; the README's "The failure
 //! predictor on a real cluster" gives both halves.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::Observation;
+use crate::metrics::ServiceMetrics;
 use crate::metrics::quantile_of_sorted as quantile;
 use crate::time::Time;
 
@@ -112,6 +114,19 @@ pub const RECORDING_SCALES: [MetricScale; 5] = [
         resolution: 5.0,
         two_sided: false,
     },
+];
+
+/// How to read one metric from a scrape.
+pub type ReadMetric = fn(&ServiceMetrics) -> f64;
+
+/// The metrics of a scrape the score reads, by name, in
+/// [`RECORDING_SCALES`]' order.
+pub const RECORDING_METRICS: [(&str, ReadMetric); 5] = [
+    ("cpu", |m| m.cpu_usage),
+    ("memory", |m| m.memory_usage),
+    ("rate", |m| m.request_rate),
+    ("errors", |m| m.error_rate),
+    ("p99", |m| m.latency_p99),
 ];
 
 /// One metric's departure score.
@@ -216,6 +231,78 @@ impl Departure {
         let starts = above && !self.above;
         self.above = above;
         (best.0, best.1, starts)
+    }
+}
+
+/// The first scrape of a service's departure episode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepartureAlarm {
+    pub at: Time,
+    pub service: String,
+    /// The metric that departed furthest ([`RECORDING_METRICS`]' name).
+    pub metric: &'static str,
+    pub score: f64,
+}
+
+/// Every service's departure episodes, from the observations a controller
+/// sees: an alarm a live loop can report beside the controller's
+/// decisions, acting on nothing. Each scrape counts once, however often
+/// it is observed.
+#[derive(Clone, Debug)]
+pub struct DepartureWatch {
+    cfg: DepartureConfig,
+    services: BTreeMap<String, (Departure, Option<Time>)>,
+    alarms: VecDeque<DepartureAlarm>,
+}
+
+impl DepartureWatch {
+    pub fn new(cfg: DepartureConfig) -> Self {
+        DepartureWatch {
+            cfg,
+            services: BTreeMap::new(),
+            alarms: VecDeque::new(),
+        }
+    }
+
+    /// Scrapes from before the watch started (a backfill): they make the
+    /// baseline, and an episode under way at their end is not news.
+    pub fn handle_history(&mut self, service: &str, scrapes: &[ServiceMetrics]) {
+        for m in scrapes {
+            self.feed(service, m);
+        }
+    }
+
+    pub fn handle_observation(&mut self, obs: &Observation) {
+        for s in &obs.services {
+            if let Some((score, metric, true)) = self.feed(&s.name, &s.metrics) {
+                self.alarms.push_back(DepartureAlarm {
+                    at: s.metrics.timestamp,
+                    service: s.name.clone(),
+                    metric,
+                    score,
+                });
+            }
+        }
+    }
+
+    pub fn poll_alarm(&mut self) -> Option<DepartureAlarm> {
+        self.alarms.pop_front()
+    }
+
+    /// The score, its metric and whether an episode starts, for a scrape
+    /// newer than the service's last; `None` for one already seen.
+    fn feed(&mut self, service: &str, m: &ServiceMetrics) -> Option<(f64, &'static str, bool)> {
+        let (departure, last) = self
+            .services
+            .entry(service.to_owned())
+            .or_insert_with(|| (Departure::new(&self.cfg, RECORDING_SCALES), None));
+        if last.is_some_and(|t| m.timestamp <= t) {
+            return None;
+        }
+        *last = Some(m.timestamp);
+        let (score, metric, starts) =
+            departure.update(m.timestamp, &RECORDING_METRICS.map(|(_, value)| value(m)));
+        Some((score, RECORDING_METRICS[metric].0, starts))
     }
 }
 
@@ -330,5 +417,75 @@ mod tests {
             }
         }
         assert_eq!(starts, vec![(20, 1), (30, 1)]);
+    }
+
+    fn scrape(t: f64, p99: f64) -> ServiceMetrics {
+        ServiceMetrics {
+            timestamp: Time::from_secs_f64(t),
+            cpu_usage: 0.4,
+            memory_usage: 0.3,
+            request_rate: 50.0,
+            error_rate: 0.0,
+            latency_p50: 10.0,
+            latency_p99: p99,
+            active_connections: 2,
+            ready_replicas: 2,
+            desired_replicas: 2,
+        }
+    }
+
+    fn observe(t: f64, p99: f64) -> Observation {
+        Observation {
+            now: Time::from_secs_f64(t),
+            services: vec![super::super::ServiceView {
+                name: "api".into(),
+                metrics: scrape(t, p99),
+                desired_replicas: 2,
+                revision: 0,
+                max_connections: 10,
+                pods: Vec::new(),
+                concurrency: Vec::new(),
+                dependencies: Vec::new(),
+                backup: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_watch_alarms_once_per_episode_and_counts_each_scrape_once() {
+        let mut w = DepartureWatch::new(DepartureConfig::default());
+        // An hour of history: three scrapes of an incident later stay
+        // under a tenth of the baseline, so they do not hide the next one.
+        let history: Vec<ServiceMetrics> = (0..60).map(|i| scrape(i as f64 * 60.0, 50.0)).collect();
+        w.handle_history("api", &history);
+        assert_eq!(w.poll_alarm(), None);
+        // A step in the p99, observed twice at each scrape: one alarm.
+        for t in [3_600.0, 3_600.0, 3_660.0, 3_660.0, 3_720.0] {
+            w.handle_observation(&observe(t, 400.0));
+        }
+        let alarm = w.poll_alarm().expect("the step alarms");
+        assert_eq!(
+            (alarm.at, alarm.service.as_str(), alarm.metric),
+            (Time::from_secs(3_600), "api", "p99")
+        );
+        // 350 ms above a flat 50 ms, in spreads of 5 % of the median plus
+        // the 5 ms resolution.
+        assert!((alarm.score - 350.0 / 7.5).abs() < 1e-9, "{alarm:?}");
+        assert_eq!(w.poll_alarm(), None);
+        // Back to normal, then a second step: a second alarm.
+        w.handle_observation(&observe(3_780.0, 50.0));
+        w.handle_observation(&observe(3_840.0, 400.0));
+        assert_eq!(w.poll_alarm().map(|a| a.at), Some(Time::from_secs(3_840)));
+    }
+
+    #[test]
+    fn an_episode_under_way_in_the_history_is_not_news() {
+        let mut w = DepartureWatch::new(DepartureConfig::default());
+        let mut history: Vec<ServiceMetrics> =
+            (0..20).map(|i| scrape(i as f64 * 60.0, 50.0)).collect();
+        history.push(scrape(1_200.0, 400.0));
+        w.handle_history("api", &history);
+        w.handle_observation(&observe(1_260.0, 400.0));
+        assert_eq!(w.poll_alarm(), None);
     }
 }
