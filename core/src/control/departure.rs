@@ -292,10 +292,12 @@ impl DepartureWatch {
     /// The score, its metric and whether an episode starts, for a scrape
     /// newer than the service's last; `None` for one already seen.
     fn feed(&mut self, service: &str, m: &ServiceMetrics) -> Option<(f64, &'static str, bool)> {
-        let (departure, last) = self
-            .services
-            .entry(service.to_owned())
-            .or_insert_with(|| (Departure::new(&self.cfg, RECORDING_SCALES), None));
+        // Looked up by `&str` first: a known service costs no allocation.
+        if !self.services.contains_key(service) {
+            let fresh = (Departure::new(&self.cfg, RECORDING_SCALES), None);
+            self.services.insert(service.to_owned(), fresh);
+        }
+        let (departure, last) = self.services.get_mut(service).expect("inserted above");
         if last.is_some_and(|t| m.timestamp <= t) {
             return None;
         }
