@@ -24,9 +24,7 @@
 //! fault-free scrapes ([`FaultList::false_alarms`]).
 
 use crate::control::anomaly::AnomalyDetector;
-use crate::control::departure::{
-    Departure, DepartureConfig, RECORDING_METRICS, RECORDING_SCALES, ReadMetric,
-};
+use crate::control::departure::{Departure, DepartureConfig, RECORDING_METRICS, RECORDING_SCALES};
 use crate::control::predictor::patterns::FailureType;
 use crate::control::predictor::{
     Health, Model, Prediction, PredictorConfig, ServiceWatch, scrape_row,
@@ -56,10 +54,6 @@ pub const DETECTORS: [&str; 7] = [
 const DEPARTURE: usize = 5;
 /// The index of the forest in [`DETECTORS`]: scored only when one is given.
 const FOREST: usize = 6;
-
-/// The metrics an anomaly score is kept for (raw: unmeasured stays NaN):
-/// those the departure score reads, by the same names.
-const ANOMALY_METRICS: [(&str, ReadMetric); 5] = RECORDING_METRICS;
 
 /// One scrape of one service.
 #[derive(Clone, Debug)]
@@ -166,7 +160,9 @@ pub fn run(
                 .collect();
             let labels = worst_ahead(&times, &states, cfg.horizon_s);
             let mut watch = ServiceWatch::new(model.window, &pcfg);
-            let mut anomaly: Vec<AnomalyDetector> = ANOMALY_METRICS
+            // An anomaly score per metric the departure score reads (raw:
+            // unmeasured stays NaN).
+            let mut anomaly: Vec<AnomalyDetector> = RECORDING_METRICS
                 .iter()
                 .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
                 .collect();
@@ -186,15 +182,17 @@ pub fn run(
                         Some(p) => p.failure_type,
                         None => watch.pattern(&pcfg).map(|d| d.failure),
                     };
-                    let mut best = (0.0, ANOMALY_METRICS[0].0);
-                    for (d, &(name, value)) in anomaly.iter_mut().zip(&ANOMALY_METRICS) {
-                        let score = d.update(m.timestamp, value(m));
+                    let values = RECORDING_METRICS.map(|(_, value)| value(m));
+                    let mut best = (0.0, RECORDING_METRICS[0].0);
+                    for ((d, &x), &(name, _)) in
+                        anomaly.iter_mut().zip(&values).zip(&RECORDING_METRICS)
+                    {
+                        let score = d.update(m.timestamp, x);
                         if score > best.0 {
                             best = (score, name);
                         }
                     }
-                    let (score, metric, starts) = departure
-                        .update(m.timestamp, &RECORDING_METRICS.map(|(_, value)| value(m)));
+                    let (score, metric, starts) = departure.update(m.timestamp, &values);
                     Scrape {
                         at: m.timestamp,
                         prediction,
