@@ -14,8 +14,10 @@
 //!   (`sim::gc_factor`);
 //! - the call graph: the edges in `edges.csv`; calls per request the edge's
 //!   request rate over the caller's, or, where the edge has no rate, the
-//!   non-negative least-squares fit of the callee's rate on its callers';
-//!   more than one call per request becomes that many parallel calls;
+//!   non-negative least-squares fit of the callee's rate on its callers',
+//!   no edge given more parallel calls than its caller's own p50 and p99
+//!   allow (`most_parallel_calls`); more than one call per request becomes
+//!   that many parallel calls;
 //! - network latency of an edge: the caller's p50 of it above the callee's
 //!   own p50;
 //! - off-CPU time (`wait_ms`, `wait_cv`) and the spread of CPU time: the
@@ -34,6 +36,7 @@ use std::sync::Arc;
 
 use super::TwinError;
 use super::recording::{EdgeSeries, Recording};
+use crate::control::anomaly::normal_tail;
 use crate::eval::median;
 use crate::metrics::ServiceMetrics;
 use crate::scenario::{
@@ -155,7 +158,7 @@ fn calls_per_request(
             out[k] = (sum / n as f64) / caller_rate;
         }
     }
-    let unknown: Vec<usize> = (0..edges.len()).filter(|&k| out[k].is_nan()).collect();
+    let mut unknown: Vec<usize> = (0..edges.len()).filter(|&k| out[k].is_nan()).collect();
     if unknown.is_empty() {
         return out;
     }
@@ -176,24 +179,91 @@ fn calls_per_request(
             .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
             .map_or(f64::NAN, |r| r.1)
     };
-    let rows: Vec<(f64, Vec<f64>)> = target
-        .rates
+    let rows = |out: &[f64], unknown: &[usize]| -> Vec<(f64, Vec<f64>)> {
+        target
+            .rates
+            .iter()
+            .filter_map(|&(t, y)| {
+                let known: f64 = (0..edges.len())
+                    .filter(|k| !out[*k].is_nan())
+                    .map(|k| out[k] * at(&edges[k].caller, t))
+                    .sum();
+                let x: Vec<f64> = unknown.iter().map(|&k| at(&edges[k].caller, t)).collect();
+                (y.is_finite() && known.is_finite() && x.iter().all(|v| v.is_finite()))
+                    .then_some((y - known, x))
+            })
+            .collect()
+    };
+    // Callers whose rates move together (one calls the other, at a steady
+    // share) leave the split of the callee's rate between them open: the
+    // fit may give one of them several calls per request that its own
+    // latency rules out. Such an edge is held at the most calls its
+    // caller's latency allows, and the rest is fitted again.
+    let allowed: Vec<Option<u32>> = edges
         .iter()
-        .filter_map(|&(t, y)| {
-            let known: f64 = (0..edges.len())
-                .filter(|k| !out[*k].is_nan())
-                .map(|k| out[k] * at(&edges[k].caller, t))
-                .sum();
-            let x: Vec<f64> = unknown.iter().map(|&k| at(&edges[k].caller, t)).collect();
-            (y.is_finite() && known.is_finite() && x.iter().all(|v| v.is_finite()))
-                .then_some((y - known, x))
-        })
+        .map(|e| most_parallel_calls(measured.get(&e.caller)?, target))
         .collect();
-    let coef = nnls(&rows, unknown.len());
-    for (j, &k) in unknown.iter().enumerate() {
-        out[k] = coef[j];
+    loop {
+        let coef = nnls(&rows(&out, &unknown), unknown.len());
+        let over = unknown
+            .iter()
+            .zip(&coef)
+            .filter_map(|(&k, &c)| {
+                let cap = allowed[k]? as f64;
+                (c > cap + ONE_CALL_SLACK).then_some((k, cap, c / cap))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2));
+        match over {
+            Some((k, cap, _)) => {
+                out[k] = cap;
+                unknown.retain(|&u| u != k);
+                if unknown.is_empty() {
+                    return out;
+                }
+            }
+            None => {
+                for (j, &k) in unknown.iter().enumerate() {
+                    out[k] = coef[j];
+                }
+                return out;
+            }
+        }
     }
-    out
+}
+
+/// The most parallel calls into `callee` per request that `caller`'s own
+/// latency allows: `n` calls take the slowest of `n` draws from the
+/// callee's latency (a lognormal through its p50 and p99), which is no
+/// slower than the caller's recorded p50 and p99 only while
+/// `F(p) ^ n >= q` at both. At least one (the edge was seen); `None` where
+/// either service lacks its percentiles or nothing bounds the count.
+fn most_parallel_calls(caller: &Measured, callee: &Measured) -> Option<u32> {
+    let (c50, c99, p50, p99) = (callee.p50?, callee.p99?, caller.p50?, caller.p99?);
+    if !(c50 > 0.0 && p50 > 0.0 && p99 > 0.0) {
+        return None;
+    }
+    let sigma = (c99 / c50).max(1.0).ln() / Z99;
+    let cdf = |x: f64| {
+        if sigma == 0.0 {
+            if x >= c50 { 1.0 } else { 0.0 }
+        } else {
+            1.0 - normal_tail((x / c50).ln() / sigma)
+        }
+    };
+    let most = [(p50, 0.5_f64), (p99, 0.99)]
+        .into_iter()
+        .map(|(x, q)| {
+            let f = cdf(x);
+            if f >= 1.0 {
+                f64::INFINITY
+            } else if f <= 0.0 {
+                0.0
+            } else {
+                q.ln() / f.ln()
+            }
+        })
+        .fold(f64::INFINITY, f64::min);
+    most.is_finite().then(|| (most.floor() as u32).max(1))
 }
 
 /// Non-negative least squares by cyclic coordinate descent: small problems
@@ -656,6 +726,88 @@ mod tests {
             .collect();
         let c = nnls(&rows, 2);
         assert!(c[1] >= 0.0 && (c[0] - 1.0).abs() < 1e-6, "{c:?}");
+    }
+
+    fn measured(rate: f64, p50: Option<f64>, p99: Option<f64>, rates: Vec<(f64, f64)>) -> Measured {
+        Measured {
+            rate,
+            p50,
+            p99,
+            error: 0.0,
+            rates,
+        }
+    }
+
+    #[test]
+    fn a_callers_latency_bounds_its_parallel_calls() {
+        // Callee: p50 10 ms, p99 100 ms (sigma = ln 10 / z99).
+        let callee = measured(1.0, Some(10.0), Some(100.0), Vec::new());
+        // A caller as fast as the callee makes one call at most.
+        let same = measured(1.0, Some(10.0), Some(100.0), Vec::new());
+        assert_eq!(most_parallel_calls(&same, &callee), Some(1));
+        // Even faster: still the one call its edge shows.
+        let faster = measured(1.0, Some(5.0), Some(50.0), Vec::new());
+        assert_eq!(most_parallel_calls(&faster, &callee), Some(1));
+        // p50 20 ms: F(20) = Phi(ln 2 / sigma) = 0.758, and 0.758^2 >= 0.5 >
+        // 0.758^3; the p99 of 1 s bounds nothing tighter.
+        let slower = measured(1.0, Some(20.0), Some(1000.0), Vec::new());
+        assert_eq!(most_parallel_calls(&slower, &callee), Some(2));
+        // Without percentiles nothing is bounded.
+        let blind = measured(1.0, None, Some(1000.0), Vec::new());
+        assert_eq!(most_parallel_calls(&blind, &callee), None);
+    }
+
+    #[test]
+    fn a_fit_beyond_the_callers_latency_is_held_there_and_the_rest_refitted() {
+        // `mid` is called by `front` and both call `leaf`: leaf = 1 x front
+        // + 3 x mid by the rates. `mid` is no slower than `leaf`, so it
+        // cannot make three parallel calls: held at one, `front`'s share is
+        // fitted again to what is left.
+        let times: Vec<f64> = (0..60).map(|i| 60.0 * i as f64).collect();
+        let front: Vec<(f64, f64)> = times
+            .iter()
+            .map(|&t| (t, 10.0 + 3.0 * (t / 600.0).sin()))
+            .collect();
+        let mid: Vec<(f64, f64)> = front
+            .iter()
+            .map(|&(t, r)| (t, 0.7 * r + 3.0 * (t / 170.0).cos()))
+            .collect();
+        let leaf: Vec<(f64, f64)> = front
+            .iter()
+            .zip(&mid)
+            .map(|(&(t, f), &(_, m))| (t, f + 3.0 * m))
+            .collect();
+        let (ff, fm): (f64, f64) = front.iter().zip(&mid).fold((0.0, 0.0), |(ff, fm), (f, m)| {
+            (ff + f.1 * f.1, fm + f.1 * m.1)
+        });
+        let edge = |caller: &str| EdgeSeries {
+            caller: caller.to_owned(),
+            callee: "leaf".to_owned(),
+            t: times.clone(),
+            request_rate: vec![f64::NAN; times.len()],
+            ..EdgeSeries::default()
+        };
+        let (a, b) = (edge("front"), edge("mid"));
+        let mut by_name = BTreeMap::new();
+        by_name.insert(
+            "front".to_owned(),
+            measured(10.0, Some(200.0), Some(900.0), front),
+        );
+        by_name.insert(
+            "leaf".to_owned(),
+            measured(31.0, Some(3.3), Some(70.0), leaf),
+        );
+        // Without `mid`'s latency the rates are fitted as they are.
+        by_name.insert("mid".to_owned(), measured(7.0, None, None, mid.clone()));
+        let calls = calls_per_request("leaf", &[&a, &b], &by_name, 0.0, 3600.0);
+        assert!(
+            (calls[0] - 1.0).abs() < 1e-6 && (calls[1] - 3.0).abs() < 1e-6,
+            "{calls:?}"
+        );
+        by_name.insert("mid".to_owned(), measured(7.0, Some(8.0), Some(75.0), mid));
+        let calls = calls_per_request("leaf", &[&a, &b], &by_name, 0.0, 3600.0);
+        assert_eq!(calls[1], 1.0, "{calls:?}");
+        assert!((calls[0] - (1.0 + 2.0 * fm / ff)).abs() < 1e-6, "{calls:?}");
     }
 
     #[test]
