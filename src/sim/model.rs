@@ -107,6 +107,10 @@ pub struct Service {
     pub reconcile_again: bool,
     pub rr: u32,
     pub shared_queue: VecDeque<u32>,
+    /// Queued requests whose caller has given up leave the shared queue
+    /// unserved (Knative's activator: a cancelled request's context ends
+    /// its wait), rather than taking a slot when their turn comes.
+    pub drop_abandoned: bool,
     pub calls: Vec<u32>,
     /// Latency fault on the service: added to every attempt and to probes.
     pub added_latency: Span,

@@ -467,17 +467,40 @@ impl Simulation {
             }
             return;
         }
-        if p.ready
-            && p.phase == Phase::Running
-            && let Some(next) = self.services[svc as usize].shared_queue.pop_front()
-        {
-            self.start(next, pod);
+        if p.ready && p.phase == Phase::Running {
+            self.drop_abandoned(svc);
+            if let Some(next) = self.services[svc as usize].shared_queue.pop_front() {
+                self.start(next, pod);
+            }
+        }
+    }
+
+    /// Where the service drops them, takes the requests whose callers have
+    /// given up off the head of its shared queue: they leave unserved.
+    fn drop_abandoned(&mut self, svc: u32) {
+        if !self.services[svc as usize].drop_abandoned {
+            return;
+        }
+        let now = self.now;
+        while let Some(&r) = self.services[svc as usize].shared_queue.front() {
+            let req = &mut self.requests.slots[r as usize];
+            if !req.has(flags::CALLER_DONE) {
+                break;
+            }
+            req.flags = (req.flags & !flags::QUEUED) | flags::SERVER_DONE;
+            let e = req.edge;
+            self.edges[e as usize].pending -= 1;
+            let s = &mut self.services[svc as usize];
+            s.shared_queue.pop_front();
+            s.track_in_system(now, -1);
+            self.maybe_release(r);
         }
     }
 
     /// Dispatches shared-queue requests to pods with free slots.
     pub(crate) fn drain_shared_queue(&mut self, svc: u32) {
-        while !self.services[svc as usize].shared_queue.is_empty() {
+        loop {
+            self.drop_abandoned(svc);
             let Some(&head) = self.services[svc as usize].shared_queue.front() else {
                 break;
             };

@@ -5,10 +5,14 @@
 //! (`newAutoscaler`, `Scale`), `pkg/autoscaler/resources/target.go`
 //! (`ResolveMetricTarget`) and the defaults of
 //! `config/core/configmaps/autoscaler.yaml`; `tests/upstream_kpa.rs` runs
-//! upstream's `autoscaler_test.go` cases. Scale to zero is off: the
-//! simulated cluster has no activator to buffer requests, so `min_scale`
-//! is at least 1; the excess burst capacity is computed but nothing acts
-//! on it.
+//! upstream's `autoscaler_test.go` cases. Knative's data plane (each pod
+//! admitting `containerConcurrency` requests, the activator queueing the
+//! rest for the next free slot) is the simulator's, for runs under this
+//! controller (`sim::engine`, `knative_data_plane`), with the activator
+//! always in the path; the excess burst capacity is computed for the
+//! decision's record. Scale to zero is off (`min_scale` at least 1): the
+//! simulated activator does not hold requests for a revision with no
+//! ready pod.
 
 use std::collections::{BTreeMap, VecDeque};
 

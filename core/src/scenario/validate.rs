@@ -405,7 +405,7 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
     if c.min_replicas == 0 {
         return fail(
             p.key("min_replicas"),
-            "must be at least 1 (the simulated cluster has no scale-to-zero activator)",
+            "must be at least 1 (the simulated activator does not hold requests for a revision with no ready pod: no scale to zero)",
         );
     }
     if c.max_replicas < c.min_replicas {
