@@ -277,11 +277,8 @@ impl Simulation {
     /// Takes a connection slot and begins the CPU phase.
     fn start(&mut self, r: u32, pod: u32) {
         let now = self.now;
+        self.unqueue(r);
         let req = &mut self.requests.slots[r as usize];
-        if req.has(flags::QUEUED) {
-            req.flags &= !flags::QUEUED;
-            self.edges[req.edge as usize].pending -= 1;
-        }
         req.pod = pod;
         let (key, salt, arrived) = (req.key, req.salt(), req.arrived);
         let p = &mut self.pods[pod as usize];
@@ -493,20 +490,32 @@ impl Simulation {
         if !self.services[svc as usize].drop_abandoned {
             return;
         }
-        let now = self.now;
         while let Some(&r) = self.services[svc as usize].shared_queue.front() {
-            let req = &mut self.requests.slots[r as usize];
-            if !req.has(flags::CALLER_DONE) {
+            if !self.requests.slots[r as usize].has(flags::CALLER_DONE) {
                 break;
             }
-            req.flags = (req.flags & !flags::QUEUED) | flags::SERVER_DONE;
-            let e = req.edge;
-            self.edges[e as usize].pending -= 1;
-            let s = &mut self.services[svc as usize];
-            s.shared_queue.pop_front();
-            s.track_in_system(now, -1);
+            self.services[svc as usize].shared_queue.pop_front();
+            self.drop_unserved(r, svc);
             self.maybe_release(r);
         }
+    }
+
+    /// The request leaves the queue it waited in, if it waited.
+    fn unqueue(&mut self, r: u32) {
+        let req = &mut self.requests.slots[r as usize];
+        if req.has(flags::QUEUED) {
+            req.flags &= !flags::QUEUED;
+            self.edges[req.edge as usize].pending -= 1;
+        }
+    }
+
+    /// Service `svc` lets go of the request without answering it (its pod
+    /// is gone, or its caller is).
+    fn drop_unserved(&mut self, r: u32, svc: u32) {
+        self.unqueue(r);
+        self.requests.slots[r as usize].flags |= flags::SERVER_DONE;
+        let now = self.now;
+        self.services[svc as usize].track_in_system(now, -1);
     }
 
     /// Dispatches shared-queue requests to pods with free slots.
@@ -739,13 +748,7 @@ impl Simulation {
         p.cpu.next_at = Time::MAX;
         let svc = p.service;
         for r in holding.into_iter().chain(queued) {
-            let req = &mut self.requests.slots[r as usize];
-            if req.has(flags::QUEUED) {
-                req.flags &= !flags::QUEUED;
-                self.edges[req.edge as usize].pending -= 1;
-            }
-            req.flags |= flags::SERVER_DONE;
-            self.services[svc as usize].track_in_system(now, -1);
+            self.drop_unserved(r, svc);
             if silent {
                 self.maybe_release(r);
             } else {

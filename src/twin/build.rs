@@ -199,17 +199,13 @@ fn calls_per_request(
     // fit may give one of them several calls per request that its own
     // latency rules out. Such an edge is held at the most calls its
     // caller's latency allows, and the rest is fitted again.
-    let allowed: Vec<Option<u32>> = edges
-        .iter()
-        .map(|e| most_parallel_calls(measured.get(&e.caller)?, target))
-        .collect();
     loop {
         let coef = nnls(&rows(&out, &unknown), unknown.len());
         let over = unknown
             .iter()
             .zip(&coef)
             .filter_map(|(&k, &c)| {
-                let cap = allowed[k]? as f64;
+                let cap = most_parallel_calls(measured.get(&edges[k].caller)?, target)? as f64;
                 (c > cap + ONE_CALL_SLACK).then_some((k, cap, c / cap))
             })
             .max_by(|a, b| a.2.total_cmp(&b.2));
@@ -242,7 +238,7 @@ fn most_parallel_calls(caller: &Measured, callee: &Measured) -> Option<u32> {
     if !(c50 > 0.0 && p50 > 0.0 && p99 > 0.0) {
         return None;
     }
-    let sigma = (c99 / c50).max(1.0).ln() / Z99;
+    let sigma = lognormal_sigma(c50, c99);
     let cdf = |x: f64| {
         if sigma == 0.0 {
             if x >= c50 { 1.0 } else { 0.0 }
@@ -297,9 +293,15 @@ fn nnls(rows: &[(f64, Vec<f64>)], n: usize) -> Vec<f64> {
     b
 }
 
+/// The sigma of a lognormal through (p50, p99) (0 when p99 is not above
+/// p50).
+fn lognormal_sigma(p50: f64, p99: f64) -> f64 {
+    (p99 / p50).max(1.0).ln() / Z99
+}
+
 /// A lognormal through (p50, p99): its mean and coefficient of variation.
 fn lognormal(p50: f64, p99: f64) -> (f64, f64) {
-    let sigma = ((p99 / p50).max(1.0)).ln() / Z99;
+    let sigma = lognormal_sigma(p50, p99);
     let s2 = sigma * sigma;
     (p50 * (0.5 * s2).exp(), (s2.exp() - 1.0).sqrt())
 }
