@@ -205,12 +205,17 @@ impl Controller for Recording {
 fn the_simulator_and_a_plain_driver_get_the_same_commands() {
     let sc = common::bundled("flash-crowd.toml");
     let slo = LatencySlo::new(sc.spec.slo.latency_ms, sc.spec.slo.objective);
+    let timing = controllers::MetricsTiming {
+        scrape_s: sc.spec.metrics.scrape_interval_s,
+        cpu_window_s: sc.spec.metrics.scrape_interval_s,
+        rate_window_s: sc.spec.metrics.rate_window_s,
+    };
     for short in ["hpa:60", "kpa:2", "selfheal", "selfheal:slo"] {
         let spec = ControllerSpec::parse_short(short).unwrap();
         let log: Log = Rc::new(RefCell::new(Vec::new()));
         let mut sim = Simulation::new(&sc).unwrap();
         sim.attach(Box::new(Recording {
-            inner: controllers::build(&spec, sc.spec.seed, slo, &Default::default()),
+            inner: controllers::build(&spec, sc.spec.seed, timing, slo, &Default::default()),
             log: log.clone(),
             out: vec![],
         }));
@@ -220,7 +225,7 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
         assert!(!from_sim.is_empty(), "{short} never acted");
         assert_eq!(from_sim.len(), out.commands.len());
         // A plain loop: the same observations, a fresh controller.
-        let mut fresh = controllers::build(&spec, sc.spec.seed, slo, &Default::default());
+        let mut fresh = controllers::build(&spec, sc.spec.seed, timing, slo, &Default::default());
         let mut from_driver = Vec::new();
         for (now, obs, _) in log.iter() {
             from_driver.extend(drive(fresh.as_mut(), *now, obs).commands);

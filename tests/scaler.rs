@@ -366,6 +366,86 @@ fn sizing_for_the_slo_follows_the_cpu_when_the_scraped_rate_lags() {
     );
 }
 
+/// The backend's scale commands of a scaler sizing for the SLO, driven at
+/// `ticks` (time, scrape) with three steady scrapes at 40 req/s before.
+fn backend_scales(ticks: &[(f64, Observation)]) -> Vec<(f64, u32, String)> {
+    let mut s = AutonomousScaler::new(
+        ScalerConfig::for_slo(selfheal::control::scaler::LatencySlo::new(100.0, 0.99)),
+        7,
+    );
+    let steady = (0..3).map(|i| {
+        let t = 15.0 * i as f64 + 15.0;
+        (t + 1.0, two_tier_serving(t, 40.0, 40.0, (40.0, 30.0)))
+    });
+    let mut out = Vec::new();
+    for (now, obs) in steady.chain(ticks.iter().cloned()) {
+        for c in drive(&mut s, Time::from_secs_f64(now), &obs).commands {
+            if let selfheal::control::Command::Scale {
+                service,
+                replicas,
+                reason,
+            } = c
+                && service == "backend"
+            {
+                out.push((now, replicas, reason));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sizing_for_the_slo_reads_the_newest_stretch_of_a_rising_rate_window() {
+    // The 60 s window's rate rose from 40 to 55 in one 15 s scrape: the
+    // newest 15 s ran at 40 + 4 x 15 = 100 req/s, while the pods' CPU
+    // (saturated, or sampled before the rise) still says 40.
+    let scales = backend_scales(&[(61.0, two_tier_serving(60.0, 55.0, 40.0, (40.0, 30.0)))]);
+    let (_, _, reason) = scales.last().expect("a scale-up on the rising scrape");
+    let rate: f64 = reason
+        .split(" req/s")
+        .next()
+        .and_then(|r| r.parse().ok())
+        .expect("the reason starts with the planned rate");
+    assert!(rate >= 99.0, "{reason}");
+    // Exact at the first scrape after a step, rising only.
+    let newest = |before, now| {
+        selfheal::control::scaler::newest_rate(
+            (before, now),
+            Span::from_secs(15),
+            Span::from_secs(60),
+        )
+    };
+    assert_eq!(newest(200.0, 225.0), 300.0);
+    assert_eq!(newest(225.0, 200.0), 0.0);
+    assert_eq!(
+        selfheal::control::scaler::newest_rate(
+            (1.0, 2.0),
+            Span::from_secs(60),
+            Span::from_secs(60)
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn sizing_for_the_slo_acts_within_a_second_of_a_scrape_and_once_per_scrape() {
+    // Ticks every second from 61 s to 65 s see the same scrape of 60 s, on
+    // which the load doubled: one decision, at the first tick.
+    let rising = two_tier_serving(60.0, 90.0, 90.0, (40.0, 30.0));
+    let ticks: Vec<(f64, Observation)> = (61..=65).map(|t| (t as f64, rising.clone())).collect();
+    let scales = backend_scales(&ticks);
+    let after: Vec<f64> = scales.iter().map(|s| s.0).filter(|&t| t > 60.0).collect();
+    assert_eq!(after, vec![61.0], "{scales:?}");
+    assert_eq!(
+        AutonomousScaler::new(
+            ScalerConfig::for_slo(selfheal::control::scaler::LatencySlo::new(100.0, 0.99)),
+            7
+        )
+        .period(),
+        Span::from_secs(1)
+    );
+}
+
 #[test]
 fn the_planned_rate_is_the_bound_at_most_doubled_and_never_below_the_load() {
     let f = |rate, upper| Forecast {

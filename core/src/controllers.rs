@@ -66,7 +66,11 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, ControllerError> {
     build_controller(
         &s.controller,
         s.seed,
-        s.metrics.scrape_interval_s,
+        MetricsTiming {
+            scrape_s: s.metrics.scrape_interval_s,
+            cpu_window_s: s.metrics.scrape_interval_s,
+            rate_window_s: s.metrics.rate_window_s,
+        },
         LatencySlo::new(s.slo.latency_ms, s.slo.objective),
         &knative_container_concurrency(s),
     )
@@ -130,19 +134,31 @@ pub fn knative_container_concurrency(s: &Scenario) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// The controller a spec names, for a cluster whose per-pod CPU is a rate
-/// over `cpu_window_s`, with the latency objective `slo` (what the live
-/// adapter calls with its own configuration). Any scrape interval
-/// will do: the predictor resamples onto its model's time base.
+/// How often the cluster's metrics come and what their rates are over, in
+/// seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetricsTiming {
+    /// Between two scrapes.
+    pub scrape_s: f64,
+    /// A pod's CPU sample.
+    pub cpu_window_s: f64,
+    /// A service's request rate.
+    pub rate_window_s: f64,
+}
+
+/// The controller a spec names, for a cluster whose metrics come as
+/// `timing` says, with the latency objective `slo` (what the live adapter
+/// calls with its own configuration). Any scrape interval will do: the
+/// predictor resamples onto its model's time base.
 pub fn build_controller(
     spec: &ControllerSpec,
     seed: u64,
-    cpu_window_s: f64,
+    timing: MetricsTiming,
     slo: LatencySlo,
     container_concurrency: &BTreeMap<String, u32>,
 ) -> Result<Box<dyn Controller>, ControllerError> {
     let slo_latency_ms = slo.latency_ms;
-    let mut scaler = build(spec, seed, slo, container_concurrency);
+    let mut scaler = build(spec, seed, timing, slo, container_concurrency);
     if spec.rollout_analysis {
         scaler = Box::new(RolloutAnalysis::new(scaler, AnalysisConfig::default()));
     }
@@ -159,7 +175,7 @@ pub fn build_controller(
         symptom_p99_ms: slo_latency_ms,
         first_strategy: spec.healing_first,
         // A pod's CPU sample must begin after it became ready, with slack.
-        pod_settle_s: 2.0 * cpu_window_s,
+        pod_settle_s: 2.0 * timing.cpu_window_s,
         ..OrchestratorConfig::default()
     };
     let mut healing = HealingController::new(scaler, bundle.model.clone(), predictor, orchestrator);
@@ -171,10 +187,13 @@ pub fn build_controller(
 
 /// The scaler a controller spec names. KPA reads each service's
 /// `containerConcurrency` from `container_concurrency`, else from the
-/// observed `max_connections`; selfheal sizing for the SLO reads `slo`.
+/// observed `max_connections`; selfheal sizing for the SLO reads `slo`;
+/// the selfheal scaler reads the scrape interval and the request rate's
+/// window from `timing`.
 pub fn build(
     spec: &ControllerSpec,
     seed: u64,
+    timing: MetricsTiming,
     slo: LatencySlo,
     container_concurrency: &BTreeMap<String, u32>,
 ) -> Box<dyn Controller> {
@@ -190,7 +209,11 @@ pub fn build(
             ..KpaConfig::default()
         })),
         ControllerKind::Selfheal => Box::new(AutonomousScaler::new(
-            scaler_config(spec, slo),
+            ScalerConfig {
+                scrape_interval: Span::from_secs_f64(timing.scrape_s),
+                rate_window: Span::from_secs_f64(timing.rate_window_s),
+                ..scaler_config(spec, slo)
+            },
             Stream::new(seed, Subsystem::Control).next_u64(),
         )),
     }

@@ -80,7 +80,13 @@ impl Adapter {
         let controller = selfheal_core::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
-            cfg.rate_window_s,
+            // The per-pod CPU and the request rate are both queried as
+            // rates over the same window.
+            selfheal_core::controllers::MetricsTiming {
+                scrape_s: cfg.interval_s,
+                cpu_window_s: cfg.rate_window_s,
+                rate_window_s: cfg.rate_window_s,
+            },
             selfheal_core::control::scaler::LatencySlo::new(cfg.slo_latency_ms, cfg.slo_objective),
             // Knative reads each service's containerConcurrency from the
             // cluster: here its max_connections.
