@@ -320,52 +320,6 @@ fn sizing_for_the_slo_keeps_a_second_pod_where_cpu_sizing_keeps_one() {
     }
 }
 
-#[test]
-fn sizing_for_the_slo_follows_the_cpu_when_the_scraped_rate_lags() {
-    // Three steady scrapes at 40 req/s teach the CPU per request; on the
-    // fourth the pods' CPU says 90 req/s while the rate window still
-    // averages in the calm before and reads 40.
-    let last_backend = |served: f64| {
-        let mut s = AutonomousScaler::new(
-            ScalerConfig::for_slo(selfheal::control::scaler::LatencySlo::new(100.0, 0.99)),
-            7,
-        );
-        let mut last = None;
-        for i in 0..4 {
-            let t = 15.0 * i as f64 + 15.0;
-            let obs = two_tier_serving(t, 40.0, if i == 3 { served } else { 40.0 }, (40.0, 30.0));
-            for c in drive(&mut s, Time::from_secs_f64(t + 1.0), &obs).commands {
-                if let selfheal::control::Command::Scale {
-                    service,
-                    replicas,
-                    reason,
-                } = c
-                    && service == "backend"
-                {
-                    last = Some((i, replicas, reason));
-                }
-            }
-        }
-        last
-    };
-    let steady = last_backend(40.0);
-    let (tick, replicas, reason) = last_backend(90.0).expect("a scale-up on the fourth scrape");
-    assert_eq!(tick, 3, "{reason}");
-    let rate: f64 = reason
-        .split(" req/s")
-        .next()
-        .and_then(|r| r.parse().ok())
-        .expect("the reason starts with the planned rate");
-    // The CPU per request itself rises on that scrape (a fifth of the way
-    // to cores over the lagging rate, 18 ms), so the CPU-implied rate
-    // reads 72, not 90: still far from the 40 the rate window says.
-    assert!(rate > 65.0, "{reason}");
-    assert!(
-        steady.as_ref().is_none_or(|(_, n, _)| replicas > *n),
-        "{steady:?} vs {replicas}: {reason}"
-    );
-}
-
 /// The backend's scale commands of a scaler sizing for the SLO, driven at
 /// `ticks` (time, scrape) with three steady scrapes at 40 req/s before.
 fn backend_scales(ticks: &[(f64, Observation)]) -> Vec<(f64, u32, String)> {
@@ -392,6 +346,32 @@ fn backend_scales(ticks: &[(f64, Observation)]) -> Vec<(f64, u32, String)> {
         }
     }
     out
+}
+
+#[test]
+fn sizing_for_the_slo_follows_the_cpu_when_the_scraped_rate_lags() {
+    // Three steady scrapes at 40 req/s teach the CPU per request; on the
+    // fourth the pods' CPU says 90 req/s while the rate window still
+    // averages in the calm before and reads 40.
+    let last_backend = |served: f64| {
+        backend_scales(&[(61.0, two_tier_serving(60.0, 40.0, served, (40.0, 30.0)))]).pop()
+    };
+    let steady = last_backend(40.0);
+    let (tick, replicas, reason) = last_backend(90.0).expect("a scale-up on the fourth scrape");
+    assert_eq!(tick, 61.0, "{reason}");
+    let rate: f64 = reason
+        .split(" req/s")
+        .next()
+        .and_then(|r| r.parse().ok())
+        .expect("the reason starts with the planned rate");
+    // The CPU per request itself rises on that scrape (a fifth of the way
+    // to cores over the lagging rate, 18 ms), so the CPU-implied rate
+    // reads 72, not 90: still far from the 40 the rate window says.
+    assert!(rate > 65.0, "{reason}");
+    assert!(
+        steady.as_ref().is_none_or(|(_, n, _)| replicas > *n),
+        "{steady:?} vs {replicas}: {reason}"
+    );
 }
 
 #[test]
