@@ -205,11 +205,7 @@ impl Controller for Recording {
 fn the_simulator_and_a_plain_driver_get_the_same_commands() {
     let sc = common::bundled("flash-crowd.toml");
     let slo = LatencySlo::new(sc.spec.slo.latency_ms, sc.spec.slo.objective);
-    let timing = controllers::MetricsTiming {
-        scrape_s: sc.spec.metrics.scrape_interval_s,
-        cpu_window_s: sc.spec.metrics.scrape_interval_s,
-        rate_window_s: sc.spec.metrics.rate_window_s,
-    };
+    let timing = controllers::MetricsTiming::of(&sc.spec);
     for short in ["hpa:60", "kpa:2", "selfheal", "selfheal:slo"] {
         let spec = ControllerSpec::parse_short(short).unwrap();
         let log: Log = Rc::new(RefCell::new(Vec::new()));

@@ -62,15 +62,10 @@ fn selector(path: &str) -> Result<Arc<StrategyForest>, ControllerError> {
 /// The scenario's controller: its scaler, with the predictor and the
 /// healing orchestrator on top when `healing` is set.
 pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, ControllerError> {
-    // A simulated pod's CPU sample covers the last scrape interval.
     build_controller(
         &s.controller,
         s.seed,
-        MetricsTiming {
-            scrape_s: s.metrics.scrape_interval_s,
-            cpu_window_s: s.metrics.scrape_interval_s,
-            rate_window_s: s.metrics.rate_window_s,
-        },
+        MetricsTiming::of(s),
         LatencySlo::new(s.slo.latency_ms, s.slo.objective),
         &knative_container_concurrency(s),
     )
@@ -144,6 +139,18 @@ pub struct MetricsTiming {
     pub cpu_window_s: f64,
     /// A service's request rate.
     pub rate_window_s: f64,
+}
+
+impl MetricsTiming {
+    /// A simulated cluster's: a pod's CPU sample covers the last scrape
+    /// interval.
+    pub fn of(s: &Scenario) -> Self {
+        MetricsTiming {
+            scrape_s: s.metrics.scrape_interval_s,
+            cpu_window_s: s.metrics.scrape_interval_s,
+            rate_window_s: s.metrics.rate_window_s,
+        }
+    }
 }
 
 /// The controller a spec names, for a cluster whose metrics come as
