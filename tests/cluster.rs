@@ -262,6 +262,37 @@ fn bad_deploy_rolls_out_within_surge_and_unavailability() {
     assert!((r - 0.15).abs() < 0.02, "after the rollout {r}");
 }
 
+/// series.csv read by its header's names gives the same columns as the
+/// run's per-second series (a rollout has draining pods, so the
+/// `_terminating` column is not all zeros).
+#[test]
+fn series_csv_columns_are_the_headers_columns() {
+    let out = sim::run(&bundled("bad-deploy.toml")).unwrap();
+    let csv = out.series_csv();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), out.root_seconds.len());
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+    let column = |name: &str| -> Vec<u32> {
+        let i = header.iter().position(|h| *h == name).unwrap();
+        rows.iter().map(|r| r[i].parse().unwrap()).collect()
+    };
+    let fields: [(&str, fn(&sim::ServiceSecond) -> u32); 5] = [
+        ("ready", |s| s.ready),
+        ("desired", |s| s.desired),
+        ("scheduled", |s| s.scheduled),
+        ("terminating", |s| s.terminating),
+        ("in_system", |s| s.in_system),
+    ];
+    for (name, field) in fields {
+        let seconds = col(&out, "orders", field);
+        let written = column(&format!("orders_{name}"));
+        assert!(written == seconds[..rows.len()], "{name}");
+    }
+    assert!(column("orders_terminating").iter().any(|&n| n > 0));
+}
+
 #[test]
 fn rollback_command_restores_the_previous_revision() {
     let sc = bundled("bad-deploy.toml");

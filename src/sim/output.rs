@@ -59,8 +59,8 @@ impl RunOutput {
             {
                 let _ = write!(
                     out,
-                    ",{},{},{},{}",
-                    s.ready, s.desired, s.scheduled, s.in_system
+                    ",{},{},{},{},{}",
+                    s.ready, s.desired, s.scheduled, s.terminating, s.in_system
                 );
             }
             out.push('\n');
