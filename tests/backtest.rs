@@ -161,6 +161,26 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
         "{e}"
     );
 
+    // Another service's rows (a whole-cluster file copied under one
+    // service's name): the line and the field are named.
+    let mut mixed = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (name.as_str(), m)));
+    mixed = mixed.replacen(",cartservice,", ",frontend,", 3);
+    std::fs::write(dir.join("cartservice-metrics.csv"), &mixed).unwrap();
+    let e = recorded::read_dir(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("line 2") && e.contains("`service`") && e.contains("`frontend`"),
+        "{e}"
+    );
+
+    // A header and no scrapes.
+    let header = mixed.lines().next().unwrap();
+    std::fs::write(dir.join("cartservice-metrics.csv"), header).unwrap();
+    let e = recorded::read_dir(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("cartservice-metrics.csv") && e.contains("no scrapes"),
+        "{e}"
+    );
+
     // An hour without scrapes: no panic, the window fills again after it.
     let gap: Vec<_> = scrapes
         .iter()

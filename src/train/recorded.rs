@@ -239,11 +239,27 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ServiceRecording>, RecordedError> {
         let service = name.trim_end_matches("-metrics.csv").to_owned();
         let sli_path = path.with_file_name(format!("{service}-sli.csv"));
         let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-        let scrapes: Vec<ServiceMetrics> = parse_metrics_csv(&text)
-            .map_err(|e| file_err(&path, e))?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
+        let rows = parse_metrics_csv(&text).map_err(|e| file_err(&path, e))?;
+        if rows.is_empty() {
+            return Err(file_err(&path, "no scrapes (a header and nothing else)"));
+        }
+        // One service per file, named by it: rows of another service (a
+        // simulator's metrics.csv of all services, copied whole) would
+        // read as one service's scrapes.
+        if let Some(i) = rows.iter().position(|(s, _)| *s != service) {
+            return Err(file_err(
+                &path,
+                CsvError::field(
+                    i + 2,
+                    "service",
+                    format!(
+                        "`{}` in the recording of `{service}` (one service per file, `<service>-metrics.csv`)",
+                        rows[i].0
+                    ),
+                ),
+            ));
+        }
+        let scrapes: Vec<ServiceMetrics> = rows.into_iter().map(|(_, m)| m).collect();
         if let Some(i) = scrapes
             .windows(2)
             .position(|w| w[1].timestamp <= w[0].timestamp)
