@@ -278,7 +278,8 @@ fn series_csv_columns_are_the_headers_columns() {
         let i = header.iter().position(|h| *h == name).unwrap();
         rows.iter().map(|r| r[i].parse().unwrap()).collect()
     };
-    let fields: [(&str, fn(&sim::ServiceSecond) -> u32); 5] = [
+    type Field = fn(&sim::ServiceSecond) -> u32;
+    let fields: [(&str, Field); 5] = [
         ("ready", |s| s.ready),
         ("desired", |s| s.desired),
         ("scheduled", |s| s.scheduled),
