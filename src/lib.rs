@@ -23,6 +23,6 @@ pub mod twin;
 // The shared core, re-exported so that `selfheal::control` and
 // `crate::scenario` name the same items everywhere.
 pub use selfheal_core::{
-    CsvError, ResourceError, chaos_mesh, control, digest, istio, metrics, quantity, rng, scenario,
-    time,
+    CsvError, ResourceError, chaos_mesh, control, digest, error_chain, istio, metrics, quantity,
+    rng, scenario, time,
 };

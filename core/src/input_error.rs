@@ -1,6 +1,7 @@
 //! The errors of the readers of outside input: a CSV line (traces,
 //! recorded metrics and SLIs) and a field of a Kubernetes-style resource
-//! (Chaos Mesh objects, VirtualServices, Deployments).
+//! (Chaos Mesh objects, VirtualServices, Deployments), and how the
+//! binaries print any error for a user.
 
 /// A CSV line that could not be read. `line` counts from 1, the header
 /// included; the caller adds the file.
@@ -41,5 +42,54 @@ impl ResourceError {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once (typed errors
+/// often repeat their source in their own message): what the binaries
+/// print for a user, instead of a debug dump with a backtrace.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message}")]
+    struct Layer {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + 'static>>,
+    }
+
+    fn layer(message: &str, source: Option<Layer>) -> Layer {
+        Layer {
+            message: message.into(),
+            source: source.map(|s| Box::new(s) as Box<dyn std::error::Error>),
+        }
+    }
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        let io = layer("No such file or directory", None);
+        let read = layer("a.csv: line 3: No such file or directory", Some(io));
+        let top = layer("reading the recording", Some(read));
+        assert_eq!(
+            error_chain(&top),
+            "reading the recording: a.csv: line 3: No such file or directory"
+        );
+        assert_eq!(error_chain(&layer("alone", None)), "alone");
     }
 }

@@ -35,4 +35,4 @@ pub mod rng;
 pub mod scenario;
 pub mod time;
 
-pub use input_error::{CsvError, ResourceError};
+pub use input_error::{CsvError, ResourceError, error_chain};

@@ -144,8 +144,18 @@ fn describe(c: &Command) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    match Cli::parse().cmd {
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", selfheal_core::error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
         Cmd::Record {
             config,
             duration_s,
