@@ -163,17 +163,24 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
 
     // Another service's rows (a whole-cluster file copied under one
     // service's name): the line and the field are named.
-    let mut mixed = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (name.as_str(), m)));
-    mixed = mixed.replacen(",cartservice,", ",frontend,", 3);
-    std::fs::write(dir.join("cartservice-metrics.csv"), &mixed).unwrap();
+    let text = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (name.as_str(), m)));
+    let mixed: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            3 => l.replacen(",cartservice,", ",frontend,", 1),
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(dir.join("cartservice-metrics.csv"), mixed.join("\n")).unwrap();
     let e = recorded::read_dir(&dir).unwrap_err().to_string();
     assert!(
-        e.contains("line 2") && e.contains("`service`") && e.contains("`frontend`"),
+        e.contains("line 4") && e.contains("`service`") && e.contains("`frontend`"),
         "{e}"
     );
 
     // A header and no scrapes.
-    let header = mixed.lines().next().unwrap();
+    let header = text.lines().next().unwrap();
     std::fs::write(dir.join("cartservice-metrics.csv"), header).unwrap();
     let e = recorded::read_dir(&dir).unwrap_err().to_string();
     assert!(

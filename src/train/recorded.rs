@@ -243,18 +243,18 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ServiceRecording>, RecordedError> {
         if rows.is_empty() {
             return Err(file_err(&path, "no scrapes (a header and nothing else)"));
         }
-        // One service per file, named by it: rows of another service (a
-        // simulator's metrics.csv of all services, copied whole) would
-        // read as one service's scrapes.
-        if let Some(i) = rows.iter().position(|(s, _)| *s != service) {
+        // One service per file: rows of several (a simulator's
+        // metrics.csv of all services, copied whole) would read as one
+        // service's scrapes.
+        if let Some(i) = rows.iter().position(|(s, _)| *s != rows[0].0) {
             return Err(file_err(
                 &path,
                 CsvError::field(
                     i + 2,
                     "service",
                     format!(
-                        "`{}` in the recording of `{service}` (one service per file, `<service>-metrics.csv`)",
-                        rows[i].0
+                        "`{}` after `{}` on line 2 (one service per file, `<service>-metrics.csv`)",
+                        rows[i].0, rows[0].0
                     ),
                 ),
             ));
