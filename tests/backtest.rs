@@ -163,16 +163,11 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
 
     // Another service's rows (a whole-cluster file copied under one
     // service's name): the line and the field are named.
-    let text = selfheal::metrics::metrics_csv(scrapes.iter().map(|m| (name.as_str(), m)));
-    let mixed: Vec<String> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| match i {
-            3 => l.replacen(",cartservice,", ",frontend,", 1),
-            _ => l.to_string(),
-        })
-        .collect();
-    std::fs::write(dir.join("cartservice-metrics.csv"), mixed.join("\n")).unwrap();
+    let mixed = selfheal::metrics::metrics_csv(scrapes.iter().enumerate().map(|(i, m)| {
+        let service = if i == 2 { "frontend" } else { name.as_str() };
+        (service, m)
+    }));
+    std::fs::write(dir.join("cartservice-metrics.csv"), mixed).unwrap();
     let e = recorded::read_dir(&dir).unwrap_err().to_string();
     assert!(
         e.contains("line 4") && e.contains("`service`") && e.contains("`frontend`"),
@@ -180,8 +175,7 @@ fn bad_recordings_are_named_and_gaps_restart_the_window() {
     );
 
     // A header and no scrapes.
-    let header = text.lines().next().unwrap();
-    std::fs::write(dir.join("cartservice-metrics.csv"), header).unwrap();
+    write_recording(&dir, &[(name.clone(), Vec::new())]);
     let e = recorded::read_dir(&dir).unwrap_err().to_string();
     assert!(
         e.contains("cartservice-metrics.csv") && e.contains("no scrapes"),

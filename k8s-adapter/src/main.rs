@@ -1,6 +1,7 @@
 //! `selfheal-k8s`: run the control core against a live cluster.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -144,12 +145,12 @@ fn describe(c: &Command) -> String {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", selfheal_core::error_chain(e.as_ref()));
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
