@@ -52,6 +52,7 @@ fn view(m: ServiceMetrics) -> ServiceView {
         max_connections: 100,
         pods: vec![],
         concurrency: vec![],
+        requests: vec![],
         dependencies: vec![],
         backup: None,
     }

@@ -55,6 +55,7 @@ fn tick() {
         max_connections: 100,
         pods: vec![],
         concurrency: vec![],
+        requests: vec![],
         dependencies: vec![],
         backup: None,
     };

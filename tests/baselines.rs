@@ -221,15 +221,16 @@ fn kpa_stable_mode_targets_seventy_per_pod() {
     let c = KpaConfig::default();
     // containerConcurrency 0 (unlimited) targets 70 % of 100; 50 caps the
     // total at 50; an annotation of 40 under 50 targets 70 % of 40.
-    assert_eq!(c.resolve_target(0), (70.0, 100.0));
-    assert_eq!(c.resolve_target(50), (35.0, 50.0));
+    assert_eq!(c.resolve_target(0, None), (70.0, 100.0));
+    assert_eq!(c.resolve_target(50, None), (35.0, 50.0));
     let annotated = KpaConfig {
         target: Some(40.0),
         ..KpaConfig::default()
     };
-    assert_eq!(annotated.resolve_target(50).0, 28.0);
-    assert_eq!(annotated.resolve_target(20).0, 14.0);
-    let spec = c.decider_spec(0);
+    let annotation = annotated.annotation("any service");
+    assert_eq!(annotated.resolve_target(50, annotation).0, 28.0);
+    assert_eq!(annotated.resolve_target(20, annotation).0, 14.0);
+    let spec = c.decider_spec(0, None);
     let mut st = KpaState::default();
     // 60 s at 210 in flight over 3 ready pods: ceil(210 / 70) = 3.
     let d = st.scale(&c, &spec, &[210.0; 60], 3, t(100)).unwrap();
@@ -249,7 +250,7 @@ fn kpa_scale_down_is_limited_to_half() {
     let mut st = KpaState::default();
     // 70 in flight would need 1 pod; 10 ready pods may only halve: 5.
     assert_eq!(
-        st.scale(&c, &c.decider_spec(0), &[70.0; 60], 10, t(100))
+        st.scale(&c, &c.decider_spec(0, None), &[70.0; 60], 10, t(100))
             .unwrap()
             .desired,
         5
@@ -259,7 +260,7 @@ fn kpa_scale_down_is_limited_to_half() {
 #[test]
 fn kpa_panics_on_a_burst_and_holds_for_a_stable_window() {
     let c = KpaConfig::default();
-    let spec = c.decider_spec(0);
+    let spec = c.decider_spec(0, None);
     let mut st = KpaState::default();
     // Last 6 s at 560 in flight: dppc = 8 >= 2 x 2 ready pods: panic.
     let mut window = vec![140.0; 54];
@@ -289,7 +290,7 @@ fn kpa_checks_the_panic_threshold_before_the_rate_clamp() {
     // ready: that is a panic even though the clamp leaves 3.
     let spec = DeciderSpec {
         max_scale_up_rate: 1.1,
-        ..KpaConfig::default().decider_spec(0)
+        ..KpaConfig::default().decider_spec(0, None)
     };
     let spec = DeciderSpec {
         target_value: 1.0,
@@ -302,7 +303,7 @@ fn kpa_checks_the_panic_threshold_before_the_rate_clamp() {
 #[test]
 fn kpa_created_over_several_pods_holds_them_until_it_has_history() {
     let c = KpaConfig::default();
-    let spec = c.decider_spec(0);
+    let spec = c.decider_spec(0, None);
     // Created over 4 ready pods with almost no load: upstream starts in
     // panic mode and keeps 4 for a stable window instead of dropping to 2.
     let mut st = KpaState::new(4, t(0));

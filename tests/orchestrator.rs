@@ -39,6 +39,7 @@ fn view(name: &str, pods: u32, revision: u32, error_rate: f64) -> ServiceView {
             })
             .collect(),
         concurrency: vec![],
+        requests: vec![],
         dependencies: vec![],
         backup: None,
     }

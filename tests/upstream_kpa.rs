@@ -6,12 +6,20 @@
 //! concurrency and ready pods, and expects the same desired pod count and
 //! excess burst capacity.
 //!
-//! Not expressible, so not ported: activation scale, the RPS metric, an
-//! unreachable revision (the simulated service is always routed to), pod
-//! counter errors, and the OpenTelemetry metrics the tests also read.
+//! The RPS metric's case runs through the controller, on observed request
+//! counts; `pkg/reconciler/autoscaling/resources/target_test.go`
+//! (`TestResolveMetricTarget`) runs as a table.
+//!
+//! Not expressible, so not ported: activation scale, an unreachable
+//! revision (the simulated service is always routed to), pod counter
+//! errors, and the OpenTelemetry metrics the tests also read.
 
-use selfheal::control::kpa::{DeciderSpec, KpaConfig, KpaDecision, KpaState};
+use selfheal::control::kpa::{DeciderSpec, Kpa, KpaConfig, KpaDecision, KpaMetric, KpaState};
+use selfheal::control::{Command, Controller, Observation, ServiceView};
+use selfheal::metrics::ServiceMetrics;
 use selfheal::time::{Span, Time};
+
+mod common;
 
 const TARGET_UTILIZATION: f64 = 0.75;
 
@@ -411,7 +419,118 @@ fn test_start_in_panic_mode() {
 #[test]
 fn test_autoscaler_no_data_no_autoscale() {
     let c = KpaConfig::default();
-    assert_eq!(fresh().scale(&c, &c.decider_spec(0), &[], 1, t0()), None);
+    assert_eq!(
+        fresh().scale(&c, &c.decider_spec(0, None), &[], 1, t0()),
+        None
+    );
+}
+
+/// `TestAutoscalerStableModeIncreaseWithRPS`: target 10 requests per
+/// second per pod over one ready pod; 50 per second wants 5 pods, 100 per
+/// second 10. Run through the controller, whose observation also carries
+/// a concurrency the `rps` metric must not read.
+#[test]
+fn test_autoscaler_stable_mode_increase_with_rps() {
+    let mut kpa = Kpa::new(KpaConfig {
+        metric: KpaMetric::Rps,
+        target: Some(10.0),
+        target_utilization: 1.0,
+        ..KpaConfig::default()
+    });
+    let mut desired = |rps: f64| {
+        let svc = ServiceView {
+            name: "web".into(),
+            metrics: ServiceMetrics {
+                timestamp: t0(),
+                cpu_usage: 0.5,
+                memory_usage: 0.3,
+                request_rate: rps,
+                error_rate: 0.0,
+                latency_p50: 10.0,
+                latency_p99: 50.0,
+                active_connections: 1,
+                ready_replicas: 1,
+                desired_replicas: 1,
+            },
+            desired_replicas: 1,
+            revision: 0,
+            max_connections: 0,
+            pods: vec![common::ready_pod("web-0")],
+            concurrency: vec![1.0; 60],
+            requests: vec![rps; 60],
+            dependencies: vec![],
+            backup: None,
+        };
+        kpa.handle_observation(
+            t0(),
+            &Observation {
+                now: t0(),
+                services: vec![svc],
+            },
+        );
+        match kpa.poll_command() {
+            Some(Command::Scale { replicas, .. }) => replicas,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(desired(50.0), 5);
+    assert_eq!(desired(100.0), 10);
+}
+
+/// A `TestResolveMetricTarget` case: name, metric, `containerConcurrency`,
+/// target annotation, utilisation factor, default concurrency and the
+/// `(target, total)` wanted.
+type Resolve = (
+    &'static str,
+    KpaMetric,
+    u32,
+    Option<f64>,
+    f64,
+    f64,
+    (f64, f64),
+);
+
+/// `TestResolveMetricTarget`: each case's metric, `containerConcurrency`,
+/// target annotation, utilisation factor and default concurrency, and the
+/// `(target, total)` upstream expects. Upstream's test configuration keeps
+/// the concurrency factor at 100 % and the RPS one at 70 %; the project
+/// has one factor, set per case to what upstream applies to its metric
+/// (a TU annotation overrides both).
+#[test]
+fn test_resolve_metric_target() {
+    use KpaMetric::{Concurrency as C, Rps as R};
+    #[rustfmt::skip]
+    let cases: [Resolve; 20] = [
+        ("defaults", C, 0, None, 1.0, 100.0, (100.0, 100.0)),
+        ("default CC + 80% TU", C, 0, None, 0.8, 100.0, (80.0, 100.0)),
+        ("non-default CC and TU", C, 0, None, 0.3, 2.0, (0.6, 2.0)),
+        ("with container concurrency 12 and TU=80%, but TU annotation 75%", C, 12, None, 0.75, 100.0, (9.0, 12.0)),
+        ("with container concurrency 10 and TU=80%", C, 10, None, 0.8, 100.0, (8.0, 10.0)),
+        ("with container concurrency 1 and TU=80%", C, 1, None, 0.8, 100.0, (0.8, 1.0)),
+        ("with container concurrency 1", C, 1, None, 1.0, 100.0, (1.0, 1.0)),
+        ("with container concurrency 10 and TU=80% (again)", C, 10, None, 0.8, 100.0, (8.0, 10.0)),
+        ("with container concurrency 10", C, 10, None, 1.0, 100.0, (10.0, 10.0)),
+        ("with target annotation 1", C, 0, Some(1.0), 1.0, 100.0, (1.0, 1.0)),
+        ("with target annotation 1 and TU=0.1%", C, 0, Some(1.0), 0.001, 100.0, (0.01, 1.0)),
+        ("with target annotation 1 and TU=75%", C, 0, Some(1.0), 0.75, 100.0, (0.75, 1.0)),
+        ("with target annotation 10 and TU=75%", C, 0, Some(10.0), 0.75, 100.0, (7.5, 10.0)),
+        ("with container concurrency greater than target annotation (ok)", C, 10, Some(1.0), 1.0, 100.0, (1.0, 1.0)),
+        ("with target annotation greater than default (ok)", C, 0, Some(500.0), 1.0, 100.0, (500.0, 500.0)),
+        ("with target annotation greater than container concurrency (ignore annotation for safety)", C, 1, Some(10.0), 1.0, 100.0, (1.0, 1.0)),
+        ("RPS: defaults", R, 1, None, 0.7, 100.0, (140.0, 200.0)),
+        ("RPS: with target annotation 1", R, 0, Some(1.0), 0.7, 100.0, (0.7, 1.0)),
+        ("RPS: with TU annotation 75%", R, 0, None, 0.75, 100.0, (150.0, 200.0)),
+        ("RPS: with target annotation greater than default", R, 0, Some(300.0), 0.7, 100.0, (210.0, 300.0)),
+    ];
+    for (name, metric, cc, annotation, tu, default_concurrency, want) in cases {
+        let c = KpaConfig {
+            metric,
+            target_utilization: tu,
+            default_concurrency,
+            ..KpaConfig::default()
+        };
+        assert_eq!(c.resolve_target(cc, annotation), want, "{name}");
+    }
 }
 
 /// The decider both scale-down delay tests use: target 10, rates 10,

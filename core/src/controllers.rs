@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::control::analysis::{AnalysisConfig, RolloutAnalysis};
 use crate::control::healing::HealingController;
 use crate::control::hpa::{Hpa, HpaConfig, PolicyKind};
-use crate::control::kpa::{Kpa, KpaConfig};
+use crate::control::kpa::{Kpa, KpaConfig, KpaMetric};
 use crate::control::orchestrator::OrchestratorConfig;
 use crate::control::scaler::{AutonomousScaler, LatencySlo, ScalerConfig};
 use crate::control::selector::StrategyForest;
@@ -67,8 +67,41 @@ pub fn build_for(s: &Scenario) -> Result<Box<dyn Controller>, ControllerError> {
         s.seed,
         MetricsTiming::of(s),
         LatencySlo::new(s.slo.latency_ms, s.slo.objective),
-        &knative_container_concurrency(s),
+        &KnativeSizing::of(s),
     )
+}
+
+/// What a Knative user sets on each service after load-testing one pod:
+/// its `containerConcurrency` and, for the `rps` metric, its target.
+/// Empty maps leave both to the cluster (each service's `max_connections`)
+/// and Knative's defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KnativeSizing {
+    pub container_concurrency: BTreeMap<String, u32>,
+    /// `autoscaling.knative.dev/target` under `metric: rps`: the requests
+    /// per second a pod serves with its CPU limit busy, `cpu_limit / S`
+    /// for `S` the CPU time of a request (the utilisation factor then
+    /// keeps 30 % headroom, as under concurrency).
+    pub rps_target: BTreeMap<String, f64>,
+}
+
+impl KnativeSizing {
+    pub fn of(s: &Scenario) -> Self {
+        KnativeSizing {
+            container_concurrency: knative_container_concurrency(s),
+            rps_target: s
+                .services
+                .iter()
+                .filter(|svc| svc.revision.service_time_ms > 0.0)
+                .map(|svc| {
+                    (
+                        svc.name.clone(),
+                        svc.cpu_limit * 1000.0 / svc.revision.service_time_ms,
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The `containerConcurrency` a Knative user would give each service after
@@ -162,10 +195,10 @@ pub fn build_controller(
     seed: u64,
     timing: MetricsTiming,
     slo: LatencySlo,
-    container_concurrency: &BTreeMap<String, u32>,
+    knative: &KnativeSizing,
 ) -> Result<Box<dyn Controller>, ControllerError> {
     let slo_latency_ms = slo.latency_ms;
-    let mut scaler = build(spec, seed, timing, slo, container_concurrency);
+    let mut scaler = build(spec, seed, timing, slo, knative);
     if spec.rollout_analysis {
         scaler = Box::new(RolloutAnalysis::new(scaler, AnalysisConfig::default()));
     }
@@ -193,8 +226,8 @@ pub fn build_controller(
 }
 
 /// The scaler a controller spec names. KPA reads each service's
-/// `containerConcurrency` from `container_concurrency`, else from the
-/// observed `max_connections`; selfheal sizing for the SLO reads `slo`;
+/// `containerConcurrency` and `rps` target from `knative`, else from the
+/// observed `max_connections` and Knative's defaults; selfheal sizing for the SLO reads `slo`;
 /// the selfheal scaler reads the scrape interval and the request rate's
 /// window from `timing`.
 pub fn build(
@@ -202,14 +235,19 @@ pub fn build(
     seed: u64,
     timing: MetricsTiming,
     slo: LatencySlo,
-    container_concurrency: &BTreeMap<String, u32>,
+    knative: &KnativeSizing,
 ) -> Box<dyn Controller> {
     match spec.kind {
         ControllerKind::Static => Box::new(StaticController),
         ControllerKind::Hpa => Box::new(Hpa::new(hpa_config(spec))),
         ControllerKind::Kpa => Box::new(Kpa::new(KpaConfig {
+            metric: spec.metric.unwrap_or_default(),
             target: spec.target_concurrency,
-            container_concurrency: container_concurrency.clone(),
+            targets: match spec.metric.unwrap_or_default() {
+                KpaMetric::Rps => knative.rps_target.clone(),
+                KpaMetric::Concurrency => BTreeMap::new(),
+            },
+            container_concurrency: knative.container_concurrency.clone(),
             min_scale: spec.min_replicas,
             max_scale: spec.max_replicas,
             scale_down_delay: Span::from_secs(spec.scale_down_delay_s.map_or(0, u64::from)),

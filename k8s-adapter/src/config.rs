@@ -355,6 +355,15 @@ impl AdapterConfig {
                 ));
             }
         }
+        if cfg.controller.kind == selfheal_core::scenario::ControllerKind::Kpa {
+            // KPA reads what Knative's queue-proxies report each second,
+            // which no Prometheus query here provides: it would never
+            // decide.
+            return Err(invalid(
+                root.key("controller").key("kind"),
+                "`kpa` reads the per-second concurrency or request counts of Knative's queue-proxies, which the adapter does not collect; a Knative service scales with Knative's own autoscaler (use `hpa`, `selfheal` or `static` here)".into(),
+            ));
+        }
         if !(cfg.prometheus.starts_with("http://") || cfg.prometheus.starts_with("https://")) {
             return Err(invalid(
                 root.key("prometheus"),
@@ -428,6 +437,11 @@ mod tests {
                 "interval_s = -1\n[[service]]\nname = \"api\"\n",
                 "a.toml:3:",
                 "interval_s",
+            ),
+            (
+                "[controller]\nkind = \"kpa\"\n[[service]]\nname = \"api\"\n",
+                "a.toml:4:",
+                "controller.kind",
             ),
             // A type error inside a table names the table's field.
             (

@@ -186,6 +186,7 @@ pub async fn service_view(
         max_connections: svc.max_connections,
         pods: replicas.pods,
         concurrency: Vec::new(),
+        requests: Vec::new(),
         dependencies: dependencies(
             cfg,
             svc,

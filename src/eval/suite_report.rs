@@ -159,6 +159,7 @@ pub fn scored_controllers(tuned: Option<&Tuned>, hpas: &[Labelled]) -> Vec<Label
     controllers.extend([
         short("kpa", "kpa"),
         short("kpa-2", "kpa:2"),
+        short("kpa-rps", "kpa:rps"),
         short("static", "static"),
     ]);
     controllers
@@ -290,7 +291,7 @@ impl Summary<'_> {
             "\nAggregate: {subject} {sv:.0} violation s at {sr:.0} replica-seconds; HPA's curve at that cost: {hv:.0} s{}.\n\n",
             if inside { "" } else { " (outside HPA's cost range: nearest HPA point)" }
         ));
-        md.push_str(&format!("## Per scenario ({subject} against HPA's curve at equal cost)\n\n| scenario | family | {subject} viol. s | {subject} replica-s | HPA curve viol. s at that cost | verdict | hpa-50 | hpa-60 | hpa-70 | hpa-80 | kpa | kpa-2 | static |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"));
+        md.push_str(&format!("## Per scenario ({subject} against HPA's curve at equal cost)\n\n| scenario | family | {subject} viol. s | {subject} replica-s | HPA curve viol. s at that cost | verdict | hpa-50 | hpa-60 | hpa-70 | hpa-80 | kpa | kpa-2 | kpa-rps | static |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"));
         let mut wins = 0;
         for s in test {
             let get = |c: &str| &m[&(s.name.clone(), c.to_string())];
@@ -310,7 +311,7 @@ impl Summary<'_> {
                 "loses"
             };
             let cells: Vec<String> = [
-                "hpa-50", "hpa-60", "hpa-70", "hpa-80", "kpa", "kpa-2", "static",
+                "hpa-50", "hpa-60", "hpa-70", "hpa-80", "kpa", "kpa-2", "kpa-rps", "static",
             ]
             .iter()
             .map(|c| {

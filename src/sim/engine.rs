@@ -267,6 +267,7 @@ impl Simulation {
                 in_system_integral: 0.0,
                 in_system_since: Time::ZERO,
                 in_system_at_second: 0.0,
+                attempts_at_second: 0,
                 completed: 0,
                 sojourn_sum: 0.0,
                 wait_sum: 0.0,
@@ -1129,6 +1130,7 @@ impl Simulation {
                 max_connections: s.max_connections,
                 pods: s.pods.iter().map(|&p| self.pod_view(p)).collect(),
                 concurrency: self.recorder.recent_concurrency(i, 60),
+                requests: self.recorder.recent_requests(i, 60),
                 dependencies: s
                     .calls
                     .iter()

@@ -126,6 +126,8 @@ pub struct Service {
     pub in_system_since: Time,
     /// `in_system_integral` at the last whole second.
     pub in_system_at_second: f64,
+    /// `counters.attempts` at the last whole second.
+    pub attempts_at_second: u64,
     pub completed: u64,
     pub sojourn_sum: f64,
     pub wait_sum: f64,

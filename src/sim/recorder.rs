@@ -35,6 +35,8 @@ pub struct ServiceSecond {
     pub in_system: u32,
     /// Time-average of requests in system over the second that just ended.
     pub concurrency: f64,
+    /// Attempts that reached the service during that second.
+    pub requests: u32,
 }
 
 /// A pod lifecycle transition.
@@ -321,6 +323,16 @@ impl Recorder {
             .collect()
     }
 
+    /// The last `n` per-second request counts of a service, oldest first,
+    /// over the same seconds as [`Recorder::recent_concurrency`].
+    pub fn recent_requests(&self, service: usize, n: usize) -> Vec<f64> {
+        let per_row = self.latest.len();
+        let rows = self.service_seconds.len() / per_row.max(1);
+        (rows.saturating_sub(n).max(1)..rows)
+            .map(|t| f64::from(self.service_seconds[t * per_row + service].requests))
+            .collect()
+    }
+
     /// Rate, error ratio and percentiles over the rate window, from the
     /// counters' history (as `rate()` and `histogram_quantile` over a range).
     fn windowed(
@@ -545,10 +557,13 @@ impl Simulation {
             s.track_in_system(now, 0);
             let concurrency = s.in_system_integral - s.in_system_at_second;
             s.in_system_at_second = s.in_system_integral;
+            let requests = s.counters.attempts - s.attempts_at_second;
+            s.attempts_at_second = s.counters.attempts;
             let mut row = ServiceSecond {
                 desired: s.desired,
                 in_system: s.in_system,
                 concurrency,
+                requests: u32::try_from(requests).unwrap_or(u32::MAX),
                 ..Default::default()
             };
             for &p in &s.pods {

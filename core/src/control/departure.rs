@@ -447,6 +447,7 @@ mod tests {
                 max_connections: 10,
                 pods: Vec::new(),
                 concurrency: Vec::new(),
+                requests: Vec::new(),
                 dependencies: Vec::new(),
                 backup: None,
             }],

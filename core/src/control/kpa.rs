@@ -1,5 +1,5 @@
-//! The Knative Pod Autoscaler on concurrency, with its stable and panic
-//! windows.
+//! The Knative Pod Autoscaler on concurrency or requests per second
+//! (`autoscaling.knative.dev/metric`), with its stable and panic windows.
 //!
 //! Upstream: knative/serving `pkg/autoscaler/scaling/autoscaler.go`
 //! (`newAutoscaler`, `Scale`), `pkg/autoscaler/resources/target.go`
@@ -19,19 +19,47 @@ use std::collections::{BTreeMap, VecDeque};
 use super::{Command, Controller, Observation, PerService, ServiceView};
 use crate::time::{Span, Time};
 
+/// `autoscaling.knative.dev/metric`: what the KPA averages and divides by
+/// the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KpaMetric {
+    /// Requests in flight per pod (queued in the queue-proxy or served).
+    #[default]
+    Concurrency,
+    /// Requests received per second per pod.
+    Rps,
+}
+
+impl KpaMetric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KpaMetric::Concurrency => "concurrency",
+            KpaMetric::Rps => "rps",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct KpaConfig {
-    /// `autoscaling.knative.dev/target`: the in-flight requests per pod to
-    /// aim for before the utilisation factor, capped at the service's
-    /// `containerConcurrency`. `None` takes `containerConcurrency` itself,
-    /// or container-concurrency-target-default (100) when it is unlimited.
+    pub metric: KpaMetric,
+    /// `autoscaling.knative.dev/target` for every service: in-flight
+    /// requests per pod (capped at the service's `containerConcurrency`)
+    /// or requests per second per pod, before the utilisation factor.
+    /// `None` takes each service's entry in `targets`, else
+    /// `containerConcurrency` itself, or the defaults (100 in flight, 200
+    /// per second) when that is unlimited or the metric is `rps`.
     pub target: Option<f64>,
+    /// Each service's own target annotation, where it has one.
+    pub targets: BTreeMap<String, f64>,
     /// Each service's `containerConcurrency` (0 = unlimited); a service
     /// not listed uses its observed `max_connections`.
     pub container_concurrency: BTreeMap<String, u32>,
     /// container-concurrency-target-percentage (70 %), as a fraction.
     pub target_utilization: f64,
     pub default_concurrency: f64,
+    /// requests-per-second-target-default (200).
+    pub default_rps: f64,
     /// target-burst-capacity (211): spare in-flight capacity to keep
     /// before the activator leaves the request path.
     pub target_burst_capacity: f64,
@@ -54,10 +82,13 @@ pub struct KpaConfig {
 impl Default for KpaConfig {
     fn default() -> Self {
         KpaConfig {
+            metric: KpaMetric::Concurrency,
             target: None,
+            targets: BTreeMap::new(),
             container_concurrency: BTreeMap::new(),
             target_utilization: 0.7,
             default_concurrency: 100.0,
+            default_rps: 200.0,
             target_burst_capacity: 211.0,
             stable_window: Span::from_secs(60),
             panic_window_percent: 10.0,
@@ -76,18 +107,23 @@ impl Default for KpaConfig {
 const TARGET_MIN: f64 = 0.01;
 
 impl KpaConfig {
-    /// `ResolveMetricTarget` for concurrency: `(target, total)` for a
-    /// service with this `containerConcurrency` (0 = unlimited). `total` is
-    /// what one pod may hold; `target` is the utilisation factor's share.
-    pub fn resolve_target(&self, container_concurrency: u32) -> (f64, f64) {
+    /// `ResolveMetricTarget`: `(target, total)` for a service with this
+    /// `containerConcurrency` (0 = unlimited) and target annotation.
+    /// `total` is what one pod may hold (or serve per second); `target` is
+    /// the utilisation factor's share.
+    pub fn resolve_target(
+        &self,
+        container_concurrency: u32,
+        annotation: Option<f64>,
+    ) -> (f64, f64) {
         let cc = f64::from(container_concurrency);
-        let mut total = if container_concurrency > 0 {
-            cc
-        } else {
-            self.default_concurrency
+        let mut total = match self.metric {
+            KpaMetric::Rps => self.default_rps,
+            KpaMetric::Concurrency if container_concurrency > 0 => cc,
+            KpaMetric::Concurrency => self.default_concurrency,
         };
-        if let Some(annotation) = self.target {
-            total = if container_concurrency > 0 {
+        if let Some(annotation) = annotation {
+            total = if self.metric == KpaMetric::Concurrency && container_concurrency > 0 {
                 annotation.min(cc)
             } else {
                 annotation
@@ -96,9 +132,14 @@ impl KpaConfig {
         ((total * self.target_utilization).max(TARGET_MIN), total)
     }
 
+    /// The target annotation that applies to `service`.
+    pub fn annotation(&self, service: &str) -> Option<f64> {
+        self.target.or_else(|| self.targets.get(service).copied())
+    }
+
     /// The decider's inputs for a service with this `containerConcurrency`.
-    pub fn decider_spec(&self, container_concurrency: u32) -> DeciderSpec {
-        let (target_value, total_value) = self.resolve_target(container_concurrency);
+    pub fn decider_spec(&self, container_concurrency: u32, annotation: Option<f64>) -> DeciderSpec {
+        let (target_value, total_value) = self.resolve_target(container_concurrency, annotation);
         DeciderSpec {
             target_value,
             total_value,
@@ -244,17 +285,18 @@ impl KpaState {
         self.max_panic_pods
     }
 
-    /// `Scale`: `concurrency` holds per-second averages of the summed
-    /// in-flight requests, oldest first. `None` without data.
+    /// `Scale`: `observed` holds the metric's per-second values summed over
+    /// the pods (the average of the in-flight requests, or the requests
+    /// received), oldest first. `None` without data.
     pub fn scale(
         &mut self,
         cfg: &KpaConfig,
         spec: &DeciderSpec,
-        concurrency: &[f64],
+        observed: &[f64],
         ready_pods: u32,
         now: Time,
     ) -> Option<KpaDecision> {
-        if concurrency.is_empty() {
+        if observed.is_empty() {
             return None;
         }
         let stable_n = (spec.stable_window.as_secs_f64().round() as usize).max(1);
@@ -263,7 +305,7 @@ impl KpaState {
                 as usize)
                 .max(1);
         let mean_last = |n: usize| {
-            let tail = &concurrency[concurrency.len().saturating_sub(n)..];
+            let tail = &observed[observed.len().saturating_sub(n)..];
             tail.iter().sum::<f64>() / tail.len() as f64
         };
         Some(self.decide(
@@ -360,8 +402,12 @@ impl Kpa {
             .get(&svc.name)
             .copied()
             .unwrap_or(svc.max_connections);
-        let spec = cfg.decider_spec(cc);
-        let d = state.scale(cfg, &spec, &svc.concurrency, ready, now)?;
+        let spec = cfg.decider_spec(cc, cfg.annotation(&svc.name));
+        let observed = match cfg.metric {
+            KpaMetric::Concurrency => &svc.concurrency,
+            KpaMetric::Rps => &svc.requests,
+        };
+        let d = state.scale(cfg, &spec, observed, ready, now)?;
         // The PodAutoscaler's bounds; scale to zero stays off (see above).
         let desired = d.desired.clamp(cfg.min_scale.max(1), cfg.max_scale);
         if desired == svc.desired_replicas {
@@ -371,7 +417,8 @@ impl Kpa {
             service: svc.name.clone(),
             replicas: desired,
             reason: format!(
-                "concurrency stable {:.1} panic {:.1} vs target {:.2} per pod{}: {} -> {}",
+                "{} stable {:.1} panic {:.1} vs target {:.2} per pod{}: {} -> {}",
+                cfg.metric.as_str(),
                 d.stable,
                 d.panic,
                 spec.target_value,

@@ -85,6 +85,10 @@ pub struct ServiceView {
     /// each of the last whole seconds, oldest first, up to 60 (what Knative's
     /// queue-proxies report every second).
     pub concurrency: Vec<f64>,
+    /// Requests received (all pods together) in each of the same seconds
+    /// (the request counts Knative's queue-proxies report, for its `rps`
+    /// metric).
+    pub requests: Vec<f64>,
     /// The services it calls (the mesh's routes), for isolating a failing
     /// dependency.
     pub dependencies: Vec<Dependency>,

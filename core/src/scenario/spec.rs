@@ -743,10 +743,16 @@ pub struct ControllerSpec {
     /// hpa: the scale-down `Percent` policy's value per 15 s (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_percent: Option<u32>,
-    /// kpa: `autoscaling.knative.dev/target`, in-flight requests per pod
-    /// before Knative's 70 % utilisation factor, capped at the service's
-    /// `max_connections` (its `containerConcurrency`). Default: that
-    /// `containerConcurrency`, as Knative derives it.
+    /// kpa: `autoscaling.knative.dev/metric`, `concurrency` (default) or
+    /// `rps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<crate::control::kpa::KpaMetric>,
+    /// kpa: `autoscaling.knative.dev/target` before Knative's 70 %
+    /// utilisation factor: in-flight requests per pod, capped at the
+    /// service's `max_connections` (its `containerConcurrency`), or under
+    /// `metric = "rps"` requests per second per pod. Default: that
+    /// `containerConcurrency`, as Knative derives it, or under `rps` the
+    /// requests per second a pod serves with its CPU limit busy.
     pub target_concurrency: Option<f64>,
     /// kpa: `autoscaling.knative.dev/scale-down-delay` in seconds (default
     /// 0): a decrease waits until it has held this long.
@@ -808,6 +814,7 @@ impl Default for ControllerSpec {
             scale_down_stabilization_s: None,
             scale_up_percent: None,
             scale_down_percent: None,
+            metric: None,
             target_concurrency: None,
             scale_down_delay_s: None,
             cpu_target: None,
@@ -857,7 +864,7 @@ pub enum ShortFormError {
     #[error("unknown strategy `{0}` after +heal@ ({names})", names = strategy_names())]
     UnknownStrategy(String),
     #[error(
-        "unknown controller `{0}` (static, hpa[:target%], kpa[:concurrency], selfheal[:slo|cpu]; add +heal for the orchestrator or +argo for rollout analysis)"
+        "unknown controller `{0}` (static, hpa[:target%], kpa[:concurrency], kpa:rps[:per-second], selfheal[:slo|cpu]; add +heal for the orchestrator or +argo for rollout analysis)"
     )]
     UnknownController(String),
     #[error("`{arg}` is not a {what}")]
@@ -881,7 +888,8 @@ fn strategy_names() -> String {
 
 impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
-    /// `kpa:50`, `selfheal`, `selfheal:slo`, `selfheal:cpu`, each optionally with `+argo` (rollout analysis
+    /// `kpa:50`, `kpa:rps`, `kpa:rps:90` (the `rps` metric, with a
+    /// target), `selfheal`, `selfheal:slo`, `selfheal:cpu`, each optionally with `+argo` (rollout analysis
     /// with automatic rollback) and then `+heal` (the healing
     /// orchestrator), `+heal@<strategy>` (the orchestrator, taking that
     /// strategy first) or `+learned` (the orchestrator with the learned
@@ -937,11 +945,25 @@ impl ControllerSpec {
                         })?)
                 }
                 ControllerKind::Kpa => {
-                    spec.target_concurrency =
-                        Some(a.parse().map_err(|_| ShortFormError::NotANumber {
-                            arg: a.to_string(),
-                            what: "concurrency",
-                        })?)
+                    let (what, target) = match a.strip_prefix("rps") {
+                        Some(rest) => {
+                            spec.metric = Some(crate::control::kpa::KpaMetric::Rps);
+                            // `kpa:rpsx` is not `kpa:rps`.
+                            let target = match rest {
+                                "" => None,
+                                r => Some(r.strip_prefix(':').unwrap_or(a)),
+                            };
+                            ("request rate", target)
+                        }
+                        None => ("concurrency", Some(a)),
+                    };
+                    if let Some(t) = target {
+                        spec.target_concurrency =
+                            Some(t.parse().map_err(|_| ShortFormError::NotANumber {
+                                arg: t.to_string(),
+                                what,
+                            })?)
+                    }
                 }
                 ControllerKind::Selfheal => {
                     spec.sizing = Some(match a {
@@ -985,9 +1007,14 @@ impl ControllerSpec {
                 self.target_cpu_percent
                     .unwrap_or(crate::control::hpa::DEFAULT_CPU_PERCENT)
             ),
-            ControllerKind::Kpa => self
-                .target_concurrency
-                .map_or("kpa".into(), |c| format!("kpa-{c}")),
+            ControllerKind::Kpa => {
+                let kpa = match self.metric {
+                    Some(crate::control::kpa::KpaMetric::Rps) => "kpa-rps",
+                    _ => "kpa",
+                };
+                self.target_concurrency
+                    .map_or(kpa.into(), |c| format!("{kpa}-{c}"))
+            }
             ControllerKind::Selfheal => self
                 .sizing
                 .map_or("selfheal".into(), |s| format!("selfheal-{}", s.as_str())),
@@ -1003,7 +1030,7 @@ pub enum ControllerKind {
     Static,
     /// Kubernetes HorizontalPodAutoscaler on CPU.
     Hpa,
-    /// Knative Pod Autoscaler on concurrency.
+    /// Knative Pod Autoscaler on concurrency or requests per second.
     Kpa,
     /// The autonomous scaler with its random-forest forecast.
     Selfheal,
@@ -1128,6 +1155,7 @@ fn d_max_replicas() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::kpa::KpaMetric;
 
     #[test]
     fn every_fault_kind_is_listed_once_in_its_place() {
@@ -1139,7 +1167,16 @@ mod tests {
     #[test]
     fn short_controller_targets_out_of_range_are_refused() {
         for bad in [
-            "kpa:nan", "kpa:-1", "kpa:0", "kpa:inf", "hpa:0", "hpa:-5", "hpa:7.5",
+            "kpa:nan",
+            "kpa:-1",
+            "kpa:0",
+            "kpa:inf",
+            "hpa:0",
+            "hpa:-5",
+            "hpa:7.5",
+            "kpa:rps:0",
+            "kpa:rpsx",
+            "kpa:rps:",
         ] {
             let err = ControllerSpec::parse_short(bad).expect_err(bad).to_string();
             assert!(err.contains("is not a"), "{bad}: {err}");
@@ -1155,6 +1192,16 @@ mod tests {
                 .unwrap()
                 .target_cpu_percent,
             Some(150)
+        );
+        let rps = ControllerSpec::parse_short("kpa:rps:90").unwrap();
+        assert_eq!(
+            (rps.metric, rps.target_concurrency, rps.label().as_str()),
+            (Some(KpaMetric::Rps), Some(90.0), "kpa-rps-90")
+        );
+        let rps = ControllerSpec::parse_short("kpa:rps").unwrap();
+        assert_eq!(
+            (rps.metric, rps.target_concurrency, rps.label().as_str()),
+            (Some(KpaMetric::Rps), None, "kpa-rps")
         );
     }
 }

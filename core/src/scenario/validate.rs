@@ -364,6 +364,7 @@ pub(super) fn check_controller(p: &FieldPath, c: &super::ControllerSpec) -> Chec
         (
             Kpa,
             &[
+                ("metric", c.metric.is_some()),
                 ("target_concurrency", c.target_concurrency.is_some()),
                 ("scale_down_delay_s", c.scale_down_delay_s.is_some()),
             ],
