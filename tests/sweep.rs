@@ -366,3 +366,28 @@ fn tuning_pairs_its_runs_and_resumes() {
     assert_eq!(run::read_journal(&journal).unwrap().len(), records.len());
     assert_eq!(again.report_md, first.report_md);
 }
+
+/// `selfheal run ... | head`: the reader of stdout leaves before the
+/// summary is printed; the command still writes its files and exits 0,
+/// with nothing on stderr (it panicked with a backtrace before).
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tmp("closed-stdout");
+    let mut child = bin()
+        .arg("run")
+        .arg(common::repo().join("scenarios/quickstart.toml"))
+        .arg("--out")
+        .arg(&dir)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The read end closes at once: the run's first line finds no reader.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    assert!(dir.join("commands.csv").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

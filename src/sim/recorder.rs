@@ -316,20 +316,25 @@ impl Recorder {
     /// The last `n` per-second concurrency averages of a service, oldest
     /// first (the sample at time zero is skipped: it covers no interval).
     pub fn recent_concurrency(&self, service: usize, n: usize) -> Vec<f64> {
-        let per_row = self.latest.len();
-        let rows = self.service_seconds.len() / per_row.max(1);
-        (rows.saturating_sub(n).max(1)..rows)
-            .map(|t| self.service_seconds[t * per_row + service].concurrency)
-            .collect()
+        self.recent_seconds(service, n, |s| s.concurrency)
     }
 
     /// The last `n` per-second request counts of a service, oldest first,
     /// over the same seconds as [`Recorder::recent_concurrency`].
     pub fn recent_requests(&self, service: usize, n: usize) -> Vec<f64> {
+        self.recent_seconds(service, n, |s| f64::from(s.requests))
+    }
+
+    fn recent_seconds(
+        &self,
+        service: usize,
+        n: usize,
+        value: impl Fn(&ServiceSecond) -> f64,
+    ) -> Vec<f64> {
         let per_row = self.latest.len();
         let rows = self.service_seconds.len() / per_row.max(1);
         (rows.saturating_sub(n).max(1)..rows)
-            .map(|t| f64::from(self.service_seconds[t * per_row + service].requests))
+            .map(|t| value(&self.service_seconds[t * per_row + service]))
             .collect()
     }
 

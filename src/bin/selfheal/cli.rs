@@ -30,8 +30,9 @@ pub enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
         /// Override the scenario's controller: static, hpa[:cpu%],
-        /// kpa[:concurrency], selfheal or selfheal:slo (sizing for the
-        /// scenario's SLO), each optionally with +argo and +heal.
+        /// kpa[:concurrency], kpa:rps[:per-second], selfheal or
+        /// selfheal:slo (sizing for the scenario's SLO), each optionally
+        /// with +argo and +heal.
         #[arg(long)]
         controller: Option<String>,
     },
@@ -90,7 +91,7 @@ pub enum Cmd {
     Approve {
         policy: PathBuf,
         suite: PathBuf,
-        /// The controller to beat (static, hpa[:cpu%], kpa[:c], selfheal).
+        /// The controller to beat (static, hpa[:cpu%], kpa[:c], kpa:rps, selfheal).
         #[arg(long, default_value = "hpa:70")]
         baseline: String,
         /// Largest acceptable increase in SLO-violation seconds per run.

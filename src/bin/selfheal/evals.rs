@@ -9,8 +9,8 @@ pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path, grid: bool) -> any
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("nab.csv"), csv)?;
     std::fs::write(out.join("nab.md"), &md)?;
-    print!("{md}");
-    println!("wrote {}", out.join("nab.md").display());
+    out!("{md}");
+    outln!("wrote {}", out.join("nab.md").display());
     if grid {
         let (rows, nested) = selfheal::eval::nab::settings_grid(
             dir,
@@ -20,8 +20,8 @@ pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path, grid: bool) -> any
         )?;
         let md = selfheal::eval::nab::render_grid(&rows, nested);
         std::fs::write(out.join("grid.md"), &md)?;
-        print!("{md}");
-        println!("wrote {}", out.join("grid.md").display());
+        out!("{md}");
+        outln!("wrote {}", out.join("grid.md").display());
     }
     Ok(())
 }
@@ -40,8 +40,8 @@ pub fn eval_incidents(
     let md = incidents::render(dir, &cfg, &r);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("incidents.md"), &md)?;
-    print!("{md}");
-    println!("wrote {}", out.join("incidents.md").display());
+    out!("{md}");
+    outln!("wrote {}", out.join("incidents.md").display());
     Ok(())
 }
 
@@ -52,7 +52,7 @@ pub fn eval_forecast(
 ) -> anyhow::Result<()> {
     use selfheal::eval::forecast;
     let series = forecast::benchmark_series(data)?;
-    println!(
+    outln!(
         "evaluating {} series x {} horizons on {} threads",
         series.len(),
         horizons.len(),
@@ -63,7 +63,7 @@ pub fn eval_forecast(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("forecast.csv"), csv)?;
     std::fs::write(out.join("forecast.md"), &md)?;
-    print!("{md}");
-    println!("wrote {}", out.join("forecast.md").display());
+    out!("{md}");
+    outln!("wrote {}", out.join("forecast.md").display());
     Ok(())
 }

@@ -16,7 +16,7 @@ pub fn learn_selector(
 ) -> anyhow::Result<()> {
     use selfheal::train::selector as sel;
     let plan = selfheal::sweep::plan::load(suite)?;
-    println!(
+    outln!(
         "recording outcomes: {} runs of {} x 7 arms (rules, then each strategy first) on {} threads",
         plan.runs.len(),
         plan.name,
@@ -42,8 +42,8 @@ pub fn learn_selector(
     std::fs::create_dir_all(report).with_context(|| format!("creating {}", report.display()))?;
     std::fs::write(report.join("trials.csv"), &learned.trials_csv)?;
     std::fs::write(report.join("selector.md"), &learned.report_md)?;
-    println!("{}", sel::evaluation_md(&learned.held_out));
-    println!(
+    outln!("{}", sel::evaluation_md(&learned.held_out));
+    outln!(
         "wrote {} and {}",
         out.display(),
         report.join("selector.md").display()
@@ -77,7 +77,7 @@ pub fn suite(
     // 1. Choose the selfheal settings on the training scenarios.
     let tuned = if tune {
         let candidates = report::tuning_candidates();
-        println!(
+        outln!(
             "tuning: {} training scenarios x {} controllers x {} seeds on {} threads",
             train.len(),
             hpas.len() + candidates.len(),
@@ -91,9 +91,10 @@ pub fn suite(
             &out.join("journal-tuning"),
             &progress::runs("runs"),
         )?;
-        println!(
+        outln!(
             "chose {} ({:.1} s below HPA's curve on training)",
-            t.chosen.0, t.below_s
+            t.chosen.0,
+            t.below_s
         );
         Some(t)
     } else {
@@ -103,7 +104,7 @@ pub fn suite(
     // 2. Score everything on the held-out scenarios.
     let controllers = report::scored_controllers(tuned.as_ref(), &hpas);
     let score_seeds: Vec<u64> = (1..=seeds).collect();
-    println!(
+    outln!(
         "scoring: {} {} scenarios x {} controllers x {} seeds",
         test.len(),
         report::split_words(scored).0,
@@ -131,8 +132,8 @@ pub fn suite(
     }
     .render(&suite::means(&results));
     std::fs::write(out.join("summary.md"), &md)?;
-    println!("{md}");
-    println!(
+    outln!("{md}");
+    outln!(
         "wrote {} in {:.0} s",
         out.join("summary.md").display(),
         started.elapsed().as_secs_f64()
@@ -188,7 +189,7 @@ pub fn sweep(
         .iter()
         .filter(|r| shard.is_none_or(|(i, n)| r.index % n == i))
         .count();
-    println!(
+    outln!(
         "sweep {}: {} runs{} on {} threads -> {}",
         plan.name,
         selected,
@@ -202,13 +203,13 @@ pub fn sweep(
     let records = selfheal::sweep::run::execute(&plan, &dir, shard, &progress::runs("runs"))?;
     if shard.is_none() {
         selfheal::sweep::report::write(&dir, &plan.name, &plan.description, &records)?;
-        println!(
+        outln!(
             "wrote {} in {:.1} s",
             dir.join("index.html").display(),
             started.elapsed().as_secs_f64()
         );
     } else {
-        println!(
+        outln!(
             "shard done in {:.1} s; combine the shards with `selfheal merge --out DIR PARTS...`",
             started.elapsed().as_secs_f64()
         );
@@ -226,7 +227,7 @@ pub fn report(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     records.sort_by_key(|r| r.index);
     selfheal::sweep::report::write(dir, &name, &description, &records)?;
-    println!("wrote {}", dir.join("index.html").display());
+    outln!("wrote {}", dir.join("index.html").display());
     Ok(())
 }
 
@@ -263,7 +264,7 @@ pub fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<()> {
     std::fs::write(out.join(JOURNAL), journal)?;
     write_meta(out, &name, &description)?;
     selfheal::sweep::report::write(out, &name, &description, &records)?;
-    println!(
+    outln!(
         "merged {} runs from {} parts into {}",
         records.len(),
         parts.len(),
@@ -299,7 +300,7 @@ pub fn tune(
         &suites,
         weight,
         out,
-        &|line| println!("{line}"),
+        &|line| outln!("{line}"),
         &progress::runs("runs"),
     )?;
     let mut written = vec![out.join("tune.md"), out.join("best-controller.toml")];
@@ -310,9 +311,9 @@ pub fn tune(
         std::fs::write(&manifest, tune::hpa_manifest(&t.best, &suites.services()))?;
         written.push(manifest);
     }
-    print!("{}", t.report_md);
+    out!("{}", t.report_md);
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-    println!(
+    outln!(
         "wrote {} in {:.0} s",
         names.join(", "),
         started.elapsed().as_secs_f64()
@@ -333,7 +334,7 @@ pub fn approve(
     let chaos = plan::load(suite)?;
     let (hash, canonical) = approve::policy_hash(&policy_spec);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    println!(
+    outln!(
         "approving policy {hash} against {baseline} on {}",
         suite.display()
     );
@@ -358,8 +359,8 @@ pub fn approve(
     std::fs::write(out.join("approval.toml"), record.to_toml())?;
     let md = record.to_md();
     std::fs::write(out.join("approval.md"), &md)?;
-    print!("{md}");
-    println!(
+    out!("{md}");
+    outln!(
         "wrote {} in {:.0} s",
         out.join("approval.toml").display(),
         started.elapsed().as_secs_f64()

@@ -5,6 +5,32 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+/// `println!` for the command's results: where the reader of stdout has
+/// gone (`selfheal run ... | head`), the rest of the output is dropped
+/// and the command goes on to write its files and exit as it would,
+/// instead of panicking with a backtrace halfway.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        panic!("failed printing to stdout: {e}");
+    }
+}
+
+/// `print!` as [`outln!`] is `println!`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod evals;
 mod lab;
@@ -44,8 +70,8 @@ fn real_main() -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let output = selfheal::sim::run(&sc)?;
             let wall = started.elapsed();
-            print!("{}", output.summary_text());
-            println!(
+            out!("{}", output.summary_text());
+            outln!(
                 "wall time   {:.3} s ({:.1} M events/s)",
                 wall.as_secs_f64(),
                 output.summary.events as f64 / wall.as_secs_f64() / 1e6
@@ -54,7 +80,7 @@ fn real_main() -> anyhow::Result<()> {
                 output
                     .write_dir(&dir)
                     .with_context(|| format!("writing results to {}", dir.display()))?;
-                println!("wrote       {}", dir.display());
+                outln!("wrote       {}", dir.display());
             }
         }
         Cmd::Demo { suite, out } => lab::sweep(&suite, Some(out), None)?,
@@ -115,7 +141,7 @@ fn real_main() -> anyhow::Result<()> {
         } => predictor::calibrate(&model, &data, false_alarms)?,
         Cmd::ExportFused { model } => {
             let path = selfheal::train::store::export_fused(&model)?;
-            println!("wrote {}", path.display());
+            outln!("wrote {}", path.display());
         }
         Cmd::Validate {
             model,
@@ -255,7 +281,7 @@ fn real_main() -> anyhow::Result<()> {
             let mut failed = 0;
             for path in &scenarios {
                 match selfheal::scenario::load_file(path) {
-                    Ok(sc) => println!("ok      {} ({})", path.display(), sc.spec.name),
+                    Ok(sc) => outln!("ok      {} ({})", path.display(), sc.spec.name),
                     Err(e) => {
                         failed += 1;
                         eprintln!("invalid {e}");
@@ -323,14 +349,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         );
     }
-    println!(
+    outln!(
         "serving {} ({} s simulated at {speed}x): metrics at http://{}/metrics, the Kubernetes API at http://{}; Ctrl-C stops",
-        loaded.spec.name, loaded.spec.duration_s, served.addr, served.addr
+        loaded.spec.name,
+        loaded.spec.duration_s,
+        served.addr,
+        served.addr
     );
     if let Some(file) = kubeconfig {
         std::fs::write(&file, served.kubeconfig())
             .with_context(|| format!("writing {}", file.display()))?;
-        println!(
+        outln!(
             "kubeconfig: {} (KUBECONFIG={} kubectl get deployments,pods)",
             file.display(),
             file.display()
@@ -341,7 +370,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let (t, finished) = served.progress();
         if finished && !reported {
-            println!(
+            outln!(
                 "the scenario ended at {:.0} s; still serving its last state",
                 t.as_secs_f64()
             );

@@ -41,7 +41,7 @@ pub fn generate_traces(
     let ds = traces::generate(cfg, scenarios_dir, &tick)?;
     dataset::save(&ds, out)?;
     let labelled = ds.sample_ends(1).len();
-    println!(
+    outln!(
         "wrote {} ({} rows, {} labelled windows) and {} in {:.1} s",
         out.display(),
         ds.rows.len(),
@@ -61,12 +61,16 @@ pub fn print_label_table(ds: &traces::Dataset) {
         let key = r.fault.map_or("none", |f| f.as_str());
         table.entry(key).or_default()[r.label.expect("labelled") as usize] += 1;
     }
-    println!(
+    outln!(
         "{:<20} {:>9} {:>9} {:>9} {:>9}",
-        "fault", "healthy", "degraded", "unhealthy", "critical"
+        "fault",
+        "healthy",
+        "degraded",
+        "unhealthy",
+        "critical"
     );
     for (k, c) in &table {
-        println!("{k:<20} {:>9} {:>9} {:>9} {:>9}", c[0], c[1], c[2], c[3]);
+        outln!("{k:<20} {:>9} {:>9} {:>9} {:>9}", c[0], c[1], c[2], c[3]);
     }
 }
 
@@ -94,7 +98,7 @@ pub fn train(
     out: &Path,
     command: String,
 ) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "{}: {} runs, {} rows, controller {}",
         data.display(),
         ds.runs.len(),
@@ -119,13 +123,13 @@ pub fn train(
         alarm_threshold: selfheal::train::validate::calibrate_trained(&ds, &t, cfg.net.window, 2)
             as f32,
     };
-    println!(
+    outln!(
         "alarm threshold {:.3} ({} false alarms per service-hour on the validation runs)",
         meta.alarm_threshold,
         selfheal::train::validate::CALIBRATION_FALSE_ALARMS
     );
     store::save(out, &t, cfg, &meta)?;
-    println!(
+    outln!(
         "best epoch {} (validation loss {:.4}); wrote {}",
         t.best_epoch,
         t.history[t.best_epoch - 1].val_loss,
@@ -145,7 +149,7 @@ fn heldout(
         && let Ok(ds) = dataset::load(path)
         && ds.config == *cfg
     {
-        println!("reusing {}", path.display());
+        outln!("reusing {}", path.display());
         return Ok(ds);
     }
     generate_traces(cfg, scenarios, path)
@@ -230,7 +234,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     for (key, title, ds) in &sets {
         let t0 = std::time::Instant::now();
         let scored = v::score_dataset(ds, &model, &pcfg, Some(&forest), a.stride);
-        println!(
+        outln!(
             "scored {} windows of {title} in {:.1} s",
             scored.len(),
             t0.elapsed().as_secs_f64()
@@ -263,14 +267,14 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         let mut bar = super::progress::Epochs::new(a.leave_one_out_epochs);
         md.push_str(&validation_report::leave_one_out(
             &l,
-            &|line| println!("{line}"),
+            &|line| outln!("{line}"),
             &mut bar,
         ));
     }
     let path = a.out.join("validation.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
-    print!("{md}");
-    println!("wrote {}", path.display());
+    out!("{md}");
+    outln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -282,7 +286,7 @@ fn fit_forest(
     path: &Path,
 ) -> selfheal::train::validate::Forest {
     let started = std::time::Instant::now();
-    println!("fitting the forest baseline on {}", path.display());
+    outln!("fitting the forest baseline on {}", path.display());
     let forest = selfheal::train::validate::Forest::fit(
         train,
         &bundle.normaliser,
@@ -290,7 +294,7 @@ fn fit_forest(
         20_000,
         bundle.meta.dataset_config.seed,
     );
-    println!("  {:.1} s", started.elapsed().as_secs_f64());
+    outln!("  {:.1} s", started.elapsed().as_secs_f64());
     forest
 }
 
@@ -318,7 +322,7 @@ fn interval_section(
         let t0 = std::time::Instant::now();
         let scored =
             selfheal::train::validate::score_dataset(&ds, model, pcfg, Some(forest), stride);
-        println!(
+        outln!(
             "scored {} windows of the runs scraped every {interval} s in {:.1} s",
             scored.len(),
             t0.elapsed().as_secs_f64()
@@ -342,7 +346,7 @@ pub fn calibrate(model: &Path, data: &Path, false_alarms: f64) -> anyhow::Result
     let (_, val_runs) =
         trainer::split_runs(&ds, bundle.config.validation_fraction, bundle.config.seed);
     let th = v::calibrate_on_validation(&ds, &val_runs, &bundle.model(), false_alarms, 2);
-    println!(
+    outln!(
         "{}: alarm threshold {:.3} -> {th:.3} ({false_alarms} false alarms per service-hour on {} validation runs)",
         model.display(),
         bundle.meta.alarm_threshold,
@@ -377,7 +381,7 @@ pub fn backtest(
     }
     std::fs::write(out, backtest::csv(&results))
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    outln!(
         "{} services, {scrapes} scrapes in {:.1} s; model {} (time base {} s, window {} s); wrote {}",
         results.len(),
         started.elapsed().as_secs_f64(),
@@ -387,7 +391,7 @@ pub fn backtest(
         out.display()
     );
     for b in &results {
-        println!("  {}: SLO latency {:.1} ms", b.service, b.slo_latency_ms);
+        outln!("  {}: SLO latency {:.1} ms", b.service, b.slo_latency_ms);
     }
     if let Some(path) = faults {
         let list = selfheal::eval::incidents::FaultList::read(path)?;
@@ -402,8 +406,8 @@ pub fn backtest(
         );
         let md_path = out.with_extension("md");
         std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-        print!("{md}");
-        println!("wrote {}", md_path.display());
+        out!("{md}");
+        outln!("wrote {}", md_path.display());
     }
     Ok(())
 }
@@ -427,7 +431,7 @@ pub fn import_nezha(dir: &Path, out: &Path) -> anyhow::Result<()> {
         let path = out.join(name);
         std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!(
+    outln!(
         "wrote {} services' recordings, edges.csv and deployments.json to {}",
         services.len(),
         out.display()

@@ -60,7 +60,7 @@ impl Progress for Epochs {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        println!(
+        outln!(
             "epoch {:>2}: train loss {:.4} acc {:.1}% | validation loss {:.4} acc {:.1}% | {:.0} s{}",
             s.epoch,
             s.train_loss,

@@ -51,13 +51,13 @@ pub fn build(
     // The file must load back as it will be used.
     selfheal::scenario::load_file(&path)?;
     for (round, (p50, p99)) in t.calibration.iter().enumerate() {
-        println!(
+        outln!(
             "calibration round {round}: median |p50 error| {:.1} %, |p99 error| {:.1} %",
             100.0 * p50,
             100.0 * p99
         );
     }
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -80,7 +80,7 @@ pub fn fidelity(
     let path = out.join("fidelity.md");
     write(&path, &md)?;
     twin::fidelity::charts(out, &f)?;
-    print!("{md}");
-    println!("wrote {} and a chart per service", path.display());
+    out!("{md}");
+    outln!("wrote {} and a chart per service", path.display());
     Ok(())
 }
