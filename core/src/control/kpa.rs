@@ -137,7 +137,8 @@ impl KpaConfig {
         self.target.or_else(|| self.targets.get(service).copied())
     }
 
-    /// The decider's inputs for a service with this `containerConcurrency`.
+    /// The decider's inputs for a service with this `containerConcurrency`
+    /// and target annotation.
     pub fn decider_spec(&self, container_concurrency: u32, annotation: Option<f64>) -> DeciderSpec {
         let (target_value, total_value) = self.resolve_target(container_concurrency, annotation);
         DeciderSpec {
