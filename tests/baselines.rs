@@ -331,3 +331,26 @@ fn knative_container_concurrency_is_the_pods_capacity_in_requests() {
     s.services[0].max_connections = 4;
     assert_eq!(cc(&s)["frontend"], 4);
 }
+
+#[test]
+fn knative_rps_target_is_what_a_pod_serves_with_its_cpu_busy() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
+    let mut s = selfheal::scenario::load_file(&p).unwrap().spec;
+    // One core: frontend 4 ms of CPU per request serves 250 per second
+    // whatever it waits on; catalog 6 ms, 166.7; two cores, twice that.
+    let rps = |s: &selfheal::scenario::Scenario| {
+        selfheal::sim::controllers::KnativeSizing::of(s).rps_target
+    };
+    let got = rps(&s);
+    assert_eq!(got["frontend"], 250.0);
+    assert!((got["catalog"] - 1000.0 / 6.0).abs() < 1e-9);
+    s.services[0].cpu_limit = 2.0;
+    assert_eq!(rps(&s)["frontend"], 500.0);
+    // Under kpa:rps the decider aims at 70 % of it.
+    let spec = selfheal::control::kpa::KpaConfig {
+        metric: selfheal::control::kpa::KpaMetric::Rps,
+        ..Default::default()
+    }
+    .decider_spec(1, Some(500.0));
+    assert_eq!((spec.target_value, spec.total_value), (350.0, 500.0));
+}

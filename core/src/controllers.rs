@@ -227,9 +227,9 @@ pub fn build_controller(
 
 /// The scaler a controller spec names. KPA reads each service's
 /// `containerConcurrency` and `rps` target from `knative`, else from the
-/// observed `max_connections` and Knative's defaults; selfheal sizing for the SLO reads `slo`;
-/// the selfheal scaler reads the scrape interval and the request rate's
-/// window from `timing`.
+/// observed `max_connections` and Knative's defaults; selfheal sizing for
+/// the SLO reads `slo`; the selfheal scaler reads the scrape interval and
+/// the request rate's window from `timing`.
 pub fn build(
     spec: &ControllerSpec,
     seed: u64,
