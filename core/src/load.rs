@@ -427,16 +427,23 @@ pub struct MissingTrace(pub String);
 /// would compile its curve (same random streams), for the request budget
 /// that `scenario::parse` enforces.
 pub fn peaks(sc: &LoadedScenario) -> Vec<Result<f64, MissingTrace>> {
+    compile_loads(sc)
+        .map(|c| c.map(|c| c.bound(0.0, sc.spec.duration_s)))
+        .collect()
+}
+
+/// Each `[[load]]`'s curve as a run compiles it: over the run and one
+/// second more, from the load's own stream (the scenario's seed,
+/// [`Subsystem::Curves`], the load's index).
+pub fn compile_loads(
+    sc: &LoadedScenario,
+) -> impl Iterator<Item = Result<Curve, MissingTrace>> + '_ {
     let s = &sc.spec;
     let horizon = s.duration_s + 1.0;
-    s.loads
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let mut rng = Stream::new_indexed(s.seed, Subsystem::Curves, i as u64);
-            compile_curve(&l.curve, sc, horizon, &mut rng).map(|c| c.bound(0.0, s.duration_s))
-        })
-        .collect()
+    s.loads.iter().enumerate().map(move |(i, l)| {
+        let mut rng = Stream::new_indexed(s.seed, Subsystem::Curves, i as u64);
+        compile_curve(&l.curve, sc, horizon, &mut rng)
+    })
 }
 
 pub fn compile_curve(

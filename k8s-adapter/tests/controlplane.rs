@@ -1160,17 +1160,9 @@ fn replay_on(
             )
         })
         .collect();
-    let horizon = loaded.spec.duration_s + 1.0;
-    let offered = (loaded.spec.loads.iter().enumerate())
-        .map(|(i, l)| {
-            let mut rng = selfheal::rng::Stream::new_indexed(
-                loaded.spec.seed,
-                selfheal::rng::Subsystem::Curves,
-                i as u64,
-            );
-            selfheal_core::load::compile_curve(&l.curve, &loaded, horizon, &mut rng).unwrap()
-        })
-        .collect();
+    let offered = selfheal_core::load::compile_loads(&loaded)
+        .collect::<Result<_, _>>()
+        .unwrap();
     let replayed = Replayed {
         offered,
         commands,

@@ -315,12 +315,14 @@ impl Simulation {
                 ));
             }
         }
-        let horizon = s.duration_s + 1.0;
         let mut loads = Vec::new();
-        for (i, l) in s.loads.iter().enumerate() {
-            let mut curve_rng = Stream::new_indexed(seed, Subsystem::Curves, i as u64);
-            let curve = super::load::compile_curve(&l.curve, sc, horizon, &mut curve_rng)
-                .map_err(|e| BuildError::MissingTrace { load: i, file: e.0 })?;
+        for ((i, l), curve) in s
+            .loads
+            .iter()
+            .enumerate()
+            .zip(super::load::compile_loads(sc))
+        {
+            let curve = curve.map_err(|e| BuildError::MissingTrace { load: i, file: e.0 })?;
             let edge = edges.len() as u32;
             edges.push(new_edge(
                 None,
