@@ -1037,11 +1037,27 @@ struct Replayed {
     /// The scenario's offered load, requests per simulated second at an
     /// instant: both replays of a scenario see the same curve.
     offered: Vec<selfheal_core::load::Curve>,
+    /// Each service's replicas before the first scale command.
+    initial: Vec<(String, u32)>,
 }
 
 impl Replayed {
     fn offered_at(&self, t: f64) -> f64 {
         self.offered.iter().map(|c| c.rate(t)).sum()
+    }
+
+    /// The replicas the replay had asked `service` for at replay second `t`.
+    fn replicas_at(&self, service: &str, t: f64) -> u32 {
+        let initial = self
+            .initial
+            .iter()
+            .find(|(name, _)| name == service)
+            .map(|(_, n)| *n)
+            .unwrap_or_else(|| panic!("{service} is not in the scenario"));
+        scales(self)
+            .iter()
+            .rfind(|(at, svc, _)| svc == service && *at <= t)
+            .map_or(initial, |(_, _, n)| n.parse().unwrap())
     }
 }
 
@@ -1163,8 +1179,15 @@ fn replay_on(
     let offered = selfheal_core::load::compile_loads(&loaded)
         .collect::<Result<_, _>>()
         .unwrap();
+    let initial = loaded
+        .spec
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas))
+        .collect();
     let replayed = Replayed {
         offered,
+        initial,
         commands,
         verdict: std::fs::read_to_string(out.join("verdict.toml"))
             .ok()
@@ -1240,9 +1263,12 @@ fn replays_against_the_control_plane_match_the_replays_against_serve() {
     );
     assert_eq!(vc.passed, vs.passed, "{}\n{}", on_cluster.log, on_serve.log);
     assert_eq!(vc.healing_actions, vs.healing_actions);
+    // The healing commands (everything but scaling) in the same order;
+    // scaling is compared by `same_scales`.
     let kinds = |r: &Replayed| {
         r.commands
             .iter()
+            .filter(|c| c.1 != "scale")
             .map(|c| (c.1.clone(), c.2.clone()))
             .collect::<Vec<_>>()
     };
@@ -1273,36 +1299,95 @@ against serve: {:?}",
     same_scales(&on_cluster, &on_serve);
 }
 
-/// The same scale commands (service and replicas) in the same order, each
-/// within 30 replay seconds (two of the HPA rule's 15 s periods) of the
-/// other's, or within 120 s where the offered load moved less than the
-/// HPA's 10 % tolerance between the two instants. The two replays measure the same
-/// load through different paths (the follower's pods or the served ones,
-/// scraped at wall-clock instants), and on a slow ramp a utilisation that
-/// differs inside the tolerance crosses the threshold minutes apart: the
-/// load swing's diurnal curve climbs about 5 % in 45 s around 550 s.
+/// Each replay's scale commands held against the other's replica counts:
+/// every command of one replay (service, replicas, replay second) finds
+/// the other replay asking for that service's replicas within one (or
+/// within the HPA's 10 % tolerance where that is more) at an instant
+/// within 30 replay seconds (two of the HPA rule's 15 s periods) of it, or
+/// within 120 s where the offered load moved less than 10 % between the
+/// two instants. The two replays measure the same load through different
+/// paths (the follower's pods or the served ones, scraped at wall-clock
+/// instants), so neither the count nor the instant is exact: a
+/// utilisation measured at 112 % by one and at 114 % by the other
+/// recommends 8 and 9 of 5 pods (ceil(5 x 1.12 / 0.7) and
+/// ceil(5 x 1.14 / 0.7)), and on a slow ramp a utilisation that differs
+/// inside the tolerance crosses the threshold minutes apart (the load
+/// swing's diurnal curve climbs about 5 % in 45 s around 550 s).
 fn same_scales(a: &Replayed, b: &Replayed) {
-    let (sa, sb) = (scales(a), scales(b));
-    let what = |s: &[(f64, String, String)]| {
-        s.iter()
-            .map(|(_, svc, n)| format!("{svc} {n}"))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        what(&sa),
-        what(&sb),
-        "{}
-{}",
-        a.log,
-        b.log
-    );
-    for (x, y) in sa.iter().zip(&sb) {
-        let (la, lb) = (a.offered_at(x.0), a.offered_at(y.0));
-        let moved = (la - lb).abs() / la.max(lb).max(f64::MIN_POSITIVE);
-        assert!(
-            (x.0 - y.0).abs() <= 30.0 || ((x.0 - y.0).abs() <= 120.0 && moved < 0.1),
-            "{x:?} vs {y:?}: the offered load moved {:.1} % between them",
-            moved * 100.0
-        );
+    for (x, y) in [(a, b), (b, a)] {
+        for (at, service, n) in scales(x) {
+            let n: u32 = n.parse().unwrap();
+            let near = |t: f64| {
+                let (lx, ly) = (x.offered_at(at), x.offered_at(t));
+                let moved = (lx - ly).abs() / lx.max(ly).max(f64::MIN_POSITIVE);
+                (at - t).abs() <= 30.0 || ((at - t).abs() <= 120.0 && moved < 0.1)
+            };
+            let close = |m: u32| {
+                let (lo, hi) = (n.min(m), n.max(m));
+                hi - lo <= 1 || f64::from(hi - lo) <= 0.1 * f64::from(hi)
+            };
+            let mut seen: Vec<u32> = (-120..=120)
+                .map(|d| at + f64::from(d))
+                .filter(|&t| t >= 0.0 && near(t))
+                .map(|t| y.replicas_at(&service, t))
+                .collect();
+            seen.dedup();
+            assert!(
+                seen.iter().any(|&m| close(m)),
+                "{service} scaled to {n} at {at:.0} s in one replay; the other asked for {seen:?} around it\n{}\n{}",
+                a.log,
+                b.log
+            );
+        }
     }
+}
+
+/// A replay of one `api` service of 5 pods scaling as `scales` says
+/// (replay second, replicas), under no offered load.
+fn scaled(scales: &[(f64, u32)]) -> Replayed {
+    Replayed {
+        log: String::new(),
+        commands: scales
+            .iter()
+            .map(|(t, n)| (*t, "scale".into(), "api".into(), n.to_string()))
+            .collect(),
+        verdict: None,
+        followed: String::new(),
+        offered: Vec::new(),
+        initial: vec![("api".into(), 5)],
+    }
+}
+
+#[test]
+fn scales_one_replica_and_a_period_apart_are_the_same() {
+    // The CI run that found the comparison too strict: 112 % and 114 % of
+    // the request measured through the two paths.
+    same_scales(&scaled(&[(0.0008, 8)]), &scaled(&[(0.0004, 9)]));
+    same_scales(
+        &scaled(&[(100.0, 8), (400.0, 3)]),
+        &scaled(&[(125.0, 8), (380.0, 2)]),
+    );
+}
+
+#[test]
+#[should_panic(expected = "api scaled to 9")]
+fn a_scale_the_other_replay_never_made_differs() {
+    same_scales(&scaled(&[(0.0, 9)]), &scaled(&[]));
+}
+
+#[test]
+#[should_panic(expected = "api scaled to 3")]
+fn a_scale_minutes_later_under_a_moving_load_differs() {
+    let mut late = scaled(&[(100.0, 8), (500.0, 3)]);
+    late.offered = vec![selfheal_core::load::Curve::Ramp {
+        from: 10.0,
+        to: 1000.0,
+        start: 0.0,
+        end: 1000.0,
+    }];
+    let early = Replayed {
+        offered: late.offered.clone(),
+        ..scaled(&[(100.0, 8), (300.0, 3)])
+    };
+    same_scales(&late, &early);
 }
