@@ -1054,10 +1054,10 @@ impl Replayed {
             .find(|(name, _)| name == service)
             .map(|(_, n)| *n)
             .unwrap_or_else(|| panic!("{service} is not in the scenario"));
-        scales(self)
+        self.commands
             .iter()
-            .rfind(|(at, svc, _)| svc == service && *at <= t)
-            .map_or(initial, |(_, _, n)| n.parse().unwrap())
+            .rfind(|(at, kind, svc, _)| kind == "scale" && svc == service && *at <= t)
+            .map_or(initial, |(_, _, _, n)| n.parse().unwrap())
     }
 }
 
@@ -1317,8 +1317,9 @@ fn same_scales(a: &Replayed, b: &Replayed) {
     for (x, y) in [(a, b), (b, a)] {
         for (at, service, n) in scales(x) {
             let n: u32 = n.parse().unwrap();
+            let lx = x.offered_at(at);
             let near = |t: f64| {
-                let (lx, ly) = (x.offered_at(at), x.offered_at(t));
+                let ly = x.offered_at(t);
                 let moved = (lx - ly).abs() / lx.max(ly).max(f64::MIN_POSITIVE);
                 (at - t).abs() <= 30.0 || ((at - t).abs() <= 120.0 && moved < 0.1)
             };
