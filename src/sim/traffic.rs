@@ -53,6 +53,10 @@ impl Simulation {
         self.schedule_root_arrival(load);
     }
 
+    // Per request. The hints keep this and `next_from_queue` inlined however
+    // the crate's codegen units fall: a change of build profile once left
+    // both out of line, 2 % more instructions in the engine's callgrind case.
+    #[inline]
     fn new_call(&mut self, edge: u32, parent: u32, key: u64, call_salt: u64, call_start: Time) {
         let r = self.requests.alloc(Request {
             epoch: 0,
@@ -453,6 +457,7 @@ impl Simulation {
     }
 
     /// A freed slot takes the pod's next queued request, or the service's.
+    #[inline(always)]
     fn next_from_queue(&mut self, pod: u32) {
         let p = &mut self.pods[pod as usize];
         let svc = p.service;
