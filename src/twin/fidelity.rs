@@ -52,6 +52,15 @@ pub struct ServiceFidelity {
     /// the load can predict.
     pub cpu_flat_mape: f64,
     pub p99_flat_mape: f64,
+    /// The MAPE of a flat line at the level the twin is built to match,
+    /// chosen with hindsight: the recorded mean for CPU (work adds up, so
+    /// a twin reproduces mean cores) and the recorded median for p99 (the
+    /// calibration's target). Where the load explains none of the
+    /// scrape-to-scrape variation, a twin that matched that level exactly
+    /// scores this, not the best flat line, which MAPE puts below the
+    /// level (it favours the low values).
+    pub cpu_level_mape: f64,
+    pub p99_level_mape: f64,
     /// Mean absolute difference of the failed share (not a percentage:
     /// error rates near zero make one meaningless).
     pub error_mae: f64,
@@ -206,6 +215,8 @@ pub(crate) fn compare(
             p99_bias: bias(&series.p99_ms),
             cpu_flat_mape: flat_line_mape(&series.cores),
             p99_flat_mape: flat_line_mape(&series.p99_ms),
+            cpu_level_mape: flat_at_mape(&series.cores, |r| mean_of(r)),
+            p99_level_mape: flat_at_mape(&series.p99_ms, median),
             rate_mape: mape(&series.rate),
             p50_mape: mape(&series.p50_ms),
             p99_mape: mape(&series.p99_ms),
@@ -272,23 +283,47 @@ pub fn mape(pairs: &[(f64, f64)]) -> f64 {
     }
 }
 
+/// The recorded values (the first of each pair) where the twin measured
+/// too and the value is positive: those [`mape`] counts.
+fn counted(pairs: &[(f64, f64)]) -> Vec<f64> {
+    pairs
+        .iter()
+        .filter(|(r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
+        .map(|p| p.0)
+        .collect()
+}
+
 /// The lowest MAPE a constant reaches against the recorded values (the
 /// first of each pair) where the twin measured too, as [`mape`] counts
 /// them: the constant is their median weighted by 1 / value, which
 /// minimises the sum of |c - r| / r. NaN without a value.
 pub fn flat_line_mape(pairs: &[(f64, f64)]) -> f64 {
-    let mut r: Vec<f64> = pairs
-        .iter()
-        .filter(|(r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
-        .map(|p| p.0)
-        .collect();
-    r.sort_by(f64::total_cmp);
-    let total: f64 = r.iter().map(|v| 1.0 / v).sum();
-    let mut seen = 0.0;
-    let Some(&c) = r.iter().find(|v| {
-        seen += 1.0 / *v;
-        seen >= 0.5 * total
-    }) else {
+    flat_at_mape(pairs, |r| {
+        r.sort_by(f64::total_cmp);
+        let total: f64 = r.iter().map(|v| 1.0 / v).sum();
+        let mut seen = 0.0;
+        r.iter()
+            .find(|v| {
+                seen += 1.0 / *v;
+                seen >= 0.5 * total
+            })
+            .copied()
+    })
+}
+
+/// The arithmetic mean, in the shape [`flat_at_mape`] takes a level.
+fn mean_of(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The MAPE of the constant `level` picks from the recorded values that
+/// [`mape`] counts (never empty when it is called); NaN without one.
+pub fn flat_at_mape(pairs: &[(f64, f64)], level: fn(&mut Vec<f64>) -> Option<f64>) -> f64 {
+    let mut r = counted(pairs);
+    if r.is_empty() {
+        return f64::NAN;
+    }
+    let Some(c) = level(&mut r) else {
         return f64::NAN;
     };
     mape(&r.iter().map(|&v| (v, c)).collect::<Vec<_>>())
@@ -329,7 +364,7 @@ fn pct(v: f64) -> String {
 /// The report as Markdown: one row per service, then the medians.
 pub fn render(f: &Fidelity, title: &str) -> String {
     let mut md = format!(
-        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin ({}); per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded | CPU, best flat line | p99, best flat line |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "# {title}\n\nThe recorded load of {}..{} s replayed through the twin ({}); per service the mean absolute percentage error against the recording, scrape by scrape after one rate window of warm-up.\n\n| service | scrapes | CPU | request rate | p50 | p99 | error rate (abs. diff.) | p99 median recorded / twin (ms) | mean CPU, twin vs recorded | mean p99, twin vs recorded | CPU, best flat line | p99, best flat line | CPU, flat at the recorded mean | p99, flat at the recorded median |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         f.window.0,
         f.window.1,
         match f.runs {
@@ -340,7 +375,7 @@ pub fn render(f: &Fidelity, title: &str) -> String {
     for s in &f.services {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.4} | {:.1} / {:.1} | {} | {} | {} | {} | {} | {} |",
             s.service,
             s.series.t.len(),
             pct(s.cpu_mape),
@@ -353,12 +388,14 @@ pub fn render(f: &Fidelity, title: &str) -> String {
             signed_pct(s.cpu_bias),
             signed_pct(s.p99_bias),
             pct(s.cpu_flat_mape),
-            pct(s.p99_flat_mape)
+            pct(s.p99_flat_mape),
+            pct(s.cpu_level_mape),
+            pct(s.p99_level_mape)
         );
     }
     let _ = writeln!(
         md,
-        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}; of the means' errors, absolute: CPU {}, p99 {}. For scale, the best flat line through each recorded series, chosen with hindsight, scores CPU {}, p99 {}: the recording varies that much from scrape to scrape around its level.",
+        "\nMedian over services: CPU {}, request rate {}, p50 {}, p99 {}; of the means' errors, absolute: CPU {}, p99 {}. For scale, the best flat line through each recorded series, chosen with hindsight, scores CPU {}, p99 {}: the recording varies that much from scrape to scrape around its level. A flat line at the level the twin is built to match (the recorded mean CPU, the recorded median p99), also chosen with hindsight, scores CPU {}, p99 {}: where the load explains none of that variation, the best a twin can do.",
         pct(f.median_of(|s| s.cpu_mape)),
         pct(f.median_of(|s| s.rate_mape)),
         pct(f.median_of(|s| s.p50_mape)),
@@ -366,7 +403,9 @@ pub fn render(f: &Fidelity, title: &str) -> String {
         pct(f.median_of(|s| s.cpu_bias.abs())),
         pct(f.median_of(|s| s.p99_bias.abs())),
         pct(f.median_of(|s| s.cpu_flat_mape)),
-        pct(f.median_of(|s| s.p99_flat_mape))
+        pct(f.median_of(|s| s.p99_flat_mape)),
+        pct(f.median_of(|s| s.cpu_level_mape)),
+        pct(f.median_of(|s| s.p99_level_mape))
     );
     md
 }
@@ -419,5 +458,22 @@ mod tests {
         let pairs = [(1.0, 9.0), (2.0, 9.0), (4.0, 9.0), (8.0, f64::NAN)];
         assert!((flat_line_mape(&pairs) - 1.25 / 3.0).abs() < 1e-12);
         assert!(flat_line_mape(&[]).is_nan());
+    }
+
+    #[test]
+    fn a_flat_line_at_a_chosen_level_counts_what_mape_counts() {
+        // The mean of 1, 2 and 4 (7/3) scores (4/3 + 1/6 + 5/12) / 3; the
+        // uncounted pairs (no twin value, a zero) change nothing.
+        let pairs = [
+            (1.0, 9.0),
+            (2.0, 9.0),
+            (4.0, 9.0),
+            (8.0, f64::NAN),
+            (0.0, 1.0),
+        ];
+        let mean = flat_at_mape(&pairs, |r| mean_of(r));
+        assert!((mean - (4.0 / 3.0 + 1.0 / 6.0 + 5.0 / 12.0) / 3.0).abs() < 1e-12);
+        assert!(flat_at_mape(&pairs, median) > flat_line_mape(&pairs));
+        assert!(flat_at_mape(&[], median).is_nan());
     }
 }
