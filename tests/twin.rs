@@ -200,7 +200,10 @@ fn a_recording_without_its_metrics_names_the_directory() {
     .unwrap();
     std::fs::write(dir.join("edges.csv"), "t_s,edge\n").unwrap();
     let err = Recording::read(&dir).unwrap_err().to_string();
-    assert!(err.contains("edges.csv:1:"), "{err}");
+    assert!(
+        err.contains("edges.csv: line 1: expected the header"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -234,7 +234,7 @@ pub fn score_dataset(
                 // The row's CPU, memory, rate, errors and p99
                 // (`scrape_row`'s columns), in `RECORDING_SCALES`' order.
                 let x = |k: usize| r.features[k] as f64;
-                let (departed, _, _) = departure.update(now, &[x(0), x(1), x(2), x(3), x(5)]);
+                let (departed, _, _) = departure.update(now, &[x(0), x(1), x(2), x(3), x(5)], &[]);
                 let k = i - a;
                 // The window fills in seconds; `predict` says when.
                 if !(k + 1)

@@ -9,26 +9,15 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::TwinError;
+use crate::ResourceError;
 use crate::eval::FileError;
 use crate::eval::median;
 use crate::quantity;
 use crate::scenario::{IntOrPercent, ProbeSpec, RollingUpdateSpec};
 use crate::train::recorded::{self, ServiceRecording};
-use crate::{CsvError, ResourceError};
 
 pub use crate::metrics::EDGES_CSV_HEADER;
-
-/// One call edge's scrapes; an empty cell is NaN (not measured).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EdgeSeries {
-    pub caller: String,
-    pub callee: String,
-    pub t: Vec<f64>,
-    pub request_rate: Vec<f64>,
-    pub error_rate: Vec<f64>,
-    pub latency_p50_ms: Vec<f64>,
-    pub latency_p99_ms: Vec<f64>,
-}
+pub use crate::train::recorded::EdgeSeries;
 
 /// What a Deployment says about its pods; `None` where it says nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -59,18 +48,7 @@ impl Recording {
     /// the edges into it at that time (within half a scrape).
     pub fn read(dir: &Path) -> Result<Recording, TwinError> {
         let services = recorded::read_dir(dir)?;
-        let parse_error = |path: &Path, line: usize, message: String| FileError::Parse {
-            path: path.to_owned(),
-            line,
-            message,
-        };
-        let edges_path = dir.join("edges.csv");
-        let edges = match read_optional(&edges_path)? {
-            None => Vec::new(),
-            Some(text) => {
-                parse_edges_csv(&text).map_err(|e| parse_error(&edges_path, e.line, e.message))?
-            }
-        };
+        let edges = recorded::read_edges(dir)?;
         let deployments_path = dir.join("deployments.json");
         let shapes = match read_optional(&deployments_path)? {
             None => BTreeMap::new(),
@@ -152,82 +130,6 @@ fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
             source,
         }),
     }
-}
-
-/// Reads [`EDGES_CSV_HEADER`] rows into one series per edge.
-pub fn parse_edges_csv(text: &str) -> Result<Vec<EdgeSeries>, CsvError> {
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim() == EDGES_CSV_HEADER => {}
-        _ => {
-            return Err(CsvError::new(
-                1,
-                format!("expected the header `{EDGES_CSV_HEADER}`"),
-            ));
-        }
-    }
-    let names: Vec<&str> = EDGES_CSV_HEADER.split(',').collect();
-    let mut by_edge: BTreeMap<(String, String), EdgeSeries> = BTreeMap::new();
-    for (i, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
-        let line_no = i + 1;
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != names.len() {
-            return Err(CsvError::new(
-                line_no,
-                format!("{} fields, expected {}", f.len(), names.len()),
-            ));
-        }
-        let Some((caller, callee)) = crate::scenario::edge_ends(f[1]) else {
-            return Err(CsvError::field(
-                line_no,
-                "edge",
-                format!("{:?} is not `caller->callee`", f[1]),
-            ));
-        };
-        if caller == "client" {
-            continue;
-        }
-        let num = |k: usize| -> Result<f64, CsvError> {
-            if f[k].is_empty() {
-                return Ok(f64::NAN);
-            }
-            match f[k].parse::<f64>() {
-                Ok(v) if v >= 0.0 || v.is_nan() => Ok(v),
-                Ok(v) => Err(CsvError::field(
-                    line_no,
-                    names[k],
-                    format!("{v} is negative"),
-                )),
-                Err(e) => Err(CsvError::field(
-                    line_no,
-                    names[k],
-                    format!("{:?}: {e}", f[k]),
-                )),
-            }
-        };
-        let t = num(0)?;
-        let (rate, err, p50, p99) = (num(2)?, num(3)?, num(4)?, num(5)?);
-        let e = by_edge
-            .entry((caller.to_owned(), callee.to_owned()))
-            .or_insert_with(|| EdgeSeries {
-                caller: caller.to_owned(),
-                callee: callee.to_owned(),
-                ..Default::default()
-            });
-        if e.t.last().is_some_and(|&last| t <= last) {
-            return Err(CsvError::field(
-                line_no,
-                "t_s",
-                format!("{t} does not follow {caller}->{callee}'s last scrape"),
-            ));
-        }
-        e.t.push(t);
-        e.request_rate.push(rate);
-        e.error_rate.push(err);
-        e.latency_p50_ms.push(p50);
-        e.latency_p99_ms.push(p99);
-    }
-    Ok(by_edge.into_values().collect())
 }
 
 /// Why `deployments.json` was refused.
@@ -371,23 +273,5 @@ mod tests {
             bad.unwrap_err().to_string(),
             "items[0].resources.limits.cpu: \"lots\" is not a quantity"
         );
-    }
-
-    #[test]
-    fn edges_group_by_caller_and_callee_and_skip_the_client() {
-        let edges = parse_edges_csv(&format!(
-            "{EDGES_CSV_HEADER}\n0,a->b,10,0,5,9\n0,client->a,10,0,7,12\n5,a->b,12,,6,10\n"
-        ))
-        .unwrap();
-        assert_eq!(edges.len(), 1);
-        assert_eq!(
-            (edges[0].caller.as_str(), edges[0].callee.as_str()),
-            ("a", "b")
-        );
-        assert_eq!(edges[0].request_rate, vec![10.0, 12.0]);
-        assert!(edges[0].error_rate[1].is_nan());
-        let err = parse_edges_csv(&format!("{EDGES_CSV_HEADER}\n0,ab,1,0,1,1\n")).unwrap_err();
-        assert_eq!(err.line, 2);
-        assert!(err.message.contains("`edge`"), "{err}");
     }
 }

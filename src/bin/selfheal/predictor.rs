@@ -368,13 +368,14 @@ pub fn backtest(
     use selfheal::eval::backtest;
     let bundle = store::load(model_dir)?;
     let recordings = selfheal::train::recorded::read_dir(recorded)?;
+    let edges = selfheal::train::recorded::read_edges(recorded)?;
     let cfg = backtest::BacktestConfig::of(&bundle, slo_latency_ms);
     let forest = match forest_data {
         Some(path) => Some(fit_forest(&bundle, &dataset::load(path)?, path)),
         None => None,
     };
     let started = std::time::Instant::now();
-    let results = backtest::run(&bundle.model(), &cfg, &recordings, forest.as_ref());
+    let results = backtest::run(&bundle.model(), &cfg, &recordings, &edges, forest.as_ref());
     let scrapes: usize = results.iter().map(|b| b.scrapes.len()).sum();
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
