@@ -121,7 +121,7 @@ fn the_incident_day_through_the_backtest() {
         vec![
             ("lstm", 6, 73, Some(5)),
             ("thresholds", 12, 93, Some(11)),
-            ("anomaly", 13, 5, Some(12)),
+            ("anomaly", 16, 5, Some(15)),
             ("pattern", 9, 0, None),
             ("persistence", 14, 93, None),
             ("departure", 24, 3, Some(24)),
@@ -349,7 +349,7 @@ fn the_departure_score_on_the_half_of_the_day_it_was_not_tuned_on() {
         vec![
             ("lstm", 4, 37, 35.0),
             ("thresholds", 8, 53, 35.0),
-            ("anomaly", 7, 2, 35.0),
+            ("anomaly", 8, 2, 35.0),
             ("pattern", 5, 0, 35.0),
             ("persistence", 8, 53, 35.0),
             ("departure", 11, 1, 35.0),
@@ -360,7 +360,7 @@ fn the_departure_score_on_the_half_of_the_day_it_was_not_tuned_on() {
         vec![
             ("lstm", 2, 39, 34.8),
             ("thresholds", 4, 40, 34.8),
-            ("anomaly", 6, 3, 34.8),
+            ("anomaly", 8, 3, 34.8),
             ("pattern", 4, 0, 34.8),
             ("persistence", 6, 40, 34.8),
             ("departure", 13, 2, 34.8),

@@ -112,7 +112,10 @@ fn the_detector_scores_as_recorded_on_the_aws_files() {
 
 /// The same detector and threshold on a real cluster's recorded day
 /// (60 s scrapes), pinned: faults caught within 5 minutes and false alarm
-/// episodes in the fault-free hours.
+/// episodes in the fault-free hours. The calls into each service (the
+/// per-edge latencies of `metric/source_50.csv`, as every caller sees
+/// them) are the first to cross on four network delays; without them 17
+/// faults are caught, at the same false alarms.
 #[test]
 fn the_detector_on_the_recorded_incident_day() {
     let dir =
@@ -122,7 +125,13 @@ fn the_detector_on_the_recorded_incident_day() {
         selfheal::control::predictor::patterns::PatternConfig::default().anomaly_threshold;
     let r = selfheal::eval::incidents::evaluate(&dir, &cfg, threshold).unwrap();
     assert_eq!(r.faults.len(), 32);
-    assert_eq!((r.caught(), r.after_warmup()), (17, 31));
+    assert_eq!((r.caught(), r.after_warmup()), (20, 31));
+    let by_calls = r
+        .faults
+        .iter()
+        .filter(|f| f.caught.is_some_and(|c| c.1 == "calls"))
+        .count();
+    assert_eq!(by_calls, 4);
     assert_eq!(r.false_alarm_episodes, 5);
     assert!((r.fault_free_service_hours - 70.0).abs() < 0.1);
 }

@@ -4,7 +4,8 @@
 //!
 //! Per scrape and service the backtest keeps what the predictor says (P(not
 //! healthy), class, failure type, time to failure, recommended action), the
-//! anomaly score of each metric ([`crate::control::anomaly`]), the static
+//! anomaly score of each metric and of the calls into the service
+//! ([`crate::control::anomaly`], [`crate::control::callers`]), the static
 //! thresholds' score and the scrape's health state. Five detectors are
 //! scored the same way:
 //!
@@ -24,8 +25,9 @@
 //! fault-free scrapes ([`FaultList::false_alarms`]).
 
 use crate::control::anomaly::AnomalyDetector;
+use crate::control::callers::EveryCaller;
 use crate::control::departure::{
-    Departure, DepartureConfig, RECORDING_METRICS, RECORDING_SCALES, recording_metric_name,
+    CALLS, Departure, DepartureConfig, RECORDING_METRICS, RECORDING_SCALES, recording_metric_name,
 };
 use crate::control::predictor::patterns::FailureType;
 use crate::control::predictor::{
@@ -34,7 +36,7 @@ use crate::control::predictor::{
 use crate::eval::incidents::FaultList;
 use crate::metrics::ms;
 use crate::time::Time;
-use crate::train::recorded::{EdgeSeries, ServiceRecording, worst_ahead};
+use crate::train::recorded::{CallsInto, EdgeSeries, ServiceRecording, worst_ahead};
 use crate::train::store::ModelBundle;
 use crate::train::traces::HealthConfig;
 use crate::train::validate::{
@@ -64,7 +66,8 @@ pub struct Scrape {
     /// `None` until the network's window has filled (in seconds).
     pub prediction: Option<Prediction>,
     pub pattern: Option<FailureType>,
-    /// The highest anomaly score over the metrics and its metric.
+    /// The highest anomaly score over the metrics and the calls into the
+    /// service, and its metric.
     pub anomaly: (f64, &'static str),
     pub thresholds: f64,
     /// The highest departure score over the metrics, its metric, and
@@ -172,7 +175,9 @@ pub fn run(
                 .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
                 .collect();
             let mut departure = Departure::new(&DepartureConfig::default(), RECORDING_SCALES);
-            let mut calls = CallsInto::new(edges, rec);
+            let scrape_times: Vec<Time> = rec.scrapes.iter().map(|m| m.timestamp).collect();
+            let mut calls = CallsInto::new(edges, &rec.service, &scrape_times);
+            let mut anomaly_calls = EveryCaller::new(AnomalyDetector::new(pcfg.anomaly.clone()));
             let scrapes = rec
                 .scrapes
                 .iter()
@@ -198,8 +203,13 @@ pub fn run(
                             best = (score, name);
                         }
                     }
-                    let (score, metric, starts) =
-                        departure.update(m.timestamp, &values, calls.at(m.timestamp));
+                    let calls_now = calls.at(m.timestamp);
+                    if let Some(score) = anomaly_calls.update(m.timestamp, calls_now)
+                        && score > best.0
+                    {
+                        best = (score, CALLS);
+                    }
+                    let (score, metric, starts) = departure.update(m.timestamp, &values, calls_now);
                     Scrape {
                         at: m.timestamp,
                         prediction,
@@ -220,60 +230,6 @@ pub fn run(
             }
         })
         .collect()
-}
-
-/// The calls into one service, read scrape by scrape: at a scrape, each
-/// caller's latency of its calls (p99, else p50 where the source has only
-/// that) from its edge sample within half a scrape interval, each sample
-/// once; NaN for a caller without a fresh one.
-struct CallsInto<'a> {
-    edges: Vec<&'a EdgeSeries>,
-    /// Per edge, its next sample not yet read.
-    next: Vec<usize>,
-    half_interval_s: f64,
-    values: Vec<(&'a str, f64)>,
-}
-
-impl<'a> CallsInto<'a> {
-    fn new(edges: &'a [EdgeSeries], rec: &ServiceRecording) -> Self {
-        let edges: Vec<&EdgeSeries> = edges.iter().filter(|e| e.callee == rec.service).collect();
-        let mut gaps: Vec<f64> = rec
-            .scrapes
-            .windows(2)
-            .map(|w| (w[1].timestamp - w[0].timestamp).as_secs_f64())
-            .collect();
-        CallsInto {
-            next: vec![0; edges.len()],
-            values: Vec::with_capacity(edges.len()),
-            half_interval_s: 0.5 * crate::eval::median(&mut gaps).unwrap_or(0.0),
-            edges,
-        }
-    }
-
-    fn at(&mut self, now: Time) -> &[(&'a str, f64)] {
-        let (from, until) = (
-            now.as_secs_f64() - self.half_interval_s,
-            now.as_secs_f64() + self.half_interval_s,
-        );
-        self.values.clear();
-        for (e, next) in self.edges.iter().zip(&mut self.next) {
-            let end = e.t.partition_point(|&t| t <= until);
-            let latency = match end.checked_sub(1) {
-                Some(k) if k >= *next && e.t[k] >= from => {
-                    let p99 = e.latency_p99_ms[k];
-                    if p99.is_finite() {
-                        p99
-                    } else {
-                        e.latency_p50_ms[k]
-                    }
-                }
-                _ => f64::NAN,
-            };
-            *next = (*next).max(end);
-            self.values.push((e.caller.as_str(), latency));
-        }
-        &self.values
-    }
 }
 
 pub const CSV_HEADER: &str = "t_s,service,p_not_healthy,class,warning,failure_type,time_to_failure_s,recommended_action,anomaly,anomaly_metric,thresholds,state,label,departure,departure_metric,forest";

@@ -17,8 +17,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::control::anomaly::{AnomalyDetector, DetectorConfig};
+use crate::control::callers::EveryCaller;
+use crate::control::departure::CALLS;
 use crate::metrics::ServiceMetrics;
 use crate::time::{Time, parse_utc};
+use crate::train::recorded::{CallsInto, EdgeSeries, parse_edges_csv};
 use crate::train::validate::CATCH_WINDOW_S;
 
 /// The metrics scored, by the recording's column names.
@@ -313,13 +316,20 @@ pub fn read_faults(path: &Path) -> Result<(Vec<Fault>, Vec<u32>), IncidentError>
     Ok((faults, named))
 }
 
-/// Each scrape's score (the largest over the metrics) and the metric that
-/// gave it.
-pub fn score_service(cfg: &DetectorConfig, s: &ServiceSeries) -> Vec<(f64, &'static str)> {
+/// Each scrape's score (the largest over the metrics and the calls into
+/// the service from `edges`, as every caller sees them) and the metric
+/// that gave it (`calls` for the calls).
+pub fn score_service(
+    cfg: &DetectorConfig,
+    s: &ServiceSeries,
+    edges: &[EdgeSeries],
+) -> Vec<(f64, &'static str)> {
     let mut detectors: Vec<AnomalyDetector> = METRICS
         .iter()
         .map(|_| AnomalyDetector::new(cfg.clone()))
         .collect();
+    let mut calls = CallsInto::new(edges, &s.service, &s.times);
+    let mut callers = EveryCaller::new(AnomalyDetector::new(cfg.clone()));
     s.times
         .iter()
         .zip(&s.values)
@@ -331,9 +341,28 @@ pub fn score_service(cfg: &DetectorConfig, s: &ServiceSeries) -> Vec<(f64, &'sta
                     best = (score, METRICS[k]);
                 }
             }
+            if let Some(score) = callers.update(t, calls.at(t))
+                && score > best.0
+            {
+                best = (score, CALLS);
+            }
             best
         })
         .collect()
+}
+
+/// The calls between services of a recording in this layout
+/// (`metric/source_50.csv`, see [`import_edges`]); none without the file.
+pub fn read_edges(dir: &Path) -> Result<Vec<EdgeSeries>, IncidentError> {
+    let path = dir.join("metric").join("source_50.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    parse_edges_csv(&import_edges(dir)?).map_err(|e| IncidentError::Parse {
+        path,
+        line: e.line,
+        message: e.message,
+    })
 }
 
 /// Scores every service of the recording in `dir` and checks the faults.
@@ -366,10 +395,11 @@ pub fn evaluate(
         })?;
     let list = FaultList::read(&fault_list)?;
     let faults = &list.faults;
+    let edges = read_edges(dir)?;
     let mut series = Vec::new();
     for p in &paths {
         let s = read_service(p)?;
-        let scores = score_service(cfg, &s);
+        let scores = score_service(cfg, &s, &edges);
         series.push((s, scores));
     }
     let outcomes = faults

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use super::traces::{Dataset, Health, HealthConfig, LoadFamily, Row, RunPlan, TracesConfig};
 use crate::CsvError;
 use crate::metrics::{ServiceMetrics, parse_metrics_csv};
+use crate::time::Time;
 
 pub use crate::metrics::{EDGES_CSV_HEADER, SLI_HEADER};
 
@@ -412,6 +413,61 @@ pub fn read_edges(dir: &Path) -> Result<Vec<EdgeSeries>, RecordedError> {
     }
 }
 
+/// The calls into one service, read scrape by scrape: at a scrape, each
+/// caller's latency of its calls (p99, else p50 where the source has only
+/// that) from its edge sample within half a scrape interval, each sample
+/// once; NaN for a caller without a fresh one.
+pub struct CallsInto<'a> {
+    edges: Vec<&'a EdgeSeries>,
+    /// Per edge, its next sample not yet read.
+    next: Vec<usize>,
+    half_interval_s: f64,
+    values: Vec<(&'a str, f64)>,
+}
+
+impl<'a> CallsInto<'a> {
+    /// The calls into `service`, to be read at its scrape `times`.
+    pub fn new(edges: &'a [EdgeSeries], service: &str, times: &[Time]) -> Self {
+        let edges: Vec<&EdgeSeries> = edges.iter().filter(|e| e.callee == service).collect();
+        let mut gaps: Vec<f64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64())
+            .collect();
+        CallsInto {
+            next: vec![0; edges.len()],
+            values: Vec::with_capacity(edges.len()),
+            half_interval_s: 0.5 * crate::eval::median(&mut gaps).unwrap_or(0.0),
+            edges,
+        }
+    }
+
+    /// Each caller's latency at the scrape at `now`.
+    pub fn at(&mut self, now: Time) -> &[(&'a str, f64)] {
+        let (from, until) = (
+            now.as_secs_f64() - self.half_interval_s,
+            now.as_secs_f64() + self.half_interval_s,
+        );
+        self.values.clear();
+        for (e, next) in self.edges.iter().zip(&mut self.next) {
+            let end = e.t.partition_point(|&t| t <= until);
+            let latency = match end.checked_sub(1) {
+                Some(k) if k >= *next && e.t[k] >= from => {
+                    let p99 = e.latency_p99_ms[k];
+                    if p99.is_finite() {
+                        p99
+                    } else {
+                        e.latency_p50_ms[k]
+                    }
+                }
+                _ => f64::NAN,
+            };
+            *next = (*next).max(end);
+            self.values.push((e.caller.as_str(), latency));
+        }
+        &self.values
+    }
+}
+
 /// Every recording in `dir` as one dataset, with `cfg`'s window, horizon
 /// and health rules and the recordings' own scrape interval. Recordings
 /// without an SLI are labelled by [`ServiceRecording::states`] with
@@ -543,5 +599,42 @@ mod tests {
         let err = parse_edges_csv(&format!("{EDGES_CSV_HEADER}\n0,ab,1,0,1,1\n")).unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains("`edge`"), "{err}");
+    }
+
+    #[test]
+    fn the_calls_into_a_service_are_read_once_each_within_half_a_scrape() {
+        let edge = |caller: &str, t: Vec<f64>, p50: Vec<f64>, p99: Vec<f64>| EdgeSeries {
+            caller: caller.into(),
+            callee: "b".into(),
+            request_rate: vec![f64::NAN; t.len()],
+            error_rate: vec![f64::NAN; t.len()],
+            t,
+            latency_p50_ms: p50,
+            latency_p99_ms: p99,
+        };
+        let edges = [
+            // p99 where measured, else p50.
+            edge(
+                "a",
+                vec![1.0, 61.0, 200.0],
+                vec![4.0, 5.0, 6.0],
+                vec![9.0, f64::NAN, 8.0],
+            ),
+            // Not into `b`.
+            EdgeSeries {
+                callee: "c".into(),
+                ..edge("a", vec![0.0], vec![1.0], vec![1.0])
+            },
+        ];
+        let times: Vec<Time> = [0.0, 60.0, 120.0, 180.0].map(Time::from_secs_f64).to_vec();
+        let mut calls = CallsInto::new(&edges, "b", &times);
+        let mut read = |t: f64| calls.at(Time::from_secs_f64(t)).to_vec();
+        assert_eq!(read(0.0), vec![("a", 9.0)]);
+        assert_eq!(read(60.0), vec![("a", 5.0)]);
+        // Nothing new within half a scrape (30 s) of 120 s; at 180 s the
+        // sample at 200 s is 20 s ahead, within half a scrape.
+        assert!(read(120.0)[0].1.is_nan());
+        assert_eq!(read(180.0), vec![("a", 8.0)]);
+        assert!(read(180.0)[0].1.is_nan());
     }
 }

@@ -21,11 +21,8 @@
 //! next.
 //!
 //! A service departs through its callers too: the latency of the calls
-//! into it, as each caller sees them ([`CALL_SCALE`], one baseline per
-//! caller), departs when every caller with a fresh value sees it depart.
-//! A network delay on a service's pod shows there and not in its own
-//! latency, which its server measures behind the delayed link; one
-//! caller's view alone may be its own (its link, its client).
+//! into it ([`CALL_SCALE`]), as every caller sees it
+//! ([`super::callers`]).
 //!
 //! [`Departure`] reports an *episode* once, at its first scrape at or above
 //! the threshold, as an alert fires once: a lasting departure is one alarm,
@@ -44,6 +41,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::Observation;
+use super::callers::EveryCaller;
 use crate::metrics::ServiceMetrics;
 use crate::metrics::quantile_of_sorted as quantile;
 use crate::time::Time;
@@ -227,7 +225,7 @@ pub struct Departure {
     cfg: DepartureConfig,
     metrics: Vec<DepartureDetector>,
     /// The calls into the service, a baseline per caller.
-    calls: BTreeMap<String, DepartureDetector>,
+    calls: EveryCaller<DepartureDetector>,
     above: bool,
 }
 
@@ -239,7 +237,7 @@ impl Departure {
                 .into_iter()
                 .map(|s| DepartureDetector::new(cfg.clone(), s))
                 .collect(),
-            calls: BTreeMap::new(),
+            calls: EveryCaller::new(DepartureDetector::new(cfg.clone(), CALL_SCALE)),
             above: false,
         }
     }
@@ -262,25 +260,10 @@ impl Departure {
                 best = (score, i);
             }
         }
-        // The calls depart when every caller with a fresh latency sees
-        // them depart: a fault of the service slows every link into it,
-        // where one caller's view alone may be its own (its link, or a
-        // latency over its few calls).
-        let mut calls_score = f64::INFINITY;
-        for &(caller, x) in calls {
-            // Looked up by `&str` first: a known caller costs no allocation.
-            if !self.calls.contains_key(caller) {
-                let fresh = DepartureDetector::new(self.cfg.clone(), CALL_SCALE);
-                self.calls.insert(caller.to_owned(), fresh);
-            }
-            let d = self.calls.get_mut(caller).expect("inserted above");
-            let score = d.update(now, x);
-            if x.is_finite() {
-                calls_score = calls_score.min(score);
-            }
-        }
-        if calls_score.is_finite() && calls_score > best.0 {
-            best = (calls_score, self.metrics.len());
+        if let Some(score) = self.calls.update(now, calls)
+            && score > best.0
+        {
+            best = (score, self.metrics.len());
         }
         let above = best.0 >= self.cfg.threshold;
         let starts = above && !self.above;

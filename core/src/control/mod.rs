@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod anomaly;
+pub mod callers;
 pub mod departure;
 pub mod healing;
 pub mod hpa;
