@@ -433,10 +433,16 @@ impl<'a> CallsInto<'a> {
             .windows(2)
             .map(|w| (w[1] - w[0]).as_secs_f64())
             .collect();
+        gaps.sort_by(f64::total_cmp);
+        let interval_s = if gaps.is_empty() {
+            0.0
+        } else {
+            crate::metrics::quantile_of_sorted(&gaps, 0.5)
+        };
         CallsInto {
             next: vec![0; edges.len()],
             values: Vec::with_capacity(edges.len()),
-            half_interval_s: 0.5 * crate::eval::median(&mut gaps).unwrap_or(0.0),
+            half_interval_s: 0.5 * interval_s,
             edges,
         }
     }
