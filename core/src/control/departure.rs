@@ -222,7 +222,7 @@ impl DepartureDetector {
 /// and the calls into it, and whether this scrape starts an episode.
 #[derive(Clone, Debug)]
 pub struct Departure {
-    cfg: DepartureConfig,
+    threshold: f64,
     metrics: Vec<DepartureDetector>,
     /// The calls into the service, a baseline per caller.
     calls: EveryCaller<DepartureDetector>,
@@ -232,7 +232,7 @@ pub struct Departure {
 impl Departure {
     pub fn new(cfg: &DepartureConfig, scales: impl IntoIterator<Item = MetricScale>) -> Self {
         Departure {
-            cfg: cfg.clone(),
+            threshold: cfg.threshold,
             metrics: scales
                 .into_iter()
                 .map(|s| DepartureDetector::new(cfg.clone(), s))
@@ -265,7 +265,7 @@ impl Departure {
         {
             best = (score, self.metrics.len());
         }
-        let above = best.0 >= self.cfg.threshold;
+        let above = best.0 >= self.threshold;
         let starts = above && !self.above;
         self.above = above;
         (best.0, best.1, starts)
