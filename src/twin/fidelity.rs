@@ -273,7 +273,7 @@ fn mean_scrapes(
 pub fn mape(pairs: &[(f64, f64)]) -> f64 {
     let e: Vec<f64> = pairs
         .iter()
-        .filter(|(r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
+        .filter(|p| counts(p))
         .map(|(r, s)| (s - r).abs() / r)
         .collect();
     if e.is_empty() {
@@ -283,14 +283,10 @@ pub fn mape(pairs: &[(f64, f64)]) -> f64 {
     }
 }
 
-/// The recorded values (the first of each pair) where the twin measured
-/// too and the value is positive: those [`mape`] counts.
-fn counted(pairs: &[(f64, f64)]) -> Vec<f64> {
-    pairs
-        .iter()
-        .filter(|(r, s)| r.is_finite() && s.is_finite() && *r > 0.0)
-        .map(|p| p.0)
-        .collect()
+/// Whether [`mape`] counts a `(recorded, twin)` pair: both measured and
+/// the recorded value positive.
+fn counts(&(r, s): &(f64, f64)) -> bool {
+    r.is_finite() && s.is_finite() && r > 0.0
 }
 
 /// The lowest MAPE a constant reaches against the recorded values (the
@@ -311,15 +307,16 @@ pub fn flat_line_mape(pairs: &[(f64, f64)]) -> f64 {
     })
 }
 
-/// The arithmetic mean, in the shape [`flat_at_mape`] takes a level.
+/// The arithmetic mean, in the shape [`flat_at_mape`] takes a level (it
+/// is never given an empty slice).
 fn mean_of(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    Some(values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// The MAPE of the constant `level` picks from the recorded values that
 /// [`mape`] counts (never empty when it is called); NaN without one.
 pub fn flat_at_mape(pairs: &[(f64, f64)], level: fn(&mut Vec<f64>) -> Option<f64>) -> f64 {
-    let mut r = counted(pairs);
+    let mut r: Vec<f64> = pairs.iter().filter(|p| counts(p)).map(|p| p.0).collect();
     if r.is_empty() {
         return f64::NAN;
     }
