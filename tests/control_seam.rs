@@ -229,3 +229,47 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
         assert_eq!(from_sim, from_driver, "{short}");
     }
 }
+
+/// An inner scaler that notes when it is asked.
+struct Ticks(Rc<RefCell<Vec<f64>>>);
+
+impl Controller for Ticks {
+    fn name(&self) -> &str {
+        "ticks"
+    }
+    fn period(&self) -> Span {
+        Span::from_secs(15)
+    }
+    fn handle_observation(&mut self, now: Time, _obs: &Observation) {
+        self.0.borrow_mut().push(now.as_secs_f64());
+    }
+    fn poll_command(&mut self) -> Option<Command> {
+        None
+    }
+}
+
+/// A wrapper keeps its inner scaler's period from the driver's start, as a
+/// simulated run does from time zero: the live adapter starts a backfill
+/// after its core time zero, and an inner HPA that synced at once there
+/// ran its stabilization window out 15 s before a simulated run's.
+#[test]
+fn a_wrapped_scaler_counts_its_period_from_the_drivers_start() {
+    use selfheal::control::analysis::{AnalysisConfig, RolloutAnalysis};
+    let ticks = Rc::new(RefCell::new(Vec::new()));
+    let mut wrapped =
+        RolloutAnalysis::new(Box::new(Ticks(ticks.clone())), AnalysisConfig::default());
+    let start = Time::from_secs(200);
+    wrapped.handle_start(start);
+    for s in (200..=245).step_by(5) {
+        let now = Time::from_secs(s);
+        drive(
+            &mut wrapped,
+            now,
+            &Observation {
+                now,
+                services: vec![],
+            },
+        );
+    }
+    assert_eq!(*ticks.borrow(), [215.0, 230.0, 245.0]);
+}

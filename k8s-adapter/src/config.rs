@@ -39,9 +39,16 @@ pub struct AdapterConfig {
     /// period, as in the simulator.
     #[serde(default = "d_interval")]
     pub interval_s: f64,
-    /// The `[w]` of `rate(...[w])`.
+    /// The `[w]` of `rate(...[w])`: `{window}` in the queries.
     #[serde(default = "d_window")]
     pub rate_window_s: f64,
+    /// The window of the pods' CPU rate (`{cpu_window}` in the default
+    /// CPU queries), `rate_window_s` when unset. What an HPA reads is
+    /// metrics-server's CPU over a scrape or two, shorter than a request
+    /// rate's minute; the simulator's CPU sample covers one scrape interval,
+    /// which twice `interval_s` reads back from Prometheus.
+    #[serde(default)]
+    pub cpu_window_s: Option<f64>,
     /// The SLO: `slo_objective` of requests within `slo_latency_ms`. The
     /// healing orchestrator treats a p99 above the latency as a symptom;
     /// the selfheal scaler sizing for the SLO (`sizing = "slo"`) plans for
@@ -153,8 +160,9 @@ impl PrometheusHttp {
     }
 }
 
-/// PromQL for each metric; `{namespace}`, `{service}`, `{deployment}` and
-/// `{window}` are filled in. The defaults fit cAdvisor (through the
+/// PromQL for each metric; `{namespace}`, `{service}`, `{deployment}`,
+/// `{window}` (`rate_window_s`) and `{cpu_window}` (`cpu_window_s`) are
+/// filled in. The defaults fit cAdvisor (through the
 /// kubelet), kube-state-metrics and application metrics named as the
 /// Prometheus client libraries' HTTP middleware names them.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -201,7 +209,7 @@ impl Default for Queries {
         let mesh = r#"reporter="source",source_workload_namespace="{namespace}",source_workload="{deployment}""#;
         Queries {
             cpu_usage: format!(
-                r#"sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{window}}])) / sum(kube_pod_container_resource_requests{{{pods},resource="cpu"}})"#
+                r#"sum(rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{cpu_window}}])) / sum(kube_pod_container_resource_requests{{{pods},resource="cpu"}})"#
             ),
             memory_usage: format!(
                 r#"sum(container_memory_working_set_bytes{{{pods},container!=""}}) / sum(kube_pod_container_resource_limits{{{pods},resource="memory"}})"#
@@ -218,7 +226,7 @@ impl Default for Queries {
             desired_replicas: r#"sum(kube_deployment_spec_replicas{namespace="{namespace}",deployment="{deployment}"})"#.into(),
             pod_ready: format!(r#"sum by (pod) (kube_pod_status_ready{{{pods},condition="true"}})"#),
             pod_cpu: format!(
-                r#"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{window}}]))"#
+                r#"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods},container!=""}}[{{cpu_window}}]))"#
             ),
             pod_cpu_request: format!(
                 r#"sum by (pod) (kube_pod_container_resource_requests{{{pods},resource="cpu"}})"#
@@ -258,6 +266,25 @@ impl AdapterConfig {
         core_s / self.time_scale
     }
 
+    /// The pods' CPU rate window in core seconds.
+    pub fn cpu_window_s(&self) -> f64 {
+        self.cpu_window_s.unwrap_or(self.rate_window_s)
+    }
+
+    /// A query of [`Queries`] filled in for `svc`, its windows in wall
+    /// seconds.
+    pub fn query(&self, template: &str, svc: &ServiceConfig) -> String {
+        Queries::fill(
+            template,
+            &self.namespace,
+            svc,
+            (
+                self.wall(self.rate_window_s),
+                self.wall(self.cpu_window_s()),
+            ),
+        )
+    }
+
     /// The configured service `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
@@ -272,13 +299,20 @@ impl AdapterConfig {
 }
 
 impl Queries {
-    /// `template` with the placeholders filled in for one service.
-    pub fn fill(template: &str, namespace: &str, svc: &ServiceConfig, window_s: f64) -> String {
+    /// `template` with the placeholders filled in for one service; the
+    /// windows in wall seconds.
+    pub fn fill(
+        template: &str,
+        namespace: &str,
+        svc: &ServiceConfig,
+        (window_s, cpu_window_s): (f64, f64),
+    ) -> String {
         template
             .replace("{namespace}", namespace)
             .replace("{service}", &svc.name)
             .replace("{deployment}", svc.deployment())
             .replace("{window}", &prom_duration(window_s))
+            .replace("{cpu_window}", &prom_duration(cpu_window_s))
     }
 }
 
@@ -325,6 +359,14 @@ impl AdapterConfig {
                     format!("must be a positive number, found {v}"),
                 ));
             }
+        }
+        if let Some(v) = cfg.cpu_window_s
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(invalid(
+                root.key("cpu_window_s"),
+                format!("must be a positive number, found {v}"),
+            ));
         }
         if !(cfg.slo_objective > 0.0 && cfg.slo_objective < 1.0) {
             return Err(invalid(
@@ -414,13 +456,20 @@ mod tests {
         .unwrap();
         // The default 30 s window of a cluster served at 10x is 3 s of wall
         // time.
-        let q = Queries::fill(
-            &cfg.queries.request_rate,
-            &cfg.namespace,
-            &cfg.services[0],
-            cfg.wall(cfg.rate_window_s),
-        );
+        let q = cfg.query(&cfg.queries.request_rate, &cfg.services[0]);
         assert!(q.ends_with("[3s]))"), "{q}");
+        // The CPU's window is the rate's unless set apart.
+        let cpu = cfg.query(&cfg.queries.pod_cpu, &cfg.services[0]);
+        assert!(cpu.ends_with("[3s]))"), "{cpu}");
+        let apart = AdapterConfig::parse(
+            "prometheus = \"http://p:9090\"\nnamespace = \"n\"\ntime_scale = 10\ncpu_window_s = 10\n[[service]]\nname = \"api\"\n",
+            "a.toml",
+        )
+        .unwrap();
+        let cpu = apart.query(&apart.queries.pod_cpu, &apart.services[0]);
+        assert!(cpu.ends_with("[1s]))"), "{cpu}");
+        let rate = apart.query(&apart.queries.request_rate, &apart.services[0]);
+        assert!(rate.ends_with("[3s]))"), "{rate}");
         assert_eq!(cfg.wall(cfg.backfill_s), 30.0);
     }
 
@@ -486,7 +535,7 @@ mod tests {
             config_map: None,
             fallback_for: Vec::new(),
         };
-        let q = Queries::fill(&Queries::default().pod_cpu, "shop", &svc, 30.0);
+        let q = Queries::fill(&Queries::default().pod_cpu, "shop", &svc, (60.0, 30.0));
         assert_eq!(
             q,
             r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="shop",pod=~"api-v2-[a-z0-9]+-[a-z0-9]+",container!=""}[30s]))"#

@@ -80,11 +80,11 @@ impl Adapter {
         let controller = selfheal_core::controllers::build_controller(
             &cfg.controller,
             cfg.seed,
-            // The per-pod CPU and the request rate are both queried as
-            // rates over the same window.
+            // The per-pod CPU and the request rate are queried as rates
+            // over their windows.
             selfheal_core::controllers::MetricsTiming {
                 scrape_s: cfg.interval_s,
-                cpu_window_s: cfg.rate_window_s,
+                cpu_window_s: cfg.cpu_window_s(),
                 rate_window_s: cfg.rate_window_s,
             },
             selfheal_core::control::scaler::LatencySlo::new(cfg.slo_latency_ms, cfg.slo_objective),
@@ -142,6 +142,14 @@ impl Adapter {
             out.push((svc.name.clone(), scrapes.len()));
         }
         Ok(out)
+    }
+
+    /// The loop starts ticking at unix time `at`: the core counts its own
+    /// schedules (an inner scaler's first sync) from here, as the
+    /// simulator's from a run's start, not from core time zero, which lies
+    /// `backfill_s` earlier.
+    pub fn start(&mut self, at: f64) {
+        self.controller.handle_start(self.clock.core_time(at));
     }
 
     /// Observes at unix time `at` and asks the core for its decisions.

@@ -229,7 +229,13 @@ async fn follow(
 }
 
 async fn record(config: &std::path::Path, duration_s: f64, out: &std::path::Path) -> Result<()> {
-    let cfg = AdapterConfig::load(config)?;
+    // The pods' CPU over the request rate's window: a twin divides one by
+    // the other, and a shorter CPU window would lead the rate through every
+    // change of load.
+    let cfg = AdapterConfig {
+        cpu_window_s: None,
+        ..AdapterConfig::load(config)?
+    };
     let prom = selfheal_k8s::prom::Prometheus::connect(
         &cfg.prometheus,
         &cfg.prometheus_http,
@@ -466,6 +472,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
     // replay's faults and probes keep their own schedule in between, so a
     // backoff after failed observations never skips the experiment's probes.
     let mut next_tick = Clock::wall_now();
+    adapter.start(next_tick);
     loop {
         let now = Clock::wall_now();
         if let Some(r) = replay.as_mut() {

@@ -9,7 +9,7 @@ use selfheal_core::metrics::{ServiceMetrics, histogram_fraction, histogram_quant
 use selfheal_core::time::Time;
 
 use crate::clock::Clock;
-use crate::config::{AdapterConfig, Queries, ServiceConfig};
+use crate::config::{AdapterConfig, ServiceConfig};
 use crate::prom::{PromError, Prometheus, Sample, Series};
 use crate::watch::{ClusterState, ReplicaState};
 
@@ -87,9 +87,8 @@ pub async fn service_view(
     state: Option<&ClusterState>,
 ) -> Result<ServiceView, ObserveError> {
     let q = &cfg.queries;
-    let fill = |t: &str| Queries::fill(t, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
     let ask = |t: &str| {
-        let query = fill(t);
+        let query = cfg.query(t, svc);
         async move { prom.query(&query, at).await.map(|s| (query, s)) }
     };
     let (cpu_q, cpu) = ask(&q.cpu_usage).await?;
@@ -366,7 +365,7 @@ async fn range_of(
     from: f64,
     to: f64,
 ) -> Result<Vec<Series>, PromError> {
-    let query = Queries::fill(template, &cfg.namespace, svc, cfg.wall(cfg.rate_window_s));
+    let query = cfg.query(template, svc);
     prom.query_range(&query, from, to, cfg.wall(cfg.interval_s))
         .await
 }

@@ -46,6 +46,10 @@ impl Controller for Twin {
             None => sim,
         }
     }
+    fn handle_start(&mut self, now: Time) {
+        self.sim.handle_start(now);
+        self.adapter.start(self.adapter.clock.unix(now));
+    }
     fn handle_observation(&mut self, now: Time, obs: &Observation) {
         let from_sim = drive(self.sim.as_mut(), now, obs).commands;
         let from_adapter = self.adapter.decide(obs);

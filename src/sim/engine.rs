@@ -400,7 +400,8 @@ impl Simulation {
     }
 
     /// Attaches a controller; it is first called one period into the run.
-    pub fn attach(&mut self, controller: Box<dyn Controller>) {
+    pub fn attach(&mut self, mut controller: Box<dyn Controller>) {
+        controller.handle_start(self.now);
         let period = controller.period();
         self.controllers.push(controller);
         let i = (self.controllers.len() - 1) as u32;

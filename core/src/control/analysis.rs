@@ -73,6 +73,8 @@ impl RolloutAnalysis {
         RolloutAnalysis {
             name: format!("{}+argo", inner.name()),
             inner,
+            // As on its own: first one period after the start
+            // (`handle_start` moves it to the driver's start).
             next_inner: Time::ZERO + first_inner,
             cfg,
             runs: PerService::default(),
@@ -90,6 +92,11 @@ impl Controller for RolloutAnalysis {
     /// time; the inner scaler keeps its own period.
     fn period(&self) -> Span {
         Span::from_secs(5)
+    }
+
+    fn handle_start(&mut self, now: Time) {
+        self.next_inner = now + self.inner.period();
+        self.inner.handle_start(now);
     }
 
     fn handle_observation(&mut self, now: Time, obs: &Observation) {

@@ -45,7 +45,8 @@ impl HealingController {
             name: format!("{}+heal", inner.name()),
             inner,
             // The inner scaler ticks when it would on its own (first one
-            // period in), so adding healing changes nothing else.
+            // period after the start), so adding healing changes nothing
+            // else; `handle_start` moves this to the driver's start.
             next_inner: Time::ZERO + first_inner,
             model,
             predictor,
@@ -64,6 +65,11 @@ impl Controller for HealingController {
 
     fn period(&self) -> Span {
         Span::from_secs_f64(self.predictor.scrape_interval_s.min(1.0))
+    }
+
+    fn handle_start(&mut self, now: Time) {
+        self.next_inner = now + self.inner.period();
+        self.inner.handle_start(now);
     }
 
     fn handle_observation(&mut self, now: Time, obs: &Observation) {

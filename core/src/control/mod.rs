@@ -251,6 +251,12 @@ pub trait Controller {
     fn name(&self) -> &str;
     /// How often the driver hands it an observation.
     fn period(&self) -> Span;
+    /// The driver starts handing it observations; the first comes one
+    /// period after `now` in the simulator, at once in the live loop. A
+    /// controller that keeps a schedule of its own (an inner scaler's
+    /// period inside a wrapper) counts it from here, not from time zero:
+    /// the live adapter's time zero lies a backfill before its start.
+    fn handle_start(&mut self, _now: Time) {}
     fn handle_observation(&mut self, now: Time, obs: &Observation);
     fn poll_command(&mut self) -> Option<Command>;
     /// Scrapes of `service` from before the driver started, oldest first

@@ -258,7 +258,9 @@ pub fn has_tried_its_target(url: &str) -> bool {
 }
 
 /// The adapter's configuration for a loop against a served simulation at a
-/// speed-up: 5 s scrapes, a 30 s rate window, `backfill_s` of history, the
+/// speed-up: 5 s scrapes, a 30 s rate window, the pods' CPU over the last
+/// three scrapes (the simulator samples it over the last one), `backfill_s`
+/// of history, the
 /// scenario's SLO, `controller` (the lines of its `[controller]` table) and
 /// `services` (its `[[service]]` tables).
 pub fn adapter_toml(
@@ -270,7 +272,7 @@ pub fn adapter_toml(
     services: &str,
 ) -> String {
     format!(
-        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\nbackfill_s = {backfill_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\ncpu_window_s = 15\nbackfill_s = {backfill_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
         slo.latency_ms, slo.objective
     )
 }
