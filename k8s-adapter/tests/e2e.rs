@@ -133,7 +133,9 @@ fn start(
         common::adapter_toml(
             &url,
             "shop",
-            warmup_s,
+            // The pods' CPU over the last three scrapes, as the simulator
+            // samples it over the last one.
+            (warmup_s, Some(15.0)),
             &scenario.spec.slo,
             controller,
             services,

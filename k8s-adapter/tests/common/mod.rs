@@ -258,21 +258,21 @@ pub fn has_tried_its_target(url: &str) -> bool {
 }
 
 /// The adapter's configuration for a loop against a served simulation at a
-/// speed-up: 5 s scrapes, a 30 s rate window, the pods' CPU over the last
-/// three scrapes (the simulator samples it over the last one), `backfill_s`
-/// of history, the
-/// scenario's SLO, `controller` (the lines of its `[controller]` table) and
-/// `services` (its `[[service]]` tables).
+/// speed-up: 5 s scrapes, a 30 s rate window, the pods' CPU over
+/// `cpu_window_s` (the rate's window without it), `backfill_s` of history,
+/// the scenario's SLO, `controller` (the lines of its `[controller]` table)
+/// and `services` (its `[[service]]` tables).
 pub fn adapter_toml(
     prometheus: &str,
     namespace: &str,
-    backfill_s: f64,
+    (backfill_s, cpu_window_s): (f64, Option<f64>),
     slo: &selfheal::scenario::SloSpec,
     controller: &str,
     services: &str,
 ) -> String {
+    let cpu_window = cpu_window_s.map_or(String::new(), |w| format!("cpu_window_s = {w}\n"));
     format!(
-        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\ncpu_window_s = 15\nbackfill_s = {backfill_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\n{cpu_window}backfill_s = {backfill_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
         slo.latency_ms, slo.objective
     )
 }
