@@ -172,16 +172,22 @@ pub struct MetricsTiming {
     pub cpu_window_s: f64,
     /// A service's request rate.
     pub rate_window_s: f64,
+    /// How long after a pod turns ready its CPU sample is judged (the
+    /// healing core restarts a pod far below or above its peers): the
+    /// sample must have begun after the pod was ready.
+    pub pod_settle_s: f64,
 }
 
 impl MetricsTiming {
     /// A simulated cluster's: a pod's CPU sample covers the last scrape
-    /// interval.
+    /// interval, and a pod is judged a scrape after its first full one.
     pub fn of(s: &Scenario) -> Self {
+        let scrape_s = s.metrics.scrape_interval_s;
         MetricsTiming {
-            scrape_s: s.metrics.scrape_interval_s,
-            cpu_window_s: s.metrics.scrape_interval_s,
+            scrape_s,
+            cpu_window_s: scrape_s,
             rate_window_s: s.metrics.rate_window_s,
+            pod_settle_s: scrape_s + scrape_s,
         }
     }
 }
@@ -214,8 +220,7 @@ pub fn build_controller(
         max_replicas: spec.max_replicas,
         symptom_p99_ms: slo_latency_ms,
         first_strategy: spec.healing_first,
-        // A pod's CPU sample must begin after it became ready, with slack.
-        pod_settle_s: 2.0 * timing.cpu_window_s,
+        pod_settle_s: timing.pod_settle_s,
         ..OrchestratorConfig::default()
     };
     let mut healing = HealingController::new(scaler, bundle.model.clone(), predictor, orchestrator);

@@ -49,6 +49,14 @@ pub struct AdapterConfig {
     /// (three scrapes, 15 s at 5 s, is what replays compare best with).
     #[serde(default)]
     pub cpu_window_s: Option<f64>,
+    /// How long after a pod turns Ready the healing core judges it on its
+    /// CPU (a pod far below or above its peers is restarted): by default
+    /// the CPU window and one scrape interval, so the sample began after
+    /// the pod was ready. Raise it where pods report Ready before they
+    /// serve (no readiness probe, or KWOK's pods, whose served copies
+    /// start up later).
+    #[serde(default)]
+    pub pod_settle_s: Option<f64>,
     /// The SLO: `slo_objective` of requests within `slo_latency_ms`. The
     /// healing orchestrator treats a p99 above the latency as a symptom;
     /// the selfheal scaler sizing for the SLO (`sizing = "slo"`) plans for
@@ -271,6 +279,13 @@ impl AdapterConfig {
         self.cpu_window_s.unwrap_or(self.rate_window_s)
     }
 
+    /// How long after a pod turns Ready it is judged on its CPU, in core
+    /// seconds.
+    pub fn pod_settle_s(&self) -> f64 {
+        self.pod_settle_s
+            .unwrap_or(self.cpu_window_s() + self.interval_s)
+    }
+
     /// A query of [`Queries`] filled in for `svc`, its windows in wall
     /// seconds.
     pub fn query(&self, template: &str, svc: &ServiceConfig) -> String {
@@ -351,6 +366,7 @@ impl AdapterConfig {
             ("interval_s", cfg.interval_s),
             ("rate_window_s", cfg.rate_window_s),
             ("cpu_window_s", cfg.cpu_window_s()),
+            ("pod_settle_s", cfg.pod_settle_s()),
             ("slo_latency_ms", cfg.slo_latency_ms),
             ("time_scale", cfg.time_scale),
         ] {
@@ -464,6 +480,9 @@ mod tests {
         let rate = apart.query(&apart.queries.request_rate, &apart.services[0]);
         assert!(rate.ends_with("[3s]))"), "{rate}");
         assert_eq!(cfg.wall(cfg.backfill_s), 30.0);
+        // A pod is judged a CPU window and a scrape after it is ready
+        // (core seconds; 5 s scrapes by default).
+        assert_eq!((cfg.pod_settle_s(), apart.pod_settle_s()), (35.0, 15.0));
     }
 
     #[test]
@@ -479,6 +498,11 @@ mod tests {
                 "interval_s = -1\n[[service]]\nname = \"api\"\n",
                 "a.toml:3:",
                 "interval_s",
+            ),
+            (
+                "pod_settle_s = 0\n[[service]]\nname = \"api\"\n",
+                "a.toml:3:",
+                "pod_settle_s",
             ),
             (
                 "[controller]\nkind = \"kpa\"\n[[service]]\nname = \"api\"\n",

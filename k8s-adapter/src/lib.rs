@@ -86,6 +86,7 @@ impl Adapter {
                 scrape_s: cfg.interval_s,
                 cpu_window_s: cfg.cpu_window_s(),
                 rate_window_s: cfg.rate_window_s,
+                pod_settle_s: cfg.pod_settle_s(),
             },
             selfheal_core::control::scaler::LatencySlo::new(cfg.slo_latency_ms, cfg.slo_objective),
             // Knative reads each service's containerConcurrency from the

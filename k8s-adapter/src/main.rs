@@ -52,6 +52,8 @@ struct RunOpts {
     /// At most this many commands sent per --write-window-s.
     #[arg(long, default_value_t = 6)]
     max_writes: usize,
+    /// The window of --max-writes, in the cluster's seconds (a served
+    /// simulation's seconds under --time-scale, as every other time).
     #[arg(long, default_value_t = 600.0)]
     write_window_s: f64,
     /// With --apply, act only while holding this Lease (one active
@@ -430,7 +432,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
     if !owned.is_empty() {
         log(&format!("left to their HPA (no scaling): {owned:?}"));
     }
-    let mut writes = safety::RateLimit::new(max_writes, write_window_s);
+    let mut writes = safety::RateLimit::new(max_writes, cfg.wall(write_window_s));
     let interval = cfg.wall(cfg.interval_s);
     let mut adapter = Adapter::new(cfg, Clock::wall_now())?.with_cluster_state(state);
     log(&format!(

@@ -1130,13 +1130,18 @@ fn replay_on(
         common::adapter_toml(
             &url,
             ns,
-            // The CPU over the rate's window: KWOK's pods are ready at once,
-            // the served pods that follow them only after the scenario's
-            // start-up, and a pod is judged on CPU twice the window after it
-            // is ready. With a 15 s window the core replaced one of the pod
-            // kill's replacements 32 s after the kill (once, in CI), which
-            // the replay against serve did not.
-            (150.0, None),
+            // KWOK's pods are ready at once, the served pods that follow
+            // them only after the scenario's start-up (and the follower's
+            // lag, 20 simulated seconds per wall second): judged on CPU 30 s
+            // after it was ready, one of the pod kill's replacements read as
+            // stalled and was replaced 32 s after the kill (once, in CI),
+            // which the replay against serve did not. So the CPU over the
+            // rate's window, and pods judged a minute after they are ready.
+            common::LoopTiming {
+                backfill_s: 150.0,
+                cpu_window_s: None,
+                pod_settle_s: Some(60.0),
+            },
             &loaded.spec.slo,
             "kind = \"hpa\"\ntarget_cpu_percent = 70\nmax_replicas = 12\nhealing = true",
             services,

@@ -135,7 +135,11 @@ fn start(
             "shop",
             // The pods' CPU over the last three scrapes, as the simulator
             // samples it over the last one.
-            (warmup_s, Some(15.0)),
+            common::LoopTiming {
+                backfill_s: warmup_s,
+                cpu_window_s: Some(15.0),
+                pod_settle_s: None,
+            },
             &scenario.spec.slo,
             controller,
             services,
@@ -153,10 +157,20 @@ fn start(
     let log = dir.join("adapter.log");
     let speed = SPEED.to_string();
     // `record` reads history and leaves; the loops act at the speed-up.
-    let acting: &[&str] = if command.first() == Some(&"record") {
-        &[]
-    } else {
-        &["--apply", "--unapproved", "--time-scale", &speed]
+    // A replay is compared with a simulation that sends every command it
+    // decides: the write limit (6 per 600 s by default) would hold back a
+    // third batch of pod replacements.
+    let acting: &[&str] = match command.first() {
+        Some(&"record") => &[],
+        Some(&"replay") => &[
+            "--apply",
+            "--unapproved",
+            "--time-scale",
+            &speed,
+            "--max-writes",
+            "1000",
+        ],
+        _ => &["--apply", "--unapproved", "--time-scale", &speed],
     };
     let adapter = Command::new(env!("CARGO_BIN_EXE_selfheal-k8s"))
         .args(command)

@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 
+use super::paced::Paced;
 use super::{Command, Controller, Observation, PerService};
 use crate::time::{Span, Time};
 
@@ -60,8 +61,7 @@ struct Run {
 /// An inner scaler plus rollout analysis on every service.
 pub struct RolloutAnalysis {
     name: String,
-    inner: Box<dyn Controller>,
-    next_inner: Time,
+    inner: Paced,
     cfg: AnalysisConfig,
     runs: PerService<Run>,
     commands: VecDeque<Command>,
@@ -69,13 +69,9 @@ pub struct RolloutAnalysis {
 
 impl RolloutAnalysis {
     pub fn new(inner: Box<dyn Controller>, cfg: AnalysisConfig) -> Self {
-        let first_inner = inner.period();
         RolloutAnalysis {
             name: format!("{}+argo", inner.name()),
-            inner,
-            // As on its own: first one period after the start
-            // (`handle_start` moves it to the driver's start).
-            next_inner: Time::ZERO + first_inner,
+            inner: Paced::new(inner),
             cfg,
             runs: PerService::default(),
             commands: VecDeque::new(),
@@ -95,7 +91,6 @@ impl Controller for RolloutAnalysis {
     }
 
     fn handle_start(&mut self, now: Time) {
-        self.next_inner = now + self.inner.period();
         self.inner.handle_start(now);
     }
 
@@ -143,9 +138,7 @@ impl Controller for RolloutAnalysis {
                 run.active = false;
             }
         }
-        if now >= self.next_inner {
-            self.inner.handle_observation(now, obs);
-            self.next_inner = now + self.inner.period();
+        if self.inner.handle_observation(now, obs) {
             while let Some(c) = self.inner.poll_command() {
                 self.commands.push_back(c);
             }

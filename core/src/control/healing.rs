@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 
 use super::orchestrator::{HealingEvent, Orchestrator, OrchestratorConfig};
+use super::paced::Paced;
 use super::predictor::{Model, PredictorConfig, ServiceWatch};
 use super::{Command, Controller, Observation, PerService};
 use crate::metrics::ServiceMetrics;
@@ -22,8 +23,7 @@ use crate::time::{Span, Time};
 
 pub struct HealingController {
     name: String,
-    inner: Box<dyn Controller>,
-    next_inner: Time,
+    inner: Paced,
     model: Model,
     predictor: PredictorConfig,
     watches: PerService<(ServiceWatch, Option<Time>)>,
@@ -40,14 +40,9 @@ impl HealingController {
         predictor: PredictorConfig,
         orchestrator: OrchestratorConfig,
     ) -> Self {
-        let first_inner = inner.period();
         HealingController {
             name: format!("{}+heal", inner.name()),
-            inner,
-            // The inner scaler ticks when it would on its own (first one
-            // period after the start), so adding healing changes nothing
-            // else; `handle_start` moves this to the driver's start.
-            next_inner: Time::ZERO + first_inner,
+            inner: Paced::new(inner),
             model,
             predictor,
             watches: PerService::default(),
@@ -68,7 +63,6 @@ impl Controller for HealingController {
     }
 
     fn handle_start(&mut self, now: Time) {
-        self.next_inner = now + self.inner.period();
         self.inner.handle_start(now);
     }
 
@@ -98,9 +92,7 @@ impl Controller for HealingController {
         while let Some(e) = self.orchestrator.poll_event() {
             self.events.push_back((now, e));
         }
-        if now >= self.next_inner {
-            self.inner.handle_observation(now, obs);
-            self.next_inner = now + self.inner.period();
+        if self.inner.handle_observation(now, obs) {
             while let Some(mut c) = self.inner.poll_command() {
                 if let Command::Scale {
                     service, replicas, ..

@@ -15,6 +15,7 @@ pub mod healing;
 pub mod hpa;
 pub mod kpa;
 pub mod orchestrator;
+pub mod paced;
 pub mod predictor;
 pub mod scaler;
 pub mod selector;

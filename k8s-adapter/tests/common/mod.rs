@@ -257,22 +257,37 @@ pub fn has_tried_its_target(url: &str) -> bool {
     asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.contains(r#""__name__":"up""#)
 }
 
+/// What an adapter loop reads back and how it reads the pods.
+pub struct LoopTiming {
+    /// History read back at the start.
+    pub backfill_s: f64,
+    /// The pods' CPU window (the rate's window when `None`).
+    pub cpu_window_s: Option<f64>,
+    /// How long after a pod turns Ready it is judged on its CPU (the CPU
+    /// window and a scrape when `None`).
+    pub pod_settle_s: Option<f64>,
+}
+
 /// The adapter's configuration for a loop against a served simulation at a
-/// speed-up: 5 s scrapes, a 30 s rate window, the pods' CPU over
-/// `cpu_window_s` (the rate's window without it), `backfill_s` of history,
-/// the scenario's SLO, `controller` (the lines of its `[controller]` table)
-/// and `services` (its `[[service]]` tables).
+/// speed-up: 5 s scrapes, a 30 s rate window, `timing`, the scenario's
+/// SLO, `controller` (the lines of its `[controller]` table) and
+/// `services` (its `[[service]]` tables).
 pub fn adapter_toml(
     prometheus: &str,
     namespace: &str,
-    (backfill_s, cpu_window_s): (f64, Option<f64>),
+    timing: LoopTiming,
     slo: &selfheal::scenario::SloSpec,
     controller: &str,
     services: &str,
 ) -> String {
-    let cpu_window = cpu_window_s.map_or(String::new(), |w| format!("cpu_window_s = {w}\n"));
+    let optional =
+        |name: &str, v: Option<f64>| v.map_or(String::new(), |v| format!("{name} = {v}\n"));
     format!(
-        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\n{cpu_window}backfill_s = {backfill_s}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
-        slo.latency_ms, slo.objective
+        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\n{}{}backfill_s = {}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+        optional("cpu_window_s", timing.cpu_window_s),
+        optional("pod_settle_s", timing.pod_settle_s),
+        timing.backfill_s,
+        slo.latency_ms,
+        slo.objective
     )
 }
