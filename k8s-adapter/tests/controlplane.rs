@@ -1139,6 +1139,7 @@ fn replay_on(
             // rate's window, and pods judged a minute after they are ready.
             common::LoopTiming {
                 backfill_s: 150.0,
+                rate_window_s: 30.0,
                 cpu_window_s: None,
                 pod_settle_s: Some(60.0),
             },

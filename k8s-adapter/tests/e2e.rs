@@ -133,10 +133,12 @@ fn start(
         common::adapter_toml(
             &url,
             "shop",
-            // The pods' CPU over the last three scrapes, as the simulator
-            // samples it over the last one.
+            // Rates and percentiles over the scenario's window, as the
+            // simulator's scrapes; the pods' CPU over the last three
+            // scrapes, as the simulator samples it over the last one.
             common::LoopTiming {
                 backfill_s: warmup_s,
+                rate_window_s: scenario.spec.metrics.rate_window_s,
                 cpu_window_s: Some(15.0),
                 pod_settle_s: None,
             },

@@ -257,10 +257,12 @@ pub fn has_tried_its_target(url: &str) -> bool {
     asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.contains(r#""__name__":"up""#)
 }
 
-/// What an adapter loop reads back and how it reads the pods.
+/// What an adapter loop reads back and over which windows.
 pub struct LoopTiming {
     /// History read back at the start.
     pub backfill_s: f64,
+    /// The window of the rates and latency percentiles.
+    pub rate_window_s: f64,
     /// The pods' CPU window (the rate's window when `None`).
     pub cpu_window_s: Option<f64>,
     /// How long after a pod turns Ready it is judged on its CPU (the CPU
@@ -269,7 +271,7 @@ pub struct LoopTiming {
 }
 
 /// The adapter's configuration for a loop against a served simulation at a
-/// speed-up: 5 s scrapes, a 30 s rate window, `timing`, the scenario's
+/// speed-up: 5 s scrapes, `timing`, the scenario's
 /// SLO, `controller` (the lines of its `[controller]` table) and
 /// `services` (its `[[service]]` tables).
 pub fn adapter_toml(
@@ -283,7 +285,8 @@ pub fn adapter_toml(
     let optional =
         |name: &str, v: Option<f64>| v.map_or(String::new(), |v| format!("{name} = {v}\n"));
     format!(
-        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = 30\n{}{}backfill_s = {}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+        "prometheus = \"{prometheus}\"\nnamespace = \"{namespace}\"\ninterval_s = 5\nrate_window_s = {}\n{}{}backfill_s = {}\nslo_latency_ms = {}\nslo_objective = {}\n[controller]\n{controller}\n{services}",
+        timing.rate_window_s,
         optional("cpu_window_s", timing.cpu_window_s),
         optional("pod_settle_s", timing.pod_settle_s),
         timing.backfill_s,
