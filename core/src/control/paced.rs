@@ -21,10 +21,6 @@ impl Paced {
         Paced { inner, next }
     }
 
-    pub fn name(&self) -> &str {
-        self.inner.name()
-    }
-
     /// The driver starts at `now`: the first tick is one period later.
     pub fn handle_start(&mut self, now: Time) {
         self.next = now + self.inner.period();
