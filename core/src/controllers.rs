@@ -187,8 +187,14 @@ impl MetricsTiming {
             scrape_s,
             cpu_window_s: scrape_s,
             rate_window_s: s.metrics.rate_window_s,
-            pod_settle_s: scrape_s + scrape_s,
+            pod_settle_s: Self::settle_s(scrape_s, scrape_s),
         }
+    }
+
+    /// How long after a pod turns ready its CPU sample began after it did:
+    /// one CPU window, and a scrape's slack for when the sample was taken.
+    pub fn settle_s(cpu_window_s: f64, scrape_s: f64) -> f64 {
+        cpu_window_s + scrape_s
     }
 }
 

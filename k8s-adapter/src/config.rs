@@ -282,8 +282,12 @@ impl AdapterConfig {
     /// How long after a pod turns Ready it is judged on its CPU, in core
     /// seconds.
     pub fn pod_settle_s(&self) -> f64 {
-        self.pod_settle_s
-            .unwrap_or(self.cpu_window_s() + self.interval_s)
+        self.pod_settle_s.unwrap_or_else(|| {
+            selfheal_core::controllers::MetricsTiming::settle_s(
+                self.cpu_window_s(),
+                self.interval_s,
+            )
+        })
     }
 
     /// A query of [`Queries`] filled in for `svc`, its windows in wall
