@@ -167,6 +167,52 @@ fn a_served_scenario_reads_like_a_cluster_s_exporters() {
     assert!(bad.err().unwrap().to_string().contains("cannot listen"));
 }
 
+/// Counters only rise, even under a total outage, where as many attempts
+/// fail in a scrape interval as arrive: Prometheus reads any fall as a
+/// reset, and `rate()` over it is wrong by the whole count.
+#[test]
+fn every_exported_counter_only_rises_through_a_total_outage() {
+    // Recommendations blackholed from 300 to 600 s: every shop request
+    // waits for its 800 ms call timeout and fails.
+    let mut outage = common::bundled("chaos/dependency-failure.toml");
+    outage
+        .spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let served = serve_on_loopback(&outage, 20.0, ServeClock::Driven, ServedFaults::Scheduled);
+    let mut last: BTreeMap<String, f64> = BTreeMap::new();
+    let (mut first_in_outage, mut last_in_outage) = (None, None);
+    for t in (290..=580).step_by(5) {
+        served.advance_to(Time::from_secs(t)).unwrap();
+        let now = samples(&get(served.addr, "/metrics").1);
+        for (k, v) in &now {
+            let counter = ["_total{", "_count{", "_bucket{"]
+                .iter()
+                .any(|c| k.contains(c));
+            if counter && let Some(before) = last.get(k) {
+                assert!(v >= before, "{k} fell from {before} to {v} at {t} s");
+            }
+        }
+        if t == 400 {
+            first_in_outage = Some(now.clone());
+        }
+        if t == 580 {
+            last_in_outage = Some(now.clone());
+        }
+        last = now;
+    }
+    // The outage reads as one: all of the shop's answers in it failed.
+    let (a, b) = (first_in_outage.unwrap(), last_in_outage.unwrap());
+    let code = |s: &BTreeMap<String, f64>, c: &str| {
+        s[&format!("http_requests_total{{namespace=\"shop\",service=\"shop\",code=\"{c}\"}}")]
+    };
+    let (ok, failed) = (
+        code(&b, "200") - code(&a, "200"),
+        code(&b, "500") - code(&a, "500"),
+    );
+    assert_eq!(ok, 0.0);
+    assert!(failed > 0.9 * 200.0 * 180.0 / 20.0, "{failed} failed");
+}
+
 #[test]
 fn a_wall_clock_served_scenario_moves_on_its_own_and_stamps_nothing() {
     let served = start_static_leak(40.0, ServeClock::Wall);

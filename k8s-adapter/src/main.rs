@@ -461,7 +461,7 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
         None => None,
     };
     let mut failures = 0u32;
-    let mut isolations: Vec<(f64, actuate::ApiRequest)> = Vec::new();
+    let mut isolations = actuate::IsolationHolds::default();
     let me = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "selfheal-k8s".into()),
@@ -486,11 +486,12 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                 false => Ok(()),
             };
             // Isolations whose hold is over are lifted first (by the holder).
-            let (due, later): (Vec<_>, Vec<_>) = isolations
-                .into_iter()
-                .partition(|(t, _)| *t <= now && leader.is_ok());
-            isolations = later;
-            for (_, w) in due {
+            let due = match leader {
+                Ok(()) => isolations.take_due(now),
+                Err(_) => Vec::new(),
+            };
+            for service in due {
+                let w = actuate::end_isolation(&adapter.cfg.namespace, &service);
                 match executor.send_write(&w).await {
                     Ok(o) => log(&format!("isolation ended: {o:?}")),
                     Err(e) => log(&format!("could not end an isolation: {e}")),
@@ -543,10 +544,10 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                             Ok(Outcome::Sent(w)) => {
                                 log(&format!("sent: {} -> {w:?}", describe(c)));
                                 if let Command::Isolate { service, hold, .. } = c {
-                                    isolations.push((
+                                    isolations.isolate(
+                                        service,
                                         now + hold.as_secs_f64() / adapter.cfg.time_scale,
-                                        actuate::end_isolation(&adapter.cfg.namespace, service),
-                                    ));
+                                    );
                                 }
                             }
                             Ok(Outcome::Stopped) => {

@@ -195,7 +195,7 @@ impl Simulation {
             "Requests served, by status code.",
             self.services.iter().flat_map(|s| {
                 let c = &s.counters;
-                [("200", c.attempts - c.failures), ("500", c.failures)].map(|(code, n)| {
+                [("200", c.successes), ("500", c.failures)].map(|(code, n)| {
                     format!(
                         "http_requests_total{{{},code=\"{code}\"}} {}",
                         http(&s.name),
@@ -271,7 +271,7 @@ impl Simulation {
             "counter",
             "Requests from one workload to another, by response code (Istio, client side).",
             edges.iter().flat_map(|&(from, to, c)| {
-                [("200", c.attempts - c.failures), ("503", c.failures)].map(|(code, n)| {
+                [("200", c.successes), ("503", c.failures)].map(|(code, n)| {
                     format!(
                         "istio_requests_total{{{},response_code=\"{code}\"}} {}",
                         labels(from, to),

@@ -65,8 +65,17 @@ impl From<&RevisionSpec> for Revision {
 /// Cumulative counters of a service or edge (Prometheus counters).
 #[derive(Clone, Debug)]
 pub struct Counters {
+    /// Counted when an attempt reaches the service (or leaves on the edge).
     pub attempts: u64,
+    /// Counted when the caller learns an attempt failed.
     pub failures: u64,
+    /// Counted when the caller learns an attempt succeeded. An exported
+    /// `code="200"` counter must be this, not `attempts - failures`: that
+    /// difference falls whenever more attempts fail in a scrape interval
+    /// than arrive in it (under a total outage, every other scrape), and
+    /// Prometheus reads a fall as a counter reset, so `rate()` added the
+    /// whole count back and a replay saw 2 % errors where all failed.
+    pub successes: u64,
     pub latency: Histogram,
 }
 
@@ -75,6 +84,7 @@ impl Counters {
         Counters {
             attempts: 0,
             failures: 0,
+            successes: 0,
             latency: Histogram::new(buckets),
         }
     }

@@ -555,7 +555,10 @@ impl Simulation {
         edge.counters
             .latency
             .observe(&self.buckets, (now - sent).as_secs_f64());
-        if !ok {
+        if ok {
+            edge.counters.successes += 1;
+            self.services[edge.to as usize].counters.successes += 1;
+        } else {
             edge.counters.failures += 1;
             self.services[edge.to as usize].counters.failures += 1;
         }
