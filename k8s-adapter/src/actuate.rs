@@ -84,6 +84,11 @@ const JSON_PATCH: &str = "application/json-patch+json";
 /// so the Service has no endpoints and callers fail fast or fall back.
 pub const ISOLATION_LABEL: &str = "selfheal.io/isolated";
 
+/// The annotation that keeps an isolation's end on its Service (unix
+/// seconds), so that an adapter that restarts, or another instance that
+/// takes over the Lease, lifts the isolation on time instead of never.
+pub const ISOLATED_UNTIL: &str = "selfheal.io/isolated-until";
+
 fn find<'a>(services: &'a [ServiceConfig], name: &str) -> Result<&'a ServiceConfig, PlanError> {
     services
         .iter()
@@ -205,13 +210,52 @@ pub fn writes_for(
     })
 }
 
+/// The write that keeps on the Service when its isolation ends (`until`,
+/// unix seconds), sent after the isolation itself.
+pub fn isolation_end_at(ns: &str, service: &str, until: f64) -> ApiRequest {
+    patch(
+        format!("/api/v1/namespaces/{ns}/services/{service}"),
+        MERGE,
+        json!({"metadata": {"annotations": {ISOLATED_UNTIL: format!("{until:.3}")}}}),
+    )
+}
+
 /// The write that ends an isolation after its hold.
 pub fn end_isolation(ns: &str, service: &str) -> ApiRequest {
     patch(
         format!("/api/v1/namespaces/{ns}/services/{service}"),
         MERGE,
-        json!({"spec": {"selector": {ISOLATION_LABEL: null}}}),
+        json!({
+            "metadata": {"annotations": {ISOLATED_UNTIL: null}},
+            "spec": {"selector": {ISOLATION_LABEL: null}},
+        }),
     )
+}
+
+/// The isolated Services in a list of them (`GET .../services`) and when
+/// each isolation ends; `None` where no end was kept (an adapter stopped
+/// between the isolation and the write of its end) or it does not parse.
+pub fn isolated_services(list: &Value) -> Vec<(String, Option<f64>)> {
+    let items = list.get("items").and_then(Value::as_array);
+    items
+        .into_iter()
+        .flatten()
+        .filter(|svc| {
+            svc.pointer("/spec/selector")
+                .and_then(|s| s.get(ISOLATION_LABEL))
+                .is_some()
+        })
+        .filter_map(|svc| {
+            let name = svc.pointer("/metadata/name")?.as_str()?.to_string();
+            let until = svc
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(ISOLATED_UNTIL))
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|t| t.is_finite());
+            Some((name, until))
+        })
+        .collect()
 }
 
 /// The isolations in force and when each ends, one per service. A service
@@ -230,6 +274,16 @@ impl IsolationHolds {
     /// `service` is isolated until `until` (seconds on the caller's clock).
     pub fn isolate(&mut self, service: &str, until: f64) {
         self.ends.insert(service.to_string(), until);
+    }
+
+    /// Takes over the isolations found on the cluster's Services
+    /// ([`isolated_services`]): each ends when its Service says, and one
+    /// without a kept end is lifted at `now` (an isolation nobody holds
+    /// must not outlive the adapter that made it).
+    pub fn adopt(&mut self, found: Vec<(String, Option<f64>)>, now: f64) {
+        for (service, until) in found {
+            self.isolate(&service, until.unwrap_or(now));
+        }
     }
 
     /// The services whose hold is over at `now`, no longer held; in name
@@ -325,6 +379,41 @@ mod tests {
         assert!(holds.take_due(496.0).is_empty());
         assert_eq!(holds.take_due(497.0), ["recommendations"]);
         assert!(holds.take_due(1e9).is_empty());
+    }
+
+    #[test]
+    fn isolations_are_found_on_the_services_and_taken_over() {
+        let svc = |name: &str, selector: Value, annotations: Value| json!({"metadata": {"name": name, "annotations": annotations}, "spec": {"selector": selector}});
+        let list = json!({"items": [
+            svc("cart", json!({"app": "cart"}), json!({})),
+            svc("catalog", json!({"app": "catalog", ISOLATION_LABEL: "true"}), json!({ISOLATED_UNTIL: "1800000120.500"})),
+            svc("search", json!({"app": "search", ISOLATION_LABEL: "true"}), json!({})),
+            svc("ads", json!({"app": "ads", ISOLATION_LABEL: "true"}), json!({ISOLATED_UNTIL: "soon"})),
+        ]});
+        let found = isolated_services(&list);
+        assert_eq!(
+            found,
+            [
+                ("catalog".to_string(), Some(1_800_000_120.5)),
+                ("search".to_string(), None),
+                ("ads".to_string(), None),
+            ]
+        );
+        let mut holds = IsolationHolds::default();
+        holds.adopt(found, 1_800_000_000.0);
+        // Without a kept end: lifted at once; with one: when it says.
+        assert_eq!(holds.take_due(1_800_000_000.0), ["ads", "search"]);
+        assert!(holds.take_due(1_800_000_120.0).is_empty());
+        assert_eq!(holds.take_due(1_800_000_120.5), ["catalog"]);
+        // The end is kept by the write after the isolation, and cleared
+        // with the selector when the isolation ends.
+        assert_eq!(
+            isolation_end_at("shop", "catalog", 1_800_000_120.5).body,
+            Some(json!({"metadata": {"annotations": {ISOLATED_UNTIL: "1800000120.500"}}}))
+        );
+        let end = end_isolation("shop", "catalog").body.unwrap();
+        assert_eq!(end["metadata"]["annotations"][ISOLATED_UNTIL], Value::Null);
+        assert_eq!(end["spec"]["selector"][ISOLATION_LABEL], Value::Null);
     }
 
     #[test]

@@ -143,6 +143,13 @@ impl Executor {
         Ok(crate::safety::hpa_targets(&self.read(&r).await?))
     }
 
+    /// The isolated Services of the namespace and when each isolation ends
+    /// ([`actuate::isolated_services`]).
+    pub async fn isolations(&self) -> Result<Vec<(String, Option<f64>)>, ApiError> {
+        let r = actuate::get(format!("/api/v1/namespaces/{}/services", self.namespace));
+        Ok(actuate::isolated_services(&self.read(&r).await?))
+    }
+
     /// Holds the Lease `name` for `me`: whether this instance may act now.
     /// Any error reading or writing it means no.
     pub async fn hold_lease(

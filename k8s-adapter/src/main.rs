@@ -462,6 +462,10 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
     };
     let mut failures = 0u32;
     let mut isolations = actuate::IsolationHolds::default();
+    // Whether this instance, since it last became the active one, has
+    // taken over the isolations found on the Services (made by an earlier
+    // run, or by the instance it replaces).
+    let mut adopted = false;
     let me = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "selfheal-k8s".into()),
@@ -487,8 +491,25 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
             };
             // Isolations whose hold is over are lifted first (by the holder).
             let due = match leader {
-                Ok(()) => isolations.take_due(now),
-                Err(_) => Vec::new(),
+                Ok(()) => {
+                    if !adopted {
+                        match executor.isolations().await {
+                            Ok(found) => {
+                                if !found.is_empty() {
+                                    log(&format!("isolations found on the Services: {found:?}"));
+                                }
+                                isolations.adopt(found, now);
+                                adopted = true;
+                            }
+                            Err(e) => log(&format!("could not read the Services' isolations: {e}")),
+                        }
+                    }
+                    isolations.take_due(now)
+                }
+                Err(_) => {
+                    adopted = false;
+                    Vec::new()
+                }
             };
             for service in due {
                 let w = actuate::end_isolation(&adapter.cfg.namespace, &service);
@@ -544,10 +565,18 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                             Ok(Outcome::Sent(w)) => {
                                 log(&format!("sent: {} -> {w:?}", describe(c)));
                                 if let Command::Isolate { service, hold, .. } = c {
-                                    isolations.isolate(
+                                    let until = now + adapter.cfg.wall(hold.as_secs_f64());
+                                    isolations.isolate(service, until);
+                                    let keep = actuate::isolation_end_at(
+                                        &adapter.cfg.namespace,
                                         service,
-                                        now + hold.as_secs_f64() / adapter.cfg.time_scale,
+                                        until,
                                     );
+                                    if let Err(e) = executor.send_write(&keep).await {
+                                        log(&format!(
+                                            "could not keep the isolation's end on the Service: {e}"
+                                        ));
+                                    }
                                 }
                             }
                             Ok(Outcome::Stopped) => {

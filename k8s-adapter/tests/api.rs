@@ -1,7 +1,9 @@
 //! The API side against a recorded-expectation server (in the style of
 //! kube-rs's `ApiServerVerifier`): each command sends exactly the expected
 //! requests, dry-run sends no write, the kill switch stops every write, and
-//! the RBAC manifest grants what the requests use and nothing more.
+//! the RBAC manifest grants what the requests use and nothing more; and,
+//! against the served simulation's API, an isolation's end kept on its
+//! Service.
 
 mod common;
 
@@ -379,6 +381,7 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
     let _state = watched(&server).await;
     let ex = executor(&server, true).await;
     ex.hpa_owned().await.unwrap();
+    ex.isolations().await.unwrap();
     // Create the Lease, then renew it.
     ex.hold_lease("selfheal-k8s", "me", 1.8e9, 15)
         .await
@@ -457,4 +460,62 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
         unused.is_empty(),
         "the Role grants more than the adapter uses: {unused:?}"
     );
+}
+
+/// An isolation's end is kept on its Service, where an adapter that
+/// restarts (or takes over the Lease) finds it, and goes with the
+/// isolation; here against the served simulation's API.
+#[tokio::test]
+async fn an_isolation_s_end_is_kept_on_the_served_service() {
+    let mut shop = selfheal::scenario::load_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/chaos/dependency-failure.toml"
+    )))
+    .unwrap();
+    shop.spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let served = selfheal::serve::Served::start(
+        &shop,
+        &selfheal::serve::ServeOptions {
+            addr: "127.0.0.1:0".into(),
+            speed: 1.0,
+            namespace: "shop".into(),
+            clock: selfheal::serve::ServeClock::Driven,
+            token: None,
+            faults: selfheal::serve::ServedFaults::Held,
+        },
+    )
+    .unwrap();
+    let config = kube::Config::new(format!("http://{}", served.addr).parse().unwrap());
+    let ex = Executor {
+        client: kube::Client::try_from(config).unwrap(),
+        namespace: "shop".into(),
+        services: vec![ServiceConfig {
+            name: "recommendations".into(),
+            deployment: None,
+            max_connections: 100,
+            backup_selector: None,
+            config_map: None,
+            fallback_for: Vec::new(),
+        }],
+        apply: true,
+        kill_switch: "selfheal-kill-switch".into(),
+    };
+    assert!(ex.isolations().await.unwrap().is_empty());
+    let isolate = Command::Isolate {
+        service: "recommendations".into(),
+        hold: Span::from_secs(120),
+        reason: "test".into(),
+    };
+    assert!(matches!(ex.execute(&isolate).await, Ok(Outcome::Sent(_))));
+    let until = 1_800_000_120.5;
+    let keep = selfheal_k8s::actuate::isolation_end_at("shop", "recommendations", until);
+    assert!(matches!(ex.send_write(&keep).await, Ok(Outcome::Sent(_))));
+    assert_eq!(
+        ex.isolations().await.unwrap(),
+        [("recommendations".to_string(), Some(until))]
+    );
+    let end = selfheal_k8s::actuate::end_isolation("shop", "recommendations");
+    assert!(matches!(ex.send_write(&end).await, Ok(Outcome::Sent(_))));
+    assert!(ex.isolations().await.unwrap().is_empty());
 }

@@ -505,9 +505,21 @@ async fn the_adapter_under_its_own_role_against_a_real_api_server() {
             .all(|s| s["endpoints"].as_array().is_none_or(Vec::is_empty))
     })
     .await;
+    // The isolation's end is kept on the Service, where a restarted
+    // adapter finds it (a list of Services under the Role), and goes with
+    // the isolation.
+    let until = now + 60.0;
+    live.send_write(&actuate::isolation_end_at(NS, "api", until))
+        .await
+        .unwrap();
+    let found = live.isolations().await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "api");
+    assert!((found[0].1.unwrap() - until).abs() < 1e-3, "{found:?}");
     live.send_write(&actuate::end_isolation(NS, "api"))
         .await
         .unwrap();
+    assert_eq!(live.isolations().await.unwrap(), []);
     live.execute(&commands[5]).await.unwrap();
     let svc = kubectl_json(&kc, &["get", "service", "api", "-n", NS]);
     assert_eq!(
