@@ -289,15 +289,14 @@ impl IsolationHolds {
     /// The services whose hold is over at `now`, no longer held; in name
     /// order, so that lifting them is deterministic.
     pub fn take_due(&mut self, now: f64) -> Vec<String> {
-        let due: Vec<String> = self
-            .ends
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(s, _)| s.clone())
-            .collect();
-        for s in &due {
-            self.ends.remove(s);
-        }
+        let mut due = Vec::new();
+        self.ends.retain(|service, until| {
+            let over = *until <= now;
+            if over {
+                due.push(service.clone());
+            }
+            !over
+        });
         due
     }
 }

@@ -513,25 +513,21 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
             };
             for service in due {
                 let w = actuate::end_isolation(&adapter.cfg.namespace, &service);
-                // An end that was not sent (the kill switch, an API error)
-                // is tried again a minute of the cluster's time later:
-                // dropped, it would leave the Service without endpoints.
-                let again = now + adapter.cfg.wall(60.0);
-                match executor.send_write(&w).await {
-                    Ok(Outcome::Stopped) => {
-                        log(&format!(
-                            "kill switch on: the isolation of {service} stays; trying again in a minute"
-                        ));
-                        isolations.isolate(&service, again);
+                let unsent = match executor.send_write(&w).await {
+                    Ok(Outcome::Stopped) => "the kill switch is on".to_string(),
+                    Ok(o) => {
+                        log(&format!("isolation ended: {o:?}"));
+                        continue;
                     }
-                    Ok(o) => log(&format!("isolation ended: {o:?}")),
-                    Err(e) => {
-                        log(&format!(
-                            "could not end the isolation of {service}: {e}; trying again in a minute"
-                        ));
-                        isolations.isolate(&service, again);
-                    }
-                }
+                    Err(e) => e.to_string(),
+                };
+                // Dropped, an unsent end would leave the Service without
+                // endpoints: it is tried again a minute of the cluster's
+                // time later.
+                log(&format!(
+                    "the isolation of {service} stays ({unsent}); trying again in a minute"
+                ));
+                isolations.isolate(&service, now + adapter.cfg.wall(60.0));
             }
             let tick = match leader {
                 Ok(()) => adapter.tick(now).await,

@@ -82,11 +82,16 @@ fn cluster(stop: bool) -> common::Server {
 }
 
 async fn executor(server: &common::Server, apply: bool) -> Executor {
-    let config = kube::Config::new(server.addr.parse().unwrap());
+    executor_at(&server.addr, services(), apply)
+}
+
+/// An executor for namespace `shop` of the API server at `url`.
+fn executor_at(url: &str, services: Vec<ServiceConfig>, apply: bool) -> Executor {
+    let config = kube::Config::new(url.parse().unwrap());
     Executor {
         client: kube::Client::try_from(config).unwrap(),
         namespace: "shop".into(),
-        services: services(),
+        services,
         apply,
         kill_switch: "selfheal-kill-switch".into(),
     }
@@ -467,13 +472,7 @@ async fn rbac_grants_what_the_requests_use_and_nothing_more() {
 /// isolation; here against the served simulation's API.
 #[tokio::test]
 async fn an_isolation_s_end_is_kept_on_the_served_service() {
-    let mut shop = selfheal::scenario::load_file(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scenarios/chaos/dependency-failure.toml"
-    )))
-    .unwrap();
-    shop.spec
-        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let shop = common::bundled_static("chaos/dependency-failure.toml");
     let served = selfheal::serve::Served::start(
         &shop,
         &selfheal::serve::ServeOptions {
@@ -486,21 +485,16 @@ async fn an_isolation_s_end_is_kept_on_the_served_service() {
         },
     )
     .unwrap();
-    let config = kube::Config::new(format!("http://{}", served.addr).parse().unwrap());
-    let ex = Executor {
-        client: kube::Client::try_from(config).unwrap(),
-        namespace: "shop".into(),
-        services: vec![ServiceConfig {
-            name: "recommendations".into(),
-            deployment: None,
-            max_connections: 100,
-            backup_selector: None,
-            config_map: None,
-            fallback_for: Vec::new(),
-        }],
-        apply: true,
-        kill_switch: "selfheal-kill-switch".into(),
+    let recommendations = ServiceConfig {
+        name: "recommendations".into(),
+        backup_selector: None,
+        ..services().remove(0)
     };
+    let ex = executor_at(
+        &format!("http://{}", served.addr),
+        vec![recommendations],
+        true,
+    );
     assert!(ex.isolations().await.unwrap().is_empty());
     let isolate = Command::Isolate {
         service: "recommendations".into(),

@@ -1089,10 +1089,7 @@ fn replay_on(
     ns: &str,
 ) -> Option<Replayed> {
     let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
-    let mut loaded = selfheal::scenario::load_file(Path::new(&path)).unwrap();
-    loaded
-        .spec
-        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let loaded = common::bundled_static(scenario);
     let (served_port, follow_port) = (common::closed_port(), common::closed_port());
     let scraped = match cluster {
         Some(_) => follow_port,

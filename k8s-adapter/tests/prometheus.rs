@@ -280,13 +280,7 @@ async fn the_adapter_observes_a_served_simulation_as_the_simulation_sees_itself(
     // simulated instant as the samples' timestamp. What Prometheus stores
     // is then a function of the scenario alone, however busy the machine.
     let speed = 10.0;
-    let mut leak = selfheal::scenario::load_file(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scenarios/chaos/memory-leak.toml"
-    )))
-    .unwrap();
-    leak.spec
-        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    let leak = common::bundled_static("chaos/memory-leak.toml");
     let served = selfheal::serve::Served::start(
         &leak,
         &selfheal::serve::ServeOptions {

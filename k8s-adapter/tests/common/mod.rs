@@ -294,3 +294,14 @@ pub fn adapter_toml(
         slo.objective
     )
 }
+
+/// A scenario bundled under `scenarios/`, its replicas left to whoever
+/// writes through the served API (the static controller).
+pub fn bundled_static(scenario: &str) -> selfheal::scenario::LoadedScenario {
+    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let mut loaded = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
+    loaded
+        .spec
+        .use_controller(selfheal::scenario::ControllerSpec::parse_short("static").unwrap());
+    loaded
+}
