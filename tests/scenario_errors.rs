@@ -182,6 +182,17 @@ fn bad_trace_row_names_the_trace_line() {
 }
 
 #[test]
+fn a_missing_top_level_field_is_not_blamed_on_the_first_key() {
+    let t = GOOD.replace("[slo]\nlatency_ms = 100\n", "");
+    let msg = error_for(&t).to_string();
+    assert!(msg.contains("missing field `slo`"), "{msg}");
+    assert!(!msg.contains("`name`"), "blames the first key: {msg}");
+    // A missing field of a nested table still names the table.
+    let t = GOOD.replace("name = \"a\"\n", "");
+    assert_error(&t, "[[service]]", "service[0]", "missing field `name`");
+}
+
+#[test]
 fn missing_file_is_an_io_error_naming_it() {
     let msg = scenario::load_file(Path::new("does/not/exist.toml"))
         .unwrap_err()

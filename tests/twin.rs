@@ -204,6 +204,23 @@ fn a_recording_without_its_metrics_names_the_directory() {
         err.contains("edges.csv: line 1: expected the header"),
         "{err}"
     );
+    // One scrape is no load to replay: the window is refused before a
+    // scenario is written, not when the written scenario is read back.
+    std::fs::remove_file(dir.join("edges.csv")).unwrap();
+    let rec = Recording::read(&dir).unwrap();
+    let whole = TwinOptions {
+        from_s: Some(0.0),
+        to_s: Some(60.0),
+        ..TwinOptions::default()
+    };
+    let Err(err) = twin::build(&rec, &whole) else {
+        panic!("one scrape builds no twin");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("holds 1 scrape(s) of `a`; the twin's load needs at least two"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -361,9 +361,10 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
     let mut windows = BTreeMap::new();
     for s in &rec.services {
         let w = window(&s.scrapes, from, to);
-        if w.is_empty() {
+        if w.len() < 2 {
             return Err(TwinError::EmptyWindow {
                 service: s.service.clone(),
+                scrapes: w.len(),
                 from_s: from,
                 to_s: to,
             });

@@ -105,9 +105,10 @@ pub fn check(
             .service(&l.service)
             .ok_or_else(|| TwinError::NoLoadService(l.service.clone()))?;
         let w = super::build::window(&s.scrapes, from_s, to_s);
-        if w.is_empty() {
+        if w.len() < 2 {
             return Err(TwinError::EmptyWindow {
                 service: l.service.clone(),
+                scrapes: w.len(),
                 from_s,
                 to_s,
             });

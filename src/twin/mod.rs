@@ -23,9 +23,12 @@ pub enum TwinError {
     File(#[from] crate::eval::FileError),
     #[error(transparent)]
     Recorded(#[from] crate::train::recorded::RecordedError),
-    #[error("the window {from_s}..{to_s} s holds no scrape of `{service}`")]
+    #[error(
+        "the window {from_s}..{to_s} s holds {scrapes} scrape(s) of `{service}`; the twin's load needs at least two"
+    )]
     EmptyWindow {
         service: String,
+        scrapes: usize,
         from_s: f64,
         to_s: f64,
     },

@@ -208,7 +208,14 @@ pub fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> ScenarioError 
     let message = e.message().trim().to_string();
     let offset = e.span().map(|s| s.start);
     let (line, column) = offset.map(|o| line_col(text, o)).unwrap_or((1, 1));
-    match offset.and_then(|o| field_at(text, o)) {
+    // A field missing from the top level comes with an empty span at the
+    // document's start, which is also the first key's: that key is not the
+    // field at fault.
+    let top_level = e.span().is_some_and(|s| s.start == 0 && s.is_empty());
+    match offset
+        .filter(|_| !top_level)
+        .and_then(|o| field_at(text, o))
+    {
         Some(field) if !field.0.is_empty() => ScenarioError::Invalid {
             file: file.to_string(),
             line,
