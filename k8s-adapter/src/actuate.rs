@@ -89,6 +89,15 @@ pub const ISOLATION_LABEL: &str = "selfheal.io/isolated";
 /// takes over the Lease, lifts the isolation on time instead of never.
 pub const ISOLATED_UNTIL: &str = "selfheal.io/isolated-until";
 
+/// The Services of namespace `ns` (a list, or with a name one of them).
+pub fn services_path(ns: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/services")
+}
+
+fn service_path(ns: &str, service: &str) -> String {
+    format!("{}/{service}", services_path(ns))
+}
+
 fn find<'a>(services: &'a [ServiceConfig], name: &str) -> Result<&'a ServiceConfig, PlanError> {
     services
         .iter()
@@ -174,7 +183,7 @@ pub fn writes_for(
             vec![rollback_patch(ns, d, deployment, replicasets)?]
         }
         Command::Isolate { service, .. } => vec![patch(
-            format!("/api/v1/namespaces/{ns}/services/{service}"),
+            service_path(ns, service),
             MERGE,
             json!({"spec": {"selector": {ISOLATION_LABEL: "true"}}}),
         )],
@@ -184,7 +193,7 @@ pub fn writes_for(
                 .as_ref()
                 .ok_or_else(|| PlanError::NoBackup(service.clone()))?;
             vec![patch(
-                format!("/api/v1/namespaces/{ns}/services/{service}"),
+                service_path(ns, service),
                 JSON_PATCH,
                 json!([{"op": "replace", "path": "/spec/selector", "value": backup}]),
             )]
@@ -214,7 +223,7 @@ pub fn writes_for(
 /// unix seconds), sent after the isolation itself.
 pub fn isolation_end_at(ns: &str, service: &str, until: f64) -> ApiRequest {
     patch(
-        format!("/api/v1/namespaces/{ns}/services/{service}"),
+        service_path(ns, service),
         MERGE,
         json!({"metadata": {"annotations": {ISOLATED_UNTIL: format!("{until:.3}")}}}),
     )
@@ -223,7 +232,7 @@ pub fn isolation_end_at(ns: &str, service: &str, until: f64) -> ApiRequest {
 /// The write that ends an isolation after its hold.
 pub fn end_isolation(ns: &str, service: &str) -> ApiRequest {
     patch(
-        format!("/api/v1/namespaces/{ns}/services/{service}"),
+        service_path(ns, service),
         MERGE,
         json!({
             "metadata": {"annotations": {ISOLATED_UNTIL: null}},
@@ -240,12 +249,8 @@ pub fn isolated_services(list: &Value) -> Vec<(String, Option<f64>)> {
     items
         .into_iter()
         .flatten()
-        .filter(|svc| {
-            svc.pointer("/spec/selector")
-                .and_then(|s| s.get(ISOLATION_LABEL))
-                .is_some()
-        })
         .filter_map(|svc| {
+            svc.pointer("/spec/selector")?.get(ISOLATION_LABEL)?;
             let name = svc.pointer("/metadata/name")?.as_str()?.to_string();
             let until = svc
                 .pointer("/metadata/annotations")

@@ -146,7 +146,7 @@ impl Executor {
     /// The isolated Services of the namespace and when each isolation ends
     /// ([`actuate::isolated_services`]).
     pub async fn isolations(&self) -> Result<Vec<(String, Option<f64>)>, ApiError> {
-        let r = actuate::get(format!("/api/v1/namespaces/{}/services", self.namespace));
+        let r = actuate::get(actuate::services_path(&self.namespace));
         Ok(actuate::isolated_services(&self.read(&r).await?))
     }
 

@@ -1088,7 +1088,7 @@ fn replay_on(
     cluster: Option<&Path>,
     ns: &str,
 ) -> Option<Replayed> {
-    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let path = common::bundled_path(scenario);
     let loaded = common::bundled_static(scenario);
     let (served_port, follow_port) = (common::closed_port(), common::closed_port());
     let scraped = match cluster {

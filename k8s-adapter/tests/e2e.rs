@@ -318,7 +318,7 @@ struct Replayed {
 /// simulated second `until`; `None` without Prometheus. The replay must
 /// end well and have injected `fault`.
 fn replay(scenario: &str, services: &str, fault: &str, until: f64) -> Option<Replayed> {
-    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let path = common::bundled_path(scenario);
     // The served copy holds its faults (`start`): the replay injects them
     // through the API.
     let served = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
@@ -394,7 +394,7 @@ fn replay_matches_pure(
     parity: Parity,
     repair: Repair,
 ) {
-    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let path = common::bundled_path(scenario);
     let loaded = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
     // The pure simulation under the adapter's own controller.
     let controller: selfheal::scenario::ControllerSpec = toml::from_str(HEALING).unwrap();

@@ -44,6 +44,7 @@ use crate::scenario::{
     MetricsSpec, Scenario, ServiceSpec, SloSpec,
 };
 use crate::sim::load::Trace;
+use crate::train::recorded::ServiceRecording;
 
 /// z of the 99th percentile of a standard normal.
 const Z99: f64 = 2.326_347_874;
@@ -89,12 +90,27 @@ pub struct Twin {
     pub calibration: Vec<(f64, f64)>,
 }
 
-/// The scrapes of one recording that fall in `[from, to)`.
-pub(super) fn window(scrapes: &[ServiceMetrics], from: f64, to: f64) -> Vec<&ServiceMetrics> {
-    scrapes
+/// A service's scrapes that fall in `[from, to)`: at least two, as its
+/// load replayed as a trace needs.
+pub(super) fn window(
+    s: &ServiceRecording,
+    from: f64,
+    to: f64,
+) -> Result<Vec<&ServiceMetrics>, TwinError> {
+    let w: Vec<&ServiceMetrics> = s
+        .scrapes
         .iter()
         .filter(|m| (from..to).contains(&m.timestamp.as_secs_f64()))
-        .collect()
+        .collect();
+    if w.len() < 2 {
+        return Err(TwinError::ShortWindow {
+            service: s.service.clone(),
+            scrapes: w.len(),
+            from_s: from,
+            to_s: to,
+        });
+    }
+    Ok(w)
 }
 
 /// The cores a scrape's pods used: `cpu_usage` is a share of their
@@ -360,16 +376,7 @@ pub fn build(rec: &Recording, opts: &TwinOptions) -> Result<Twin, TwinError> {
     let interval = rec.scrape_interval_s();
     let mut windows = BTreeMap::new();
     for s in &rec.services {
-        let w = window(&s.scrapes, from, to);
-        if w.len() < 2 {
-            return Err(TwinError::EmptyWindow {
-                service: s.service.clone(),
-                scrapes: w.len(),
-                from_s: from,
-                to_s: to,
-            });
-        }
-        windows.insert(s.service.clone(), w);
+        windows.insert(s.service.clone(), window(s, from, to)?);
     }
     let measured: BTreeMap<String, Measured> = windows
         .iter()

@@ -104,15 +104,7 @@ pub fn check(
         let s = rec
             .service(&l.service)
             .ok_or_else(|| TwinError::NoLoadService(l.service.clone()))?;
-        let w = super::build::window(&s.scrapes, from_s, to_s);
-        if w.len() < 2 {
-            return Err(TwinError::EmptyWindow {
-                service: l.service.clone(),
-                scrapes: w.len(),
-                from_s,
-                to_s,
-            });
-        }
+        let w = super::build::window(s, from_s, to_s)?;
         traces.insert(file.clone(), Arc::new(super::build::load_trace(&w, from_s)));
     }
     compare(twin, &traces, rec, from_s, to_s, seeds)

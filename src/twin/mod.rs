@@ -26,7 +26,7 @@ pub enum TwinError {
     #[error(
         "the window {from_s}..{to_s} s holds {scrapes} scrape(s) of `{service}`; the twin's load needs at least two"
     )]
-    EmptyWindow {
+    ShortWindow {
         service: String,
         scrapes: usize,
         from_s: f64,

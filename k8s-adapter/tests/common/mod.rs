@@ -295,10 +295,15 @@ pub fn adapter_toml(
     )
 }
 
+/// The path of a scenario bundled under `scenarios/`.
+pub fn bundled_path(scenario: &str) -> String {
+    format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A scenario bundled under `scenarios/`, its replicas left to whoever
 /// writes through the served API (the static controller).
 pub fn bundled_static(scenario: &str) -> selfheal::scenario::LoadedScenario {
-    let path = format!("{}/../scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let path = bundled_path(scenario);
     let mut loaded = selfheal::scenario::load_file(std::path::Path::new(&path)).unwrap();
     loaded
         .spec
