@@ -144,3 +144,80 @@ fn recordings_are_labelled_like_simulated_traces_and_train_the_same_model() {
     );
     std::fs::remove_dir_all(&empty).ok();
 }
+
+/// A recording beside generated traces (`train --with-recorded`): its
+/// minutes held onto the traces' 5 s time base, a gap longer than a
+/// window starting a new run, latencies against the service's own SLO
+/// latency as the traces' against theirs, labels from the recording's
+/// own scrapes.
+#[test]
+fn a_recording_joins_generated_traces_on_their_time_base() {
+    let dir = std::env::temp_dir().join(format!("selfheal-recorded-held-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = |t: f64, p99: f64| selfheal::metrics::ServiceMetrics {
+        timestamp: selfheal::time::Time::from_secs_f64(t),
+        cpu_usage: 0.5,
+        memory_usage: 0.4,
+        request_rate: 10.0,
+        error_rate: 0.0,
+        latency_p50: p99 / 4.0,
+        latency_p99: p99,
+        active_connections: 0,
+        ready_replicas: 1,
+        desired_replicas: 1,
+    };
+    // Ten minutes of 60 s scrapes at 100 ms, the seventh at 900 ms (over
+    // the default objective, three times the median p99); an hour's gap;
+    // then two more minutes.
+    let mut scrapes: Vec<_> = (0..10)
+        .map(|k| at(60.0 * k as f64, if k == 6 { 900.0 } else { 100.0 }))
+        .collect();
+    scrapes.extend((0..3).map(|k| at(4_200.0 + 60.0 * k as f64, 100.0)));
+    std::fs::write(
+        dir.join("web-metrics.csv"),
+        metrics_csv(scrapes.iter().map(|m| ("web", m))),
+    )
+    .unwrap();
+    let cfg = TracesConfig::default();
+    let ds = recorded::load_dir_on_time_base(&dir, &cfg, None, 250.0).unwrap();
+    assert_eq!(ds.config.scrape_interval_s, 5.0);
+    // Beside generated traces (here a copy of itself), its runs follow theirs.
+    let mut both = ds.clone();
+    both.append(ds.clone());
+    assert_eq!(
+        both.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(both.config.runs, 4);
+    assert_eq!(both.rows.len(), 2 * ds.rows.len());
+    let (runs, rows) = (&ds.runs, &ds.rows);
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1]);
+    // 0 to 540 s every 5 s, then the last scrape held until it is older
+    // than a window's span (295 s): 835 s is the last held row.
+    let first: Vec<_> = rows.iter().filter(|r| r.run == 0).collect();
+    assert_eq!(first.len(), 168);
+    assert_eq!(first.last().unwrap().t_s, 835.0);
+    let second: Vec<_> = rows.iter().filter(|r| r.run == 1).collect();
+    assert_eq!(second.len(), 25);
+    assert_eq!(second[0].t_s, 4_200.0);
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0].run != w[1].run || (w[1].t_s - w[0].t_s - 5.0).abs() < 1e-6)
+    );
+    // The objective is 300 ms: 100 ms reads as the traces' 250 ms does
+    // when a third of it.
+    let p99 = |t: f64| first.iter().find(|r| r.t_s == t).unwrap().features[5];
+    assert!((p99(355.0) - 250.0 / 3.0).abs() < 1e-3, "{}", p99(355.0));
+    assert!((p99(360.0) - 750.0).abs() < 1e-3, "{}", p99(360.0));
+    // Held: 360 s to 415 s are the 900 ms minute, so a row is degraded
+    // when one of them lies in the 300 s after it.
+    let label = |t: f64| first.iter().find(|r| r.t_s == t).unwrap().label;
+    assert_eq!(label(55.0), Some(Health::Healthy));
+    assert_eq!(label(60.0), Some(Health::Degraded));
+    assert_eq!(label(410.0), Some(Health::Degraded));
+    assert_eq!(label(415.0), Some(Health::Healthy));
+    // No label where the 300 s ahead run past the segment.
+    assert_eq!(label(535.0), Some(Health::Healthy));
+    assert_eq!(label(540.0), None);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::traces::{Dataset, Health, HealthConfig, LoadFamily, Row, RunPlan, TracesConfig};
 use crate::CsvError;
+use crate::control::predictor::patterns::{P50, P99};
 use crate::metrics::{ServiceMetrics, parse_metrics_csv};
 use crate::time::Time;
 
@@ -498,29 +499,42 @@ pub fn load_dir(
             duration = duration.max((b.timestamp - a.timestamp).as_secs_f64());
         }
         let id = runs.len() as u32;
-        let mean_rate =
-            scrapes.iter().map(|m| m.request_rate).sum::<f64>() / scrapes.len().max(1) as f64;
         let states = rec.states(rec.slo_latency_ms(slo_latency_ms), &cfg.health);
         rows.extend(label(id, scrapes, &states, cfg));
-        runs.push(RunPlan {
-            id,
-            seed: 0,
-            load: LoadFamily::Trace,
-            rate: mean_rate,
-            fault: None,
-            scenario: format!("recorded: {}", rec.path.display()),
-        });
+        runs.push(recorded_run(id, &rec, scrapes));
     }
     intervals.sort_by(f64::total_cmp);
     let interval = intervals
         .get(intervals.len() / 2)
         .copied()
         .unwrap_or(cfg.scrape_interval_s);
-    Ok(Dataset {
+    Ok(recorded_dataset(cfg, interval, duration, runs, rows))
+}
+
+/// The plan of a recorded run: no seed, no fault, the recording's mean rate.
+fn recorded_run(id: u32, rec: &ServiceRecording, scrapes: &[ServiceMetrics]) -> RunPlan {
+    RunPlan {
+        id,
+        seed: 0,
+        load: LoadFamily::Trace,
+        rate: scrapes.iter().map(|m| m.request_rate).sum::<f64>() / scrapes.len().max(1) as f64,
+        fault: None,
+        scenario: format!("recorded: {}", rec.path.display()),
+    }
+}
+
+fn recorded_dataset(
+    cfg: &TracesConfig,
+    interval_s: f64,
+    duration_s: f64,
+    runs: Vec<RunPlan>,
+    rows: Vec<Row>,
+) -> Dataset {
+    Dataset {
         config: TracesConfig {
             runs: runs.len(),
-            duration_s: duration,
-            scrape_interval_s: interval,
+            duration_s,
+            scrape_interval_s: interval_s,
             fault_free_fraction: 1.0,
             faults: vec![],
             loads: vec![LoadFamily::Trace],
@@ -530,7 +544,103 @@ pub fn load_dir(
         runs,
         controller: "recorded".into(),
         rows,
-    })
+    }
+}
+
+/// Every recording in `dir` as a dataset on the time base of `cfg`'s
+/// traces (`cfg.scrape_interval_s`), for a model with relative inputs,
+/// alone or beside generated traces ([`Dataset::append`]): every scrape
+/// held until the next, as such a model reads coarse scrapes; a gap
+/// longer than a window's span starts a new run (nothing is held across
+/// it); the latencies rescaled so that the service's SLO latency
+/// (`slo_latency_ms`, or its default objective) reads as the traces'
+/// `traces_slo_latency_ms`, because the trainer divides every window's
+/// latencies by the traces' objective. Labels come from the recording's
+/// own scrapes, held the same way.
+pub fn load_dir_on_time_base(
+    dir: &Path,
+    cfg: &TracesConfig,
+    slo_latency_ms: Option<f64>,
+    traces_slo_latency_ms: f64,
+) -> Result<Dataset, RecordedError> {
+    let step = cfg.scrape_interval_s;
+    // A window's span: 295 s for 60 scrapes 5 s apart.
+    let window_s = cfg.window.saturating_sub(1) as f64 * step;
+    let mut runs = Vec::new();
+    let mut rows = Vec::new();
+    let mut duration: f64 = 0.0;
+    for rec in read_dir(dir)? {
+        let slo = rec.slo_latency_ms(slo_latency_ms);
+        if !(slo.is_finite() && slo > 0.0) {
+            return Err(file_err(
+                &rec.path,
+                "no p99 latency to set the SLO latency from (give the SLO latency)",
+            ));
+        }
+        let states = rec.states(slo, &cfg.health);
+        let scale = (traces_slo_latency_ms / slo) as f32;
+        for segment in held_segments(&rec.scrapes, step, window_s) {
+            let id = runs.len() as u32;
+            let held: Vec<ServiceMetrics> = segment
+                .iter()
+                .map(|&(t, k)| ServiceMetrics {
+                    timestamp: t,
+                    ..rec.scrapes[k].clone()
+                })
+                .collect();
+            let held_states: Vec<Health> = segment.iter().map(|&(_, k)| states[k]).collect();
+            let mut labelled = label(id, &held, &held_states, cfg);
+            for r in &mut labelled {
+                r.features[P50] *= scale;
+                r.features[P99] *= scale;
+            }
+            rows.extend(labelled);
+            duration = duration.max(segment.len() as f64 * step);
+            runs.push(recorded_run(id, &rec, &held));
+        }
+    }
+    Ok(recorded_dataset(cfg, step, duration, runs, rows))
+}
+
+/// The times of a grid every `step_s` from the first scrape to the last,
+/// each with the scrape it holds (the latest at or before it), cut where
+/// the held scrape is older than `max_hold_s`: the grid resumes at the next
+/// scrape as a new segment.
+fn held_segments(
+    scrapes: &[ServiceMetrics],
+    step_s: f64,
+    max_hold_s: f64,
+) -> Vec<Vec<(Time, usize)>> {
+    let mut segments: Vec<Vec<(Time, usize)>> = Vec::new();
+    let mut current: Vec<(Time, usize)> = Vec::new();
+    let Some(first) = scrapes.first() else {
+        return segments;
+    };
+    let secs = |k: usize| scrapes[k].timestamp.as_secs_f64();
+    let end = secs(scrapes.len() - 1);
+    // Grid times as start + n steps, so that no rounding accumulates.
+    let (mut start, mut n, mut k) = (first.timestamp.as_secs_f64(), 0u32, 0);
+    loop {
+        let t = start + n as f64 * step_s;
+        if t > end + 1e-9 {
+            break;
+        }
+        while k + 1 < scrapes.len() && secs(k + 1) <= t + 1e-9 {
+            k += 1;
+        }
+        if t - secs(k) > max_hold_s {
+            segments.push(std::mem::take(&mut current));
+            // The grid resumes on the next scrape's own time.
+            k += 1;
+            (start, n) = (secs(k), 0);
+            continue;
+        }
+        current.push((Time::from_secs_f64(t), k));
+        n += 1;
+    }
+    segments.push(current);
+    segments.retain(|s| !s.is_empty());
+    segments
 }
 
 #[cfg(test)]

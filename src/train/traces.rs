@@ -219,6 +219,23 @@ impl Dataset {
         }
         out
     }
+
+    /// Adds `other`'s runs and rows after this dataset's, its run ids
+    /// moved past this one's, so that the split by run and the windows
+    /// keep them apart. The config stays this dataset's: `other` must
+    /// share its time base and window.
+    pub fn append(&mut self, other: Dataset) {
+        let first = self.runs.iter().map(|r| r.id + 1).max().unwrap_or(0);
+        self.runs.extend(other.runs.into_iter().map(|r| RunPlan {
+            id: r.id + first,
+            ..r
+        }));
+        self.rows.extend(other.rows.into_iter().map(|r| Row {
+            run: r.run + first,
+            ..r
+        }));
+        self.config.runs = self.runs.len();
+    }
 }
 
 fn uniform(rng: &mut Stream, lo: f64, hi: f64) -> f64 {

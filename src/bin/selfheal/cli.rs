@@ -196,6 +196,12 @@ pub enum Cmd {
         /// labelled by the same health rules as generated traces.
         #[arg(long, conflicts_with = "data")]
         from_recorded: Option<PathBuf>,
+        /// Also train on the recordings in this directory (any scrape
+        /// interval), beside the traces of --data: each held onto the
+        /// traces' time base, its latencies against its own SLO latency
+        /// (needs `--inputs relative`). Repeat for several directories.
+        #[arg(long, conflicts_with = "from_recorded")]
+        with_recorded: Vec<PathBuf>,
         #[arg(long, default_value = "models/predictor")]
         out: PathBuf,
         #[arg(long, default_value_t = 20)]

@@ -185,6 +185,7 @@ fn real_main() -> anyhow::Result<()> {
         Cmd::Train {
             data,
             from_recorded,
+            with_recorded,
             out,
             epochs,
             seed,
@@ -198,6 +199,10 @@ fn real_main() -> anyhow::Result<()> {
                 anyhow::ensure!(features == 8, "--inputs relative needs all 8 features");
                 Inputs::Relative
             } else {
+                anyhow::ensure!(
+                    with_recorded.is_empty(),
+                    "--with-recorded needs --inputs relative (raw inputs are in one cluster's units)"
+                );
                 Inputs::Raw
             };
             let cfg = selfheal::train::trainer::TrainConfig::new(
@@ -213,7 +218,7 @@ fn real_main() -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ");
             predictor::train(
-                predictor::training_data(&data, from_recorded.as_deref())?,
+                predictor::training_data(&data, from_recorded.as_deref(), &with_recorded, inputs)?,
                 (&cfg, inputs),
                 &out,
                 command,

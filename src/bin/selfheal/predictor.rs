@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
+use selfheal::control::predictor::normalise::Inputs;
 use selfheal::train::store::{self, FORMAT, TrainingMeta};
 use selfheal::train::trainer::{self, TrainConfig};
-use selfheal::train::{dataset, traces, validation_report};
+use selfheal::train::{dataset, recorded, traces, validation_report};
 
 /// Reads a `TracesConfig` TOML file, or the defaults.
 pub fn traces_config(path: Option<&Path>) -> anyhow::Result<traces::TracesConfig> {
@@ -76,25 +77,44 @@ pub fn print_label_table(ds: &traces::Dataset) {
 
 /// The training data: a generated trace set, or `selfheal-k8s record`
 /// recordings labelled the same way.
+/// The training data: generated traces, or recordings instead
+/// (`--from-recorded`), or both (`--with-recorded`). Relative inputs read
+/// recordings on the traces' time base with their own SLO latency; raw
+/// inputs read them as they were scraped.
 pub fn training_data(
     data: &Path,
     recorded: Option<&Path>,
+    with_recorded: &[PathBuf],
+    inputs: Inputs,
 ) -> anyhow::Result<(traces::Dataset, PathBuf)> {
-    Ok(match recorded {
-        Some(dir) => (
-            selfheal::train::recorded::load_dir(dir, &traces::TracesConfig::default(), None)?,
-            dir.to_path_buf(),
-        ),
-        None => (dataset::load(data)?, data.to_path_buf()),
+    let on_time_base = |dir: &Path, cfg: &traces::TracesConfig| {
+        recorded::load_dir_on_time_base(dir, cfg, None, traces::TRACES_SLO_LATENCY_MS)
+    };
+    let defaults = traces::TracesConfig::default();
+    Ok(match (recorded, inputs) {
+        (Some(dir), Inputs::Raw) => (recorded::load_dir(dir, &defaults, None)?, dir.to_path_buf()),
+        (Some(dir), _) => (on_time_base(dir, &defaults)?, dir.to_path_buf()),
+        (None, _) => {
+            let mut ds = dataset::load(data)?;
+            for dir in with_recorded {
+                let more = on_time_base(dir, &ds.config)?;
+                outln!(
+                    "{}: {} runs, {} rows on the traces' {} s time base",
+                    dir.display(),
+                    more.runs.len(),
+                    more.rows.len(),
+                    ds.config.scrape_interval_s
+                );
+                ds.append(more);
+            }
+            (ds, data.to_path_buf())
+        }
     })
 }
 
 pub fn train(
     (ds, data): (traces::Dataset, PathBuf),
-    (cfg, inputs): (
-        &TrainConfig,
-        selfheal::control::predictor::normalise::Inputs,
-    ),
+    (cfg, inputs): (&TrainConfig, Inputs),
     out: &Path,
     command: String,
 ) -> anyhow::Result<()> {
@@ -212,7 +232,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     ];
     if let Some(dir) = a.recorded {
         // Any scrape interval: the predictor resamples onto its time base.
-        let ds = selfheal::train::recorded::load_dir(dir, &base, None)?;
+        let ds = recorded::load_dir(dir, &base, None)?;
         sets.push(("recorded", "Held out: recordings of a live cluster", ds));
     }
     let forest = fit_forest(&bundle, &train_ds, a.train_data);
@@ -367,8 +387,8 @@ pub fn backtest(
 ) -> anyhow::Result<()> {
     use selfheal::eval::backtest;
     let bundle = store::load(model_dir)?;
-    let recordings = selfheal::train::recorded::read_dir(recorded)?;
-    let edges = selfheal::train::recorded::read_edges(recorded)?;
+    let recordings = recorded::read_dir(recorded)?;
+    let edges = recorded::read_edges(recorded)?;
     let cfg = backtest::BacktestConfig::of(&bundle, slo_latency_ms);
     let forest = match forest_data {
         Some(path) => Some(fit_forest(&bundle, &dataset::load(path)?, path)),
@@ -395,10 +415,19 @@ pub fn backtest(
         outln!("  {}: SLO latency {:.1} ms", b.service, b.slo_latency_ms);
     }
     if let Some(path) = faults {
-        let list = selfheal::eval::incidents::FaultList::read(path)?;
+        let mut list = selfheal::eval::incidents::FaultList::read(path)?;
+        // A fault on a service the recording lacks cannot be warned of:
+        // scored, it would read as a miss of every detector.
+        let listed = list.faults.len();
+        list.faults
+            .retain(|f| results.iter().any(|b| b.service == f.service));
+        let left_out = match listed - list.faults.len() {
+            0 => String::new(),
+            n => format!("; {n} on services without a recording left out"),
+        };
         let scores = backtest::score(&results, &list, &cfg.predictor, budget);
         let md = format!(
-            "# Backtest of {} on {}\n\nFaults: {} ({}).\n\n{}",
+            "# Backtest of {} on {}\n\nFaults: {} ({}{left_out}).\n\n{}",
             model_dir.display(),
             recorded.display(),
             path.display(),

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::patterns::{CPU, ERRORS, MEMORY, P99, RATE};
+use super::patterns::{CPU, ERRORS, MEMORY, P50, P99, RATE};
 
 /// How a window of raw scrape rows becomes the network's input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,6 @@ impl Inputs {
         if self == Inputs::Raw || f < 8 || window.len() < f {
             return;
         }
-        const P50: usize = 4;
         const P99_BASELINE: usize = 6;
         const READY: usize = 7;
         let mut median = |k: usize| {

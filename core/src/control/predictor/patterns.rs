@@ -14,6 +14,7 @@ pub const CPU: usize = 0;
 pub const MEMORY: usize = 1;
 pub const RATE: usize = 2;
 pub const ERRORS: usize = 3;
+pub const P50: usize = 4;
 pub const P99: usize = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
