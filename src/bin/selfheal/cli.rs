@@ -287,7 +287,10 @@ pub enum Cmd {
     /// with `--faults`, each detector's faults newly warned within 5
     /// minutes, false alarm episodes per service-hour and ROC-AUC.
     Predict {
-        #[arg(long, default_value = "models/predictor")]
+        /// The predictor. The default reads inputs that transfer across
+        /// clusters and was trained on a real cluster's day besides
+        /// synthetic traces; `models/predictor` is the simulator's.
+        #[arg(long, default_value = "models/predictor-relative-nezha")]
         model: PathBuf,
         #[arg(long)]
         recorded: PathBuf,
