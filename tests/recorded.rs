@@ -219,5 +219,26 @@ fn a_recording_joins_generated_traces_on_their_time_base() {
     // No label where the 300 s ahead run past the segment.
     assert_eq!(label(535.0), Some(Health::Healthy));
     assert_eq!(label(540.0), None);
+
+    // `validate` reads it at its own scrapes, in the same units.
+    let native = recorded::load_dir_in_traces_units(&dir, &cfg, None, 250.0).unwrap();
+    assert_eq!(native.rows.len(), 13);
+    assert_eq!(native.rows[6].t_s, 360.0);
+    assert!((native.rows[6].features[5] - 750.0).abs() < 1e-3);
+    assert!((native.rows[6].features[4] - 187.5).abs() < 1e-3);
+    // Without any latency there is no objective to read them against.
+    let blank = at(0.0, f64::NAN);
+    std::fs::write(
+        dir.join("web-metrics.csv"),
+        metrics_csv([("web", &blank), ("web", &at(60.0, f64::NAN))]),
+    )
+    .unwrap();
+    let e = recorded::load_dir_on_time_base(&dir, &cfg, None, 250.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("web-metrics.csv") && e.contains("SLO latency"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

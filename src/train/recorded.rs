@@ -484,6 +484,29 @@ pub fn load_dir(
     cfg: &TracesConfig,
     slo_latency_ms: Option<f64>,
 ) -> Result<Dataset, RecordedError> {
+    load_dir_scaled(dir, cfg, slo_latency_ms, None)
+}
+
+/// [`load_dir`] with each service's latencies rescaled so that its SLO
+/// latency reads as the traces' `traces_slo_latency_ms`: how `validate`
+/// reads a recording, since it scores every detector against the traces'
+/// objective (relative inputs divide by it, the thresholds compare with
+/// it).
+pub fn load_dir_in_traces_units(
+    dir: &Path,
+    cfg: &TracesConfig,
+    slo_latency_ms: Option<f64>,
+    traces_slo_latency_ms: f64,
+) -> Result<Dataset, RecordedError> {
+    load_dir_scaled(dir, cfg, slo_latency_ms, Some(traces_slo_latency_ms))
+}
+
+fn load_dir_scaled(
+    dir: &Path,
+    cfg: &TracesConfig,
+    slo_latency_ms: Option<f64>,
+    traces_slo_latency_ms: Option<f64>,
+) -> Result<Dataset, RecordedError> {
     let mut runs = Vec::new();
     let mut rows = Vec::new();
     let mut intervals = Vec::new();
@@ -499,8 +522,13 @@ pub fn load_dir(
             duration = duration.max((b.timestamp - a.timestamp).as_secs_f64());
         }
         let id = runs.len() as u32;
-        let states = rec.states(rec.slo_latency_ms(slo_latency_ms), &cfg.health);
-        rows.extend(label(id, scrapes, &states, cfg));
+        let slo = rec.slo_latency_ms(slo_latency_ms);
+        let states = rec.states(slo, &cfg.health);
+        let mut labelled = label(id, scrapes, &states, cfg);
+        if let Some(traces_slo) = traces_slo_latency_ms {
+            rescale_latencies(&mut labelled, &rec, slo, traces_slo)?;
+        }
+        rows.extend(labelled);
         runs.push(recorded_run(id, &rec, scrapes));
     }
     intervals.sort_by(f64::total_cmp);
@@ -571,14 +599,7 @@ pub fn load_dir_on_time_base(
     let mut duration: f64 = 0.0;
     for rec in read_dir(dir)? {
         let slo = rec.slo_latency_ms(slo_latency_ms);
-        if !(slo.is_finite() && slo > 0.0) {
-            return Err(file_err(
-                &rec.path,
-                "no p99 latency to set the SLO latency from (give the SLO latency)",
-            ));
-        }
         let states = rec.states(slo, &cfg.health);
-        let scale = (traces_slo_latency_ms / slo) as f32;
         for segment in held_segments(&rec.scrapes, step, window_s) {
             let id = runs.len() as u32;
             let held: Vec<ServiceMetrics> = segment
@@ -590,16 +611,35 @@ pub fn load_dir_on_time_base(
                 .collect();
             let held_states: Vec<Health> = segment.iter().map(|&(_, k)| states[k]).collect();
             let mut labelled = label(id, &held, &held_states, cfg);
-            for r in &mut labelled {
-                r.features[P50] *= scale;
-                r.features[P99] *= scale;
-            }
+            rescale_latencies(&mut labelled, &rec, slo, traces_slo_latency_ms)?;
             rows.extend(labelled);
             duration = duration.max(segment.len() as f64 * step);
             runs.push(recorded_run(id, &rec, &held));
         }
     }
     Ok(recorded_dataset(cfg, step, duration, runs, rows))
+}
+
+/// Rescales the rows' p50 and p99 so that the service's SLO latency `slo`
+/// reads as `traces_slo`.
+fn rescale_latencies(
+    rows: &mut [Row],
+    rec: &ServiceRecording,
+    slo: f64,
+    traces_slo: f64,
+) -> Result<(), RecordedError> {
+    if !(slo.is_finite() && slo > 0.0) {
+        return Err(file_err(
+            &rec.path,
+            "no p99 latency to set the SLO latency from (give the SLO latency)",
+        ));
+    }
+    let scale = (traces_slo / slo) as f32;
+    for r in rows {
+        r.features[P50] *= scale;
+        r.features[P99] *= scale;
+    }
+    Ok(())
 }
 
 /// The times of a grid every `step_s` from the first scrape to the last,

@@ -232,7 +232,10 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
     ];
     if let Some(dir) = a.recorded {
         // Any scrape interval: the predictor resamples onto its time base.
-        let ds = recorded::load_dir(dir, &base, None)?;
+        // Latencies against each service's own objective, as the detectors
+        // here divide by the traces'.
+        let ds =
+            recorded::load_dir_in_traces_units(dir, &base, None, traces::TRACES_SLO_LATENCY_MS)?;
         sets.push(("recorded", "Held out: recordings of a live cluster", ds));
     }
     let forest = fit_forest(&bundle, &train_ds, a.train_data);
