@@ -7,7 +7,9 @@
 //! (`HealthConfig::classify` on the SLI, worst state over the horizon).
 //! A recording from elsewhere may lack the SLI file; its states then come
 //! from the error rate and the p99 against the SLO latency
-//! ([`ServiceRecording::states`]). Scrapes may come at any interval.
+//! ([`ServiceRecording::states`]). Scrapes may come at any interval; a
+//! model with relative inputs trains on them held onto the traces' time
+//! base, in the traces' latency units ([`load_dir_on_time_base`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -631,7 +633,7 @@ fn rescale_latencies(
     if !(slo.is_finite() && slo > 0.0) {
         return Err(file_err(
             &rec.path,
-            "no p99 latency to set the SLO latency from (give the SLO latency)",
+            "no p99 latency to set the service's SLO latency from (three times its median p99)",
         ));
     }
     let scale = (traces_slo / slo) as f32;

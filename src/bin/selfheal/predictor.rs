@@ -75,8 +75,6 @@ pub fn print_label_table(ds: &traces::Dataset) {
     }
 }
 
-/// The training data: a generated trace set, or `selfheal-k8s record`
-/// recordings labelled the same way.
 /// The training data: generated traces, or recordings instead
 /// (`--from-recorded`), or both (`--with-recorded`). Relative inputs read
 /// recordings on the traces' time base with their own SLO latency; raw
