@@ -240,6 +240,12 @@ fn fault_lists_in_csv_name_the_line() {
     // Fault window: start to ten minutes after its end (or after 300 s).
     assert!(list.fault_free(t(99)) && !list.fault_free(t(999)) && list.fault_free(t(1_800)));
     assert!(!list.fault_free(t(200)) && list.fault_free(t(1_801)));
+    // Scored for the recorded services only; another service's fault
+    // still keeps its window out of the fault-free time.
+    let mut only_web = list.clone();
+    assert_eq!(only_web.retain_services(|s| s == "web"), 2);
+    assert!(only_web.faults.is_empty());
+    assert!(!only_web.fault_free(t(200)) && only_web.fault_free(t(1_801)));
     std::fs::write(&path, "t_s,service,kind\n100,cart\n").unwrap();
     let e = FaultList::read(&path).unwrap_err().to_string();
     assert!(
@@ -322,6 +328,7 @@ fn the_departure_score_on_the_half_of_the_day_it_was_not_tuned_on() {
             } else {
                 all.faults[16..].to_vec()
             },
+            elsewhere: Vec::new(),
             busy_hours: all.busy_hours.clone(),
         };
         // The baseline was built on the whole day before; only the scoring

@@ -59,8 +59,12 @@ pub struct Fault {
 /// Faults with the time they make unfit for counting false alarms.
 #[derive(Clone, Debug, Default)]
 pub struct FaultList {
-    /// In time order.
+    /// In time order: the faults that are scored.
     pub faults: Vec<Fault>,
+    /// Faults on services outside the recording ([`FaultList::retain_services`]):
+    /// not scored, as nothing watched them, but their windows are no more
+    /// fault-free for the services that were watched.
+    pub elsewhere: Vec<Fault>,
     /// UTC clock hours set aside for injections (Nezha's grouping): none of
     /// their scrapes is fault-free.
     pub busy_hours: Vec<u32>,
@@ -70,13 +74,30 @@ pub struct FaultList {
 pub const AFTER_END_S: f64 = 600.0;
 
 impl FaultList {
+    /// Scores only the faults of the services `recorded` names and returns
+    /// how many were set aside (into [`FaultList::elsewhere`]): a fault on
+    /// a service without a recording cannot be warned of, and scored it
+    /// would read as every detector's miss.
+    pub fn retain_services(&mut self, recorded: impl Fn(&str) -> bool) -> usize {
+        let (kept, elsewhere) = std::mem::take(&mut self.faults)
+            .into_iter()
+            .partition(|f| recorded(&f.service));
+        self.faults = kept;
+        self.elsewhere = elsewhere;
+        self.elsewhere.len()
+    }
+
     /// Reads a Nezha `<day>-fault_list.json`, or a CSV with the header
     /// `t_s,service,kind` and an optional fourth column `end_s` (seconds in
     /// the recording's time base, as its `t_s`).
     pub fn read(path: &Path) -> Result<FaultList, IncidentError> {
         if path.extension().is_some_and(|e| e == "json") {
             let (faults, busy_hours) = read_faults(path)?;
-            return Ok(FaultList { faults, busy_hours });
+            return Ok(FaultList {
+                faults,
+                elsewhere: Vec::new(),
+                busy_hours,
+            });
         }
         let text = read(path)?;
         let bad = |line: usize, message: String| IncidentError::Parse {
@@ -134,6 +155,7 @@ impl FaultList {
         faults.sort_by_key(|f| f.at);
         Ok(FaultList {
             faults,
+            elsewhere: Vec::new(),
             busy_hours: Vec::new(),
         })
     }
@@ -145,7 +167,7 @@ impl FaultList {
         let secs = t.as_secs_f64();
         let hour = (secs.rem_euclid(86_400.0) / 3_600.0) as u32;
         !self.busy_hours.contains(&hour)
-            && self.faults.iter().all(|f| {
+            && self.faults.iter().chain(&self.elsewhere).all(|f| {
                 let end = f
                     .end
                     .map_or(f.at.as_secs_f64() + CATCH_WINDOW_S, Time::as_secs_f64);

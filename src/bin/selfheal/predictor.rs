@@ -417,14 +417,11 @@ pub fn backtest(
     }
     if let Some(path) = faults {
         let mut list = selfheal::eval::incidents::FaultList::read(path)?;
-        // A fault on a service the recording lacks cannot be warned of:
-        // scored, it would read as a miss of every detector.
-        let listed = list.faults.len();
-        list.faults
-            .retain(|f| results.iter().any(|b| b.service == f.service));
-        let left_out = match listed - list.faults.len() {
+        let left_out = match list.retain_services(|s| results.iter().any(|b| b.service == s)) {
             0 => String::new(),
-            n => format!("; {n} on services without a recording left out"),
+            n => format!(
+                "; {n} on services without a recording not scored, their windows not fault-free"
+            ),
         };
         let scores = backtest::score(&results, &list, &cfg.predictor, budget);
         let md = format!(
