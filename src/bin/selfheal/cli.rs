@@ -224,6 +224,11 @@ pub enum Cmd {
         /// all 8 features).
         #[arg(long, default_value = "raw", value_parser = ["raw", "relative"])]
         inputs: String,
+        /// The recordings' SLO latency (ms) for every service, which their
+        /// health labels and relative inputs read; by default three times
+        /// each service's median p99.
+        #[arg(long, value_parser = positive_ms)]
+        slo_latency_ms: Option<f64>,
     },
     /// Re-derive a trained predictor's alarm threshold on its validation
     /// runs for a false-alarm budget (training does this for 6 per hour).
@@ -272,6 +277,10 @@ pub enum Cmd {
         /// (labelled by the same health rules) as a held-out set.
         #[arg(long)]
         recorded: Option<PathBuf>,
+        /// Those recordings' SLO latency (ms) for every service; by default
+        /// three times each service's median p99.
+        #[arg(long, requires = "recorded", value_parser = positive_ms)]
+        slo_latency_ms: Option<f64>,
         /// Scrape intervals (s) of the same held-out runs compared at one
         /// false-alarm episode budget per service-day.
         #[arg(long, value_delimiter = ',', default_value = "5,15,30,60")]
@@ -306,7 +315,7 @@ pub enum Cmd {
         budget: f64,
         /// Every service's SLO latency; by default three times each
         /// service's median p99 over the recording.
-        #[arg(long)]
+        #[arg(long, value_parser = positive_ms)]
         slo_latency_ms: Option<f64>,
         /// Also score a random forest fitted on these training traces (as
         /// `validate` fits its baseline) on the window the network reads.
@@ -473,4 +482,12 @@ pub enum EvalCmd {
 pub enum Tunable {
     Selfheal,
     Hpa,
+}
+
+/// A latency in milliseconds: finite and above zero.
+fn positive_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok(ms),
+        _ => Err(format!("`{s}` is not a latency in milliseconds above zero")),
+    }
 }

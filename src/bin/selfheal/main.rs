@@ -152,6 +152,7 @@ fn real_main() -> anyhow::Result<()> {
             stride,
             leave_one_out_epochs,
             recorded,
+            slo_latency_ms,
             intervals,
             episodes_per_day,
         } => predictor::validate(&predictor::ValidateArgs {
@@ -163,6 +164,7 @@ fn real_main() -> anyhow::Result<()> {
             stride,
             leave_one_out_epochs,
             recorded: recorded.as_deref(),
+            slo_latency_ms,
             intervals: &intervals,
             episodes_per_day,
         })?,
@@ -193,6 +195,7 @@ fn real_main() -> anyhow::Result<()> {
             samples_per_epoch,
             features,
             inputs,
+            slo_latency_ms,
         } => {
             use selfheal::control::predictor::normalise::Inputs;
             let inputs = if inputs == "relative" {
@@ -218,7 +221,11 @@ fn real_main() -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ");
             predictor::train(
-                predictor::training_data(&data, from_recorded.as_deref(), &with_recorded, inputs)?,
+                predictor::training_data(
+                    &data,
+                    (from_recorded.as_deref(), &with_recorded, slo_latency_ms),
+                    inputs,
+                )?,
                 (&cfg, inputs),
                 &out,
                 command,

@@ -81,16 +81,18 @@ pub fn print_label_table(ds: &traces::Dataset) {
 /// inputs read them as they were scraped.
 pub fn training_data(
     data: &Path,
-    recorded: Option<&Path>,
-    with_recorded: &[PathBuf],
+    (recorded, with_recorded, slo_latency_ms): (Option<&Path>, &[PathBuf], Option<f64>),
     inputs: Inputs,
 ) -> anyhow::Result<(traces::Dataset, PathBuf)> {
     let on_time_base = |dir: &Path, cfg: &traces::TracesConfig| {
-        recorded::load_dir_on_time_base(dir, cfg, None, traces::TRACES_SLO_LATENCY_MS)
+        recorded::load_dir_on_time_base(dir, cfg, slo_latency_ms, traces::TRACES_SLO_LATENCY_MS)
     };
     let defaults = traces::TracesConfig::default();
     Ok(match (recorded, inputs) {
-        (Some(dir), Inputs::Raw) => (recorded::load_dir(dir, &defaults, None)?, dir.to_path_buf()),
+        (Some(dir), Inputs::Raw) => (
+            recorded::load_dir(dir, &defaults, slo_latency_ms)?,
+            dir.to_path_buf(),
+        ),
         (Some(dir), _) => (on_time_base(dir, &defaults)?, dir.to_path_buf()),
         (None, _) => {
             let mut ds = dataset::load(data)?;
@@ -182,6 +184,7 @@ pub struct ValidateArgs<'a> {
     pub stride: usize,
     pub leave_one_out_epochs: usize,
     pub recorded: Option<&'a Path>,
+    pub slo_latency_ms: Option<f64>,
     pub intervals: &'a [f64],
     pub episodes_per_day: f64,
 }
@@ -232,8 +235,12 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         // Any scrape interval: the predictor resamples onto its time base.
         // Latencies against each service's own objective, as the detectors
         // here divide by the traces'.
-        let ds =
-            recorded::load_dir_in_traces_units(dir, &base, None, traces::TRACES_SLO_LATENCY_MS)?;
+        let ds = recorded::load_dir_in_traces_units(
+            dir,
+            &base,
+            a.slo_latency_ms,
+            traces::TRACES_SLO_LATENCY_MS,
+        )?;
         sets.push(("recorded", "Held out: recordings of a live cluster", ds));
     }
     let forest = fit_forest(&bundle, &train_ds, a.train_data);
