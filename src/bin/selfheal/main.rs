@@ -198,6 +198,10 @@ fn real_main() -> anyhow::Result<()> {
             slo_latency_ms,
         } => {
             use selfheal::control::predictor::normalise::Inputs;
+            anyhow::ensure!(
+                slo_latency_ms.is_none() || from_recorded.is_some() || !with_recorded.is_empty(),
+                "--slo-latency-ms is the recordings' objective: give --from-recorded or --with-recorded"
+            );
             let inputs = if inputs == "relative" {
                 anyhow::ensure!(features == 8, "--inputs relative needs all 8 features");
                 Inputs::Relative
