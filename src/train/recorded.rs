@@ -528,7 +528,7 @@ fn load_dir_scaled(
         let states = rec.states(slo, &cfg.health);
         let mut labelled = label(id, scrapes, &states, cfg);
         if let Some(traces_slo) = traces_slo_latency_ms {
-            rescale_latencies(&mut labelled, &rec, slo, traces_slo)?;
+            scale_latencies(&mut labelled, latency_scale(&rec, slo, traces_slo)?);
         }
         rows.extend(labelled);
         runs.push(recorded_run(id, &rec, scrapes));
@@ -601,6 +601,7 @@ pub fn load_dir_on_time_base(
     let mut duration: f64 = 0.0;
     for rec in read_dir(dir)? {
         let slo = rec.slo_latency_ms(slo_latency_ms);
+        let scale = latency_scale(&rec, slo, traces_slo_latency_ms)?;
         let states = rec.states(slo, &cfg.health);
         for segment in held_segments(&rec.scrapes, step, window_s) {
             let id = runs.len() as u32;
@@ -613,35 +614,32 @@ pub fn load_dir_on_time_base(
                 .collect();
             let held_states: Vec<Health> = segment.iter().map(|&(_, k)| states[k]).collect();
             let mut labelled = label(id, &held, &held_states, cfg);
-            rescale_latencies(&mut labelled, &rec, slo, traces_slo_latency_ms)?;
+            scale_latencies(&mut labelled, scale);
             rows.extend(labelled);
-            duration = duration.max(segment.len() as f64 * step);
+            duration = duration.max((segment.len() - 1) as f64 * step);
             runs.push(recorded_run(id, &rec, &held));
         }
     }
     Ok(recorded_dataset(cfg, step, duration, runs, rows))
 }
 
-/// Rescales the rows' p50 and p99 so that the service's SLO latency `slo`
-/// reads as `traces_slo`.
-fn rescale_latencies(
-    rows: &mut [Row],
-    rec: &ServiceRecording,
-    slo: f64,
-    traces_slo: f64,
-) -> Result<(), RecordedError> {
+/// The factor that makes the service's SLO latency `slo` read as
+/// `traces_slo`.
+fn latency_scale(rec: &ServiceRecording, slo: f64, traces_slo: f64) -> Result<f32, RecordedError> {
     if !(slo.is_finite() && slo > 0.0) {
         return Err(file_err(
             &rec.path,
             "no p99 latency to set the service's SLO latency from (three times its median p99)",
         ));
     }
-    let scale = (traces_slo / slo) as f32;
+    Ok((traces_slo / slo) as f32)
+}
+
+fn scale_latencies(rows: &mut [Row], scale: f32) {
     for r in rows {
         r.features[P50] *= scale;
         r.features[P99] *= scale;
     }
-    Ok(())
 }
 
 /// The times of a grid every `step_s` from the first scrape to the last,
@@ -680,8 +678,8 @@ fn held_segments(
         current.push((Time::from_secs_f64(t), k));
         n += 1;
     }
+    // Every segment holds its first scrape (held for no time at all).
     segments.push(current);
-    segments.retain(|s| !s.is_empty());
     segments
 }
 
