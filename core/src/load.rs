@@ -386,24 +386,46 @@ fn trace_value(trace: &Trace, x: f64, looped: bool) -> f64 {
 pub struct ArrivalProcess {
     curve: Curve,
     t: f64,
+    /// The last horizon asked for, in seconds: callers pass the same one
+    /// every time, and this runs once per client request.
+    horizon: (Time, f64),
+    /// The last bound and its mean gap, `1 / bound`: a constant curve (and
+    /// most windows of the others) asks for the same one again.
+    gap: (f64, f64),
 }
 
 impl ArrivalProcess {
     pub fn new(curve: Curve) -> Self {
-        ArrivalProcess { curve, t: 0.0 }
+        ArrivalProcess {
+            curve,
+            t: 0.0,
+            horizon: (Time::ZERO, 0.0),
+            gap: (f64::NAN, f64::NAN),
+        }
     }
 
     /// The next arrival at or before `horizon`, or `None`.
     pub fn next(&mut self, rng: &mut Stream, horizon: Time) -> Option<Time> {
-        let horizon = horizon.as_secs_f64();
+        if self.horizon.0 != horizon {
+            self.horizon = (horizon, horizon.as_secs_f64());
+        }
+        let horizon = self.horizon.1;
         while self.t < horizon {
-            let window_end = (self.t.floor() + 1.0).min(horizon);
-            let bound = self.curve.bound(self.t, window_end);
+            // `t` is never negative, so truncation is its floor (and needs
+            // no libm call).
+            let window_end = ((self.t as u64) as f64 + 1.0).min(horizon);
+            let bound = match self.curve {
+                Curve::Constant(r) => r,
+                _ => self.curve.bound(self.t, window_end),
+            };
             if bound <= 0.0 {
                 self.t = window_end;
                 continue;
             }
-            let candidate = self.t + rng.exp(1.0 / bound);
+            if self.gap.0 != bound {
+                self.gap = (bound, 1.0 / bound);
+            }
+            let candidate = self.t + rng.exp(self.gap.1);
             if candidate >= window_end {
                 // Memoryless: restart the draw at the window's edge.
                 self.t = window_end;

@@ -65,17 +65,20 @@ impl Stream {
         Stream { rng }
     }
 
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.rng.next_u64()
     }
 
     /// Uniform in [0, 1).
+    #[inline]
     pub fn uniform(&mut self) -> f64 {
         unit_f64(self.rng.next_u64())
     }
 
     /// Exponential with the given mean (ziggurat: no logarithm on the hot
     /// path, and the same values on every platform).
+    #[inline]
     pub fn exp(&mut self, mean: f64) -> f64 {
         mean * <Exp1 as Distribution<f64>>::sample(&Exp1, &mut self.rng)
     }
@@ -103,18 +106,22 @@ pub struct KeyedDraws {
 impl KeyedDraws {
     /// Draws for one part of a request tree: `salt` names the part (service,
     /// call edge, attempt).
+    #[inline]
     pub fn new(key: u64, salt: u64) -> Self {
         KeyedDraws {
             state: key ^ splitmix64(salt),
         }
     }
+    #[inline]
     fn next(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix(self.state)
     }
+    #[inline]
     pub fn uniform(&mut self) -> f64 {
         unit_f64(self.next())
     }
+    #[inline]
     pub fn exp(&mut self, mean: f64) -> f64 {
         mean * <Exp1 as Distribution<f64>>::sample(&Exp1, self)
     }
@@ -141,15 +148,18 @@ impl TryRng for KeyedDraws {
     }
 }
 
+#[inline]
 fn unit_f64(x: u64) -> f64 {
     (x >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
+#[inline]
 pub fn splitmix64(x: u64) -> u64 {
     mix(x.wrapping_add(0x9E37_79B9_7F4A_7C15))
 }
 
+#[inline]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -123,6 +123,7 @@ impl Buckets {
 
     /// Index of the bucket a value falls in (`le` semantics: a value equal to
     /// a bound belongs to that bound's bucket).
+    #[inline]
     pub fn index_of(&self, value: f64) -> usize {
         let b = &self.bounds;
         // At or below the first bound, and NaN: the first bucket. Bounds
@@ -164,6 +165,7 @@ impl Histogram {
         }
     }
 
+    #[inline]
     pub fn observe(&mut self, buckets: &Buckets, value: f64) {
         self.counts[buckets.index_of(value)] += 1;
         self.sum += value;
