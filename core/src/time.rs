@@ -42,7 +42,7 @@ impl Time {
         self.0
     }
     pub fn as_secs_f64(self) -> f64 {
-        self.0 as f64 / NANOS_PER_SEC
+        nanos_to_f64(self.0) / NANOS_PER_SEC
     }
     /// Whole seconds since the start (floor).
     pub const fn whole_secs(self) -> u64 {
@@ -72,7 +72,7 @@ impl Span {
         self.0
     }
     pub fn as_secs_f64(self) -> f64 {
-        self.0 as f64 / NANOS_PER_SEC
+        nanos_to_f64(self.0) / NANOS_PER_SEC
     }
     /// Whole seconds (floor): what a Kubernetes or Knative field in
     /// seconds holds.
@@ -81,14 +81,36 @@ impl Span {
     }
 }
 
+#[inline]
 fn secs_to_nanos(s: f64) -> u64 {
-    if s.is_finite() && s > 0.0 {
-        let n = s * NANOS_PER_SEC;
-        // `as` saturates; adding a half rounds (n is positive) without a
-        // libm call on the simulator's hottest conversion.
-        (n + 0.5) as u64
+    // Adding a half rounds (n is positive) without a libm call on the
+    // simulator's hottest conversion.
+    let n = s * NANOS_PER_SEC + 0.5;
+    if s > 0.0 && n < I64_RANGE {
+        // Within i64's range the signed conversion is one instruction and
+        // gives the same integer as the saturating unsigned one below.
+        n as i64 as u64
+    } else if s.is_finite() && s > 0.0 {
+        // `as` saturates.
+        n as u64
     } else {
         0
+    }
+}
+
+/// 2^63: below it a non-negative value converts to and from `i64` exactly as
+/// to and from `u64`.
+const I64_RANGE: f64 = 9_223_372_036_854_775_808.0;
+
+/// `n as f64`, through the one-instruction signed conversion where `n` fits
+/// (every time and span short of 292 years; `Time::MAX` takes the other
+/// way).
+#[inline]
+fn nanos_to_f64(n: u64) -> f64 {
+    if n <= i64::MAX as u64 {
+        n as i64 as f64
+    } else {
+        n as f64
     }
 }
 
@@ -142,6 +164,59 @@ mod tests {
         );
         assert_eq!(Time::from_secs(1) - Time::from_secs(2), Span::ZERO);
         assert_eq!(Time::from_secs_f64(59.999).whole_secs(), 59);
+    }
+
+    /// The fast conversions give what the plain unsigned ones give, at the
+    /// edges of the signed range too.
+    #[test]
+    fn fast_conversions_agree_with_the_plain_ones() {
+        let plain_nanos = |s: f64| {
+            if s.is_finite() && s > 0.0 {
+                (s * NANOS_PER_SEC + 0.5) as u64
+            } else {
+                0
+            }
+        };
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut secs = vec![
+            0.0,
+            -0.0,
+            1e-12,
+            4e-10,
+            5e-10,
+            1.0,
+            9.223372036854775e9,
+            9.223372036854776e9,
+            9.3e9,
+            1.8446744073709552e10,
+            1e30,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -1.0,
+        ];
+        let mut nanos = vec![
+            0,
+            1,
+            i64::MAX as u64 - 1,
+            i64::MAX as u64,
+            1 << 63,
+            u64::MAX,
+        ];
+        for _ in 0..100_000 {
+            x = crate::rng::splitmix64(x);
+            secs.push(f64::from_bits(x));
+            secs.push((x >> 11) as f64 / (1u64 << 53) as f64 * 1e5);
+            nanos.push(x);
+            nanos.push(x >> 20);
+        }
+        for s in secs {
+            assert_eq!(secs_to_nanos(s), plain_nanos(s), "{s:e}");
+        }
+        for n in nanos {
+            assert_eq!(nanos_to_f64(n).to_bits(), (n as f64).to_bits(), "{n}");
+        }
     }
 }
 

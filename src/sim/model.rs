@@ -312,17 +312,37 @@ impl Pod {
         // A stressor (and the revision's background work) competes for the
         // cores like one more busy process per core it burns (CFS shares
         // within the pod's cgroup).
-        let cores = cpu_limit * k / (k + self.stress_cores + self.background_cores);
+        let shared = k + self.stress_cores + self.background_cores;
+        if k == 1.0 {
+            // The general form's products and quotients by one are exact:
+            // the same value without its divisions, for the commonest case
+            // (one request on the CPU).
+            let cores = if shared == 1.0 {
+                cpu_limit
+            } else {
+                cpu_limit / shared
+            };
+            return cores.min(1.0);
+        }
+        let cores = cpu_limit * k / shared;
         (cores / k).min(1.0)
     }
 
     /// Brings the CPU integrals and virtual time up to `now` at the current
     /// rate; call before anything that changes the rate.
     pub fn advance(&mut self, now: Time, cpu_limit: f64) {
+        if now > self.cpu.last {
+            self.advance_at(now, cpu_limit, self.cpu_rate(cpu_limit));
+        }
+        self.cpu.last = now;
+    }
+
+    /// [`Pod::advance`] for a caller that holds `self.cpu_rate(cpu_limit)`.
+    pub fn advance_at(&mut self, now: Time, cpu_limit: f64, rate: f64) {
         let dt = (now - self.cpu.last).as_secs_f64();
         if dt > 0.0 {
-            self.cpu.v += self.cpu_rate(cpu_limit) * dt;
-            self.cpu_core_seconds += self.cores_in_use(cpu_limit) * dt;
+            self.cpu.v += rate * dt;
+            self.cpu_core_seconds += self.cores_in_use_at(cpu_limit, rate) * dt;
         }
         self.cpu.last = now;
     }
@@ -330,7 +350,11 @@ impl Pod {
     /// Cores busy now: requests in their CPU phase plus a stressor and
     /// the background work.
     fn cores_in_use(&self, cpu_limit: f64) -> f64 {
-        let requests = self.cpu.jobs.len() as f64 * self.cpu_rate(cpu_limit);
+        self.cores_in_use_at(cpu_limit, self.cpu_rate(cpu_limit))
+    }
+
+    fn cores_in_use_at(&self, cpu_limit: f64, rate: f64) -> f64 {
+        let requests = self.cpu.jobs.len() as f64 * rate;
         let stress = if self.phase == Phase::Running {
             (self.stress_cores + self.background_cores).min(cpu_limit - requests)
         } else {

@@ -322,7 +322,13 @@ impl Simulation {
         let next = match p.cpu.jobs.peek() {
             Some(Reverse((bits, _))) if rate > 0.0 => {
                 let remaining = (f64::from_bits(*bits) - p.cpu.v).max(0.0);
-                now + Span::from_secs_f64(remaining / rate)
+                // Dividing by one is exact: skipped at full speed.
+                let wall = if rate == 1.0 {
+                    remaining
+                } else {
+                    remaining / rate
+                };
+                now + Span::from_secs_f64(wall)
             }
             _ => Time::MAX,
         };
@@ -347,9 +353,9 @@ impl Simulation {
         let now = self.now;
         let p = &mut self.pods[pod as usize];
         let limit = self.services[p.service as usize].cpu_limit;
-        p.advance(now, limit);
-        p.cpu.next_at = Time::MAX;
         let rate = p.cpu_rate(limit);
+        p.advance_at(now, limit, rate);
+        p.cpu.next_at = Time::MAX;
         let Some(&Reverse((bits, r))) = p.cpu.jobs.peek() else {
             return;
         };
