@@ -39,11 +39,11 @@ impl<E> Ord for Entry<E> {
 ///
 /// A popped event leaves the heap lazily: its entry stays at the top until
 /// the next push takes its place (one sift down, where a pop and a push
-/// are a sift to the bottom and two sifts up) or anything else needs the
-/// heap. Most handlers schedule their follow-up first (a pod's next CPU
-/// completion, the next request's), so most pops and pushes pair up. The
-/// order of events is the same either way: keys are unique, so the heap's
-/// shape never decides it.
+/// are a sift to the bottom and two sifts up) or the next pop removes it;
+/// a peek reads past it. Most handlers schedule a follow-up (a pod's next
+/// CPU completion, the next request's), so most pops and pushes pair up.
+/// The order of events is the same either way: keys are unique, so the
+/// heap's shape never decides it.
 pub struct EventQueue<E> {
     heap: BinaryHeap<Entry<E>>,
     seq: u64,
@@ -91,11 +91,21 @@ impl<E: Copy> EventQueue<E> {
         Some((Time::from_nanos((e.key >> 64) as u64), e.event))
     }
 
-    pub fn peek_time(&mut self) -> Option<Time> {
-        self.settle();
-        self.heap
-            .peek()
-            .map(|e| Time::from_nanos((e.key >> 64) as u64))
+    pub fn peek_time(&self) -> Option<Time> {
+        let entries = self.heap.as_slice();
+        let first = if self.taken {
+            // The earliest pending entry is the taken top's earlier child;
+            // leaving the top in place lets a push that comes first (the
+            // next client arrival's, say) still take its place.
+            match entries.get(1..3).or_else(|| entries.get(1..)) {
+                Some([a, b]) => a.key.min(b.key),
+                Some([a]) => a.key,
+                _ => return None,
+            }
+        } else {
+            entries.first()?.key
+        };
+        Some(Time::from_nanos((first >> 64) as u64))
     }
 
     /// Removes a popped entry that no push replaced.
