@@ -92,10 +92,28 @@ pub fn serve(handler: Box<Handler>) -> Server {
     Server { addr, seen }
 }
 
-/// A loopback port nobody listens on.
+/// A loopback port nobody listens on, for a server a test starts later.
+///
+/// Taken below Linux's ephemeral range (32768-60999): a port the kernel
+/// hands out (`bind` to port 0) may meanwhile become the source port of an
+/// outgoing connection (a Prometheus of another test scrapes several times
+/// a second, each failed scrape a new connection), and the server's bind
+/// then fails with "address in use". Each call in a process gets another
+/// port; the process id spreads concurrent test binaries apart.
 pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(997);
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + offset.wrapping_add(n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// A namespace as the reflectors list it: one Deployment at `revision`
