@@ -386,30 +386,27 @@ fn trace_value(trace: &Trace, x: f64, looped: bool) -> f64 {
 pub struct ArrivalProcess {
     curve: Curve,
     t: f64,
-    /// The last horizon asked for, in seconds: callers pass the same one
-    /// every time, and this runs once per client request.
-    horizon: (Time, f64),
+    /// No arrival after this, in seconds.
+    horizon: f64,
     /// The last bound and its mean gap, `1 / bound`: a constant curve (and
     /// most windows of the others) asks for the same one again.
     gap: (f64, f64),
 }
 
 impl ArrivalProcess {
-    pub fn new(curve: Curve) -> Self {
+    /// Arrivals from time zero up to and including `horizon`.
+    pub fn new(curve: Curve, horizon: Time) -> Self {
         ArrivalProcess {
             curve,
             t: 0.0,
-            horizon: (Time::ZERO, 0.0),
+            horizon: horizon.as_secs_f64(),
             gap: (f64::NAN, f64::NAN),
         }
     }
 
-    /// The next arrival at or before `horizon`, or `None`.
-    pub fn next(&mut self, rng: &mut Stream, horizon: Time) -> Option<Time> {
-        if self.horizon.0 != horizon {
-            self.horizon = (horizon, horizon.as_secs_f64());
-        }
-        let horizon = self.horizon.1;
+    /// The next arrival, or `None` past the horizon.
+    pub fn next(&mut self, rng: &mut Stream) -> Option<Time> {
+        let horizon = self.horizon;
         while self.t < horizon {
             // `t` is never negative, so truncation is its floor (and needs
             // no libm call).
@@ -579,9 +576,9 @@ mod tests {
     use crate::rng::Subsystem;
 
     fn count(curve: Curve, secs: u64, seed: u64) -> usize {
-        let mut p = ArrivalProcess::new(curve);
+        let mut p = ArrivalProcess::new(curve, Time::from_secs(secs));
         let mut rng = Stream::new(seed, Subsystem::Load);
-        std::iter::from_fn(|| p.next(&mut rng, Time::from_secs(secs))).count()
+        std::iter::from_fn(|| p.next(&mut rng)).count()
     }
 
     #[test]

@@ -333,7 +333,7 @@ impl Simulation {
             ));
             loads.push(LoadSource {
                 edge,
-                arrivals: ArrivalProcess::new(curve),
+                arrivals: ArrivalProcess::new(curve, Time::from_secs_f64(s.duration_s)),
                 rng: Stream::new_indexed(seed, Subsystem::Load, i as u64),
                 next: None,
             });

@@ -39,9 +39,8 @@ pub fn gc_factor(memory_fraction: f64) -> f64 {
 
 impl Simulation {
     pub(crate) fn schedule_root_arrival(&mut self, load: u32) {
-        let end = self.end;
         let src = &mut self.loads[load as usize];
-        src.next = src.arrivals.next(&mut src.rng, end);
+        src.next = src.arrivals.next(&mut src.rng);
     }
 
     pub(crate) fn root_arrival(&mut self, load: u32) {
