@@ -266,4 +266,26 @@ mod tests {
             assert!(a.alarms.is_empty(), "{:?}", a.alarms);
         }
     }
+
+    #[test]
+    fn the_cpu_limit_is_configurable_and_inf_turns_it_off() {
+        // A CPU at 40 % of the request bursting once to 95 %: a departure
+        // by its range as well, so the threshold is raised past that.
+        let burst = |extra: &str| {
+            let mut a = adapter(&format!("[departure]\nthreshold = 1000.0\n{extra}"));
+            let mut alarms = Vec::new();
+            for i in 0..30 {
+                let mut obs = observation(i as f64 * 60.0, 50.0);
+                if i == 20 {
+                    obs.services[0].metrics.cpu_usage = 0.95;
+                }
+                a.decide(&obs);
+                alarms.extend(a.alarms.drain(..).map(|x| (x.at.whole_secs(), x.metric)));
+            }
+            alarms
+        };
+        assert_eq!(burst(""), vec![(1_200, "cpu")]);
+        assert_eq!(burst("cpu_limit = 1.8\n"), vec![]);
+        assert_eq!(burst("cpu_limit = inf\n"), vec![]);
+    }
 }

@@ -27,7 +27,7 @@
 use crate::control::anomaly::AnomalyDetector;
 use crate::control::callers::EveryCaller;
 use crate::control::departure::{
-    CALLS, Departure, DepartureConfig, RECORDING_METRICS, RECORDING_SCALES, recording_metric_name,
+    CALLS, Departure, DepartureConfig, RECORDING_METRICS, recording_metric_name,
 };
 use crate::control::predictor::patterns::FailureType;
 use crate::control::predictor::{
@@ -127,6 +127,18 @@ impl Scrape {
         })
     }
 
+    /// The score at which a detector's own rule alarms, where it has one
+    /// threshold (the network's warning also waits for repeated windows).
+    fn own_threshold(detector: usize, cfg: &PredictorConfig) -> Option<f64> {
+        match detector {
+            1 => Some(1.0),
+            2 => Some(cfg.patterns.anomaly_threshold),
+            DEPARTURE => Some(DepartureConfig::default().threshold),
+            FOREST => Some(0.5),
+            _ => None,
+        }
+    }
+
     pub fn alarm(&self, detector: usize, cfg: &PredictorConfig) -> bool {
         match detector {
             0 => self.prediction.as_ref().is_some_and(|p| p.warning),
@@ -174,7 +186,7 @@ pub fn run(
                 .iter()
                 .map(|_| AnomalyDetector::new(pcfg.anomaly.clone()))
                 .collect();
-            let mut departure = Departure::new(&DepartureConfig::default(), RECORDING_SCALES);
+            let mut departure = Departure::of_recording(&DepartureConfig::default());
             let scrape_times: Vec<Time> = rec.scrapes.iter().map(|m| m.timestamp).collect();
             let mut calls = CallsInto::new(edges, &rec.service, &scrape_times);
             let mut anomaly_calls = EveryCaller::new(AnomalyDetector::new(pcfg.anomaly.clone()));
@@ -342,21 +354,26 @@ fn record(
     (warned, episodes, seconds)
 }
 
-/// The detector's threshold (of [`budget_candidates`]) that
+/// The detector's threshold (of [`budget_candidates`] and its own) that
 /// newly warns of the most faults while its false alarms stay within
 /// `budget` episodes per service-hour (the lowest such), and that count;
 /// `None` when every candidate is over the budget.
 fn at_budget(
     (backtests, times): (&[ServiceBacktest], &[Vec<Time>]),
     faults: &FaultList,
-    detector: usize,
+    (detector, own): (usize, Option<f64>),
     budget: f64,
 ) -> Option<(f64, usize)> {
-    let candidates = budget_candidates(
+    // The own threshold is a candidate too: the departure score's hard
+    // limits score exactly it, which a quantile of the scores rarely is.
+    let mut candidates = budget_candidates(
         backtests
             .iter()
             .flat_map(|b| b.scrapes.iter().filter_map(|s| s.score(detector))),
     );
+    candidates.extend(own);
+    candidates.sort_by(f64::total_cmp);
+    candidates.dedup();
     // Lower thresholds alarm more, but an alarm already up before a fault
     // is no new warning: the best threshold within the budget is searched,
     // not the lowest.
@@ -435,7 +452,10 @@ pub fn score(
                 fault_free_hours: seconds / 3_600.0,
                 roc_auc: both.then(|| roc_pr_auc(&scores[k], &labels).0),
                 at_budget: CONTINUOUS[d]
-                    .then(|| at_budget((backtests, &times), faults, d, budget))
+                    .then(|| {
+                        let own = Scrape::own_threshold(d, cfg);
+                        at_budget((backtests, &times), faults, (d, own), budget)
+                    })
                     .flatten(),
                 continuous: CONTINUOUS[d],
             }

@@ -25,7 +25,7 @@ use ndarray16::{Array1, Array2, Axis};
 use rand08::SeedableRng;
 
 use super::traces::{Dataset, Health, TRACES_SLO_LATENCY_MS};
-use crate::control::departure::{Departure, DepartureConfig, RECORDING_SCALES};
+use crate::control::departure::{Departure, DepartureConfig};
 use crate::control::predictor::normalise::Normaliser;
 use crate::control::predictor::patterns::{FailureType, trend};
 use crate::control::predictor::{Model, PredictorConfig, ServiceWatch};
@@ -225,7 +225,7 @@ pub fn score_dataset(
         .par_iter()
         .map(|&(a, b)| {
             let mut watch = ServiceWatch::new(model.window, cfg);
-            let mut departure = Departure::new(&DepartureConfig::default(), RECORDING_SCALES);
+            let mut departure = Departure::of_recording(&DepartureConfig::default());
             let mut out = Vec::new();
             for i in a..b {
                 let r = &ds.rows[i];
