@@ -280,11 +280,15 @@ mod tests {
                     obs.services[0].metrics.cpu_usage = 0.95;
                 }
                 a.decide(&obs);
-                alarms.extend(a.alarms.drain(..).map(|x| (x.at.whole_secs(), x.metric)));
+                alarms.extend(
+                    a.alarms
+                        .drain(..)
+                        .map(|x| (x.at.whole_secs(), x.metric, x.past_limit)),
+                );
             }
             alarms
         };
-        assert_eq!(burst(""), vec![(1_200, "cpu")]);
+        assert_eq!(burst(""), vec![(1_200, "cpu", true)]);
         assert_eq!(burst("cpu_limit = 1.8\n"), vec![]);
         assert_eq!(burst("cpu_limit = inf\n"), vec![]);
     }

@@ -549,9 +549,14 @@ async fn run_loop(opts: RunOpts, replay_args: Option<ReplayArgs>) -> Result<()> 
                         log(&format!("healing: {e:?}"));
                     }
                     for a in &adapter.alarms {
+                        let how = if a.past_limit {
+                            "at its hard limit".to_owned()
+                        } else {
+                            format!("at {:.1} spreads above its recent range", a.score)
+                        };
                         log(&format!(
-                            "departure: {} {} at {:.1} spreads above its recent range (an alarm; no action)",
-                            a.service, a.metric, a.score
+                            "departure: {} {} {how} (an alarm; no action)",
+                            a.service, a.metric
                         ));
                     }
                     for c in &commands {

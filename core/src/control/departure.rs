@@ -207,6 +207,8 @@ pub struct DepartureDetector {
     /// `(seconds, value)`, oldest first.
     values: VecDeque<(f64, f64)>,
     scratch: Vec<f64>,
+    /// Whether the last score is the hard limit's rather than the range's.
+    past_limit: bool,
 }
 
 impl DepartureDetector {
@@ -216,6 +218,7 @@ impl DepartureDetector {
             scale,
             values: VecDeque::new(),
             scratch: Vec::new(),
+            past_limit: false,
         }
     }
 
@@ -223,6 +226,7 @@ impl DepartureDetector {
     /// then adds it to the baseline. A non-finite value (a metric the
     /// source did not measure) scores 0 and is not kept.
     pub fn update(&mut self, now: Time, x: f64) -> f64 {
+        self.past_limit = false;
         if !x.is_finite() {
             return 0.0;
         }
@@ -260,12 +264,14 @@ impl DepartureDetector {
             let lo = quantile(&self.scratch, 1.0 - self.cfg.quantile);
             score = score.max((lo - x) / (median - lo).max(floor));
         }
-        if self
-            .scale
-            .limit
-            .is_some_and(|limit| x >= limit && median < limit)
+        if score < self.cfg.threshold
+            && self
+                .scale
+                .limit
+                .is_some_and(|limit| x >= limit && median < limit)
         {
-            score = score.max(self.cfg.threshold);
+            score = self.cfg.threshold;
+            self.past_limit = true;
         }
         score.max(0.0)
     }
@@ -306,6 +312,12 @@ impl Departure {
         Departure::new(cfg, cfg.recording_scales())
     }
 
+    /// Whether the last score of `metric` (an index as [`Self::update`]
+    /// returns it) was its hard limit's rather than its range's.
+    pub fn past_limit(&self, metric: usize) -> bool {
+        self.metrics.get(metric).is_some_and(|d| d.past_limit)
+    }
+
     pub fn update(
         &mut self,
         now: Time,
@@ -340,6 +352,9 @@ pub struct DepartureAlarm {
     /// [`CALLS`]).
     pub metric: &'static str,
     pub score: f64,
+    /// The score is the threshold because the metric reached its hard
+    /// limit from a baseline below it, not a distance from its range.
+    pub past_limit: bool,
 }
 
 /// Every service's departure episodes, from the observations a controller
@@ -383,13 +398,8 @@ impl DepartureWatch {
                     .filter(|d| d.service == s.name)
                     .map(|d| (caller.name.as_str(), d.latency_p99))
             }));
-            if let Some((score, metric, true)) = self.feed(&s.name, &s.metrics, &calls) {
-                self.alarms.push_back(DepartureAlarm {
-                    at: s.metrics.timestamp,
-                    service: s.name.clone(),
-                    metric,
-                    score,
-                });
+            if let Some(alarm) = self.feed(&s.name, &s.metrics, &calls) {
+                self.alarms.push_back(alarm);
             }
         }
     }
@@ -398,14 +408,14 @@ impl DepartureWatch {
         self.alarms.pop_front()
     }
 
-    /// The score, its metric and whether an episode starts, for a scrape
-    /// newer than the service's last; `None` for one already seen.
+    /// The alarm of an episode that starts at this scrape; `None` when
+    /// none does, or for a scrape no newer than the service's last.
     fn feed(
         &mut self,
         service: &str,
         m: &ServiceMetrics,
         calls: &[(&str, f64)],
-    ) -> Option<(f64, &'static str, bool)> {
+    ) -> Option<DepartureAlarm> {
         // Looked up by `&str` first: a known service costs no allocation.
         if !self.services.contains_key(service) {
             let fresh = (Departure::of_recording(&self.cfg), None);
@@ -421,7 +431,13 @@ impl DepartureWatch {
             &RECORDING_METRICS.map(|(_, value)| value(m)),
             calls,
         );
-        Some((score, recording_metric_name(metric), starts))
+        starts.then(|| DepartureAlarm {
+            at: m.timestamp,
+            service: service.to_owned(),
+            metric: recording_metric_name(metric),
+            score,
+            past_limit: departure.past_limit(metric),
+        })
     }
 }
 
@@ -530,8 +546,12 @@ mod tests {
         // 90 % quantile is the incident's, so 95 % is within the range.
         let mut values: Vec<f64> = (0..20).map(|i| if i < 4 { 0.88 } else { 0.2 }).collect();
         values.push(0.95);
-        let scores = feed(&mut DepartureDetector::new(cfg.clone(), cpu), &values, 60.0);
+        let mut d = DepartureDetector::new(cfg.clone(), cpu);
+        let scores = feed(&mut d, &values, 60.0);
         assert_eq!(scores[20], cfg.threshold);
+        assert!(d.past_limit);
+        d.update(Time::from_secs(1_260), 0.2);
+        assert!(!d.past_limit);
         let unlimited = DepartureConfig {
             cpu_limit: f64::INFINITY,
             ..cfg.clone()
@@ -622,8 +642,13 @@ mod tests {
         }
         let alarm = w.poll_alarm().expect("the step alarms");
         assert_eq!(
-            (alarm.at, alarm.service.as_str(), alarm.metric),
-            (Time::from_secs(3_600), "api", "p99")
+            (
+                alarm.at,
+                alarm.service.as_str(),
+                alarm.metric,
+                alarm.past_limit
+            ),
+            (Time::from_secs(3_600), "api", "p99", false)
         );
         // 350 ms above a flat 50 ms, in spreads of 5 % of the median plus
         // the 5 ms resolution.
