@@ -142,12 +142,12 @@ impl Scrape {
     pub fn alarm(&self, detector: usize, cfg: &PredictorConfig) -> bool {
         match detector {
             0 => self.prediction.as_ref().is_some_and(|p| p.warning),
-            1 => self.thresholds >= 1.0,
-            2 => self.anomaly.0 >= cfg.patterns.anomaly_threshold,
             3 => self.pattern.is_some(),
             4 => self.state != Health::Healthy,
             DEPARTURE => self.departure.2,
-            _ => self.forest.is_some_and(|v| v >= 0.5),
+            _ => Self::own_threshold(detector, cfg)
+                .zip(self.score(detector))
+                .is_some_and(|(threshold, score)| score >= threshold),
         }
     }
 }

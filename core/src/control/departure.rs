@@ -301,11 +301,6 @@ impl Departure {
         }
     }
 
-    /// Feeds one scrape (a value per metric, in the order of the scales,
-    /// and the latency of the calls into the service by caller, NaN for a
-    /// caller without a fresh one) and returns the largest score, the
-    /// index of its metric (the number of scales for the calls) and
-    /// whether an episode starts here.
     /// The recording format's five metrics ([`RECORDING_METRICS`]' order)
     /// with `cfg`'s hard limits, and the calls.
     pub fn of_recording(cfg: &DepartureConfig) -> Self {
@@ -318,6 +313,11 @@ impl Departure {
         self.metrics.get(metric).is_some_and(|d| d.past_limit)
     }
 
+    /// Feeds one scrape (a value per metric, in the order of the scales,
+    /// and the latency of the calls into the service by caller, NaN for a
+    /// caller without a fresh one) and returns the largest score, the
+    /// index of its metric (the number of scales for the calls) and
+    /// whether an episode starts here.
     pub fn update(
         &mut self,
         now: Time,
