@@ -315,6 +315,7 @@ impl Simulation {
                 ));
             }
         }
+        let end = Time::from_secs_f64(s.duration_s);
         let mut loads = Vec::new();
         for ((i, l), curve) in s
             .loads
@@ -333,7 +334,7 @@ impl Simulation {
             ));
             loads.push(LoadSource {
                 edge,
-                arrivals: ArrivalProcess::new(curve, Time::from_secs_f64(s.duration_s)),
+                arrivals: ArrivalProcess::new(curve, end),
                 rng: Stream::new_indexed(seed, Subsystem::Load, i as u64),
                 next: None,
             });
@@ -343,7 +344,7 @@ impl Simulation {
         let recorder = Recorder::new(s, &services, &edges, &buckets);
         let mut sim = Simulation {
             now: Time::ZERO,
-            end: Time::from_secs_f64(s.duration_s),
+            end,
             queue: EventQueue::default(),
             nodes,
             services,

@@ -102,11 +102,15 @@ impl DepartureConfig {
     pub fn recording_scales(&self) -> [MetricScale; 5] {
         let mut scales = RECORDING_SCALES;
         let limit = |x: f64| x.is_finite().then_some(x);
-        scales[0].limit = limit(self.cpu_limit);
-        scales[3].limit = limit(self.error_limit);
+        scales[CPU].limit = limit(self.cpu_limit);
+        scales[ERRORS].limit = limit(self.error_limit);
         scales
     }
 }
+
+/// The CPU's and the error rate's places in [`RECORDING_METRICS`].
+const CPU: usize = 0;
+const ERRORS: usize = 3;
 
 /// The fewest baseline values a score is computed from.
 pub const MIN_VALUES: usize = 5;
