@@ -9,7 +9,7 @@
 //! detection's weight or `-fn` when the window has none, plus the weights of
 //! all detections outside windows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -163,6 +163,8 @@ pub struct FileScore {
     pub tn: u64,
     pub fp: u64,
     pub fn_: u64,
+    /// Scored windows with at least one detection in them.
+    pub windows_caught: u64,
 }
 
 /// The score of `scores` (one per row) at `threshold`: a row is a detection
@@ -175,6 +177,7 @@ pub fn score_file(
 ) -> FileScore {
     let rows = weigh_rows(scores.len(), windows, p);
     let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut caught = BTreeSet::new();
     let mut out = FileScore::default();
     let mut fp_sum = 0.0;
     for r in &rows {
@@ -187,6 +190,9 @@ pub fn score_file(
                 out.tp += 1;
                 let b = best.get_mut(&w).expect("inserted above");
                 *b = b.max(r.weight);
+                if caught.insert(w) {
+                    out.windows_caught += 1;
+                }
             }
             (Some(_), false) => out.fn_ += 1,
             (None, true) => {
@@ -530,12 +536,33 @@ pub fn leave_one_file_out(
     (score, thresholds)
 }
 
+/// One file under the standard profile: the detector's and Numenta HTM's
+/// scores, each at the threshold swept on the whole corpus. Where the two
+/// corpus scores differ, these say which files make the difference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileComparison {
+    pub name: String,
+    /// Windows the file's score counts.
+    pub windows: usize,
+    pub ours: FileScore,
+    pub numenta: FileScore,
+}
+
+/// What [`evaluate`] measured: the corpus scores, and the standard
+/// profile's per file.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub scores: Vec<CorpusScore>,
+    pub files: Vec<FileComparison>,
+}
+
 /// Scores the online detector with `cfg` on the corpus in `dir`, next to
 /// Numenta HTM's published per-row scores, both with the threshold swept on
 /// these files (and, for both, the leave-one-file-out estimate, whose
 /// threshold column is the median of the per-file thresholds), and HTM at
-/// its published full-corpus threshold.
-pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Vec<CorpusScore>, NabError> {
+/// its published full-corpus threshold; then each file under the standard
+/// profile at the two swept thresholds.
+pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Evaluation, NabError> {
     let corpus = load_corpus(dir)?;
     let ours: Vec<Vec<f64>> = corpus
         .iter()
@@ -566,12 +593,28 @@ pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Vec<CorpusScore>, Na
             normalised: normalised(raw, windows, p),
         });
     }
-    Ok(out)
+    let standard = &PROFILES[0];
+    let (t_ours, t_htm) = (
+        best_threshold("", &ours, standard).threshold,
+        best_threshold("", &htm, standard).threshold,
+    );
+    let files = ours
+        .iter()
+        .zip(&htm)
+        .map(|((f, s), (_, h))| FileComparison {
+            name: f.name.clone(),
+            windows: scored_windows(s.len(), &f.windows),
+            ours: score_file(s, &f.windows, standard, t_ours),
+            numenta: score_file(h, &f.windows, standard, t_htm),
+        })
+        .collect();
+    Ok(Evaluation { scores: out, files })
 }
 
 /// The scores as CSV and as a markdown table headed by the corpus and the
-/// detector's settings (`nab.csv`, `nab.md`).
-pub fn render(dir: &Path, cfg: &DetectorConfig, scores: &[CorpusScore]) -> (String, String) {
+/// detector's settings, then the per-file table (`nab.csv`, `nab.md`).
+pub fn render(dir: &Path, cfg: &DetectorConfig, e: &Evaluation) -> (String, String) {
+    let scores = &e.scores;
     let mut csv = String::from("detector,profile,threshold,raw,normalised\n");
     let mut md = format!(
         "# NAB score on {}\n\nDetector settings (fixed before scoring): `{:?}`\n\n| detector | profile | threshold | raw | normalised |\n|---|---|---|---|---|\n",
@@ -586,6 +629,26 @@ pub fn render(dir: &Path, cfg: &DetectorConfig, scores: &[CorpusScore]) -> (Stri
         md.push_str(&format!(
             "| {} | {} | {:.4} | {:.3} | {:.1} |\n",
             s.detector, s.profile, s.threshold, s.raw, s.normalised
+        ));
+    }
+    md.push_str(
+        "\n## Per file (standard profile, each detector at its threshold swept on all files)\n\n\
+         Windows caught have a detection in them; false positives are detected rows outside every window.\n\n\
+         | file | windows | selfheal: caught | false positives | raw | numenta: caught | false positives | raw | difference |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for f in &e.files {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {:.3} | {} | {} | {:.3} | {:+.3} |\n",
+            f.name,
+            f.windows,
+            f.ours.windows_caught,
+            f.ours.fp,
+            f.ours.score,
+            f.numenta.windows_caught,
+            f.numenta.fp,
+            f.numenta.score,
+            f.ours.score - f.numenta.score
         ));
     }
     (csv, md)

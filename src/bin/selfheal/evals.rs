@@ -4,8 +4,8 @@ use anyhow::Context;
 
 pub fn eval_nab(dir: &std::path::Path, out: &std::path::Path, grid: bool) -> anyhow::Result<()> {
     let cfg = selfheal::control::anomaly::DetectorConfig::default();
-    let scores = selfheal::eval::nab::evaluate(dir, &cfg)?;
-    let (csv, md) = selfheal::eval::nab::render(dir, &cfg, &scores);
+    let evaluation = selfheal::eval::nab::evaluate(dir, &cfg)?;
+    let (csv, md) = selfheal::eval::nab::render(dir, &cfg, &evaluation);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("nab.csv"), csv)?;
     std::fs::write(out.join("nab.md"), &md)?;
