@@ -691,3 +691,50 @@ fn sorted(mut v: Vec<&str>) -> Vec<&str> {
     v.sort();
     v
 }
+
+/// A dependency the orchestrator isolated gets no calls until the hold
+/// ends, so what its own metrics say then is the calls before: a warning
+/// on them starts nothing. Once the hold is over it is judged again.
+#[test]
+fn an_isolated_dependency_is_judged_again_only_after_its_hold() {
+    let cfg = OrchestratorConfig::default();
+    let mut o = Orchestrator::new(cfg.clone());
+    let mut shop = view("shop", 4, 0, 0.05);
+    shop.dependencies = vec![selfheal::control::Dependency {
+        service: "recs".into(),
+        fallback: true,
+        error_rate: 1.0,
+        latency_p99: 800.0,
+    }];
+    // The dependency's own window: the timeouts before the isolation.
+    let recs = view("recs", 3, 0, 0.3);
+    let peers = [shop.clone(), recs.clone()];
+    let critical = prediction(Health::Critical, None, true);
+    for t in [0, 5, 10] {
+        o.handle_prediction(at(t), &shop, &critical, &peers);
+    }
+    let (cmds, _) = drain(&mut o);
+    assert!(
+        matches!(&cmds[..], [Command::Isolate { service, .. }] if service == "recs"),
+        "{cmds:?}"
+    );
+    let unhealthy = prediction(Health::Unhealthy, None, true);
+    let end = 10 + cfg.isolate_hold_s as u64;
+    for t in (15..end).step_by(5) {
+        o.handle_prediction(at(t), &recs, &unhealthy, &peers);
+    }
+    let (cmds, events) = drain(&mut o);
+    assert!(cmds.is_empty() && events.is_empty(), "{cmds:?} {events:?}");
+    // After the hold, three warnings in a row start an incident on it.
+    for t in [end, end + 5, end + 10] {
+        o.handle_prediction(at(t), &recs, &unhealthy, &peers);
+    }
+    let (cmds, events) = drain(&mut o);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HealingEvent::Started(a) if a.target == "recs")),
+        "{events:?}"
+    );
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+}

@@ -432,6 +432,9 @@ struct Target {
     /// The pods found hot at the last scrape.
     hot: Vec<String>,
     cooldown_until: Time,
+    /// Until when this orchestrator's isolation keeps the service's
+    /// callers off it.
+    isolated_until: Time,
     floor: Option<(u32, Time)>,
     /// The events of the last incident that started nothing (inapplicable
     /// strategies, then giving up): the same futile chain on the next tick
@@ -590,6 +593,13 @@ impl Orchestrator {
         {
             let why = odd.why;
             return self.start_incident(now, ti, (view, peers), p, (Strategy::Restart, false), why);
+        }
+        // Isolated, a service gets no calls, and its request metrics are
+        // the windows' remains of the calls before: no evidence of its
+        // health now. It is judged on them again once traffic is back.
+        if now < self.targets[ti].isolated_until {
+            self.targets[ti].warnings = 0;
+            return;
         }
         let m = &view.metrics;
         let symptom =
@@ -1009,9 +1019,16 @@ impl Orchestrator {
             return;
         }
         for c in &commands {
-            if let Command::Scale { replicas, .. } = c {
-                self.targets[ti].floor =
-                    Some((*replicas, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
+            match c {
+                Command::Scale { replicas, .. } => {
+                    self.targets[ti].floor =
+                        Some((*replicas, now + Span::from_secs_f64(self.cfg.floor_ttl_s)));
+                }
+                Command::Isolate { service, hold, .. } => {
+                    let isolated = self.target(service);
+                    self.targets[isolated].isolated_until = now + *hold;
+                }
+                _ => {}
             }
         }
         self.targets[ti].replaced = commands.iter().filter_map(replaced_pod).collect();
