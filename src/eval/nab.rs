@@ -9,7 +9,7 @@
 //! detection's weight or `-fn` when the window has none, plus the weights of
 //! all detections outside windows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -177,7 +177,6 @@ pub fn score_file(
 ) -> FileScore {
     let rows = weigh_rows(scores.len(), windows, p);
     let mut best: BTreeMap<usize, f64> = BTreeMap::new();
-    let mut caught = BTreeSet::new();
     let mut out = FileScore::default();
     let mut fp_sum = 0.0;
     for r in &rows {
@@ -190,9 +189,6 @@ pub fn score_file(
                 out.tp += 1;
                 let b = best.get_mut(&w).expect("inserted above");
                 *b = b.max(r.weight);
-                if caught.insert(w) {
-                    out.windows_caught += 1;
-                }
             }
             (Some(_), false) => out.fn_ += 1,
             (None, true) => {
@@ -202,6 +198,9 @@ pub fn score_file(
             (None, false) => out.tn += 1,
         }
     }
+    // A window's weights are positive, so a detection lifts its best off
+    // the miss's `-fn`.
+    out.windows_caught = best.values().filter(|&&b| b > -p.fn_).count() as u64;
     out.score = best.values().sum::<f64>() + fp_sum;
     out
 }
@@ -575,10 +574,20 @@ pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Evaluation, NabError
     let (ours, htm) = (pair(&corpus, &ours), pair(&corpus, &htm));
     let windows = corpus_windows(&htm);
     let mut out = Vec::new();
+    let standard = &PROFILES[0];
+    // The standard profile's swept thresholds, for the per-file table.
+    let (mut t_ours, mut t_htm) = (f64::INFINITY, f64::INFINITY);
     for p in &PROFILES {
-        out.push(best_threshold("selfheal", &ours, p));
+        let (ours_best, htm_best) = (
+            best_threshold("selfheal", &ours, p),
+            best_threshold("numenta (re-swept)", &htm, p),
+        );
+        if p == standard {
+            (t_ours, t_htm) = (ours_best.threshold, htm_best.threshold);
+        }
+        out.push(ours_best);
         out.push(leave_one_file_out("selfheal (leave one file out)", &ours, p).0);
-        out.push(best_threshold("numenta (re-swept)", &htm, p));
+        out.push(htm_best);
         out.push(leave_one_file_out("numenta (leave one file out)", &htm, p).0);
         let t = numenta_published_threshold(dir, p)?;
         let raw: f64 = htm
@@ -593,11 +602,6 @@ pub fn evaluate(dir: &Path, cfg: &DetectorConfig) -> Result<Evaluation, NabError
             normalised: normalised(raw, windows, p),
         });
     }
-    let standard = &PROFILES[0];
-    let (t_ours, t_htm) = (
-        best_threshold("", &ours, standard).threshold,
-        best_threshold("", &htm, standard).threshold,
-    );
     let files = ours
         .iter()
         .zip(&htm)
