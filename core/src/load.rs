@@ -429,7 +429,13 @@ impl ArrivalProcess {
                 continue;
             }
             self.t = candidate;
-            if rng.uniform() * bound < self.curve.rate(candidate) {
+            // The draw is made even where the curve is flat and always
+            // accepts: it keeps every stream position the same.
+            let rate = match self.curve {
+                Curve::Constant(r) => r,
+                _ => self.curve.rate(candidate),
+            };
+            if rng.uniform() * bound < rate {
                 return Some(Time::from_secs_f64(candidate));
             }
         }

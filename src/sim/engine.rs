@@ -1354,6 +1354,41 @@ revision = { service_time_ms = 1 }
     }
 
     #[test]
+    fn answered_deadlines_do_not_pile_up_under_a_timeout_that_never_fires() {
+        // 100 req/s for ten minutes, each answered in about 2 ms, and a
+        // caller that waits a day: the timer never runs, and 60,000
+        // deadlines would otherwise sit in the edge's FIFO.
+        let text = r#"
+name = "patient"
+duration_s = 600
+seed = 3
+[slo]
+latency_ms = 100
+[[load]]
+service = "a"
+timeout_ms = 86400000
+curve = { kind = "constant", rate = 100 }
+[[service]]
+name = "a"
+revision = { service_time_ms = 2 }
+"#;
+        let sc = crate::scenario::parse(text, "patient.toml", std::path::Path::new(".")).unwrap();
+        let mut sim = Simulation::new(&sc).unwrap();
+        sim.run_until(Time::from_secs(600));
+        assert!(
+            sim.recorder
+                .roots_between(0, 600)
+                .iter()
+                .map(|r| r.ok)
+                .sum::<u64>()
+                > 55_000
+        );
+        assert_eq!(sim.recorder.timeouts, 0);
+        let pending = sim.edges[0].deadlines.len();
+        assert!(pending <= 256, "{pending} deadlines kept");
+    }
+
+    #[test]
     fn under_kpa_pods_admit_their_container_concurrency_behind_one_activator_queue() {
         // `api` computes 5 ms and waits 10 ms: a Knative user would set
         // containerConcurrency 3 (15 ms of response per 5 ms of CPU).

@@ -443,4 +443,10 @@ impl Requests {
     pub fn valid(&self, i: u32, epoch: u32) -> bool {
         self.slots.get(i as usize).is_some_and(|r| r.epoch == epoch)
     }
+
+    /// The attempt's caller has its answer (or gave up): its deadline no
+    /// longer matters.
+    pub fn answered(&self, i: u32, epoch: u32) -> bool {
+        !self.valid(i, epoch) || self.slots[i as usize].has(flags::CALLER_DONE)
+    }
 }

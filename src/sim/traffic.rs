@@ -18,6 +18,10 @@ const DRAW_ERROR: u64 = 0xC0FF_EE00_0000_0002;
 const DRAW_DEPENDENCY: u64 = 0xC0FF_EE00_0000_0003;
 const DRAW_WAIT: u64 = 0xC0FF_EE00_0000_0004;
 
+/// The length from which `transmit` drops answered deadlines off the
+/// head of an edge's FIFO.
+const DEADLINES_SWEPT_FROM: usize = 256;
+
 /// A unit-mean CPU demand with the given coefficient of variation.
 fn unit_demand(d: &mut KeyedDraws, cv: f64) -> f64 {
     if cv == 0.0 {
@@ -107,6 +111,17 @@ impl Simulation {
         }
         edge.outstanding += 1;
         edge.counters.attempts += 1;
+        // Answered attempts leave the head of a long FIFO here too, not
+        // only when the timer fires: under a long timeout the timer seldom
+        // runs and the FIFO would grow with every attempt of the run. The
+        // timer stays armed as it was, so the events are the same. Short
+        // FIFOs are left to the timer: the check costs more than it saves.
+        while edge.deadlines.len() >= DEADLINES_SWEPT_FROM
+            && let Some(&(_, front, front_epoch)) = edge.deadlines.front()
+            && self.requests.answered(front, front_epoch)
+        {
+            edge.deadlines.pop_front();
+        }
         let epoch = self.requests.slots[r as usize].epoch;
         edge.deadlines.push_back((now + edge.timeout, r, epoch));
         if !edge.timer_armed {
@@ -152,7 +167,14 @@ impl Simulation {
         }
         match s.queue_kind {
             QueueKind::Shared => {
-                if let Some(pod) = self.pick_pod(svc, e, true) {
+                let pod = if self.services[svc as usize].shared_queue.is_empty()
+                    || self.mesh.outlier_detection.enabled
+                {
+                    self.pick_pod(svc, e, true)
+                } else {
+                    self.none_free(svc)
+                };
+                if let Some(pod) = pod {
                     s_track(self, svc, 1);
                     self.start(r, pod);
                 } else if self.services[svc as usize].shared_queue.len()
@@ -203,11 +225,16 @@ impl Simulation {
         self.caller_receive(r, false);
     }
 
+    #[inline]
     fn refresh_endpoints(&mut self, svc: u32) {
-        let s = &mut self.services[svc as usize];
-        if !s.endpoints_dirty {
-            return;
+        if self.services[svc as usize].endpoints_dirty {
+            self.rebuild_endpoints(svc);
         }
+    }
+
+    #[inline(never)]
+    fn rebuild_endpoints(&mut self, svc: u32) {
+        let s = &mut self.services[svc as usize];
         s.endpoints.clear();
         for &p in &s.pods {
             let pod = &self.pods[p as usize];
@@ -221,6 +248,26 @@ impl Simulation {
     fn ejected(&self, edge: u32, pod: u32) -> bool {
         let os = &self.edges[edge as usize].outliers;
         !os.is_empty() && os.get(&pod).is_some_and(|h| h.ejected_until > self.now)
+    }
+
+    /// [`Simulation::pick_pod`]'s answer while a shared queue holds
+    /// requests, without its scan: a freed slot takes the queue's head and
+    /// a pod that turns ready drains it, so no endpoint has a free slot.
+    /// (Outlier ejection breaks that: a slot a caller ejected stays free;
+    /// the caller in `arrive` scans then.) The balancer's turn still moves,
+    /// as the scan would move it.
+    fn none_free(&mut self, svc: u32) -> Option<u32> {
+        self.refresh_endpoints(svc);
+        let s = &mut self.services[svc as usize];
+        debug_assert!(
+            s.endpoints
+                .iter()
+                .all(|&p| self.pods[p as usize].holding.len() >= s.max_connections as usize)
+        );
+        if !s.endpoints.is_empty() {
+            s.rr = s.rr.wrapping_add(1);
+        }
+        None
     }
 
     /// The load balancer's choice among ready endpoints that the caller has
@@ -361,7 +408,15 @@ impl Simulation {
         let finish = f64::from_bits(bits);
         // Woken early (the completion moved later since the event was set):
         // re-arm. Two nanoseconds of slack absorb the rounding of event times.
-        if rate > 0.0 && (finish - p.cpu.v) / rate > 2e-9 {
+        let remaining = finish - p.cpu.v;
+        // As in `reschedule_cpu`: dividing by one is exact, so skipped.
+        if rate > 0.0
+            && (if rate == 1.0 {
+                remaining
+            } else {
+                remaining / rate
+            }) > 2e-9
+        {
             self.stale_events += 1;
             self.reschedule_cpu(pod);
             return;
@@ -627,9 +682,7 @@ impl Simulation {
         let now = self.now;
         self.edges[e as usize].timer_armed = false;
         while let Some(&(deadline, r, epoch)) = self.edges[e as usize].deadlines.front() {
-            if !self.requests.valid(r, epoch)
-                || self.requests.slots[r as usize].has(flags::CALLER_DONE)
-            {
+            if self.requests.answered(r, epoch) {
                 self.edges[e as usize].deadlines.pop_front();
                 continue;
             }
