@@ -133,6 +133,10 @@ struct Shared {
     /// The simulated instant of the latest exposition a scrape was
     /// answered with, and how many scrapes were answered with it.
     scraped: (Time, u32),
+    /// Client requests that failed in each whole second already over.
+    client_failures: Vec<u64>,
+    /// When each write through the API took effect (simulated seconds).
+    writes_applied: Vec<(f64, crate::sim::api_objects::ApiWrite)>,
 }
 
 /// Writes on their way to the simulation thread, each with its answer.
@@ -213,6 +217,21 @@ impl Runner {
         }
         drop(store);
         let mut s = self.shared.lock().expect("served state");
+        let over = self.sim.now().whole_secs();
+        let seen = s.client_failures.len() as u64;
+        s.client_failures.extend(
+            self.sim
+                .recorder
+                .roots_between(seen, over)
+                .iter()
+                .map(|r| r.failed),
+        );
+        let logged = s.writes_applied.len();
+        s.writes_applied.extend(
+            self.sim.api_write_log[logged.min(self.sim.api_write_log.len())..]
+                .iter()
+                .map(|(t, w)| (t.as_secs_f64(), w.clone())),
+        );
         s.text = text;
         s.observation = Some(observation);
         s.sim_time = self.sim.now();
@@ -372,6 +391,28 @@ impl Served {
             .lock()
             .expect("served state")
             .observation
+            .clone()
+    }
+
+    /// Client requests that failed from simulated second `from` to second
+    /// `to` (whole seconds, `to` excluded, those already over): the
+    /// simulation's own count, for checking what a replay measures
+    /// through Prometheus.
+    pub fn client_failures(&self, from: u64, to: u64) -> u64 {
+        let s = self.shared.lock().expect("served state");
+        let n = s.client_failures.len();
+        s.client_failures[(from as usize).min(n)..(to as usize).min(n)]
+            .iter()
+            .sum()
+    }
+
+    /// Every write through the API so far and the simulated time it took
+    /// effect: how long after a controller's decision its write landed.
+    pub fn writes_applied(&self) -> Vec<(f64, crate::sim::api_objects::ApiWrite)> {
+        self.shared
+            .lock()
+            .expect("served state")
+            .writes_applied
             .clone()
     }
 
