@@ -34,6 +34,17 @@ fn unit_demand(d: &mut KeyedDraws, cv: f64) -> f64 {
     }
 }
 
+/// Wall seconds for `cpu_seconds` of work at `rate` (a positive share of
+/// a core). Dividing by one is exact, so full speed skips the division.
+#[inline]
+fn wall_seconds(cpu_seconds: f64, rate: f64) -> f64 {
+    if rate == 1.0 {
+        cpu_seconds
+    } else {
+        cpu_seconds / rate
+    }
+}
+
 /// Garbage-collector pressure: a pod near its memory limit works slower
 /// (up to 5x at the limit, from 85 % of it), which makes a leak visible in
 /// latency before the OOM kill, as it is on a JVM or Go service.
@@ -368,13 +379,7 @@ impl Simulation {
         let next = match p.cpu.jobs.peek() {
             Some(Reverse((bits, _))) if rate > 0.0 => {
                 let remaining = (f64::from_bits(*bits) - p.cpu.v).max(0.0);
-                // Dividing by one is exact: skipped at full speed.
-                let wall = if rate == 1.0 {
-                    remaining
-                } else {
-                    remaining / rate
-                };
-                now + Span::from_secs_f64(wall)
+                now + Span::from_secs_f64(wall_seconds(remaining, rate))
             }
             _ => Time::MAX,
         };
@@ -408,15 +413,7 @@ impl Simulation {
         let finish = f64::from_bits(bits);
         // Woken early (the completion moved later since the event was set):
         // re-arm. Two nanoseconds of slack absorb the rounding of event times.
-        let remaining = finish - p.cpu.v;
-        // As in `reschedule_cpu`: dividing by one is exact, so skipped.
-        if rate > 0.0
-            && (if rate == 1.0 {
-                remaining
-            } else {
-                remaining / rate
-            }) > 2e-9
-        {
+        if rate > 0.0 && wall_seconds(finish - p.cpu.v, rate) > 2e-9 {
             self.stale_events += 1;
             self.reschedule_cpu(pod);
             return;
