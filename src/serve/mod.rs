@@ -228,7 +228,7 @@ impl Runner {
         );
         let logged = s.writes_applied.len();
         s.writes_applied.extend(
-            self.sim.api_write_log[logged.min(self.sim.api_write_log.len())..]
+            self.sim.api_write_log[logged..]
                 .iter()
                 .map(|(t, w)| (t.as_secs_f64(), w.clone())),
         );
