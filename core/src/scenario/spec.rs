@@ -864,7 +864,7 @@ pub enum ShortFormError {
     #[error("unknown strategy `{0}` after +heal@ ({names})", names = strategy_names())]
     UnknownStrategy(String),
     #[error(
-        "unknown controller `{0}` (static, hpa[:target%], kpa[:concurrency], kpa:rps[:per-second], selfheal[:slo|cpu]; add +heal for the orchestrator or +argo for rollout analysis)"
+        "unknown controller `{0}` (static, hpa[:target%], kpa[:concurrency], kpa:rps[:per-second], selfheal[:slo|cpu]; kpa takes ,delay=<seconds>; add +heal for the orchestrator or +argo for rollout analysis)"
     )]
     UnknownController(String),
     #[error("`{arg}` is not a {what}")]
@@ -873,7 +873,9 @@ pub enum ShortFormError {
     UnknownSizing(String),
     #[error("`{0}` takes no argument")]
     TakesNoArgument(String),
-    #[error("`{arg}` is not a usable target: {problem}")]
+    #[error("`{0}`: only kpa takes `,delay=` (Knative's scale-down delay)")]
+    DelayOnlyForKpa(String),
+    #[error("`{arg}` is not a usable setting: {problem}")]
     Unusable {
         arg: String,
         problem: super::Problem,
@@ -889,7 +891,8 @@ fn strategy_names() -> String {
 impl ControllerSpec {
     /// The short form the CLI takes: `static`, `hpa`, `hpa:60`, `kpa`,
     /// `kpa:50`, `kpa:rps`, `kpa:rps:90` (the `rps` metric, with a
-    /// target), `selfheal`, `selfheal:slo`, `selfheal:cpu`, each optionally with `+argo` (rollout analysis
+    /// target), `kpa:rps,delay=300` (any kpa form with
+    /// `autoscaling.knative.dev/scale-down-delay` in seconds), `selfheal`, `selfheal:slo`, `selfheal:cpu`, each optionally with `+argo` (rollout analysis
     /// with automatic rollback) and then `+heal` (the healing
     /// orchestrator), `+heal@<strategy>` (the orchestrator, taking that
     /// strategy first) or `+learned` (the orchestrator with the learned
@@ -916,6 +919,10 @@ impl ControllerSpec {
             Some(base) => (base, true),
             None => (s, false),
         };
+        let (s, delay) = match s.split_once(",delay=") {
+            Some((base, d)) => (base, Some(d)),
+            None => (s, None),
+        };
         let (kind, arg) = match s.split_once(':') {
             Some((k, a)) => (k, Some(a)),
             None => (s, None),
@@ -935,6 +942,19 @@ impl ControllerSpec {
             rollout_analysis,
             ..ControllerSpec::default()
         };
+        if let Some(d) = delay {
+            if spec.kind != ControllerKind::Kpa {
+                return Err(ShortFormError::DelayOnlyForKpa(kind.to_string()));
+            }
+            spec.scale_down_delay_s = Some(d.parse().map_err(|_| ShortFormError::NotANumber {
+                arg: d.to_string(),
+                what: "scale-down delay in whole seconds",
+            })?);
+            super::check_controller(&spec).map_err(|problem| ShortFormError::Unusable {
+                arg: d.to_string(),
+                problem,
+            })?;
+        }
         if let Some(a) = arg {
             match spec.kind {
                 ControllerKind::Hpa => {
@@ -1012,8 +1032,13 @@ impl ControllerSpec {
                     Some(crate::control::kpa::KpaMetric::Rps) => "kpa-rps",
                     _ => "kpa",
                 };
-                self.target_concurrency
-                    .map_or(kpa.into(), |c| format!("{kpa}-{c}"))
+                let kpa = self
+                    .target_concurrency
+                    .map_or(kpa.into(), |c| format!("{kpa}-{c}"));
+                match self.scale_down_delay_s {
+                    Some(d) if d > 0 => format!("{kpa}-delay{d}"),
+                    _ => kpa,
+                }
             }
             ControllerKind::Selfheal => self
                 .sizing
@@ -1203,5 +1228,23 @@ mod tests {
             (rps.metric, rps.target_concurrency, rps.label().as_str()),
             (Some(KpaMetric::Rps), None, "kpa-rps")
         );
+    }
+
+    #[test]
+    fn a_short_kpa_takes_knatives_scale_down_delay() {
+        let k = ControllerSpec::parse_short("kpa:rps:90,delay=300+heal").unwrap();
+        assert_eq!(
+            (k.metric, k.target_concurrency, k.scale_down_delay_s),
+            (Some(KpaMetric::Rps), Some(90.0), Some(300))
+        );
+        assert_eq!(k.label(), "kpa-rps-90-delay300+heal");
+        assert_eq!(
+            ControllerSpec::parse_short("kpa,delay=60").unwrap().label(),
+            "kpa-delay60"
+        );
+        let err = |s: &str| ControllerSpec::parse_short(s).expect_err(s).to_string();
+        assert!(err("hpa:70,delay=300").contains("only kpa"));
+        assert!(err("kpa,delay=5m").contains("`5m` is not a scale-down delay"));
+        assert!(err("kpa,delay=7200").contains("`7200` is not a usable setting: field `controller.scale_down_delay_s`: must be at most 3600"));
     }
 }
