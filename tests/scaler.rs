@@ -122,16 +122,28 @@ fn scale_up_cooldown_holds_small_steps_but_not_urgent_ones() {
     let mut s = scaler();
     let d = s.decide(Time::from_secs(30), &view(metrics(15.0, 400.0, 0.5, 2, 2)));
     assert_eq!((d.action, d.target_replicas), (ScalingAction::ScaleUp, 4));
-    // 60 s later 500 req/s wants 5: a small step inside the 180 s cooldown.
-    let d = s.decide(Time::from_secs(90), &view(metrics(75.0, 500.0, 0.5, 4, 4)));
+    // 15 s later 500 req/s wants 5: a small step inside the 30 s cooldown.
+    let d = s.decide(Time::from_secs(45), &view(metrics(30.0, 500.0, 0.5, 4, 4)));
     assert_eq!(d.action, ScalingAction::Maintain, "{}", d.reason);
-    assert!(d.reason.contains("scale-up cooldown"));
-    // A jump to >= 1.5x is urgent and goes through.
-    let d = s.decide(
-        Time::from_secs(120),
-        &view(metrics(105.0, 2000.0, 0.5, 4, 4)),
+    assert!(
+        d.reason.contains("scale-up cooldown (30 s)"),
+        "{}",
+        d.reason
     );
+    // A jump to >= 1.5x is urgent and goes through.
+    let d = s.decide(Time::from_secs(50), &view(metrics(35.0, 2000.0, 0.5, 4, 4)));
     assert_eq!(d.action, ScalingAction::ScaleUp, "{}", d.reason);
+    // Past the cooldown a small step (20 -> 22) goes through too.
+    let d = s.decide(
+        Time::from_secs(85),
+        &view(metrics(70.0, 2200.0, 0.5, 20, 20)),
+    );
+    assert_eq!(
+        (d.action, d.target_replicas),
+        (ScalingAction::ScaleUp, 22),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -176,7 +188,8 @@ fn commands_come_out_through_the_controller_seam() {
         other => panic!("{other:?}"),
     }
     assert!(s.poll_command().is_none());
-    assert_eq!(s.period(), Span::from_secs(30));
+    // It looks every second and decides on each new scrape.
+    assert_eq!(s.period(), Span::from_secs(1));
 }
 
 #[test]

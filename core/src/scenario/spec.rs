@@ -764,7 +764,7 @@ pub struct ControllerSpec {
     pub capacity_rps: Option<f64>,
     /// selfheal: forecast horizon (default 30 s).
     pub horizon_s: Option<f64>,
-    /// selfheal: cooldowns (defaults 180 s and 300 s).
+    /// selfheal: cooldowns (defaults 30 s and 300 s).
     pub scale_up_cooldown_s: Option<f64>,
     pub scale_down_cooldown_s: Option<f64>,
     /// selfheal: nominal coverage of the forecast interval (default 0.8).
