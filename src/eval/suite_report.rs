@@ -198,6 +198,20 @@ pub fn split_words(split: Split) -> (&'static str, &'static str) {
     }
 }
 
+/// The controllers whose figures the per-scenario table shows beside
+/// the verdict.
+const BESIDE: [&str; 9] = [
+    "hpa-50",
+    "hpa-60",
+    "hpa-70",
+    "hpa-80",
+    "kpa",
+    "kpa-2",
+    "kpa-rps",
+    "kpa-rps-delay300",
+    "static",
+];
+
 /// What the summary is about.
 pub struct Summary<'a> {
     pub train: &'a [&'a SuiteScenario],
@@ -295,7 +309,11 @@ impl Summary<'_> {
             "\nAggregate: {subject} {sv:.0} violation s at {sr:.0} replica-seconds; HPA's curve at that cost: {hv:.0} s{}.\n\n",
             if inside { "" } else { " (outside HPA's cost range: nearest HPA point)" }
         ));
-        md.push_str(&format!("## Per scenario ({subject} against HPA's curve at equal cost)\n\n| scenario | family | {subject} viol. s | {subject} replica-s | HPA curve viol. s at that cost | verdict | hpa-50 | hpa-60 | hpa-70 | hpa-80 | kpa | kpa-2 | kpa-rps | kpa-rps-delay300 | static |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"));
+        md.push_str(&format!(
+            "## Per scenario ({subject} against HPA's curve at equal cost)\n\n| scenario | family | {subject} viol. s | {subject} replica-s | HPA curve viol. s at that cost | verdict | {} |\n|---|---|---|---|---|---|{}\n",
+            BESIDE.join(" | "),
+            "---|".repeat(BESIDE.len())
+        ));
         let mut wins = 0;
         for s in test {
             let get = |c: &str| &m[&(s.name.clone(), c.to_string())];
@@ -314,23 +332,13 @@ impl Summary<'_> {
             } else {
                 "loses"
             };
-            let cells: Vec<String> = [
-                "hpa-50",
-                "hpa-60",
-                "hpa-70",
-                "hpa-80",
-                "kpa",
-                "kpa-2",
-                "kpa-rps",
-                "kpa-rps-delay300",
-                "static",
-            ]
-            .iter()
-            .map(|c| {
-                let y = get(c);
-                format!("{:.0} s / {:.0}", y.slo_violation_s, y.replica_seconds)
-            })
-            .collect();
+            let cells: Vec<String> = BESIDE
+                .iter()
+                .map(|c| {
+                    let y = get(c);
+                    format!("{:.0} s / {:.0}", y.slo_violation_s, y.replica_seconds)
+                })
+                .collect();
             md.push_str(&format!(
                 "| {} | {} | {:.0} | {:.0} | {:.0}{} | {} | {} |\n",
                 s.name,
