@@ -356,10 +356,11 @@ fn knative_rps_target_is_what_a_pod_serves_with_its_cpu_busy() {
 }
 
 /// Knative's default (`scale-down-delay` 0) follows every crossing of a
-/// target multiple on a steady load; the delay its documentation offers
-/// against that, at the five minutes HPA stabilises a scale-down over,
-/// keeps the `rps` KPA to a handful of commands in a steady hour, at a
-/// cost below HPA's and without violating the SLO.
+/// target multiple on a steady load; a scale-down delay (a window that
+/// must pass at reduced load before a decrease applies) at the five
+/// minutes HPA stabilises a scale-down over keeps the `rps` KPA to a
+/// handful of commands in a steady hour, at a cost below HPA's and
+/// without violating the SLO.
 #[test]
 fn kpa_on_requests_with_a_scale_down_delay_holds_still_on_a_steady_hour() {
     let run = |file: &str, controller: &str| {

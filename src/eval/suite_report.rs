@@ -160,9 +160,9 @@ pub fn scored_controllers(tuned: Option<&Tuned>, hpas: &[Labelled]) -> Vec<Label
         short("kpa", "kpa"),
         short("kpa-2", "kpa:2"),
         short("kpa-rps", "kpa:rps"),
-        // Knative's remedy for a KPA that follows every crossing of a
-        // target multiple, at the five minutes HPA stabilises a
-        // scale-down over.
+        // Knative's scale-down delay, at the five minutes HPA stabilises
+        // a scale-down over: it holds a KPA that would follow every
+        // crossing of a target multiple.
         short("kpa-rps-delay300", "kpa:rps,delay=300"),
         short("static", "static"),
     ]);
