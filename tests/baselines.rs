@@ -366,10 +366,8 @@ fn kpa_on_requests_with_a_scale_down_delay_holds_still_on_a_steady_hour() {
     let run = |file: &str, controller: &str| {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let mut s = selfheal::scenario::load_file(&p).unwrap();
-        s.spec.controller = selfheal::scenario::ControllerSpec {
-            max_replicas: s.spec.controller.max_replicas,
-            ..selfheal::scenario::ControllerSpec::parse_short(controller).unwrap()
-        };
+        s.spec
+            .use_controller(selfheal::scenario::ControllerSpec::parse_short(controller).unwrap());
         let out = selfheal::sim::run(&s).unwrap();
         let scales = out
             .commands
