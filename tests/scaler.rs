@@ -461,3 +461,46 @@ fn the_planned_rate_is_the_bound_at_most_doubled_and_never_below_the_load() {
     };
     assert_eq!(point.planned_rate(100.0, &f(120.0, 1e86)), 120.0);
 }
+
+#[test]
+fn sizing_for_the_slo_calibrates_only_on_a_window_that_ran_steady() {
+    // Steady at 40 req/s with a measured p99 below the model's, then the
+    // load rises to 60 at 105 s; the scrapes after it read `p99` (ms, both
+    // tiers) while the rate window is already flat. The most backend pods
+    // asked for after the rise's own decision.
+    let run = |p99: f64, scrapes: usize| {
+        let mut s = AutonomousScaler::new(
+            ScalerConfig::for_slo(selfheal::control::scaler::LatencySlo::new(100.0, 0.99)),
+            7,
+        );
+        let mut ticks: Vec<Observation> = (1..=6)
+            .map(|i| two_tier(15.0 * i as f64, 40.0, (40.0, 30.0)))
+            .collect();
+        ticks.push(two_tier(105.0, 60.0, (40.0, 30.0)));
+        ticks.extend((0..scrapes).map(|i| two_tier(120.0 + 15.0 * i as f64, 60.0, (p99, p99))));
+        let mut most = 0;
+        for obs in ticks {
+            let now = obs.now + Span::from_secs(1);
+            for c in drive(&mut s, now, &obs).commands {
+                if let selfheal::control::Command::Scale {
+                    service, replicas, ..
+                } = c
+                    && service == "backend"
+                    && now.as_secs_f64() > 110.0
+                {
+                    most = most.max(replicas);
+                }
+            }
+        }
+        most
+    };
+    // Two scrapes of a queue the rise left (300 ms) within a minute of it
+    // are not taken as an offset: the plan is the one of a calm p99.
+    assert_eq!(run(300.0, 2), run(30.0, 2));
+    // Once the high p99 has held over a whole steady window (60 s), it is
+    // the service's own latency, and the plan adds pods for it.
+    assert!(
+        run(300.0, 6) > run(30.0, 6),
+        "never calibrated on a steady window"
+    );
+}

@@ -197,6 +197,11 @@ struct ServiceState {
     last_sample: Option<Time>,
     last_up: Option<Time>,
     last_change: Option<Time>,
+    /// Ready pods at the latest scrape.
+    ready_seen: Option<u32>,
+    /// The latest scrape at which the service was not steady (see
+    /// `size_for_slo`'s calibration).
+    unsettled_at: Option<Time>,
 }
 
 /// What one scrape of a service brought: its forecast when the scrape was
@@ -332,6 +337,8 @@ impl AutonomousScaler {
                 last_sample: None,
                 last_up: None,
                 last_change: None,
+                ready_seen: None,
+                unsettled_at: None,
             }
         })
     }
@@ -427,16 +434,29 @@ impl AutonomousScaler {
             });
         }
         // Calibrate at the measured state, callees first, and only where
-        // the service and everything it calls run steady (under the CPU
-        // guard, almost no errors, the rate within 10 % of the scrape
-        // before): an overload's queue, or a burst that a rate window
-        // averages away, is not an offset to carry into the next plan.
+        // the service and everything it calls have run steady (under the
+        // CPU guard, almost no errors, the rate within 10 % of the scrape
+        // before, the same ready pods) for a whole rate window: the
+        // scraped p99 covers that window, so an overload's queue, a burst
+        // that the window averages away, or pods that came ready within it
+        // would be carried into the next plan as an offset. (Calibrating on
+        // the first steady scrape after a burst's onset read a p99 of
+        // 250 ms from the queue the onset left, and the plan held half as
+        // many pods again as the burst needed for five minutes.)
         let mut steady = Vec::with_capacity(services.len());
         for s in services {
+            let m = &s.metrics;
+            let guarded = m.cpu_usage <= slo.cpu_guard * limit_over_request(s);
+            let st = self.state(&s.name);
+            if !(guarded && m.error_rate < 0.01 && st.rate_steady())
+                || st.ready_seen != Some(m.ready_replicas)
+            {
+                st.unsettled_at = Some(m.timestamp);
+            }
+            st.ready_seen = Some(m.ready_replicas);
             steady.push(
-                s.metrics.cpu_usage <= slo.cpu_guard * limit_over_request(s)
-                    && s.metrics.error_rate < 0.01
-                    && self.state(&s.name).rate_steady(),
+                st.unsettled_at
+                    .is_none_or(|t| m.timestamp.saturating_sub(t) >= window),
             );
         }
         let all_steady: Vec<bool> = (0..services.len())

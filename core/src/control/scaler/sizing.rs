@@ -50,12 +50,17 @@ pub struct LatencySlo {
 
 impl LatencySlo {
     /// The defaults for an objective of `quantile` within `latency_ms`.
+    /// The band (up above 95 % of the objective, down to 85 %) was chosen
+    /// on the decision-quality suite's training families only: the model
+    /// is within a few milliseconds of the measured p99 in steady state,
+    /// and at 85 % and 70 % the plan held latencies a fifth below the
+    /// objective, at the cost of HPA's 35 % target.
     pub fn new(latency_ms: f64, quantile: f64) -> Self {
         LatencySlo {
             latency_ms,
             quantile,
-            headroom: 0.85,
-            down_headroom: 0.7,
+            headroom: 0.95,
+            down_headroom: 0.85,
             cpu_guard: 0.9,
             service_cv2: 1.0,
             min_gain: 0.01,
