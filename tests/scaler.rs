@@ -469,30 +469,20 @@ fn sizing_for_the_slo_calibrates_only_on_a_window_that_ran_steady() {
     // tiers) while the rate window is already flat. The most backend pods
     // asked for after the rise's own decision.
     let run = |p99: f64, scrapes: usize| {
-        let mut s = AutonomousScaler::new(
-            ScalerConfig::for_slo(selfheal::control::scaler::LatencySlo::new(100.0, 0.99)),
-            7,
-        );
-        let mut ticks: Vec<Observation> = (1..=6)
-            .map(|i| two_tier(15.0 * i as f64, 40.0, (40.0, 30.0)))
+        let calm = (4..=6).map(|i| two_tier(15.0 * i as f64, 40.0, (40.0, 30.0)));
+        let rise = std::iter::once(two_tier(105.0, 60.0, (40.0, 30.0)));
+        let after = (0..scrapes).map(|i| two_tier(120.0 + 15.0 * i as f64, 60.0, (p99, p99)));
+        let ticks: Vec<(f64, Observation)> = calm
+            .chain(rise)
+            .chain(after)
+            .map(|obs| (obs.now.as_secs_f64() + 1.0, obs))
             .collect();
-        ticks.push(two_tier(105.0, 60.0, (40.0, 30.0)));
-        ticks.extend((0..scrapes).map(|i| two_tier(120.0 + 15.0 * i as f64, 60.0, (p99, p99))));
-        let mut most = 0;
-        for obs in ticks {
-            let now = obs.now + Span::from_secs(1);
-            for c in drive(&mut s, now, &obs).commands {
-                if let selfheal::control::Command::Scale {
-                    service, replicas, ..
-                } = c
-                    && service == "backend"
-                    && now.as_secs_f64() > 110.0
-                {
-                    most = most.max(replicas);
-                }
-            }
-        }
-        most
+        backend_scales(&ticks)
+            .into_iter()
+            .filter(|&(t, _, _)| t > 110.0)
+            .map(|(_, replicas, _)| replicas)
+            .max()
+            .unwrap_or(0)
     };
     // Two scrapes of a queue the rise left (300 ms) within a minute of it
     // are not taken as an offset: the plan is the one of a calm p99.
