@@ -206,7 +206,7 @@ fn the_simulator_and_a_plain_driver_get_the_same_commands() {
     let sc = common::bundled("flash-crowd.toml");
     let slo = LatencySlo::new(sc.spec.slo.latency_ms, sc.spec.slo.objective);
     let timing = controllers::MetricsTiming::of(&sc.spec);
-    for short in ["hpa:60", "kpa:2", "selfheal", "selfheal:slo"] {
+    for short in ["hpa:60", "kpa:2", "selfheal", "selfheal:cpu"] {
         let spec = ControllerSpec::parse_short(short).unwrap();
         let log: Log = Rc::new(RefCell::new(Vec::new()));
         let mut sim = Simulation::new(&sc).unwrap();

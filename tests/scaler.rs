@@ -362,6 +362,35 @@ fn backend_scales(ticks: &[(f64, Observation)]) -> Vec<(f64, u32, String)> {
     out
 }
 
+/// The rate a sized decision planned for: its reason starts with it.
+fn planned_rate(reason: &str) -> f64 {
+    reason
+        .split(" req/s")
+        .next()
+        .and_then(|r| r.parse().ok())
+        .expect("the reason starts with the planned rate")
+}
+
+#[test]
+fn sizing_for_the_slo_plans_a_callee_for_what_its_callers_plan_to_send() {
+    // Every frontend request calls the backend while both run steady for
+    // a whole rate window (60 s, from the scrape at 15 s to the one at
+    // 75 s). Then 200 req/s reach the frontend, which passes on only the
+    // 40 it got through before: the backend's own rate and CPU say
+    // nothing rose, and the share measured now would be a fifth.
+    let calm = |t: f64| two_tier_serving(t, 40.0, 40.0, (40.0, 30.0));
+    let mut obs = two_tier_serving(90.0, 200.0, 200.0, (300.0, 30.0));
+    obs.services[1] = calm(90.0).services[1].clone();
+    let (tick, replicas, reason) =
+        backend_scales(&[(61.0, calm(60.0)), (76.0, calm(75.0)), (91.0, obs)])
+            .pop()
+            .expect("a backend scale-up");
+    assert_eq!(tick, 91.0, "{reason}");
+    assert!(planned_rate(&reason) >= 200.0, "{reason}");
+    // 200 req/s at 8 ms of CPU is 1.6 cores.
+    assert!(replicas >= 2, "{replicas}: {reason}");
+}
+
 #[test]
 fn sizing_for_the_slo_follows_the_cpu_when_the_scraped_rate_lags() {
     // Three steady scrapes at 40 req/s teach the CPU per request; on the
@@ -373,11 +402,7 @@ fn sizing_for_the_slo_follows_the_cpu_when_the_scraped_rate_lags() {
     let steady = last_backend(40.0);
     let (tick, replicas, reason) = last_backend(90.0).expect("a scale-up on the fourth scrape");
     assert_eq!(tick, 61.0, "{reason}");
-    let rate: f64 = reason
-        .split(" req/s")
-        .next()
-        .and_then(|r| r.parse().ok())
-        .expect("the reason starts with the planned rate");
+    let rate = planned_rate(&reason);
     // The CPU per request itself rises on that scrape (a fifth of the way
     // to cores over the lagging rate, 18 ms), so the CPU-implied rate
     // reads 72, not 90: still far from the 40 the rate window says.
@@ -395,11 +420,7 @@ fn sizing_for_the_slo_reads_the_newest_stretch_of_a_rising_rate_window() {
     // (saturated, or sampled before the rise) still says 40.
     let scales = backend_scales(&[(61.0, two_tier_serving(60.0, 55.0, 40.0, (40.0, 30.0)))]);
     let (_, _, reason) = scales.last().expect("a scale-up on the rising scrape");
-    let rate: f64 = reason
-        .split(" req/s")
-        .next()
-        .and_then(|r| r.parse().ok())
-        .expect("the reason starts with the planned rate");
+    let rate = planned_rate(reason);
     assert!(rate >= 99.0, "{reason}");
     // Exact at the first scrape after a step, rising only.
     let newest = |before, now| {

@@ -85,8 +85,13 @@ fn twin_run(file: &str, controller: &str) -> Vec<(Vec<Command>, Vec<Command>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut l = scenario::load_file(&root.join(file)).expect("scenario");
     // Prometheus at 1 s: never slower than a controller here, so the
-    // adapter ticks exactly when the simulator does.
+    // adapter ticks exactly when the simulator does. The simulated cluster
+    // is scraped at the same interval: the scaler counts its forecast's
+    // horizon in scrapes of the interval it is configured with.
+    l.spec.metrics.scrape_interval_s = 1.0;
     let mut cfg = adapter_config(controller, 1.0, l.spec.slo.latency_ms, l.spec.seed);
+    // Its rates over the simulated cluster's window.
+    cfg.rate_window_s = l.spec.metrics.rate_window_s;
     l.spec.use_controller(cfg.controller.clone());
     let s = &l.spec;
     cfg.controller = s.controller.clone();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::suite::{self, Mean, Qos, Split, SuiteScenario, Traces};
 use super::{FileError, read_trace};
-use crate::scenario::{ControllerKind, ControllerSpec};
+use crate::scenario::{ControllerKind, ControllerSpec, Sizing};
 use crate::sweep::SweepError;
 use crate::sweep::headline::curve_at;
 use crate::sweep::run::RunRecord;
@@ -50,21 +50,34 @@ pub fn hpa_curve() -> Vec<Labelled> {
         .collect()
 }
 
-/// The selfheal settings the tuning chooses among.
+/// The selfheal settings the tuning chooses among: sizing for the CPU at
+/// two targets, and for the SLO (where the CPU target is only the guard's
+/// fallback), each on the forecast's bound or its point and with two
+/// scale-down cooldowns.
 pub fn tuning_candidates() -> Vec<Labelled> {
     let mut candidates = Vec::new();
-    for cpu in [0.6, 0.7] {
+    let sizings = [
+        (Sizing::Cpu, Some(0.6)),
+        (Sizing::Cpu, Some(0.7)),
+        (Sizing::Slo, None),
+    ];
+    for (sizing, cpu) in sizings {
         for upper in [true, false] {
             for down in [300.0, 600.0] {
                 let spec = ControllerSpec {
                     kind: ControllerKind::Selfheal,
-                    cpu_target: Some(cpu),
+                    sizing: Some(sizing),
+                    cpu_target: cpu,
                     plan_on_upper: Some(upper),
                     scale_down_cooldown_s: Some(down),
                     ..ControllerSpec::default()
                 };
+                let target = cpu.map_or(String::new(), |c| format!(" cpu={c}"));
                 candidates.push((
-                    format!("selfheal cpu={cpu} upper={upper} down={down}"),
+                    format!(
+                        "selfheal {}{target} upper={upper} down={down}",
+                        sizing.as_str()
+                    ),
                     spec,
                 ));
             }
@@ -136,6 +149,14 @@ pub fn tune(
     })
 }
 
+/// The sizing `selfheal` does not default to, scored beside the default.
+fn other_sizing() -> Sizing {
+    match crate::scenario::DEFAULT_SIZING {
+        Sizing::Cpu => Sizing::Slo,
+        Sizing::Slo => Sizing::Cpu,
+    }
+}
+
 /// Everything scored on the held-out scenarios: the tuned settings (as
 /// `selfheal`) when there are some, the untuned sizings, HPA's curve, KPA
 /// and static.
@@ -150,10 +171,10 @@ pub fn scored_controllers(tuned: Option<&Tuned>, hpas: &[Labelled]) -> Vec<Label
     if let Some(t) = tuned {
         controllers.push(("selfheal".to_string(), t.chosen.1.clone()));
     }
+    let other = other_sizing().as_str();
     controllers.extend([
         short("selfheal-defaults", "selfheal"),
-        short("selfheal-slo", "selfheal:slo"),
-        short("selfheal-cpu", "selfheal:cpu"),
+        short(&format!("selfheal-{other}"), &format!("selfheal:{other}")),
     ]);
     controllers.extend(hpas.iter().cloned());
     controllers.extend([
@@ -244,7 +265,7 @@ impl Summary<'_> {
             "selfheal-defaults"
         };
         let mut md = format!(
-            "# Decision quality on {} {} scenarios x {} seeds\n\n{}; HPA at 30-80 % in steps of 5 traces the curve.\n\n{} families: {}. {}`selfheal-defaults` (`{}` sizing), `selfheal-slo` and `selfheal-cpu` are untuned.\n\n",
+            "# Decision quality on {} {} scenarios x {} seeds\n\n{}; HPA at 30-80 % in steps of 5 traces the curve.\n\n{} families: {}. {}`selfheal-defaults` (`{}` sizing) and `selfheal-{}` are untuned.\n\n",
             test.len(),
             words.0,
             self.seeds,
@@ -260,7 +281,8 @@ impl Summary<'_> {
                 ),
                 None => String::new(),
             },
-            crate::scenario::DEFAULT_SIZING.as_str()
+            crate::scenario::DEFAULT_SIZING.as_str(),
+            other_sizing().as_str()
         );
         md.push_str("## Totals (sum over scenarios of the per-seed means)\n\n| controller | SLO violation s | failed requests | replica-seconds | scaling actions |\n|---|---|---|---|---|\n");
         let mut hpa_pts = Vec::new();

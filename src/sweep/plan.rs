@@ -87,7 +87,8 @@ pub struct RunSpec {
     pub index: usize,
     /// `scenario|params|controller|seed|digest`: the key that resume and
     /// merge match on. The digest covers the whole scenario as it runs and
-    /// the traces it reads, so a run whose scenario file, suite entry or
+    /// the traces it reads (and the selfheal scaler's default sizing where
+    /// the spec leaves it), so a run whose scenario file, suite entry or
     /// controller changed is a new run, never an old result.
     pub id: String,
     pub scenario: String,
@@ -113,6 +114,13 @@ impl RunSpec {
         // on a validated scenario; an empty digest input would still differ
         // from any real one.
         h.write(&serde_json::to_vec(s).unwrap_or_default());
+        // What the spec leaves to the code's default, where the default has
+        // changed: a journal of the other default is not this run.
+        if s.controller.kind == crate::scenario::ControllerKind::Selfheal
+            && s.controller.sizing.is_none()
+        {
+            h.write(crate::scenario::DEFAULT_SIZING.as_str().as_bytes());
+        }
         for (name, trace) in &loaded.traces {
             h.write(name.as_bytes());
             for (t, v) in trace.t.iter().zip(&trace.value) {
