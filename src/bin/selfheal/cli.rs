@@ -30,9 +30,9 @@ pub enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
         /// Override the scenario's controller: static, hpa[:cpu%],
-        /// kpa[:concurrency], kpa:rps[:per-second], selfheal or
-        /// selfheal:slo (sizing for the scenario's SLO), each optionally
-        /// with +argo and +heal.
+        /// kpa[:concurrency], kpa:rps[:per-second], selfheal (sizing for
+        /// the scenario's SLO) or selfheal:cpu (for the CPU target), each
+        /// optionally with +argo and +heal.
         #[arg(long)]
         controller: Option<String>,
     },
