@@ -14,7 +14,7 @@ use crate::control::selector::StrategyForest;
 use crate::control::{Controller, StaticController};
 use crate::models::{self, TrainedPredictor};
 use crate::rng::{Stream, Subsystem};
-use crate::scenario::{ControllerKind, ControllerSpec, DEFAULT_SIZING, Scenario, Sizing};
+use crate::scenario::{ControllerKind, ControllerSpec, Scenario, Sizing};
 use crate::time::Span;
 
 /// A controller that cannot be built: a model or selector file that is
@@ -316,8 +316,7 @@ pub fn hpa_config(spec: &ControllerSpec) -> HpaConfig {
 }
 
 pub fn scaler_config(spec: &ControllerSpec, slo: LatencySlo) -> ScalerConfig {
-    let sizing = spec.sizing.unwrap_or(DEFAULT_SIZING);
-    let d = match sizing {
+    let d = match spec.sizing_or_default() {
         Sizing::Slo => ScalerConfig::for_slo(slo),
         Sizing::Cpu => ScalerConfig::default(),
     };

@@ -119,7 +119,7 @@ impl RunSpec {
         if s.controller.kind == crate::scenario::ControllerKind::Selfheal
             && s.controller.sizing.is_none()
         {
-            h.write(crate::scenario::DEFAULT_SIZING.as_str().as_bytes());
+            h.write(s.controller.sizing_or_default().as_str().as_bytes());
         }
         for (name, trace) in &loaded.traces {
             h.write(name.as_bytes());

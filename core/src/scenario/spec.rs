@@ -1023,6 +1023,12 @@ impl ControllerSpec {
         label
     }
 
+    /// What the selfheal scaler sizes for: the spec's choice, else
+    /// [`DEFAULT_SIZING`].
+    pub fn sizing_or_default(&self) -> Sizing {
+        self.sizing.unwrap_or(DEFAULT_SIZING)
+    }
+
     fn scaler_label(&self) -> String {
         match self.kind {
             ControllerKind::Static => "static".into(),

@@ -487,14 +487,18 @@ impl AutonomousScaler {
             for call in &mut stages[i].calls {
                 let callee = &services[call.0].name;
                 let known = st.call_shares.iter_mut().find(|(n, _)| n == callee);
-                match (known, learn) {
-                    (Some((_, v)), true) => *v = 0.7 * *v + 0.3 * call.1,
-                    (None, true) => st.call_shares.push((callee.clone(), call.1)),
-                    _ => {}
-                }
-                if let Some((_, v)) = st.call_shares.iter().find(|(n, _)| n == callee) {
-                    call.1 = *v;
-                }
+                call.1 = match (known, learn) {
+                    (Some((_, v)), true) => {
+                        *v = 0.7 * *v + 0.3 * call.1;
+                        *v
+                    }
+                    (Some((_, v)), false) => *v,
+                    (None, true) => {
+                        st.call_shares.push((callee.clone(), call.1));
+                        call.1
+                    }
+                    (None, false) => call.1,
+                };
             }
         }
         // A callee plans for at least what its callers plan to send it.
